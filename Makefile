@@ -1,0 +1,34 @@
+# One-command entry points. Every target builds .venv itself, so a fresh clone
+# needs nothing but python3 (>= 3.9) with venv.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: test demo bench lint schema clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed
+	$(PY) -m demo_app
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check baseplate_events publisher demo_app tests benchmarks
+	$(VENV)/bin/mypy
+
+# Regenerate the sample schema's Python code (needs Debian's thrift-compiler).
+schema:
+	thrift --gen py -out . event_schemas/event.thrift
+	rm -f __init__.py  # the compiler also drops an empty package marker at -out
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache

@@ -1,0 +1,35 @@
+"""baseplate_events: record analytics events without slowing a request.
+
+Events are serialized in the web process and put on a local POSIX message
+queue; the publisher daemon (``python -m publisher``) batches, signs and sends
+them to the event collector. The framework integrations live in
+``baseplate_events.pyramid`` and ``baseplate_events.flask``; neither framework
+is imported here.
+"""
+from .errors import (
+    ConfigError,
+    EventError,
+    EventQueueFullError,
+    EventSerializationError,
+    EventTooLargeError,
+    QueueLimitError,
+)
+from .event import Event, FieldKind
+from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE, EventQueue
+from .serializers import serialize_v1_event, serialize_v2_event
+
+__all__ = [
+    "ConfigError",
+    "Event",
+    "EventError",
+    "EventQueue",
+    "EventQueueFullError",
+    "EventSerializationError",
+    "EventTooLargeError",
+    "FieldKind",
+    "MAX_EVENT_SIZE",
+    "MAX_QUEUE_SIZE",
+    "QueueLimitError",
+    "serialize_v1_event",
+    "serialize_v2_event",
+]

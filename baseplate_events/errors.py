@@ -1,0 +1,72 @@
+"""Every exception baseplate_events raises; ``EventError`` is the root.
+
+Messages carry the numbers and the fix, so that a log line alone tells an
+operator what went wrong and what to change.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class EventError(Exception):
+    """Base class for every error raised by baseplate_events."""
+
+
+class EventTooLargeError(EventError):
+    """The serialized event is larger than the queue's message size."""
+
+    def __init__(self, size: int, max_size: Optional[int] = None) -> None:
+        self.size = size
+        self.max_size = max_size
+        if max_size is None:
+            message = f"event is {size} bytes, too large to send"
+        else:
+            message = f"event is {size} bytes; this queue takes at most {max_size}"
+        super().__init__(message)
+
+
+class EventQueueFullError(EventError):
+    """The queue is full: the publisher is not draining it fast enough."""
+
+    def __init__(self, queue_name: str = "", capacity: Optional[int] = None) -> None:
+        self.queue_name = queue_name
+        self.capacity = capacity
+        where = f" {queue_name}" if queue_name else ""
+        size = f" ({capacity} messages)" if capacity is not None else ""
+        super().__init__(
+            f"the event queue{where} is full{size}; is its publisher running and "
+            "reaching the collector?"
+        )
+
+
+class EventSerializationError(EventError, TypeError):
+    """An event could not be serialized; the message names the field and the value's type."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class MessageQueueError(EventError):
+    """Base class for errors of the POSIX message queue layer."""
+
+
+class TimedOutError(MessageQueueError):
+    """A queue operation did not complete within its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("timed out waiting for the message queue")
+
+
+class QueueLimitError(MessageQueueError, OSError):
+    """The kernel refused to open a queue of the size asked for."""
+
+
+class ConfigError(EventError, ValueError):
+    """A setting is missing or invalid; the message names the full key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key}: {problem}")

@@ -1,0 +1,67 @@
+"""Shared fixtures: real POSIX queues with unique names, closed and unlinked on teardown.
+
+Queue sizes stay within stock Linux limits (at most 10 messages of at most
+8192 bytes) so the suite needs no root and never changes a sysctl.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Callable, Iterator, List
+
+import pytest
+
+from baseplate_events.message_queue import MessageQueue
+
+#: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.
+TEST_MAX_MESSAGES = 10
+TEST_MAX_MESSAGE_SIZE = 8192
+
+
+def unique_queue_name(prefix: str = "t") -> str:
+    """A queue name (without the ``/events-`` prefix) no other test uses."""
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A unique event queue name; ``/events-<name>`` is unlinked on teardown."""
+    name = unique_queue_name()
+    yield name
+    _unlink("/events-" + name)
+
+
+@pytest.fixture
+def open_queues() -> Iterator[Callable[..., MessageQueue]]:
+    """Open real queues by full name; every one is closed and unlinked on teardown."""
+    opened: List[MessageQueue] = []
+
+    def opener(
+        name: str,
+        max_messages: int = TEST_MAX_MESSAGES,
+        max_message_size: int = TEST_MAX_MESSAGE_SIZE,
+        **kwargs: object,
+    ) -> MessageQueue:
+        queue = MessageQueue(name, max_messages, max_message_size, **kwargs)  # type: ignore[arg-type]
+        opened.append(queue)
+        return queue
+
+    yield opener
+    for queue in opened:
+        queue.close()
+        queue.unlink()
+
+
+@pytest.fixture
+def reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
+    """The consumer side of ``/events-<queue_name>`` (what the publisher would hold)."""
+    return open_queues("/events-" + queue_name)
+
+
+def _unlink(full_name: str) -> None:
+    import posix_ipc
+
+    try:
+        posix_ipc.unlink_message_queue(full_name)
+    except posix_ipc.ExistentialError:
+        pass
