@@ -54,3 +54,10 @@ struct Event {
     12: optional binary payload;
     13: optional map<string, double> measurements;
 }
+
+// What the publisher POSTs to /v2: a struct whose field 1 is the list of
+// events, i.e. {"1":{"lst":["rec",N,e1,...]}} in TJSONProtocol. The reference
+// collector (demo_app/collector.py) decodes batches with it.
+struct EventBatch {
+    1: optional list<Event> events;
+}

@@ -632,6 +632,72 @@ class Event(object):
 
     def __ne__(self, other):
         return not (self == other)
+
+
+class EventBatch(object):
+    """
+    Attributes:
+     - events
+
+    """
+
+
+    def __init__(self, events=None,):
+        self.events = events
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.events = []
+                    (_etype35, _size32) = iprot.readListBegin()
+                    for _i36 in range(_size32):
+                        _elem37 = Event()
+                        _elem37.read(iprot)
+                        self.events.append(_elem37)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('EventBatch')
+        if self.events is not None:
+            oprot.writeFieldBegin('events', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.events))
+            for iter38 in self.events:
+                iter38.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
 all_structs.append(Device)
 Device.thrift_spec = (
     None,  # 0
@@ -681,6 +747,11 @@ Event.thrift_spec = (
     (11, TType.DOUBLE, 'value', None, None, ),  # 11
     (12, TType.STRING, 'payload', 'BINARY', None, ),  # 12
     (13, TType.MAP, 'measurements', (TType.STRING, 'UTF8', TType.DOUBLE, None, False), None, ),  # 13
+)
+all_structs.append(EventBatch)
+EventBatch.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'events', (TType.STRUCT, [Event, None], False), None, ),  # 1
 )
 fix_spec(all_structs)
 del all_structs
