@@ -19,6 +19,8 @@ from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE, EventQueue
 from .serializers import serialize_v1_event, serialize_v2_event
 
 __all__ = [
+    "MAX_EVENT_SIZE",
+    "MAX_QUEUE_SIZE",
     "ConfigError",
     "Event",
     "EventError",
@@ -27,8 +29,6 @@ __all__ = [
     "EventSerializationError",
     "EventTooLargeError",
     "FieldKind",
-    "MAX_EVENT_SIZE",
-    "MAX_QUEUE_SIZE",
     "QueueLimitError",
     "serialize_v1_event",
     "serialize_v2_event",

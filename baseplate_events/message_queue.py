@@ -99,7 +99,8 @@ class MessageQueue:
                 f"invalid queue name {name!r}: it must be a slash followed by 1 to 254 "
                 "characters, none of them a slash"
             )
-        for label, value in (("max_messages", max_messages), ("max_message_size", max_message_size)):
+        sizes = (("max_messages", max_messages), ("max_message_size", max_message_size))
+        for label, value in sizes:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise MessageQueueError(f"{label}: expected a positive integer, got {value!r}")
         try:

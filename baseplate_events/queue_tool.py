@@ -144,4 +144,4 @@ if __name__ == "__main__":
     console_main()
 
 
-__all__ = ["main", "full_name", "MessageQueueError"]
+__all__ = ["MessageQueueError", "full_name", "main"]

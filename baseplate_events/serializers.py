@@ -31,7 +31,9 @@ def serialize_v1_event(event: Event) -> bytes:
     """
     if not isinstance(event, Event):
         raise EventSerializationError(
-            "event", f"serialize_v1_event expects a baseplate_events.Event, got {type(event).__name__}"
+            "event",
+            "serialize_v1_event expects a baseplate_events.Event, "
+            f"got {type(event).__name__}",
         )
     document = {
         "event_topic": event.topic,

@@ -40,7 +40,8 @@ def test_write_stops_at_full_queue(capsys):
         run(name, "--create", "--max-messages", "1", "--max-message-size", "64")
         status, _ = run(name, "--write", stdin="a\nb\n")
         assert 1 == status
-        assert "error: line 2: the queue is full (1 messages); 1 written\n" == capsys.readouterr().err
+        expected = "error: line 2: the queue is full (1 messages); 1 written\n"
+        assert expected == capsys.readouterr().err
     finally:
         run(name, "--unlink")
 
