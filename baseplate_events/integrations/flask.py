@@ -1,0 +1,189 @@
+"""Flask: ``EventsExtension(app)`` and every request has ``flask.g.events_v2``.
+
+The same object is ``flask.request.events_v2``; its ``put(event)`` completes a
+Thrift event and puts it on one process-wide queue (v2 serializer), see
+:mod:`baseplate_events.request_queue`. With an application factory::
+
+    events = EventsExtension()
+
+    def create_app():
+        app = Flask(__name__)
+        events.init_app(app)
+        return app
+
+Config keys, all optional, read once by ``init_app`` (a bad value raises
+:class:`~baseplate_events.ConfigError` naming the key):
+
+``EVENTS_QUEUE_NAME`` (default ``"v2"``)
+    the queue is ``/events-<name>``; it picks the publisher.
+``EVENTS_SOURCE`` (default: the app's ``import_name``)
+    filled into an event's ``source`` field when it is None; ``None`` to leave it alone.
+``EVENTS_AUTOFILL`` (default ``True``)
+    fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
+    the struct has the field and it is None; a value the caller set is kept.
+``EVENTS_MAX_MESSAGES`` (default ``10000``)
+    capacity if the queue has to be created; an existing queue keeps its own.
+``EVENTS_MAX_MESSAGE_SIZE`` (default ``102400``)
+    largest event in bytes if the queue has to be created.
+``EVENTS_PUT_TIMEOUT`` (default ``0.0``)
+    seconds a put may wait for room in a full queue; 0 never blocks.
+``EVENTS_ERRORS`` (default ``"raise"``)
+    ``"raise"``: a failed put raises its ``EventError`` into the view;
+    ``"log"``: one log line, counted, and the request carries on.
+``EVENTS_TRANSACTIONAL`` (default ``False``)
+    hold the request's events and send them at teardown only if the request
+    ended without an unhandled exception and with a status below 500.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, TypeVar
+
+from flask import Flask, Response, current_app, g, request
+from flask.signals import appcontext_pushed, request_started
+
+from ..errors import EventError
+from ..request_queue import EventsRuntime, Filler, RequestEvents
+from ..settings import flask_key, parse_settings
+from ..queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+
+__all__ = ["EXTENSION_KEY", "EventsExtension"]
+
+#: The key of this extension's state in ``app.extensions``.
+EXTENSION_KEY = "baseplate_events"
+
+F = TypeVar("F", bound=Filler)
+
+
+class _State:
+    """What ``app.extensions["baseplate_events"]`` holds."""
+
+    __slots__ = ("extension", "runtime")
+
+    def __init__(self, extension: "EventsExtension", runtime: EventsRuntime) -> None:
+        self.extension = extension
+        self.runtime = runtime
+
+    def __repr__(self) -> str:
+        return f"<baseplate_events state {self.runtime!r}>"
+
+
+class _OutsideRequest:
+    """``g.events_v2`` in an app context that is not handling a request."""
+
+    __slots__ = ()
+
+    def put(self, event: Any) -> None:
+        raise EventError(
+            "flask.g.events_v2 is only usable while a request is handled; outside "
+            "a request (a CLI command, a background job) use an EventQueue directly"
+        )
+
+    def __repr__(self) -> str:
+        return "<events_v2 outside a request>"
+
+
+_OUTSIDE_REQUEST = _OutsideRequest()
+
+
+class EventsExtension:
+    """Give each request of the apps it is initialised for an ``events_v2``.
+
+    :param app: initialise at once; or later with :meth:`init_app`.
+    """
+
+    def __init__(self, app: Optional[Flask] = None) -> None:
+        # Shared by every app this extension is initialised for, so that
+        # @events.filler works before and after init_app alike.
+        self._fillers: List[Filler] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Read the ``EVENTS_*`` config of ``app`` and hook into its requests.
+
+        :raises ConfigError: a config value is invalid; the message names the key.
+        :raises EventError: the app already has baseplate_events.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise EventError(
+                f"baseplate_events is already initialised for the Flask app "
+                f"{app.import_name!r}; call init_app once per app"
+            )
+        config = app.config
+        config.setdefault("EVENTS_QUEUE_NAME", "v2")
+        config.setdefault("EVENTS_SOURCE", app.import_name)
+        config.setdefault("EVENTS_AUTOFILL", True)
+        config.setdefault("EVENTS_MAX_MESSAGES", MAX_QUEUE_SIZE)
+        config.setdefault("EVENTS_MAX_MESSAGE_SIZE", MAX_EVENT_SIZE)
+        config.setdefault("EVENTS_PUT_TIMEOUT", 0.0)
+        config.setdefault("EVENTS_ERRORS", "raise")
+        config.setdefault("EVENTS_TRANSACTIONAL", False)
+        settings = parse_settings(config, flask_key)
+        runtime = EventsRuntime(settings, self._fillers)
+        app.extensions[EXTENSION_KEY] = _State(self, runtime)
+
+        # request_started comes before every before_request function, so
+        # events_v2 is there for other extensions' hooks too.
+        request_started.connect(_start_request, app, weak=False)
+        appcontext_pushed.connect(_outside_request, app, weak=False)
+        if settings.transactional:
+            app.after_request(_see_response)
+            app.teardown_request(_end_request)
+
+    def filler(self, filler: F) -> F:
+        """Decorator: run ``filler(event, request)`` on every event put.
+
+        Fillers run in the order they were registered, before auto-fill, and
+        should set only fields that are still None. ``request`` is
+        ``flask.request``.
+        """
+        if not callable(filler):
+            raise TypeError(f"an event filler must be callable, got {filler!r}")
+        self._fillers.append(filler)
+        return filler
+
+    def runtime(self, app: Optional[Flask] = None) -> EventsRuntime:
+        """The settings, fillers and queue of ``app`` (default: the current app).
+
+        :raises EventError: this extension was not initialised for ``app``.
+        """
+        if app is None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+        state = app.extensions.get(EXTENSION_KEY)
+        if state is None or state.extension is not self:
+            raise EventError(
+                f"this EventsExtension was not initialised for the Flask app "
+                f"{app.import_name!r}; call init_app(app) first"
+            )
+        return state.runtime
+
+    def close(self, app: Optional[Flask] = None) -> None:
+        """Close ``app``'s process-wide queue descriptor (tests, shutdown)."""
+        self.runtime(app).close()
+
+
+def _outside_request(app: Flask, **extra: Any) -> None:
+    g.events_v2 = _OUTSIDE_REQUEST
+
+
+def _start_request(app: Flask, **extra: Any) -> None:
+    state: _State = app.extensions[EXTENSION_KEY]
+    real_request = request._get_current_object()  # type: ignore[attr-defined]
+    events = state.runtime.for_request(real_request)
+    g.events_v2 = events
+    real_request.events_v2 = events
+
+
+def _see_response(response: Response) -> Response:
+    events = getattr(request, "events_v2", None)
+    if isinstance(events, RequestEvents):
+        events.status = response.status_code
+    return response
+
+
+def _end_request(exc: Optional[BaseException]) -> None:
+    events = getattr(request, "events_v2", None)
+    if isinstance(events, RequestEvents):
+        # No response seen (status None) means the request did not complete.
+        status = events.status
+        events.finish(exc is None and status is not None and status < 500)

@@ -1,0 +1,129 @@
+"""Pyramid: ``config.include("baseplate_events.pyramid")``; each request has ``events_v2``.
+
+``request.events_v2.put(event)`` completes a Thrift event and puts it on one
+process-wide queue (v2 serializer), see :mod:`baseplate_events.request_queue`.
+
+Settings, all optional, read once at include time (a bad value raises
+:class:`~baseplate_events.ConfigError` naming the key):
+
+``events.queue_name`` (default ``v2``)
+    the queue is ``/events-<queue_name>``; it picks the publisher.
+``events.source`` (default: the name of the application's root package)
+    filled into an event's ``source`` field when it is None; empty to leave it alone.
+``events.autofill`` (default ``true``)
+    fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
+    the struct has the field and it is None; a value the caller set is kept.
+``events.max_messages`` (default ``10000``)
+    capacity if the queue has to be created; an existing queue keeps its own.
+``events.max_message_size`` (default ``102400``)
+    largest event in bytes if the queue has to be created.
+``events.put_timeout`` (default ``0``)
+    seconds a put may wait for room in a full queue; 0 never blocks.
+``events.errors`` (default ``raise``)
+    ``raise``: a failed put raises its ``EventError`` into the view; ``log``:
+    one log line, counted, and the request carries on.
+``events.transactional`` (default ``false``)
+    hold the request's events and send them only if it ends without an
+    exception and with a status below 500.
+
+More fields can be filled from the request with
+``config.add_event_filler(filler)``, ``filler(event, request)``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Union
+
+from pyramid.config import Configurator
+from pyramid.exceptions import ConfigurationError
+from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.tweens import EXCVIEW
+
+from ..request_queue import EventsRuntime, Filler, RequestEvents
+from ..settings import parse_settings, pyramid_key
+
+__all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includeme"]
+
+#: Where the integration keeps its :class:`EventsRuntime`: ``registry[REGISTRY_KEY]``.
+REGISTRY_KEY = "baseplate_events"
+
+Handler = Callable[[Request], Response]
+
+
+def includeme(config: Configurator) -> None:
+    """Parse the ``events.`` settings and give every request ``events_v2``.
+
+    :raises ConfigError: a setting is invalid; the message names it.
+    """
+    root = config.root_package
+    settings = parse_settings(
+        config.get_settings(),
+        pyramid_key,
+        default_source=root.__name__ if root is not None else None,
+    )
+    config.registry[REGISTRY_KEY] = EventsRuntime(settings)
+    config.add_request_method(_events_v2, "events_v2", reify=True)
+    config.add_directive("add_event_filler", add_event_filler)
+    # Over the exception view tween, so that an exception an exception view
+    # turns into a response is judged by that response's status, as Flask
+    # does; and over pyramid_tm when it is there, so that held events go out
+    # only after the transaction committed (a failed commit drops them).
+    config.add_tween(
+        "baseplate_events.integrations.pyramid.events_tween_factory",
+        over=("pyramid_tm.tm_tween_factory", EXCVIEW),
+    )
+
+
+def add_event_filler(config: Configurator, filler: Union[Filler, str]) -> None:
+    """Config directive: run ``filler(event, request)`` on every event put.
+
+    Fillers run in the order they were added, before auto-fill, and should set
+    only fields that are still None. ``filler`` may be a dotted name.
+    """
+    resolved = config.maybe_dotted(filler)
+    if not callable(resolved):
+        raise ConfigurationError(f"add_event_filler: expected a callable, got {filler!r}")
+
+    def register() -> None:
+        config.registry[REGISTRY_KEY].add_filler(resolved)
+
+    introspectable = config.introspectable(
+        "event fillers", id(resolved), config.object_description(resolved), "event filler"
+    )
+    introspectable["filler"] = resolved
+    config.action(None, register, introspectables=(introspectable,))
+
+
+def events_tween_factory(handler: Handler, registry: Registry) -> Handler:
+    """The tween that ends each request's transactional window.
+
+    Without ``events.transactional`` there is nothing to do at the end of a
+    request, so the handler is returned as it is and costs nothing.
+    """
+    runtime: EventsRuntime = registry[REGISTRY_KEY]
+    if not runtime.settings.transactional:
+        return handler
+
+    def events_tween(request: Request) -> Response:
+        try:
+            response = handler(request)
+        except BaseException:
+            _finish(request, succeeded=False)
+            raise
+        _finish(request, succeeded=response.status_code < 500)
+        return response
+
+    return events_tween
+
+
+def _finish(request: Request, succeeded: bool) -> None:
+    # Only a request that used events_v2 has one (it is reified on first use).
+    events = request.__dict__.get("events_v2")
+    if events is not None:
+        events.finish(succeeded)
+
+
+def _events_v2(request: Request) -> RequestEvents:
+    runtime: Any = request.registry[REGISTRY_KEY]
+    return runtime.for_request(request)

@@ -1,0 +1,202 @@
+"""The request integrations' settings, parsed once into a frozen, typed object.
+
+Pyramid reads them from its settings under ``events.`` (``events.max_messages``)
+and Flask from its config under ``EVENTS_`` (``EVENTS_MAX_MESSAGES``); both
+call :func:`parse_settings` with their own spelling of the keys, at include /
+``init_app`` time, so that a bad value stops the application at start-up with
+a :class:`~baseplate_events.ConfigError` naming the full key, e.g.
+``events.max_messages: expected an integer, got 'lots'``.
+
+Values may be strings (an INI file, the environment) or Python values (a
+``Configurator(settings=...)`` dict, ``app.config``).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+from .errors import ConfigError
+from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+
+__all__ = [
+    "ERROR_POLICIES",
+    "EventsSettings",
+    "flask_key",
+    "parse_settings",
+    "pyramid_key",
+]
+
+logger = logging.getLogger(__name__)
+
+#: What a failed ``put`` does: ``raise`` the ``EventError`` into the view, or
+#: ``log`` one line, count it and let the request carry on.
+ERROR_POLICIES = ("raise", "log")
+
+_TRUE = frozenset(("true", "yes", "on", "1", "t", "y"))
+_FALSE = frozenset(("false", "no", "off", "0", "f", "n", ""))
+
+# "/events-" + name must fit the kernel's 255 characters for a queue name.
+_MAX_NAME_LENGTH = 255 - len("/events-") - 1
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """Everything the request-scoped queue needs to know, already validated."""
+
+    #: The queue is ``/events-<queue_name>``; it picks the publisher.
+    queue_name: str = "v2"
+    #: Auto-filled into an event's ``source`` field; ``None`` leaves it alone.
+    source: Optional[str] = None
+    #: Fill ``source``, ``client_timestamp`` and ``uuid`` where they are None.
+    autofill: bool = True
+    #: Capacity if the queue has to be created (an existing queue's own rules).
+    max_messages: int = MAX_QUEUE_SIZE
+    #: Largest message if the queue has to be created.
+    max_message_size: int = MAX_EVENT_SIZE
+    #: Seconds a put may wait for room in a full queue; 0 never blocks.
+    put_timeout: float = 0.0
+    #: ``raise`` or ``log``; see :data:`ERROR_POLICIES`.
+    errors: str = "raise"
+    #: Hold a request's events and send them only if it succeeds.
+    transactional: bool = False
+
+
+def pyramid_key(name: str) -> str:
+    """``max_messages`` -> ``events.max_messages``."""
+    return "events." + name
+
+
+def flask_key(name: str) -> str:
+    """``max_messages`` -> ``EVENTS_MAX_MESSAGES``."""
+    return "EVENTS_" + name.upper()
+
+
+def parse_settings(
+    raw: Mapping[str, Any],
+    key: Callable[[str], str],
+    *,
+    default_source: Optional[str] = None,
+) -> EventsSettings:
+    """Read and validate the settings found in ``raw`` under the keys ``key(name)``.
+
+    :param raw: the framework's settings or config mapping.
+    :param key: how the framework spells a setting's full key
+        (:func:`pyramid_key` or :func:`flask_key`).
+    :param default_source: ``source`` when the mapping does not set one.
+    :raises ConfigError: a value is invalid; the message names the full key.
+    """
+    defaults = EventsSettings()
+
+    def get(name: str) -> Any:
+        return raw.get(key(name))
+
+    _warn_unknown(raw, key)
+    source = get("source")
+    return EventsSettings(
+        queue_name=_queue_name(key("queue_name"), get("queue_name"), defaults.queue_name),
+        source=_optional_string(key("source"), source) if source is not None else default_source,
+        autofill=_boolean(key("autofill"), get("autofill"), defaults.autofill),
+        max_messages=_positive_int(key("max_messages"), get("max_messages"), defaults.max_messages),
+        max_message_size=_positive_int(
+            key("max_message_size"), get("max_message_size"), defaults.max_message_size
+        ),
+        put_timeout=_seconds(key("put_timeout"), get("put_timeout"), defaults.put_timeout),
+        errors=_choice(key("errors"), get("errors"), defaults.errors, ERROR_POLICIES),
+        transactional=_boolean(key("transactional"), get("transactional"), defaults.transactional),
+    )
+
+
+def _warn_unknown(raw: Mapping[str, Any], key: Callable[[str], str]) -> None:
+    """Log keys under our prefix that we do not know: usually a typo."""
+    known = {key(name) for name in EventsSettings.__dataclass_fields__}
+    prefix = key("")
+    for name in raw:
+        if isinstance(name, str) and name.startswith(prefix) and name not in known:
+            logger.warning(
+                "%s: unknown setting, ignored (known: %s)", name, ", ".join(sorted(known))
+            )
+
+
+def _queue_name(key: str, value: Any, default: str) -> str:
+    if value is None:
+        return default
+    name = _string(key, value)
+    if not name or "/" in name or len(name) > _MAX_NAME_LENGTH:
+        raise ConfigError(
+            key,
+            f"expected a name of 1 to {_MAX_NAME_LENGTH} characters without '/', got {value!r}",
+        )
+    return name
+
+
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    return value.strip()
+
+
+def _optional_string(key: str, value: Any) -> Optional[str]:
+    text = _string(key, value)
+    return text or None
+
+
+def _boolean(key: str, value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+def _positive_int(key: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    number: Optional[int] = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if number is None:
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if number < 1:
+        raise ConfigError(key, f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _seconds(key: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    number: Optional[float] = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number):
+        raise ConfigError(key, f"expected a number of seconds, got {value!r}")
+    if number < 0:
+        raise ConfigError(key, f"expected seconds >= 0, got {value!r}")
+    return number
+
+
+def _choice(key: str, value: Any, default: str, choices: tuple) -> str:
+    if value is None:
+        return default
+    word = value.strip().lower() if isinstance(value, str) else value
+    if word not in choices:
+        options = " or ".join(repr(choice) for choice in choices)
+        raise ConfigError(key, f"expected {options}, got {value!r}")
+    return str(word)
