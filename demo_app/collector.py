@@ -233,6 +233,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--replay-window", type=float, default=DEFAULT_REPLAY_WINDOW)
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one dies (the demo runner)")
     args = parser.parse_args(argv)
     keys: Dict[str, bytes] = dict(args.key)
     if args.publisher_config:
@@ -249,6 +251,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.exit_with_parent:
+        from .serve import watch_parent
+
+        watch_parent(os.getppid(), stop.set)
     collector.start()
     names: List[str] = sorted(keys)
     print(f"collector listening on {collector.url} (keys: {', '.join(names)}; db: {args.db})",

@@ -1,0 +1,258 @@
+"""``python -m demo_app``: the whole pipeline on this machine, end to end.
+
+It creates two queues sized for the kernel's stock limits, starts the
+reference collector, one publisher per queue and both apps as real HTTP
+servers (each its own process), sends a burst of real requests, waits for every
+event the apps put to reach the collector, prints a summary ending with
+``delivered N/N``, and stops everything and unlinks its queues — also on
+Ctrl-C and on failure. The exit status is 0 only if nothing was lost.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from baseplate_events.errors import QueueLimitError
+from baseplate_events.message_queue import MessageQueue, kernel_limits
+
+from .processes import Child, ChildFailed, python_module, stop_all
+from .progress import ProgressBar, table
+from .report import Delivery, summarize
+from .traffic import drive, plan
+
+REPO = str(Path(__file__).resolve().parent.parent)
+#: The kernel's stock limits: fs.mqueue.msg_max, fs.mqueue.msgsize_max, ulimit -q.
+STOCK_MSG_MAX, STOCK_MSGSIZE_MAX, STOCK_ULIMIT_Q = 10, 8192, 819200
+KEY_NAME = "demo"
+
+
+def queue_sizes() -> Tuple[int, int, str]:
+    """Queue sizes that fit both the stock limits and this machine's, and a line saying so."""
+    limits = kernel_limits()
+    messages = min(STOCK_MSG_MAX, limits["msg_max"] or STOCK_MSG_MAX)
+    size = min(STOCK_MSGSIZE_MAX, limits["msgsize_max"] or STOCK_MSGSIZE_MAX)
+    ulimit = limits["ulimit_q"]
+    ulimit_text = "unlimited" if ulimit in (-1, None) or ulimit >= 2**62 else f"{ulimit} bytes"
+    line = (
+        f"queues sized {messages} messages x {size} bytes, to fit the kernel's stock limits "
+        f"(fs.mqueue.msg_max={STOCK_MSG_MAX}, fs.mqueue.msgsize_max={STOCK_MSGSIZE_MAX}, "
+        f"ulimit -q {STOCK_ULIMIT_Q} bytes per user) without root or a sysctl; this machine: "
+        f"msg_max={limits['msg_max']}, msgsize_max={limits['msgsize_max']}, ulimit -q {ulimit_text}"
+    )
+    return messages, size, line
+
+
+def open_queue(name: str, messages: int, size: int, attempts: int = 10) -> MessageQueue:
+    """Create the queue, retrying while the user's ``ulimit -q`` budget is spent elsewhere.
+
+    Other processes of the same user (a test run, say) may briefly hold the
+    budget; their queues go away when they finish.
+    """
+    for attempt in range(attempts):
+        try:
+            return MessageQueue("/events-" + name, messages, size)
+        except QueueLimitError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + 0.25 * attempt)
+    raise AssertionError("unreachable")
+
+
+class DemoRun:
+    """One run: its unique queue names, its temporary directory, its processes."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.run_id = f"demo{os.getpid()}{secrets.token_hex(3)}"
+        self.v2_queue = f"{self.run_id}-v2"
+        self.v1_queue = f"{self.run_id}-v1"
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"baseplate-events-{self.run_id}-"))
+        self.secret = secrets.token_bytes(32)
+        self.queues: List[MessageQueue] = []
+        self.collector: Optional[Child] = None
+        self.publishers: List[Child] = []
+        self.apps: List[Child] = []
+        self.failed = False
+        self.lingering = False
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def execute(self) -> int:
+        messages, size, limits_line = queue_sizes()
+        self.say(f"baseplate_events demo, run {self.run_id} (logs in {self.workdir})")
+        self.say(limits_line)
+        for name in (self.v2_queue, self.v1_queue):
+            self.queues.append(open_queue(name, messages, size))
+        self.say(f"queues: /events-{self.v2_queue} (v2: both apps), "
+                 f"/events-{self.v1_queue} (legacy v1: the forum's signups)")
+        collector_url = self.start_collector()
+        config = self.write_publisher_config(collector_url, messages, size)
+        self.publishers = [
+            Child(f"publisher-{version}", python_module("publisher", "--queue-name", queue,
+                                                         str(config)), self.workdir, REPO)
+            for queue, version in ((self.v2_queue, self.args.v2_version), (self.v1_queue, "1"))
+        ]
+        sizes = ["--max-messages", str(messages), "--max-message-size", str(size)]
+        self.apps = [
+            Child("pyramid-app", python_module("demo_app.serve", "pyramid", "--queue",
+                                               self.v2_queue, *sizes), self.workdir, REPO),
+            Child("flask-app", python_module("demo_app.serve", "flask", "--queue", self.v2_queue,
+                                             "--v1-queue", self.v1_queue, *sizes),
+                  self.workdir, REPO),
+        ]
+        urls: Dict[str, str] = {}
+        for app in self.apps:
+            kind = app.name.split("-")[0]
+            urls[kind] = app.wait_for_line(f"{kind} app listening on ", 30).split()[-1]
+        for publisher in self.publishers:
+            publisher.check_alive()
+        self.say(f"collector {collector_url}, pyramid app {urls['pyramid']}, "
+                 f"flask app {urls['flask']}, publishers pid "
+                 + ", ".join(str(p.pid) for p in self.publishers))
+        return self.burst_and_check(urls, collector_url)
+
+    def start_collector(self) -> str:
+        self.collector = Child("collector", python_module(
+            "demo_app.collector", "--port", "0", "--exit-with-parent",
+            "--key", f"{KEY_NAME}={base64.b64encode(self.secret).decode()}",
+            "--db", str(self.workdir / "collector.sqlite3")), self.workdir, REPO)
+        line = self.collector.wait_for_line("collector listening on ", 30)
+        return line.split()[3]
+
+    def write_publisher_config(self, collector_url: str, messages: int, size: int) -> Path:
+        hostname = collector_url.split("://", 1)[1]
+        sections = []
+        for queue, version in ((self.v2_queue, self.args.v2_version), (self.v1_queue, "1")):
+            sections.append(
+                f"[event-publisher:{queue}]\n"
+                f"collector.hostname = {hostname}\n"
+                "collector.scheme = http\n"
+                f"collector.version = {version}\n"
+                f"key.name = {KEY_NAME}\n"
+                f"key.secret = {base64.b64encode(self.secret).decode()}\n"
+                f"max_queue_size = {messages}\n"
+                f"max_event_size = {size}\n"
+                + "".join(f"{key} = {value}\n" for key, value in self.publisher_extras(queue))
+            )
+        path = self.workdir / "publisher.ini"
+        path.write_text("\n".join(sections))
+        return path
+
+    def publisher_extras(self, queue: str) -> List[Tuple[str, str]]:
+        """The publisher's own settings for the demo: a brief batch wait, a spool in the run dir."""
+        return [
+            ("batch.max_wait", str(self.args.batch_wait)),
+            ("spool.path", str(self.workdir / f"spool-{queue}")),
+        ]
+
+    def burst_and_check(self, urls: Dict[str, str], collector_url: str) -> int:
+        calls = plan(self.args.requests)
+        bar = ProgressBar("requests", len(calls))
+        started = time.monotonic()
+        outcome = drive(calls, urls, concurrency=self.args.concurrency, on_done=bar.advance)
+        elapsed = time.monotonic() - started
+        rate = len(calls) / max(elapsed, 1e-9)
+        bar.finish(f"{rate:.0f} req/s, {outcome.retries} retried (queue full)")
+        expected = {uuid for uuids in outcome.put.values() for uuid in uuids}
+        stored = self.wait_for_delivery(collector_url, expected)
+        delivery = Delivery(outcome.put, stored)
+        self.say("")
+        self.say(summarize(delivery, table))
+        for failure in outcome.failures[:10]:
+            self.say(f"request failed: {failure}")
+        for uuid in delivery.missing()[:10]:
+            self.say(f"missing at the collector: {uuid}")
+        total_put = delivery.total_put()
+        self.say(f"delivered {delivery.total_delivered()}/{total_put}")
+        lost = delivery.total_delivered() != total_put or bool(outcome.failures)
+        self.failed = lost
+        if self.args.linger and not lost:
+            self.say(f"collector page: {collector_url}/ — Ctrl-C to stop")
+            self.lingering = True
+            while True:
+                time.sleep(1)
+        return 1 if lost else 0
+
+    def wait_for_delivery(self, collector_url: str, expected: set) -> Dict[str, dict]:
+        bar = ProgressBar("events at collector", len(expected))
+        deadline = time.monotonic() + self.args.timeout
+        stored: Dict[str, dict] = {}
+        while True:
+            with urllib.request.urlopen(collector_url + "/api/events", timeout=10) as response:
+                document = json.load(response)
+            stored = {event["uuid"]: event for event in document["events"]}
+            arrived = len(expected & stored.keys())
+            bar.update(arrived)
+            if arrived == len(expected) or time.monotonic() > deadline:
+                break
+            for child in [*self.publishers, *(c for c in [self.collector] if c)]:
+                child.check_alive()
+            time.sleep(0.1)
+        bar.finish("all arrived" if arrived == len(expected) else "timed out")
+        return stored
+
+    def cleanup(self) -> None:
+        """Stop apps, then publishers (they flush), then the collector; unlink the queues."""
+        children = [*self.apps, *self.publishers, *([self.collector] if self.collector else [])]
+        problems = stop_all(children)
+        for queue in self.queues:
+            queue.close()
+            queue.unlink()
+        for problem in problems:
+            self.say(f"warning: {problem}")
+        if self.failed or problems or self.args.keep:
+            self.say(f"logs kept in {self.workdir}")
+            for child in children:
+                if self.failed or child.process.returncode not in (0, None):
+                    self.say(child.log_tail())
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        self.say(f"stopped {len(children)} processes, unlinked {len(self.queues)} queues")
+
+
+def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo_app", description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=400, help="size of the burst")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    parser.add_argument("--v2-version", choices=("2", "2j"), default="2",
+                        help="batch format the v2 publisher sends")
+    parser.add_argument("--batch-wait", type=float, default=0.25,
+                        help="seconds a publisher waits to fill a batch")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for the events to reach the collector")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and database")
+    parser.add_argument("--linger", action="store_true",
+                        help="leave everything running after the summary, until Ctrl-C")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    run = DemoRun(args)
+    try:
+        return run.execute()
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping everything", flush=True)
+        if run.lingering:
+            return 0
+        run.failed = True
+        return 130
+    except (ChildFailed, QueueLimitError) as exc:
+        run.failed = True
+        print(f"demo failed: {exc}", flush=True)
+        return 1
+    finally:
+        run.cleanup()
