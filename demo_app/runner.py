@@ -69,6 +69,40 @@ def open_queue(name: str, messages: int, size: int, attempts: int = 10) -> Messa
     raise AssertionError("unreachable")
 
 
+def publisher_config(
+    queues: Sequence[Tuple[str, str]],
+    collector_url: str,
+    key_name: str,
+    secret: bytes,
+    messages: int,
+    size: int,
+    workdir: Path,
+    batch_wait: float = 0.25,
+) -> str:
+    """An INI file with one ``[event-publisher:<queue>]`` section per (queue, version).
+
+    Besides the seed's keys: plain HTTP to the local collector, the queue's
+    sizes, a short batch wait (the demo wants low latency more than big
+    batches) and the spool inside the run's directory, so nothing outlives it.
+    """
+    hostname = collector_url.split("://", 1)[1]
+    sections = []
+    for queue, version in queues:
+        sections.append(
+            f"[event-publisher:{queue}]\n"
+            f"collector.hostname = {hostname}\n"
+            "collector.scheme = http\n"
+            f"collector.version = {version}\n"
+            f"key.name = {key_name}\n"
+            f"key.secret = {base64.b64encode(secret).decode()}\n"
+            f"max_queue_size = {messages}\n"
+            f"max_event_size = {size}\n"
+            f"batch.max_wait = {batch_wait}\n"
+            f"spool.path = {workdir / ('spool-' + queue)}\n"
+        )
+    return "\n".join(sections)
+
+
 class DemoRun:
     """One run: its unique queue names, its temporary directory, its processes."""
 
@@ -85,6 +119,7 @@ class DemoRun:
         self.apps: List[Child] = []
         self.failed = False
         self.lingering = False
+        self.final_line = ""
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -100,7 +135,8 @@ class DemoRun:
         collector_url = self.start_collector()
         config = self.write_publisher_config(collector_url, messages, size)
         self.publishers = [
-            Child(f"publisher-{version}", python_module("publisher", "--queue-name", queue,
+            Child(f"publisher-{version}", python_module(self.args.publisher_module,
+                                                         "--queue-name", queue,
                                                          str(config)), self.workdir, REPO)
             for queue, version in ((self.v2_queue, self.args.v2_version), (self.v1_queue, "1"))
         ]
@@ -132,30 +168,12 @@ class DemoRun:
         return line.split()[3]
 
     def write_publisher_config(self, collector_url: str, messages: int, size: int) -> Path:
-        hostname = collector_url.split("://", 1)[1]
-        sections = []
-        for queue, version in ((self.v2_queue, self.args.v2_version), (self.v1_queue, "1")):
-            sections.append(
-                f"[event-publisher:{queue}]\n"
-                f"collector.hostname = {hostname}\n"
-                "collector.scheme = http\n"
-                f"collector.version = {version}\n"
-                f"key.name = {KEY_NAME}\n"
-                f"key.secret = {base64.b64encode(self.secret).decode()}\n"
-                f"max_queue_size = {messages}\n"
-                f"max_event_size = {size}\n"
-                + "".join(f"{key} = {value}\n" for key, value in self.publisher_extras(queue))
-            )
         path = self.workdir / "publisher.ini"
-        path.write_text("\n".join(sections))
+        queues = [(self.v2_queue, self.args.v2_version), (self.v1_queue, "1")]
+        path.write_text(publisher_config(
+            queues, collector_url, KEY_NAME, self.secret, messages, size, self.workdir,
+            batch_wait=self.args.batch_wait))
         return path
-
-    def publisher_extras(self, queue: str) -> List[Tuple[str, str]]:
-        """The publisher's own settings for the demo: a brief batch wait, a spool in the run dir."""
-        return [
-            ("batch.max_wait", str(self.args.batch_wait)),
-            ("spool.path", str(self.workdir / f"spool-{queue}")),
-        ]
 
     def burst_and_check(self, urls: Dict[str, str], collector_url: str) -> int:
         calls = plan(self.args.requests)
@@ -170,16 +188,20 @@ class DemoRun:
         delivery = Delivery(outcome.put, stored)
         self.say("")
         self.say(summarize(delivery, table))
+        if not self.args.linger:
+            self.say("(python -m demo_app --linger leaves it all running to browse the "
+                     "collector's page)")
         for failure in outcome.failures[:10]:
             self.say(f"request failed: {failure}")
         for uuid in delivery.missing()[:10]:
             self.say(f"missing at the collector: {uuid}")
         total_put = delivery.total_put()
-        self.say(f"delivered {delivery.total_delivered()}/{total_put}")
+        # Printed last, after everything has stopped (see main).
+        self.final_line = f"delivered {delivery.total_delivered()}/{total_put}"
         lost = delivery.total_delivered() != total_put or bool(outcome.failures)
         self.failed = lost
         if self.args.linger and not lost:
-            self.say(f"collector page: {collector_url}/ — Ctrl-C to stop")
+            self.say(f"{self.final_line}; collector page: {collector_url}/ — Ctrl-C to stop")
             self.lingering = True
             while True:
                 time.sleep(1)
@@ -236,6 +258,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="seconds a publisher waits to fill a batch")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the events to reach the collector")
+    parser.add_argument("--publisher-module", default="publisher", metavar="MODULE",
+                        help="run another publisher with python -m MODULE, e.g. "
+                             "baseplate.events.publisher to check wire compatibility")
     parser.add_argument("--keep", action="store_true", help="keep the logs and database")
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")
@@ -256,3 +281,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     finally:
         run.cleanup()
+        if run.final_line:
+            print(run.final_line, flush=True)

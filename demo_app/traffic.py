@@ -125,9 +125,15 @@ def drive(
         with lock:
             outcome.failures.append(f"{call.method} {call.path}: queue full {max_attempts} times")
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="driver") as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="driver")
+    try:
         for future in as_completed([pool.submit(one, call) for call in calls]):
             future.result()
             if on_done is not None:
                 on_done()
+    except BaseException:
+        # Ctrl-C: drop the requests not yet sent rather than wait for them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return outcome

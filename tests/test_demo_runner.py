@@ -1,0 +1,105 @@
+"""``python -m demo_app`` as a user runs it: a real subprocess tree, real queues, real HTTP."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from baseplate_events.message_queue import MessageQueue, MessageQueueError
+from demo_app.progress import table
+from demo_app.report import Delivery, percentile, summarize
+
+REPO = str(Path(__file__).resolve().parent.parent)
+
+needs_pipeline = pytest.mark.skipif(
+    importlib.util.find_spec("publisher.__main__") is None,
+    reason="needs the publisher daemon (issue 3), not in the tree yet",
+)
+
+
+def run_demo(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "demo_app", *args], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def queues_of(output: str) -> List[str]:
+    run_id = re.search(r"demo, run (\S+) ", output)
+    assert run_id is not None, output
+    return [f"/events-{run_id.group(1)}-v2", f"/events-{run_id.group(1)}-v1"]
+
+
+def assert_gone(queue: str) -> None:
+    with pytest.raises(MessageQueueError, match="does not exist"):
+        MessageQueue(queue, 10, 8192, create=False)
+
+
+@needs_pipeline
+def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> None:
+    """A short run ends with delivered N/N, exit status 0, and no queue left behind."""
+    process = run_demo("--requests", "60")
+    output, _ = process.communicate(timeout=60)
+    lines = output.strip().splitlines()
+    assert (0, "delivered 60/60") == (process.returncode, lines[-1]), output
+    assert "to fit the kernel's stock limits" in output
+    assert re.search(r"^total\s+60\s+60\s+0\s+\d+ ms\s+\d+ ms$", output, re.M), output
+    for queue in queues_of(output):
+        assert_gone(queue)
+
+
+@needs_pipeline
+def test_ctrl_c_stops_every_process_and_unlinks_the_queues() -> None:
+    """SIGINT mid-burst: exit 130, children stopped, queues unlinked."""
+    process = run_demo("--requests", "100000")
+    assert process.stdout is not None
+    seen: List[str] = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("requests "):
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=30)
+    output = "".join(seen) + rest
+    assert 130 == process.returncode, output
+    assert "interrupted; stopping everything" in output
+    pids = re.search(r"publishers pid (\d+), (\d+)", output)
+    assert pids is not None, output
+    for pid in pids.groups():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+    for queue in queues_of(output):
+        assert_gone(queue)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    """p50 and p99 of 1..100 are 50 and 99; of nothing, None."""
+    values = [float(n) for n in range(100, 0, -1)]
+    assert (50.0, 99.0, None) == (percentile(values, 0.5), percentile(values, 0.99),
+                                  percentile([], 0.5))
+
+
+def test_the_summary_counts_put_delivered_and_duplicates_per_stream() -> None:
+    """One row per stream and a total; a missing event shows in delivered and missing()."""
+    now = int(time.time() * 1000)
+    stored = {
+        "a": {"received_ms": now + 10, "timestamp_ms": now, "receipts": 1},
+        "b": {"received_ms": now + 30, "timestamp_ms": now, "receipts": 2},
+    }
+    delivery = Delivery({"pyramid v2": ["a", "b"], "flask v1": ["c"]}, stored)
+    assert (["c"], 3, 2) == (delivery.missing(), delivery.total_put(), delivery.total_delivered())
+    assert [
+        "stream      put  delivered  duplicates  p50 put->collector    p99",
+        "----------  ---  ---------  ----------  ------------------  -----",
+        "flask v1      1          0           0                   -      -",
+        "pyramid v2    2          2           1               10 ms  30 ms",
+        "total         3          2           1               10 ms  30 ms",
+    ] == summarize(delivery, table).splitlines()
