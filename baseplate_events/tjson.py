@@ -3,33 +3,40 @@
 ``serialize_v2_event`` must produce exactly the bytes of Apache Thrift's
 ``TJSONProtocol``, which is pure Python and costs tens of microseconds per
 event. Here each struct class's ``thrift_spec`` is compiled once, on first use,
-into a Python function specialised for that class (no per-field dispatch, no
-protocol object, one UTF-8 encode at the end), and cached per class.
+into Python source specialised for that class, and cached per class. The
+generated code has no per-field dispatch and no protocol object: it appends
+ready-made pieces of text to one list shared by every nested struct (each
+field's header is a constant; f-strings glue the value in), joins the list
+once and encodes it to UTF-8 once.
 
 Where Thrift would write invalid JSON, this writes valid JSON instead:
 non-finite doubles become ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``
 (what Thrift's C++ and Java protocols write, and what its Python reader
-accepts), and control characters are escaped as ``\\u00XX``.
+accepts), and control characters are escaped as ``\\u00XX``. As map keys,
+non-finite doubles are already quoted by Thrift (``"nan"``, ``"inf"``), which
+is valid JSON, so there the bytes are Thrift's.
 
-The fast path assumes well-typed values and lets C functions reject most bad
-ones. When anything goes wrong, a slow, exact walker (:func:`_diagnose`) finds
-the offending field and raises :class:`EventSerializationError` naming it,
-e.g. ``Event.user.logged_in: expected a bool, got int``.
+The fast path assumes well-typed values and lets cheap class checks and C
+functions reject bad ones. When anything goes wrong, a slow, exact walker
+(:func:`_diagnose`) finds the offending field and raises
+:class:`EventSerializationError` naming it, e.g.
+``Event.user.logged_in: expected a bool, got int``.
 """
 from __future__ import annotations
 
 import math
 import operator
+import threading
 import uuid as uuid_module
 from base64 import b64encode
 from json.encoder import encode_basestring as _quote  # the C version when available
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from thrift.Thrift import TType
 
 from .errors import EventSerializationError
 
-__all__ = ["encode", "encoder_for"]
+__all__ = ["encode", "encoder_for", "source_for"]
 
 _UUID = getattr(TType, "UUID", 16)
 _INT_BITS = {TType.BYTE: 8, TType.I16: 16, TType.I32: 32, TType.I64: 64}
@@ -50,7 +57,7 @@ _TYPE_TAGS = {
 _INT_NAMES = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
-Encoder = Callable[[Any], str]
+Encoder = Callable[[Any], bytes]
 
 
 # -- helpers the generated code calls on its slow branches --------------------
@@ -86,6 +93,7 @@ def _as_int(value: Any, bits: int) -> int:
 
 
 def _double_text(value: Any) -> str:
+    """A double's JSON text, for values other than a finite float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Invalid()
     value = float(value)
@@ -93,12 +101,19 @@ def _double_text(value: Any) -> str:
         return '"NaN"'
     if math.isinf(value):
         return '"Infinity"' if value > 0 else '"-Infinity"'
-    return format(value, ".17g")
+    return "%.17g" % value
 
 
 def _double_key(value: Any) -> str:
-    text = _double_text(value)
-    return text if text[0] == '"' else '"' + text + '"'
+    """A double map key: Thrift quotes it, so even ``"nan"``/``"inf"`` are valid JSON."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid()
+    value = float(value)
+    if math.isnan(value):
+        return '"nan"'
+    if math.isinf(value):
+        return '"inf"' if value > 0 else '"-inf"'
+    return '"%.17g"' % value
 
 
 def _binary_text(value: Any) -> str:
@@ -115,10 +130,12 @@ def _untyped_string_text(value: Any) -> str:
 
 
 def _uuid_text(value: Any) -> str:
+    # Thrift writes str(value) as given; a string must at least parse as a UUID.
     if isinstance(value, uuid_module.UUID):
         return '"' + str(value) + '"'
     if isinstance(value, str):
-        return _quote(str(uuid_module.UUID(value)))
+        uuid_module.UUID(value)
+        return _quote(value)
     raise _Invalid()
 
 
@@ -138,14 +155,55 @@ def _mapping(value: Any) -> Any:
     return value
 
 
+def _items(head: str, items: Any, joined: str) -> str:
+    """``["tag",N,e1,e2]``: a list or set, given its header and its joined elements."""
+    return f"{head}{len(items)},{joined}]" if items else head + "0]"
+
+
+def _pairs(head: str, mapping: Any, joined: str) -> str:
+    """``["ktag","vtag",N,{k:v,...}]``: a map, given its header and its joined pairs."""
+    return f"{head}{len(mapping)},{{{joined}}}]"
+
+
 # -- compiling thrift_spec into Python source ---------------------------------
+#
+# Every struct class C gets three generated functions:
+#   _app_N(o, a, s)  appends C's text to the output through ``a`` (list.append);
+#                    ``s`` is the text still to be written before C's first
+#                    field, ending in "{".
+#   _str_N(o)        C's text as a str, for structs inside containers that are
+#                    built as expressions (maps of structs, lists of lists of ...).
+#   _top_N(o)        the event's bytes: the entry point for C as an event.
+# Nested structs (and lists of them) are inlined into their parent's body up
+# to _MAX_INLINE levels (and never into themselves), so a whole event is
+# usually one Python call appending to one list.
+#
+# Throughout a body, ``s`` holds text already decided but not yet appended:
+# the opening of a struct until its first field is written, then "," or the
+# closing brackets of what was just finished followed by ",". Each field's text
+# is appended with ``s`` in front, so brackets cost no appends of their own;
+# "does s end with a comma?" tells whether a struct being closed wrote a field.
+
+_MAX_INLINE = 4
+_CLOSE_NESTED = "s = s[:-1] + '}},' if s[-1] == ',' else s + '}},'"
+_CLOSE_ELEMENT = "s = s[:-1] + '},' if s[-1] == ',' else s + '},'"
+_CLOSE_OUTER = "a(s[:-1] + '}' if s[-1] == ',' else s + '}')"
+
+
+def _literal(text: str) -> str:
+    """``text`` as the literal part of a single-quoted f-string."""
+    assert "'" not in text and "\\" not in text
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class _Unsupported(Exception):
+    """A thrift_spec this compiler does not know; Thrift's own protocol handles it."""
 
 
 class _Compiler:
-    """Turns struct classes into generated encoder functions sharing one namespace."""
+    """Turns struct classes into generated functions sharing one namespace."""
 
-    def __init__(self, cache: Dict[type, Encoder]) -> None:
-        self.cache = cache
+    def __init__(self) -> None:
         self.namespace: Dict[str, Any] = {
             "_quote": _quote,
             "_int_text": _int_text,
@@ -157,86 +215,88 @@ class _Compiler:
             "_invalid": _invalid,
             "_sequence": _sequence,
             "_mapping": _mapping,
+            "_items": _items,
+            "_pairs": _pairs,
+            "_join": ",".join,
+            "_G17": "%.17g",
             "_Invalid": _Invalid,
-            "_encode_with_thrift": _encode_with_thrift,
             "_list": list,
-            "_tuple": tuple,
+            "_set": set,
             "_dict": dict,
+            "_int": int,
+            "_float": float,
+            "_map": map,
+            "_len": len,
         }
         self.names: Dict[type, str] = {}
-        self.pending: List[type] = []
+        self.sources: Dict[type, str] = {}
+        self.fallback: Dict[type, bool] = {}
         self.counter = 0
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def struct_function(self, cls: type) -> str:
-        """The name of ``cls``'s encoder in the namespace, queueing it for compilation."""
-        name = self.names.get(cls)
-        if name is None:
-            name = self.fresh("_enc_")
-            self.names[cls] = name
-            self.namespace[name + "_cls"] = cls
-            if cls in self.cache:
-                self.namespace[name] = self.cache[cls]
-            else:
-                self.pending.append(cls)
-        return name
+    # -- expressions: the TJSON text of a value held in a variable -------------
+
+    def function_for(self, ttype: int, args: Any) -> Optional[str]:
+        """A one-argument function giving a value's text, if one exists (for ``map``)."""
+        if ttype == TType.STRING:
+            return {"BINARY": "_binary_text", "UTF8": "_quote"}.get(args, "_untyped_string_text")
+        if ttype == _UUID:
+            return "_uuid_text"
+        if ttype == TType.STRUCT:
+            return "_str_" + self.struct_name(args[0])
+        return None
 
     def value_expr(self, ttype: int, args: Any, var: str) -> str:
         """A Python expression giving the TJSON text of ``var`` in a value position."""
-        if ttype == TType.STRING:
-            if args == "BINARY":
-                return f"_binary_text({var})"
-            if args == "UTF8":
-                return f"_quote({var})"
-            return f"_untyped_string_text({var})"
+        function = self.function_for(ttype, args)
+        if function is not None:
+            return f"{function}({var})"
         if ttype in _INT_BITS:
             bits = _INT_BITS[ttype]
             low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
             return (
-                f"(str({var}) if {var}.__class__ is int and {low} <= {var} <= {high} "
+                f"(f'{{{var}}}' if {var}.__class__ is _int and {low} <= {var} <= {high} "
                 f"else _int_text({var}, {bits}))"
             )
         if ttype == TType.BOOL:
             return f"('1' if {var} is True else '0' if {var} is False else _invalid())"
         if ttype == TType.DOUBLE:
             return (
-                f"(format({var}, '.17g') if {var}.__class__ is float and {var} - {var} == 0.0 "
+                f"(_G17 % {var} if {var}.__class__ is _float and {var} - {var} == 0.0 "
                 f"else _double_text({var}))"
             )
-        if ttype == _UUID:
-            return f"_uuid_text({var})"
-        if ttype == TType.STRUCT:
-            cls = args[0]
-            fn = self.struct_function(cls)
-            return f"({fn}({var}) if {var}.__class__ is {fn}_cls else _invalid())"
         if ttype in (TType.LIST, TType.SET):
-            etype, eargs = args[0], args[1]
-            item = self.fresh("_x")
-            inner = self.value_expr(etype, eargs, item)
             seq = self.fresh("_s")
-            tag = _TYPE_TAGS[etype]
-            # A walrus keeps this one expression, so containers nest freely.
-            return (
-                f"(f'[\"{tag}\",{{len({seq})}}' + ''.join([',' + {inner} for {item} in {seq}]) + ']'"
-                f" if ({seq} := ({var} if {var}.__class__ is _list else _sequence({var})))"
-                f" is not None else '')"
-            )
+            kind = "_list" if ttype == TType.LIST else "_set"
+            checked = f"({seq} := ({var} if {var}.__class__ is {kind} else _sequence({var})))"
+            head = repr(f'["{_TYPE_TAGS[args[0]]}",')
+            return f"_items({head}, {checked}, {self.join_expr(args[0], args[1], seq)})"
         if ttype == TType.MAP:
             ktype, kargs, vtype, vargs = args[0], args[1], args[2], args[3]
-            key, val, mapping = self.fresh("_k"), self.fresh("_v"), self.fresh("_m")
-            key_expr = self.key_expr(ktype, kargs, key)
-            val_expr = self.value_expr(vtype, vargs, val)
-            ktag, vtag = _TYPE_TAGS[ktype], _TYPE_TAGS[vtype]
-            return (
-                f"(f'[\"{ktag}\",\"{vtag}\",{{len({mapping})}},{{{{'"
-                f" + ','.join([{key_expr} + ':' + {val_expr} for {key}, {val} in {mapping}.items()])"
-                f" + '}}]' if ({mapping} := ({var} if {var}.__class__ is _dict else _mapping({var})))"
-                f" is not None else '')"
-            )
+            mapping = self.fresh("_m")
+            checked = f"({mapping} := ({var} if {var}.__class__ is _dict else _mapping({var})))"
+            head = repr(f'["{_TYPE_TAGS[ktype]}","{_TYPE_TAGS[vtype]}",')
+            key, val = self.fresh("_k"), self.fresh("_v")
+            key_text = self.key_expr(ktype, kargs, key)
+            value_text = self.value_expr(vtype, vargs, val)
+            if "'" in key_text + value_text:
+                pair = f"{key_text} + ':' + {value_text}"
+            else:  # an f-string is the cheapest way to glue the pair
+                pair = f"f'{{{key_text}}}:{{{value_text}}}'"
+            joined = f"_join([{pair} for {key}, {val} in {mapping}.items()])"
+            return f"_pairs({head}, {checked}, {joined})"
         raise _Unsupported(ttype)
+
+    def join_expr(self, ttype: int, args: Any, seq: str) -> str:
+        """The elements of ``seq`` as text, comma-separated."""
+        function = self.function_for(ttype, args)
+        if function is not None:
+            return f"_join(_map({function}, {seq}))"
+        item = self.fresh("_x")
+        return f"_join([{self.value_expr(ttype, args, item)} for {item} in {seq}])"
 
     def key_expr(self, ttype: int, args: Any, var: str) -> str:
         """Map keys: TJSON quotes numbers there; containers and structs cannot be keys."""
@@ -248,38 +308,140 @@ class _Compiler:
             return f"_double_key({var})"
         return f"_invalid({var})"
 
-    def compile_pending(self) -> None:
-        while self.pending:
-            cls = self.pending.pop()
-            name = self.names[cls]
-            self.namespace[name] = self.build(cls, name)
+    # -- statements: a struct's fields appended to the output -----------------
 
-    def build(self, cls: type, name: str) -> Encoder:
+    def struct_lines(self, cls: type, obj: str, indent: int, stack: Tuple[type, ...]) -> List[str]:
+        """The body writing every field of ``cls`` held in variable ``obj``."""
         spec = getattr(cls, "thrift_spec", None)
         if not isinstance(spec, (tuple, list)):
-            return _encode_with_thrift
+            raise _Unsupported(spec)
+        fields = sorted(
+            (f for f in spec if isinstance(f, (tuple, list)) and len(f) >= 4),
+            key=lambda f: f[0],
+        )
+        lines: List[str] = []
+        for field in fields:
+            field_id, ttype, attr, args = field[:4]
+            lines.extend(self.field_lines(obj, field_id, ttype, attr, args, indent, stack + (cls,)))
+        return lines
+
+    def field_lines(
+        self,
+        obj: str,
+        field_id: int,
+        ttype: int,
+        attr: str,
+        args: Any,
+        indent: int,
+        stack: Tuple[type, ...],
+    ) -> List[str]:
+        pad, inner = " " * indent, " " * (indent + 4)
+        head = _literal(f'"{field_id}":{{"{_TYPE_TAGS[ttype]}":')
+        out = [f"{pad}v = {obj}.{attr}", f"{pad}if v is not None:"]
+        add = [inner + line for line in self.value_lines(ttype, args, head, field_id)]
+        if ttype == TType.STRUCT:
+            cls = args[0]
+            name = self.struct_name(cls)
+            add = [f"{inner}if v.__class__ is not _cls_{name}:", f"{inner}    _invalid()"]
+            if cls in stack or len(stack) >= _MAX_INLINE:
+                add += [f"{inner}_app_{name}(v, a, f'{{s}}{head}{{{{')", f"{inner}s = '}},'"]
+            else:
+                var = f"o{len(stack)}"
+                add += [f"{inner}s = f'{{s}}{head}{{{{'", f"{inner}{var} = v"]
+                add += self.struct_lines(cls, var, indent + 4, stack)
+                add += [inner + _CLOSE_NESTED]
+        elif ttype in (TType.LIST, TType.SET) and args[0] == TType.STRUCT:
+            cls = args[1][0]
+            name = self.struct_name(cls)
+            var = f"x{len(stack)}"
+            add = [
+                f"{inner}if v.__class__ is not _list:",
+                f"{inner}    v = _sequence(v)",
+                f"{inner}a(f'{{s}}{head}[\"rec\",{{_len(v)}}')",
+                f"{inner}s = ','",
+                f"{inner}for {var} in v:",
+                f"{inner}    if {var}.__class__ is not _cls_{name}:",
+                f"{inner}        _invalid()",
+            ]
+            if cls in stack or len(stack) >= _MAX_INLINE:
+                add += [f"{inner}    _app_{name}({var}, a, s + '{{')", f"{inner}    s = ','"]
+            else:
+                add += [f"{inner}    s += '{{'"]
+                add += self.struct_lines(cls, var, indent + 8, stack)
+                add += [f"{inner}    {_CLOSE_ELEMENT}"]
+            add += [f"{inner}s = s[:-1] + ']}},'"]
+        return out + add
+
+    def value_lines(self, ttype: int, args: Any, head: str, field_id: int) -> List[str]:
+        """Lines appending a non-struct field whose value is in ``v``."""
+        if ttype == TType.STRING and args == "UTF8":
+            return [f"a(f'{{s}}{head}{{_quote(v)}}}}}}')", "s = ','"]
+        if ttype in _INT_BITS:
+            bits = _INT_BITS[ttype]
+            low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            return [
+                f"if v.__class__ is not _int or not {low} <= v <= {high}:",
+                f"    v = _int_text(v, {bits})",
+                f"a(f'{{s}}{head}{{v}}}}}}')",
+                "s = ','",
+            ]
+        if ttype == TType.BOOL:
+            true = repr(f'"{field_id}":{{"tf":1}}')
+            false = repr(f'"{field_id}":{{"tf":0}}')
+            choice = f"{true} if v is True else {false} if v is False else _invalid()"
+            return [f"a(s + ({choice}))", "s = ','"]
+        if ttype == TType.STRUCT or (ttype in (TType.LIST, TType.SET) and args[0] == TType.STRUCT):
+            return []  # field_lines writes these itself
+        return [
+            f"t = {self.value_expr(ttype, args, 'v')}",
+            f"a(f'{{s}}{head}{{t}}}}}}')",
+            "s = ','",
+        ]
+
+    def struct_name(self, cls: type) -> str:
+        """The suffix of ``cls``'s generated functions, compiling them if need be."""
+        name = self.names.get(cls)
+        if name is None:
+            name = self.fresh("")
+            self.names[cls] = name
+            self.namespace["_cls_" + name] = cls
+            self.build(cls, name)
+        return name
+
+    def build(self, cls: type, name: str) -> None:
         try:
-            lines = [f"def {name}(o):", "    p = []", "    a = p.append"]
-            fields = sorted(
-                (f for f in spec if isinstance(f, (tuple, list)) and len(f) >= 4),
-                key=lambda f: f[0],
-            )
-            for field in fields:
-                field_id, ttype, attr, args = field[0], field[1], field[2], field[3]
-                expr = self.value_expr(ttype, args, "v")
-                tag = _TYPE_TAGS[ttype]
-                lines.append(f"    v = o.{attr}")
-                lines.append("    if v is not None:")
-                lines.append(f"        a('\"{field_id}\":{{\"{tag}\":' + {expr} + '}}')")
-            lines.append("    return '{' + ','.join(p) + '}'")
+            app_body = self.struct_lines(cls, "o", 4, ())
+            top_body = self.struct_lines(cls, "o", 4, ())
         except _Unsupported:
-            return _encode_with_thrift
-        exec(compile("\n".join(lines), f"<tjson encoder for {cls.__qualname__}>", "exec"), self.namespace)
-        return self.namespace[name]  # type: ignore[no-any-return]
-
-
-class _Unsupported(Exception):
-    """A thrift_spec this compiler does not know; Thrift's own protocol handles it."""
+            self.namespace["_thrift_text"] = _encode_with_thrift
+            source = "\n".join(
+                [
+                    f"def _app_{name}(o, a, s):",
+                    "    a(s[:-1] + _thrift_text(o))",
+                    f"def _str_{name}(o):",
+                    "    return _thrift_text(o)",
+                    f"def _top_{name}(o):",
+                    "    return _thrift_text(o).encode('utf-8')",
+                    "",
+                ]
+            )
+        else:
+            source = "\n".join(
+                [f"def _app_{name}(o, a, s):", *app_body, "    " + _CLOSE_OUTER]
+                + [
+                    f"def _str_{name}(o):",
+                    f"    if o.__class__ is not _cls_{name}:",
+                    "        raise _Invalid()",
+                    "    p = []",
+                    f"    _app_{name}(o, p.append, '{{')",
+                    "    return ''.join(p)",
+                ]
+                + [f"def _top_{name}(o):", "    p = []", "    a = p.append", "    s = '{'"]
+                + top_body
+                + ["    " + _CLOSE_OUTER, "    return ''.join(p).encode('utf-8')", ""]
+            )
+        self.sources[cls] = source
+        exec(compile(source, f"<tjson encoder for {cls.__qualname__}>", "exec"), self.namespace)
 
 
 def _encode_with_thrift(struct: Any) -> str:
@@ -292,20 +454,30 @@ def _encode_with_thrift(struct: Any) -> str:
     return buffer.getvalue().decode("utf-8")  # type: ignore[no-any-return]
 
 
+_COMPILER = _Compiler()
+_LOCK = threading.Lock()
 _CACHE: Dict[type, Encoder] = {}
 
 
 def encoder_for(cls: type) -> Encoder:
-    """The compiled encoder for a Thrift struct class (compiled on first use, then cached)."""
+    """The compiled encoder for a Thrift struct class (compiled on first use, then cached).
+
+    The encoder takes an instance and returns its TJSON bytes; it raises
+    arbitrary exceptions on bad values (:func:`encode` explains them).
+    """
     encoder = _CACHE.get(cls)
     if encoder is None:
-        compiler = _Compiler(_CACHE)
-        compiler.struct_function(cls)
-        compiler.compile_pending()
-        for compiled_cls, fn_name in compiler.names.items():
-            _CACHE.setdefault(compiled_cls, compiler.namespace[fn_name])
-        encoder = _CACHE[cls]
+        with _LOCK:
+            name = _COMPILER.struct_name(cls)
+            encoder = _COMPILER.namespace["_top_" + name]
+            _CACHE[cls] = encoder
     return encoder
+
+
+def source_for(cls: type) -> Tuple[str, ...]:
+    """The generated source of ``cls``'s encoder and the structs it holds, for debugging."""
+    encoder_for(cls)
+    return tuple(_COMPILER.sources.values())
 
 
 def encode(struct: Any) -> bytes:
@@ -315,21 +487,24 @@ def encode(struct: Any) -> bytes:
         integer out of its range, or a string UTF-8 cannot encode; the message
         names the field (``Event.user.logged_in``) and the value's type.
     """
+    encoder = _CACHE.get(struct.__class__)
+    if encoder is None:
+        cls = struct.__class__
+        if getattr(cls, "thrift_spec", None) is None and not hasattr(struct, "write"):
+            raise EventSerializationError("event", f"expected a Thrift struct, got {cls.__name__}")
+        encoder = encoder_for(cls)
     try:
-        encoder = _CACHE[struct.__class__]
-    except KeyError:
-        if getattr(struct.__class__, "thrift_spec", None) is None and not hasattr(struct, "write"):
-            raise EventSerializationError(
-                "event", f"expected a Thrift struct, got {type(struct).__name__}"
-            ) from None
-        encoder = encoder_for(struct.__class__)
-    try:
-        return encoder(struct).encode("utf-8")
+        return encoder(struct)
     except Exception as exc:
-        _diagnose(struct, type(struct).__name__)
-        raise EventSerializationError(
-            type(struct).__name__, f"could not be serialized: {exc!r}"
-        ) from exc
+        _explain(struct, exc)
+
+
+def _explain(struct: Any, exc: Exception) -> NoReturn:
+    """Raise the error naming the bad field, found by the slow walker."""
+    _diagnose(struct, type(struct).__name__)
+    raise EventSerializationError(
+        type(struct).__name__, f"could not be serialized: {exc!r}"
+    ) from exc
 
 
 # -- the slow, exact walker that explains a failure ---------------------------
@@ -428,7 +603,3 @@ def _check(value: Any, ttype: int, args: Any, path: str, is_key: bool = False) -
             _check(key, ktype, kargs, f"{path} key {key!r}")
             _check(item, vtype, vargs, f"{path}[{key!r}]")
 
-
-def describe_spec(cls: type) -> Optional[str]:
-    """The generated source's cache state, for debugging: ``None`` if not compiled yet."""
-    return "compiled" if cls in _CACHE else None
