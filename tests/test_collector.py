@@ -296,6 +296,25 @@ def test_an_uncompressed_body_is_415(collector: Collector) -> None:
         response.status_code, response.json()["error"])
 
 
+def test_a_chunked_body_is_411(collector: Collector) -> None:
+    """Without Content-Length the size is unknown before reading: refused."""
+    body = gzip.compress(v2_batch([v2_event()]))
+    response = requests.post(collector.url + "/v2", data=iter([body]), timeout=10, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip",
+        "Date": email.utils.formatdate(NOW, usegmt=True),
+        "X-Signature": "key=demo, mac=" + "0" * 64})
+    assert (411, "chunked bodies are not accepted; send Content-Length") == (
+        response.status_code, response.json()["error"])
+
+
+def test_a_body_that_is_not_json_content_is_415(collector: Collector) -> None:
+    """The publisher sends Content-Type: application/json; anything else is refused."""
+    response = post(collector, "/v2", v2_batch([v2_event()]),
+                    headers={"Content-Type": "application/x-thrift"})
+    assert (415, "Content-Type must be application/json, got 'application/x-thrift'") == (
+        response.status_code, response.json()["error"])
+
+
 # -- batch format per version ----------------------------------------------------------
 
 
