@@ -207,15 +207,24 @@ def _parse_key(text: str) -> "tuple[str, bytes]":
 
 
 def keys_from_publisher_config(path: str) -> Dict[str, bytes]:
-    """Every ``key.name``/``key.secret`` of the ``[event-publisher:*]`` sections of an INI file."""
+    """The keys of every ``[event-publisher:*]`` section of an INI file.
+
+    ``key.secret`` (base64) or ``key.secret_file`` (a file holding it), as the
+    publisher reads them; ``${VAR}`` is expanded from the environment.
+    """
     parser = configparser.ConfigParser(interpolation=None)
     if not parser.read(path):
         raise SystemExit(f"collector: cannot read {path}")
     keys: Dict[str, bytes] = {}
     for section in parser.sections():
-        if section.startswith("event-publisher:") and "key.name" in parser[section]:
-            secret = os.path.expandvars(parser[section].get("key.secret", ""))
-            keys[parser[section]["key.name"]] = base64.b64decode(secret)
+        values = parser[section]
+        if not section.startswith("event-publisher:") or "key.name" not in values:
+            continue
+        secret = os.path.expandvars(values.get("key.secret", ""))
+        if not secret and values.get("key.secret_file"):
+            with open(os.path.expandvars(values["key.secret_file"])) as f:
+                secret = f.read().strip()
+        keys[os.path.expandvars(values["key.name"])] = base64.b64decode(secret)
     return keys
 
 
@@ -229,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         metavar="NAME=BASE64", help="a signing key; repeat for more")
     parser.add_argument("--publisher-config", metavar="INI",
                         help="also take the keys of every [event-publisher:*] section")
-    parser.add_argument("--db", default="collector.sqlite3", help="SQLite file (':memory:' ok)")
+    parser.add_argument("--db", default=":memory:",
+                        help="SQLite file to keep the events in (default: memory only)")
     parser.add_argument("--replay-window", type=float, default=DEFAULT_REPLAY_WINDOW)
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY)
     parser.add_argument("--verbose", action="store_true", help="log every request")
