@@ -179,7 +179,8 @@ class DemoRun:
         calls = plan(self.args.requests)
         bar = ProgressBar("requests", len(calls))
         started = time.monotonic()
-        outcome = drive(calls, urls, concurrency=self.args.concurrency, on_done=bar.advance)
+        outcome = drive(calls, urls, concurrency=self.args.concurrency,
+                        time_limit=self.args.timeout, on_done=bar.advance)
         elapsed = time.monotonic() - started
         rate = len(calls) / max(elapsed, 1e-9)
         bar.finish(f"{rate:.0f} req/s, {outcome.retries} retried (queue full)")
@@ -191,10 +192,13 @@ class DemoRun:
         if not self.args.linger:
             self.say("(python -m demo_app --linger leaves it all running to browse the "
                      "collector's page)")
-        for failure in outcome.failures[:10]:
-            self.say(f"request failed: {failure}")
-        for uuid in delivery.missing()[:10]:
-            self.say(f"missing at the collector: {uuid}")
+        if outcome.failures:
+            self.say(f"{len(outcome.failures)} requests could not put their event, e.g. "
+                     + "; ".join(outcome.failures[:3]))
+        missing = delivery.missing()
+        if missing:
+            self.say(f"{len(missing)} events put but not at the collector, e.g. "
+                     + ", ".join(missing[:3]))
         total_put = delivery.total_put()
         # Printed last, after everything has stopped (see main).
         self.final_line = f"delivered {delivery.total_delivered()}/{total_put}"
@@ -257,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch-wait", type=float, default=0.25,
                         help="seconds a publisher waits to fill a batch")
     parser.add_argument("--timeout", type=float, default=30.0,
-                        help="seconds to wait for the events to reach the collector")
+                        help="seconds the burst may take, and then the events to arrive")
     parser.add_argument("--publisher-module", default="publisher", metavar="MODULE",
                         help="run another publisher with python -m MODULE, e.g. "
                              "baseplate.events.publisher to check wire compatibility")

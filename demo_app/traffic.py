@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
@@ -86,9 +87,15 @@ def drive(
     *,
     concurrency: int = 8,
     max_attempts: int = 20,
+    time_limit: float = 60.0,
     on_done: Optional[Callable[[], None]] = None,
 ) -> Outcome:
-    """Send every planned request over keep-alive sessions (one per worker thread)."""
+    """Send every planned request over keep-alive sessions (one per worker thread).
+
+    Requests not sent within ``time_limit`` seconds (a stalled pipeline keeps
+    every queue full) are counted as failures rather than waited for.
+    """
+    deadline = time.monotonic() + time_limit
     outcome = Outcome()
     lock = threading.Lock()
     local = threading.local()
@@ -103,6 +110,10 @@ def drive(
         headers = {"X-User-Id": call.user} if call.user else {}
         url = base_urls[call.app] + call.path
         for attempt in range(max_attempts):
+            if time.monotonic() > deadline:
+                with lock:
+                    outcome.failures.append(f"{call.method} {call.path}: not sent in time")
+                return
             try:
                 response = session().request(call.method, url, json=call.body,
                                              headers=headers, timeout=10)
