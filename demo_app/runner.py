@@ -241,8 +241,9 @@ class DemoRun:
         if self.failed or problems or self.args.keep:
             self.say(f"logs kept in {self.workdir}")
             for child in children:
-                if self.failed or child.process.returncode not in (0, None):
-                    self.say(child.log_tail())
+                tail = child.log_tail()
+                if tail and (self.failed or child.process.returncode not in (0, None)):
+                    self.say(tail)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
         self.say(f"stopped {len(children)} processes, unlinked {len(self.queues)} queues")
