@@ -311,7 +311,7 @@ class RequestEvents:
             if isinstance(exc, EventError):
                 logger.warning("event not sent (%s): %s", type(exc).__name__, exc)
             else:
-                logger.exception("event not sent: %s", type(event).__name__)
+                logger.exception("event not sent (%s): %s", type(exc).__name__, exc)
 
     @property
     def pending(self) -> int:

@@ -359,3 +359,22 @@ def test_transactional_raised_redirect_sends(
     """A raised HTTPFound is a successful request: its events are sent."""
     make_app(**{"events.transactional": "true"}).get("/redirect", status=302)
     assert "redirected" == decode(small_reader.get(timeout=0)).noun
+
+
+def test_transactional_put_after_the_tween_is_sent(
+    make_app: Callable[..., TestApp], small_reader: MessageQueue
+) -> None:
+    """An event first put from a response callback, after the window closed, is sent."""
+
+    def callback_view(request: Request) -> Response:
+        request.add_response_callback(
+            lambda request, response: request.events_v2.put(Event(noun="callback"))
+        )
+        return Response("ok")
+
+    def setup(config: Configurator) -> None:
+        config.add_route("callback", "/callback")
+        config.add_view(callback_view, route_name="callback")
+
+    make_app(setup, **{"events.transactional": "true"}).get("/callback")
+    assert "callback" == decode(small_reader.get(timeout=0)).noun

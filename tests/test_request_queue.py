@@ -367,3 +367,22 @@ def test_transactional_full_queue_at_finish_is_logged(
         "is full (1 messages); is its publisher running and reaching the collector?"
     )
     assert ([expected], 1) == (caplog.messages, runtime.failed)
+
+
+def test_log_policy_covers_a_failing_filler(
+    make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Under ``log`` a filler's own bug is logged with its traceback, not raised."""
+    runtime = make_runtime(errors="log")
+
+    def broken_filler(event: Any, request: Any) -> None:
+        raise KeyError("user")
+
+    runtime.add_filler(broken_filler)
+    runtime.for_request(REQUEST).put(Event())
+    record = caplog.records[0]
+    assert ("event not sent (KeyError): 'user'", True, 1) == (
+        record.getMessage(),
+        record.exc_info is not None,
+        runtime.failed,
+    )

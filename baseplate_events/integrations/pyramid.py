@@ -106,22 +106,18 @@ def events_tween_factory(handler: Handler, registry: Registry) -> Handler:
         return handler
 
     def events_tween(request: Request) -> Response:
+        # Made now, not on first use, so that the window always ends here: an
+        # events_v2 first used by a response callback must not hold for ever.
+        events: RequestEvents = request.events_v2
         try:
             response = handler(request)
         except BaseException:
-            _finish(request, succeeded=False)
+            events.finish(succeeded=False)
             raise
-        _finish(request, succeeded=response.status_code < 500)
+        events.finish(succeeded=response.status_code < 500)
         return response
 
     return events_tween
-
-
-def _finish(request: Request, succeeded: bool) -> None:
-    # Only a request that used events_v2 has one (it is reified on first use).
-    events = request.__dict__.get("events_v2")
-    if events is not None:
-        events.finish(succeeded)
 
 
 def _events_v2(request: Request) -> RequestEvents:
