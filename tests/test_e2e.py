@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -70,9 +70,27 @@ def wait_for(collector: Collector, uuids: List[str], timeout: float = 20.0) -> D
         time.sleep(0.05)
 
 
+@pytest.fixture
+def queues(queue_name: str) -> Iterator[List[str]]:
+    """The v2 and v1 queues, created here (retrying while another run of this user holds
+    the ulimit -q budget), closed and unlinked on teardown."""
+    from demo_app.runner import open_queue
+
+    names = [queue_name, unique_queue_name("v1")]
+    opened: List[MessageQueue] = []
+    try:
+        for name in names:
+            opened.append(open_queue(name, TEST_MAX_MESSAGES, TEST_MAX_MESSAGE_SIZE))
+        yield names
+    finally:
+        for queue in opened:
+            queue.close()
+            queue.unlink()
+
+
 @pytest.mark.parametrize("v2_version", ["2", "2j"])
 def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
-    v2_version: str, queue_name: str, open_queues: Callable[..., MessageQueue], tmp_path: Path
+    v2_version: str, queues: List[str], tmp_path: Path
 ) -> None:
     """60 requests to both apps (v2 events and legacy v1) arrive once each, then SIGTERM exits 0."""
     from webtest import TestApp
@@ -80,9 +98,7 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
     from demo_app import flask_app, pyramid_app
     from demo_app.runner import publisher_config
 
-    v1_queue = unique_queue_name("v1")
-    open_queues("/events-" + queue_name)  # created here, so unlinked on teardown
-    open_queues("/events-" + v1_queue)
+    queue_name, v1_queue = queues
     secret = secrets.token_bytes(32)
     sizes: Dict[str, Any] = dict(max_messages=TEST_MAX_MESSAGES,
                                  max_message_size=TEST_MAX_MESSAGE_SIZE, put_timeout=5)
