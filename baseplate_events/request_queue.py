@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from thrift.Thrift import TType
 
-from .errors import EventError, EventTooLargeError
+from .errors import EventError, EventTooLargeError, MessageQueueError
+from .message_queue import MessageQueue, kernel_limits
 from .queue import EventQueue
 from .serializers import serialize_v2_event
 from .settings import EventsSettings
@@ -91,6 +92,33 @@ class SharedQueue:
                 )
                 self._pid = pid
             return self._queue
+
+    def startup_problem(self) -> Optional[str]:
+        """Why the first put is bound to fail, if the kernel can tell already; else None.
+
+        Called at include / ``init_app`` time, in the process that will fork,
+        so it keeps no descriptor open: an existing queue's own size rules, so
+        only a missing queue that the kernel's limits forbid is reported.
+        """
+        settings = self.settings
+        limits = kernel_limits()
+        msg_max, msgsize_max = limits["msg_max"], limits["msgsize_max"]
+        if (msg_max is None or settings.max_messages <= msg_max) and (
+            msgsize_max is None or settings.max_message_size <= msgsize_max
+        ):
+            return None
+        name = "/events-" + settings.queue_name
+        try:
+            MessageQueue(name, 1, 1, create=False).close()
+        except MessageQueueError:
+            return (
+                f"{name} does not exist yet and {settings.max_messages} messages of "
+                f"{settings.max_message_size} bytes exceed this machine's limits "
+                f"(fs.mqueue.msg_max={msg_max}, fs.mqueue.msgsize_max={msgsize_max}): "
+                "puts will fail with QueueLimitError until the publisher creates the "
+                "queue, the limits are raised, or the queue is configured smaller"
+            )
+        return None
 
     @property
     def max_message_size(self) -> int:

@@ -5,6 +5,7 @@ application factory (``events.init_app(app)``).
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -405,3 +406,15 @@ def test_transactional_abort_404_sends(
     """A 4xx answer is not a failure of the server: its events are sent."""
     make_app(EVENTS_TRANSACTIONAL=True).test_client().get("/abort/404")
     assert "aborted" == decode(small_reader.get(timeout=0)).noun
+
+
+def test_init_app_warns_when_the_queue_cannot_be_created(
+    queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Config the kernel refuses for a missing queue is reported by init_app."""
+    app = Flask(__name__)
+    app.config.update(EVENTS_QUEUE_NAME=queue_name, EVENTS_MAX_MESSAGE_SIZE=1048576)
+    EventsExtension(app)
+    assert [("baseplate_events.integrations.flask", logging.WARNING)] == [
+        (record.name, record.levelno) for record in caplog.records
+    ]

@@ -1,6 +1,7 @@
 """Pyramid integration through the real framework: Configurator, WebTest, real queues."""
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -378,3 +379,16 @@ def test_transactional_put_after_the_tween_is_sent(
 
     make_app(setup, **{"events.transactional": "true"}).get("/callback")
     assert "callback" == decode(small_reader.get(timeout=0)).noun
+
+
+def test_include_warns_when_the_queue_cannot_be_created(
+    queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Settings the kernel refuses for a missing queue are reported at include time."""
+    config = Configurator(
+        settings={"events.queue_name": queue_name, "events.max_message_size": "1048576"}
+    )
+    config.include("baseplate_events.pyramid")
+    assert [("baseplate_events.integrations.pyramid", logging.WARNING)] == [
+        (record.name, record.levelno) for record in caplog.records
+    ]

@@ -386,3 +386,40 @@ def test_log_policy_covers_a_failing_filler(
         record.exc_info is not None,
         runtime.failed,
     )
+
+
+def kernel_msg_max() -> int:
+    with open("/proc/sys/fs/mqueue/msg_max") as f:
+        return int(f.read())
+
+
+def test_startup_problem_names_a_queue_that_cannot_be_created(
+    make_runtime: Any, queue_name: str
+) -> None:
+    """A missing queue bigger than the kernel allows is reported before any put."""
+    too_many = kernel_msg_max() + 1
+    with open("/proc/sys/fs/mqueue/msgsize_max") as f:
+        msgsize_max = int(f.read())
+    expected = (
+        f"/events-{queue_name} does not exist yet and {too_many} messages of 2048 bytes "
+        f"exceed this machine's limits (fs.mqueue.msg_max={too_many - 1}, "
+        f"fs.mqueue.msgsize_max={msgsize_max}): puts will fail with QueueLimitError until "
+        "the publisher creates the queue, the limits are raised, or the queue is "
+        "configured smaller"
+    )
+    assert expected == make_runtime(max_messages=too_many).queue.startup_problem()
+
+
+def test_startup_problem_trusts_an_existing_queue(
+    make_runtime: Any, small_reader: MessageQueue
+) -> None:
+    """When the queue exists its own size rules: nothing to report."""
+    too_many = kernel_msg_max() + 1
+    assert None is make_runtime(max_messages=too_many).queue.startup_problem()
+
+
+def test_startup_problem_is_none_within_limits(make_runtime: Any, queue_name: str) -> None:
+    """A queue the kernel allows is not reported, and the check creates nothing."""
+    assert None is make_runtime().queue.startup_problem()
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.MessageQueue("/events-" + queue_name)

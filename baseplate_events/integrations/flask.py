@@ -36,6 +36,7 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, List, Optional, TypeVar
 
 from flask import Flask, Response, current_app, g, request
@@ -47,6 +48,8 @@ from ..settings import flask_key, parse_settings
 from ..queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = ["EXTENSION_KEY", "EventsExtension"]
+
+logger = logging.getLogger(__name__)
 
 #: The key of this extension's state in ``app.extensions``.
 EXTENSION_KEY = "baseplate_events"
@@ -120,6 +123,9 @@ class EventsExtension:
         config.setdefault("EVENTS_TRANSACTIONAL", False)
         settings = parse_settings(config, flask_key)
         runtime = EventsRuntime(settings, self._fillers)
+        problem = runtime.queue.startup_problem()
+        if problem is not None:
+            logger.warning("%s", problem)
         app.extensions[EXTENSION_KEY] = _State(self, runtime)
 
         # request_started comes before every before_request function, so

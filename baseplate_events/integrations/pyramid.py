@@ -31,6 +31,7 @@ More fields can be filled from the request with
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable, Union
 
 from pyramid.config import Configurator
@@ -44,6 +45,8 @@ from ..request_queue import EventsRuntime, Filler, RequestEvents
 from ..settings import parse_settings, pyramid_key
 
 __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includeme"]
+
+logger = logging.getLogger(__name__)
 
 #: Where the integration keeps its :class:`EventsRuntime`: ``registry[REGISTRY_KEY]``.
 REGISTRY_KEY = "baseplate_events"
@@ -62,7 +65,11 @@ def includeme(config: Configurator) -> None:
         pyramid_key,
         default_source=root.__name__ if root is not None else None,
     )
-    config.registry[REGISTRY_KEY] = EventsRuntime(settings)
+    runtime = EventsRuntime(settings)
+    problem = runtime.queue.startup_problem()
+    if problem is not None:
+        logger.warning("%s", problem)
+    config.registry[REGISTRY_KEY] = runtime
     config.add_request_method(_events_v2, "events_v2", reify=True)
     config.add_directive("add_event_filler", add_event_filler)
     # Over the exception view tween, so that an exception an exception view
