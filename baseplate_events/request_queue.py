@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from thrift.Thrift import TType
@@ -61,6 +62,7 @@ class SharedQueue:
         self._queue: Optional[EventQueue[Any]] = None
         self._pid = 0
         self._lock = threading.Lock()
+        _shared_queues.add(self)
 
     def get(self) -> EventQueue[Any]:
         """The queue, opened in this process.
@@ -74,13 +76,12 @@ class SharedQueue:
 
     def _open(self) -> EventQueue[Any]:
         pid = os.getpid()
-        if self._pid != pid and self._queue is not None:
-            # Forked: the parent's lock may have been held by a thread that
-            # does not exist here, and its descriptor is the parent's to use.
-            self._lock = threading.Lock()
-            inherited, self._queue = self._queue, None
-            inherited.close()
         with self._lock:
+            if self._queue is not None and self._pid != pid:
+                # Forked after the parent opened it: that descriptor is the
+                # parent's. Closing this process's copy leaves the parent's open.
+                inherited, self._queue = self._queue, None
+                inherited.close()
             if self._queue is None:
                 settings = self.settings
                 self._queue = EventQueue(
@@ -92,6 +93,11 @@ class SharedQueue:
                 )
                 self._pid = pid
             return self._queue
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's lock may have been held, at the fork, by a thread that
+        # does not exist here; this process needs a lock of its own.
+        self._lock = threading.Lock()
 
     def startup_problem(self) -> Optional[str]:
         """Why the first put is bound to fail, if the kernel can tell already; else None.
@@ -144,6 +150,17 @@ class SharedQueue:
     def __repr__(self) -> str:
         state = "open" if self._queue is not None else "not yet opened"
         return f"<SharedQueue /events-{self.settings.queue_name} ({state})>"
+
+
+_shared_queues: "weakref.WeakSet[SharedQueue]" = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    for shared in list(_shared_queues):
+        shared._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class Recorder(Protocol):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import time
 import uuid
 from types import SimpleNamespace
@@ -423,3 +424,25 @@ def test_startup_problem_is_none_within_limits(make_runtime: Any, queue_name: st
     assert None is make_runtime().queue.startup_problem()
     with pytest.raises(posix_ipc.ExistentialError):
         posix_ipc.MessageQueue("/events-" + queue_name)
+
+
+def test_lock_held_at_fork_does_not_block_the_child(
+    make_runtime: Any, small_reader: MessageQueue
+) -> None:
+    """A child forked while another thread held the opening lock can still put."""
+    runtime = make_runtime()
+    runtime.queue._lock.acquire()  # as if another thread were opening the queue
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            status = 1
+            try:
+                signal.alarm(5)  # a deadlock ends in SIGALRM, not a hung suite
+                runtime.for_request(REQUEST).put(Event(noun="child"))
+                status = 0
+            finally:
+                os._exit(status)
+    finally:
+        runtime.queue._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert (0, "child") == (os.waitstatus_to_exitcode(status), decode(small_reader.get(0)).noun)
