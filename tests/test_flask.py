@@ -418,3 +418,25 @@ def test_init_app_warns_when_the_queue_cannot_be_created(
     assert [("baseplate_events.integrations.flask", logging.WARNING)] == [
         (record.name, record.levelno) for record in caplog.records
     ]
+
+
+def test_test_request_context_can_put(
+    make_app: Callable[..., Flask], small_reader: MessageQueue
+) -> None:
+    """In a request context pushed by hand, put works as in a request."""
+    app = make_app()
+    with app.test_request_context("/anything"):
+        g.events_v2.put(Event(noun="by hand"))
+        same = g.events_v2 is request.events_v2  # type: ignore[attr-defined]
+    assert (True, "by hand") == (same, decode(small_reader.get(timeout=0)).noun)
+
+
+def test_test_request_context_transactional_sends_at_pop(
+    make_app: Callable[..., Flask], small_reader: MessageQueue
+) -> None:
+    """A hand-pushed transactional request context sends its events when it is popped."""
+    app = make_app(EVENTS_TRANSACTIONAL=True)
+    with app.test_request_context("/anything"):
+        g.events_v2.put(Event(noun="by hand"))
+        held = small_reader.depth
+    assert (0, "by hand") == (held, decode(small_reader.get(timeout=0)).noun)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from typing import Any, List, Optional, TypeVar
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.signals import appcontext_pushed, request_started
 
 from ..errors import EventError
@@ -76,6 +76,12 @@ class _OutsideRequest:
     __slots__ = ()
 
     def put(self, event: Any) -> None:
+        if has_request_context():
+            # A request context pushed by hand (app.test_request_context()):
+            # no request_started signal, so give it its events_v2 now.
+            _attach(current_app._get_current_object())  # type: ignore[attr-defined]
+            g.events_v2.put(event)
+            return
         raise EventError(
             "flask.g.events_v2 is only usable while a request is handled; outside "
             "a request (a CLI command, a background job) use an EventQueue directly"
@@ -173,6 +179,10 @@ def _outside_request(app: Flask, **extra: Any) -> None:
 
 
 def _start_request(app: Flask, **extra: Any) -> None:
+    _attach(app)
+
+
+def _attach(app: Flask) -> None:
     state: _State = app.extensions[EXTENSION_KEY]
     real_request = request._get_current_object()  # type: ignore[attr-defined]
     events = state.runtime.for_request(real_request)
@@ -190,6 +200,7 @@ def _see_response(response: Response) -> Response:
 def _end_request(exc: Optional[BaseException]) -> None:
     events = getattr(request, "events_v2", None)
     if isinstance(events, RequestEvents):
-        # No response seen (status None) means the request did not complete.
+        # The status is None only in a request context pushed by hand
+        # (app.test_request_context()), which has no response to judge.
         status = events.status
-        events.finish(exc is None and status is not None and status < 500)
+        events.finish(exc is None and (status is None or status < 500))
