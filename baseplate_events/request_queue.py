@@ -229,9 +229,14 @@ class EventsRuntime:
             raise TypeError(f"an event filler must be callable, got {filler!r}")
         self.fillers.append(filler)
 
-    def for_request(self, request: Any) -> "RequestEvents":
-        """The ``events_v2`` object of one request."""
-        return RequestEvents(self, request)
+    def for_request(self, request: Any, hold: Optional[bool] = None) -> "RequestEvents":
+        """The ``events_v2`` object of one request.
+
+        :param hold: hold events until :meth:`RequestEvents.finish`; by default
+            when the settings are transactional. Only an integration that will
+            call ``finish`` may hold.
+        """
+        return RequestEvents(self, request, self.settings.transactional if hold is None else hold)
 
     def close(self) -> None:
         """Close the process-wide queue's descriptor (tests, shutdown)."""
@@ -316,12 +321,10 @@ class RequestEvents:
 
     __slots__ = ("_held", "_request", "_runtime", "status")
 
-    def __init__(self, runtime: EventsRuntime, request: Any) -> None:
+    def __init__(self, runtime: EventsRuntime, request: Any, hold: bool = False) -> None:
         self._runtime = runtime
         self._request = request
-        self._held: Optional[List[Tuple[Any, bytes]]] = (
-            [] if runtime.settings.transactional else None
-        )
+        self._held: Optional[List[Tuple[Any, bytes]]] = [] if hold else None
         #: The response's status code, when the integration has seen it.
         self.status: Optional[int] = None
 

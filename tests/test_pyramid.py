@@ -15,6 +15,7 @@ from pyramid.paster import get_app
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.scripting import prepare
 from pyramid.tweens import EXCVIEW
 from thrift.protocol.TBase import TBase
 from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
@@ -392,3 +393,16 @@ def test_include_warns_when_the_queue_cannot_be_created(
     assert [("baseplate_events.integrations.pyramid", logging.WARNING)] == [
         (record.name, record.levelno) for record in caplog.records
     ]
+
+
+def test_transactional_script_request_sends_at_once(
+    make_app: Callable[..., TestApp], small_reader: MessageQueue
+) -> None:
+    """A request made by a script (pyramid.scripting.prepare) has no tween: it sends at once."""
+    registry = make_app(**{"events.transactional": "true"}).app.registry
+    env = prepare(registry=registry)
+    try:
+        env["request"].events_v2.put(Event(noun="script"))
+    finally:
+        env["closer"]()
+    assert "script" == decode(small_reader.get(timeout=0)).noun

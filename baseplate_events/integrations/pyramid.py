@@ -113,9 +113,11 @@ def events_tween_factory(handler: Handler, registry: Registry) -> Handler:
         return handler
 
     def events_tween(request: Request) -> Response:
-        # Made now, not on first use, so that the window always ends here: an
-        # events_v2 first used by a response callback must not hold for ever.
-        events: RequestEvents = request.events_v2
+        # Made here, not on first use, so that only requests this tween will
+        # finish hold their events: one first used by a response callback, or
+        # by a script's request (pyramid.scripting.prepare), sends at once.
+        events = runtime.for_request(request, hold=True)
+        request.events_v2 = events
         try:
             response = handler(request)
         except BaseException:
@@ -128,5 +130,6 @@ def events_tween_factory(handler: Handler, registry: Registry) -> Handler:
 
 
 def _events_v2(request: Request) -> RequestEvents:
+    # Reached only outside the tween's window (see events_tween): never holds.
     runtime: Any = request.registry[REGISTRY_KEY]
-    return runtime.for_request(request)
+    return runtime.for_request(request, hold=False)
