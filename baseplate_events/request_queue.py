@@ -214,7 +214,9 @@ class EventsRuntime:
         self.settings = settings
         self.fillers: List[Filler] = fillers if fillers is not None else []
         self.queue = SharedQueue(settings)
+        # Read on every put: plain attributes, not a walk through settings.
         self.raise_errors = settings.errors == "raise"
+        self.autofill_enabled = settings.autofill
         #: Puts that failed under the ``log`` policy, and held events that
         #: could not be sent when their request ended.
         self.failed = 0
@@ -343,7 +345,7 @@ class RequestEvents:
         try:
             for filler in runtime.fillers:
                 filler(event, self._request)
-            if runtime.settings.autofill:
+            if runtime.autofill_enabled:
                 runtime.autofill(event)
             serialized = serialize_v2_event(event)
             held = self._held
