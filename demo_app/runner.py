@@ -120,6 +120,7 @@ class DemoRun:
         self.failed = False
         self.lingering = False
         self.final_line = ""
+        self.responses: Dict[str, int] = {}
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -189,6 +190,8 @@ class DemoRun:
         delivery = Delivery(outcome.put, stored)
         self.say("")
         self.say(summarize(delivery, table))
+        answers = ", ".join(f"{n} x {status}" for status, n in sorted(self.responses.items()))
+        self.say(f"collector answered {answers or 'nothing'} (batches, by HTTP status)")
         if not self.args.linger:
             self.say("(python -m demo_app --linger leaves it all running to browse the "
                      "collector's page)")
@@ -219,6 +222,7 @@ class DemoRun:
             with urllib.request.urlopen(collector_url + "/api/events", timeout=10) as response:
                 document = json.load(response)
             stored = {event["uuid"]: event for event in document["events"]}
+            self.responses = document["responses"]
             arrived = len(expected & stored.keys())
             bar.update(arrived)
             if arrived == len(expected) or time.monotonic() > deadline:
