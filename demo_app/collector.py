@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Type
@@ -186,9 +187,7 @@ def make_server(
     :param clock: seconds since the epoch, for the ``Date`` check and receipt
         times; tests pass a fake one.
     """
-    intake = IntakeConfig(dict(keys), replay_window, max_body)
-    if clock is not None:
-        intake = IntakeConfig(dict(keys), replay_window, max_body, clock)
+    intake = IntakeConfig(dict(keys), replay_window, max_body, clock or time.time)
     collector = Collector(_Server((host, port), intake, EventStore(db_path), verbose))
     return collector.start() if start else collector
 
