@@ -259,7 +259,7 @@ def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo_app", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=400, help="size of the burst")
+    parser.add_argument("--requests", type=int, default=1000, help="size of the burst")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
     parser.add_argument("--v2-version", choices=("2", "2j"), default="2",
                         help="batch format the v2 publisher sends")
