@@ -1,0 +1,15 @@
+"""The publisher daemon: the last hop of the pipeline.
+
+``python -m publisher --queue-name NAME config.ini`` drains ``/events-NAME``,
+writes what it takes to a disk spool, batches, signs, gzips and POSTs the
+events to the collector. One module per concept:
+
+- :mod:`publisher.config` parses ``[event-publisher:NAME]`` into a frozen object;
+- :mod:`publisher.batching` builds v1 / v2 / 2j batch bodies;
+- :mod:`publisher.spool` is the write-ahead spool on disk;
+- :mod:`publisher.sending` signs, compresses and POSTs, with retries;
+- :mod:`publisher.delivery` turns collector answers into splits, dead letters and backoff;
+- :mod:`publisher.metrics` and :mod:`publisher.health` report what happened;
+- :mod:`publisher.loop` runs the drain loop and the sender thread;
+- :mod:`publisher.__main__` is the command line.
+"""

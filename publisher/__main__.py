@@ -1,0 +1,157 @@
+"""The command line: ``python -m publisher --queue-name NAME [--debug] config.ini``.
+
+Exit status: 0 after a clean shutdown, 2 when the configuration, the queue or
+the spool cannot be used (one line on stderr says which key and why), 128+N
+when a second signal N cut the shutdown short.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from typing import List, Optional
+
+from baseplate_events.errors import ConfigError, MessageQueueError
+from baseplate_events.message_queue import MessageQueue
+
+from . import config as config_module
+from .delivery import Backoff, DeadLetters, Deliverer
+from .loop import Publisher
+from .metrics import Metrics
+from .sending import Sender
+from .spool import Spool, SpoolError
+
+logger = logging.getLogger("publisher")
+
+PROG = "baseplate-events-publisher"
+
+
+def _arguments(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Drain /events-NAME and publish its events to the event collector.",
+    )
+    parser.add_argument("config_file", help="INI file with an [event-publisher:NAME] section")
+    parser.add_argument(
+        "--queue-name",
+        default="main",
+        help="queue /events-NAME and config section [event-publisher:NAME] (default: main)",
+    )
+    parser.add_argument("--debug", action="store_true", help="log every batch")
+    return parser.parse_args(argv)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+    return 2
+
+
+def _open_queue(cfg: config_module.PublisherConfig) -> "tuple[MessageQueue, bool]":
+    """Open the queue, creating it (mode ``queue.mode``) if the apps have not yet."""
+    sizes = (cfg.max_queue_size, cfg.max_event_size)
+    try:
+        return MessageQueue(cfg.queue_path, *sizes, create=False), False
+    except MessageQueueError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    return MessageQueue(cfg.queue_path, *sizes, mode=cfg.queue_mode), True
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the publisher; returns the exit status."""
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.debug:
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    try:
+        cfg = config_module.load(args.config_file, args.queue_name)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if cfg.unknown_keys:
+        logger.warning(
+            "ignoring unknown keys in [event-publisher:%s]: %s",
+            cfg.queue_name,
+            ", ".join(cfg.unknown_keys),
+        )
+    try:
+        queue, created = _open_queue(cfg)
+    except MessageQueueError as exc:
+        # QueueLimitError is also an OSError: its text without the "[Errno 22]" prefix.
+        return _fail(exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    try:
+        spool = Spool(
+            cfg.spool_path,
+            max_bytes=cfg.spool_max_bytes,
+            segment_bytes=cfg.spool_segment_bytes,
+            fsync=cfg.spool_fsync,
+            fsync_interval=cfg.spool_fsync_interval,
+        )
+    except SpoolError as exc:
+        queue.close()
+        return _fail(str(exc))
+
+    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
+    spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
+    sender = Sender(
+        cfg.collector_url,
+        cfg.key_name,
+        cfg.key_secret,
+        timeout=cfg.collector_timeout,
+        gzip_level=cfg.gzip_level,
+        metrics=metrics,
+    )
+    stopping = threading.Event()
+    deliverer = Deliverer(
+        sender.post,
+        cfg.collector_version,
+        metrics,
+        DeadLetters(cfg.dead_letter_path, cfg.queue_name),
+        Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.retry_after_max),
+        stopping.wait,
+    )
+    logger.info(
+        "starting: queue %s (%s, mode %s, %d messages x %d bytes, %d waiting); "
+        "collector %s (version %s, key %s); %s",
+        cfg.queue_path,
+        "created" if created else "opened",
+        f"{cfg.queue_mode:04o}" if created else "as found",
+        queue.max_messages,
+        queue.max_message_size,
+        queue.depth,
+        cfg.collector_url,
+        cfg.collector_version,
+        cfg.key_name,
+        metrics.target,
+    )
+    logger.info(
+        "spool %s: %d events (%d bytes) to replay from an earlier run%s; budget %d bytes, "
+        "fsync %s; batches of at most %d bytes, %gs",
+        spool.path,
+        spool.recovered_events,
+        spool.recovered_bytes,
+        f", cut {spool.truncated_bytes} torn bytes" if spool.truncated_bytes else "",
+        spool.max_bytes,
+        cfg.spool_fsync,
+        cfg.batch_max_bytes,
+        cfg.batch_max_wait,
+    )
+    publisher = Publisher(cfg, queue, spool, deliverer, metrics, abandon=stopping)
+    try:
+        return publisher.run()
+    finally:
+        sender.close()
+
+
+def console_main() -> None:
+    """Entry point of the ``baseplate-events-publisher`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

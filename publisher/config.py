@@ -1,0 +1,355 @@
+"""The publisher's configuration: ``[event-publisher:NAME]`` parsed once into a frozen object.
+
+Every problem is a :class:`~baseplate_events.errors.ConfigError` naming the
+full key and what is wrong, so that ``__main__`` can print it on one line and
+exit with status 2. ``${ENV_VAR}`` in a value is replaced from the environment.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+
+from baseplate_events.errors import ConfigError
+
+MAX_QUEUE_SIZE = 10000
+MAX_EVENT_SIZE = 102400
+MAX_BATCH_BYTES = 500 * 1024
+VERSIONS = ("1", "2", "2j")
+
+T = TypeVar("T")
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+#: Every key the publisher understands; anything else in the section is reported.
+KNOWN_KEYS = frozenset(
+    {
+        "collector.hostname",
+        "collector.scheme",
+        "collector.version",
+        "collector.timeout",
+        "collector.gzip_level",
+        "key.name",
+        "key.secret",
+        "key.secret_file",
+        "metrics.namespace",
+        "metrics.endpoint",
+        "max_queue_size",
+        "max_event_size",
+        "queue.mode",
+        "drain.max_messages",
+        "batch.max_bytes",
+        "batch.max_wait",
+        "retry.backoff_initial",
+        "retry.backoff_max",
+        "retry.retry_after_max",
+        "shutdown.deadline",
+        "spool.path",
+        "spool.max_bytes",
+        "spool.segment_bytes",
+        "spool.fsync",
+        "spool.fsync_interval",
+        "dead_letter.path",
+        "health.path",
+        "health.interval",
+        "health.log_interval",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    """Everything the publisher needs, typed and validated."""
+
+    queue_name: str
+    collector_hostname: str
+    collector_scheme: str
+    collector_version: str
+    collector_timeout: float
+    gzip_level: int
+    key_name: str
+    key_secret: bytes
+    metrics_namespace: str
+    metrics_endpoint: Optional[Tuple[str, int]]
+    max_queue_size: int
+    max_event_size: int
+    queue_mode: int
+    drain_max_messages: int
+    batch_max_bytes: int
+    batch_max_wait: float
+    backoff_initial: float
+    backoff_max: float
+    retry_after_max: float
+    shutdown_deadline: float
+    spool_path: str
+    spool_max_bytes: int
+    spool_segment_bytes: int
+    spool_fsync: str
+    spool_fsync_interval: float
+    dead_letter_path: str
+    health_path: str
+    health_interval: float
+    health_log_interval: float
+    unknown_keys: Tuple[str, ...] = ()
+
+    @property
+    def collector_url(self) -> str:
+        return f"{self.collector_scheme}://{self.collector_hostname}/v{self.collector_version}"
+
+    @property
+    def queue_path(self) -> str:
+        return "/events-" + self.queue_name
+
+    def __repr__(self) -> str:
+        # A config object ends up in tracebacks and debug logs; the secret must not.
+        return f"<PublisherConfig queue={self.queue_path} collector={self.collector_url}>"
+
+
+def default_spool_path(queue_name: str) -> str:
+    """``/var/tmp/baseplate-events-<uid>/<queue name>``: survives reboots, private to the user."""
+    return os.path.join("/var/tmp", f"baseplate-events-{os.getuid()}", queue_name)
+
+
+def expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
+    """Replace ``${NAME}`` from ``environ``.
+
+    :raises ConfigError: a variable is not set.
+    """
+
+    def replace(match: "re.Match[str]") -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise ConfigError(key, f"environment variable {name} is not set")
+        return environ[name]
+
+    return _ENV.sub(replace, value)
+
+
+class _Reader:
+    """Typed access to the raw section; each getter names the full key on error."""
+
+    def __init__(self, raw: Dict[str, str]) -> None:
+        self.raw = raw
+
+    def get(self, key: str, parse: Callable[[str, str], T], default: Optional[T] = None) -> T:
+        value = self.raw.get(key)
+        if value is None or value.strip() == "":
+            if default is None:
+                raise ConfigError(key, "required but not set")
+            return default
+        return parse(key, value.strip())
+
+    def optional(self, key: str) -> Optional[str]:
+        value = self.raw.get(key)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+
+def _string(key: str, value: str) -> str:
+    return value
+
+
+def _positive_int(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(key, f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(key, f"expected a positive integer, got {value!r}")
+    return number
+
+
+def _seconds(key: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(key, f"expected a number of seconds, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ConfigError(key, f"expected a finite number of seconds >= 0, got {value!r}")
+    return number
+
+
+def _positive_seconds(key: str, value: str) -> float:
+    number = _seconds(key, value)
+    if number == 0:
+        raise ConfigError(key, f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _mode(key: str, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise ConfigError(key, f"expected an octal mode like 0600, got {value!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise ConfigError(key, f"expected an octal mode between 0000 and 0777, got {value!r}")
+    return mode
+
+
+def _hostname(key: str, value: str) -> str:
+    if "/" in value or any(c.isspace() for c in value):
+        raise ConfigError(
+            key, f"expected a host name with an optional :port (no scheme or path), got {value!r}"
+        )
+    host, sep, port = value.rpartition(":")
+    if sep and not host.endswith("]") and ":" not in host:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
+    return value
+
+
+def _scheme(key: str, value: str) -> str:
+    if value not in ("http", "https"):
+        raise ConfigError(key, f"expected http or https, got {value!r}")
+    return value
+
+
+def _version(key: str, value: str) -> str:
+    if value not in VERSIONS:
+        raise ConfigError(key, f"expected 1, 2 or 2j, got {value!r}")
+    return value
+
+
+def _gzip_level(key: str, value: str) -> int:
+    try:
+        level = int(value)
+    except ValueError:
+        raise ConfigError(key, f"expected an integer from 1 to 9, got {value!r}") from None
+    if not 1 <= level <= 9:
+        raise ConfigError(key, f"expected an integer from 1 to 9, got {value!r}")
+    return level
+
+
+def _endpoint(key: str, value: str) -> Tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected host:port, got {value!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
+    return host.strip("[]"), int(port)
+
+
+def _fsync(key: str, value: str) -> str:
+    if value not in ("always", "interval", "never"):
+        raise ConfigError(key, f"expected always, interval or never, got {value!r}")
+    return value
+
+
+def _base64_secret(key: str, value: str) -> bytes:
+    try:
+        secret = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        # Never echo the value: it is (meant to be) a secret.
+        raise ConfigError(key, "not valid base64") from None
+    if not secret:
+        raise ConfigError(key, "decodes to an empty secret")
+    return secret
+
+
+def _secret(reader: _Reader) -> bytes:
+    inline = reader.optional("key.secret")
+    path = reader.optional("key.secret_file")
+    if inline is not None and path is not None:
+        raise ConfigError("key.secret", "set either key.secret or key.secret_file, not both")
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("ascii", "replace")
+        except OSError as exc:
+            raise ConfigError("key.secret_file", f"cannot read {path}: {exc.strerror}") from None
+        return _base64_secret("key.secret_file", text)
+    if inline is None:
+        raise ConfigError("key.secret", "required but not set (or set key.secret_file)")
+    return _base64_secret("key.secret", inline)
+
+
+def parse_section(
+    queue_name: str, raw: Dict[str, str], environ: Optional[Mapping[str, str]] = None
+) -> PublisherConfig:
+    """Validate one ``[event-publisher:NAME]`` section (already read) into a config.
+
+    :raises ConfigError: a key is missing or invalid; the message names it.
+    """
+    env = os.environ if environ is None else environ
+    expanded = {k: expand_env(k, v, env) for k, v in raw.items() if k in KNOWN_KEYS}
+    r = _Reader(expanded)
+
+    spool_path = r.get("spool.path", _string, default_spool_path(queue_name))
+    max_event_size = r.get("max_event_size", _positive_int, MAX_EVENT_SIZE)
+    batch_max_bytes = r.get("batch.max_bytes", _positive_int, MAX_BATCH_BYTES)
+    if batch_max_bytes < 64:
+        raise ConfigError("batch.max_bytes", f"expected at least 64, got {batch_max_bytes}")
+    endpoint = r.optional("metrics.endpoint")
+    metrics_endpoint = _endpoint("metrics.endpoint", endpoint) if endpoint else None
+    namespace = r.get("metrics.namespace", _string, "")
+    backoff_initial = r.get("retry.backoff_initial", _positive_seconds, 1.0)
+    backoff_max = r.get("retry.backoff_max", _positive_seconds, 60.0)
+    if backoff_max < backoff_initial:
+        raise ConfigError(
+            "retry.backoff_max",
+            f"must be at least retry.backoff_initial ({backoff_initial:g}), got {backoff_max:g}",
+        )
+    unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
+    return PublisherConfig(
+        queue_name=queue_name,
+        collector_hostname=r.get("collector.hostname", _hostname),
+        collector_scheme=r.get("collector.scheme", _scheme, "https"),
+        collector_version=r.get("collector.version", _version, "2"),
+        collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
+        gzip_level=r.get("collector.gzip_level", _gzip_level, 6),
+        key_name=r.get("key.name", _string),
+        key_secret=_secret(r),
+        metrics_namespace=namespace,
+        metrics_endpoint=metrics_endpoint,
+        max_queue_size=r.get("max_queue_size", _positive_int, MAX_QUEUE_SIZE),
+        max_event_size=max_event_size,
+        queue_mode=r.get("queue.mode", _mode, 0o600),
+        drain_max_messages=r.get("drain.max_messages", _positive_int, 1000),
+        batch_max_bytes=batch_max_bytes,
+        batch_max_wait=r.get("batch.max_wait", _seconds, 1.0),
+        backoff_initial=backoff_initial,
+        backoff_max=backoff_max,
+        retry_after_max=r.get("retry.retry_after_max", _seconds, 300.0),
+        shutdown_deadline=r.get("shutdown.deadline", _seconds, 10.0),
+        spool_path=spool_path,
+        spool_max_bytes=r.get("spool.max_bytes", _positive_int, 1 << 30),
+        spool_segment_bytes=r.get("spool.segment_bytes", _positive_int, 8 << 20),
+        spool_fsync=r.get("spool.fsync", _fsync, "interval"),
+        spool_fsync_interval=r.get("spool.fsync_interval", _seconds, 1.0),
+        dead_letter_path=r.get(
+            "dead_letter.path", _string, os.path.join(spool_path, "dead-letter.jsonl")
+        ),
+        health_path=r.get("health.path", _string, os.path.join(spool_path, "health.json")),
+        health_interval=r.get("health.interval", _positive_seconds, 5.0),
+        health_log_interval=r.get("health.log_interval", _seconds, 60.0),
+        unknown_keys=unknown,
+    )
+
+
+def load(
+    path: str, queue_name: str, environ: Optional[Mapping[str, str]] = None
+) -> PublisherConfig:
+    """Read ``path`` and parse its ``[event-publisher:<queue_name>]`` section.
+
+    :raises ConfigError: the file, the section or a key is missing or invalid.
+    """
+    parser = configparser.RawConfigParser()
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read the config file: {exc.strerror}") from None
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        first_line = str(exc).splitlines()[0]
+        raise ConfigError(path, f"not a valid INI file: {first_line}") from None
+    section = "event-publisher:" + queue_name
+    if not parser.has_section(section):
+        found: List[str] = [s for s in parser.sections() if s.startswith("event-publisher:")]
+        hint = f" (found: {', '.join('[' + s + ']' for s in found)})" if found else ""
+        raise ConfigError(f"[{section}]", f"section not found in {path}{hint}")
+    return parse_section(queue_name, dict(parser.items(section)), environ)

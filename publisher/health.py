@@ -1,0 +1,80 @@
+"""The health report: queue depth, spool backlog, oldest spooled event, last successful send.
+
+Written as JSON to ``health.path`` every ``health.interval`` seconds (atomically,
+so a monitoring check never reads half a file) and logged as one line every
+``health.log_interval`` seconds.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, Optional
+
+logger = logging.getLogger(__name__)
+
+
+def _iso(epoch: Optional[float]) -> Optional[str]:
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def report(
+    *,
+    queue: str,
+    queue_depth: int,
+    spool_events: int,
+    spool_bytes: int,
+    oldest_spooled_ms: Optional[int],
+    last_success: Optional[float],
+    counters: Dict[str, int],
+    now: Optional[float] = None,
+) -> Dict[str, Any]:
+    """The health document."""
+    now = time.time() if now is None else now
+    oldest_age = None if oldest_spooled_ms is None else max(0.0, now - oldest_spooled_ms / 1000)
+    return {
+        "time": _iso(now),
+        "pid": os.getpid(),
+        "queue": queue,
+        "queue_depth": queue_depth,
+        "spool_events": spool_events,
+        "spool_bytes": spool_bytes,
+        "oldest_spooled_age_seconds": None if oldest_age is None else round(oldest_age, 3),
+        "last_success": _iso(last_success),
+        "seconds_since_last_success": (
+            None if last_success is None else round(now - last_success, 3)
+        ),
+        "counters": counters,
+    }
+
+
+def line(doc: Dict[str, Any]) -> str:
+    """The one-line form for the log."""
+    oldest = doc["oldest_spooled_age_seconds"]
+    return (
+        f"health: queue {doc['queue']} depth={doc['queue_depth']} "
+        f"spool={doc['spool_events']} events/{doc['spool_bytes']} bytes "
+        f"oldest={'-' if oldest is None else f'{oldest:.1f}s'} "
+        f"last_success={doc['last_success'] or 'never'} "
+        f"sent={doc['counters'].get('sent', 0)} "
+        f"dead_letter={doc['counters'].get('dead_letter', 0)} "
+        f"dropped={doc['counters'].get('dropped.spool_full', 0)}"
+    )
+
+
+def write(path: str, doc: Dict[str, Any]) -> None:
+    """Replace ``path`` with ``doc`` atomically; a failure is logged, never raised."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(doc, f, sort_keys=True)
+            f.write("\n")
+        os.replace(temporary, path)
+    except OSError as exc:
+        logger.warning("health: cannot write %s: %s", path, exc)

@@ -1,0 +1,292 @@
+"""The publisher's two loops: drain the queue into the spool, send the spool to the collector.
+
+The main thread only drains: one ``select`` wake-up takes every waiting
+message (up to ``drain.max_messages``) and appends them to the spool in one
+write. It never waits for the collector, so the queue keeps draining through
+any outage. The sender thread reads the spool back, cuts batches of at most
+``batch.max_bytes`` that wait at most ``batch.max_wait``, gzips, POSTs and
+acknowledges. Memory stays bounded: the backlog lives on disk.
+
+Signal handlers only count signals (the wake-up fd breaks the ``select``).
+First SIGTERM/SIGINT: stop taking events, let the sender flush until
+``shutdown.deadline``, leave the rest in the spool, exit 0. Second: exit now.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import List, Optional
+
+from baseplate_events.message_queue import MessageQueue
+
+from . import health
+from .batching import BatchBuilder
+from .config import PublisherConfig
+from .delivery import Deliverer
+from .metrics import Metrics
+from .spool import Position, Spool
+
+logger = logging.getLogger(__name__)
+
+#: How often the queue-depth and spool gauges are sent.
+GAUGE_INTERVAL = 1.0
+
+
+@dataclass
+class Batch:
+    """A batch cut from the spool, and the spool position just after it."""
+
+    builder: BatchBuilder
+    end: Position
+
+
+class Assembler:
+    """Cuts batches out of the spool, in order, from the last acknowledged position."""
+
+    def __init__(self, spool: Spool, version: str, max_bytes: int, max_wait: float) -> None:
+        self.spool = spool
+        self.version = version
+        self.max_bytes = max_bytes
+        self.max_wait = max_wait
+        self.cursor: Position = spool.ack_position
+
+    def next_batch(self, flushing: threading.Event, abandon: threading.Event) -> Optional[Batch]:
+        """The next batch: full, ``max_wait`` old, or whatever is left while flushing.
+
+        ``None`` when flushing and the spool is empty, or when abandoning.
+        """
+        builder = BatchBuilder(self.version, self.max_bytes)
+        deadline = 0.0
+        while not abandon.is_set():
+            record = self.spool.read(self.cursor)
+            if record is None:
+                if builder.count and (flushing.is_set() or time.monotonic() >= deadline):
+                    return Batch(builder, self.cursor)
+                if not builder.count and flushing.is_set():
+                    return None
+                wait = deadline - time.monotonic() if builder.count else 0.5
+                self.spool.wait(max(0.0, min(wait, 0.5)), self.cursor)
+                continue
+            chunk = record.chunk
+            index = self.cursor[2] if (record.segment, record.offset) == self.cursor[:2] else 0
+            if index:
+                chunk = chunk.split(index)[1]
+            if not builder.count:
+                # The batch waits at most max_wait from its first event's arrival
+                # (clamped, so that a clock step cannot hold it longer).
+                age = time.time() - record.time_ms / 1000
+                deadline = time.monotonic() + max(0.0, min(self.max_wait, self.max_wait - age))
+            rest = builder.add(chunk)
+            if rest is not None:
+                self.cursor = (record.segment, record.offset, index + chunk.count - rest.count)
+                return Batch(builder, self.cursor)
+            self.cursor = (record.segment, record.next_offset, 0)
+            if builder.full:
+                return Batch(builder, self.cursor)
+        return None
+
+
+class Publisher:
+    """Runs the drain loop in the calling thread and the sender in its own."""
+
+    def __init__(
+        self,
+        cfg: PublisherConfig,
+        queue: MessageQueue,
+        spool: Spool,
+        deliverer: Deliverer,
+        metrics: Metrics,
+        abandon: Optional[threading.Event] = None,
+    ) -> None:
+        self.cfg = cfg
+        self.queue = queue
+        self.spool = spool
+        self.deliverer = deliverer
+        self.metrics = metrics
+        self.assembler = Assembler(spool, cfg.collector_version, cfg.batch_max_bytes,
+                                   cfg.batch_max_wait)
+        self.flushing = threading.Event()
+        # Set when the flush deadline passed: the deliverer's backoff sleeps on it too.
+        self.abandon = abandon if abandon is not None else threading.Event()
+        self.signals: List[int] = []
+        self.last_success: Optional[float] = None
+        self.batches_sent = 0
+        self.events_sent = 0
+        self._sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- signals -----------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.signals.append(signum)
+
+    def install_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    # -- main --------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Drain until a signal, then flush and return the exit status."""
+        self.install_signal_handlers()
+        self._sender.start()
+        self._drain()
+        return self._shutdown()
+
+    def _drain(self) -> None:
+        queue_fd = self.queue.fileno()
+        wake_fd = self._wake_r
+        get_many = self.queue.get_many
+        limit = self.cfg.drain_max_messages
+        next_gauge = next_health = time.monotonic()
+        next_log = next_health + self.cfg.health_log_interval
+        while not self.signals:
+            now = time.monotonic()
+            if now >= next_gauge:
+                next_gauge = now + GAUGE_INTERVAL
+                self._gauges()
+            if now >= next_health:
+                next_health = now + self.cfg.health_interval
+                doc = self.health()
+                health.write(self.cfg.health_path, doc)
+                if self.cfg.health_log_interval and now >= next_log:
+                    next_log = now + self.cfg.health_log_interval
+                    logger.info("%s", health.line(doc))
+            timeout = max(0.0, min(next_gauge, next_health) - time.monotonic())
+            ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
+            if wake_fd in ready:
+                self._empty_wake_pipe()
+                continue
+            messages = get_many(limit)
+            if messages:
+                self._store(messages)
+
+    def _store(self, messages: List[bytes]) -> None:
+        """Put what was taken off the queue on disk; hold it and retry if the disk fails."""
+        if not all(messages):
+            kept = [m for m in messages if m]
+            self.metrics.incr("dropped.empty", len(messages) - len(kept))
+            logger.warning("dropped %d empty messages (not events)", len(messages) - len(kept))
+            messages = kept
+            if not messages:
+                return
+        while True:
+            try:
+                self.spool.append(messages)
+                break
+            except OSError as exc:
+                # Stop taking events (they wait in the queue) until the disk has room.
+                logger.error("spool: cannot write %d events (%s); retrying in 1s",
+                             len(messages), exc)
+                time.sleep(1.0)
+        self.metrics.incr("drained", len(messages))
+
+    def _empty_wake_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _gauges(self) -> None:
+        self.metrics.gauge("queue.depth", self.queue.depth)
+        self.metrics.gauge("spool.events", self.spool.pending_events)
+        self.metrics.gauge("spool.bytes", self.spool.pending_bytes())
+
+    def health(self) -> dict:
+        return health.report(
+            queue=self.queue.name,
+            queue_depth=self.queue.depth,
+            spool_events=self.spool.pending_events,
+            spool_bytes=self.spool.pending_bytes(),
+            oldest_spooled_ms=self.spool.oldest_pending_ms(),
+            last_success=self.last_success,
+            counters=self.metrics.snapshot(),
+        )
+
+    # -- sender thread -----------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self.abandon.is_set():
+            try:
+                batch = self.assembler.next_batch(self.flushing, self.abandon)
+                if batch is None:
+                    return
+                builder = batch.builder
+                if not self.deliverer.deliver(builder.body(), builder.count, builder.events):
+                    return
+                self.spool.ack(batch.end, builder.count)
+                self.last_success = time.time()
+                self.batches_sent += 1
+                self.events_sent += builder.count
+            except Exception:
+                # A bug or a disk error must not stop delivery for good: start again
+                # from the last acknowledged position (at-least-once).
+                logger.exception("sender: unexpected error; resuming from the spool in 1s")
+                self.assembler.cursor = self.spool.ack_position
+                if self.abandon.wait(1.0):
+                    return
+
+    # -- shutdown ----------------------------------------------------------------
+
+    def _shutdown(self) -> int:
+        started = time.monotonic()
+        name = signal.Signals(self.signals[0]).name
+        sent_before, batches_before = self.events_sent, self.batches_sent
+        logger.info(
+            "shutdown (%s): stopped taking events; flushing %d spooled events within %gs "
+            "(a second signal exits at once)",
+            name,
+            self.spool.pending_events,
+            self.cfg.shutdown_deadline,
+        )
+        self.flushing.set()
+        self.spool.wake()
+        deadline = started + self.cfg.shutdown_deadline
+        while self._sender.is_alive() and time.monotonic() < deadline:
+            self._exit_on_second_signal()
+            self._sender.join(0.05)
+        if self._sender.is_alive():
+            self.abandon.set()
+            self.spool.wake()
+            grace = time.monotonic() + 0.5
+            while self._sender.is_alive() and time.monotonic() < grace:
+                self._exit_on_second_signal()
+                self._sender.join(0.05)
+        health.write(self.cfg.health_path, self.health())
+        logger.info(
+            "shutdown: sent %d events in %d batches in %.2fs; %d events (%d bytes) stay in "
+            "the spool %s for the next start",
+            self.events_sent - sent_before,
+            self.batches_sent - batches_before,
+            time.monotonic() - started,
+            self.spool.pending_events,
+            self.spool.pending_bytes(),
+            self.spool.path,
+        )
+        self.queue.close()
+        if not self._sender.is_alive():
+            self.spool.close()
+        logger.info("shutdown: done")
+        return 0
+
+    def _exit_on_second_signal(self) -> None:
+        if len(self.signals) >= 2:
+            name = signal.Signals(self.signals[1]).name
+            logger.warning(
+                "second signal (%s): exiting now; %d unsent events stay in the spool %s",
+                name,
+                self.spool.pending_events,
+                self.spool.path,
+            )
+            logging.shutdown()
+            os._exit(128 + self.signals[1])

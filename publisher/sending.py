@@ -1,0 +1,127 @@
+"""One POST of one batch: gzip, sign, send over a keep-alive session, classify the answer.
+
+The wire format is baseplate.py's: ``POST {scheme}://{hostname}/v{version}``
+with ``Date``, ``User-Agent``, ``Content-Type: application/json``,
+``Content-Encoding: gzip`` and ``X-Signature: key=NAME, mac=HEX`` where the
+MAC is HMAC-SHA256 of the *uncompressed* body. What to do about the answer
+(retry, split, dead-letter) is :mod:`publisher.delivery`'s business.
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+import requests
+
+from .metrics import Metrics
+
+USER_AGENT = "baseplate-events-publisher/0.1"
+#: How much of a refusal's body is kept for logs and dead letters.
+MAX_REASON = 1000
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What came back from one POST."""
+
+    status: Optional[int]  # None: no HTTP answer (timeout, refused, reset)
+    reason: str
+    retry_after: Optional[float] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def sign(key_name: str, secret: bytes, body: bytes) -> str:
+    """The ``X-Signature`` header for ``body`` (uncompressed)."""
+    mac = hmac.new(secret, body, hashlib.sha256).hexdigest()
+    return f"key={key_name}, mac={mac}"
+
+
+def gzip_compress(body: bytes, level: int) -> bytes:
+    """A gzip member of ``body`` (zlib releases the GIL while it works)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class Sender:
+    """POSTs batch bodies to the collector over one keep-alive ``requests.Session``."""
+
+    def __init__(
+        self,
+        url: str,
+        key_name: str,
+        secret: bytes,
+        *,
+        timeout: float,
+        gzip_level: int,
+        metrics: Metrics,
+    ) -> None:
+        self.url = url
+        self._key_name = key_name
+        self._secret = secret
+        self.timeout = timeout
+        self.gzip_level = gzip_level
+        self.metrics = metrics
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.bytes_sent = 0
+
+    def post(self, body: bytes, count: int) -> Answer:
+        """Send one batch body holding ``count`` events; never raises for a collector problem."""
+        compressed = gzip_compress(body, self.gzip_level)
+        headers = {
+            "Date": email.utils.formatdate(usegmt=True),
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "X-Signature": sign(self._key_name, self._secret, body),
+        }
+        started = time.perf_counter()
+        try:
+            response = self.session.post(
+                self.url, data=compressed, headers=headers, timeout=self.timeout
+            )
+        except requests.RequestException as exc:
+            self.metrics.incr("error.io")
+            return Answer(None, f"{type(exc).__name__}: {_first_line(exc)}")
+        finally:
+            self.metrics.timing("post", (time.perf_counter() - started) * 1000)
+        self.bytes_sent += len(compressed)
+        status = response.status_code
+        if 200 <= status < 300:
+            self.metrics.incr("sent", count)
+            return Answer(status, "")
+        self.metrics.incr("error.http")
+        reason = response.text[:MAX_REASON].strip() or response.reason or ""
+        return Answer(status, reason, parse_retry_after(response.headers.get("Retry-After")))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"

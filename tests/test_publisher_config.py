@@ -1,0 +1,157 @@
+"""Publisher configuration: defaults, ${ENV} expansion, and one clear line per bad key."""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Dict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baseplate_events.errors import ConfigError
+from publisher.config import KNOWN_KEYS, load, parse_section
+
+from .support_publisher import run_publisher, write_config
+
+MINIMAL = {
+    "collector.hostname": "collector.example.com",
+    "key.name": "TestKey",
+    "key.secret": base64.b64encode(b"hunter2").decode(),
+}
+
+
+def error_of(raw: Dict[str, str]) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_section("q", raw, environ={})
+    return str(info.value)
+
+
+def test_defaults():
+    """A seed-style section gets baseplate's defaults: https, version 2, 10000 x 102400."""
+    cfg = parse_section("q", dict(MINIMAL), environ={})
+    assert "https://collector.example.com/v2" == cfg.collector_url
+    assert (10000, 102400) == (cfg.max_queue_size, cfg.max_event_size)
+    assert (512000, 1.0) == (cfg.batch_max_bytes, cfg.batch_max_wait)
+    assert b"hunter2" == cfg.key_secret
+    assert 0o600 == cfg.queue_mode
+    assert cfg.metrics_endpoint is None
+
+
+def test_env_expansion():
+    """${NAME} in a value comes from the environment."""
+    raw = dict(MINIMAL, **{"collector.hostname": "${HOST}", "key.secret": "${SECRET}"})
+    cfg = parse_section("q", raw, environ={"SECRET": "aHVudGVyMg==", "HOST": "h.example:8080"})
+    assert ("h.example:8080", b"hunter2") == (cfg.collector_hostname, cfg.key_secret)
+
+
+def test_unset_env_var():
+    """An unset ${NAME} names the key and the variable."""
+    raw = dict(MINIMAL, **{"key.name": "${NOPE}"})
+    assert "key.name: environment variable NOPE is not set" == error_of(raw)
+
+
+def test_missing_hostname():
+    """A missing collector.hostname is named."""
+    raw = dict(MINIMAL)
+    del raw["collector.hostname"]
+    assert "collector.hostname: required but not set" == error_of(raw)
+
+
+def test_secret_not_base64_is_not_echoed():
+    """A key.secret that is not base64 is reported without printing it."""
+    assert "key.secret: not valid base64" == error_of(dict(MINIMAL, **{"key.secret": "s3cr*t!"}))
+
+
+def test_bad_version():
+    """collector.version must be 1, 2 or 2j."""
+    expected = "collector.version: expected 1, 2 or 2j, got '3'"
+    assert expected == error_of(dict(MINIMAL, **{"collector.version": "3"}))
+
+
+def test_non_numeric_size():
+    """A size that is not a number is named with its value."""
+    expected = "max_queue_size: expected an integer, got 'lots'"
+    assert expected == error_of(dict(MINIMAL, max_queue_size="lots"))
+
+
+def test_bad_metrics_endpoint():
+    """metrics.endpoint must be host:port."""
+    expected = "metrics.endpoint: expected host:port, got 'statsd'"
+    assert expected == error_of(dict(MINIMAL, **{"metrics.endpoint": "statsd"}))
+
+
+def test_secret_file(tmp_path: Path):
+    """key.secret_file reads the base64 secret from a file."""
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("aHVudGVyMg==\n")
+    raw = dict(MINIMAL, **{"key.secret_file": str(secret_file)})
+    del raw["key.secret"]
+    assert b"hunter2" == parse_section("q", raw, environ={}).key_secret
+
+
+def test_secret_and_secret_file_conflict(tmp_path: Path):
+    """Setting both key.secret and key.secret_file is an error."""
+    raw = dict(MINIMAL, **{"key.secret_file": str(tmp_path / "x")})
+    assert "key.secret: set either key.secret or key.secret_file, not both" == error_of(raw)
+
+
+def test_repr_hides_the_secret():
+    """The config's repr (which may reach a log) never holds the secret."""
+    cfg = parse_section("q", dict(MINIMAL), environ={})
+    assert "hunter2" not in repr(cfg) and "aHVudGVyMg" not in repr(cfg)
+
+
+def test_missing_section(tmp_path: Path):
+    """A config file without the queue's section says which section it wanted."""
+    path = write_config(tmp_path / "c.ini", "other", dict(MINIMAL))
+    with pytest.raises(ConfigError) as info:
+        load(str(path), "q")
+    expected = (
+        f"[event-publisher:q]: section not found in {path} (found: [event-publisher:other])"
+    )
+    assert expected == str(info.value)
+
+
+def test_bad_key_exits_2_with_one_line(tmp_path: Path):
+    """The real command exits 2 and prints one line naming the key, no traceback."""
+    path = write_config(tmp_path / "c.ini", "q", dict(MINIMAL, **{"collector.version": "9"}))
+    result = run_publisher("q", path)
+    assert 2 == result.returncode
+    expected = (
+        "baseplate-events-publisher: error: collector.version: expected 1, 2 or 2j, got '9'\n"
+    )
+    assert expected == result.stderr
+
+
+def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
+    """The default 10000 x 102400 queue is refused on a stock kernel: one line, exit 2."""
+    raw = dict(MINIMAL, **{"spool.path": str(tmp_path / "spool")})
+    path = write_config(tmp_path / "c.ini", "limits-test-never-created", raw)
+    result = run_publisher("limits-test-never-created", path)
+    assert 2 == result.returncode
+    lines = result.stderr.splitlines()
+    assert 1 == len(lines)
+    assert lines[0].startswith(
+        "baseplate-events-publisher: error: cannot open message queue "
+        "/events-limits-test-never-created with 10000 messages of 102400 bytes"
+    )
+    assert "fs.mqueue.msg_max" in lines[0] and "ulimit -q" in lines[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.dictionaries(
+        st.sampled_from(sorted(KNOWN_KEYS)) | st.text(max_size=12),
+        st.text(max_size=30),
+        max_size=12,
+    )
+)
+def test_fuzzed_sections_parse_or_fail_clearly(raw: Dict[str, str]):
+    """Any section either parses or raises ConfigError naming a key; nothing else escapes."""
+    try:
+        parse_section("q", raw, environ={"HOME": "/home/x"})
+    except ConfigError as exc:
+        assert exc.key in KNOWN_KEYS
+        assert str(exc).startswith(exc.key + ": ")
+        assert "\n" not in str(exc)

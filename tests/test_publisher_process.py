@@ -1,0 +1,216 @@
+"""The publisher as a real subprocess: real queue, real collector, real signals (issue 3)."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import pytest
+
+from baseplate_events import Event, EventQueue, serialize_v1_event, serialize_v2_event
+from baseplate_events.message_queue import MessageQueue
+from event_schemas.event.ttypes import Event as V2Event
+from publisher.batching import build_body
+
+from .support_collector import Collector
+from .support_publisher import (
+    QUEUE_MESSAGE_SIZE,
+    QUEUE_MESSAGES,
+    SECRET,
+    PublisherProcess,
+    config_keys,
+    make_event,
+    put_all,
+    uuids_of,
+    write_config,
+)
+
+
+@pytest.fixture
+def start_publisher(
+    queue_name: str, tmp_path: Path
+) -> Iterator[Callable[..., PublisherProcess]]:
+    """Start ``python -m publisher`` for the test's queue; killed on teardown if still running."""
+    started: List[PublisherProcess] = []
+
+    def start(collector: Collector, **keys: str) -> PublisherProcess:
+        cfg = config_keys(queue_name, collector.hostname, tmp_path, **keys)
+        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
+        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def v2_event(number: int) -> V2Event:
+    return V2Event(
+        source="test",
+        action="publish",
+        noun="event",
+        client_timestamp=1_700_000_000_000 + number,
+        uuid=str(uuid.uuid4()),
+    )
+
+
+def assert_batches_are_slices(version: str, collector: Collector, events: List[bytes]) -> None:
+    """Every body received is exactly the batch of the next consecutive events."""
+    position = 0
+    for received in collector.received:
+        count = len(received.events)
+        assert build_body(version, events[position : position + count]) == received.body
+        position += count
+    assert len(events) == position
+
+
+@pytest.mark.parametrize("version", ["1", "2", "2j"])
+def test_events_from_event_queue_reach_the_collector(
+    version: str, queue_name: str, start_publisher: Callable[..., PublisherProcess]
+):
+    """Events put with EventQueue arrive signed, gzipped and byte-exact, for each version."""
+    with Collector(SECRET, version=version) as collector:
+        publisher = start_publisher(collector, **{"collector.version": version})
+        serializer = serialize_v2_event if version == "2" else serialize_v1_event
+        queue = EventQueue(
+            queue_name,
+            serializer,
+            max_messages=QUEUE_MESSAGES,
+            max_message_size=QUEUE_MESSAGE_SIZE,
+            put_timeout=2.0,
+        )
+        try:
+            if version == "2":
+                objects = [v2_event(i) for i in range(25)]
+            else:
+                objects = [Event("topic", "type") for _ in range(25)]
+            expected = [serializer(o) for o in objects]
+            for o in objects:
+                queue.put(o)
+            collector.wait_for_events(25)
+        finally:
+            queue.close()
+        assert 0 == publisher.stop()
+        assert [] == collector.problems
+        assert_batches_are_slices(version, collector, expected)
+
+
+def test_startup_line_names_queue_collector_version_and_metrics(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess]
+):
+    """Start-up logs one line with the queue and its capacity, the URL, version and metrics."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"metrics.endpoint": "127.0.0.1:8125",
+                                                  "metrics.namespace": "events.pub"})
+        assert 0 == publisher.stop()
+    [line] = [x for x in publisher.log().splitlines() if " starting: " in x]
+    expected = (
+        f"starting: queue /events-{queue_name} (created, mode 0600, 10 messages x 2048 bytes, "
+        f"0 waiting); collector http://{collector.hostname}/v2j (version 2j, key TestKey); "
+        "metrics to statsd 127.0.0.1:8125 as events.pub.*"
+    )
+    assert line.endswith(expected)
+
+
+def test_queue_created_with_mode_0600(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess]
+):
+    """A queue the publisher creates is readable by its owner only."""
+    import posix_ipc
+
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector)
+        raw = posix_ipc.MessageQueue("/events-" + queue_name)
+        try:
+            import os
+
+            mode = os.stat(f"/proc/self/fd/{raw.mqd}").st_mode & 0o777
+        finally:
+            raw.close()
+        assert 0 == publisher.stop()
+    assert 0o600 == mode
+
+
+def test_503_spell_and_422_lose_nothing_else(
+    queue_name: str,
+    start_publisher: Callable[..., PublisherProcess],
+    open_queues: Callable[..., MessageQueue],
+):
+    """A 3-second 503 spell and a poison event: the publisher keeps running; the rest arrive."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector)
+        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+        events = [make_event(i) for i in range(60)]
+        ids = uuids_of(events)
+        poison = ids[40]
+        collector.poison = lambda e: e.get("uuid") == poison
+        collector.fail_for(3.0)
+        put_all(queue, events)
+        collector.wait_for_events(59, timeout=15)
+        assert publisher.process is not None and publisher.process.poll() is None
+        assert 0 == publisher.stop()
+    assert [i for i in ids if i != poison] == collector.uuids()
+    assert [] == collector.problems
+    assert 503 in collector.answers and 422 in collector.answers
+
+
+def test_sigterm_mid_stream_loses_nothing(
+    queue_name: str,
+    start_publisher: Callable[..., PublisherProcess],
+    open_queues: Callable[..., MessageQueue],
+):
+    """SIGTERM while events are in flight: everything taken off the queue is sent; exit 0."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"batch.max_bytes": "600"})
+        collector.delay = 0.05
+        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+        events = [make_event(i) for i in range(80)]
+        put_all(queue, events)
+        publisher.signal(signal.SIGTERM)
+        assert 0 == publisher.wait()
+        left = queue.get_many(QUEUE_MESSAGES)
+        delivered = collector.uuids()
+    assert uuids_of(events) == delivered + uuids_of(left)
+    assert "shutdown: sent " in publisher.log()
+
+
+def test_second_signal_exits_at_once(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess],
+    open_queues: Callable[..., MessageQueue],
+):
+    """With the collector down, a second SIGTERM ends the flush at once with status 143."""
+    with Collector(SECRET, version="2j") as collector:
+        collector.fail_for(60)
+        publisher = start_publisher(collector, **{"shutdown.deadline": "30"})
+        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+        put_all(queue, [make_event(1)])
+        collector.wait_for_requests(1)
+        publisher.signal(signal.SIGTERM)
+        publisher.wait_for_log("flushing")
+        started = time.monotonic()
+        publisher.signal(signal.SIGTERM)
+        assert 143 == publisher.wait()
+        assert time.monotonic() - started < 2
+    assert "second signal (SIGTERM): exiting now" in publisher.log()
+
+
+def test_health_file(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess], tmp_path: Path,
+    open_queues: Callable[..., MessageQueue],
+):
+    """The health file shows depth, spool backlog and the last successful send."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector)
+        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+        put_all(queue, [make_event(1)])
+        collector.wait_for_events(1)
+        time.sleep(0.5)
+        doc = json.loads((tmp_path / "spool" / "health.json").read_text())
+        assert 0 == publisher.stop()
+    assert (0, 0) == (doc["queue_depth"], doc["spool_events"])
+    assert doc["last_success"] is not None
+    assert 1 == doc["counters"]["sent"]
