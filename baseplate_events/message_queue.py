@@ -179,6 +179,16 @@ class MessageQueue:
         :raises EventTooLargeError: the message exceeds :attr:`max_message_size`.
         :raises TimedOutError: the queue stayed full for ``timeout`` seconds.
         """
+        # Fast path: one non-blocking mq_send, no locals, no loop set-up.
+        try:
+            return self._queue.send(message)  # type: ignore[no-any-return]
+        except posix_ipc.BusyError:
+            if timeout == 0:
+                raise TimedOutError() from None
+        except posix_ipc.SignalError:
+            pass
+        except ValueError:
+            raise EventTooLargeError(len(message), self.max_message_size) from None
         send = self._queue.send
         deadline: Optional[float] = None
         while True:

@@ -72,11 +72,14 @@ class EventQueue(Generic[T]):
         :raises EventQueueFullError: the queue stayed full for ``put_timeout``
             seconds: the publisher is not keeping up.
         """
+        # Every name here is one attribute load; the size limit and the
+        # serializer were settled in __init__, and MessageQueue.put's first
+        # step is the bare non-blocking mq_send.
         serialized = self.serialize_event(event)
         if len(serialized) > self.max_message_size:
             raise EventTooLargeError(len(serialized), self.max_message_size)
         try:
-            self.queue.put(serialized, timeout=self.put_timeout)
+            self.queue.put(serialized, self.put_timeout)
         except TimedOutError:
             raise EventQueueFullError(self.queue.name, self.max_messages) from None
 
