@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue, kernel_limits
 
+from .outage import Outage
 from .processes import Child, ChildFailed, python_module, stop_all
 from .progress import ProgressBar, table
 from .report import Delivery, summarize
@@ -83,7 +84,9 @@ def publisher_config(
 
     Besides the seed's keys: plain HTTP to the local collector, the queue's
     sizes, a short batch wait (the demo wants low latency more than big
-    batches) and the spool inside the run's directory, so nothing outlives it.
+    batches), short retry backoffs (so that the demo recovers from ``--outage``
+    within a second of the collector's return) and the spool inside the run's
+    directory, so nothing outlives it.
     """
     hostname = collector_url.split("://", 1)[1]
     sections = []
@@ -98,6 +101,8 @@ def publisher_config(
             f"max_queue_size = {messages}\n"
             f"max_event_size = {size}\n"
             f"batch.max_wait = {batch_wait}\n"
+            "retry.backoff_initial = 0.2\n"
+            "retry.backoff_max = 1\n"
             f"spool.path = {workdir / ('spool-' + queue)}\n"
         )
     return "\n".join(sections)
@@ -114,7 +119,9 @@ class DemoRun:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"baseplate-events-{self.run_id}-"))
         self.secret = secrets.token_bytes(32)
         self.queues: List[MessageQueue] = []
-        self.collector: Optional[Child] = None
+        #: every collector process started; the last one is the current one
+        self.collectors: List[Child] = []
+        self.outage: Optional[Outage] = None
         self.publishers: List[Child] = []
         self.apps: List[Child] = []
         self.failed = False
@@ -160,13 +167,25 @@ class DemoRun:
                  + ", ".join(str(p.pid) for p in self.publishers))
         return self.burst_and_check(urls, collector_url)
 
-    def start_collector(self) -> str:
-        self.collector = Child("collector", python_module(
-            "demo_app.collector", "--port", "0", "--exit-with-parent",
+    def start_collector(self, port: int = 0) -> str:
+        """Start a collector (port 0: a free one); a restart reuses the port and the database."""
+        name = "collector" if not self.collectors else f"collector-{len(self.collectors) + 1}"
+        collector = Child(name, python_module(
+            "demo_app.collector", "--port", str(port), "--exit-with-parent",
             "--key", f"{KEY_NAME}={base64.b64encode(self.secret).decode()}",
             "--db", str(self.workdir / "collector.sqlite3")), self.workdir, REPO)
-        line = self.collector.wait_for_line("collector listening on ", 30)
+        self.collectors.append(collector)
+        line = collector.wait_for_line("collector listening on ", 30)
         return line.split()[3]
+
+    def plan_outage(self, collector_url: str) -> Optional[Outage]:
+        if self.args.outage <= 0:
+            return None
+        port = int(collector_url.rsplit(":", 1)[1])
+        self.say(f"--outage: the collector goes down 0.3 s into the burst for "
+                 f"{self.args.outage:g} s; the publishers spool meanwhile")
+        return Outage(0.3, self.args.outage, stop=lambda: self.collectors[-1].stop(),
+                      start=lambda: self.start_collector(port))
 
     def write_publisher_config(self, collector_url: str, messages: int, size: int) -> Path:
         path = self.workdir / "publisher.ini"
@@ -178,13 +197,19 @@ class DemoRun:
 
     def burst_and_check(self, urls: Dict[str, str], collector_url: str) -> int:
         calls = plan(self.args.requests)
+        self.outage = self.plan_outage(collector_url)
         bar = ProgressBar("requests", len(calls))
         started = time.monotonic()
+        if self.outage is not None:
+            self.outage.begin()
         outcome = drive(calls, urls, concurrency=self.args.concurrency,
                         time_limit=self.args.timeout, on_done=bar.advance)
         elapsed = time.monotonic() - started
         rate = len(calls) / max(elapsed, 1e-9)
         bar.finish(f"{rate:.0f} req/s, {outcome.retries} retried (queue full)")
+        if self.outage is not None:
+            self.outage.wait()
+            self.say(f"collector back after {self.args.outage:g} s down, on the same port")
         expected = {uuid for uuids in outcome.put.values() for uuid in uuids}
         stored = self.wait_for_delivery(collector_url, expected)
         delivery = Delivery(outcome.put, stored)
@@ -227,7 +252,7 @@ class DemoRun:
             bar.update(arrived)
             if arrived == len(expected) or time.monotonic() > deadline:
                 break
-            for child in [*self.publishers, *(c for c in [self.collector] if c)]:
+            for child in [*self.publishers, self.collectors[-1]]:
                 child.check_alive()
             time.sleep(0.1)
         bar.finish("all arrived" if arrived == len(expected) else "timed out")
@@ -235,7 +260,9 @@ class DemoRun:
 
     def cleanup(self) -> None:
         """Stop apps, then publishers (they flush), then the collector; unlink the queues."""
-        children = [*self.apps, *self.publishers, *([self.collector] if self.collector else [])]
+        if self.outage is not None:
+            self.outage.cancel()
+        children = [*self.apps, *self.publishers, *self.collectors]
         problems = stop_all(children)
         for queue in self.queues:
             queue.close()
@@ -270,6 +297,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--publisher-module", default="publisher", metavar="MODULE",
                         help="run another publisher with python -m MODULE, e.g. "
                              "baseplate.events.publisher to check wire compatibility")
+    parser.add_argument("--outage", type=float, default=0.0, metavar="SECONDS",
+                        help="stop the collector during the burst for this long, then restart it")
     parser.add_argument("--keep", action="store_true", help="keep the logs and database")
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")

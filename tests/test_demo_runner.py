@@ -57,6 +57,17 @@ def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> No
 
 
 @needs_pipeline
+def test_a_collector_outage_mid_burst_loses_nothing() -> None:
+    """--outage: the collector is down for a second of the burst; every event still arrives."""
+    process = run_demo("--requests", "100", "--outage", "1")
+    output, _ = process.communicate(timeout=60)
+    assert (0, "delivered 100/100") == (process.returncode, output.strip().splitlines()[-1]), output
+    assert "collector back after 1 s down, on the same port" in output
+    for queue in queues_of(output):
+        assert_gone(queue)
+
+
+@needs_pipeline
 def test_ctrl_c_stops_every_process_and_unlinks_the_queues() -> None:
     """SIGINT mid-burst: exit 130, children stopped, queues unlinked."""
     process = run_demo("--requests", "100000")
