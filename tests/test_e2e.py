@@ -74,7 +74,7 @@ def wait_for(collector: Collector, uuids: List[str], timeout: float = 20.0) -> D
 def queues(queue_name: str) -> Iterator[List[str]]:
     """The v2 and v1 queues, created here (retrying while another run of this user holds
     the ulimit -q budget), closed and unlinked on teardown."""
-    from demo_app.runner import open_queue
+    from demo_app.pipeline import open_queue
 
     names = [queue_name, unique_queue_name("v1")]
     opened: List[MessageQueue] = []
@@ -96,7 +96,7 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
     from webtest import TestApp
 
     from demo_app import flask_app, pyramid_app
-    from demo_app.runner import publisher_config
+    from demo_app.pipeline import publisher_config
 
     queue_name, v1_queue = queues
     secret = secrets.token_bytes(32)
