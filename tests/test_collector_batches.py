@@ -1,0 +1,123 @@
+"""Properties of the collector's batch decoding: round-trips, and no crash on any input."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import List
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baseplate_events import serialize_v2_event
+from demo_app.batches import MalformedBatch, RefusedEvents, decode_batch
+from demo_app.intake import Refused, gunzip_bounded
+from event_schemas.event.ttypes import Event, Experiment, User
+
+names = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s)
+events = st.builds(
+    Event,
+    source=names,
+    action=names,
+    noun=names,
+    client_timestamp=st.integers(min_value=1, max_value=2**63 - 1),
+    uuid=st.uuids().map(str),
+    user=st.none() | st.builds(User, user_id=st.none() | names, logged_in=st.booleans()),
+    experiments=st.none() | st.lists(st.builds(Experiment, id=st.integers(-(2**63), 2**63 - 1)),
+                                     max_size=3),
+    tags=st.none() | st.dictionaries(names, st.text(max_size=10), max_size=3),
+    value=st.none() | st.floats(allow_nan=False),
+)
+
+
+def v2_body(batch: List[Event]) -> bytes:
+    items = [serialize_v2_event(e) for e in batch]
+    return b'{"1":{"lst":["rec",%d,' % len(items) + b",".join(items) + b"]}}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(events, min_size=1, max_size=5), st.sampled_from(["2", "2j"]))
+def test_any_batch_of_valid_events_round_trips(batch: List[Event], version: str) -> None:
+    """What serialize_v2_event writes, in either batch format, decodes to the same events."""
+    if version == "2":
+        body = v2_body(batch)
+    else:
+        body = b"[" + b",".join(serialize_v2_event(e) for e in batch) + b"]"
+    stored = decode_batch(version, body)
+    assert [(e.uuid, e.source, e.action, e.noun, e.client_timestamp) for e in batch] == [
+        (s.uuid, s.source, s.action, s.noun, s.timestamp_ms) for s in stored]
+    assert all(s.version == version for s in stored)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(["1", "2", "2j"]))
+def test_arbitrary_bytes_are_refused_cleanly(body: bytes, version: str) -> None:
+    """No input makes the decoder fail with anything but a 400 or a 422."""
+    try:
+        decode_batch(version, body)
+    except (MalformedBatch, RefusedEvents):
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.sampled_from(["1", "2", "2j"]))
+def test_arbitrary_json_is_refused_cleanly(document: object, version: str) -> None:
+    """Well-formed JSON of the wrong shape is a 400 or a 422, never a crash."""
+    try:
+        decode_batch(version, json.dumps(document).encode())
+    except (MalformedBatch, RefusedEvents):
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(['{"1":{"str":"a"}}', '{"5":{"str":"%s"}}' % uuid.uuid4(),
+                                 '{"4":{"i64":"x"}}', '{"9":{"lst":["rec",2,{}]}}', "[]", "1"]),
+                min_size=1, max_size=4))
+def test_mangled_tjson_events_are_refused_per_event(elements: List[str]) -> None:
+    """Events Thrift cannot read, or that lack required fields, are each named in a 422."""
+    body = ('{"1":{"lst":["rec",%d,' % len(elements) + ",".join(elements) + "]}}").encode()
+    try:
+        decode_batch("2", body)
+    except RefusedEvents as refused:
+        assert all(0 <= r.index < len(elements) for r in refused.refusals)
+    except MalformedBatch:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_the_gunzip(data: bytes) -> None:
+    """Not-gzip input is a 400 (or a 413), never another exception."""
+    try:
+        gunzip_bounded(data, 1024)
+    except Refused as refused:
+        assert refused.status in (400, 413)
+
+
+def test_deeply_nested_json_is_a_400_not_a_recursion_error() -> None:
+    """100000 nested arrays (well under the body cap) are refused as malformed."""
+    for version in ("1", "2", "2j"):
+        try:
+            decode_batch(version, b"[" * 100_000 + b"]" * 100_000)
+        except MalformedBatch:
+            continue
+        raise AssertionError(f"v{version} accepted it")
+
+
+def test_a_deeply_nested_unknown_thrift_field_is_refused_not_a_crash() -> None:
+    """Thrift skipping a deeply nested unknown field cannot crash the collector."""
+    for depth in (450, 5000):
+        nested = '{"20":{"rec":' * depth + "{}" + "}}" * depth
+        body = ('{"1":{"lst":["rec",1,' + nested + "]}}").encode()
+        try:
+            decode_batch("2", body)
+        except (MalformedBatch, RefusedEvents):
+            continue
+        raise AssertionError(f"accepted at depth {depth}")
