@@ -55,6 +55,10 @@ from .store import EventStore
 
 __all__ = ["Collector", "main", "make_server"]
 
+#: A body up to this many times the cap is read and dropped before the 413;
+#: a bigger one is answered at once and the connection closed.
+_DRAIN_FACTOR = 8
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the publisher's session expects
@@ -68,8 +72,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = read_length(headers, intake.max_body)
         except Refused as refusal:
-            # The body was not read, so this connection cannot carry another request.
-            self.close_connection = True
+            declared = refusal.extra.pop("length", None)
+            if declared is not None and declared <= _DRAIN_FACTOR * intake.max_body:
+                # Read and drop a body somewhat over the cap, so that the client
+                # sees the 413 (and can split its batch) instead of a reset
+                # connection, and the connection stays usable.
+                self._discard(declared)
+            else:
+                # The body was not read: this connection cannot carry another request.
+                self.close_connection = True
             self._reply(*refusal.answer())
             return
         body = self.rfile.read(length)
@@ -79,6 +90,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         status, answer = judge(intake, self.server.store, path, headers, body)
         self._reply(status, answer)
+
+    def _discard(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 65536))
+            if not chunk:
+                self.close_connection = True
+                return
+            length -= len(chunk)
 
     def do_GET(self) -> None:  # noqa: N802
         parts = urlsplit(self.path)

@@ -152,7 +152,11 @@ def check_mac(keys: Mapping[str, bytes], key_name: str, mac: str, body: bytes) -
 
 
 def read_length(headers: Mapping[str, str], max_body: int) -> int:
-    """The ``Content-Length`` to read, or a refusal that closes the connection."""
+    """The ``Content-Length`` to read.
+
+    :raises Refused: 411 without a usable length; 413 over ``max_body`` (its
+        ``extra["length"]`` is the declared length, for the server to drain).
+    """
     if headers.get("Transfer-Encoding") is not None:
         raise Refused(411, "chunked bodies are not accepted; send Content-Length")
     raw = headers.get("Content-Length")
@@ -160,7 +164,9 @@ def read_length(headers: Mapping[str, str], max_body: int) -> int:
         raise Refused(411, "missing or invalid Content-Length")
     length = int(raw)
     if length > max_body:
-        raise Refused(413, f"body is {length} bytes; the collector takes at most {max_body}")
+        raise Refused(
+            413, f"body is {length} bytes; the collector takes at most {max_body}", length=length
+        )
     return length
 
 

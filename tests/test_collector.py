@@ -274,6 +274,20 @@ def test_a_body_over_the_cap_is_413(collector: Collector) -> None:
         response.status_code, response.json()["error"])
 
 
+def test_a_session_keeps_working_after_a_413(collector: Collector) -> None:
+    """A body a little over the cap is drained: the client reads the 413, then sends again."""
+    body = v2_batch([v2_event()])
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+               "Date": email.utils.formatdate(NOW, usegmt=True),
+               "X-Signature": f"key=demo, mac={sign(SECRET, body)}"}
+    with requests.Session() as session:
+        too_big = session.post(collector.url + "/v2", data=b"x" * (300 * 1024),
+                               headers=headers, timeout=10)
+        again = session.post(collector.url + "/v2", data=gzip.compress(body),
+                             headers=headers, timeout=10)
+    assert (413, 200) == (too_big.status_code, again.status_code)
+
+
 def test_a_body_that_is_not_gzip_is_400(collector: Collector) -> None:
     """Content-Encoding says gzip, the body is not."""
     response = post(collector, "/v2", v2_batch([v2_event()]), compress=False)
