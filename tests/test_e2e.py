@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -133,3 +134,52 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
         assert [0, 0] == statuses, logs
         versions = sorted({stored[u]["version"] for u in put})
         assert sorted(["1", v2_version]) == versions
+
+
+def test_a_poison_event_is_dead_lettered_and_the_rest_delivered_once(
+    queues: List[str], tmp_path: Path
+) -> None:
+    """The collector's 422 names the event without a uuid; the publisher delivers the others."""
+    import json
+
+    from baseplate_events import EventQueue, serialize_v2_event
+    from demo_app.pipeline import publisher_config
+    from event_schemas.event.ttypes import Event
+
+    queue_name = queues[0]
+    secret = secrets.token_bytes(32)
+
+    def event(**fields: Any) -> Event:
+        return Event(source="e2e", action="poison-test", noun="event",
+                     client_timestamp=int(time.time() * 1000), **fields)
+
+    good = [str(uuid.uuid4()) for _ in range(6)]
+    with make_server(keys={KEY: secret}) as collector:
+        config = tmp_path / "publisher.ini"
+        config.write_text(publisher_config(
+            [(queue_name, "2")], collector.url, KEY, secret,
+            TEST_MAX_MESSAGES, TEST_MAX_MESSAGE_SIZE, tmp_path, batch_wait=0.5))
+        publisher = start_publisher(queue_name, config, tmp_path)
+        try:
+            with EventQueue(queue_name, serialize_v2_event, max_messages=TEST_MAX_MESSAGES,
+                            max_message_size=TEST_MAX_MESSAGE_SIZE, put_timeout=5) as queue:
+                for n, event_uuid in enumerate(good):
+                    queue.put(event(uuid=event_uuid))
+                    if n == 2:
+                        queue.put(event())  # no uuid: the collector refuses it
+            stored = wait_for(collector, good)
+            publisher.send_signal(signal.SIGTERM)
+            status = publisher.wait(timeout=20)
+        finally:
+            if publisher.poll() is None:
+                publisher.kill()
+                publisher.wait()
+        logs = (tmp_path / f"publisher-{queue_name}.log").read_text(errors="replace")
+        assert sorted(good) == sorted(stored), logs
+        assert {1} == {stored[u]["receipts"] for u in good}, logs
+        assert 0 == status, logs
+    dead = [json.loads(line) for line in
+            (tmp_path / f"spool-{queue_name}" / "dead-letter.jsonl").read_text().splitlines()]
+    assert [422] == [d["status"] for d in dead], logs
+    assert "uuid: missing or not a string" in dead[0]["reason"]
+    assert '"5"' not in dead[0]["event"]
