@@ -189,6 +189,9 @@ class DemoRun:
 
     def cleanup(self) -> None:
         """Stop apps, then publishers (they flush), then the collector; unlink the queues."""
+        # A second Ctrl-C must not cut this short and leave processes and queues behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if self.outage is not None:
             self.outage.cancel()
         children = [*self.apps, *self.publishers, *self.collectors]
