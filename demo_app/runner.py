@@ -99,9 +99,14 @@ class DemoRun:
     def start_collector(self, port: int = 0) -> str:
         """Start a collector (port 0: a free one); a restart reuses the port and the database."""
         name = "collector" if not self.collectors else f"collector-{len(self.collectors) + 1}"
+        # The key goes in a file in the run's private (0700) directory, not on
+        # the command line, where any local user could read it with ps.
+        keys = self.workdir / "collector-keys.ini"
+        keys.write_text(f"[event-publisher:keys]\nkey.name = {KEY_NAME}\n"
+                        f"key.secret = {base64.b64encode(self.secret).decode()}\n")
         collector = Child(name, python_module(
             "demo_app.collector", "--port", str(port), "--exit-with-parent",
-            "--key", f"{KEY_NAME}={base64.b64encode(self.secret).decode()}",
+            "--publisher-config", str(keys),
             "--db", str(self.workdir / "collector.sqlite3")), self.workdir, REPO)
         self.collectors.append(collector)
         line = collector.wait_for_line("collector listening on ", 30)
