@@ -246,10 +246,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run.execute()
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything", flush=True)
-        if run.lingering:
-            return 0
-        run.failed = True
-        return 130
+        # Interrupted is not failed: nothing to investigate, so no logs are kept.
+        return 0 if run.lingering else 130
     except (ChildFailed, QueueLimitError) as exc:
         run.failed = True
         print(f"demo failed: {exc}", flush=True)

@@ -89,6 +89,8 @@ def test_ctrl_c_stops_every_process_and_unlinks_the_queues() -> None:
             os.kill(int(pid), 0)
     for queue in queues_of(output):
         assert_gone(queue)
+    workdir = re.search(r"\(logs in (\S+)\)", output)
+    assert workdir is not None and not os.path.exists(workdir.group(1)), output
 
 
 def test_percentile_is_nearest_rank() -> None:
