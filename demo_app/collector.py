@@ -32,6 +32,7 @@ import base64
 import binascii
 import configparser
 import json
+import logging
 import os
 import signal
 import sys
@@ -54,6 +55,8 @@ from .intake import (
 from .store import EventStore
 
 __all__ = ["Collector", "main", "make_server"]
+
+logger = logging.getLogger(__name__)
 
 #: A body up to this many times the cap is read and dropped before the 413;
 #: a bigger one is answered at once and the connection closed.
@@ -88,7 +91,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         path = urlsplit(self.path).path
-        status, answer = judge(intake, self.server.store, path, headers, body)
+        try:
+            status, answer = judge(intake, self.server.store, path, headers, body)
+        except Exception as exc:  # a bug or a database error: a 5xx the publisher retries
+            logger.exception("collector: failed to handle a batch")
+            status, answer = 500, {"error": f"internal error: {type(exc).__name__}"}
         self._reply(status, answer)
 
     def _discard(self, length: int) -> None:
@@ -116,7 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain")
 
     def _reply(self, status: int, answer: Dict[str, Any]) -> None:
-        self.server.store.count_response(status)
+        try:
+            self.server.store.count_response(status)
+        except Exception:  # the tally is for the page; never let it cost the answer
+            logger.exception("collector: failed to count a response")
         self._send(status, json.dumps(answer).encode("utf-8"), "application/json")
 
     def _send(self, status: int, payload: bytes, content_type: str) -> None:

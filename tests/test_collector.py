@@ -399,6 +399,14 @@ def test_a_v1_event_with_a_bad_uuid_is_422(collector: Collector) -> None:
         r["reason"] for r in response.json()["refused"]]
 
 
+def test_a_storage_failure_is_a_500_the_publisher_will_retry(collector: Collector) -> None:
+    """An internal error answers 500 (retried by the publisher), not a dropped connection."""
+    collector.store.close()
+    response = post(collector, "/v2", v2_batch([v2_event()]))
+    assert (500, "internal error: ProgrammingError") == (
+        response.status_code, response.json()["error"])
+
+
 # -- what it serves -----------------------------------------------------------------------
 
 
