@@ -146,7 +146,9 @@ class Publisher:
         queue_fd = self.queue.fileno()
         wake_fd = self._wake_r
         get_many = self.queue.get_many
-        limit = self.cfg.drain_max_messages
+        # At most what the queue can hold per wake-up: between mq_receive and the
+        # spool's write the events exist only in this process, so keep that short.
+        limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
         next_gauge = next_health = time.monotonic()
         next_log = next_health + self.cfg.health_log_interval
         while not self.signals:
@@ -233,6 +235,7 @@ class Publisher:
                 # from the last acknowledged position (at-least-once).
                 logger.exception("sender: unexpected error; resuming from the spool in 1s")
                 self.assembler.cursor = self.spool.ack_position
+                self.spool.rewind()
                 if self.abandon.wait(1.0):
                     return
 

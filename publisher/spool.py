@@ -90,13 +90,14 @@ class Spool:
         self.path = path
         self.max_bytes = max_bytes
         # Dropping works in whole segments, so several must fit in the budget.
-        self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
+        self.segment_bytes = max(512, min(segment_bytes, max_bytes // 4))
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self.on_drop = on_drop
         self._cond = threading.Condition(threading.Lock())
         self._last_sync = 0.0
         self._read_fds: Dict[int, int] = {}
+        self._horizon: Tuple[int, int] = (0, 0)
         self._open_directory()
         self._ack = self._read_ack()
         self._sizes: Dict[int, int] = {}  # segment -> committed length
@@ -249,29 +250,27 @@ class Spool:
         os.close(old)
 
     def _drop_oldest(self) -> None:
-        """Over budget: drop whole segments, oldest first, counting their events."""
+        """Over budget: drop whole segments, oldest first, counting their events.
+
+        Segments the sender has already read from are never dropped: their events
+        are in its hands and will be delivered. So the oldest droppable segment is
+        the first one after the sender's read horizon.
+        """
         while self.pending_bytes() > self.max_bytes:
             with self._cond:
-                oldest = self._ack[0]
-                if oldest >= self._write_segment:
-                    rotate_first = True
-                else:
-                    rotate_first = False
-            if rotate_first:
-                self._rotate()
-                continue
-            events = self._count_events(oldest, self._ack[1], self._ack[2])
+                horizon = max(self._horizon[0], self._ack[0])
+                candidates = [n for n in self._sizes if horizon < n < self._write_segment]
+                if not candidates:
+                    # Only what the sender holds and the segment being written are left:
+                    # over budget by less than a segment and a batch, until they move on.
+                    return
+                victim = min(candidates)
+                size = self._sizes.pop(victim)
+            events = self._count_events(victim, size)
+            self._unlink(victim)
             with self._cond:
-                if self._ack[0] != oldest:
-                    continue  # the sender finished it meanwhile
-                size = self._sizes.pop(oldest, 0)
-                self._ack = (oldest + 1, 0, 0)
-                self._write_ack()
                 self.pending_events -= events
                 self.dropped_events += events
-            self._unlink(oldest)
-            if not events and not size:
-                continue
             logger.error(
                 "spool over budget (spool.max_bytes=%d): dropped the oldest %d events (%d bytes)",
                 self.max_bytes,
@@ -281,23 +280,19 @@ class Spool:
             if self.on_drop is not None:
                 self.on_drop(events, size)
 
-    def _count_events(self, segment: int, offset: int, index: int) -> int:
-        name = os.path.join(self.path, _segment_name(segment))
-        count = 0
+    def _count_events(self, segment: int, size: int) -> int:
+        count = offset = 0
         try:
-            fd = os.open(name, os.O_RDONLY)
+            fd = os.open(os.path.join(self.path, _segment_name(segment)), os.O_RDONLY)
         except FileNotFoundError:
             return 0
         try:
-            size = self._sizes.get(segment, 0)
-            first = True
             while offset < size:
                 header = os.pread(fd, _HEADER.size, offset)
                 if len(header) < _HEADER.size:
                     break
                 _magic, n, length, _crc, _ms = _HEADER.unpack(header)
-                count += n - (index if first else 0)
-                first = False
+                count += n
                 offset += _HEADER.size + 4 * n + length
         finally:
             os.close(fd)
@@ -314,6 +309,9 @@ class Spool:
                     segment, offset = self._ack[0], self._ack[1]
                 size = self._sizes.get(segment)
                 newest = self._write_segment
+                if size is not None and (segment, offset) > self._horizon:
+                    # From here on this segment is the sender's: the budget keeps off it.
+                    self._horizon = (segment, offset)
             if size is None and segment < newest:
                 segment, offset = segment + 1, 0
                 continue
@@ -352,6 +350,11 @@ class Spool:
             if segment < self._write_segment or offset < self._sizes.get(segment, 0):
                 return
             self._cond.wait(timeout)
+
+    def rewind(self) -> None:
+        """The sender dropped what it held and starts again from the ack position."""
+        with self._cond:
+            self._horizon = self._ack[:2]
 
     def wake(self) -> None:
         """Wake a reader sleeping in :meth:`wait` (at shutdown)."""

@@ -214,3 +214,53 @@ def test_health_file(
     assert (0, 0) == (doc["queue_depth"], doc["spool_events"])
     assert doc["last_success"] is not None
     assert 1 == doc["counters"]["sent"]
+
+
+def test_secret_never_logged(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess],
+    open_queues: Callable[..., MessageQueue],
+):
+    """Even with --debug-level detail and a 403 the key's secret never reaches the log."""
+    import base64
+
+    with Collector(SECRET, version="2j") as collector:
+        collector.fail_requests(1, 403)
+        publisher = start_publisher(collector)
+        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+        put_all(queue, [make_event(1)])
+        collector.wait_for_events(1)
+        assert 0 == publisher.stop()
+    log = publisher.log()
+    assert "REFUSED OUR CREDENTIALS" in log
+    assert SECRET.decode() not in log and base64.b64encode(SECRET).decode() not in log
+
+
+def test_statsd_metrics(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess],
+    open_queues: Callable[..., MessageQueue],
+):
+    """sent, error.http, the post timer and the queue-depth gauge reach a real statsd socket."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd_socket:
+        statsd_socket.bind(("127.0.0.1", 0))
+        statsd_socket.settimeout(0.2)
+        port = statsd_socket.getsockname()[1]
+        with Collector(SECRET, version="2j") as collector:
+            collector.fail_requests(1, 503)
+            publisher = start_publisher(collector, **{
+                "metrics.endpoint": f"127.0.0.1:{port}", "metrics.namespace": "ev"})
+            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+            put_all(queue, [make_event(1), make_event(2)])
+            collector.wait_for_events(2)
+            time.sleep(1.1)
+            assert 0 == publisher.stop()
+        packets = []
+        try:
+            while True:
+                packets.extend(statsd_socket.recv(4096).decode().splitlines())
+        except socket.timeout:
+            pass
+    names = {p.split(":")[0] for p in packets}
+    assert {"ev.sent", "ev.error.http", "ev.post", "ev.queue.depth", "ev.retry"} <= names
+    assert "ev.sent:2|c" in packets

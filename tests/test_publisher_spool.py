@@ -1,0 +1,131 @@
+"""The write-ahead spool on a real directory: order, acks, restarts, torn tails, the budget."""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pytest
+
+from publisher.spool import Position, Spool, SpoolError
+
+
+def drain(spool: Spool, position: Optional[Position] = None) -> Tuple[List[bytes], Position]:
+    """Every event after ``position`` (default: the ack position), and the end position."""
+    position = position or spool.ack_position
+    out: List[bytes] = []
+    while True:
+        record = spool.read(position)
+        if record is None:
+            return out, position
+        events = record.chunk.events()
+        if (record.segment, record.offset) == position[:2]:
+            events = events[position[2] :]
+        out.extend(events)
+        position = (record.segment, record.next_offset, 0)
+
+
+def ev(i: int) -> bytes:
+    return b'{"n":%d}' % i
+
+
+def test_append_then_read_in_order(tmp_path: Path):
+    """Records come back in the order written, across segment rotations."""
+    spool = Spool(str(tmp_path / "s"), segment_bytes=100, fsync="never")
+    for i in range(0, 40, 4):
+        spool.append([ev(i), ev(i + 1), ev(i + 2), ev(i + 3)])
+    events, _ = drain(spool)
+    assert [ev(i) for i in range(40)] == events
+    assert 40 == spool.pending_events
+    spool.close()
+
+
+def test_restart_replays_after_the_ack_position(tmp_path: Path):
+    """After an ack in the middle of a record, a new spool replays exactly the rest."""
+    spool = Spool(str(tmp_path / "s"), fsync="never")
+    spool.append([ev(0), ev(1), ev(2)])
+    spool.append([ev(3)])
+    record = spool.read(spool.ack_position)
+    assert record is not None
+    spool.ack((record.segment, record.offset, 2), 2)
+    spool.close()
+
+    again = Spool(str(tmp_path / "s"), fsync="never")
+    assert [ev(2), ev(3)] == drain(again)[0]
+    assert 2 == again.recovered_events
+    again.close()
+
+
+def test_acked_segments_are_deleted(tmp_path: Path):
+    """Once everything in a segment is acknowledged its file goes away."""
+    path = tmp_path / "s"
+    spool = Spool(str(path), segment_bytes=512, fsync="never")
+    for i in range(10):
+        spool.append([ev(i) * 20])
+    assert len(list(path.glob("*.seg"))) >= 3
+    _, end = drain(spool)
+    spool.ack(end, 10)
+    # What is left: the segment holding the ack position and the one being written.
+    assert len(list(path.glob("*.seg"))) <= 2
+    assert (0, 0) == (spool.pending_events, spool.pending_bytes())
+    spool.close()
+
+
+def test_torn_tail_is_cut_on_start(tmp_path: Path):
+    """A record cut short by a crash is removed on start; the records before it survive."""
+    path = tmp_path / "s"
+    spool = Spool(str(path), fsync="never")
+    spool.append([ev(0)])
+    spool.append([ev(1), ev(2)])
+    spool.close()
+    [segment] = sorted(path.glob("*.seg"))
+    segment.write_bytes(segment.read_bytes()[:-3])
+
+    again = Spool(str(path), fsync="never")
+    assert [ev(0)] == drain(again)[0]
+    assert again.truncated_bytes > 0
+    again.close()
+
+
+def test_over_budget_drops_the_oldest_and_counts(tmp_path: Path):
+    """Past spool.max_bytes whole segments are dropped, oldest first, and counted."""
+    dropped: List[int] = []
+    spool = Spool(
+        str(tmp_path / "s"),
+        max_bytes=4096,
+        segment_bytes=1024,
+        fsync="never",
+        on_drop=lambda events, size: dropped.append(events),
+    )
+    for i in range(200):
+        spool.append([ev(i) + b" " * 40])
+    events, _ = drain(spool)
+    assert spool.pending_bytes() <= 4096
+    assert 200 == len(events) + sum(dropped)
+    assert [ev(i) + b" " * 40 for i in range(sum(dropped), 200)] == events
+    assert sum(dropped) == spool.dropped_events
+    spool.close()
+
+
+def test_one_publisher_per_spool(tmp_path: Path):
+    """A second publisher on the same spool.path is refused with a clear error."""
+    spool = Spool(str(tmp_path / "s"), fsync="never")
+    with pytest.raises(SpoolError) as info:
+        Spool(str(tmp_path / "s"), fsync="never")
+    expected = (
+        f"spool.path: {tmp_path / 's'} is in use by another publisher; "
+        "give each publisher its own spool.path"
+    )
+    assert expected == str(info.value)
+    spool.close()
+
+
+def test_spool_directory_is_private(tmp_path: Path):
+    """The spool directory and its files are readable by the owner only."""
+    path = tmp_path / "s"
+    spool = Spool(str(path), fsync="always")
+    spool.append([ev(1)])
+    assert 0o700 == stat.S_IMODE(os.stat(path).st_mode)
+    assert {0o600} == {stat.S_IMODE(os.stat(p).st_mode) for p in path.iterdir()}
+    spool.close()
