@@ -118,6 +118,8 @@ class Publisher:
         self.last_success: Optional[float] = None
         self.batches_sent = 0
         self.events_sent = 0
+        self.drained = 0  # counted here, sent to statsd with the gauges
+        self._drained_reported = 0
         self._sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -190,7 +192,7 @@ class Publisher:
                 logger.error("spool: cannot write %d events (%s); retrying in 1s",
                              len(messages), exc)
                 time.sleep(1.0)
-        self.metrics.incr("drained", len(messages))
+        self.drained += len(messages)
 
     def _empty_wake_pipe(self) -> None:
         try:
@@ -200,6 +202,9 @@ class Publisher:
             pass
 
     def _gauges(self) -> None:
+        if self.drained != self._drained_reported:
+            self.metrics.incr("drained", self.drained - self._drained_reported)
+            self._drained_reported = self.drained
         self.metrics.gauge("queue.depth", self.queue.depth)
         self.metrics.gauge("spool.events", self.spool.pending_events)
         self.metrics.gauge("spool.bytes", self.spool.pending_bytes())

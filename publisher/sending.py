@@ -45,8 +45,13 @@ def sign(key_name: str, secret: bytes, body: bytes) -> str:
 
 
 def gzip_compress(body: bytes, level: int) -> bytes:
-    """A gzip member of ``body`` (zlib releases the GIL while it works)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    """A gzip member of ``body`` (zlib releases the GIL while it works).
+
+    Z_FILTERED suits event JSON (digits, ids): measured on ~540-byte v2 events,
+    level 6 with it is within 1% of ``gzip.compress``'s level 9 in size at a
+    third of the CPU (see the README's performance notes).
+    """
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31, 8, zlib.Z_FILTERED)
     return compressor.compress(body) + compressor.flush()
 
 

@@ -43,6 +43,8 @@ _HEADER = struct.Struct("<IIIIQ")
 _ACK_MAGIC = 0xBE5BA001
 _ACK = struct.Struct("<IQQII")
 _SUFFIX = ".seg"
+#: Bytes the sender reads from a segment at once.
+_READ_AHEAD = 256 * 1024
 
 #: (segment number, byte offset of a record, events of that record already consumed)
 Position = Tuple[int, int, int]
@@ -98,6 +100,9 @@ class Spool:
         self._last_sync = 0.0
         self._read_fds: Dict[int, int] = {}
         self._horizon: Tuple[int, int] = (0, 0)
+        self._rbuf = b""
+        self._rbuf_segment = -1
+        self._rbuf_start = 0
         self._open_directory()
         self._ack = self._read_ack()
         self._sizes: Dict[int, int] = {}  # segment -> committed length
@@ -235,8 +240,10 @@ class Spool:
             self._cond.notify_all()
         if rotate:
             self._rotate()
-        if self.pending_bytes() > self.max_bytes:
-            self._drop_oldest()
+            # Only whole, finished segments can be dropped, so the budget is checked
+            # when one is finished: the spool exceeds it by at most a segment.
+            if self.pending_bytes() > self.max_bytes:
+                self._drop_oldest()
 
     def _rotate(self) -> None:
         fd = self._create_segment(self._write_segment + 1)
@@ -321,15 +328,35 @@ class Spool:
                     segment, offset = segment + 1, 0
                     continue
                 return None
-            fd = self._reader_fd(segment)
-            header = os.pread(fd, _HEADER.size, offset)
-            _magic, count, length, _crc, time_ms = _HEADER.unpack(header)
-            body = os.pread(fd, 4 * count + length, offset + _HEADER.size)
-            lengths = array.array("I")
-            lengths.frombytes(body[: 4 * count])
-            chunk = Chunk(body[4 * count :], lengths)
-            end = offset + _HEADER.size + 4 * count + length
-            return Record(segment, offset, end, chunk, time_ms)
+            return self._parse(segment, offset, size)
+
+    def _parse(self, segment: int, offset: int, size: int) -> Record:
+        """Decode the record at ``offset`` from the read-ahead buffer (refilled as needed)."""
+        buf, start = self._rbuf, self._rbuf_start
+        if (
+            self._rbuf_segment != segment
+            or offset < start
+            or offset + _HEADER.size > start + len(buf)
+        ):
+            buf, start = self._fill(segment, offset, size, _HEADER.size)
+        at = offset - start
+        _magic, count, length, _crc, time_ms = _HEADER.unpack_from(buf, at)
+        record_size = _HEADER.size + 4 * count + length
+        if at + record_size > len(buf):
+            buf, start = self._fill(segment, offset, size, record_size)
+            at = 0
+        body = at + _HEADER.size
+        lengths = array.array("I")
+        lengths.frombytes(buf[body : body + 4 * count])
+        chunk = Chunk(buf[body + 4 * count : at + record_size], lengths)
+        return Record(segment, offset, offset + record_size, chunk, time_ms)
+
+    def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
+        # One pread brings many records: written moments ago, they are in the page cache.
+        want = min(max(_READ_AHEAD, need), size - offset)
+        self._rbuf = os.pread(self._reader_fd(segment), want, offset)
+        self._rbuf_segment, self._rbuf_start = segment, offset
+        return self._rbuf, offset
 
     def _reader_fd(self, segment: int) -> int:
         fd = self._read_fds.get(segment)
@@ -345,11 +372,15 @@ class Spool:
 
     def wait(self, timeout: float, position: Position) -> None:
         """Sleep until something is appended beyond ``position``, or ``timeout`` passes."""
-        segment, offset, _ = position
         with self._cond:
-            if segment < self._write_segment or offset < self._sizes.get(segment, 0):
-                return
-            self._cond.wait(timeout)
+            if not self._has_data_after(position):
+                self._cond.wait(timeout)
+
+    def _has_data_after(self, position: Position) -> bool:
+        segment, offset = max(position[:2], self._ack[:2])
+        if self._sizes.get(segment, 0) > offset:
+            return True
+        return any(size for number, size in self._sizes.items() if number > segment)
 
     def rewind(self) -> None:
         """The sender dropped what it held and starts again from the ack position."""
