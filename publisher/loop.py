@@ -223,6 +223,7 @@ class Publisher:
     # -- sender thread -----------------------------------------------------------
 
     def _send_loop(self) -> None:
+        debug = logger.isEnabledFor(logging.DEBUG)
         while not self.abandon.is_set():
             try:
                 batch = self.assembler.next_batch(self.flushing, self.abandon)
@@ -232,6 +233,9 @@ class Publisher:
                 if not self.deliverer.deliver(builder.body(), builder.count, builder.events):
                     return
                 self.spool.ack(batch.end, builder.count)
+                if debug:
+                    logger.debug("sent a batch of %d events (%d bytes)", builder.count,
+                                 builder.size)
                 self.last_success = time.time()
                 self.batches_sent += 1
                 self.events_sent += builder.count

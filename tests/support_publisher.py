@@ -59,7 +59,10 @@ def write_config(path: Path, queue_name: str, keys: Dict[str, str]) -> Path:
 class PublisherProcess:
     """``python -m publisher`` in a subprocess; its stderr goes to a log file."""
 
-    def __init__(self, queue_name: str, config_path: Path, log_path: Path) -> None:
+    def __init__(
+        self, queue_name: str, config_path: Path, log_path: Path, debug: bool = False
+    ) -> None:
+        self.debug = debug
         self.queue_name = queue_name
         self.config_path = config_path
         self.log_path = log_path
@@ -69,7 +72,7 @@ class PublisherProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "publisher", "--queue-name", self.queue_name,
-             str(self.config_path)],
+             *(["--debug"] if self.debug else []), str(self.config_path)],
             cwd=str(ROOT),
             stdout=subprocess.DEVNULL,
             stderr=log,

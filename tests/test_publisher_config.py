@@ -155,3 +155,23 @@ def test_fuzzed_sections_parse_or_fail_clearly(raw: Dict[str, str]):
         assert exc.key in KNOWN_KEYS
         assert str(exc).startswith(exc.key + ": ")
         assert "\n" not in str(exc)
+
+
+def test_unusable_spool_path_exits_2(tmp_path: Path, queue_name: str):
+    """A spool.path that cannot be created stops the publisher with one line and status 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    raw = dict(
+        MINIMAL,
+        max_queue_size="10",
+        max_event_size="2048",
+        **{"spool.path": str(blocker / "spool")},
+    )
+    path = write_config(tmp_path / "c.ini", queue_name, raw)
+    result = run_publisher(queue_name, path)
+    assert 2 == result.returncode
+    expected = (
+        f"baseplate-events-publisher: error: spool.path: cannot create {blocker / 'spool'}: "
+        "Not a directory\n"
+    )
+    assert expected == result.stderr

@@ -264,3 +264,24 @@ def test_statsd_metrics(
     names = {p.split(":")[0] for p in packets}
     assert {"ev.sent", "ev.error.http", "ev.post", "ev.queue.depth", "ev.retry"} <= names
     assert "ev.sent:2|c" in packets
+
+
+def test_health_line_and_debug_batches(
+    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+):
+    """--debug logs each batch sent; health.log_interval logs the health line."""
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path,
+                           **{"health.log_interval": "0.1", "health.interval": "0.1"})
+        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log", debug=True).start()
+        try:
+            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+            put_all(queue, [make_event(1), make_event(2)])
+            collector.wait_for_events(2)
+            log = publisher.wait_for_log("sent=2 ")
+            assert 0 == publisher.stop()
+        finally:
+            publisher.kill()
+    assert "DEBUG sent a batch of " in log
+    assert f"health: queue /events-{queue_name} depth=0 spool=0 events/0 bytes" in log
