@@ -240,6 +240,13 @@ def _fsync(key: str, value: str) -> str:
     return value
 
 
+def _key_name(key: str, value: str) -> str:
+    # It travels in "X-Signature: key=NAME, mac=..."; keep that header unambiguous.
+    if not value.isprintable() or any(c.isspace() or c == "," for c in value):
+        raise ConfigError(key, f"expected a name without spaces or commas, got {value!r}")
+    return value
+
+
 def _base64_secret(key: str, value: str) -> bytes:
     try:
         secret = base64.b64decode(value.strip(), validate=True)
@@ -261,7 +268,7 @@ def _secret(reader: _Reader) -> bytes:
             with open(path, "rb") as f:
                 text = f.read().decode("ascii", "replace")
         except OSError as exc:
-            raise ConfigError("key.secret_file", f"cannot read {path}: {exc.strerror}") from None
+            raise ConfigError("key.secret_file", f"cannot read {path!r}: {exc.strerror}") from None
         return _base64_secret("key.secret_file", text)
     if inline is None:
         raise ConfigError("key.secret", "required but not set (or set key.secret_file)")
@@ -302,7 +309,7 @@ def parse_section(
         collector_version=r.get("collector.version", _version, "2"),
         collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
         gzip_level=r.get("collector.gzip_level", _gzip_level, 6),
-        key_name=r.get("key.name", _string),
+        key_name=r.get("key.name", _key_name),
         key_secret=_secret(r),
         metrics_namespace=namespace,
         metrics_endpoint=metrics_endpoint,

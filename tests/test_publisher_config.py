@@ -175,3 +175,19 @@ def test_unusable_spool_path_exits_2(tmp_path: Path, queue_name: str):
         "Not a directory\n"
     )
     assert expected == result.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(sorted(KNOWN_KEYS - {"key.secret_file"})),
+    value=st.text(max_size=40) | st.from_regex(r"-?[0-9]{1,12}(\.[0-9]{0,3})?", fullmatch=True),
+)
+def test_one_fuzzed_key_in_a_good_section(key: str, value: str):
+    """Changing one key of a good section parses, or fails naming that very key."""
+    raw = dict(MINIMAL, **{key: value})
+    try:
+        parse_section("q", raw, environ={})
+    except ConfigError as exc:
+        related = {key, "key.secret"} if key == "key.secret" else {key, "retry.backoff_max"}
+        assert exc.key in related
+        assert "\n" not in str(exc)
