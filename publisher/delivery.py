@@ -88,7 +88,8 @@ class Backoff:
 
     def next_delay(self, retry_after: Optional[float] = None) -> float:
         if retry_after is not None:
-            delay = min(retry_after, self.retry_after_max)
+            # Honour it, but never hammer a collector that says "0" over and over.
+            delay = min(max(retry_after, 0.1), self.retry_after_max)
         else:
             ceiling = min(self.maximum, self.initial * (2 ** min(self.attempt, 32)))
             delay = self._rng.uniform(ceiling / 2, ceiling)

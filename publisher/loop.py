@@ -188,6 +188,12 @@ class Publisher:
                 self.spool.append(messages)
                 break
             except OSError as exc:
+                if self.signals:
+                    # Shutting down with a disk that takes nothing: say exactly what is lost.
+                    logger.error("spool: cannot write %d events (%s) before exiting; "
+                                 "they are lost", len(messages), exc)
+                    self.metrics.incr("dropped.spool_error", len(messages))
+                    return
                 # Stop taking events (they wait in the queue) until the disk has room.
                 logger.error("spool: cannot write %d events (%s); retrying in 1s",
                              len(messages), exc)

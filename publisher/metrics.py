@@ -5,9 +5,10 @@ whether or not ``metrics.endpoint`` is set. Names (under the namespace):
 
 - ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), timer ``post``;
 - gauges ``queue.depth``, ``spool.events``, ``spool.bytes``;
-- loss and rescue: ``spooled`` (events written to the spool), ``split`` (batches
+- loss and rescue: ``drained`` (events taken off the queue into the spool), ``split`` (batches
   halved after a 413), ``dead_letter`` (events refused with 422/400),
-  ``dropped.spool_full``, ``dropped.empty``, ``auth_failure`` (401/403),
+  ``dropped.spool_full``, ``dropped.empty``, ``dropped.spool_error`` (a disk
+  that took nothing at shutdown), ``auth_failure`` (401/403),
   ``retry`` (POSTs repeated after a failure).
 """
 from __future__ import annotations
