@@ -129,6 +129,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg.key_name,
         metrics.target,
     )
+    publisher = Publisher(cfg, queue, spool, deliverer, metrics, abandon=stopping)
+    publisher.install_signal_handlers()
     logger.info(
         "spool %s: %d events (%d bytes) to replay from an earlier run%s; budget %d bytes, "
         "fsync %s; batches of at most %d bytes, %gs",
@@ -141,7 +143,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg.batch_max_bytes,
         cfg.batch_max_wait,
     )
-    publisher = Publisher(cfg, queue, spool, deliverer, metrics, abandon=stopping)
     try:
         return publisher.run()
     finally:

@@ -42,6 +42,7 @@ KNOWN_KEYS = frozenset(
         "max_event_size",
         "queue.mode",
         "drain.max_messages",
+        "drain.landing",
         "batch.max_bytes",
         "batch.max_wait",
         "retry.backoff_initial",
@@ -79,6 +80,7 @@ class PublisherConfig:
     max_event_size: int
     queue_mode: int
     drain_max_messages: int
+    drain_landing: bool
     batch_max_bytes: int
     batch_max_wait: float
     backoff_initial: float
@@ -234,6 +236,15 @@ def _endpoint(key: str, value: str) -> Tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _switch(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("on", "true", "yes", "1"):
+        return True
+    if lowered in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(key, f"expected on or off, got {value!r}")
+
+
 def _fsync(key: str, value: str) -> str:
     if value not in ("always", "interval", "never"):
         raise ConfigError(key, f"expected always, interval or never, got {value!r}")
@@ -317,6 +328,7 @@ def parse_section(
         max_event_size=max_event_size,
         queue_mode=r.get("queue.mode", _mode, 0o600),
         drain_max_messages=r.get("drain.max_messages", _positive_int, 1000),
+        drain_landing=r.get("drain.landing", _switch, True),
         batch_max_bytes=batch_max_bytes,
         batch_max_wait=r.get("batch.max_wait", _seconds, 1.0),
         backoff_initial=backoff_initial,

@@ -29,6 +29,7 @@ from . import health
 from .batching import BatchBuilder
 from .config import PublisherConfig
 from .delivery import Deliverer
+from .landing import Landing, collect_leftovers, landing_directory, remove_landings
 from .metrics import Metrics
 from .spool import Position, Spool
 
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: How often the queue-depth and spool gauges are sent.
 GAUGE_INTERVAL = 1.0
+#: Size of the landing zone (receive buffers backed by a file).
+LANDING_BYTES = 4 << 20
 
 
 @dataclass
@@ -139,7 +142,8 @@ class Publisher:
 
     def run(self) -> int:
         """Drain until a signal, then flush and return the exit status."""
-        self.install_signal_handlers()
+        if signal.getsignal(signal.SIGTERM) != self._on_signal:
+            self.install_signal_handlers()
         self._sender.start()
         self._drain()
         return self._shutdown()
@@ -147,10 +151,17 @@ class Publisher:
     def _drain(self) -> None:
         queue_fd = self.queue.fileno()
         wake_fd = self._wake_r
-        get_many = self.queue.get_many
-        # At most what the queue can hold per wake-up: between mq_receive and the
-        # spool's write the events exist only in this process, so keep that short.
         limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
+        landing = self._open_landing(limit)
+        if landing is not None:
+            receive = landing.receive
+
+            def get_many(limit: int) -> List[bytes]:
+                return receive(queue_fd, limit)
+
+            limit = min(limit, landing.slots)
+        else:
+            get_many = self.queue.get_many
         next_gauge = next_health = time.monotonic()
         next_log = next_health + self.cfg.health_log_interval
         while not self.signals:
@@ -173,6 +184,34 @@ class Publisher:
             messages = get_many(limit)
             if messages:
                 self._store(messages)
+                if landing is not None:
+                    landing.clear()
+        if landing is not None:
+            landing.close()
+
+    def _open_landing(self, limit: int) -> Optional[Landing]:
+        """Spool what a killed predecessor left in its landing zone, then open ours."""
+        directory = landing_directory(self.spool.path)
+        leftovers = [m for m in collect_leftovers(directory) if m]
+        if leftovers:
+            self.spool.append(leftovers)
+            logger.warning(
+                "landing: spooled %d events that a previous process took off the queue "
+                "just before it died", len(leftovers)
+            )
+        remove_landings(directory)
+        if not self.cfg.drain_landing:
+            if directory != self.spool.path:
+                os.rmdir(directory)
+            return None
+        slot_size = self.queue.max_message_size
+        slots = max(1, min(limit, LANDING_BYTES // (8 + slot_size)))
+        try:
+            return Landing(directory, slots, slot_size)
+        except OSError as exc:
+            logger.warning("landing: unavailable (%s); a kill -9 may lose the events of "
+                           "one wake-up", exc)
+            return None
 
     def _store(self, messages: List[bytes]) -> None:
         """Put what was taken off the queue on disk; hold it and retry if the disk fails."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional
 
 from baseplate_events.errors import TimedOutError
 from baseplate_events.message_queue import MessageQueue
+from publisher.landing import landing_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a test secret, 32 bytes long...."
@@ -56,6 +58,10 @@ def write_config(path: Path, queue_name: str, keys: Dict[str, str]) -> Path:
     return path
 
 
+#: The last start-up line, logged once the signal handlers are in place.
+READY = "to replay from an earlier run"
+
+
 class PublisherProcess:
     """``python -m publisher`` in a subprocess; its stderr goes to a log file."""
 
@@ -69,6 +75,7 @@ class PublisherProcess:
         self.process: Optional[subprocess.Popen] = None
 
     def start(self, wait: bool = True) -> "PublisherProcess":
+        starts = self.log().count(READY) if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "publisher", "--queue-name", self.queue_name,
@@ -79,8 +86,7 @@ class PublisherProcess:
         )
         log.close()
         if wait:
-            self.wait_for_log("starting:")
-            self.wait_for_log("spool ")
+            self.wait_for_log(READY, count=starts + 1)
         return self
 
     def log(self) -> str:
@@ -111,9 +117,15 @@ class PublisherProcess:
         return self.wait(timeout)
 
     def kill(self) -> None:
+        """Kill if still running, and remove the landing directory it may leave in /dev/shm."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        for line in self.config_path.read_text().splitlines():
+            if line.startswith("spool.path = "):
+                landing = landing_directory(line.split(" = ", 1)[1])
+                if landing.startswith("/dev/shm/"):
+                    shutil.rmtree(landing, ignore_errors=True)
 
 
 def run_publisher(

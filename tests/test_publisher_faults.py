@@ -272,3 +272,30 @@ def test_spool_over_budget_drops_oldest_counted(
     gone = [i for i, u in enumerate(ledger.put) if u not in delivered]
     assert list(range(gone[0], gone[0] + dropped)) == gone
     assert ledger.put[-1] in delivered
+
+
+def test_repeated_sigkill_under_full_load(
+    publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
+):
+    """kill -9 at random moments while a producer keeps the queue full: nothing is lost."""
+    import random
+    import threading
+
+    with Collector(SECRET, version="2j") as collector:
+        publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "2000"}).start()
+        feeding = threading.Thread(target=ledger.feed, args=(400,))
+        feeding.start()
+        rng = random.Random(8)
+        for _ in range(4):
+            time.sleep(rng.uniform(0.02, 0.15))
+            assert publisher.process is not None
+            publisher.process.send_signal(signal.SIGKILL)
+            publisher.wait()
+            publisher.start()
+        feeding.join(30)
+        deadline = time.monotonic() + 15
+        while ledger.missing(collector, tmp_path / "x") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0 == publisher.stop()
+    assert 400 == len(ledger.put)
+    assert set() == ledger.missing(collector, tmp_path / "spool" / "dead-letter.jsonl")
