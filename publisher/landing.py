@@ -143,6 +143,9 @@ class Landing:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.ftruncate(fd, size)
+            # Reserve the pages now: a full tmpfs must fail here (we fall back), not
+            # with SIGBUS on the first write through the mapping.
+            os.posix_fallocate(fd, 0, size)
             self.buf = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
