@@ -206,9 +206,11 @@ class Landing:
         lengths.clear()
 
     def close(self) -> None:
-        """Unmap and remove the file (every slot is in the spool by now) and its directory."""
+        """Unmap; remove the file and its directory unless slots still hold unspooled events."""
         del self._anchor
         self.buf.close()
+        if self._lengths:
+            return  # the next start spools them
         for remove, path in ((os.unlink, self.path), (os.rmdir, os.path.dirname(self.path))):
             try:
                 remove(path)

@@ -182,8 +182,7 @@ class Publisher:
                 self._empty_wake_pipe()
                 continue
             messages = get_many(limit)
-            if messages:
-                self._store(messages)
+            if messages and self._store(messages, landed=landing is not None):
                 if landing is not None:
                     landing.clear()
         if landing is not None:
@@ -202,7 +201,10 @@ class Publisher:
         remove_landings(directory)
         if not self.cfg.drain_landing:
             if directory != self.spool.path:
-                os.rmdir(directory)
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass
             return None
         slot_size = self.queue.max_message_size
         slots = max(1, min(limit, LANDING_BYTES // (8 + slot_size)))
@@ -213,31 +215,41 @@ class Publisher:
                            "one wake-up", exc)
             return None
 
-    def _store(self, messages: List[bytes]) -> None:
-        """Put what was taken off the queue on disk; hold it and retry if the disk fails."""
+    def _store(self, messages: List[bytes], landed: bool = False) -> bool:
+        """Put what was taken off the queue in the spool; hold it and retry if the disk fails.
+
+        False only when stopping with a disk that takes nothing: the events then
+        stay in the landing zone (``landed``) for the next start, or are lost.
+        """
         if not all(messages):
             kept = [m for m in messages if m]
             self.metrics.incr("dropped.empty", len(messages) - len(kept))
             logger.warning("dropped %d empty messages (not events)", len(messages) - len(kept))
             messages = kept
             if not messages:
-                return
+                return True
         while True:
             try:
                 self.spool.append(messages)
                 break
             except OSError as exc:
+                if self.signals and landed:
+                    logger.error("spool: cannot write %d events (%s) before exiting; they "
+                                 "stay in the landing zone for the next start",
+                                 len(messages), exc)
+                    return False
                 if self.signals:
                     # Shutting down with a disk that takes nothing: say exactly what is lost.
                     logger.error("spool: cannot write %d events (%s) before exiting; "
                                  "they are lost", len(messages), exc)
                     self.metrics.incr("dropped.spool_error", len(messages))
-                    return
+                    return False
                 # Stop taking events (they wait in the queue) until the disk has room.
                 logger.error("spool: cannot write %d events (%s); retrying in 1s",
                              len(messages), exc)
                 time.sleep(1.0)
         self.drained += len(messages)
+        return True
 
     def _empty_wake_pipe(self) -> None:
         try:
