@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from thrift.Thrift import TType
 
-from .errors import EventError, EventTooLargeError, MessageQueueError
+from .errors import ConfigError, EventError, EventTooLargeError, MessageQueueError
 from .message_queue import MessageQueue, kernel_limits
 from .queue import EventQueue
 from .serializers import serialize_v2_event
@@ -199,6 +199,21 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def _statsd_client(settings: EventsSettings) -> Any:
+    """A statsd client for the app-side loss counters, or None when not configured."""
+    if settings.metrics_endpoint is None:
+        return None
+    try:
+        import statsd
+    except ImportError:
+        raise ConfigError(
+            "metrics_endpoint",
+            "needs the statsd package (pip install 'baseplate-events[publisher]')",
+        ) from None
+    host, _, port = settings.metrics_endpoint.rpartition(":")
+    return statsd.StatsClient(host, int(port), prefix=settings.metrics_namespace or None)
+
+
 class EventsRuntime:
     """One integration's settings, fillers and process-wide queue.
 
@@ -224,6 +239,7 @@ class EventsRuntime:
         self.discarded = 0
         self._count_lock = threading.Lock()
         self._plans: Dict[type, _Plan] = {}
+        self._metrics = _statsd_client(settings)
 
     def add_filler(self, filler: Filler) -> None:
         """Run ``filler(event, request)`` on every event put from now on."""
@@ -307,6 +323,13 @@ class EventsRuntime:
         with self._count_lock:
             self.failed += failed
             self.discarded += discarded
+        if discarded:
+            self.metric("put.discarded", discarded)
+
+    def metric(self, name: str, value: int = 1) -> None:
+        """Count ``name`` in statsd, when ``metrics_endpoint`` is set (UDP: never blocks)."""
+        if self._metrics is not None:
+            self._metrics.incr(name, value)
 
     def __repr__(self) -> str:
         return f"<EventsRuntime {self.settings!r} fillers={len(self.fillers)}>"
@@ -355,6 +378,7 @@ class RequestEvents:
                 runtime.check_size(serialized)
                 held.append((event, serialized))
         except Exception as exc:
+            runtime.metric("put.failed." + type(exc).__name__)
             if runtime.raise_errors:
                 raise
             runtime.count(failed=1)
@@ -385,6 +409,7 @@ class RequestEvents:
             try:
                 runtime.send(event, serialized)
             except Exception as exc:
+                runtime.metric("put.failed." + type(exc).__name__)
                 runtime.count(failed=1)
                 logger.error("held event not sent (%s): %s", type(exc).__name__, exc)
 

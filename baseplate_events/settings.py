@@ -61,6 +61,10 @@ class EventsSettings:
     errors: str = "raise"
     #: Hold a request's events and send them only if it succeeds.
     transactional: bool = False
+    #: statsd ``host:port`` for counters of events the app could not put; off if None.
+    metrics_endpoint: Optional[str] = None
+    #: Prefix of those counters (``<namespace>.put.failed.<Error>``, ``….put.discarded``).
+    metrics_namespace: str = "baseplate_events"
 
 
 def pyramid_key(name: str) -> str:
@@ -105,7 +109,26 @@ def parse_settings(
         put_timeout=_seconds(key("put_timeout"), get("put_timeout"), defaults.put_timeout),
         errors=_choice(key("errors"), get("errors"), defaults.errors, ERROR_POLICIES),
         transactional=_boolean(key("transactional"), get("transactional"), defaults.transactional),
+        metrics_endpoint=_endpoint(key("metrics_endpoint"), get("metrics_endpoint")),
+        metrics_namespace=(
+            _string(key("metrics_namespace"), get("metrics_namespace"))
+            if get("metrics_namespace") is not None
+            else defaults.metrics_namespace
+        ),
     )
+
+
+def _endpoint(key: str, value: Any) -> Optional[str]:
+    """``host:port`` of a statsd server, or None when unset or empty."""
+    if value is None:
+        return None
+    text = _string(key, value)
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, f"expected host:port, got {value!r}")
+    return text
 
 
 def _warn_unknown(raw: Mapping[str, Any], key: Callable[[str], str]) -> None:
