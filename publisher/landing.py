@@ -2,22 +2,28 @@
 
 Taking a message off a POSIX queue and writing it to the spool cannot be one
 atomic step: between them the event exists only in the publisher's memory,
-and a ``kill -9`` there would lose it. So the drain loop receives into slots of
-a small ``mmap``-ed file (``MAP_SHARED``): the moment ``mq_receive`` returns,
-the bytes are in the page cache, which outlives the process. After the slots
-are appended to the spool they are zeroed. On start, whatever is still in a
-slot is appended to the spool first (at-least-once: it may be there already).
+and a ``kill -9`` there would lose it. So the drain loop receives into a small
+``mmap``-ed file (``MAP_SHARED``): the moment ``mq_receive`` returns, the bytes
+are in the page cache, which outlives the process. Events collect there for a
+few milliseconds and are then appended to the spool together, and the ring is
+zeroed. On start, whatever is still in a landing file is appended to the spool
+first (at-least-once: it may be there already).
 
-A slot is an 8-byte length word (the length, with a "full" bit) and room for
-one message. If the process died between ``mq_receive`` and writing the length
-word, the length is recovered from the data: an event is JSON and never ends
-in a NUL byte.
+The file is a ring of records from offset 0: an 8-byte little-endian word
+(the event's length with the top bit set), then the event; each record starts
+at a multiple of 8. A message is received only where a whole ``msgsize`` still
+fits. Past the last record the file is all zeros, so if the process died
+between ``mq_receive`` and writing the length word, the event is recovered
+from the data: it is JSON and never ends in a NUL byte.
 
-Uses ``ctypes`` on ``mq_timedreceive`` (librt). Where that is unavailable the
-drain loop falls back to :meth:`MessageQueue.get_many`.
+The two per-event loops (receive into the ring, gather it into a spool
+record) are in C (``publisher/_landing.c``) when the extension was built, else
+in Python here through ``ctypes`` on ``mq_timedreceive``; the tests run both.
+Where neither works the drain loop falls back to :meth:`MessageQueue.get_many`.
 """
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
@@ -26,13 +32,18 @@ import mmap
 import os
 import struct
 import zlib
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("<Q")
 _FULL = 1 << 63
+_PREFIX = "landing-ring-"
 
+try:
+    from publisher import _landing as _accelerated
+except ImportError:  # pragma: no cover - depends on the build
+    _accelerated = None  # type: ignore[assignment]
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
@@ -76,27 +87,23 @@ def landing_directory(spool_path: str) -> str:
     return spool_path
 
 
-def landing_name(slots: int, slot_size: int) -> str:
-    return f"landing-{slots}x{slot_size}"
+def landing_name(msgsize: int) -> str:
+    return f"{_PREFIX}{msgsize}"
 
 
 def collect_leftovers(directory: str) -> List[bytes]:
-    """Events left in any landing file of ``directory`` (any geometry), which are then removed.
+    """Events left in any landing file of ``directory``, in order.
 
-    Call before opening a :class:`Landing` there; the caller spools what this returns.
+    Call before opening a :class:`Landing` there; the caller spools what this
+    returns, then calls :func:`remove_landings`.
     """
     out: List[bytes] = []
     for name in sorted(os.listdir(directory)):
-        if not name.startswith("landing-"):
+        if not name.startswith(_PREFIX) or not name[len(_PREFIX) :].isdigit():
             continue
-        try:
-            slots, slot_size = (int(x) for x in name[len("landing-") :].split("x"))
-        except ValueError:
-            continue
-        path = os.path.join(directory, name)
-        with open(path, "rb") as f:
+        with open(os.path.join(directory, name), "rb") as f:
             data = f.read()
-        out.extend(_scan(data, slots, slot_size))
+        out.extend(scan(data, int(name[len(_PREFIX) :])))
     return out
 
 
@@ -106,40 +113,86 @@ def remove_landings(directory: str) -> None:
             os.unlink(os.path.join(directory, name))
 
 
-def _scan(data: bytes, slots: int, slot_size: int) -> List[bytes]:
+def scan(data: bytes, msgsize: int) -> List[bytes]:
+    """The events in a landing ring, including one whose length word was never written."""
     out: List[bytes] = []
-    stride = _LENGTH.size + slot_size
-    for slot in range(slots):
-        start = slot * stride
-        if start + stride > len(data):
-            break
-        (word,) = _LENGTH.unpack_from(data, start)
+    offset = 0
+    while offset + 8 <= len(data):
+        (word,) = _LENGTH.unpack_from(data, offset)
         if word & _FULL:
-            out.append(data[start + 8 : start + 8 + (word & ~_FULL)])
+            length = word & ~_FULL
+            out.append(data[offset + 8 : offset + 8 + length])
+            offset = (offset + 8 + length + 7) & ~7
             continue
-        event = data[start + 8 : start + stride].rstrip(b"\0")
-        if not event:
-            break  # slots fill in order: the rest are empty
-        out.append(event)  # the process died between mq_receive and the length word
+        event = data[offset + 8 : offset + 8 + msgsize].rstrip(b"\0")
+        if event:
+            out.append(event)  # the process died between mq_receive and the length word
+        break  # past the last record: zeros
     return out
 
 
+class _Receiver:
+    """The ctypes version of ``_landing.receive`` and ``_landing.gather``."""
+
+    def __init__(self) -> None:
+        function = _load_receive()
+        if function is None:
+            raise OSError(errno.ENOSYS, "mq_timedreceive is not available through ctypes")
+        self._receive = function
+        self._past = ctypes.byref(_Timespec(0, 0))  # an absolute time long gone: never wait
+        self._pointer = ctypes.c_void_p()
+
+    def receive(self, mqd: int, ring: Any, offset: int, msgsize: int, limit: int
+                ) -> Tuple[int, int]:
+        receive, past, pointer = self._receive, self._past, self._pointer
+        anchor = ctypes.c_char.from_buffer(ring)
+        try:
+            base = ctypes.addressof(anchor)
+            queue, size = ctypes.c_int(mqd), ctypes.c_size_t(msgsize)
+            pack = _LENGTH.pack_into
+            count = 0
+            while count < limit and offset + 8 + msgsize <= len(ring):
+                pointer.value = base + offset + 8
+                got = receive(queue, pointer, size, None, past)
+                if got < 0:
+                    err = ctypes.get_errno()
+                    if err in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+                        break
+                    raise OSError(err, os.strerror(err))
+                pack(ring, offset, got | _FULL)
+                offset = (offset + 8 + got + 7) & ~7
+                count += 1
+        finally:
+            del anchor
+        return offset, count
+
+    @staticmethod
+    def gather(ring: Any, end: int) -> Tuple[bytes, bytes]:
+        events = scan(bytes(ring[:end]), 0)
+        return b",".join(events), array.array("I", map(len, events)).tobytes()
+
+
+def receiver(kind: str = "auto") -> Any:
+    """The receive/gather implementation: ``"c"``, ``"ctypes"`` or ``"auto"`` (C if built)."""
+    if kind == "c" or (kind == "auto" and _accelerated is not None):
+        if _accelerated is None:
+            raise OSError(errno.ENOSYS, "the C extension publisher._landing is not built")
+        return _accelerated
+    return _Receiver()
+
+
 class Landing:
-    """``slots`` file-backed receive buffers of ``slot_size`` bytes in ``directory``.
+    """A ring of ``size`` bytes in ``directory`` for messages of up to ``msgsize`` bytes.
 
     Open it only after :func:`collect_leftovers` has been spooled: it starts empty.
+    ``kind`` picks the implementation (see :func:`receiver`).
     """
 
-    def __init__(self, directory: str, slots: int, slot_size: int) -> None:
-        receive = _load_receive()
-        if receive is None:
-            raise OSError(errno.ENOSYS, "mq_timedreceive is not available through ctypes")
-        self._receive = receive
-        self.path = os.path.join(directory, landing_name(slots, slot_size))
-        self.slots = slots
-        self.slot_size = slot_size
-        self.stride = _LENGTH.size + slot_size
-        size = slots * self.stride
+    def __init__(self, directory: str, size: int, msgsize: int, kind: str = "auto") -> None:
+        self._impl = receiver(kind)
+        self.path = os.path.join(directory, landing_name(msgsize))
+        self.msgsize = msgsize
+        size = max(size, 8 + msgsize + 7) & ~7
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.ftruncate(fd, size)
@@ -149,67 +202,40 @@ class Landing:
             self.buf = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
-        self._anchor = ctypes.c_char.from_buffer(self.buf)
-        self._base = ctypes.addressof(self._anchor)
-        self._zero = memoryview(bytes(self.stride))
-        self._zero_run = memoryview(bytes(min(size, 256 * 1024)))
-        self._past = _Timespec(0, 0)  # an absolute time long gone: never wait
-        self._past_ref = ctypes.byref(self._past)
-        self._slot_ptrs = [
-            ctypes.c_void_p(self._base + slot * self.stride + _LENGTH.size)
-            for slot in range(slots)
-        ]
-        self._size = ctypes.c_size_t(slot_size)
-        self._lengths: List[int] = []
+        self._zeros = bytes(size)
+        #: Bytes of the ring in use, and how many events they hold.
+        self.end = 0
+        self.count = 0
 
-    def receive(self, mqd: int, limit: int) -> List[bytes]:
-        """Take up to ``limit`` waiting messages into slots; return them (copies), in order."""
-        receive = self._receive
-        buf, stride, size, slot_ptrs = self.buf, self.stride, self._size, self._slot_ptrs
-        pack = _LENGTH.pack_into
-        past = self._past_ref
-        queue = ctypes.c_int(mqd)
-        out: List[bytes] = []
-        lengths = self._lengths
-        n = len(lengths)
-        limit = min(limit, self.slots)
-        while n < limit:
-            start = n * stride
-            got = receive(queue, slot_ptrs[n], size, None, past)
-            if got < 0:
-                err = ctypes.get_errno()
-                if err == errno.EINTR:
-                    continue
-                if err in (errno.EAGAIN, errno.ETIMEDOUT):
-                    break
-                raise OSError(err, os.strerror(err))
-            pack(buf, start, got | _FULL)
-            out.append(buf[start + 8 : start + 8 + got])
-            lengths.append(got)
-            n += 1
-        return out
+    @property
+    def full(self) -> bool:
+        """No room for one more message."""
+        return self.end + 8 + self.msgsize > len(self.buf)
+
+    def receive(self, mqd: int, limit: int) -> int:
+        """Take up to ``limit`` waiting messages (never waiting); return how many."""
+        self.end, got = self._impl.receive(mqd, self.buf, self.end, self.msgsize, limit)
+        self.count += got
+        return got  # type: ignore[no-any-return]
+
+    def gather(self) -> Tuple[bytes, bytes]:
+        """The held events joined with commas, and their lengths (``u32`` each)."""
+        return self._impl.gather(self.buf, self.end)  # type: ignore[no-any-return]
+
+    def events(self) -> List[bytes]:
+        """The held events, one by one."""
+        return scan(self.buf[: self.end], self.msgsize)
 
     def clear(self) -> None:
-        """Forget the filled slots: their events are in the spool now."""
-        lengths = self._lengths
-        if not lengths:
-            return
-        buf, stride = self.buf, self.stride
-        end = (len(lengths) - 1) * stride + 8 + lengths[-1]
-        if end <= len(self._zero_run):
-            buf[:end] = self._zero_run[:end]  # one memset beats a Python loop over slots
-        else:
-            zero = self._zero
-            for slot, length in enumerate(lengths):
-                start = slot * stride
-                buf[start : start + 8 + length] = zero[: 8 + length]
-        lengths.clear()
+        """Forget the held events: they are in the spool now."""
+        if self.end:
+            self.buf[: self.end] = memoryview(self._zeros)[: self.end]
+        self.end = self.count = 0
 
     def close(self) -> None:
-        """Unmap; remove the file and its directory unless slots still hold unspooled events."""
-        del self._anchor
+        """Unmap; remove the file and its directory unless it still holds unspooled events."""
         self.buf.close()
-        if self._lengths:
+        if self.count:
             return  # the next start spools them
         for remove, path in ((os.unlink, self.path), (os.rmdir, os.path.dirname(self.path))):
             try:

@@ -13,6 +13,7 @@ First SIGTERM/SIGINT: stop taking events, let the sender flush until
 """
 from __future__ import annotations
 
+import array
 import logging
 import os
 import select
@@ -21,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from baseplate_events.message_queue import MessageQueue
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 GAUGE_INTERVAL = 1.0
 #: Size of the landing zone (receive buffers backed by a file).
 LANDING_BYTES = 4 << 20
+#: Longest an event waits in the landing zone before it is spooled.
+LANDING_LINGER = 0.02
 
 
 @dataclass
@@ -73,8 +76,13 @@ class Assembler:
                     return Batch(builder, self.cursor)
                 if not builder.count and flushing.is_set():
                     return None
-                wait = deadline - time.monotonic() if builder.count else 0.5
-                self.spool.wait(max(0.0, min(wait, 0.5)), self.cursor)
+                if builder.count:
+                    # Sleep until the batch could be full or is due, not per record.
+                    wait = deadline - time.monotonic()
+                    want = max(1, self.max_bytes - builder.size)
+                else:
+                    wait, want = 0.5, 1
+                self.spool.wait(max(0.0, min(wait, 0.5)), self.cursor, want)
                 continue
             chunk = record.chunk
             index = self.cursor[2] if (record.segment, record.offset) == self.cursor[:2] else 0
@@ -151,18 +159,47 @@ class Publisher:
     def _drain(self) -> None:
         queue_fd = self.queue.fileno()
         wake_fd = self._wake_r
-        limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
-        landing = self._open_landing(limit)
+        landing = self._open_landing()
         if landing is not None:
-            receive = landing.receive
+            # Received events are safe in the landing zone, so they are spooled
+            # together when it is full or LANDING_LINGER old: one spool write, one
+            # CRC and at most one sender wake-up per few hundred events.
+            linger = LANDING_LINGER
+            limit = self.cfg.drain_max_messages
 
-            def get_many(limit: int) -> List[bytes]:
-                return receive(queue_fd, limit)
+            def take() -> None:
+                landing.receive(queue_fd, limit - landing.count)
 
-            limit = min(limit, landing.slots)
+            def holding() -> int:
+                return landing.count
+
+            def flush_due() -> bool:
+                return landing.full or landing.count >= limit
+
+            def spool() -> bool:
+                return self._store_landed(landing)
         else:
+            # Without a landing zone, held events are only in memory: spool every round.
+            held: List[bytes] = []
+            linger = 0.0
             get_many = self.queue.get_many
-        next_gauge = next_health = time.monotonic()
+            limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
+
+            def take() -> None:
+                held.extend(get_many(limit))
+
+            def holding() -> int:
+                return len(held)
+
+            def flush_due() -> bool:
+                return True
+
+            def spool() -> bool:
+                if self._store(held):
+                    held.clear()
+                    return True
+                return False
+        next_gauge = next_health = flush_at = time.monotonic()
         next_log = next_health + self.cfg.health_log_interval
         while not self.signals:
             now = time.monotonic()
@@ -176,19 +213,25 @@ class Publisher:
                 if self.cfg.health_log_interval and now >= next_log:
                     next_log = now + self.cfg.health_log_interval
                     logger.info("%s", health.line(doc))
-            timeout = max(0.0, min(next_gauge, next_health) - time.monotonic())
-            ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
+            until = min(next_gauge, next_health)
+            if holding():
+                until = min(until, flush_at)
+            else:
+                flush_at = now + linger
+            ready, _, _ = select.select([queue_fd, wake_fd], [], [], max(0.0, until - now))
             if wake_fd in ready:
                 self._empty_wake_pipe()
                 continue
-            messages = get_many(limit)
-            if messages and self._store(messages, landed=landing is not None):
-                if landing is not None:
-                    landing.clear()
+            if ready:
+                take()
+            if holding() and (flush_due() or time.monotonic() >= flush_at):
+                spool()
+        if holding():
+            spool()
         if landing is not None:
             landing.close()
 
-    def _open_landing(self, limit: int) -> Optional[Landing]:
+    def _open_landing(self) -> Optional[Landing]:
         """Spool what a killed predecessor left in its landing zone, then open ours."""
         directory = landing_directory(self.spool.path)
         leftovers = [m for m in collect_leftovers(directory) if m]
@@ -206,21 +249,27 @@ class Publisher:
                 except OSError:
                     pass
             return None
-        slot_size = self.queue.max_message_size
-        slots = max(1, min(limit, LANDING_BYTES // (8 + slot_size)))
         try:
-            return Landing(directory, slots, slot_size)
+            return Landing(directory, LANDING_BYTES, self.queue.max_message_size)
         except OSError as exc:
             logger.warning("landing: unavailable (%s); a kill -9 may lose the events of "
                            "one wake-up", exc)
             return None
 
-    def _store(self, messages: List[bytes], landed: bool = False) -> bool:
-        """Put what was taken off the queue in the spool; hold it and retry if the disk fails.
+    def _store_landed(self, landing: Landing) -> bool:
+        """Spool the landing zone's events and clear it; see :meth:`_store`."""
+        joined, lengths = landing.gather()
+        if array.array("I", lengths).count(0):
+            stored = self._store(landing.events(), landed=True)
+        else:
+            stored = self._write(lambda: self.spool.append_joined(joined, lengths),
+                                 landing.count, landed=True)
+        if stored:
+            landing.clear()
+        return stored
 
-        False only when stopping with a disk that takes nothing: the events then
-        stay in the landing zone (``landed``) for the next start, or are lost.
-        """
+    def _store(self, messages: List[bytes], landed: bool = False) -> bool:
+        """Put what was taken off the queue in the spool; see :meth:`_write`."""
         if not all(messages):
             kept = [m for m in messages if m]
             self.metrics.incr("dropped.empty", len(messages) - len(kept))
@@ -228,27 +277,33 @@ class Publisher:
             messages = kept
             if not messages:
                 return True
+        return self._write(lambda: self.spool.append(messages), len(messages), landed)
+
+    def _write(self, append: Callable[[], None], count: int, landed: bool) -> bool:
+        """Run ``append`` (``count`` events to the spool); hold them and retry if the disk fails.
+
+        False only when stopping with a disk that takes nothing: the events then
+        stay in the landing zone (``landed``) for the next start, or are lost.
+        """
         while True:
             try:
-                self.spool.append(messages)
+                append()
                 break
             except OSError as exc:
                 if self.signals and landed:
                     logger.error("spool: cannot write %d events (%s) before exiting; they "
-                                 "stay in the landing zone for the next start",
-                                 len(messages), exc)
+                                 "stay in the landing zone for the next start", count, exc)
                     return False
                 if self.signals:
                     # Shutting down with a disk that takes nothing: say exactly what is lost.
                     logger.error("spool: cannot write %d events (%s) before exiting; "
-                                 "they are lost", len(messages), exc)
-                    self.metrics.incr("dropped.spool_error", len(messages))
+                                 "they are lost", count, exc)
+                    self.metrics.incr("dropped.spool_error", count)
                     return False
                 # Stop taking events (they wait in the queue) until the disk has room.
-                logger.error("spool: cannot write %d events (%s); retrying in 1s",
-                             len(messages), exc)
+                logger.error("spool: cannot write %d events (%s); retrying in 1s", count, exc)
                 time.sleep(1.0)
-        self.drained += len(messages)
+        self.drained += count
         return True
 
     def _empty_wake_pipe(self) -> None:

@@ -103,6 +103,10 @@ class Spool:
         self._rbuf = b""
         self._rbuf_segment = -1
         self._rbuf_start = 0
+        # Bytes appended since start, and the total at which a waiting reader wants
+        # waking: the sender sleeps until a batch's worth is there, not per record.
+        self._appended = 0
+        self._wake_at: Optional[int] = None
         self._open_directory()
         self._ack = self._read_ack()
         self._sizes: Dict[int, int] = {}  # segment -> committed length
@@ -218,12 +222,14 @@ class Spool:
     # -- writing (the drain thread) ----------------------------------------------
 
     def append(self, events: List[bytes]) -> None:
-        """Write one wake-up's events as a record; returns once they are in the file."""
-        lengths = array.array("I", map(len, events))
-        joined = b",".join(events)
-        lengths_bytes = lengths.tobytes()
+        """Write ``events`` as one record; returns once they are in the file."""
+        self.append_joined(b",".join(events), array.array("I", map(len, events)).tobytes())
+
+    def append_joined(self, joined: bytes, lengths_bytes: bytes) -> None:
+        """Write one record: events joined with commas, and their lengths (native ``u32``)."""
+        count = len(lengths_bytes) // 4
         crc = zlib.crc32(joined, zlib.crc32(lengths_bytes))
-        header = _HEADER.pack(_MAGIC, len(events), len(joined), crc, int(time.time() * 1000))
+        header = _HEADER.pack(_MAGIC, count, len(joined), crc, int(time.time() * 1000))
         size = _HEADER.size + len(lengths_bytes) + len(joined)
         written = os.writev(self._write_fd, [header, lengths_bytes, joined])
         if written != size:  # pragma: no cover - a full disk; the next record is cut on start
@@ -235,9 +241,12 @@ class Spool:
             self._last_sync = time.monotonic()
         with self._cond:
             self._sizes[self._write_segment] += size
-            self.pending_events += len(events)
+            self.pending_events += count
             rotate = self._sizes[self._write_segment] >= self.segment_bytes
-            self._cond.notify_all()
+            self._appended += size
+            if self._wake_at is not None and self._appended >= self._wake_at:
+                self._wake_at = None
+                self._cond.notify_all()
         if rotate:
             self._rotate()
             # Only whole, finished segments can be dropped, so the budget is checked
@@ -370,17 +379,23 @@ class Spool:
         if fd is not None:
             os.close(fd)
 
-    def wait(self, timeout: float, position: Position) -> None:
-        """Sleep until something is appended beyond ``position``, or ``timeout`` passes."""
-        with self._cond:
-            if not self._has_data_after(position):
-                self._cond.wait(timeout)
+    def wait(self, timeout: float, position: Position, min_bytes: int = 1) -> None:
+        """Sleep until ``min_bytes`` are spooled beyond ``position``, or ``timeout`` passes.
 
-    def _has_data_after(self, position: Position) -> bool:
+        Appends wake the reader only once that much is there, so a busy drain
+        loop does not hand the GIL to the sender for every record.
+        """
+        with self._cond:
+            missing = min_bytes - self._bytes_after(position)
+            if missing > 0:
+                self._wake_at = self._appended + missing
+                self._cond.wait(timeout)
+                self._wake_at = None
+
+    def _bytes_after(self, position: Position) -> int:
         segment, offset = max(position[:2], self._ack[:2])
-        if self._sizes.get(segment, 0) > offset:
-            return True
-        return any(size for number, size in self._sizes.items() if number > segment)
+        after = max(0, self._sizes.get(segment, 0) - offset)
+        return after + sum(size for number, size in self._sizes.items() if number > segment)
 
     def rewind(self) -> None:
         """The sender dropped what it held and starts again from the ack position."""

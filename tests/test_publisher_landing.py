@@ -1,11 +1,16 @@
 """The landing zone: events received into a file-backed page survive the process."""
 from __future__ import annotations
 
+import array
+import shutil
 import struct
 from pathlib import Path
 from typing import Callable
 
 from baseplate_events.message_queue import MessageQueue
+import pytest
+
+from publisher import landing as landing_module
 from publisher.landing import Landing, collect_leftovers, landing_directory, remove_landings
 
 from .support_collector import Collector
@@ -22,35 +27,97 @@ from .support_publisher import (
 )
 
 
-def test_unspooled_slots_are_left_over_in_order(
-    reader: MessageQueue, tmp_path: Path
+IMPLEMENTATIONS = ["c", "ctypes"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each test of the ring runs on the C loops and on their ctypes twin."""
+    if request.param == "c" and landing_module._accelerated is None:
+        if shutil.which("cc") is None:
+            pytest.skip("no C compiler: publisher._landing could not be built")
+        pytest.fail("publisher._landing is not built: `pip install -e .` builds it")
+    return str(request.param)
+
+
+def test_unspooled_events_are_left_over_in_order(
+    reader: MessageQueue, tmp_path: Path, kind: str
 ):
     """Messages received but not yet cleared are found by the next process, in order."""
-    landing = Landing(str(tmp_path), 4, reader.max_message_size)
-    for message in (b'{"n":1}', b'{"n":2}', b'{"n":3}'):
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    messages = [b'{"n":1}', b'{"n":22}', b'{"n":333}']
+    for message in messages:
         reader.put(message)
-    assert [b'{"n":1}', b'{"n":2}', b'{"n":3}'] == landing.receive(reader.fileno(), 4)
+    assert 3 == landing.receive(reader.fileno(), 10)
+    assert messages == landing.events()
     landing.buf.flush()
-    assert [b'{"n":1}', b'{"n":2}', b'{"n":3}'] == collect_leftovers(str(tmp_path))
+    assert messages == collect_leftovers(str(tmp_path))
     landing.clear()
     assert [] == collect_leftovers(str(tmp_path))
     landing.close()
 
 
-def test_length_word_lost_is_recovered_from_the_data(reader: MessageQueue, tmp_path: Path):
+def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kind: str):
+    """gather: the events joined with commas and their u32 lengths, across receives."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    reader.put(b'{"a":1}')
+    landing.receive(reader.fileno(), 10)
+    reader.put(b'{"bb":"' + "é".encode() * 5 + b'"}')
+    reader.put(b"[]")
+    assert 2 == landing.receive(reader.fileno(), 10)
+    joined, lengths = landing.gather()
+    events = [b'{"a":1}', b'{"bb":"' + "é".encode() * 5 + b'"}', b"[]"]
+    assert b",".join(events) == joined
+    assert [len(e) for e in events] == list(array.array("I", lengths))
+    assert 3 == landing.count
+    landing.clear()
+    assert (b"", b"") == landing.gather()
+    landing.close()
+
+
+def test_receive_stops_at_the_limit_and_when_the_ring_is_full(
+    reader: MessageQueue, tmp_path: Path, kind: str
+):
+    """A message is received only where a whole message still fits; the rest wait."""
+    msgsize = reader.max_message_size
+    # Room for a whole message at offsets 0 and 16, not at 32: two 7-byte events.
+    landing = Landing(str(tmp_path), 24 + msgsize, msgsize, kind)
+    for n in range(5):
+        reader.put(b'{"n":%d}' % n)
+    assert 1 == landing.receive(reader.fileno(), 1)
+    assert not landing.full
+    assert 1 == landing.receive(reader.fileno(), 10)
+    assert landing.full
+    assert 0 == landing.receive(reader.fileno(), 10)
+    assert [b'{"n":0}', b'{"n":1}'] == landing.events()
+    assert 3 == reader.depth
+    landing.clear()
+    assert not landing.full
+    assert 2 == landing.receive(reader.fileno(), 10)
+    landing.clear()
+    assert 1 == landing.receive(reader.fileno(), 10)
+    assert [b'{"n":4}'] == landing.events()
+    landing.clear()
+    landing.close()
+
+
+def test_length_word_lost_is_recovered_from_the_data(
+    reader: MessageQueue, tmp_path: Path, kind: str
+):
     """A process killed between mq_receive and the length word still leaves the event."""
-    landing = Landing(str(tmp_path), 2, reader.max_message_size)
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     reader.put(b'{"n":1}')
+    reader.put(b'{"n":2}')
     landing.receive(reader.fileno(), 2)
-    struct.pack_into("<Q", landing.buf, 0, 0)  # as if it died before writing the length
-    assert [b'{"n":1}'] == collect_leftovers(str(tmp_path))
+    struct.pack_into("<Q", landing.buf, 16, 0)  # as if it died before the second word
+    assert [b'{"n":1}', b'{"n":2}'] == collect_leftovers(str(tmp_path))
     landing.clear()
     landing.close()
 
 
 def test_remove_landings(tmp_path: Path, reader: MessageQueue):
     """remove_landings deletes every landing file of the directory."""
-    landing = Landing(str(tmp_path), 2, 64)
+    landing = Landing(str(tmp_path), 4096, 64)
     remove_landings(str(tmp_path))
     landing.close()
     assert [] == list(tmp_path.glob("landing-*"))
@@ -68,8 +135,10 @@ def test_leftovers_are_delivered_at_start(
                            **{"spool.path": str(tmp_path / "spool")})
         path = write_config(tmp_path / "publisher.ini", queue_name, keys)
         # A predecessor that died right after mq_receive: the events sit in a landing file.
-        landing = Landing(landing_directory(str(tmp_path / "spool")), 4, QUEUE_MESSAGE_SIZE)
-        assert events == landing.receive(queue.fileno(), 4)
+        landing = Landing(landing_directory(str(tmp_path / "spool")), 1 << 16,
+                          QUEUE_MESSAGE_SIZE)
+        assert len(events) == landing.receive(queue.fileno(), 4)
+        assert events == landing.events()
         publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
         try:
             collector.wait_for_events(2)

@@ -1,0 +1,158 @@
+/* The landing zone's two per-event loops in C: receive into the ring, and
+ * gather the ring into a spool record.
+ *
+ * publisher/landing.py has the same two functions in Python (ctypes); this
+ * module is an optional accelerator and the tests run both. The ring layout
+ * is documented there: from offset 0, records of an 8-byte little-endian word
+ * (the event's length with the top bit set) and the event, each record
+ * starting at a multiple of 8.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <mqueue.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define FULL_BIT ((uint64_t)1 << 63)
+#define ALIGN8(n) (((n) + 7) & ~(Py_ssize_t)7)
+
+static void put_word(char *at, uint64_t word)
+{
+    int i;
+    for (i = 0; i < 8; i++) {
+        at[i] = (char)(word >> (8 * i));
+    }
+}
+
+static uint64_t get_word(const char *at)
+{
+    uint64_t word = 0;
+    int i;
+    for (i = 7; i >= 0; i--) {
+        word = (word << 8) | (unsigned char)at[i];
+    }
+    return word;
+}
+
+/* receive(mqd, ring, offset, msgsize, limit) -> (offset, count)
+ *
+ * Takes up to `limit` waiting messages into the ring from `offset` on, as long
+ * as a whole message (`msgsize`) still fits; never waits. Stops early at an
+ * empty queue or a signal (EINTR), leaving the caller to look at its signals.
+ * The GIL is released for the loop: the sender thread works meanwhile.
+ */
+static PyObject *landing_receive(PyObject *self, PyObject *args)
+{
+    int mqd;
+    Py_buffer ring;
+    Py_ssize_t offset, msgsize, limit, count = 0;
+    int failed = 0;
+    struct timespec past = {0, 0};
+
+    if (!PyArg_ParseTuple(args, "iw*nnn", &mqd, &ring, &offset, &msgsize, &limit)) {
+        return NULL;
+    }
+    if (offset < 0 || offset % 8 || msgsize <= 0 || limit < 0) {
+        PyBuffer_Release(&ring);
+        PyErr_SetString(PyExc_ValueError, "bad offset, msgsize or limit");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    while (count < limit && offset + 8 + msgsize <= ring.len) {
+        char *slot = (char *)ring.buf + offset;
+        ssize_t got = mq_timedreceive(mqd, slot + 8, (size_t)msgsize, NULL, &past);
+        if (got < 0) {
+            if (errno != EAGAIN && errno != ETIMEDOUT && errno != EINTR) {
+                failed = errno;
+            }
+            break;
+        }
+        put_word(slot, (uint64_t)got | FULL_BIT);
+        offset = ALIGN8(offset + 8 + got);
+        count++;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&ring);
+    if (failed) {
+        errno = failed;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return Py_BuildValue("nn", offset, count);
+}
+
+/* gather(ring, end) -> (joined, lengths)
+ *
+ * The events of the records in ring[:end], joined with commas, and their
+ * lengths as native unsigned 32-bit integers: a spool record's two parts.
+ */
+static PyObject *landing_gather(PyObject *self, PyObject *args)
+{
+    Py_buffer ring;
+    Py_ssize_t end, offset, total = 0, count = 0, index = 0;
+    PyObject *joined = NULL, *lengths = NULL, *result = NULL;
+    char *out;
+    uint32_t *lens;
+
+    if (!PyArg_ParseTuple(args, "y*n", &ring, &end)) {
+        return NULL;
+    }
+    if (end < 0 || end > ring.len) {
+        PyErr_SetString(PyExc_ValueError, "end is outside the ring");
+        goto done;
+    }
+    for (offset = 0; offset + 8 <= end;) {
+        uint64_t word = get_word((const char *)ring.buf + offset);
+        Py_ssize_t length = (Py_ssize_t)(word & ~FULL_BIT);
+        if (!(word & FULL_BIT) || offset + 8 + length > end) {
+            PyErr_Format(PyExc_ValueError, "no event record at offset %zd", offset);
+            goto done;
+        }
+        total += length + 1;
+        count++;
+        offset = ALIGN8(offset + 8 + length);
+    }
+    joined = PyBytes_FromStringAndSize(NULL, count ? total - 1 : 0);
+    lengths = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(uint32_t));
+    if (joined == NULL || lengths == NULL) {
+        goto done;
+    }
+    out = PyBytes_AS_STRING(joined);
+    lens = (uint32_t *)PyBytes_AS_STRING(lengths);
+    for (offset = 0; offset + 8 <= end;) {
+        const char *slot = (const char *)ring.buf + offset;
+        Py_ssize_t length = (Py_ssize_t)(get_word(slot) & ~FULL_BIT);
+        if (index++) {
+            *out++ = ',';
+        }
+        memcpy(out, slot + 8, (size_t)length);
+        out += length;
+        *lens++ = (uint32_t)length;
+        offset = ALIGN8(offset + 8 + length);
+    }
+    result = PyTuple_Pack(2, joined, lengths);
+done:
+    Py_XDECREF(joined);
+    Py_XDECREF(lengths);
+    PyBuffer_Release(&ring);
+    return result;
+}
+
+static PyMethodDef landing_methods[] = {
+    {"receive", landing_receive, METH_VARARGS,
+     "receive(mqd, ring, offset, msgsize, limit) -> (offset, count)"},
+    {"gather", landing_gather, METH_VARARGS, "gather(ring, end) -> (joined, lengths)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef landing_module = {
+    PyModuleDef_HEAD_INIT, "_landing",
+    "C loops of the landing zone (see publisher/landing.py).", -1, landing_methods,
+};
+
+PyMODINIT_FUNC PyInit__landing(void)
+{
+    return PyModule_Create(&landing_module);
+}
