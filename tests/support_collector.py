@@ -24,7 +24,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 SIGNATURE = re.compile(r"^key=([^,\s]+), mac=([0-9a-f]{64})$")
 MAX_BODY = 8 << 20
@@ -37,6 +37,7 @@ class Received:
     body: bytes  # uncompressed
     events: List[Any]  # parsed JSON of each event, in order
     headers: Dict[str, str]
+    client_port: int  # the publisher's end of the connection it came on
 
 
 def split_events(version: str, document: Any) -> List[Any]:
@@ -90,6 +91,7 @@ class Collector:
         self.poison: Optional[Callable[[Any], bool]] = None
         self.reset_next = 0
         self.delay = 0.0
+        self.connections: Set[socket.socket] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.collector = self  # type: ignore[attr-defined]
@@ -117,6 +119,14 @@ class Collector:
         self.stop()
 
     # -- scripting ---------------------------------------------------------------
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Close every open connection, as a collector's keep-alive timeout would."""
+        with self.lock:
+            for connection in self.connections:
+                connection.shutdown(socket.SHUT_RDWR)
+            if not self.lock.wait_for(lambda: not self.connections, timeout):
+                raise AssertionError("connections did not close")
 
     def fail_for(
         self, seconds: float, status: int = 503, retry_after: Optional[str] = None
@@ -205,6 +215,19 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        collector: Collector = self.server.collector  # type: ignore[attr-defined]
+        with collector.lock:
+            collector.connections.add(self.connection)
+
+    def finish(self) -> None:
+        collector: Collector = self.server.collector  # type: ignore[attr-defined]
+        with collector.lock:
+            collector.connections.discard(self.connection)
+            collector.lock.notify_all()
+        super().finish()
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         collector: Collector = self.server.collector  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length", "0"))
@@ -252,7 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(collector, 422, "poison event")
             return
         with collector.lock:
-            collector.received.append(Received(body, events, dict(self.headers.items())))
+            collector.received.append(
+                Received(body, events, dict(self.headers.items()), self.client_address[1])
+            )
             collector.lock.notify_all()
         self._answer(collector, 200, "")
 

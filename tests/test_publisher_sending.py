@@ -102,9 +102,20 @@ def test_one_keep_alive_connection(collector: Collector, tmp_path: Path):
     rig = Rig(collector, tmp_path)
     for _ in range(3):
         rig.deliver(events(1)[0])
-    pool = rig.sender.session.get_adapter("http://x").poolmanager
-    connections = [p.num_connections for p in pool.pools._container.values()]
-    assert [1] == connections
+    assert 1 == len({r.client_port for r in collector.received})
+    assert 1 == rig.sender.connections
+
+
+def test_a_connection_the_collector_closed_while_idle_is_replaced(
+    collector: Collector, tmp_path: Path
+):
+    """A keep-alive connection closed by the collector between batches costs no error."""
+    rig = Rig(collector, tmp_path)
+    rig.deliver(events(1)[0])
+    collector.close_connections()
+    assert rig.deliver(events(1)[0])
+    assert 2 == len({r.client_port for r in collector.received})
+    assert ([], 0) == (rig.sleeps, rig.metrics.totals.get("error.io", 0))
 
 
 def test_5xx_is_retried_with_growing_backoff(collector: Collector, tmp_path: Path):
