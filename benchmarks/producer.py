@@ -9,6 +9,7 @@ stdin, so that its start-up is not timed.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -19,7 +20,7 @@ from .sample import event_pool
 
 def main(argv: "list[str]") -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    pool = event_pool(2000)
+    pool = event_pool(int(os.environ.get("BENCH_POOL", "2000")))
     queue = posix_ipc.MessageQueue(argv[0])
     send = queue.send
     sys.stdout.write("ready\n")
