@@ -52,9 +52,13 @@ def lengths_of(events: Iterable[bytes]) -> "array.array[int]":
 
 @dataclass
 class Chunk:
-    """Consecutive events, comma-joined, with each event's length."""
+    """Consecutive events, comma-joined, with each event's length.
 
-    joined: bytes
+    ``joined`` may be a memoryview into a spool read buffer: slicing and
+    splitting copy nothing, and the batch body is the one copy.
+    """
+
+    joined: "bytes | memoryview"
     lengths: "array.array[int]"
 
     @classmethod
@@ -76,7 +80,7 @@ class Chunk:
         start = 0
         joined = self.joined
         for length in self.lengths:
-            out.append(joined[start : start + length])
+            out.append(bytes(joined[start : start + length]))
             start += length + 1
         return out
 
@@ -143,7 +147,7 @@ class BatchBuilder:
     def body(self) -> bytes:
         """The batch body for the collector (the events are copied once)."""
         head, tail = _ends(self.version, self.count)
-        parts = [head]
+        parts: "List[bytes | memoryview]" = [head]
         for chunk in self.chunks:
             parts += (chunk.joined, b",")
         if self.chunks:

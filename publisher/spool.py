@@ -357,7 +357,7 @@ class Spool:
         body = at + _HEADER.size
         lengths = array.array("I")
         lengths.frombytes(buf[body : body + 4 * count])
-        chunk = Chunk(buf[body + 4 * count : at + record_size], lengths)
+        chunk = Chunk(memoryview(buf)[body + 4 * count : at + record_size], lengths)
         return Record(segment, offset, offset + record_size, chunk, time_ms)
 
     def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
