@@ -144,7 +144,7 @@ def stop_process(process: "subprocess.Popen[Any]", grace: float = 5.0) -> None:
 class Setup:
     """A queue, a config file and a spool directory for one run; removed afterwards."""
 
-    def __init__(self, port: int, tag: str) -> None:
+    def __init__(self, port: int, tag: str, extra: Sequence[str] = ()) -> None:
         self.name = f"bench{os.getpid()}{tag}"
         self.dir = tempfile.mkdtemp(prefix="bpe-bench-")
         self.queue = with_retries(
@@ -166,6 +166,7 @@ class Setup:
                 f"spool.path = {self.spool}\n"
                 "shutdown.deadline = 1\n"
             )
+            f.writelines(line + "\n" for line in extra)
 
     def start(self, command: Sequence[str]) -> "subprocess.Popen[bytes]":
         log = open(os.path.join(self.dir, "publisher.log"), "wb")
@@ -180,10 +181,10 @@ class Setup:
             raise RuntimeError(f"{command} exited at start:\n{self.log()}")
         return process
 
-    def producer(self) -> "subprocess.Popen[str]":
+    def producer(self, pool: int = 2000) -> "subprocess.Popen[str]":
         """The producer, ready to send: call :func:`go` to start it."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.producer", self.queue.name],
+            [sys.executable, "-m", "benchmarks.producer", self.queue.name, str(pool)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -192,7 +193,6 @@ class Setup:
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("the producer did not start")
         return process
-
 
     def log(self) -> str:
         with open(os.path.join(self.dir, "publisher.log"), errors="replace") as f:
@@ -211,7 +211,7 @@ def go(producer: "subprocess.Popen[str]") -> None:
 
 
 def run_throughput(
-    label: str, command: Sequence[str], events: int, timeout: float = 120.0
+    label: str, command: Sequence[str], events: int, timeout: float = 120.0, pool: int = 2000
 ) -> RunResult:
     """Drain ``events`` events through ``command`` to a local collector; see the module doc."""
     collector = Collector()
@@ -220,7 +220,7 @@ def run_throughput(
     producer: Optional[subprocess.Popen[str]] = None
     try:
         publisher = setup.start(command)
-        producer = setup.producer()
+        producer = setup.producer(pool)
         cpu_start = cpu_seconds(publisher.pid)
         start = time.monotonic()
         go(producer)
@@ -232,6 +232,9 @@ def run_throughput(
             stats = collector.stats()
         now = time.monotonic()
         cpu = cpu_seconds(publisher.pid) - cpu_start
+        if stats["events"] < events:
+            raise RuntimeError(f"{label}: {int(stats['events'])} of {events} events arrived "
+                               f"in {timeout:g}s:\n{setup.log()}")
         return RunResult(
             label=label,
             events=int(stats["events"]),
@@ -251,10 +254,16 @@ def run_throughput(
         setup.close()
 
 
+#: The outage runs cap the spool, so that a long run also shows the drop-oldest
+#: budget at work instead of filling the disk.
+OUTAGE_SPOOL_BYTES = 256 << 20
+
+
 def run_outage(label: str, command: Sequence[str], mode: str, seconds: float) -> OutageResult:
-    """Keep the queue full for ``seconds`` while the collector is down or slow."""
+    """Keep the queue full for ``seconds`` while the collector is down or slow (2 s a POST)."""
     collector = Collector(delay=2.0) if mode == "slow" else None
-    setup = Setup(collector.port if collector else free_port(), "o")
+    setup = Setup(collector.port if collector else free_port(), "o",
+                  [f"spool.max_bytes = {OUTAGE_SPOOL_BYTES}"])
     publisher: Optional[subprocess.Popen[bytes]] = None
     producer: Optional[subprocess.Popen[str]] = None
     try:

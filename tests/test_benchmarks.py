@@ -1,0 +1,51 @@
+"""`make bench` keeps working: a smoke run of ``python -m benchmarks --quick``.
+
+Nothing here is timed or compared: the figures of a quick run on a busy CI
+machine mean nothing. It checks that every row is there, that the publisher
+runs delivered what they were asked to, and that nothing is left behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench_queues() -> set:
+    try:
+        return {n for n in os.listdir("/dev/mqueue") if n.startswith("events-bench")}
+    except OSError:
+        return set()  # /dev/mqueue not mounted: nothing to check
+
+
+def test_quick_bench_prints_every_row_and_cleans_up():
+    before = _bench_queues()
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    out = result.stdout
+    assert out.startswith("machine: ")
+    for name in (
+        "serialize_v2_event (ours)",
+        "TJSONProtocol (baseplate 2.7.1)",
+        "EventQueue.put (ours)",
+        "Thrift serialize + mq_send (baseplate)",
+        "raw mq_send, pre-serialized (limit)",
+    ):
+        assert re.search(re.escape(name) + r"\s+\d+\.\d\d us/op", out), name
+    for mix in ("varied events", "one event repeated"):
+        for who in ("ours", "baseplate 2.7.1 model"):
+            line = re.search(rf"publisher, {mix}: {re.escape(who)}\s+([\d,]+) ev/s, "
+                             r"([\d.]+) us CPU/ev, ([\d.]+) B/ev on wire", out)
+            assert line, (mix, who, out)
+            assert float(line.group(3)) > 0
+    for mode in ("down", "slow"):
+        assert re.search(rf"collector {mode} \S+: ours\s+peak RSS \d+ MiB .*spool \d+ MiB", out)
+        assert re.search(rf"collector {mode} \S+: baseplate 2.7.1 model\s+peak RSS \d+ MiB", out)
+    assert before == _bench_queues()
