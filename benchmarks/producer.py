@@ -1,11 +1,12 @@
 """Keeps an event queue full: ``python -m benchmarks.producer /events-NAME [POOL]``.
 
 Stock kernels allow 10 messages per queue, far fewer than a benchmark needs,
-so this process refills the queue while the publisher drains it. It sends a
-pool of POOL (default 2000; 1: one event over and over) distinct pre-serialized ~500-byte events with blocking ``mq_send``
-(the kernel wakes it when there is room) until it is killed. It prints
-``ready`` once its pool is built and starts sending when it reads a line on
-stdin, so that its start-up is not timed.
+so this process refills the queue while the publisher drains it. It sends
+a pool of POOL distinct pre-serialized ~500-byte events (default 2000; 1 sends
+one event over and over) with blocking ``mq_send`` (the kernel wakes it when
+there is room) until it is killed. It prints ``ready`` once its pool is built
+and starts sending when it reads a line on stdin, so that its start-up is not
+timed.
 """
 from __future__ import annotations
 
