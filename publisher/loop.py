@@ -42,6 +42,9 @@ GAUGE_INTERVAL = 1.0
 LANDING_BYTES = 4 << 20
 #: Longest an event waits in the landing zone before it is spooled.
 LANDING_LINGER = 0.02
+#: Landing bytes spooled as one record: a quarter of a default batch, so that a
+#: batch takes whole records and splits at most its last one.
+RECORD_BYTES = 128 << 10
 
 
 @dataclass
@@ -162,8 +165,8 @@ class Publisher:
         landing = self._open_landing()
         if landing is not None:
             # Received events are safe in the landing zone, so they are spooled
-            # together when it is full or LANDING_LINGER old: one spool write, one
-            # CRC and at most one sender wake-up per few hundred events.
+            # together (RECORD_BYTES, drain.max_messages, or LANDING_LINGER old):
+            # one spool write and one CRC per few hundred events.
             linger = LANDING_LINGER
             limit = self.cfg.drain_max_messages
 
@@ -174,7 +177,7 @@ class Publisher:
                 return landing.count
 
             def flush_due() -> bool:
-                return landing.full or landing.count >= limit
+                return landing.full or landing.count >= limit or landing.end >= RECORD_BYTES
 
             def spool() -> bool:
                 return self._store_landed(landing)

@@ -130,6 +130,16 @@ class Sender:
                 self._target = url  # a plain-HTTP proxy takes the absolute URL
         self._ssl = ssl.create_default_context() if self._https else None
         self._conn: Optional[http.client.HTTPConnection] = None
+        self._date_second = -1
+        self._date_text = ""
+
+    def _date(self) -> str:
+        """The ``Date`` header, formatted once a second."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_text = email.utils.formatdate(now, usegmt=True)
+        return self._date_text
 
     def _connection(self) -> http.client.HTTPConnection:
         conn = self._conn
@@ -158,7 +168,7 @@ class Sender:
         """Send one batch body holding ``count`` events; never raises for a collector problem."""
         compressed = gzip_compress(body, self.gzip_level)
         headers = {
-            "Date": email.utils.formatdate(usegmt=True),
+            "Date": self._date(),
             "User-Agent": USER_AGENT,
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",

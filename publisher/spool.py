@@ -45,6 +45,8 @@ _ACK = struct.Struct("<IQQII")
 _SUFFIX = ".seg"
 #: Bytes the sender reads from a segment at once.
 _READ_AHEAD = 256 * 1024
+#: Event bytes of the newest records kept in memory for the sender.
+RECENT_BYTES = 4 << 20
 
 #: (segment number, byte offset of a record, events of that record already consumed)
 Position = Tuple[int, int, int]
@@ -107,6 +109,10 @@ class Spool:
         # waking: the sender sleeps until a batch's worth is there, not per record.
         self._appended = 0
         self._wake_at: Optional[int] = None
+        # The newest records, as appended: the sender, normally right behind the
+        # writer, takes them from here instead of reading them back from the file.
+        self._recent: Dict[Tuple[int, int], Record] = {}
+        self._recent_bytes = 0
         self._open_directory()
         self._ack = self._read_ack()
         self._sizes: Dict[int, int] = {}  # segment -> committed length
@@ -229,7 +235,8 @@ class Spool:
         """Write one record: events joined with commas, and their lengths (native ``u32``)."""
         count = len(lengths_bytes) // 4
         crc = zlib.crc32(joined, zlib.crc32(lengths_bytes))
-        header = _HEADER.pack(_MAGIC, count, len(joined), crc, int(time.time() * 1000))
+        header_time_ms = int(time.time() * 1000)
+        header = _HEADER.pack(_MAGIC, count, len(joined), crc, header_time_ms)
         size = _HEADER.size + len(lengths_bytes) + len(joined)
         written = os.writev(self._write_fd, [header, lengths_bytes, joined])
         if written != size:  # pragma: no cover - a full disk; the next record is cut on start
@@ -239,7 +246,12 @@ class Spool:
         ):
             os.fdatasync(self._write_fd)
             self._last_sync = time.monotonic()
+        lengths = array.array("I")
+        lengths.frombytes(lengths_bytes)
         with self._cond:
+            offset = self._sizes[self._write_segment]
+            self._remember(Record(self._write_segment, offset, offset + size,
+                                  Chunk(joined, lengths), int(header_time_ms)))
             self._sizes[self._write_segment] += size
             self.pending_events += count
             rotate = self._sizes[self._write_segment] >= self.segment_bytes
@@ -253,6 +265,17 @@ class Spool:
             # when one is finished: the spool exceeds it by at most a segment.
             if self.pending_bytes() > self.max_bytes:
                 self._drop_oldest()
+
+    def _remember(self, record: Record) -> None:
+        """Keep ``record`` in memory for the sender, dropping the oldest beyond RECENT_BYTES."""
+        self._recent[(record.segment, record.offset)] = record
+        self._recent_bytes += len(record.chunk.joined)
+        while self._recent_bytes > RECENT_BYTES:
+            self._forget(next(iter(self._recent)))
+
+    def _forget(self, key: Tuple[int, int]) -> None:
+        record = self._recent.pop(key)
+        self._recent_bytes -= len(record.chunk.joined)
 
     def _rotate(self) -> None:
         fd = self._create_segment(self._write_segment + 1)
@@ -282,6 +305,8 @@ class Spool:
                     return
                 victim = min(candidates)
                 size = self._sizes.pop(victim)
+                for key in [k for k in self._recent if k[0] == victim]:
+                    self._forget(key)
             events = self._count_events(victim, size)
             self._unlink(victim)
             with self._cond:
@@ -328,6 +353,9 @@ class Spool:
                 if size is not None and (segment, offset) > self._horizon:
                     # From here on this segment is the sender's: the budget keeps off it.
                     self._horizon = (segment, offset)
+                recent = self._recent.get((segment, offset))
+            if recent is not None:
+                return recent
             if size is None and segment < newest:
                 segment, offset = segment + 1, 0
                 continue
@@ -415,6 +443,8 @@ class Spool:
             old_segment = self._ack[0]
             self._ack = position
             self.pending_events = max(0, self.pending_events - events)
+            for key in [k for k in self._recent if k < position[:2]]:
+                self._forget(key)
             for number in [n for n in self._sizes if n < position[0]]:
                 del self._sizes[number]
             self._write_ack()

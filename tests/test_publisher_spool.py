@@ -8,6 +8,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
+from publisher import spool as spool_module
 from publisher.spool import Position, Spool, SpoolError
 
 
@@ -128,4 +129,43 @@ def test_spool_directory_is_private(tmp_path: Path):
     spool.append([ev(1)])
     assert 0o700 == stat.S_IMODE(os.stat(path).st_mode)
     assert {0o600} == {stat.S_IMODE(os.stat(p).st_mode) for p in path.iterdir()}
+    spool.close()
+
+
+def test_recent_records_come_from_memory_and_match_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The newest records are served from memory; older ones, and a restart, from the file."""
+    monkeypatch.setattr(spool_module, "RECENT_BYTES", 200)
+    spool = Spool(str(tmp_path / "s"), segment_bytes=1 << 20, fsync="never")
+    for i in range(0, 60, 6):
+        spool.append([ev(i + k) for k in range(6)])
+    records = []
+    position = spool.ack_position
+    while (record := spool.read(position)) is not None:
+        records.append(record)
+        position = (record.segment, record.next_offset, 0)
+    # Read back from the file: a view into the read buffer. Kept: the appended bytes.
+    assert isinstance(records[0].chunk.joined, memoryview)
+    assert isinstance(records[-1].chunk.joined, bytes)
+    assert records[-1] is spool._recent[(records[-1].segment, records[-1].offset)]
+    assert sum(len(r.chunk.joined) for r in spool._recent.values()) <= 200
+    events = [e for r in records for e in r.chunk.events()]
+    assert [ev(i) for i in range(60)] == events
+    spool.close()
+    again = Spool(str(tmp_path / "s"), fsync="never")
+    assert events == drain(again)[0]
+    again.close()
+
+
+def test_acked_and_dropped_records_leave_memory(tmp_path: Path):
+    """Acknowledged records, and those of a segment the budget dropped, are not kept."""
+    spool = Spool(str(tmp_path / "s"), max_bytes=4096, segment_bytes=512, fsync="never")
+    for i in range(0, 400, 4):
+        spool.append([ev(i + k) for k in range(4)])
+    live = {n for n in spool._sizes}
+    assert {key[0] for key in spool._recent} <= live  # nothing of a dropped segment
+    events, end = drain(spool)
+    spool.ack(end, len(events))
+    assert {} == spool._recent
     spool.close()
