@@ -18,8 +18,10 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m demo_app
 
+# make bench BENCH_ARGS="--baseplate-python /path/to/venv/bin/python" adds the real
+# baseplate 2.7.1 publisher to the table (see benchmarks/__main__.py).
 bench: $(VENV)/.installed
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check baseplate_events publisher demo_app tests benchmarks

@@ -43,6 +43,7 @@ KNOWN_KEYS = frozenset(
         "queue.mode",
         "drain.max_messages",
         "drain.landing",
+        "sender.nice",
         "batch.max_bytes",
         "batch.max_wait",
         "retry.backoff_initial",
@@ -81,6 +82,7 @@ class PublisherConfig:
     queue_mode: int
     drain_max_messages: int
     drain_landing: bool
+    sender_nice: int
     batch_max_bytes: int
     batch_max_wait: float
     backoff_initial: float
@@ -217,14 +219,19 @@ def _version(key: str, value: str) -> str:
     return value
 
 
-def _gzip_level(key: str, value: str) -> int:
-    try:
-        level = int(value)
-    except ValueError:
-        raise ConfigError(key, f"expected an integer from 1 to 9, got {value!r}") from None
-    if not 1 <= level <= 9:
-        raise ConfigError(key, f"expected an integer from 1 to 9, got {value!r}")
-    return level
+def _int_in(low: int, high: int) -> Callable[[str, str], int]:
+    """A validator of integers from ``low`` to ``high``."""
+
+    def check(key: str, value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ConfigError(key, f"expected an integer from {low} to {high}, got {value!r}")
+        return number
+
+    return check
 
 
 def _endpoint(key: str, value: str) -> Tuple[str, int]:
@@ -319,7 +326,7 @@ def parse_section(
         collector_scheme=r.get("collector.scheme", _scheme, "https"),
         collector_version=r.get("collector.version", _version, "2"),
         collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
-        gzip_level=r.get("collector.gzip_level", _gzip_level, 6),
+        gzip_level=r.get("collector.gzip_level", _int_in(1, 9), 6),
         key_name=r.get("key.name", _key_name),
         key_secret=_secret(r),
         metrics_namespace=namespace,
@@ -329,6 +336,7 @@ def parse_section(
         queue_mode=r.get("queue.mode", _mode, 0o600),
         drain_max_messages=r.get("drain.max_messages", _positive_int, 1000),
         drain_landing=r.get("drain.landing", _switch, True),
+        sender_nice=r.get("sender.nice", _int_in(0, 19), 10),
         batch_max_bytes=batch_max_bytes,
         batch_max_wait=r.get("batch.max_wait", _seconds, 1.0),
         backoff_initial=backoff_initial,

@@ -18,6 +18,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -339,6 +340,7 @@ class Publisher:
 
     def _send_loop(self) -> None:
         debug = logger.isEnabledFor(logging.DEBUG)
+        self._lower_priority(self.cfg.sender_nice)
         while not self.abandon.is_set():
             try:
                 batch = self.assembler.next_batch(self.flushing, self.abandon)
@@ -362,6 +364,24 @@ class Publisher:
                 self.spool.rewind()
                 if self.abandon.wait(1.0):
                     return
+
+    @staticmethod
+    def _lower_priority(nice: int) -> None:
+        """Make the calling (sender) thread ``nice`` steps nicer than the process.
+
+        Draining is what keeps the apps' puts from failing; sending can lag, as
+        the spool holds the difference. So when the CPU is short the drain loop
+        (and, in one cgroup, whatever else runs there) goes first. On Linux a
+        thread has a priority of its own; elsewhere this does nothing.
+        """
+        if not nice or not sys.platform.startswith("linux"):
+            return
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + nice))
+        except (AttributeError, OSError) as exc:
+            logger.debug("sender.nice: cannot lower the sender's priority (%s)", exc)
 
     # -- shutdown ----------------------------------------------------------------
 

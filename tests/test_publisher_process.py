@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -285,3 +286,33 @@ def test_health_line_and_debug_batches(
             publisher.kill()
     assert "DEBUG sent a batch of " in log
     assert f"health: queue /events-{queue_name} depth=0 spool=0 events/0 bytes" in log
+
+
+def _nice_of_threads(pid: int) -> Tuple[int, List[int]]:
+    """The nice value of the main thread and of every other thread, from /proc."""
+    main, others = 0, []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            nice = int(f.read().rsplit(")", 1)[1].split()[16])
+        if tid == str(pid):
+            main = nice
+        else:
+            others.append(nice)
+    return main, others
+
+
+@pytest.mark.parametrize("nice", [0, 10])
+def test_sender_thread_is_nicer_than_the_drain_loop(
+    nice: int, start_publisher: Callable[..., PublisherProcess]
+):
+    """sender.nice lowers only the sender thread's priority; the drain loop keeps its own."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = (base, [min(19, base + nice)])
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"sender.nice": str(nice)})
+        assert publisher.process is not None
+        deadline = time.monotonic() + 5
+        while (found := _nice_of_threads(publisher.process.pid)) != expected:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.02)
+        assert 0 == publisher.stop()
