@@ -260,8 +260,10 @@ def _fsync(key: str, value: str) -> str:
 
 def _key_name(key: str, value: str) -> str:
     # It travels in "X-Signature: key=NAME, mac=..."; keep that header unambiguous.
-    if not value.isprintable() or any(c.isspace() or c == "," for c in value):
-        raise ConfigError(key, f"expected a name without spaces or commas, got {value!r}")
+    if not (value.isascii() and value.isprintable()) or any(
+        c.isspace() or c == "," for c in value
+    ):
+        raise ConfigError(key, f"expected a name of printable ASCII without spaces or commas, got {value!r}")
     return value
 
 

@@ -87,6 +87,15 @@ def test_integers_in_a_range():
         dict(MINIMAL, **{"collector.gzip_level": "max"}))
 
 
+@pytest.mark.parametrize("name", ["two words", "a,b", "ключ"])
+def test_key_name_fits_the_signature_header(name: str):
+    """key.name travels in X-Signature: printable ASCII, no spaces or commas."""
+    expected = (
+        f"key.name: expected a name of printable ASCII without spaces or commas, got {name!r}"
+    )
+    assert expected == error_of(dict(MINIMAL, **{"key.name": name}))
+
+
 def test_bad_metrics_endpoint():
     """metrics.endpoint must be host:port."""
     expected = "metrics.endpoint: expected host:port, got 'statsd'"
