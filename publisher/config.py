@@ -263,7 +263,9 @@ def _key_name(key: str, value: str) -> str:
     if not (value.isascii() and value.isprintable()) or any(
         c.isspace() or c == "," for c in value
     ):
-        raise ConfigError(key, f"expected a name of printable ASCII without spaces or commas, got {value!r}")
+        raise ConfigError(
+            key, f"expected a name of printable ASCII without spaces or commas, got {value!r}"
+        )
     return value
 
 
