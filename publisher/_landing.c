@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <mqueue.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -37,22 +38,36 @@ static uint64_t get_word(const char *at)
     return word;
 }
 
-/* receive(mqd, ring, offset, msgsize, limit) -> (offset, count)
- *
- * Takes up to `limit` waiting messages into the ring from `offset` on, as long
- * as a whole message (`msgsize`) still fits; never waits. Stops early at an
- * empty queue or a signal (EINTR), leaving the caller to look at its signals.
- * The GIL is released for the loop: the sender thread works meanwhile.
- */
-static PyObject *landing_receive(PyObject *self, PyObject *args)
+static double monotonic_seconds(void)
 {
-    int mqd;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
+}
+
+/* drain(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)
+ *     -> (offset, count, woken)
+ *
+ * Takes waiting messages into the ring from `offset` on, as long as a whole
+ * message (`msgsize`) still fits and fewer than `limit` were taken, and waits
+ * (poll) for more, until one of: `limit` messages taken, the ring full, the
+ * ring filled past `until` bytes (what is already waiting is still taken),
+ * `timeout` seconds passed, `linger` seconds passed since the first message if
+ * the ring was empty on entry, `wake_fd` readable (`woken`: a signal arrived),
+ * or a signal interrupted the wait. With `timeout` 0 it never waits. The GIL
+ * is released throughout: the sender thread works meanwhile.
+ */
+static PyObject *landing_drain(PyObject *self, PyObject *args)
+{
+    int mqd, wake_fd;
     Py_buffer ring;
-    Py_ssize_t offset, msgsize, limit, count = 0;
-    int failed = 0;
+    Py_ssize_t offset, msgsize, limit, until, count = 0;
+    double timeout, linger, deadline;
+    int failed = 0, stop = 0, woken = 0, was_empty;
     struct timespec past = {0, 0};
 
-    if (!PyArg_ParseTuple(args, "iw*nnn", &mqd, &ring, &offset, &msgsize, &limit)) {
+    if (!PyArg_ParseTuple(args, "iw*nnniddn", &mqd, &ring, &offset, &msgsize, &limit, &wake_fd,
+                          &timeout, &linger, &until)) {
         return NULL;
     }
     if (offset < 0 || offset % 8 || msgsize <= 0 || limit < 0) {
@@ -60,19 +75,54 @@ static PyObject *landing_receive(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad offset, msgsize or limit");
         return NULL;
     }
+    was_empty = offset == 0;
     Py_BEGIN_ALLOW_THREADS
-    while (count < limit && offset + 8 + msgsize <= ring.len) {
-        char *slot = (char *)ring.buf + offset;
-        ssize_t got = mq_timedreceive(mqd, slot + 8, (size_t)msgsize, NULL, &past);
-        if (got < 0) {
-            if (errno != EAGAIN && errno != ETIMEDOUT && errno != EINTR) {
+    deadline = monotonic_seconds() + timeout;
+    for (;;) {
+        double left;
+        struct pollfd fds[2];
+        int ready;
+
+        while (count < limit && offset + 8 + msgsize <= ring.len) {
+            char *slot = (char *)ring.buf + offset;
+            ssize_t got = mq_timedreceive(mqd, slot + 8, (size_t)msgsize, NULL, &past);
+            if (got < 0) {
+                if (errno == EINTR) {
+                    stop = 1;
+                } else if (errno != EAGAIN && errno != ETIMEDOUT) {
+                    failed = errno;
+                }
+                break;
+            }
+            put_word(slot, (uint64_t)got | FULL_BIT);
+            offset = ALIGN8(offset + 8 + got);
+            if (count++ == 0 && was_empty && monotonic_seconds() + linger < deadline) {
+                deadline = monotonic_seconds() + linger;
+            }
+        }
+        if (failed || stop || count >= limit || offset >= until
+            || offset + 8 + msgsize > ring.len) {
+            break;
+        }
+        left = deadline - monotonic_seconds();
+        if (left <= 0) {
+            break;
+        }
+        fds[0].fd = mqd;
+        fds[0].events = POLLIN;
+        fds[1].fd = wake_fd;
+        fds[1].events = POLLIN;
+        ready = poll(fds, wake_fd >= 0 ? 2 : 1, (int)(left * 1000.0) + 1);
+        if (ready < 0) {
+            if (errno != EINTR) {
                 failed = errno;
             }
             break;
         }
-        put_word(slot, (uint64_t)got | FULL_BIT);
-        offset = ALIGN8(offset + 8 + got);
-        count++;
+        if (wake_fd >= 0 && fds[1].revents) {
+            woken = 1;
+            break;
+        }
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&ring);
@@ -80,7 +130,7 @@ static PyObject *landing_receive(PyObject *self, PyObject *args)
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return Py_BuildValue("nn", offset, count);
+    return Py_BuildValue("nni", offset, count, woken);
 }
 
 /* gather(ring, end) -> (joined, lengths)
@@ -141,8 +191,9 @@ done:
 }
 
 static PyMethodDef landing_methods[] = {
-    {"receive", landing_receive, METH_VARARGS,
-     "receive(mqd, ring, offset, msgsize, limit) -> (offset, count)"},
+    {"drain", landing_drain, METH_VARARGS,
+     "drain(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)"
+     " -> (offset, count, woken)"},
     {"gather", landing_gather, METH_VARARGS, "gather(ring, end) -> (joined, lengths)"},
     {NULL, NULL, 0, NULL},
 };

@@ -30,7 +30,9 @@ import errno
 import logging
 import mmap
 import os
+import select
 import struct
+import time
 import zlib
 from typing import Any, List, Optional, Tuple
 
@@ -142,8 +144,8 @@ class _Receiver:
         self._past = ctypes.byref(_Timespec(0, 0))  # an absolute time long gone: never wait
         self._pointer = ctypes.c_void_p()
 
-    def receive(self, mqd: int, ring: Any, offset: int, msgsize: int, limit: int
-                ) -> Tuple[int, int]:
+    def drain(self, mqd: int, ring: Any, offset: int, msgsize: int, limit: int, wake_fd: int,
+              timeout: float, linger: float, until: int) -> Tuple[int, int, int]:
         receive, past, pointer = self._receive, self._past, self._pointer
         anchor = ctypes.c_char.from_buffer(ring)
         try:
@@ -151,20 +153,39 @@ class _Receiver:
             queue, size = ctypes.c_int(mqd), ctypes.c_size_t(msgsize)
             pack = _LENGTH.pack_into
             count = 0
-            while count < limit and offset + 8 + msgsize <= len(ring):
-                pointer.value = base + offset + 8
-                got = receive(queue, pointer, size, None, past)
-                if got < 0:
-                    err = ctypes.get_errno()
-                    if err in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+            was_empty = offset == 0
+            deadline = time.monotonic() + timeout
+            watch = [mqd] if wake_fd < 0 else [mqd, wake_fd]
+            while True:
+                stop = False
+                while count < limit and offset + 8 + msgsize <= len(ring):
+                    pointer.value = base + offset + 8
+                    got = receive(queue, pointer, size, None, past)
+                    if got < 0:
+                        err = ctypes.get_errno()
+                        if err == errno.EINTR:
+                            stop = True
+                        elif err not in (errno.EAGAIN, errno.ETIMEDOUT):
+                            raise OSError(err, os.strerror(err))
                         break
-                    raise OSError(err, os.strerror(err))
-                pack(ring, offset, got | _FULL)
-                offset = (offset + 8 + got + 7) & ~7
-                count += 1
+                    pack(ring, offset, got | _FULL)
+                    offset = (offset + 8 + got + 7) & ~7
+                    count += 1
+                    if count == 1 and was_empty:
+                        deadline = min(deadline, time.monotonic() + linger)
+                if stop or count >= limit or offset >= until or offset + 8 + msgsize > len(ring):
+                    return offset, count, 0
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return offset, count, 0
+                try:
+                    ready, _, _ = select.select(watch, [], [], left)
+                except InterruptedError:  # pragma: no cover - Python retries select itself
+                    return offset, count, 0
+                if wake_fd in ready:
+                    return offset, count, 1
         finally:
             del anchor
-        return offset, count
 
     @staticmethod
     def gather(ring: Any, end: int) -> Tuple[bytes, bytes]:
@@ -214,9 +235,21 @@ class Landing:
 
     def receive(self, mqd: int, limit: int) -> int:
         """Take up to ``limit`` waiting messages (never waiting); return how many."""
-        self.end, got = self._impl.receive(mqd, self.buf, self.end, self.msgsize, limit)
+        self.end, got, _ = self._impl.drain(mqd, self.buf, self.end, self.msgsize, limit, -1,
+                                            0.0, 0.0, len(self.buf))
         self.count += got
         return got  # type: ignore[no-any-return]
+
+    def drain(self, mqd: int, limit: int, wake_fd: int, timeout: float, linger: float,
+              until: int) -> bool:
+        """Take messages and wait for more, with the GIL released; see ``_landing.c``.
+
+        Returns whether ``wake_fd`` became readable (a signal arrived).
+        """
+        self.end, got, woken = self._impl.drain(mqd, self.buf, self.end, self.msgsize, limit,
+                                                wake_fd, timeout, linger, until)
+        self.count += got
+        return bool(woken)
 
     def gather(self) -> Tuple[bytes, bytes]:
         """The held events joined with commas, and their lengths (``u32`` each)."""

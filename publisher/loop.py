@@ -165,45 +165,44 @@ class Publisher:
         wake_fd = self._wake_r
         landing = self._open_landing()
         if landing is not None:
-            # Received events are safe in the landing zone, so they are spooled
-            # together (RECORD_BYTES, drain.max_messages, or LANDING_LINGER old):
+            # Received events are safe in the landing zone, so one call (in C, with
+            # the GIL released) takes and waits until RECORD_BYTES, drain.max_messages
+            # or LANDING_LINGER after the first event; then they are spooled together:
             # one spool write and one CRC per few hundred events.
-            linger = LANDING_LINGER
             limit = self.cfg.drain_max_messages
 
-            def take() -> None:
-                landing.receive(queue_fd, limit - landing.count)
+            def take(timeout: float) -> bool:
+                return landing.drain(queue_fd, limit, wake_fd, timeout, LANDING_LINGER,
+                                     RECORD_BYTES)
 
             def holding() -> int:
                 return landing.count
 
-            def flush_due() -> bool:
-                return landing.full or landing.count >= limit or landing.end >= RECORD_BYTES
-
             def spool() -> bool:
                 return self._store_landed(landing)
         else:
-            # Without a landing zone, held events are only in memory: spool every round.
+            # Without a landing zone, held events are only in memory: spool every wake-up.
             held: List[bytes] = []
-            linger = 0.0
             get_many = self.queue.get_many
             limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
 
-            def take() -> None:
-                held.extend(get_many(limit))
+            def take(timeout: float) -> bool:
+                ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
+                if wake_fd in ready:
+                    return True
+                if ready:
+                    held.extend(get_many(limit))
+                return False
 
             def holding() -> int:
                 return len(held)
-
-            def flush_due() -> bool:
-                return True
 
             def spool() -> bool:
                 if self._store(held):
                     held.clear()
                     return True
                 return False
-        next_gauge = next_health = flush_at = time.monotonic()
+        next_gauge = next_health = time.monotonic()
         next_log = next_health + self.cfg.health_log_interval
         while not self.signals:
             now = time.monotonic()
@@ -217,18 +216,9 @@ class Publisher:
                 if self.cfg.health_log_interval and now >= next_log:
                     next_log = now + self.cfg.health_log_interval
                     logger.info("%s", health.line(doc))
-            until = min(next_gauge, next_health)
-            if holding():
-                until = min(until, flush_at)
-            else:
-                flush_at = now + linger
-            ready, _, _ = select.select([queue_fd, wake_fd], [], [], max(0.0, until - now))
-            if wake_fd in ready:
+            if take(max(0.0, min(next_gauge, next_health) - now)):
                 self._empty_wake_pipe()
-                continue
-            if ready:
-                take()
-            if holding() and (flush_due() or time.monotonic() >= flush_at):
+            if holding():
                 spool()
         if holding():
             spool()

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import array
+import os
 import shutil
 import struct
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -169,3 +172,65 @@ def test_landing_off_still_delivers(
         finally:
             publisher.kill()
     assert uuids_of(events) == collector.uuids()
+
+
+def test_drain_waits_for_the_queue_until_the_timeout(
+    reader: MessageQueue, tmp_path: Path, kind: str
+):
+    """An empty queue: drain waits the timeout out (GIL released) and takes nothing."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    started = time.monotonic()
+    assert not landing.drain(reader.fileno(), 100, -1, 0.2, 0.01, 1 << 16)
+    assert 0.15 <= time.monotonic() - started < 2
+    assert 0 == landing.count
+    landing.close()
+
+
+def test_drain_returns_a_linger_after_the_first_event(
+    reader: MessageQueue, tmp_path: Path, kind: str
+):
+    """Events arriving while it waits are taken; it returns `linger` after the first."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    timer = threading.Timer(0.1, reader.put, args=(b'{"n":1}',))
+    timer.start()
+    started = time.monotonic()
+    assert not landing.drain(reader.fileno(), 100, -1, 5.0, 0.2, 1 << 16)
+    assert 0.25 <= time.monotonic() - started < 2  # 0.1 until the event, then the linger
+    assert [b'{"n":1}'] == landing.events()
+    timer.join()
+    landing.clear()
+    landing.close()
+
+
+def test_drain_stops_at_the_limit_and_past_the_byte_target(
+    reader: MessageQueue, tmp_path: Path, kind: str
+):
+    """`limit` caps what one call takes; past `until` bytes it takes what waits, then returns."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    for n in range(6):
+        reader.put(b'{"n":%d}' % n)
+    assert not landing.drain(reader.fileno(), 2, -1, 5.0, 5.0, 1 << 16)
+    assert 2 == landing.count
+    started = time.monotonic()
+    assert not landing.drain(reader.fileno(), 100, -1, 5.0, 5.0, landing.end + 1)
+    assert time.monotonic() - started < 2  # no wait for more: the target is passed
+    assert [b'{"n":%d}' % n for n in range(6)] == landing.events()
+    landing.clear()
+    landing.close()
+
+
+def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, kind: str):
+    """A byte on wake_fd (a signal arrived) ends the wait at once, reported as woken."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    wake_r, wake_w = os.pipe()
+    try:
+        timer = threading.Timer(0.1, os.write, args=(wake_w, b"\x0f"))
+        timer.start()
+        started = time.monotonic()
+        assert landing.drain(reader.fileno(), 100, wake_r, 5.0, 5.0, 1 << 16)
+        assert time.monotonic() - started < 2
+        timer.join()
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
+        landing.close()
