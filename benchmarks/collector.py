@@ -113,9 +113,17 @@ def serve(delay: float, port: int = 0) -> socketserver.ThreadingTCPServer:
                 stats.add(count_events(body) if body else 0, len(body), size, raw)
                 self.wfile.write(_OK)
 
-    socketserver.ThreadingTCPServer.daemon_threads = True
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    return socketserver.ThreadingTCPServer(("127.0.0.1", port), Handler)
+    return _Server(("127.0.0.1", port), Handler)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A publisher that hangs up mid-request (a timeout, a shutdown) is no error here."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def main() -> int:
