@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from typing import Iterator, List, Tuple
@@ -162,3 +163,41 @@ def test_connect_tunnel_refused_by_the_proxy():
         Connection("collector.example", 443, 5, ssl.create_default_context(),
                    via=("127.0.0.1", proxy.getsockname()[1]))
     proxy.close()
+
+
+def test_tls_to_a_local_server(tmp_path):
+    """An https collector: the POST goes over TLS, checked against the server's certificate."""
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    got: List[bytes] = []
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with server_ctx.wrap_socket(raw, server_side=True) as conn:
+            data = b""
+            while not data.endswith(b"body"):
+                data += conn.recv(65536)
+            got.append(data)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    conn = Connection("localhost", listener.getsockname()[1], 5, client_ctx)
+    answer, keep = conn.request(HEAD, b"body")
+    assert (200, b"ok", True) == (answer.status, answer.body, keep)
+    assert [HEAD + b"body"] == got
+    conn.close()
+    listener.close()
