@@ -49,9 +49,8 @@ static double monotonic_seconds(void)
  *     -> (offset, count, woken)
  *
  * Takes waiting messages into the ring from `offset` on, as long as a whole
- * message (`msgsize`) still fits and fewer than `limit` were taken, and waits
- * (poll) for more, until one of: `limit` messages taken, the ring full, the
- * ring filled past `until` bytes (what is already waiting is still taken),
+ * message (`msgsize`) still fits, and waits (poll) for more, until one of:
+ * `limit` messages taken, the ring full, the ring filled to `until` bytes,
  * `timeout` seconds passed, `linger` seconds passed since the first message if
  * the ring was empty on entry, `wake_fd` readable (`woken`: a signal arrived),
  * or a signal interrupted the wait. With `timeout` 0 it never waits. The GIL
@@ -70,9 +69,10 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
                           &timeout, &linger, &until)) {
         return NULL;
     }
-    if (offset < 0 || offset % 8 || msgsize <= 0 || limit < 0) {
+    if (offset < 0 || offset % 8 || msgsize <= 0 || msgsize > ring.len || limit < 0
+        || !(timeout >= 0.0) || !(linger >= 0.0)) {
         PyBuffer_Release(&ring);
-        PyErr_SetString(PyExc_ValueError, "bad offset, msgsize or limit");
+        PyErr_SetString(PyExc_ValueError, "bad offset, msgsize, limit, timeout or linger");
         return NULL;
     }
     was_empty = offset == 0;
@@ -83,7 +83,7 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
         struct pollfd fds[2];
         int ready;
 
-        while (count < limit && offset + 8 + msgsize <= ring.len) {
+        while (count < limit && offset < until && offset + 8 + msgsize <= ring.len) {
             char *slot = (char *)ring.buf + offset;
             ssize_t got = mq_timedreceive(mqd, slot + 8, (size_t)msgsize, NULL, &past);
             if (got < 0) {
@@ -112,7 +112,7 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
         fds[0].events = POLLIN;
         fds[1].fd = wake_fd;
         fds[1].events = POLLIN;
-        ready = poll(fds, wake_fd >= 0 ? 2 : 1, (int)(left * 1000.0) + 1);
+        ready = poll(fds, wake_fd >= 0 ? 2 : 1, left > 3600.0 ? 3600000 : (int)(left * 1000.0) + 1);
         if (ready < 0) {
             if (errno != EINTR) {
                 failed = errno;
@@ -156,7 +156,7 @@ static PyObject *landing_gather(PyObject *self, PyObject *args)
     for (offset = 0; offset + 8 <= end;) {
         uint64_t word = get_word((const char *)ring.buf + offset);
         Py_ssize_t length = (Py_ssize_t)(word & ~FULL_BIT);
-        if (!(word & FULL_BIT) || offset + 8 + length > end) {
+        if (!(word & FULL_BIT) || length > end - offset - 8) {
             PyErr_Format(PyExc_ValueError, "no event record at offset %zd", offset);
             goto done;
         }

@@ -10,6 +10,7 @@ proxy (an absolute URL for ``http``, a ``CONNECT`` tunnel for ``https``).
 """
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
@@ -20,6 +21,16 @@ from typing import Dict, List, Optional, Tuple
 MAX_HEAD = 64 * 1024
 #: Largest answer body read; a longer one is cut and the connection closed.
 MAX_BODY = 1 << 20
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_STATUS = re.compile(r"[0-9]{3}")
+
+
+def _tokens(value: str) -> List[str]:
+    """The comma-separated tokens of a header value, in lower case."""
+    return [token.strip().lower() for token in value.split(",")]
 
 
 class ProtocolError(OSError):
@@ -65,6 +76,8 @@ class Connection:
                     status, reason, _ = self._read_head()
                     if not 200 <= status < 300:
                         raise ProtocolError(f"proxy refused CONNECT: {status} {reason}")
+                    if self._buf:
+                        raise ProtocolError("proxy sent bytes after its CONNECT answer")
                 self.sock = tls.wrap_socket(sock, server_hostname=host)
         except BaseException:
             sock.close()
@@ -80,14 +93,24 @@ class Connection:
 
         Returns the answer and whether the connection can carry another request.
         """
-        self.sock.sendall(head + body if len(body) < 1 << 16 else head)
-        if len(body) >= 1 << 16:
-            self.sock.sendall(body)
+        try:
+            self.sock.sendall(head + body if len(body) < 1 << 16 else head)
+            if len(body) >= 1 << 16:
+                self.sock.sendall(body)
+        except OSError as exc:
+            # The collector may answer (413, say) and close before taking the whole
+            # body: that answer, if it came, is what the caller must act on.
+            try:
+                status, reason, headers = self._read_head()
+            except OSError:
+                raise exc from None
+            body_in, _ = self._read_body(status, headers)
+            return Response(status, reason, headers, body_in), False
         status, reason, headers = self._read_head()
         while 100 <= status < 200:  # interim answers (100 Continue) carry no body
             status, reason, headers = self._read_head()
         body_in, complete = self._read_body(status, headers)
-        keep = complete and headers.get("connection", "").lower() != "close"
+        keep = complete and "close" not in _tokens(headers.get("connection", ""))
         return Response(status, reason, headers, body_in), keep
 
     def close(self) -> None:
@@ -113,7 +136,7 @@ class Connection:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
+        if not version.startswith("HTTP/1.") or not _STATUS.fullmatch(code):
             raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
         headers: Dict[str, str] = {}
         for line in lines[1:]:
@@ -123,7 +146,7 @@ class Connection:
             name = name.strip().lower()
             value = value.strip()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        if version == "HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
+        if version == "HTTP/1.0" and "keep-alive" not in _tokens(headers.get("connection", "")):
             headers["connection"] = "close"
         return int(code), reason, headers
 
@@ -152,10 +175,9 @@ class Connection:
             size_read = 0
             while True:
                 size_text = self._read_line().split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+                if not _HEX.fullmatch(size_text):
+                    raise ProtocolError(f"bad chunk size {size_text[:20]!r}")
+                size = int(size_text, 16)
                 if size == 0:
                     while self._read_line():  # trailer fields, up to the blank line
                         pass
@@ -167,7 +189,7 @@ class Connection:
                 self._read_exactly(2)  # the CRLF after the chunk
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not _DIGITS.fullmatch(length):
                 raise ProtocolError(f"bad Content-Length {length[:20]!r}")
             if int(length) > MAX_BODY:
                 return self._read_exactly(min(len(self._buf), MAX_BODY)), False

@@ -27,6 +27,7 @@ import array
 import ctypes
 import ctypes.util
 import errno
+import json
 import logging
 import mmap
 import os
@@ -116,21 +117,38 @@ def remove_landings(directory: str) -> None:
 
 
 def scan(data: bytes, msgsize: int) -> List[bytes]:
-    """The events in a landing ring, including one whose length word was never written."""
+    """The events in a landing ring, including one whose length word was never written.
+
+    Stops at the first word without the "full" bit. A word of zero may hide an
+    event received just before a crash (its length word not yet written): it
+    counts only if it is whole JSON, so that the remains of a ring half zeroed
+    by :meth:`Landing.clear` are never taken for an event.
+    """
     out: List[bytes] = []
     offset = 0
     while offset + 8 <= len(data):
         (word,) = _LENGTH.unpack_from(data, offset)
         if word & _FULL:
             length = word & ~_FULL
+            if offset + 8 + length > len(data):
+                break  # not a record of ours: the file was cut short
             out.append(data[offset + 8 : offset + 8 + length])
             offset = (offset + 8 + length + 7) & ~7
             continue
-        event = data[offset + 8 : offset + 8 + msgsize].rstrip(b"\0")
-        if event:
-            out.append(event)  # the process died between mq_receive and the length word
-        break  # past the last record: zeros
+        if word == 0:
+            event = data[offset + 8 : offset + 8 + msgsize].rstrip(b"\0")
+            if event and _is_json(event):
+                out.append(event)  # the process died between mq_receive and the length word
+        break  # past the last record
     return out
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        return False
+    return True
 
 
 class _Receiver:
@@ -158,7 +176,7 @@ class _Receiver:
             watch = [mqd] if wake_fd < 0 else [mqd, wake_fd]
             while True:
                 stop = False
-                while count < limit and offset + 8 + msgsize <= len(ring):
+                while count < limit and offset < until and offset + 8 + msgsize <= len(ring):
                     pointer.value = base + offset + 8
                     got = receive(queue, pointer, size, None, past)
                     if got < 0:
@@ -262,6 +280,9 @@ class Landing:
     def clear(self) -> None:
         """Forget the held events: they are in the spool now."""
         if self.end:
+            # The first word's "full" bit goes first: a kill in the middle of the
+            # memset then leaves a ring that scan() reads as empty, not as garbage.
+            self.buf[7] = 0
             self.buf[: self.end] = memoryview(self._zeros)[: self.end]
         self.end = self.count = 0
 

@@ -114,11 +114,44 @@ def test_close_delimited_and_connection_close_answers_end_the_connection(peer_fo
     conn.close()
 
 
+def test_connection_close_among_other_tokens_ends_the_connection(peer_for):
+    _, conn = peer_for(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n"
+    )
+    answer, keep = conn.request(HEAD, b"body")
+    assert (200, False) == (answer.status, keep)
+    conn.close()
+
+
+def test_an_answer_before_the_whole_body_is_read(tmp_path):
+    """A collector that answers 413 and hangs up mid-body: the caller gets the 413."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
+            conn.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)
+
+    threading.Thread(target=refuse, daemon=True).start()
+    conn = Connection("127.0.0.1", listener.getsockname()[1], timeout=5)
+    head = b"POST /v2 HTTP/1.1\r\nHost: x\r\nContent-Length: 33554432\r\n\r\n"
+    answer, keep = conn.request(head, bytes(32 << 20))
+    assert (413, b"big", False) == (answer.status, answer.body, keep)
+    conn.close()
+    listener.close()
+
+
 @pytest.mark.parametrize("answer, message", [
     (b"SMTP ready\r\n\r\n", "not an HTTP/1.x status line"),
     (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n", "bad Content-Length"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n", "bad chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: \xc2\xb2\r\n\r\n", "bad Content-Length"),
+    (b"HTTP/1.1 2\xc2\xb200 OK\r\n\r\n", "not an HTTP/1.x status line"),
 ])
 def test_garbage_answers_raise_protocol_error(peer_for, answer: bytes, message: str):
     _, conn = peer_for(answer)

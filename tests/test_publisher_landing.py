@@ -14,7 +14,13 @@ from baseplate_events.message_queue import MessageQueue
 import pytest
 
 from publisher import landing as landing_module
-from publisher.landing import Landing, collect_leftovers, landing_directory, remove_landings
+from publisher.landing import (
+    Landing,
+    collect_leftovers,
+    landing_directory,
+    remove_landings,
+    scan,
+)
 
 from .support_collector import Collector
 from .support_publisher import (
@@ -202,10 +208,10 @@ def test_drain_returns_a_linger_after_the_first_event(
     landing.close()
 
 
-def test_drain_stops_at_the_limit_and_past_the_byte_target(
+def test_drain_stops_at_the_limit_or_the_byte_target(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
-    """`limit` caps what one call takes; past `until` bytes it takes what waits, then returns."""
+    """With enough waiting, drain returns at once: `limit` events, or `until` bytes."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     for n in range(6):
         reader.put(b'{"n":%d}' % n)
@@ -213,10 +219,41 @@ def test_drain_stops_at_the_limit_and_past_the_byte_target(
     assert 2 == landing.count
     started = time.monotonic()
     assert not landing.drain(reader.fileno(), 100, -1, 5.0, 5.0, landing.end + 1)
-    assert time.monotonic() - started < 2  # no wait for more: the target is passed
-    assert [b'{"n":%d}' % n for n in range(6)] == landing.events()
+    assert time.monotonic() - started < 2
+    assert [b'{"n":%d}' % n for n in range(3)] == landing.events()  # one passed the target
+    assert 3 == reader.depth
     landing.clear()
     landing.close()
+
+
+def test_a_ring_half_zeroed_by_a_kill_in_clear_yields_no_garbage(
+    reader: MessageQueue, tmp_path: Path
+):
+    """Killed during clear(): whatever prefix was zeroed, scan finds whole events or none."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size)
+    events = [b'{"event":"number-%d"}' % n for n in range(3)]
+    for event in events:
+        reader.put(event)
+    landing.receive(reader.fileno(), 10)
+    ring = bytes(landing.buf[: landing.end])
+    for zeroed in range(0, landing.end + 1):
+        # clear() zeroes the first word's top byte, then everything from the front.
+        half = bytearray(ring)
+        half[7] = 0
+        half[:zeroed] = bytes(zeroed)
+        found = scan(bytes(half), reader.max_message_size)
+        assert found in ([], events[:1]), (zeroed, found)
+    landing.clear()
+    landing.close()
+
+
+def test_an_event_without_its_length_word_must_be_whole_json():
+    """A zero length word with data behind it: kept if it is JSON, dropped if a fragment."""
+    ring = bytearray(64)
+    ring[8:15] = b'{"n":1}'
+    assert [b'{"n":1}'] == scan(bytes(ring), 32)
+    ring[8:10] = b"\0\0"
+    assert [] == scan(bytes(ring), 32)
 
 
 def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, kind: str):
