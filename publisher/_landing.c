@@ -126,10 +126,11 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&ring);
-    if (failed) {
+    if (failed && count == 0) {
         errno = failed;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    /* Messages taken before an error are reported; the error recurs on the next call. */
     return Py_BuildValue("nni", offset, count, woken);
 }
 

@@ -70,7 +70,7 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls is not None:
                 if via is not None:
-                    authority = f"{host}:{port}"
+                    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
                     sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
                                  .encode("ascii"))
                     status, reason, _ = self._read_head()

@@ -184,7 +184,9 @@ class _Receiver:
                         if err == errno.EINTR:
                             stop = True
                         elif err not in (errno.EAGAIN, errno.ETIMEDOUT):
-                            raise OSError(err, os.strerror(err))
+                            if not count:
+                                raise OSError(err, os.strerror(err))
+                            stop = True  # report what was taken; the error recurs next call
                         break
                     pack(ring, offset, got | _FULL)
                     offset = (offset + 8 + got + 7) & ~7

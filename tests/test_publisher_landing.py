@@ -271,3 +271,15 @@ def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, k
         os.close(wake_r)
         os.close(wake_w)
         landing.close()
+
+
+def test_drain_on_a_closed_descriptor_raises(tmp_path: Path, kind: str):
+    """A receive error with nothing taken is raised (EBADF here), not swallowed."""
+    landing = Landing(str(tmp_path), 1 << 16, 64, kind)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    os.close(write_end)
+    with pytest.raises(OSError):
+        landing.drain(read_end, 10, -1, 0.0, 0.0, 1 << 16)
+    assert 0 == landing.count
+    landing.close()
