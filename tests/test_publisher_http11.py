@@ -50,6 +50,23 @@ class Peer:
         self.listener.close()
 
 
+def one_shot(answer: bytes, hang_up: bool = False) -> socket.socket:
+    """A listener whose first connection gets ``answer`` after the first bytes arrive."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+            if hang_up:
+                conn.shutdown(socket.SHUT_WR)
+                time.sleep(0.2)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
 @pytest.fixture
 def peer_for() -> Iterator:
     peers: List[Peer] = []
@@ -125,17 +142,7 @@ def test_connection_close_among_other_tokens_ends_the_connection(peer_for):
 
 def test_an_answer_before_the_whole_body_is_read(tmp_path):
     """A collector that answers 413 and hangs up mid-body: the caller gets the 413."""
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def refuse() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(4096)
-            conn.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
-            conn.shutdown(socket.SHUT_WR)
-            time.sleep(0.2)
-
-    threading.Thread(target=refuse, daemon=True).start()
+    listener = one_shot(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig", hang_up=True)
     conn = Connection("127.0.0.1", listener.getsockname()[1], timeout=5)
     head = b"POST /v2 HTTP/1.1\r\nHost: x\r\nContent-Length: 33554432\r\n\r\n"
     answer, keep = conn.request(head, bytes(32 << 20))
@@ -183,15 +190,7 @@ def test_connect_tunnel_refused_by_the_proxy():
     """An https collector through a proxy that refuses CONNECT fails with the proxy's answer."""
     import ssl
 
-    proxy = socket.create_server(("127.0.0.1", 0))
-
-    def refuse() -> None:
-        conn, _ = proxy.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-
-    threading.Thread(target=refuse, daemon=True).start()
+    proxy = one_shot(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(ProtocolError, match="proxy refused CONNECT: 403 Forbidden"):
         Connection("collector.example", 443, 5, ssl.create_default_context(),
                    via=("127.0.0.1", proxy.getsockname()[1]))
