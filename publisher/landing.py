@@ -152,7 +152,7 @@ def _is_json(data: bytes) -> bool:
 
 
 class _Receiver:
-    """The ctypes version of ``_landing.receive`` and ``_landing.gather``."""
+    """The ctypes twin of ``_landing.drain`` and ``_landing.gather``, same semantics."""
 
     def __init__(self) -> None:
         function = _load_receive()

@@ -56,9 +56,6 @@ try:
 except ImportError:  # pragma: no cover - the publisher extra installs it
     _deflate = None  # type: ignore[assignment]
 
-#: Which compressor :func:`gzip_compress` uses ("libdeflate" or "zlib").
-COMPRESSOR = "zlib" if _deflate is None else "libdeflate"
-
 
 def gzip_compress(body: bytes, level: int) -> bytes:
     """One gzip member of ``body``; the GIL is released while it works.
@@ -116,17 +113,17 @@ class Sender:
         #: Connections opened so far (one, unless the collector or the network closed one).
         self.connections = 0
         parts = urllib.parse.urlsplit(url)
-        self._https = parts.scheme == "https"
+        https = parts.scheme == "https"
         self._host = parts.hostname or ""
-        self._port = parts.port or (443 if self._https else 80)
+        self._port = parts.port or (443 if https else 80)
         self._target = parts.path or "/"
         self._proxy: Optional[urllib.parse.SplitResult] = None
         proxy = urllib.request.getproxies().get(parts.scheme)
         if proxy and not urllib.request.proxy_bypass(parts.netloc):
             self._proxy = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
-            if not self._https:
+            if not https:
                 self._target = url  # a plain-HTTP proxy takes the absolute URL
-        self._ssl = ssl.create_default_context() if self._https else None
+        self._ssl = ssl.create_default_context() if https else None
         self._conn: Optional[Connection] = None
         self._head = (
             f"POST {self._target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"

@@ -251,7 +251,7 @@ class Spool:
         with self._cond:
             offset = self._sizes[self._write_segment]
             self._remember(Record(self._write_segment, offset, offset + size,
-                                  Chunk(joined, lengths), int(header_time_ms)))
+                                  Chunk(joined, lengths), header_time_ms))
             self._sizes[self._write_segment] += size
             self.pending_events += count
             rotate = self._sizes[self._write_segment] >= self.segment_bytes
