@@ -14,9 +14,9 @@ The contract
     ``stream`` is ``"v1"``, ``"v2"`` or ``"v2j"`` (the path the batch came
     in on). ``events`` is the whole batch, in order, every event already
     decoded and checked. The answer holds one entry per event, in the same
-    order: ``None`` when the sink has that event, or a string giving why this
-    one event cannot be stored (a value SQLite cannot hold, an integer out of
-    range, a message over Kafka's size limit). The app then answers 422
+    order: ``None`` when nothing is wrong with that event, or a string giving
+    why this one event cannot be stored (a value SQLite cannot hold, an
+    integer out of range, a message over Kafka's size limit). The app then answers 422
     naming each refused event and its reason, so that the publisher bisects
     the batch and sets only those events aside. A sink may store the other
     events of a batch that has refusals (the publisher re-sends them and the
@@ -42,18 +42,25 @@ The contract
     Flush and release everything; called once when the app shuts down.
 
 Sinks are created per process (each gunicorn worker has its own), from the
-settings, by the app factory; a sink that needs a connection makes it in its
-constructor or lazily, never at import. A sink module is imported only when
-chosen, so its dependency (confluent-kafka) stays optional.
+settings, by :func:`create_sink`: the sink ``NAME`` lives in the module
+``baseplate_events.collector.sinks.NAME``, whose ``create(options)`` returns
+it, ``options`` being the settings ``NAME.*`` with the prefix stripped (all
+strings). It raises :class:`~baseplate_events.ConfigError` for a bad option.
+A sink that needs a connection makes it in its constructor or lazily, never at
+import; a sink module is imported only when chosen, so its dependency
+(confluent-kafka) stays optional.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
 
-from typing import Protocol
+from ..documents import StructShape
+from ..schema import named_document
 
-__all__ = ["STREAMS", "Sink", "SinkUnavailable", "StoredEvent"]
+__all__ = ["STREAMS", "Sink", "SinkUnavailable", "StoredEvent", "create_sink"]
 
 #: The streams a batch can arrive on, by path: ``/v1``, ``/v2`` and ``/v2j``.
 STREAMS = ("v1", "v2", "v2j")
@@ -77,12 +84,22 @@ class StoredEvent:
     #: the decoded generic document. v1: the JSON object. v2/v2j: a dict of
     #: field id (int) → value, where a nested struct is again such a dict, a
     #: list or set a list, a map a dict, and i8..i64 int, dbl float, tf bool,
-    #: str str (binary fields stay their base64 text unless a schema says so)
+    #: str str (binary fields stay their base64 text); see
+    #: :mod:`baseplate_events.collector.documents`
     document: Any
     #: when the collector received it, in ms since the epoch
     received_ms: int
-    #: the document with field names, when a schema (``--schema``) is known; else None
-    named: Optional[Dict[str, Any]] = None
+    #: the schema (``--schema``) the document was checked against, if any
+    schema: Optional[StructShape] = None
+
+    @functools.cached_property
+    def named(self) -> Optional[Dict[str, Any]]:
+        """The document with field names (v2 with a schema), the v1 object itself, or None."""
+        if self.version == "1":
+            return self.document  # type: ignore[no-any-return]
+        if self.schema is None:
+            return None
+        return named_document(self.document, self.schema)
 
 
 class Sink(Protocol):
@@ -102,3 +119,14 @@ class Sink(Protocol):
     def close(self) -> None:
         """Flush and release everything (called once, at shutdown)."""
         ...
+
+
+def create_sink(name: str, options: Mapping[str, str]) -> Sink:
+    """The sink ``name`` (``sqlite``, ``jsonl``, ``kafka``) made from its options.
+
+    :raises ConfigError: an option is invalid.
+    :raises SinkUnavailable: the sink cannot be reached at start-up (the app
+        still starts, answering 503 until it can).
+    """
+    module = importlib.import_module(f"{__name__}.{name}")
+    return module.create(options)  # type: ignore[no-any-return]
