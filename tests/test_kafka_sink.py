@@ -10,17 +10,17 @@ from typing import Dict, List
 
 import pytest
 
-from baseplate_events.collector.sinks import SinkUnavailable
-from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink
+from baseplate_events.collector.sinks import SinkUnavailable, create_sink
+from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink, create
 from baseplate_events.errors import ConfigError
 from demo_app.tansu import TansuBroker, count_keys, free_port, read_topics
 from tests.support_kafka import raise_fatal_error, stored_event
 
 
 def make_sink(bootstrap: str, topics: Dict[str, str], **extra: str) -> KafkaSink:
-    settings = {"kafka.bootstrap_servers": bootstrap,
-                **{f"kafka.topic.{stream}": topic for stream, topic in topics.items()}, **extra}
-    return KafkaSink.from_settings(settings)
+    options = {"bootstrap_servers": bootstrap,
+               **{f"topic.{stream}": topic for stream, topic in topics.items()}, **extra}
+    return create(options)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_an_event_over_message_max_bytes_is_refused_and_the_rest_stored(
 ) -> None:
     """The oversized event gets a reason (a 422), never a 503; its neighbours are stored."""
     sink = make_sink(kafka_broker.bootstrap, kafka_topics,
-                     **{"kafka.producer.message.max.bytes": "1000"})
+                     **{"producer.message.max.bytes": "1000"})
     sinks.append(sink)
     events = [stored_event("2j", size=200), stored_event("2j", size=3000),
               stored_event("2j", size=200)]
@@ -111,8 +111,8 @@ def test_an_unreachable_broker_is_unavailable_and_not_ready(
 ) -> None:
     """Nothing listening at bootstrap: store raises SinkUnavailable and ready() turns False."""
     sink = make_sink(f"127.0.0.1:{free_port()}", kafka_topics,
-                     **{"kafka.message_timeout_ms": "300",
-                        "kafka.producer.statistics.interval.ms": "100"})
+                     **{"message_timeout_ms": "300",
+                        "producer.statistics.interval.ms": "100"})
     sinks.append(sink)
     with pytest.raises(SinkUnavailable):
         sink.store("v2", [stored_event("2")])
@@ -147,7 +147,7 @@ def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(
 def test_a_missing_bootstrap_servers_setting_names_the_key() -> None:
     """sink = kafka without kafka.bootstrap_servers is a start-up error naming the key."""
     with pytest.raises(ConfigError) as caught:
-        KafkaSettings.from_settings({})
+        KafkaSettings.from_options({})
     assert ("kafka.bootstrap_servers: required with sink = kafka, e.g. "
             "kafka.bootstrap_servers = kafka-1:9092,kafka-2:9092") == str(caught.value)
 
@@ -155,8 +155,7 @@ def test_a_missing_bootstrap_servers_setting_names_the_key() -> None:
 def test_weakening_acks_is_refused() -> None:
     """kafka.producer.acks = 1 would break the 2xx-only-when-stored promise: refused."""
     with pytest.raises(ConfigError) as caught:
-        KafkaSettings.from_settings({"kafka.bootstrap_servers": "k:9092",
-                                     "kafka.producer.acks": "1"})
+        KafkaSettings.from_options({"bootstrap_servers": "k:9092", "producer.acks": "1"})
     assert ("kafka.producer.acks: the Kafka sink needs acks=all (an idempotent producer "
             "acknowledged by every in-sync replica); remove the key") == str(caught.value)
 
@@ -164,8 +163,8 @@ def test_weakening_acks_is_refused() -> None:
 def test_a_bad_message_timeout_names_the_key() -> None:
     """kafka.message_timeout_ms must be a positive integer."""
     with pytest.raises(ConfigError) as caught:
-        KafkaSettings.from_settings({"kafka.bootstrap_servers": "k:9092",
-                                     "kafka.message_timeout_ms": "soon"})
+        KafkaSettings.from_options({"bootstrap_servers": "k:9092",
+                                    "message_timeout_ms": "soon"})
     assert ("kafka.message_timeout_ms: expected a positive integer (milliseconds), "
             "got 'soon'") == str(caught.value)
 
@@ -173,17 +172,16 @@ def test_a_bad_message_timeout_names_the_key() -> None:
 def test_an_unknown_librdkafka_option_is_a_config_error() -> None:
     """A misspelt kafka.producer.* option stops start-up with librdkafka's reason."""
     with pytest.raises(ConfigError) as caught:
-        KafkaSink.from_settings({"kafka.bootstrap_servers": "k:9092",
-                                 "kafka.producer.linger.msec": "5"})
+        create_sink("kafka", {"bootstrap_servers": "k:9092", "producer.linger.msec": "5"})
     assert ("kafka.producer.*: librdkafka refused the configuration: No such configuration "
             "property: \"linger.msec\"") == str(caught.value)
 
 
 def test_settings_pass_through_to_the_producer() -> None:
     """Topics, message timeout and extra options reach librdkafka; idempotence stays on."""
-    settings = KafkaSettings.from_settings({
-        "kafka.bootstrap_servers": "k1:9092,k2:9092", "kafka.topic.v2": "site.events",
-        "kafka.message_timeout_ms": "1500", "kafka.producer.compression.type": "lz4"})
+    settings = KafkaSettings.from_options({
+        "bootstrap_servers": "k1:9092,k2:9092", "topic.v2": "site.events",
+        "message_timeout_ms": "1500", "producer.compression.type": "lz4"})
     assert {"v1": "events.v1", "v2": "site.events", "v2j": "events.v2j"} == dict(settings.topics)
     assert {"compression.type": "lz4", "enable.idempotence": "true", "acks": "all",
             "bootstrap.servers": "k1:9092,k2:9092",

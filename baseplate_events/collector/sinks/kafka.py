@@ -69,7 +69,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from ...errors import ConfigError
 from . import STREAMS, SinkUnavailable, StoredEvent
 
-__all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink"]
+__all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,40 +127,40 @@ class KafkaSettings:
     producer: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "KafkaSettings":
-        """Parse the ``kafka.*`` keys of the collector's settings.
+    def from_options(cls, options: Mapping[str, str]) -> "KafkaSettings":
+        """Parse the sink's options: the collector's ``kafka.*`` settings, prefix stripped.
 
-        :raises ConfigError: a key is missing or invalid (the message names it).
+        :raises ConfigError: an option is missing or invalid (the message names its full key).
         """
-        servers = str(settings.get("kafka.bootstrap_servers", "")).strip()
+        servers = options.get("bootstrap_servers", "").strip()
         if not servers:
             raise ConfigError("kafka.bootstrap_servers", "required with sink = kafka, "
                               "e.g. kafka.bootstrap_servers = kafka-1:9092,kafka-2:9092")
         topics = {}
         for stream in STREAMS:
-            key = f"kafka.topic.{stream}"
-            topic = str(settings.get(key, DEFAULT_TOPICS[stream])).strip()
+            topic = options.get(f"topic.{stream}", DEFAULT_TOPICS[stream]).strip()
             if not topic:
-                raise ConfigError(key, "expected a topic name, got an empty value")
+                raise ConfigError(f"kafka.topic.{stream}",
+                                  "expected a topic name, got an empty value")
             topics[stream] = topic
-        raw_timeout = settings.get("kafka.message_timeout_ms", 2000)
+        raw_timeout = options.get("message_timeout_ms", "2000")
         try:
             timeout = int(raw_timeout)
-        except (TypeError, ValueError):
+        except ValueError:
             timeout = 0
         if timeout <= 0:
             raise ConfigError("kafka.message_timeout_ms", f"expected a positive integer "
                               f"(milliseconds), got {raw_timeout!r}")
         producer: Dict[str, str] = {}
-        for key, value in settings.items():
-            if not key.startswith("kafka.producer."):
+        for key, value in options.items():
+            if not key.startswith("producer."):
                 continue
-            option = key[len("kafka.producer."):]
-            if option in _FIXED and str(value).strip().lower() != _FIXED[option]:
-                raise ConfigError(key, f"the Kafka sink needs {option}={_FIXED[option]} "
+            option = key[len("producer."):]
+            if option in _FIXED and value.strip().lower() != _FIXED[option]:
+                raise ConfigError(f"kafka.{key}", f"the Kafka sink needs {option}={_FIXED[option]} "
                                   f"(an idempotent producer acknowledged by every in-sync "
                                   f"replica); remove the key")
-            producer[option] = str(value)
+            producer[option] = value
         return cls(servers, topics, timeout, producer)
 
     def producer_config(self) -> Dict[str, Any]:
@@ -208,14 +208,6 @@ class KafkaSink:
         #: time.monotonic() of the last batch that could not be stored
         self._failed_at = float("-inf")
         self._producer = self._new_producer()
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "KafkaSink":
-        """The sink for the collector's settings (``kafka.*`` keys).
-
-        :raises ConfigError: a key is missing or invalid.
-        """
-        return cls(KafkaSettings.from_settings(settings))
 
     @property
     def producer(self) -> Producer:
@@ -372,6 +364,14 @@ class KafkaSink:
         if left:
             logger.warning("kafka sink: closed with %d messages not acknowledged; their "
                            "batches were answered 503 and the publishers resend them", left)
+
+
+def create(options: Mapping[str, str]) -> KafkaSink:
+    """The sink for ``sink = kafka`` (see :func:`~baseplate_events.collector.sinks.create_sink`).
+
+    :raises ConfigError: an option is missing or invalid.
+    """
+    return KafkaSink(KafkaSettings.from_options(options))
 
 
 class _ProducerBroken(SinkUnavailable):
