@@ -149,6 +149,8 @@ class Record(NamedTuple):
     partition: int
     key: Optional[bytes]
     value: Optional[bytes]
+    #: the message's timestamp in ms (the producer's create time: when the collector had it)
+    timestamp_ms: int
 
 
 def count_keys(records: Iterable[Record]) -> "Counter[str]":
@@ -187,7 +189,7 @@ def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5,
             for message in messages:
                 if message.error() is None:
                     records.append(Record(message.topic(), message.partition(), message.key(),
-                                          message.value()))
+                                          message.value(), message.timestamp()[1]))
             if messages:
                 quiet_since = time.monotonic()
     finally:

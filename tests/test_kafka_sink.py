@@ -183,6 +183,7 @@ def test_settings_pass_through_to_the_producer() -> None:
         "bootstrap_servers": "k1:9092,k2:9092", "topic.v2": "site.events",
         "message_timeout_ms": "1500", "producer.compression.type": "lz4"})
     assert {"v1": "events.v1", "v2": "site.events", "v2j": "events.v2j"} == dict(settings.topics)
-    assert {"compression.type": "lz4", "enable.idempotence": "true", "acks": "all",
+    assert {"linger.ms": "1", "compression.type": "lz4", "enable.idempotence": "true",
+            "acks": "all",
             "bootstrap.servers": "k1:9092,k2:9092",
             "message.timeout.ms": 1500} == settings.producer_config()

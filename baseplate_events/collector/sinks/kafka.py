@@ -79,6 +79,12 @@ DEFAULT_TOPICS = {"v1": "events.v1", "v2": "events.v2", "v2j": "events.v2j"}
 #: Producer options the sink's guarantees rest on; ``kafka.producer.*`` may not change them.
 _FIXED = {"enable.idempotence": "true", "acks": "all"}
 
+#: Defaults the sink picks over librdkafka's own; ``kafka.producer.*`` may change them.
+#: ``store`` hands a whole batch over at once and waits for it, so lingering
+#: 5 ms (librdkafka's default) for more only adds latency: a 1000-event batch
+#: took 8.1 ms on Tansu, 3.7 ms with 1 ms, at the same CPU.
+_DEFAULTS = {"linger.ms": "1"}
+
 #: Errors that belong to one message, not to the broker or the batch: the event is refused.
 _MESSAGE_ERRORS = frozenset({
     KafkaError.MSG_SIZE_TOO_LARGE,
@@ -165,7 +171,8 @@ class KafkaSettings:
 
     def producer_config(self) -> Dict[str, Any]:
         """The librdkafka configuration of one producer (callbacks not included)."""
-        config: Dict[str, Any] = dict(self.producer)
+        config: Dict[str, Any] = dict(_DEFAULTS)
+        config.update(self.producer)
         config.update(_FIXED)
         config["bootstrap.servers"] = self.bootstrap_servers
         config["message.timeout.ms"] = self.message_timeout_ms
