@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue
+from event_schemas.event.ttypes import Event as SampleEvent
 
 from .outage import Outage
 from .pipeline import open_queue, publisher_config, queue_sizes
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY_NAME = "demo"
+#: the apps' schema, for the collector to check their events against and name their fields
+SAMPLE_SCHEMA = f"{SampleEvent.__module__}:{SampleEvent.__name__}"
 
 
 class DemoRun:
@@ -126,11 +129,12 @@ class DemoRun:
             options = [f"kafka.bootstrap_servers={self.broker.bootstrap}",
                        *(f"kafka.topic.{stream}={topic}" for stream, topic in self.topics.items())]
             argv = python_module("baseplate_events.collector", "--port", str(port),
-                                 "--publisher-config", str(keys), "--sink", "kafka",
+                                 "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
+                                 "--sink", "kafka",
                                  *(arg for option in options for arg in ("--option", option)))
         else:
             argv = python_module("demo_app.collector", "--port", str(port), "--exit-with-parent",
-                                 "--publisher-config", str(keys),
+                                 "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
                                  "--db", str(self.workdir / "collector.sqlite3"))
         collector = Child(name, argv, self.workdir, REPO)
         self.collectors.append(collector)

@@ -124,7 +124,7 @@ class SQLiteSink:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
-        self.last: StoreResult = StoreResult(0, 0)
+        self._last = threading.local()  # what this thread's last batch did
 
     # -- the sink contract ------------------------------------------------------
 
@@ -156,9 +156,13 @@ class SQLiteSink:
                     raise
             except sqlite3.Error as exc:
                 raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
-            if not any(reasons):
-                self.last = StoreResult(accepted, duplicates)
+            self._last.result = StoreResult(accepted, duplicates)
         return reasons
+
+    def duplicates(self) -> int:
+        """How many events of this thread's last batch were already stored (the app's answer)."""
+        result = getattr(self._last, "result", None)
+        return 0 if result is None else result.duplicates
 
     def ready(self) -> bool:
         if self._closed:
@@ -172,8 +176,9 @@ class SQLiteSink:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
-            self._db.close()
+            if not self._closed:
+                self._closed = True
+                self._db.close()
 
     # -- the journal: what the app refused, and how it answered -------------------
 
