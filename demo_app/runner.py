@@ -185,7 +185,7 @@ class DemoRun:
         else:
             self.say(f"read back from Kafka topics {', '.join(sorted(self.topics.values()))} "
                      f"at {self.broker.bootstrap}")
-        if not self.args.linger:
+        if not self.args.linger and self.broker is None:
             self.say("(python -m demo_app --linger leaves it all running to browse the "
                      "collector's page)")
         if outcome.failures:
@@ -201,7 +201,9 @@ class DemoRun:
         lost = delivery.total_delivered() != total_put or bool(outcome.failures)
         self.failed = lost
         if self.args.linger and not lost:
-            self.say(f"{self.final_line}; collector page: {collector_url}/ — Ctrl-C to stop")
+            where = (f"collector page: {collector_url}/" if self.broker is None
+                     else f"Kafka at {self.broker.bootstrap}")
+            self.say(f"{self.final_line}; {where} — Ctrl-C to stop")
             self.lingering = True
             while True:
                 time.sleep(1)

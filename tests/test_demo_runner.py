@@ -57,6 +57,21 @@ def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> No
 
 
 @needs_pipeline
+def test_the_demo_onto_kafka_reads_every_event_back_from_the_topics() -> None:
+    """--sink kafka: the collector writes to a Tansu broker; the summary, read back, is N/N."""
+    process = run_demo("--sink", "kafka", "--requests", "60")
+    output, _ = process.communicate(timeout=90)
+    lines = output.strip().splitlines()
+    assert (0, "delivered 60/60") == (process.returncode, lines[-1]), output
+    assert re.search(r"^kafka: Tansu broker \(in memory\) at 127\.0\.0\.1:\d+, pid \d+; "
+                     r"topics events\.v1 and events\.v2$", output, re.M), output
+    assert re.search(r"^total\s+60\s+60\s+0\s+\d+ ms\s+\d+ ms$", output, re.M), output
+    assert "read back from Kafka topics events.v1, events.v2, events.v2j at 127.0.0.1:" in output
+    for queue in queues_of(output):
+        assert_gone(queue)
+
+
+@needs_pipeline
 def test_a_collector_outage_mid_burst_loses_nothing() -> None:
     """--outage: the collector is down for a second of the burst; every event still arrives."""
     process = run_demo("--requests", "100", "--outage", "1")

@@ -19,7 +19,7 @@ How a batch is stored
   exactly as the publisher sent it, topic = ``kafka.topic.<stream>``.
 - :meth:`KafkaSink.store` returns only when every message of the batch has a
   successful delivery report, so the collector's 2xx means "in Kafka, on every
-  in-sync replica". It waits at most ``kafka.message_timeout_ms`` plus a
+  in-sync replica". It waits at most ``kafka.message_timeout_ms`` plus half a
   second: after ``message.timeout.ms`` librdkafka itself fails what is still
   unsent. Any message not acknowledged (broker unreachable, paused, leader
   gone, topic missing) makes the whole batch :class:`SinkUnavailable`: a 503
@@ -108,8 +108,9 @@ _PRODUCER_ERRORS = frozenset({
 
 #: How much longer than ``message.timeout.ms`` a batch waits for its delivery
 #: reports: librdkafka fails a message at that timeout, and its report then
-#: takes a moment to reach us.
-_REPORT_GRACE = 1.0
+#: takes a moment to reach us. With the defaults, 2.5 s: under the publisher's
+#: ``collector.timeout`` (3 s), so that it hears the 503.
+_REPORT_GRACE = 0.5
 
 #: The longest single wait in the delivery loop: another thread may have
 #: served this batch's reports, and then nothing wakes this one.
