@@ -169,6 +169,15 @@ def test_a_bad_message_timeout_names_the_key() -> None:
             "got 'soon'") == str(caught.value)
 
 
+def test_an_unknown_option_names_the_key_and_the_known_ones() -> None:
+    """A misspelt kafka.* option stops start-up instead of being ignored."""
+    with pytest.raises(ConfigError) as caught:
+        KafkaSettings.from_options({"bootstrap_servers": "k:9092", "topic.v3": "x"})
+    assert ("kafka.topic.v3: unknown option; known: kafka.bootstrap_servers, "
+            "kafka.message_timeout_ms, kafka.topic.v1, kafka.topic.v2, kafka.topic.v2j and "
+            "kafka.producer.<librdkafka option>") == str(caught.value)
+
+
 def test_an_unknown_librdkafka_option_is_a_config_error() -> None:
     """A misspelt kafka.producer.* option stops start-up with librdkafka's reason."""
     with pytest.raises(ConfigError) as caught:

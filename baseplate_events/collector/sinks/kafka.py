@@ -139,6 +139,12 @@ class KafkaSettings:
 
         :raises ConfigError: an option is missing or invalid (the message names its full key).
         """
+        known = {"bootstrap_servers", "message_timeout_ms", *(f"topic.{s}" for s in STREAMS)}
+        unknown = sorted(k for k in options if k not in known and not k.startswith("producer."))
+        if unknown:
+            raise ConfigError(f"kafka.{unknown[0]}", "unknown option; known: "
+                              + ", ".join(f"kafka.{k}" for k in sorted(known))
+                              + " and kafka.producer.<librdkafka option>")
         servers = options.get("bootstrap_servers", "").strip()
         if not servers:
             raise ConfigError("kafka.bootstrap_servers", "required with sink = kafka, "
