@@ -19,7 +19,6 @@ from baseplate_events.collector.batches import EventReader, RefusedEvents, canon
 from baseplate_events.collector.batches import decode_batch
 from baseplate_events.collector.documents import MAX_DEPTH, TJSONError, read_struct
 from baseplate_events.collector.schema import SchemaError, load_schema, struct_shape
-from baseplate_events.collector.documents import FieldShape, StructShape
 from tests.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, read_back, struct_strategy
 from tests.thrift_gen.shop.ttypes import ShopEvent
 

@@ -143,7 +143,8 @@ def test_a_posted_batch_is_not_taken_by_get(collector: Collector) -> None:
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"keys": "a=YQ==", "sink": "mysql"}, "sink: expected one of sqlite, jsonl, kafka, got 'mysql'"),
+    ({"keys": "a=YQ==", "sink": "mysql"},
+     "sink: expected one of sqlite, jsonl, kafka, got 'mysql'"),
     ({"keys": "a=YQ==", "max_boddy": "1"}, "max_boddy: unknown setting; known: keys, max_body, "
                                            "publisher_config, replay_window, retry_after, schema, "
                                            "sink, uuid_field and <sink>.<option>"),
@@ -191,7 +192,7 @@ def wait_for_port(process: subprocess.Popen, log: Path, timeout: float = 20.0) -
 
 
 def test_the_command_line_serves_a_jsonl_sink_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """python -m baseplate_events.collector --sink jsonl: accepts, and SIGTERM leaves a whole file."""
+    """python -m baseplate_events.collector --sink jsonl takes a batch; SIGTERM ends the file."""
     process = subprocess.Popen(
         [sys.executable, "-m", "baseplate_events.collector", "--port", "0",
          "--key", "demo=" + base64.b64encode(SECRET).decode(), "--sink", "jsonl",

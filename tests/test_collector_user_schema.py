@@ -11,7 +11,6 @@ by field id without a schema, by name with ``--schema``.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 import signal
 import subprocess
