@@ -4,9 +4,9 @@
 :mod:`.settings`); ``python -m baseplate_events.collector`` serves it with
 waitress, and gunicorn runs it with several workers::
 
-    gunicorn -w 4 -b 0.0.0.0:8080 \\
-        'baseplate_events.collector:make_app({"publisher_config": "/etc/publisher.ini", \\
-                                              "sink": "jsonl", "jsonl.directory": "/var/lib/events"})'
+    gunicorn -w 4 -b 0.0.0.0:8080 'baseplate_events.collector:make_app({
+        "publisher_config": "/etc/publisher.ini",
+        "sink": "jsonl", "jsonl.directory": "/var/lib/events"})'
 
 Where events go is a sink; the contract every sink keeps is in
 :mod:`baseplate_events.collector.sinks`. Needs the ``collector`` extra

@@ -88,6 +88,9 @@ class Collector:
             status, answer = self._take(path, headers, body, received_ms)
         except Refused as refusal:
             status, answer = refusal.answer()
+        except Exception as exc:  # a bug: 503 keeps the batch at the publisher, loudly
+            logger.exception("collector: failed to handle a batch")
+            status, answer = 503, {"error": f"internal error: {type(exc).__name__}"}
         if status == 422:
             self._record(stream, answer["refused"], received_ms)
         return status, answer
@@ -150,7 +153,8 @@ def _json(status: int, answer: Dict[str, Any], **headers: str) -> Response:
     return response
 
 
-def _read_body(request: Request, collector: Collector) -> Tuple[Optional[bytes], Optional[Response]]:
+def _read_body(request: Request, collector: Collector
+               ) -> Tuple[Optional[bytes], Optional[Response]]:
     """The request body, or the answer refusing it (411, 400, 413) before it is read."""
     environ = request.environ
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()

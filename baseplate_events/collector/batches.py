@@ -27,6 +27,7 @@ path cannot walk (odd whitespace, an error) is parsed whole with
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid as uuid_module
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ __all__ = [
     "canonical_uuid",
     "decode_batch",
 ]
+
+logger = logging.getLogger(__name__)
 
 VERSIONS = ("1", "2", "2j")
 
@@ -167,7 +170,12 @@ def decode_batch(
     refusals: List[Refusal] = []
     check = _check_v1 if version == "1" else _check_v2
     for index, (item, raw) in enumerate(elements):
-        event_uuid, document, reason = check(item, reader)
+        try:
+            event_uuid, document, reason = check(item, reader)
+        except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
+            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
+            event_uuid, document = None, None
+            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
         if reason is not None:
             refusals.append(Refusal(index, reason, event_uuid))
         elif not refusals:
