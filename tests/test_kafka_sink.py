@@ -5,12 +5,13 @@ Each test writes to topics of its own and reads them back by ``assign``.
 from __future__ import annotations
 
 import re
+import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
-from baseplate_events.collector.sinks import SinkUnavailable, create_sink
+from baseplate_events.collector.sinks import SinkUnavailable, StoredEvent, create_sink
 from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink, create
 from baseplate_events.errors import ConfigError
 from demo_app.tansu import TansuBroker, count_keys, free_port, read_topics
@@ -45,6 +46,39 @@ def test_a_batch_is_stored_keyed_by_uuid_with_the_raw_json(
     assert {e.uuid: 1 for e in events} == dict(count_keys(records))
     assert {kafka_topics["v2"]} == {r.topic for r in records}
     assert {e.uuid.encode(): e.raw for e in events} == {r.key: r.value for r in records}
+
+
+def test_threads_storing_at_once_each_get_their_own_reports(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """Four threads over one producer (waitress's way): every batch stored, every event once."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    batches = [[stored_event("2j", n=n) for n in range(100)] for _ in range(20)]
+    answers: List[List[Optional[str]]] = []
+
+    def worker(mine: List[List[StoredEvent]]) -> None:
+        for batch in mine:
+            answers.append(sink.store("v2j", batch))
+
+    threads = [threading.Thread(target=worker, args=(batches[i::4],)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    counts = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
+    assert [[None] * 100] * 20 == answers
+    assert {e.uuid: 1 for batch in batches for e in batch} == dict(counts)
+
+
+def test_a_sink_that_stored_a_batch_is_ready(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """ready() is True with the broker up and the last batch stored."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    sink.store("v2", [stored_event("2")])
+    assert True is sink.ready()
 
 
 def test_each_stream_goes_to_its_own_topic(

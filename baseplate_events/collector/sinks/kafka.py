@@ -191,19 +191,33 @@ class _Batch:
 
     One callback per batch, not a closure per event: a failed report is
     matched to its events by key (the uuid), which costs only on failure.
+    Several threads may serve the reports of one batch at once (whoever calls
+    ``poll``), so they are only appended to lists (atomic in CPython), never
+    counted down.
     """
 
-    __slots__ = ("errors", "pending")
+    __slots__ = ("done", "errors", "size")
 
     def __init__(self, size: int) -> None:
-        self.pending = size
-        #: (key, error) of each failed delivery
+        self.size = size
+        #: one entry per message settled (delivered, failed, or refused at produce)
+        self.done: List[None] = []
+        #: (key, error) of each failed message
         self.errors: List[Tuple[bytes, KafkaError]] = []
+
+    @property
+    def pending(self) -> int:
+        return self.size - len(self.done)
 
     def on_delivery(self, error: Optional[KafkaError], message: Any) -> None:
         if error is not None:
             self.errors.append((message.key() or b"", error))
-        self.pending -= 1
+        self.done.append(None)
+
+    def refuse(self, key: bytes, error: KafkaError) -> None:
+        """A message librdkafka refused at ``produce``: it gets no report."""
+        self.errors.append((key, error))
+        self.done.append(None)
 
 
 class KafkaSink:
@@ -232,6 +246,9 @@ class KafkaSink:
         config = self.settings.producer_config()
         config["error_cb"] = self._on_error
         config["stats_cb"] = self._on_stats
+        # librdkafka's own log lines go to this module's logger (served by poll),
+        # not straight to stderr.
+        config["logger"] = logger
         config.setdefault("statistics.interval.ms", _STATS_INTERVAL_MS)
         try:
             return Producer(config)
@@ -332,8 +349,7 @@ class KafkaSink:
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.code() in _MESSAGE_ERRORS:  # librdkafka's own size check
-                    batch.errors.append((event.uuid.encode(), error))
-                    batch.pending -= 1
+                    batch.refuse(event.uuid.encode(), error)
                     return
                 problem = f"kafka: cannot produce to {topic}: {error.str()}"
                 if _breaks_producer(error):
