@@ -118,9 +118,29 @@ class TansuBroker:
                 time.sleep(0.05)
         return f"port {self.port} not open after {timeout:g} s"
 
-    def pause(self) -> None:
-        """SIGSTOP: the broker keeps its sockets and data but answers nothing."""
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP: the broker keeps its sockets and data but answers nothing.
+
+        Returns once every thread of the broker is stopped: a signal is
+        delivered asynchronously, and a thread already running would
+        otherwise still answer a request sent just after this call.
+        """
         self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not self._stopped() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def _stopped(self) -> bool:
+        """Whether every thread is in state T (stopped), from /proc."""
+        tasks = f"/proc/{self.process.pid}/task"
+        try:
+            for task in os.listdir(tasks):
+                with open(f"{tasks}/{task}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                        return False
+        except OSError:  # the broker exited, or a thread did as we looked
+            return self.process.poll() is not None
+        return True
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""

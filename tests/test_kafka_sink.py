@@ -5,6 +5,7 @@ Each test writes to topics of its own and reads them back by ``assign``.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from typing import Dict, List, Optional
@@ -154,6 +155,42 @@ def test_an_unreachable_broker_is_unavailable_and_not_ready(
     while sink.ready() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert False is sink.ready()
+
+
+def test_a_peer_that_is_not_kafka_makes_the_batch_unavailable(
+    kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """bootstrap_servers pointing at something answering garbage: a 503, within the bound."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def answer_garbage() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"\xff" * 64)
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        sink = make_sink(f"127.0.0.1:{listener.getsockname()[1]}", kafka_topics,
+                         **{"message_timeout_ms": "500"})
+        sinks.append(sink)
+        started = time.monotonic()
+        with pytest.raises(SinkUnavailable):
+            sink.store("v2", [stored_event("2")])
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert waited < 1.0 + 0.5
 
 
 def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(

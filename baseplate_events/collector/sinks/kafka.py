@@ -235,6 +235,7 @@ class KafkaSink:
         self._brokers_up: Optional[bool] = None
         #: time.monotonic() of the last batch that could not be stored
         self._failed_at = float("-inf")
+        self._closed = False
         self._producer = self._new_producer()
 
     @property
@@ -389,11 +390,23 @@ class KafkaSink:
         return self._fatal is None and self._brokers_up is not False and not recent_failure
 
     def close(self) -> None:
-        """Wait up to the message timeout for what is in flight, then drop the producer."""
-        left = self._producer.flush(self.settings.message_timeout_ms / 1000)
+        """Wait up to the message timeout for what is in flight, then stop the producer.
+
+        Idempotent: the app closes its sink at exit, a test may close it first.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        producer = self._producer
+        left = producer.flush(self.settings.message_timeout_ms / 1000)
         if left:
             logger.warning("kafka sink: closed with %d messages not acknowledged; their "
                            "batches were answered 503 and the publishers resend them", left)
+        # Stop its threads now, not whenever the garbage collector breaks the
+        # producer ↔ callbacks cycle (they would go on reconnecting meanwhile).
+        closer = getattr(producer, "close", None)  # where confluent-kafka has it
+        if closer is not None:
+            closer()
 
 
 def create(options: Mapping[str, str]) -> KafkaSink:
