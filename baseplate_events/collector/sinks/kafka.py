@@ -47,13 +47,31 @@ Settings (``kafka.`` keys of the collector's settings)
     The topic of each stream (default ``events.v1``, ``events.v2``, ``events.v2j``).
 ``kafka.message_timeout_ms``
     How long a batch may wait for the broker before the collector answers
-    503 (default 2000). Keep it under the publisher's ``collector.timeout``
-    (default 3 s), so that the publisher hears the 503 rather than timing out.
+    503 (default 2000; the collector waits this plus 0.5 s). Keep that under
+    the publisher's ``collector.timeout`` (default 3 s), so that the
+    publisher hears the 503 rather than timing out.
 ``kafka.producer.<option>``
     Any other librdkafka producer option, passed as is
     (``kafka.producer.compression.type = lz4``,
     ``kafka.producer.security.protocol = SASL_SSL``, ...).
-    ``enable.idempotence`` and ``acks`` cannot be weakened.
+    ``enable.idempotence`` and ``acks`` cannot be weakened. The sink sets
+    ``linger.ms = 1`` unless given (it hands a whole batch over at once).
+    librdkafka hashes keys with CRC32 by default; set
+    ``kafka.producer.partitioner = murmur2_random`` to place each uuid in the
+    partition a Java producer would.
+
+Running it
+----------
+- Create the topics first where the brokers do not auto-create them; a
+  missing topic is a 503 with librdkafka's reason until it exists.
+- Under gunicorn, do not ``--preload``: each worker must make its own
+  producer after the fork (librdkafka's threads do not survive one), which
+  ``make_app`` does when the worker loads the app.
+- ``GET /readyz`` is 503 while no broker connection is up (librdkafka's
+  statistics, every 2 s), after a fatal error, and for 5 s after a batch
+  could not be stored; then the next batch tries again.
+- librdkafka's own log lines go to the ``baseplate_events.collector.sinks.kafka``
+  logger.
 """
 from __future__ import annotations
 
