@@ -92,9 +92,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(str(exc))
     if cfg.unknown_keys:
         logger.warning(
-            "ignoring unknown keys in [event-publisher:%s]: %s",
+            "[event-publisher:%s]: ignoring %s",
             cfg.queue_name,
-            ", ".join(cfg.unknown_keys),
+            config_module.unknown_keys_text(cfg.unknown_keys),
         )
     try:
         queue, created = _open_queue(cfg)
@@ -113,7 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         queue.close()
         return _fail(str(exc))
 
-    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
+    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint,
+                      prometheus=cfg.metrics_prometheus, queue_name=cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
     sender = Sender(
         cfg.collector_url,
@@ -164,6 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return publisher.run()
     finally:
         sender.close()
+        metrics.close()
 
 
 def console_main() -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import difflib
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from baseplate_events.errors import ConfigError
 
@@ -38,6 +39,7 @@ KNOWN_KEYS = frozenset(
         "key.secret_file",
         "metrics.namespace",
         "metrics.endpoint",
+        "metrics.prometheus",
         "max_queue_size",
         "max_event_size",
         "queue.mode",
@@ -99,6 +101,8 @@ class PublisherConfig:
     health_interval: float
     health_log_interval: float
     unknown_keys: Tuple[str, ...] = ()
+    #: Where to serve Prometheus ``/metrics`` (port 0: any free port); None for nowhere.
+    metrics_prometheus: Optional[Tuple[str, int]] = None
 
     @property
     def collector_url(self) -> str:
@@ -152,6 +156,12 @@ class _Reader:
         if value is None or value.strip() == "":
             return None
         return value.strip()
+
+
+def _optional(reader: _Reader, key: str, parse: Callable[[str, str], T]) -> Optional[T]:
+    """``parse`` the key's value, or None when it is not set."""
+    value = reader.optional(key)
+    return None if value is None else parse(key, value)
 
 
 def _string(key: str, value: str) -> str:
@@ -243,6 +253,16 @@ def _endpoint(key: str, value: str) -> Tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _listen_address(key: str, value: str) -> Tuple[str, int]:
+    """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected host:port to listen on, got {value!r}")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(key, f"port must be a number from 0 to 65535, got {port!r}")
+    return host.strip("[]"), int(port)
+
+
 def _switch(key: str, value: str) -> bool:
     lowered = value.lower()
     if lowered in ("on", "true", "yes", "1"):
@@ -297,13 +317,37 @@ def _secret(reader: _Reader) -> bytes:
     return _base64_secret("key.secret", inline)
 
 
+def unknown_keys_text(keys: Sequence[str]) -> str:
+    """``unknown key 'colector.hostname' (did you mean collector.hostname?)``, for each key."""
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    return ("unknown key " if len(parts) == 1 else "unknown keys ") + ", ".join(parts)
+
+
 def parse_section(
     queue_name: str, raw: Dict[str, str], environ: Optional[Mapping[str, str]] = None
 ) -> PublisherConfig:
     """Validate one ``[event-publisher:NAME]`` section (already read) into a config.
 
-    :raises ConfigError: a key is missing or invalid; the message names it.
+    :raises ConfigError: a key is missing or invalid; the message names it, and
+        with it every unknown key in the section, since a typo there (``colector.hostname``)
+        is the usual reason a key is missing.
     """
+    try:
+        return _parse_known_keys(queue_name, raw, environ)
+    except ConfigError as exc:
+        unknown = sorted(k for k in raw if k not in KNOWN_KEYS)
+        if not unknown:
+            raise
+        raise ConfigError(exc.key, f"{exc.problem}; also {unknown_keys_text(unknown)}") from None
+
+
+def _parse_known_keys(
+    queue_name: str, raw: Dict[str, str], environ: Optional[Mapping[str, str]]
+) -> PublisherConfig:
     env = os.environ if environ is None else environ
     expanded = {k: expand_env(k, v, env) for k, v in raw.items() if k in KNOWN_KEYS}
     r = _Reader(expanded)
@@ -359,6 +403,7 @@ def parse_section(
         health_interval=r.get("health.interval", _positive_seconds, 5.0),
         health_log_interval=r.get("health.log_interval", _seconds, 60.0),
         unknown_keys=unknown,
+        metrics_prometheus=_optional(r, "metrics.prometheus", _listen_address),
     )
 
 

@@ -145,6 +145,34 @@ def test_bad_key_exits_2_with_one_line(tmp_path: Path):
     assert expected == result.stderr
 
 
+def test_a_typo_is_named_in_the_same_line_as_the_missing_key(tmp_path: Path):
+    """colector.hostname: exit 2, one line naming the missing key and the typo beside it."""
+    raw = dict(MINIMAL)
+    raw["colector.hostname"] = raw.pop("collector.hostname")
+    result = run_publisher("q", write_config(tmp_path / "c.ini", "q", raw))
+    expected = (
+        "baseplate-events-publisher: error: collector.hostname: required but not set; "
+        "also unknown key 'colector.hostname' (did you mean collector.hostname?)\n"
+    )
+    assert (2, expected) == (result.returncode, result.stderr)
+
+
+def test_every_unknown_key_is_named_beside_an_invalid_one():
+    """Two unknown keys, one without a close match, ride along with an invalid value's error."""
+    raw = dict(MINIMAL, **{"collector.version": "9", "batch.max_wiat": "1", "colour": "red"})
+    expected = (
+        "collector.version: expected 1, 2 or 2j, got '9'; also unknown keys "
+        "'batch.max_wiat' (did you mean batch.max_wait?), 'colour'"
+    )
+    assert expected == error_of(raw)
+
+
+def test_prometheus_address_must_be_host_and_port():
+    """metrics.prometheus without a port names the key and the form it wants."""
+    raw = dict(MINIMAL, **{"metrics.prometheus": "localhost"})
+    assert "metrics.prometheus: expected host:port to listen on, got 'localhost'" == error_of(raw)
+
+
 def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
     """The default 10000 x 102400 queue is refused on a stock kernel: one line, exit 2."""
     raw = dict(MINIMAL, **{"spool.path": str(tmp_path / "spool")})
