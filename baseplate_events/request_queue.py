@@ -214,6 +214,15 @@ def _statsd_client(settings: EventsSettings) -> Any:
     return statsd.StatsClient(host, int(port), prefix=settings.metrics_namespace or None)
 
 
+def _loss_counters(settings: EventsSettings) -> Any:
+    """The Prometheus loss counters of the settings' queue, or None when not configured."""
+    if not settings.prometheus:
+        return None
+    from .prometheus import LossCounters
+
+    return LossCounters(settings.queue_name)
+
+
 class EventsRuntime:
     """One integration's settings, fillers and process-wide queue.
 
@@ -240,6 +249,7 @@ class EventsRuntime:
         self._count_lock = threading.Lock()
         self._plans: Dict[type, _Plan] = {}
         self._metrics = _statsd_client(settings)
+        self._prometheus = _loss_counters(settings)
 
     def add_filler(self, filler: Filler) -> None:
         """Run ``filler(event, request)`` on every event put from now on."""
@@ -327,9 +337,11 @@ class EventsRuntime:
             self.metric("put.discarded", discarded)
 
     def metric(self, name: str, value: int = 1) -> None:
-        """Count ``name`` in statsd, when ``metrics_endpoint`` is set (UDP: never blocks)."""
+        """Count ``name`` in statsd (UDP: never blocks) and Prometheus, each when configured."""
         if self._metrics is not None:
             self._metrics.incr(name, value)
+        if self._prometheus is not None:
+            self._prometheus.incr(name, value)
 
     def __repr__(self) -> str:
         return f"<EventsRuntime {self.settings!r} fillers={len(self.fillers)}>"

@@ -12,6 +12,7 @@ Values may be strings (an INI file, the environment) or Python values (a
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ class EventsSettings:
     metrics_endpoint: Optional[str] = None
     #: Prefix of those counters (``<namespace>.put.failed.<Error>``, ``….put.discarded``).
     metrics_namespace: str = "baseplate_events"
+    #: Count the same losses in Prometheus (see :mod:`baseplate_events.prometheus`).
+    prometheus: bool = False
 
 
 def pyramid_key(name: str) -> str:
@@ -115,7 +118,18 @@ def parse_settings(
             if get("metrics_namespace") is not None
             else defaults.metrics_namespace
         ),
+        prometheus=_prometheus(key("prometheus"), get("prometheus")),
     )
+
+
+def _prometheus(key: str, value: Any) -> bool:
+    """The switch, refused up front when prometheus_client is not installed."""
+    wanted = _boolean(key, value, False)
+    if wanted and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError(
+            key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
+        )
+    return wanted
 
 
 def _endpoint(key: str, value: Any) -> Optional[str]:

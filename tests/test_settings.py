@@ -143,8 +143,8 @@ def test_unknown_key_under_the_prefix_is_logged(caplog: pytest.LogCaptureFixture
     expected = (
         "events.max_message: unknown setting, ignored (known: events.autofill, "
         "events.errors, events.max_message_size, events.max_messages, "
-        "events.metrics_endpoint, events.metrics_namespace, events.put_timeout, "
-        "events.queue_name, events.source, events.transactional)"
+        "events.metrics_endpoint, events.metrics_namespace, events.prometheus, "
+        "events.put_timeout, events.queue_name, events.source, events.transactional)"
     )
     assert [expected] == caplog.messages
 

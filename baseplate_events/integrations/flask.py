@@ -33,6 +33,9 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 ``EVENTS_TRANSACTIONAL`` (default ``False``)
     hold the request's events and send them at teardown only if the request
     ended without an unhandled exception and with a status below 500.
+``EVENTS_PROMETHEUS`` (default ``False``)
+    count failed and discarded puts in Prometheus too (needs the
+    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ Settings, all optional, read once at include time (a bad value raises
 ``events.transactional`` (default ``false``)
     hold the request's events and send them only if it ends without an
     exception and with a status below 500.
+``events.prometheus`` (default ``false``)
+    count failed and discarded puts in Prometheus too (needs the
+    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
 
 More fields can be filled from the request with
 ``config.add_event_filler(filler)``, ``filler(event, request)``.
