@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -24,6 +26,7 @@ from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 __all__ = [
     "ERROR_POLICIES",
     "EventsSettings",
+    "default_source",
     "flask_key",
     "parse_settings",
     "pyramid_key",
@@ -68,6 +71,30 @@ class EventsSettings:
     metrics_namespace: str = "baseplate_events"
     #: Count the same losses in Prometheus (see :mod:`baseplate_events.prometheus`).
     prometheus: bool = False
+
+
+def default_source(module_name: str, key: str) -> str:
+    """The ``source`` an app gets by default: its module's name, but never ``__main__``.
+
+    An app started as ``python app.py`` (or ``python -m shop.app``) is the
+    module ``__main__``, a name that says nothing about it. Use the script's
+    file name without ``.py`` (``app``), or the module's real name (``shop.app``);
+    with neither (an interactive session) keep ``__main__`` and say which
+    setting to give, under ``key``.
+    """
+    if module_name != "__main__":
+        return module_name
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name: str = spec.name
+        return name[: -len(".__main__")] if name.endswith(".__main__") else name
+    path = getattr(main, "__file__", None)
+    if path:
+        return os.path.splitext(os.path.basename(path))[0]
+    logger.warning("%s: not set, so events get the source '__main__'; set it to name this app",
+                   key)
+    return module_name
 
 
 def pyramid_key(name: str) -> str:

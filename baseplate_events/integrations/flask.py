@@ -16,7 +16,8 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 
 ``EVENTS_QUEUE_NAME`` (default ``"v2"``)
     the queue is ``/events-<name>``; it picks the publisher.
-``EVENTS_SOURCE`` (default: the app's ``import_name``)
+``EVENTS_SOURCE`` (default: the app's ``import_name``; for a script run as
+    ``python app.py``, the file name without ``.py``)
     filled into an event's ``source`` field when it is None; ``None`` to leave it alone.
 ``EVENTS_AUTOFILL`` (default ``True``)
     fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
@@ -47,7 +48,7 @@ from flask.signals import appcontext_pushed, request_started
 
 from ..errors import EventError
 from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import flask_key, parse_settings
+from ..settings import default_source, flask_key, parse_settings
 from ..queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = ["EXTENSION_KEY", "EventsExtension"]
@@ -123,7 +124,8 @@ class EventsExtension:
             )
         config = app.config
         config.setdefault("EVENTS_QUEUE_NAME", "v2")
-        config.setdefault("EVENTS_SOURCE", app.import_name)
+        if "EVENTS_SOURCE" not in config:
+            config["EVENTS_SOURCE"] = default_source(app.import_name, "EVENTS_SOURCE")
         config.setdefault("EVENTS_AUTOFILL", True)
         config.setdefault("EVENTS_MAX_MESSAGES", MAX_QUEUE_SIZE)
         config.setdefault("EVENTS_MAX_MESSAGE_SIZE", MAX_EVENT_SIZE)

@@ -8,7 +8,8 @@ Settings, all optional, read once at include time (a bad value raises
 
 ``events.queue_name`` (default ``v2``)
     the queue is ``/events-<queue_name>``; it picks the publisher.
-``events.source`` (default: the name of the application's root package)
+``events.source`` (default: the name of the application's root package; for
+    a script run as ``python app.py``, the file name without ``.py``)
     filled into an event's ``source`` field when it is None; empty to leave it alone.
 ``events.autofill`` (default ``true``)
     fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
@@ -45,7 +46,7 @@ from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 
 from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import parse_settings, pyramid_key
+from ..settings import default_source, parse_settings, pyramid_key
 
 __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includeme"]
 
@@ -66,7 +67,9 @@ def includeme(config: Configurator) -> None:
     settings = parse_settings(
         config.get_settings(),
         pyramid_key,
-        default_source=root.__name__ if root is not None else None,
+        default_source=(
+            default_source(root.__name__, pyramid_key("source")) if root is not None else None
+        ),
     )
     runtime = EventsRuntime(settings)
     problem = runtime.queue.startup_problem()
