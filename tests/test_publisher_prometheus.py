@@ -1,6 +1,7 @@
 """Prometheus: a real scrape of the real publisher's ``/metrics`` (``metrics.prometheus``)."""
 from __future__ import annotations
 
+import ast
 import re
 import socket
 import time
@@ -12,6 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from baseplate_events.message_queue import MessageQueue
+from publisher import prometheus
 
 from .support_collector import Collector
 from .support_publisher import (
@@ -24,6 +26,8 @@ from .support_publisher import (
     put_all,
     write_config,
 )
+
+PUBLISHER = Path(__file__).resolve().parent.parent / "publisher"
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
@@ -135,3 +139,30 @@ def test_a_port_in_use_costs_the_metrics_not_the_events(
                 "(Address already in use); no /metrics this run")
     assert [expected] == [line.split(" ERROR ", 1)[1] for line in publisher.log().splitlines()
                           if " ERROR " in line]
+
+
+def receiver(node: ast.expr) -> str:
+    """``metrics`` for both ``metrics.incr`` and ``self.metrics.incr``."""
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else ""
+
+
+def names_fed(method: str) -> List[str]:
+    """Every literal name the publisher's code passes to ``metrics.<method>(...)``."""
+    names = []
+    for path in sorted(PUBLISHER.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == method and receiver(node.func.value) == "metrics"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                names.append(node.args[0].value)
+    return sorted(set(names))
+
+
+@pytest.mark.parametrize("method, declared", [
+    ("incr", prometheus.COUNTERS), ("gauge", prometheus.GAUGES), ("timing", prometheus.TIMERS),
+])
+def test_every_statsd_name_the_publisher_uses_is_declared_for_prometheus(method, declared):
+    """Each counter, gauge and timer fed to statsd has its HELP text and its series from start."""
+    assert sorted(declared) == names_fed(method)
