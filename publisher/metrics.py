@@ -103,10 +103,13 @@ class Metrics:
             self._exporter.gauge(name, value)
 
     def close(self) -> None:
-        """Stop serving ``/metrics`` (statsd over UDP holds nothing open worth closing)."""
+        """Stop serving ``/metrics`` (statsd over UDP holds nothing open worth closing).
+
+        Counting may go on (the sender thread may still be finishing): the
+        exporter's metrics stay, only its listener goes.
+        """
         if self._exporter is not None:
             self._exporter.close()
-            self._exporter = None
 
     def snapshot(self) -> Dict[str, int]:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Prometheus: the publisher's counts on ``http://metrics.prometheus/metrics``.
+"""Prometheus: the publisher's counts served on ``/metrics`` at ``metrics.prometheus``.
 
 The :class:`~publisher.metrics.Metrics` facade feeds every count, timing and
 gauge both to statsd and, when ``metrics.prometheus = HOST:PORT`` is set, to
@@ -131,7 +131,8 @@ class Exporter:
         self._timer(name).observe(milliseconds / 1000.0)
 
     def close(self) -> None:
-        """Stop serving; the port is free again when this returns."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        """Stop serving; the port is free again when this returns. Counting still works."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
