@@ -5,6 +5,7 @@ nothing behind here), with the environment's own setuptools and no download.
 """
 from __future__ import annotations
 
+import ast
 import configparser
 import email.parser
 import shutil
@@ -167,3 +168,17 @@ def test_the_installed_demo_runs_end_to_end(wheel: Wheel, tmp_path: Path):
     )
     output = result.stdout + result.stderr
     assert (0, "delivered 20/20") == (result.returncode, output.strip().splitlines()[-1]), output
+
+
+def test_no_installed_module_imports_the_checkouts_event_schemas():
+    """The installed packages use demo_app.event_schemas; the repo-root one exists only here."""
+    offenders = []
+    for package in ("baseplate_events", "publisher", "demo_app"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                         and node.level == 0 else [])
+                offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                              if name.split(".")[0] == "event_schemas"]
+    assert [] == offenders
