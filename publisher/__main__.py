@@ -100,6 +100,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = config_module.load(args.config_file, args.queue_name)
     except ConfigError as exc:
         return _fail(str(exc))
+    for warning in cfg.warnings:
+        logger.warning("%s", warning)
     if cfg.unknown_keys:
         logger.warning(
             "ignoring unknown keys in [event-publisher:%s]: %s",
