@@ -47,6 +47,21 @@ DEFAULT_MODE = 0o600
 _OPEN_ATTEMPTS = 3
 
 
+def _errno_of(exc: BaseException) -> int:
+    """The errno of a failed mq_open, also where posix_ipc replaced it with a sentence."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, MemoryError):
+        return errno.ENOMEM
+    text = str(exc)
+    if "maximum number of files open" in text:
+        return errno.EMFILE
+    if "total number of open files" in text:
+        return errno.ENFILE
+    return errno.EIO
+
+
 def queues_supported() -> bool:
     """Whether this platform has POSIX message queues (posix_ipc on macOS has none)."""
     return bool(getattr(posix_ipc, "MESSAGE_QUEUES_SUPPORTED", True)) and hasattr(
@@ -122,11 +137,19 @@ class MessageQueue:
                 f"permission denied opening message queue {name} ({exc}); it belongs to "
                 "another user or was created with a narrower mode"
             ) from None
-        except OSError as exc:
-            # EMFILE/ENOMEM: the user's RLIMIT_MSGQUEUE (ulimit -q) is spent.
+        except (OSError, MemoryError) as exc:
+            # posix_ipc turns EMFILE into an OSError without errno, whose text
+            # ("the maximum number of files open") misleads: for mq_open it
+            # mostly means the user's RLIMIT_MSGQUEUE (ulimit -q) is spent.
+            code = _errno_of(exc)
+            if code == errno.EMFILE:
+                cause = "the kernel answered EMFILE"
+                explain = budget_message
+            else:
+                cause = str(exc)
+                explain = limit_message
             raise QueueLimitError(
-                exc.errno or errno.EMFILE,
-                budget_message(name, max_messages, max_message_size, str(exc), setting_names),
+                code, explain(name, max_messages, max_message_size, cause, setting_names)
             ) from None
         try:
             if self.created:

@@ -169,7 +169,8 @@ def budget_message(
         + f"This user's budget for queues (ulimit -q={_describe_limit(budget)} bytes) "
         f"is spent by the queues it already has: {_describe_user_queues()}. "
         "Remove the ones left over with `baseplate-events-queue NAME --unlink`, "
-        f"{raise_it}, or {_smaller(names)}."
+        f"{raise_it}, or {_smaller(names)}. (EMFILE can also mean that this process "
+        "has as many descriptors open as `ulimit -n` allows.)"
     )
 
 
