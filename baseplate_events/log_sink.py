@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 
+from .errors import EventTooLargeError
+
 __all__ = ["LogSink"]
 
 logger = logging.getLogger("baseplate_events.events")
@@ -33,7 +35,12 @@ class LogSink:
         self._prefix = '{"queue": ' + json.dumps(self.name) + ', "event": '
 
     def put_serialized(self, serialized: bytes) -> None:
-        """Write one log line holding the event's queue message."""
+        """Write one log line holding the event's queue message.
+
+        :raises EventTooLargeError: a queue of the configured size would refuse it.
+        """
+        if len(serialized) > self.max_message_size:
+            raise EventTooLargeError(len(serialized), self.max_message_size)
         # The serializers only ever produce valid JSON, so the message is
         # spliced in as it is rather than parsed and dumped again.
         logger.info("%s%s}", self._prefix, serialized.decode("utf-8", "replace"))

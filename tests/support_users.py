@@ -12,7 +12,7 @@ import random
 import subprocess
 import tempfile
 import traceback
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import posix_ipc
 import pytest
@@ -27,8 +27,11 @@ def throwaway_uid() -> int:
     return random.randrange(3_000_000_000, 4_000_000_000)
 
 
-def run_as(uid: int, gid: int, work: Callable[[], Any]) -> Any:
+def run_as(uid: Optional[int], gid: Optional[int], work: Callable[[], Any]) -> Any:
     """Run ``work()`` in a forked child as ``uid``/``gid`` (no other groups); return its result.
+
+    With ``uid`` None the child keeps this process's user (for limits that
+    must not outlive the test, such as a lowered ``ulimit -q``).
 
     The result travels back as JSON; an exception in the child fails the test
     with the child's traceback.
@@ -39,9 +42,10 @@ def run_as(uid: int, gid: int, work: Callable[[], Any]) -> Any:
         status = 1
         try:
             os.close(read_end)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
+            if uid is not None and gid is not None:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
             answer = {"result": work()}
             status = 0
         except BaseException:
