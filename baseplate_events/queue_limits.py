@@ -222,7 +222,7 @@ def user_queues(uid: Optional[int] = None) -> List[UserQueue]:
         max_messages = max_message_size = None
         try:
             # Opening an existing queue costs nothing against the budget.
-            queue = posix_ipc.MessageQueue("/" + entry, read=False, write=False)
+            queue = posix_ipc.MessageQueue("/" + entry, read=True, write=False)
         except (posix_ipc.Error, OSError, ValueError):
             pass
         else:
