@@ -28,6 +28,7 @@ __all__ = [
     "kernel_limits",
     "limit_message",
     "queue_bytes",
+    "tool_name",
     "user_queues",
 ]
 
@@ -195,7 +196,7 @@ def _describe_user_queues() -> str:
 
 
 def tool_name(full_name: str) -> str:
-    """The NAME that ``baseplate-events-queue NAME`` takes for a queue: ``v2`` for ``/events-v2``."""
+    """What ``baseplate-events-queue NAME`` takes for a queue: ``v2`` for ``/events-v2``."""
     prefix = "/events-"
     return full_name[len(prefix) :] if full_name.startswith(prefix) else full_name
 

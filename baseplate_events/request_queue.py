@@ -188,6 +188,15 @@ def _reset_locks_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
+class Sink(Protocol):
+    """Where a runtime sends serialized events: a :class:`SharedQueue` or a :class:`LogSink`."""
+
+    @property
+    def max_message_size(self) -> int: ...
+
+    def put_serialized(self, serialized: bytes) -> None: ...
+
+
 class Recorder(Protocol):
     """Where :mod:`baseplate_events.testing` collects events instead of a queue."""
 
@@ -265,7 +274,7 @@ class EventsRuntime:
         #: The process-wide queue; opened at the first put, and only with the queue sink.
         self.queue = SharedQueue(settings, key)
         #: Where events go: :attr:`queue`, or a :class:`LogSink`.
-        self.sink: Any = (
+        self.sink: Sink = (
             self.queue
             if settings.sink == "queue"
             else LogSink(settings.queue_name, settings.max_message_size)

@@ -1,4 +1,4 @@
-"""A second local user for the trust-boundary tests: a forked child that setuid's to a throwaway uid.
+"""A second local user for the trust-boundary tests: a forked child setuid to a throwaway uid.
 
 The uid has no passwd entry and no queues of its own, so its ``ulimit -q``
 budget starts empty. Only root can switch users, so the tests that need one
@@ -12,6 +12,7 @@ import random
 import subprocess
 import tempfile
 import traceback
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
 import posix_ipc
@@ -77,7 +78,7 @@ def squat(full_name: str, uid: int, gid: int, mode: int) -> None:
     run_as(uid, gid, create)
 
 
-@pytest.fixture
+@contextmanager
 def mqueue_mount() -> Iterator[str]:
     """A mount of the queue file system that a throwaway uid can list (root only)."""
     if os.path.ismount("/dev/mqueue"):

@@ -128,7 +128,8 @@ def flask_app(queue_name: str) -> Iterator[Callable[..., Flask]]:
 
 
 def event_lines(caplog: pytest.LogCaptureFixture) -> List[Dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "baseplate_events.events"]
+    records = caplog.records
+    return [json.loads(r.getMessage()) for r in records if r.name == "baseplate_events.events"]
 
 
 def test_pyramid_without_queues_logs_each_event_as_json(

@@ -33,7 +33,7 @@ from baseplate_events.settings import flask_key, parse_settings, pyramid_key
 from event_schemas.event.ttypes import Event
 
 from .conftest import unique_queue_name
-from .support_users import mqueue_mount, needs_root, run_as, throwaway_uid  # noqa: F401
+from .support_users import mqueue_mount, needs_root, run_as, throwaway_uid
 
 stock_kernel = pytest.mark.skipif(
     (kernel_limits()["msg_max"] or 0) >= 10000,
@@ -99,6 +99,13 @@ def flask_app(queue_name: str) -> Iterator[Callable[..., Flask]]:
 
 def messages_of(caplog: pytest.LogCaptureFixture, logger: str) -> List[str]:
     return [record.getMessage() for record in caplog.records if record.name == logger]
+
+
+@pytest.fixture
+def mqueue_dir() -> Iterator[str]:
+    """Where the queue file system is mounted for the test (mounted for it if need be)."""
+    with mqueue_mount() as directory:
+        yield directory
 
 
 SMALLER_PYRAMID = "ask for a smaller queue with events.max_messages and events.max_message_size"
@@ -204,12 +211,12 @@ def test_a_queue_bigger_than_the_whole_budget_says_so() -> None:
 
 
 @needs_root
-def test_a_spent_budget_lists_the_users_queues_and_the_fix(mqueue_mount: str) -> None:
+def test_a_spent_budget_lists_the_users_queues_and_the_fix(mqueue_dir: str) -> None:
     """A throwaway user fills its ulimit -q; the error lists its queues and the unlink command."""
     prefix = unique_queue_name("spent")
 
     def fill_the_budget() -> Dict[str, Any]:
-        queue_limits.MQUEUE_DIR = mqueue_mount
+        queue_limits.MQUEUE_DIR = mqueue_dir
         made: List[MessageQueue] = []
         try:
             for number in range(20):
