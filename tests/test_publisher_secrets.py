@@ -18,7 +18,14 @@ import pytest
 from baseplate_events.errors import ConfigError
 from publisher.config import load
 
-from .support_publisher import run_publisher, write_config
+from .support_collector import Collector
+from .support_publisher import (
+    SECRET,
+    PublisherProcess,
+    config_keys,
+    run_publisher,
+    write_config,
+)
 
 SECRET_B64 = base64.b64encode(b"hunter2").decode()
 
@@ -133,3 +140,27 @@ def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None
         f"`chmod go-w {path}`\n"
     )
     assert (2, expected) == (result.returncode, result.stderr)
+
+
+def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
+    tmp_path: Path, queue_name: str
+) -> None:
+    """The real publisher starts with a 0644 secret file and says so once in its log."""
+    path = tmp_path / "secret"
+    path.write_text(base64.b64encode(SECRET).decode() + "\n")
+    path.chmod(0o644)
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path)
+        del keys["key.secret"]
+        keys["key.secret_file"] = str(path)
+        config = write_config(tmp_path / "publisher.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, config, tmp_path / "publisher.log").start()
+        try:
+            status = publisher.stop()
+        finally:
+            publisher.kill()
+    expected = (
+        f"WARNING key.secret_file: {path} holds the signing secret and every local user can "
+        f"read it (mode 0644); `chmod o-r {path}` keeps it private\n"
+    )
+    assert (0, 1) == (status, publisher.log().count(expected))

@@ -102,6 +102,19 @@ def test_our_events_reach_a_baseplate_reader(queue_name: str) -> None:
         theirs.close()
 
 
+def test_a_baseplate_publisher_drains_the_queue_our_app_created(queue_name: str) -> None:
+    """baseplate.py's publisher opens our 0600 queue (its O_CREAT 0644 changes nothing)."""
+    full = "/events-" + queue_name
+    with EventQueue(queue_name, lambda event: event, max_messages=10, max_message_size=8192) as app:
+        publisher = baseplate_queue(full)
+        try:
+            app.put(b'{"event": 3}')
+            received = publisher.receive(1)[0]
+        finally:
+            publisher.close()
+    assert (b'{"event": 3}', 0o600) == (received, mode_of(full))
+
+
 def test_a_narrower_queue_of_ours_is_left_as_it_is(queue_name: str) -> None:
     """A queue with fewer bits than the mode asked for is not widened when found."""
     full = "/events-" + queue_name
