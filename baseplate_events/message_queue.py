@@ -23,7 +23,7 @@ from .errors import (
     QueuesUnsupportedError,
     TimedOutError,
 )
-from .queue_access import check_queue_access, set_mode
+from .queue_access import access_problem, check_queue_access, set_mode
 from .queue_limits import (
     EVENT_QUEUE_NAMES,
     QueueSettingNames,
@@ -288,6 +288,10 @@ class MessageQueue:
     def depth(self) -> int:
         """How many messages are waiting now."""
         return int(self._queue.current_messages)
+
+    def access_problem(self, mode: int, setting_names: QueueSettingNames) -> Optional[str]:
+        """Why an open with ``mode`` would refuse this queue (another user's), or None."""
+        return access_problem(self._queue.mqd, self.name, mode, setting_names)
 
     @property
     def mode(self) -> int:

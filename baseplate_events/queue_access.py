@@ -21,11 +21,12 @@ import logging
 import os
 import pwd
 import stat
+from typing import Optional
 
 from .errors import QueueAccessError
 from .queue_limits import QueueSettingNames, tool_name
 
-__all__ = ["check_queue_access", "set_mode"]
+__all__ = ["access_problem", "check_queue_access", "set_mode"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +43,29 @@ def check_queue_access(fd: int, name: str, mode: int, names: QueueSettingNames) 
     :raises QueueAccessError: the queue belongs to another user and is not
         shared with us the way the configured mode allows.
     """
+    problem = access_problem(fd, name, mode, names)
+    if problem is not None:
+        raise QueueAccessError(problem)
+    info = os.fstat(fd)
+    found = stat.S_IMODE(info.st_mode)
+    if info.st_uid == os.geteuid() and found & ~mode:
+        os.fchmod(fd, mode)
+        logger.warning(
+            "message queue %s had mode %04o, more than %s = %04o allows: changed it to %04o",
+            name,
+            found,
+            names.mode,
+            mode,
+            mode,
+        )
+
+
+def access_problem(fd: int, name: str, mode: int, names: QueueSettingNames) -> Optional[str]:
+    """Why :func:`check_queue_access` would refuse the queue, or None; changes nothing."""
     info = os.fstat(fd)
     found = stat.S_IMODE(info.st_mode)
     if info.st_uid == os.geteuid():
-        if found & ~mode:
-            os.fchmod(fd, mode)
-            logger.warning(
-                "message queue %s had mode %04o, more than %s = %04o allows: "
-                "changed it to %04o",
-                name,
-                found,
-                names.mode,
-                mode,
-                mode,
-            )
-        return
+        return None
     if not mode & 0o070:
         problem = f"{names.mode} is {mode:04o}, which shares the queue with no group"
     elif info.st_gid not in _our_groups():
@@ -64,8 +73,8 @@ def check_queue_access(fd: int, name: str, mode: int, names: QueueSettingNames) 
     elif found & 0o007:
         problem = "it lets every other local user in"
     else:
-        return
-    raise QueueAccessError(
+        return None
+    return (
         f"refusing message queue {name}: it belongs to {_user(info.st_uid)}, group "
         f"{_group(info.st_gid)}, mode {found:04o}, and {problem}; whoever made it could "
         "read every event and forge new ones. Fix: remove it (as its owner or root: "

@@ -119,8 +119,10 @@ class SharedQueue:
         """Why the first put is bound to fail, if the kernel can tell already; else None.
 
         Called at include / ``init_app`` time, in the process that will fork,
-        so it keeps no descriptor open: an existing queue's own size rules, so
-        only a missing queue that the kernel's limits forbid is reported.
+        so it keeps no descriptor open and changes nothing. Reported: a platform
+        without queues; an existing queue that puts would refuse (another
+        user's, not shared as ``queue_mode`` allows) or cannot open; a missing
+        queue that the kernel's limits forbid (an existing one's own size rules).
         """
         settings = self.settings
         name = "/events-" + settings.queue_name
@@ -130,26 +132,34 @@ class SharedQueue:
                 "will fail; for development, send events to the log instead with "
                 f"{self._key('sink')} = log"
             )
+        try:
+            existing = MessageQueue(name, 1, 1, create=False, check_access=False)
+        except MessageQueueError as exc:
+            if "does not exist" in str(exc):
+                return self._size_problem(name)
+            return f"puts to {name} will fail: {exc}"
+        with existing:
+            return existing.access_problem(settings.queue_mode, self._names)
+
+    def _size_problem(self, name: str) -> Optional[str]:
+        """Why a missing queue of the configured size cannot be created, if the kernel says."""
+        settings = self.settings
         limits = kernel_limits()
         msg_max, msgsize_max = limits["msg_max"], limits["msgsize_max"]
         if (msg_max is None or settings.max_messages <= msg_max) and (
             msgsize_max is None or settings.max_message_size <= msgsize_max
         ):
             return None
-        try:
-            MessageQueue(name, 1, 1, create=False, check_access=False).close()
-        except MessageQueueError:
-            return (
-                f"{name} does not exist yet and {settings.max_messages} messages of "
-                f"{settings.max_message_size} bytes exceed this machine's limits "
-                f"(fs.mqueue.msg_max={msg_max}, fs.mqueue.msgsize_max={msgsize_max}): "
-                "puts will fail with QueueLimitError until the publisher creates the "
-                "queue, the limits are raised (`sysctl -w fs.mqueue.msg_max="
-                f"{settings.max_messages}` and `sysctl -w fs.mqueue.msgsize_max="
-                f"{settings.max_message_size}` as root), or the queue is configured "
-                f"smaller with {self._names.max_messages} and {self._names.max_message_size}"
-            )
-        return None
+        return (
+            f"{name} does not exist yet and {settings.max_messages} messages of "
+            f"{settings.max_message_size} bytes exceed this machine's limits "
+            f"(fs.mqueue.msg_max={msg_max}, fs.mqueue.msgsize_max={msgsize_max}): "
+            "puts will fail with QueueLimitError until the publisher creates the "
+            "queue, the limits are raised (`sysctl -w fs.mqueue.msg_max="
+            f"{settings.max_messages}` and `sysctl -w fs.mqueue.msgsize_max="
+            f"{settings.max_message_size}` as root), or the queue is configured "
+            f"smaller with {self._names.max_messages} and {self._names.max_message_size}"
+        )
 
     @property
     def max_message_size(self) -> int:

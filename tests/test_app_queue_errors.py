@@ -33,7 +33,7 @@ from baseplate_events.settings import flask_key, parse_settings, pyramid_key
 from event_schemas.event.ttypes import Event
 
 from .conftest import unique_queue_name
-from .support_users import mqueue_mount, needs_root, run_as, throwaway_uid
+from .support_users import mqueue_mount, needs_root, run_as, squat, throwaway_uid
 
 stock_kernel = pytest.mark.skipif(
     (kernel_limits()["msg_max"] or 0) >= 10000,
@@ -183,6 +183,31 @@ def test_flask_default_sizes_fail_naming_flask_settings(
             for message in messages_of(caplog, "baseplate_events.request_queue")
         ),
     )
+
+
+@needs_root
+def test_pyramid_warns_at_start_up_about_a_planted_queue(
+    pyramid_app: Callable[..., TestApp],
+    caplog: pytest.LogCaptureFixture,
+    queue_name: str,
+) -> None:
+    """include says, before any request, that another user's queue will be refused."""
+    uid = throwaway_uid()
+    squat("/events-" + queue_name, uid, os.getegid(), 0o666)
+    with caplog.at_level(logging.WARNING):
+        app = pyramid_app(**{"events.errors": "log"})
+        response = app.get("/put")
+    refusal = (
+        f"refusing message queue /events-{queue_name}: it belongs to uid {uid}, group "
+        "root (gid 0), mode 0666, and events.queue_mode is 0600, which shares the queue "
+        "with no group; whoever made it could read every event and forge new ones. Fix: "
+        f"remove it (as its owner or root: `baseplate-events-queue {queue_name} --unlink`) "
+        "and start again; to share a queue on purpose, set events.queue_mode = 0660 on "
+        "both sides and give the queue a group this user belongs to, with no access for "
+        "others"
+    )
+    expected = [refusal, "event not sent (QueueAccessError): " + refusal]
+    assert ("ok", expected) == (response.text, caplog.messages)
 
 
 # -- ulimit -q: EMFILE, told apart from EINVAL ---------------------------------------
