@@ -69,6 +69,19 @@ def test_a_baseplate_queue_is_narrowed_to_0600_and_logged(
     assert ([expected], 0o600) == (caplog.messages, mode_of(full))
 
 
+def test_a_queue_of_todays_release_opens_silently(
+    queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 0600 queue made by the previous release is used as it is, without a word."""
+    full = "/events-" + queue_name
+    posix_ipc.MessageQueue(
+        full, posix_ipc.O_CREAT, mode=0o600, max_messages=2, max_message_size=64
+    ).close()
+    with caplog.at_level(logging.DEBUG, logger="baseplate_events"):
+        EventQueue(queue_name).close()
+    assert ([], 0o600) == (caplog.messages, mode_of(full))
+
+
 def test_narrowing_is_logged_once(queue_name: str, caplog: pytest.LogCaptureFixture) -> None:
     """The second open of a narrowed queue has nothing to change or say."""
     baseplate_queue("/events-" + queue_name).close()
