@@ -7,8 +7,9 @@ own private group (one whose only member is the owner, as Debian and others
 give every user). A newcomer under ``umask 002`` creates 0664 files in a
 shared group, so the refusal gives the ``chmod`` that fixes it.
 
-A secret that other users can read is worth a warning, not a refusal: the
-operator may have reasons, and the publisher would not start otherwise.
+A secret that other users can read (the file is o+r and every directory
+above it o+x) is worth a warning, not a refusal: the operator may have
+reasons, and the publisher would not start otherwise.
 """
 from __future__ import annotations
 
@@ -45,12 +46,31 @@ def check_secret_file(key: str, path: str, info: os.stat_result) -> Optional[str
             f"{path} holds the signing secret and its group {_group_name(info.st_gid)} "
             f"can write it (mode {mode:04o}); fix it with `{fix}`",
         )
-    if mode & stat.S_IROTH:
+    if mode & stat.S_IROTH and _others_can_reach(path):
         return (
             f"{key}: {path} holds the signing secret and every local user can read it "
             f"(mode {mode:04o}); `chmod o-r {shlex.quote(path)}` keeps it private"
         )
     return None
+
+
+def _others_can_reach(path: str) -> bool:
+    """Whether every directory above ``path`` lets other users through (o+x).
+
+    A file in a private (0700) directory, as the demo writes its config, is
+    out of their reach whatever its own mode.
+    """
+    directory = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            if not os.stat(directory).st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return True
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return True
+        directory = parent
 
 
 def _private_group(gid: int, uid: int) -> bool:

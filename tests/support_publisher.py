@@ -55,7 +55,6 @@ def config_keys(queue_name: str, hostname: str, tmp: Path, **overrides: str) -> 
 def write_config(path: Path, queue_name: str, keys: Dict[str, str]) -> Path:
     lines = [f"[event-publisher:{queue_name}]"] + [f"{k} = {v}" for k, v in keys.items()]
     path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)  # it holds key.secret: others may not read it
     return path
 
 

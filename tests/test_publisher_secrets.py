@@ -11,7 +11,10 @@ import base64
 import grp
 import os
 import pwd
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -101,15 +104,33 @@ def test_a_secret_file_writable_by_the_owners_private_group_is_accepted(tmp_path
     assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
 
 
-def test_a_world_readable_secret_file_draws_a_warning(tmp_path: Path) -> None:
-    """key.secret_file 0644 is used, with a warning that says how to close it."""
-    path = secret_file(tmp_path, 0o644)
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory other users can reach (pytest's tmp_path is private to its user)."""
+    directory = Path(tempfile.mkdtemp(prefix="secrets-", dir="/tmp"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def test_a_world_readable_secret_file_draws_a_warning(tmp_path: Path, open_dir: Path) -> None:
+    """key.secret_file 0644 where others can reach it is used, with a warning saying how."""
+    path = secret_file(open_dir, 0o644)
     cfg = load(str(config_with(tmp_path, **{"key.secret_file": str(path)})), "q")
     expected = (
         f"key.secret_file: {path} holds the signing secret and every local user can read "
         f"it (mode 0644); `chmod o-r {path}` keeps it private"
     )
     assert (b"hunter2", (expected,)) == (cfg.key_secret, cfg.warnings)
+
+
+def test_a_readable_secret_file_in_a_private_directory_draws_no_warning(open_dir: Path) -> None:
+    """A 0644 secret file inside a 0700 directory is out of others' reach: no warning."""
+    private = open_dir / "private"
+    private.mkdir(mode=0o700)
+    path = secret_file(private, 0o644)
+    cfg = load(str(config_with(open_dir, **{"key.secret_file": str(path)})), "q")
+    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
 
 
 def test_a_world_writable_config_holding_the_secret_is_refused(tmp_path: Path) -> None:
@@ -143,10 +164,10 @@ def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None
 
 
 def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
-    tmp_path: Path, queue_name: str
+    tmp_path: Path, open_dir: Path, queue_name: str
 ) -> None:
     """The real publisher starts with a 0644 secret file and says so once in its log."""
-    path = tmp_path / "secret"
+    path = open_dir / "secret"
     path.write_text(base64.b64encode(SECRET).decode() + "\n")
     path.chmod(0o644)
     with Collector(SECRET, version="2j") as collector:
