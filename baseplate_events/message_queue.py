@@ -2,7 +2,10 @@
 
 A thin, ``select()``-able wrapper over :mod:`posix_ipc`. The web process puts
 serialized events here; the publisher daemon takes them off. When the kernel
-refuses to open a queue, the error says why in terms an operator can act on.
+refuses to open a queue, the error says why in terms an operator can act on
+(:mod:`baseplate_events.queue_limits`). A queue this opens gets exactly its
+mode if it made it, and is checked for who else may use it if it found it
+(:mod:`baseplate_events.queue_access`).
 """
 from __future__ import annotations
 
