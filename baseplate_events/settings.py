@@ -25,6 +25,7 @@ from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = [
     "ERROR_POLICIES",
+    "SINKS",
     "EventsSettings",
     "default_source",
     "flask_key",
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Where events go: ``queue`` (the POSIX queue, to the publisher) or ``log``
+#: (one JSON log line per event, for development where there are no queues).
+SINKS = ("queue", "log")
 
 #: What a failed ``put`` does: ``raise`` the ``EventError`` into the view, or
 #: ``log`` one line, count it and let the request carry on.
@@ -71,6 +76,14 @@ class EventsSettings:
     metrics_namespace: str = "baseplate_events"
     #: Count the same losses in Prometheus (see :mod:`baseplate_events.prometheus`).
     prometheus: bool = False
+    #: Permission bits of the queue: a new one gets exactly these, a wider one
+    #: of ours is narrowed to them; ``0660`` shares it with a group.
+    queue_mode: int = 0o600
+    #: ``queue`` or ``log``; see :data:`SINKS`. The default is ``queue``
+    #: wherever the platform has POSIX message queues.
+    sink: str = "queue"
+    #: The most events a transactional request may hold; a put past it fails.
+    max_held: int = 1000
 
 
 def default_source(module_name: str, key: str) -> str:
@@ -137,8 +150,15 @@ def parse_settings(
             key("max_message_size"), get("max_message_size"), defaults.max_message_size
         ),
         put_timeout=_seconds(key("put_timeout"), get("put_timeout"), defaults.put_timeout),
+        queue_mode=_mode(key("queue_mode"), get("queue_mode"), defaults.queue_mode),
+        sink=(
+            _choice(key("sink"), get("sink"), "queue", SINKS)
+            if get("sink") is not None
+            else default_sink(key)
+        ),
         errors=_choice(key("errors"), get("errors"), defaults.errors, ERROR_POLICIES),
         transactional=_boolean(key("transactional"), get("transactional"), defaults.transactional),
+        max_held=_positive_int(key("max_held"), get("max_held"), defaults.max_held),
         metrics_endpoint=_endpoint(key("metrics_endpoint"), get("metrics_endpoint")),
         metrics_namespace=(
             _string(key("metrics_namespace"), get("metrics_namespace"))
@@ -157,6 +177,21 @@ def _prometheus(key: str, value: Any) -> bool:
             key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
         )
     return wanted
+
+
+def default_sink(key: Callable[[str], str]) -> str:
+    """``queue``; ``log`` where the platform has no POSIX message queues (warned once)."""
+    from .message_queue import queues_supported
+
+    if queues_supported():
+        return "queue"
+    logger.warning(
+        "this platform has no POSIX message queues, so events go to the log "
+        "(one JSON line each) instead of to a publisher; set %s = log to say "
+        "so and silence this warning",
+        key("sink"),
+    )
+    return "log"
 
 
 def _endpoint(key: str, value: Any) -> Optional[str]:
@@ -193,6 +228,25 @@ def _queue_name(key: str, value: Any, default: str) -> str:
             f"expected a name of 1 to {_MAX_NAME_LENGTH} characters without '/', got {value!r}",
         )
     return name
+
+
+def _mode(key: str, value: Any, default: int) -> int:
+    """Permission bits: an octal string (``"0660"``, ``"660"``) or an int (``0o660``)."""
+    if value is None:
+        return default
+    mode: Optional[int] = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        try:
+            mode = int(value.strip(), 8)
+        except ValueError:
+            mode = None
+    if mode is None or not 0 <= mode <= 0o777:
+        raise ConfigError(key, f"expected an octal mode like 0600 or 0660, got {value!r}")
+    if mode & 0o600 != 0o600:
+        raise ConfigError(key, f"the owner needs read and write (0600), got {value!r}")
+    return mode
 
 
 def _string(key: str, value: Any) -> str:

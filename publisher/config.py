@@ -10,12 +10,15 @@ import base64
 import binascii
 import configparser
 import difflib
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from baseplate_events.errors import ConfigError
+
+from .secret_permissions import check_secret_file
 
 MAX_QUEUE_SIZE = 10000
 MAX_EVENT_SIZE = 102400
@@ -103,6 +106,8 @@ class PublisherConfig:
     unknown_keys: Tuple[str, ...] = ()
     #: Where to serve Prometheus ``/metrics`` (port 0: any free port); None for nowhere.
     metrics_prometheus: Optional[Tuple[str, int]] = None
+    #: Things worth a warning at start-up (a secret other users can read).
+    warnings: Tuple[str, ...] = ()
 
     @property
     def collector_url(self) -> str:
@@ -300,7 +305,7 @@ def _base64_secret(key: str, value: str) -> bytes:
     return secret
 
 
-def _secret(reader: _Reader) -> bytes:
+def _secret(reader: _Reader, warnings: List[str]) -> bytes:
     inline = reader.optional("key.secret")
     path = reader.optional("key.secret_file")
     if inline is not None and path is not None:
@@ -308,9 +313,13 @@ def _secret(reader: _Reader) -> bytes:
     if path is not None:
         try:
             with open(path, "rb") as f:
+                info = os.fstat(f.fileno())
                 text = f.read().decode("ascii", "replace")
         except OSError as exc:
             raise ConfigError("key.secret_file", f"cannot read {path!r}: {exc.strerror}") from None
+        warning = check_secret_file("key.secret_file", path, info)
+        if warning is not None:
+            warnings.append(warning)
         return _base64_secret("key.secret_file", text)
     if inline is None:
         raise ConfigError("key.secret", "required but not set (or set key.secret_file)")
@@ -368,6 +377,7 @@ def _parse_known_keys(
             f"must be at least retry.backoff_initial ({backoff_initial:g}), got {backoff_max:g}",
         )
     unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
+    warnings: List[str] = []
     return PublisherConfig(
         queue_name=queue_name,
         collector_hostname=r.get("collector.hostname", _hostname),
@@ -376,7 +386,7 @@ def _parse_known_keys(
         collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
         gzip_level=r.get("collector.gzip_level", _int_in(1, 9), 6),
         key_name=r.get("key.name", _key_name),
-        key_secret=_secret(r),
+        key_secret=_secret(r, warnings),
         metrics_namespace=namespace,
         metrics_endpoint=metrics_endpoint,
         max_queue_size=r.get("max_queue_size", _positive_int, MAX_QUEUE_SIZE),
@@ -404,6 +414,7 @@ def _parse_known_keys(
         health_log_interval=r.get("health.log_interval", _seconds, 60.0),
         unknown_keys=unknown,
         metrics_prometheus=_optional(r, "metrics.prometheus", _listen_address),
+        warnings=tuple(warnings),
     )
 
 
@@ -417,6 +428,7 @@ def load(
     parser = configparser.RawConfigParser()
     try:
         with open(path, encoding="utf-8") as f:
+            info = os.fstat(f.fileno())
             parser.read_file(f)
     except OSError as exc:
         raise ConfigError(path, f"cannot read the config file: {exc.strerror}") from None
@@ -428,4 +440,13 @@ def load(
         found: List[str] = [s for s in parser.sections() if s.startswith("event-publisher:")]
         hint = f" (found: {', '.join('[' + s + ']' for s in found)})" if found else ""
         raise ConfigError(f"[{section}]", f"section not found in {path}{hint}")
-    return parse_section(queue_name, dict(parser.items(section)), environ)
+    raw = dict(parser.items(section))
+    # A key.secret that is only ${VAR} comes from the environment, not the file.
+    inline = raw.get("key.secret", "").strip()
+    warning = None
+    if inline and not _ENV.fullmatch(inline):
+        warning = check_secret_file("key.secret", path, info)
+    cfg = parse_section(queue_name, raw, environ)
+    if warning is not None:
+        cfg = dataclasses.replace(cfg, warnings=cfg.warnings + (warning,))
+    return cfg

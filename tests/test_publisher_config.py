@@ -203,6 +203,7 @@ def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
         "/events-limits-test-never-created with 10000 messages of 102400 bytes"
     )
     assert "fs.mqueue.msg_max" in lines[0] and "ulimit -q" in lines[0]
+    assert "ask for a smaller queue with max_queue_size and max_event_size" in lines[0]
 
 
 @settings(max_examples=200, deadline=None)

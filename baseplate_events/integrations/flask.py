@@ -37,6 +37,17 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 ``EVENTS_PROMETHEUS`` (default ``False``)
     count failed and discarded puts in Prometheus too (needs the
     ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
+``EVENTS_MAX_HELD`` (default ``1000``)
+    the most events a transactional request may hold; a put past it fails
+    with ``TooManyHeldEventsError`` under the error policy, and is counted.
+``EVENTS_QUEUE_MODE`` (default ``0o600``)
+    the queue's permission bits (an int or an octal string such as
+    ``"0660"``); ``0o660`` shares it with a group, as the publisher's
+    ``queue.mode`` does. A wider queue of ours is narrowed to this; another
+    user's queue is used only when shared with one of our groups this way.
+``EVENTS_SINK`` (default ``"queue"``; ``"log"`` where there are no POSIX queues)
+    ``"log"`` writes each event as one JSON log line instead of queueing it,
+    after every other step of a put: for development.
 """
 from __future__ import annotations
 
@@ -132,9 +143,12 @@ class EventsExtension:
         config.setdefault("EVENTS_PUT_TIMEOUT", 0.0)
         config.setdefault("EVENTS_ERRORS", "raise")
         config.setdefault("EVENTS_TRANSACTIONAL", False)
+        config.setdefault("EVENTS_MAX_HELD", 1000)
+        config.setdefault("EVENTS_QUEUE_MODE", 0o600)
         settings = parse_settings(config, flask_key)
-        runtime = EventsRuntime(settings, self._fillers)
-        problem = runtime.queue.startup_problem()
+        config.setdefault("EVENTS_SINK", settings.sink)
+        runtime = EventsRuntime(settings, self._fillers, flask_key)
+        problem = runtime.startup_problem()
         if problem is not None:
             logger.warning("%s", problem)
         app.extensions[EXTENSION_KEY] = _State(self, runtime)

@@ -29,6 +29,17 @@ Settings, all optional, read once at include time (a bad value raises
 ``events.prometheus`` (default ``false``)
     count failed and discarded puts in Prometheus too (needs the
     ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
+``events.max_held`` (default ``1000``)
+    the most events a transactional request may hold; a put past it fails
+    with ``TooManyHeldEventsError`` under the error policy, and is counted.
+``events.queue_mode`` (default ``0600``)
+    the queue's permission bits, in octal; ``0660`` shares it with a group,
+    as the publisher's ``queue.mode`` does. A wider queue of ours is narrowed
+    to this; another user's queue is used only when shared with one of our
+    groups this way.
+``events.sink`` (default ``queue``; ``log`` where there are no POSIX queues)
+    ``log`` writes each event as one JSON log line instead of queueing it,
+    after every other step of a put: for development.
 
 More fields can be filled from the request with
 ``config.add_event_filler(filler)``, ``filler(event, request)``.
@@ -71,8 +82,8 @@ def includeme(config: Configurator) -> None:
             default_source(root.__name__, pyramid_key("source")) if root is not None else None
         ),
     )
-    runtime = EventsRuntime(settings)
-    problem = runtime.queue.startup_problem()
+    runtime = EventsRuntime(settings, key=pyramid_key)
+    problem = runtime.startup_problem()
     if problem is not None:
         logger.warning("%s", problem)
     config.registry[REGISTRY_KEY] = runtime
