@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence
 
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue
-from .event_schemas.event.ttypes import Event as SampleEvent
 
+from .event_schemas.event.ttypes import Event as SampleEvent
 from .outage import Outage
 from .pipeline import open_queue, publisher_config, queue_sizes
 from .processes import Child, ChildFailed, python_module, stop_all
