@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue
-from event_schemas.event.ttypes import Event as SampleEvent
 
+from .event_schemas.event.ttypes import Event as SampleEvent
 from .outage import Outage
 from .pipeline import open_queue, publisher_config, queue_sizes
 from .processes import Child, ChildFailed, python_module, stop_all
@@ -291,6 +291,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")
     args = parser.parse_args(argv)
+    # Installed explicitly: a process started with SIGINT ignored (a background
+    # job of a non-interactive shell) keeps it ignored, and Python then never
+    # turns Ctrl-C into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     run = DemoRun(args)
     try:

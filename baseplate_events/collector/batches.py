@@ -138,7 +138,9 @@ class EventReader:
             if canonical is None:
                 return None, f"{self._uuid_name}: {value[:64]!r} is not a UUID{hint}"
             return canonical, None
-        found = [(i, u) for i, u in ((i, canonical_uuid(v)) for i, v in document.items()) if u]
+        # Only strings of a UUID's lengths (32 to 45 characters) are worth parsing.
+        found = [(i, u) for i, u in ((i, canonical_uuid(v)) for i, v in document.items()
+                                     if type(v) is str and 32 <= len(v) <= 45) if u]
         if len(found) == 1:
             return found[0][1], None
         if not found:

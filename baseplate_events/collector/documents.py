@@ -147,18 +147,27 @@ def read_struct(obj: Any, shape: Optional[StructShape] = None, depth: int = 0) -
     known = shape.fields if shape is not None else None
     document: Dict[int, Any] = {}
     for key, typed in obj.items():
-        fid = _field_id(key)
+        fid = _FIELD_IDS.get(key)
+        if fid is None:
+            fid = _field_id(key)
         field = known.get(fid) if known is not None else None
         try:
             if type(typed) is not dict or len(typed) != 1:
                 raise TJSONError('expected {"TYPE": value}, e.g. {"str": "x"}')
-            for tag, value in typed.items():
-                if field is not None and tag != field.tag:
-                    raise TJSONError(f"expected {field.tag!r}, got {tag!r}")
-                if tag == "str" and type(value) is str:  # the common case, inline
-                    document[fid] = value
-                else:
-                    document[fid] = _read_value(tag, value, field, depth)
+            ((tag, value),) = typed.items()
+            if field is not None and tag != field.tag:
+                raise TJSONError(f"expected {field.tag!r}, got {tag!r}")
+            # The common cases inline (a call per field costs a third of the walk).
+            kind = type(value)
+            if kind is str and tag == "str":
+                document[fid] = value
+            elif kind is int and tag in _INT_RANGES:
+                low, high = _INT_RANGES[tag]
+                if not low <= value <= high:
+                    raise TJSONError(f"{value} is out of range for {tag!r} ({low}..{high})")
+                document[fid] = value
+            else:
+                document[fid] = _read_value(tag, value, field, depth)
         except TJSONError as error:
             error.path.append((fid, field.name if field is not None else None))
             raise

@@ -122,7 +122,8 @@ def parse_key(text: str) -> "tuple[str, bytes]":
     """``NAME=BASE64`` into the name and the raw secret (never echoing the secret)."""
     name, sep, secret = text.strip().partition("=")
     if not sep or not name:
-        raise ConfigError("keys", f"expected NAME=BASE64SECRET, got {name or text[:0]!r}...")
+        raise ConfigError("keys", "expected NAME=BASE64SECRET (a key's name, '=', its secret "
+                                  "in base64)")
     try:
         decoded = base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):

@@ -196,7 +196,7 @@ class SQLiteSink:
         """Keep the latest refused events, with their reasons, for the page and the API."""
         rows = [(received_ms, stream, r["index"], r.get("uuid"),
                  str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
-                for r in refusals]
+                for r in refusals[:KEEP_REFUSED]]
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
