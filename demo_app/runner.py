@@ -37,6 +37,7 @@ from .pipeline import open_queue, publisher_config, queue_sizes
 from .processes import Child, ChildFailed, python_module, stop_all
 from .progress import ProgressBar, table
 from .report import Delivery, summarize
+from .tansu import BrokerUnavailable
 from .traffic import drive, plan
 
 if TYPE_CHECKING:
@@ -303,7 +304,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\ninterrupted; stopping everything", flush=True)
         # Interrupted is not failed: nothing to investigate, so no logs are kept.
         return 0 if run.lingering else 130
-    except (ChildFailed, QueueLimitError) as exc:
+    except (ChildFailed, QueueLimitError, BrokerUnavailable) as exc:
         run.failed = True
         print(f"demo failed: {exc}", flush=True)
         return 1

