@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterable, Mapping, Optional
 
-from event_schemas.event.ttypes import Event
+from .event_schemas.event.ttypes import Event
 
 from .tansu import Record
 
