@@ -143,6 +143,12 @@ class DemoRun:
         return line.split()[3]
 
     def plan_outage(self, collector_url: str) -> Optional[Outage]:
+        if self.broker is not None and self.args.broker_pause > 0:
+            broker = self.broker
+            self.say(f"--broker-pause: the Kafka broker stops (SIGSTOP) as the burst starts, "
+                     f"for {self.args.broker_pause:g} s; the collector answers 503 and the "
+                     "publishers spool meanwhile")
+            return Outage(0.0, self.args.broker_pause, stop=broker.pause, start=broker.resume)
         if self.args.outage <= 0:
             return None
         port = int(collector_url.rsplit(":", 1)[1])
@@ -173,7 +179,10 @@ class DemoRun:
         bar.finish(f"{rate:.0f} req/s, {outcome.retries} retried (queue full)")
         if self.outage is not None:
             self.outage.wait()
-            self.say(f"collector back after {self.args.outage:g} s down, on the same port")
+            if self.args.broker_pause > 0:
+                self.say(f"broker resumed (SIGCONT) after {self.args.broker_pause:g} s")
+            else:
+                self.say(f"collector back after {self.args.outage:g} s down, on the same port")
         expected = {uuid for uuids in outcome.put.values() for uuid in uuids}
         stored = self.wait_for_delivery(collector_url, expected)
         delivery = Delivery(outcome.put, stored)
@@ -185,7 +194,8 @@ class DemoRun:
             self.say(f"collector answered {answers or 'nothing'} (batches, by HTTP status)")
         else:
             self.say(f"read back from Kafka topics {', '.join(sorted(self.topics.values()))} "
-                     f"at {self.broker.bootstrap}")
+                     f"at {self.broker.bootstrap}; the publishers were answered 503 "
+                     f"{self.publisher_log_count('collector answered 503 ')} times")
         if not self.args.linger and self.broker is None:
             self.say("(python -m demo_app --linger leaves it all running to browse the "
                      "collector's page)")
@@ -225,6 +235,11 @@ class DemoRun:
             time.sleep(0.1)
         bar.finish("all arrived" if arrived == len(expected) else "timed out")
         return stored
+
+    def publisher_log_count(self, text: str) -> int:
+        """How many lines of the publishers' logs hold ``text``."""
+        return sum(line.count(text) for p in self.publishers
+                   for line in p.log_path.read_text(errors="replace").splitlines())
 
     def stored_events(self, collector_url: str) -> Dict[str, Dict[str, Any]]:
         """uuid → the collector's row for it: from its API, or read back from Kafka."""
@@ -288,10 +303,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sink", choices=("sqlite", "kafka"), default="sqlite",
                         help="where the collector stores: its SQLite file, or Kafka (a local "
                              "Tansu broker the demo starts)")
+    parser.add_argument("--broker-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="with --sink kafka: pause the broker (SIGSTOP) during the burst "
+                             "for this long, then resume it (SIGCONT)")
     parser.add_argument("--keep", action="store_true", help="keep the logs and database")
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.broker_pause > 0 and args.sink != "kafka":
+        parser.error("--broker-pause: needs --sink kafka (it pauses the Kafka broker)")
+    if args.broker_pause > 0 and args.outage > 0:
+        parser.error("--broker-pause and --outage: choose one")
     # Installed explicitly: a process started with SIGINT ignored (a background
     # job of a non-interactive shell) keeps it ignored, and Python then never
     # turns Ctrl-C into KeyboardInterrupt.
