@@ -4,6 +4,7 @@ Each test writes to topics of its own and reads them back by ``assign``.
 """
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -81,6 +82,26 @@ def test_a_sink_that_stored_a_batch_is_ready(
     sinks.append(sink)
     sink.store("v2", [stored_event("2")])
     assert True is sink.ready()
+
+
+def test_a_forked_child_stores_through_a_producer_of_its_own(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """A sink made before a fork (gunicorn --preload) works in the child: a new producer."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    assert [None] == sink.store("v2", [stored_event("2")])
+    event = stored_event("2")
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if the batch was stored
+        try:
+            os._exit(0 if sink.store("v2", [event]) == [None] else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    stored = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
+    assert 0 == os.waitstatus_to_exitcode(status)
+    assert 1 == stored[event.uuid]
 
 
 def test_each_stream_goes_to_its_own_topic(

@@ -64,9 +64,10 @@ Running it
 ----------
 - Create the topics first where the brokers do not auto-create them; a
   missing topic is a 503 with librdkafka's reason until it exists.
-- Under gunicorn, do not ``--preload``: each worker must make its own
-  producer after the fork (librdkafka's threads do not survive one), which
-  ``make_app`` does when the worker loads the app.
+- Under gunicorn each worker has its own producer: librdkafka's threads do
+  not survive a fork. Without ``--preload`` the worker makes the app, and
+  the producer, itself; with ``--preload`` the sink sees at its first batch
+  that it is in a new process and makes a new producer there.
 - ``GET /readyz`` is 503 while no broker connection is up (librdkafka's
   statistics, every 2 s), after a fatal error, and for 5 s after a batch
   could not be stored; then the next batch tries again.
@@ -77,6 +78,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -255,6 +257,11 @@ class KafkaSink:
         self._failed_at = float("-inf")
         self._closed = False
         self._producer = self._new_producer()
+        #: the process that made the producer: a forked child needs its own
+        self._pid = os.getpid()
+        #: producers inherited across a fork: never destroyed (their threads are not in
+        #: this process, and destroying waits for them), only let go of with the process
+        self._inherited: List[Producer] = []
 
     @property
     def producer(self) -> Producer:
@@ -305,6 +312,19 @@ class KafkaSink:
         # their own reports fail; its unsent messages go now.
         producer.purge()
 
+    def _after_fork(self) -> None:
+        """A new producer in a forked child (gunicorn ``--preload`` made the sink in its master)."""
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._inherited.append(self._producer)
+            self._producer = self._new_producer()
+            self._fatal = None
+            self._brokers_up = None
+            self._pid = os.getpid()
+        logger.info("kafka sink: a new producer for process %d (the sink was made before a "
+                    "fork)", self._pid)
+
     def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
         """Produce every event to the stream's topic and wait for every delivery report.
 
@@ -316,6 +336,8 @@ class KafkaSink:
             broker is unreachable, or the new producer failed too.
         """
         topic = self.settings.topics[stream]
+        if self._pid != os.getpid():
+            self._after_fork()
         try:
             for attempt in (1, 2):
                 producer = self._producer
