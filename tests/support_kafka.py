@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import confluent_kafka
 
@@ -63,14 +63,15 @@ class GunicornCollector:
     Kafka producer: librdkafka's threads do not survive a fork.
     """
 
-    def __init__(self, settings: Dict[str, str], log_path: Path, workers: int = 2) -> None:
+    def __init__(self, settings: Dict[str, str], log_path: Path, workers: int = 2,
+                 extra_args: Sequence[str] = ()) -> None:
         self.log_path = log_path
         self.workers = workers
         factory = f"baseplate_events.collector:make_app({json.dumps(settings)})"
         log = open(log_path, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", "127.0.0.1:0",
-             "--graceful-timeout", "10", "--log-level", "info", factory],
+             "--graceful-timeout", "10", "--log-level", "info", *extra_args, factory],
             cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         listening = self.wait_for(r"Listening at: http://127\.0\.0\.1:(\d+)")
@@ -103,14 +104,16 @@ class GunicornCollector:
         connected = _established_inodes(self.port)
         return [pid for pid in self.worker_pids() if _socket_inodes(pid) & connected]
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = 30) -> Optional[int]:
+        """SIGTERM; the exit status, or None if it outlived ``timeout`` (then SIGKILLed)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                return None
         return self.process.returncode
 
 

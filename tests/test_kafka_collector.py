@@ -11,15 +11,18 @@ import email.utils
 import gzip
 import json
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+import requests
 
 from baseplate_events import serialize_v2_event
 from baseplate_events.collector import make_app
 from baseplate_events.collector.intake import sign
 from demo_app.tansu import TansuBroker, count_keys, read_topics
 from event_schemas.event.ttypes import Event
+from tests.support_kafka import GunicornCollector
 from tests.test_collector import v2_event
 
 SECRET = b"a kafka collector test secret..."
@@ -96,3 +99,31 @@ def test_a_paused_broker_is_a_503_with_retry_after_and_not_ready(
                                                        "messages to ")
     assert (503, "the sink is unavailable\n") == (readiness.status_int, readiness.text)
     assert 200 == again.status_int, again.text
+
+
+def test_gunicorn_preload_workers_store_and_stop_at_once(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], tmp_path: Path
+) -> None:
+    """--preload makes the sink before the fork: the worker gets its own producer, stores,
+    and exits on SIGTERM instead of hanging on the parent's producer until killed."""
+    keys = tmp_path / "keys.ini"
+    keys.write_text(f"[event-publisher:keys]\nkey.name = demo\n"
+                    f"key.secret = {base64.b64encode(SECRET).decode()}\n")
+    settings = {"publisher_config": str(keys), "sink": "kafka",
+                "kafka.bootstrap_servers": kafka_broker.bootstrap,
+                **{f"kafka.topic.{stream}": topic for stream, topic in kafka_topics.items()}}
+    collector = GunicornCollector(settings, tmp_path / "gunicorn.log", workers=1,
+                                  extra_args=["--preload", "--graceful-timeout", "60"])
+    try:
+        events = [v2_event() for _ in range(5)]
+        body = v2j_batch(events)
+        response = requests.post(collector.url + "/v2j", gzip.compress(body), timeout=10, headers={
+            "Content-Type": "application/json", "Content-Encoding": "gzip",
+            "Date": email.utils.formatdate(time.time(), usegmt=True),
+            "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
+    finally:
+        status = collector.stop(timeout=20)
+    stored = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
+    assert 200 == response.status_code, collector.log()
+    assert {e.uuid: 1 for e in events} == dict(stored)
+    assert 0 == status, collector.log()

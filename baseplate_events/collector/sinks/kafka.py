@@ -76,6 +76,7 @@ Running it
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -259,9 +260,6 @@ class KafkaSink:
         self._producer = self._new_producer()
         #: the process that made the producer: a forked child needs its own
         self._pid = os.getpid()
-        #: producers inherited across a fork: never destroyed (their threads are not in
-        #: this process, and destroying waits for them), only let go of with the process
-        self._inherited: List[Producer] = []
 
     @property
     def producer(self) -> Producer:
@@ -317,7 +315,7 @@ class KafkaSink:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._inherited.append(self._producer)
+            _never_destroy(self._producer)
             self._producer = self._new_producer()
             self._fatal = None
             self._brokers_up = None
@@ -447,6 +445,18 @@ class KafkaSink:
         closer = getattr(producer, "close", None)  # where confluent-kafka has it
         if closer is not None:
             closer()
+
+
+def _never_destroy(producer: Producer) -> None:
+    """Keep a producer inherited across a fork alive until the process ends.
+
+    Its librdkafka threads stayed in the parent; destroying it here (when its
+    last reference goes, at the latest at interpreter exit) waits for them
+    for ever: a gunicorn ``--preload`` worker then hung at shutdown until its
+    graceful timeout killed it. One extra reference, never released, keeps
+    the copy (a few pages) as it is.
+    """
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
 
 
 def create(options: Mapping[str, str]) -> KafkaSink:
