@@ -74,13 +74,14 @@ def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kin
     reader.put(b'{"bb":"' + "é".encode() * 5 + b'"}')
     reader.put(b"[]")
     assert 2 == landing.receive(reader.fileno(), 10)
-    joined, lengths = landing.gather()
+    joined, lengths, stop = landing.gather()
     events = [b'{"a":1}', b'{"bb":"' + "é".encode() * 5 + b'"}', b"[]"]
     assert b",".join(events) == joined
     assert [len(e) for e in events] == list(array.array("I", lengths))
+    assert landing.end == stop
     assert 3 == landing.count
     landing.clear()
-    assert (b"", b"") == landing.gather()
+    assert (b"", b"", 0) == landing.gather()
     landing.close()
 
 
