@@ -23,6 +23,7 @@ from .loop import Publisher
 from .metrics import Metrics
 from .sending import Sender
 from .spool import Spool, SpoolError
+from .upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1
@@ -126,6 +127,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         queue.close()
         spool.close()
         return _fail(str(exc))
+    old_default = config_module.legacy_spool_path(cfg.queue_name)
+    if cfg.spool_path == config_module.default_spool_path(cfg.queue_name) != old_default:
+        replay_old_spool(spool, old_default)
 
     metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)

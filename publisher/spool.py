@@ -616,6 +616,27 @@ class Spool:
                 return header.time_ms
         return None
 
+    def sync(self) -> None:
+        """Make every record appended so far durable, whatever ``spool.fsync`` says."""
+        os.fdatasync(self._write_fd)
+
+    def destroy(self) -> None:
+        """Remove the spool's files and close it; its directory too, if nothing else is there.
+
+        For a spool whose events were all moved elsewhere (see ``upgrade.py``).
+        """
+        for segment in list(self._read_fds):
+            self._close_reader(segment)
+        for name in os.listdir(self._dir):
+            if segment_number(name) is not None or name in ("ack", "lock"):
+                os.unlink(name, dir_fd=self._dir)
+        for fd in (self._write_fd, self._ack_fd, self._lock_fd, self._dir):
+            os.close(fd)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # dead letters or a health file stay
+
     def close(self) -> None:
         """Sync and close every file; the lock goes with them."""
         for segment in list(self._read_fds):
