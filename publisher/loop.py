@@ -363,11 +363,13 @@ class Publisher:
         self.metrics.incr("spool.write_error")
         if self.stall.failed(now):
             assert self.stall.since is not None
+            lasted = now - self.stall.since
             logger.error(
-                "spool: cannot write %d events to %s (%s) for %.0fs; stopped taking events "
-                "off the queue (it fills, and the apps' puts fail with EventQueueFullError) "
-                "until the disk has room; retrying every %gs",
-                count, self.spool.path, exc, now - self.stall.since, SPOOL_RETRY_INTERVAL,
+                "spool: %s write %d events to %s (%s); stopped taking events off the queue "
+                "(it fills, and the apps' puts fail with EventQueueFullError) until the disk "
+                "has room; retrying every %gs",
+                f"for {lasted:.0f}s, still cannot" if lasted else "cannot",
+                count, self.spool.path, exc, SPOOL_RETRY_INTERVAL,
             )
         self.metrics.gauge("spool.stalled", 1)
         self._gauges()

@@ -132,9 +132,11 @@ class Spool:
         # new segment, so that no record ever follows the partial one.
         self._tail_dirty = False
         self._open_directory()
-        self._ack = self._read_ack()
+        segments = self._segments()
+        self._ack = self._read_ack(segments)
         self._sizes: Dict[int, int] = {}  # segment -> committed length
-        self.recovered_events, self.recovered_bytes, self.truncated_bytes = self._recover()
+        self.recovered_events, self.recovered_bytes, self.truncated_bytes = self._recover(
+            segments)
         self.pending_events = self.recovered_events
         self.dropped_events = 0
         last = max(self._sizes) if self._sizes else self._ack[0]
@@ -198,24 +200,23 @@ class Spool:
                 logger.warning("spool: skipping %s: %s", self._name(name), _oddity(info))
         return sorted(numbers)
 
-    def _read_ack(self) -> Position:
+    def _read_ack(self, segments: List[int]) -> Position:
         data = os.pread(self._ack_fd, 64, 0)
         position = unpack_ack(data)
         if position is not None:
             return position
         if data.strip(b"\0"):
             logger.warning("spool: the ack file is damaged; replaying every spooled event")
-        segments = self._segments()
         return Position(segments[0], 0, 0) if segments else Position(0, 0, 0)
 
-    def _recover(self) -> Tuple[int, int, int]:
+    def _recover(self, segments: List[int]) -> Tuple[int, int, int]:
         """Check every record after the ack position; skip damage; cut off a torn tail.
 
         Returns the events and bytes pending, and the bytes cut off.
         """
         events = total = truncated = 0
         ack = self._ack
-        for number in self._segments():
+        for number in segments:
             if number < ack.segment:
                 self._unlink(number)
                 continue
