@@ -66,7 +66,7 @@ class Gathered(NamedTuple):
     stop: int
 
     @property
-    def count(self) -> int:
+    def event_count(self) -> int:
         return len(self.lengths) // 4
 
 

@@ -290,22 +290,22 @@ class Publisher:
         if gathered.stop != landing.end:
             # Another process wrote to the ring file: what follows the damage
             # cannot be told from garbage. Spool what came before, count the rest.
-            lost = landing.count - gathered.count
+            lost = landing.count - gathered.event_count
             logger.error(
                 "landing: the ring file %s was overwritten at offset %d (by another process?); "
                 "spooled the %d events before it, lost %d", landing.path, gathered.stop,
-                gathered.count, lost,
+                gathered.event_count, lost,
             )
             self.metrics.incr("dropped.landing_damaged", lost)
-            if not gathered.count:
+            if not gathered.event_count:
                 landing.clear()
                 return True
         if array.array("I", gathered.lengths).count(0):
-            stored = self._store(landing.events()[: gathered.count], landed=True)
+            stored = self._store(landing.events()[: gathered.event_count], landed=True)
         else:
             stored = self._write(
                 lambda: self.spool.append_joined(gathered.joined, gathered.lengths),
-                gathered.count, landed=True)
+                gathered.event_count, landed=True)
         if stored:
             landing.clear()
         return stored

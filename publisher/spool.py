@@ -229,7 +229,7 @@ class Spool:
                     header = check_record(data, offset)
                     if header is not None:
                         if (number, offset) >= ack[:2]:
-                            events += header.count - (ack.index if (number, offset) == ack[:2]
+                            events += header.event_count - (ack.taken if (number, offset) == ack[:2]
                                                       else 0)
                         offset += header.record_size
                         continue
@@ -263,7 +263,7 @@ class Spool:
         ``header`` is what the first of them read as: if it spans them exactly, the
         loss is that record's events; otherwise it cannot be told.
         """
-        events = header.count if header and offset + header.record_size == resume else 0
+        events = header.event_count if header and offset + header.record_size == resume else 0
         with self._cond:
             self._skips[(segment, offset)] = resume
             self.damaged_events += events
@@ -429,7 +429,7 @@ class Spool:
                 header = unpack_header(os.pread(fd, HEADER.size, offset))
                 if header is None:
                     break
-                count += header.count
+                count += header.event_count
                 offset += header.record_size
         finally:
             os.close(fd)
@@ -494,10 +494,10 @@ class Spool:
             at = 0
         if check_record(buf, at) is None:
             return None
-        body = at + HEADER.size
+        events = at + HEADER.size + 4 * header.event_count
         lengths = array.array("I")
-        lengths.frombytes(buf[body : body + 4 * header.count])
-        chunk = Chunk(memoryview(buf)[body + 4 * header.count : at + header.record_size], lengths)
+        lengths.frombytes(buf[at + HEADER.size : events])
+        chunk = Chunk(memoryview(buf)[events : at + header.record_size], lengths)
         return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
 
     def _resync(self, segment: int, offset: int, size: int) -> None:

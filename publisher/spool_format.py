@@ -31,7 +31,7 @@ _SEGMENT_NAME = re.compile(r"[0-9]{1,20}\.seg")
 class Header(NamedTuple):
     """A record's header, as read (not yet checked)."""
 
-    count: int
+    event_count: int
     length: int
     crc: int
     time_ms: int
@@ -39,7 +39,7 @@ class Header(NamedTuple):
     @property
     def record_size(self) -> int:
         """Header, lengths and events: the bytes from this record to the next."""
-        return HEADER.size + 4 * self.count + self.length
+        return HEADER.size + 4 * self.event_count + self.length
 
 
 class Position(NamedTuple):
@@ -47,7 +47,7 @@ class Position(NamedTuple):
 
     segment: int
     offset: int
-    index: int
+    taken: int
 
 
 def segment_name(number: int) -> str:

@@ -38,7 +38,7 @@ def replay_old_spool(spool: Spool, old_path: str) -> int:
             while (record := old.read(position)) is not None:
                 events = record.chunk.events()
                 if (record.segment, record.offset) == position[:2]:
-                    events = events[position.index :]
+                    events = events[position.taken :]
                 if events:
                     spool.append(events)
                     moved += len(events)

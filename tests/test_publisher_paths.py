@@ -132,7 +132,8 @@ def test_our_own_symlink_is_followed_and_its_target_checked(tmp_path: Path):
 
 def test_state_directory_is_the_default_under_systemd():
     """$STATE_DIRECTORY (its first entry) is the default parent; else /var/tmp as before."""
-    assert "/var/lib/events/main" == default_spool_path("main", {"STATE_DIRECTORY": "/var/lib/events:/x"})
+    systemd = {"STATE_DIRECTORY": "/var/lib/events:/var/lib/other"}
+    assert "/var/lib/events/main" == default_spool_path("main", systemd)
     assert legacy_spool_path("main") == default_spool_path("main", {})
     assert f"/var/tmp/baseplate-events-{os.getuid()}/main" == legacy_spool_path("main")
 
