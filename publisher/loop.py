@@ -264,7 +264,11 @@ class Publisher:
         directory = landing_directory(self.spool.path)
         leftovers = [m for m in collect_leftovers(directory) if m]
         if leftovers:
-            self.spool.append(leftovers)
+            # On a full disk this waits like any spool write; stopped meanwhile, the
+            # files stay (and no new ring truncates them) for the next start.
+            if not self._write(lambda: self.spool.append(leftovers), len(leftovers),
+                               landed=True):
+                return None
             logger.warning(
                 "landing: spooled %d events that a previous process took off the queue "
                 "just before it died", len(leftovers)

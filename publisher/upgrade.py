@@ -23,9 +23,19 @@ def replay_old_spool(spool: Spool, old_path: str) -> int:
     """Move every pending event of the spool at ``old_path`` into ``spool``; how many.
 
     Nothing happens when ``old_path`` does not exist. An old spool that cannot
-    be used (another publisher holds it, another user planted it) is left as
-    it is, with an error in the log.
+    be used (another publisher holds it, another user planted it), or that
+    cannot be moved now (a full disk), is left as it is, with an error in the
+    log: the next start tries again.
     """
+    try:
+        return _replay(spool, old_path)
+    except OSError as exc:
+        logger.error("upgrade: cannot replay the old spool %s now (%s); it stays for the next "
+                     "start", old_path, exc)
+        return 0
+
+
+def _replay(spool: Spool, old_path: str) -> int:
     moved = 0
     if os.path.lexists(old_path):
         try:

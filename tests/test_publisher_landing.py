@@ -331,7 +331,8 @@ def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path
     assert 3 == landing.receive(reader.fileno(), 10)
     landing.buf.flush()
     whole = landing.gather()
-    child = scribble(landing.path, 16, 1.0, (1 << 63) | 7, (1 << 63) | (1 << 40))
+    # The two words differ in one byte, so a torn read sees one or the other.
+    child = scribble(landing.path, 16, 1.0, (1 << 63) | 7, (1 << 63) | (1 << 40) | 7)
     seen = set()
     while child.poll() is None:
         seen.add(landing.gather())
@@ -353,7 +354,9 @@ def test_a_second_process_writing_the_ring_costs_counted_events_only(
         try:
             ring = os.path.join(landing_path(str(tmp_path / "spool")),
                                 f"landing-ring-{QUEUE_MESSAGE_SIZE}")
-            child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40))
+            # Events of 120 bytes: the bad word differs from theirs in one byte only,
+            # so a read torn between the two is one or the other, never a third length.
+            child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
             events = []
             while child.poll() is None:
                 batch = [make_event(len(events) + i) for i in range(10)]
@@ -378,6 +381,7 @@ def test_a_second_process_writing_the_ring_costs_counted_events_only(
     lost = sum(int(n) for n in re.findall(r"landing: the ring file .* lost (\d+)", log))
     counters = json.loads((tmp_path / "spool" / "health.json").read_text())["counters"]
     delivered = set(collector.uuids())
+    assert {120} == {len(e) for e in events}  # see the scribbled word
     assert lost > 0
     assert lost == counters["dropped.landing_damaged"]
     assert delivered <= set(uuids_of(events))
