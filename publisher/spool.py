@@ -59,7 +59,7 @@ RECENT_BYTES = 4 << 20
 #: dead-letter and health files sit there, and the landing zone when /dev/shm
 #: cannot hold it).
 _KNOWN_NAMES = ("lock", "ack", "dead-letter.jsonl", "health.json")
-_KNOWN_PREFIXES = ("health.json.", "landing-")
+_KNOWN_PREFIXES = ("health.json.", "dead-letter.", "landing-")
 
 __all__ = ["Position", "Record", "Spool", "SpoolError"]
 
@@ -249,7 +249,8 @@ class Spool:
                         size = offset
                         break
                     if (number, resume) > ack[:2]:
-                        self._skip(number, offset, resume, unpack_header(data, offset))
+                        self._skip(number, offset, resume, unpack_header(data, offset),
+                                   ack.taken if (number, offset) == ack[:2] else 0)
                     offset = resume
                 self._sizes[number] = size
                 total += size - (ack.offset if number == ack.segment else 0)
@@ -257,13 +258,16 @@ class Spool:
                 os.close(fd)
         return events, total, truncated
 
-    def _skip(self, segment: int, offset: int, resume: int, header: Optional[Header]) -> None:
+    def _skip(self, segment: int, offset: int, resume: int, header: Optional[Header],
+              delivered: int = 0) -> None:
         """Note, count and log the damaged bytes from ``offset`` to ``resume`` of ``segment``.
 
         ``header`` is what the first of them read as: if it spans them exactly, the
-        loss is that record's events; otherwise it cannot be told.
+        loss is that record's events (less ``delivered``, those before the ack
+        position); otherwise it cannot be told.
         """
-        events = header.event_count if header and offset + header.record_size == resume else 0
+        whole = header is not None and offset + header.record_size == resume
+        events = max(0, header.event_count - delivered) if header and whole else 0
         with self._cond:
             self._skips[(segment, offset)] = resume
             self.damaged_events += events
