@@ -1,7 +1,7 @@
 """A full disk under the spool: the publisher stops draining, says so, resumes, loses nothing.
 
-The spool sits on a 1 MiB tmpfs (mounting it needs root: the test skips
-without). The collector is down while the disk fills, so nothing is acked.
+The spool sits on a 1 MiB tmpfs (mounting it needs root: the tests skip
+without).
 """
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 from baseplate_events.errors import EventQueueFullError
+from baseplate_events.message_queue import MessageQueue
 from baseplate_events.queue import EventQueue
+from publisher.landing import Landing, landing_directory
 
 from .conftest import fill_disk
 from .support_collector import Collector, free_port
@@ -33,7 +36,10 @@ STALLED = "stopped taking events off the queue"
 def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
     queue_name: str, tmp_path: Path, small_disk: str
 ):
-    """Disk full in an outage: the queue backs up, a log line, then it resumes by itself."""
+    """Disk full in an outage: the queue backs up, a log line, then it resumes by itself.
+
+    The collector is down while the disk fills, so nothing is acked meanwhile.
+    """
     port = free_port()
     keys = config_keys(queue_name, f"127.0.0.1:{port}", tmp_path,
                        **{"spool.path": os.path.join(small_disk, "spool")})
@@ -76,3 +82,33 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
     counters = json.loads(Path(small_disk, "spool", "health.json").read_text())["counters"]
     assert counters["spool.write_error"] >= 2
     assert "dropped.spool_error" not in counters
+
+
+def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
+    queue_name: str, tmp_path: Path, small_disk: str,
+    open_queues: Callable[..., MessageQueue],
+):
+    """A predecessor's landing ring, a full disk at start: kept, spooled once there is room."""
+    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+    events = [make_event(1, size=1000), make_event(2, size=1000)]
+    put_all(queue, events)
+    spool_path = os.path.join(small_disk, "spool")
+    landing = Landing(landing_directory(spool_path), 1 << 16, QUEUE_MESSAGE_SIZE)
+    assert 2 == landing.receive(queue.fileno(), 4)  # then "killed" before spooling them
+    filler = os.path.join(small_disk, "filler")
+    fill_disk(filler)
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"spool.path": spool_path})
+        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        try:
+            publisher.wait_for_log(STALLED)
+            os.unlink(filler)
+            collector.wait_for_events(2)
+            assert 0 == publisher.stop()
+        finally:
+            publisher.kill()
+            landing.close()
+    assert uuids_of(events) == collector.uuids()
+    assert "landing: spooled 2 events that a previous process took off the queue" in (
+        publisher.log())
