@@ -36,11 +36,8 @@ STALLED = "stopped taking events off the queue"
 def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
     queue_name: str, tmp_path: Path, small_disk: str
 ):
-    """Disk full in an outage: the queue backs up, a log line, then it resumes by itself.
-
-    The collector is down while the disk fills, so nothing is acked meanwhile.
-    """
-    port = free_port()
+    """Disk full in an outage: the queue backs up, a log line, then it resumes by itself."""
+    port = free_port()  # nothing listens there until the end: nothing is acked meanwhile
     keys = config_keys(queue_name, f"127.0.0.1:{port}", tmp_path,
                        **{"spool.path": os.path.join(small_disk, "spool")})
     path = write_config(tmp_path / "publisher.ini", queue_name, keys)
