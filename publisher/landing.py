@@ -32,6 +32,7 @@ import logging
 import mmap
 import os
 import select
+import stat
 import struct
 import time
 import zlib
@@ -127,28 +128,43 @@ def collect_leftovers(directory: str) -> List[bytes]:
     """Events left in any landing file of ``directory``, in order.
 
     Call before opening a :class:`Landing` there; the caller spools what this
-    returns, then calls :func:`remove_landings`.
+    returns, then calls :func:`remove_landings`. A ring damaged by another
+    process is read up to the damage, which is logged.
     """
     out: List[bytes] = []
     for name in sorted(os.listdir(directory)):
-        if not name.startswith(_PREFIX) or not name[len(_PREFIX) :].isdigit():
+        msgsize = name[len(_PREFIX) :]
+        if not name.startswith(_PREFIX) or not (msgsize.isascii() and msgsize.isdigit()):
             continue
+        path = os.path.join(directory, name)
         try:
-            fd = os.open(os.path.join(directory, name), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
-            logger.warning("landing: skipping %s: %s", os.path.join(directory, name),
-                           exc.strerror)
+            logger.warning("landing: skipping %s: %s", path, exc.strerror)
+            continue
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            logger.warning("landing: skipping %s: not a regular file", path)
             continue
         with open(fd, "rb") as f:
             data = f.read()
-        out.extend(scan(data, int(name[len(_PREFIX) :])))
+        events, damaged = _scan(data, int(msgsize))
+        if damaged is not None:
+            logger.error("landing: %s is damaged at offset %d (a length word past the end of "
+                         "the file); recovered the %d events before it, the rest is lost",
+                         path, damaged, len(events))
+        out.extend(events)
     return out
 
 
 def remove_landings(directory: str) -> None:
     for name in os.listdir(directory):
         if name.startswith("landing-"):
-            os.unlink(os.path.join(directory, name))
+            try:
+                os.unlink(os.path.join(directory, name))
+            except IsADirectoryError:
+                logger.warning("landing: leaving %s: a directory, not a landing file",
+                               os.path.join(directory, name))
 
 
 def scan(data: bytes, msgsize: int) -> List[bytes]:
@@ -159,6 +175,11 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
     counts only if it is whole JSON, so that the remains of a ring half zeroed
     by :meth:`Landing.clear` are never taken for an event.
     """
+    return _scan(data, msgsize)[0]
+
+
+def _scan(data: bytes, msgsize: int) -> Tuple[List[bytes], Optional[int]]:
+    """:func:`scan`, and the offset of a length word that runs past the data (damage)."""
     out: List[bytes] = []
     offset = 0
     while offset + 8 <= len(data):
@@ -166,7 +187,7 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
         if word & _FULL:
             length = word & ~_FULL
             if offset + 8 + length > len(data):
-                break  # not a record of ours: the file was cut short
+                return out, offset  # not a record of ours: damaged, or the file cut short
             out.append(data[offset + 8 : offset + 8 + length])
             offset = (offset + 8 + length + 7) & ~7
             continue
@@ -175,7 +196,7 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
             if event and _is_json(event):
                 out.append(event)  # the process died between mq_receive and the length word
         break  # past the last record
-    return out
+    return out, None
 
 
 def _is_json(data: bytes) -> bool:

@@ -386,3 +386,37 @@ def test_a_second_process_writing_the_ring_costs_counted_events_only(
     assert lost == counters["dropped.landing_damaged"]
     assert delivered <= set(uuids_of(events))
     assert len(events) == len(delivered) + lost
+
+
+def test_a_damaged_leftover_ring_yields_the_events_before_the_damage(
+    reader: MessageQueue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A leftover ring with a garbage length word: the events before it, and an error line."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size)
+    for n in range(3):
+        reader.put(b'{"n":%d}' % n)
+    assert 3 == landing.receive(reader.fileno(), 10)
+    struct.pack_into("<Q", landing.buf, 16, (1 << 63) | (1 << 40))
+    landing.buf.flush()
+    assert [b'{"n":0}'] == collect_leftovers(str(tmp_path))
+    expected = (
+        f"landing: {landing.path} is damaged at offset 16 (a length word past the end of the "
+        "file); recovered the 1 events before it, the rest is lost"
+    )
+    assert [expected] == [r.getMessage() for r in caplog.records]
+    landing.clear()
+    landing.close()
+
+
+def test_odd_landing_names_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A directory named like a ring, or a non-ASCII size, is skipped, not a crash."""
+    (tmp_path / "landing-ring-64").mkdir()
+    (tmp_path / "landing-ring-²").write_bytes(b"")
+    assert [] == collect_leftovers(str(tmp_path))
+    remove_landings(str(tmp_path))
+    expected = [
+        f"landing: skipping {tmp_path / 'landing-ring-64'}: not a regular file",
+        f"landing: leaving {tmp_path / 'landing-ring-64'}: a directory, not a landing file",
+    ]
+    assert expected == [r.getMessage() for r in caplog.records]
+    assert ["landing-ring-64"] == [p.name for p in tmp_path.iterdir()]
