@@ -155,7 +155,7 @@ static PyObject *landing_gather(PyObject *self, PyObject *args)
     PyObject *joined = NULL, *lengths = NULL, *result = NULL;
     const char *base;
     char *out;
-    uint32_t *lens;
+    uint32_t *lens = NULL;
 
     if (!PyArg_ParseTuple(args, "y*n", &ring, &end)) {
         return NULL;
@@ -167,11 +167,11 @@ static PyObject *landing_gather(PyObject *self, PyObject *args)
     }
     base = (const char *)ring.buf;
     /* At most one record per 8 bytes. */
-    lengths = PyBytes_FromStringAndSize(NULL, (end / 8) * (Py_ssize_t)sizeof(uint32_t));
-    if (lengths == NULL) {
+    lens = PyMem_Malloc((size_t)(end / 8 + 1) * sizeof(uint32_t));
+    if (lens == NULL) {
+        PyErr_NoMemory();
         goto done;
     }
-    lens = (uint32_t *)PyBytes_AS_STRING(lengths);
     while (end - offset >= 8) {
         uint64_t word = get_word(base + offset);
         uint64_t length = word & ~FULL_BIT;
@@ -185,15 +185,12 @@ static PyObject *landing_gather(PyObject *self, PyObject *args)
     if (offset > end) {
         offset = end;  /* the last record's padding ran past `end` */
     }
-    if (_PyBytes_Resize(&lengths, count * (Py_ssize_t)sizeof(uint32_t)) < 0) {
-        goto done;
-    }
+    lengths = PyBytes_FromStringAndSize((const char *)lens, count * (Py_ssize_t)sizeof(uint32_t));
     joined = PyBytes_FromStringAndSize(NULL, count ? total - 1 : 0);
-    if (joined == NULL) {
+    if (lengths == NULL || joined == NULL) {
         goto done;
     }
     out = PyBytes_AS_STRING(joined);
-    lens = (uint32_t *)PyBytes_AS_STRING(lengths);
     {
         Py_ssize_t at = 0;
         for (index = 0; index < count; index++) {
@@ -207,6 +204,7 @@ static PyObject *landing_gather(PyObject *self, PyObject *args)
     }
     result = Py_BuildValue("OOn", joined, lengths, offset);
 done:
+    PyMem_Free(lens);
     Py_XDECREF(joined);
     Py_XDECREF(lengths);
     PyBuffer_Release(&ring);
