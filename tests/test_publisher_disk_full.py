@@ -68,6 +68,14 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
         more = [make_event(10_000 + i, size=1000) for i in range(50)]
         put_all(app.queue, more)
         accepted.extend(more)
+        health = Path(small_disk, "spool", "health.json")
+        while "spool.write_error" not in json.loads(health.read_text())["counters"]:
+            assert time.monotonic() < deadline + 30, health.read_text()
+            time.sleep(0.05)
+        counters = json.loads(health.read_text())["counters"]
+        # A restart reads the spool back from the file: no partial record is in it.
+        assert 0 == publisher.stop()
+        publisher.start()
         with Collector(SECRET, version="2j", port=port) as collector:
             collector.wait_for_events(len(accepted), timeout=30)
             assert 0 == publisher.stop()
@@ -76,9 +84,10 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
         app.queue.close()
     assert sorted(set(uuids_of(accepted))) == sorted(set(collector.uuids()))
     assert [] == collector.problems
-    counters = json.loads(Path(small_disk, "spool", "health.json").read_text())["counters"]
     assert counters["spool.write_error"] >= 2
     assert "dropped.spool_error" not in counters
+    assert [] == [line for line in publisher.log().splitlines()
+                  if "torn bytes" in line or "damaged" in line]
 
 
 def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
