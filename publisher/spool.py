@@ -6,17 +6,21 @@ sends them, then moves the *ack* position past what the collector accepted.
 A ``kill -9`` therefore loses nothing: on start the spool replays everything
 after the ack position (at-least-once; a batch in flight may be sent twice).
 
-Layout of ``spool.path`` (a directory, mode 0700)::
+Layout of ``spool.path`` (a directory only this user controls, mode 0700,
+checked component by component: see ``paths.py``)::
 
     lock                      flock()ed by the running publisher
     ack                       the first event not yet accepted: segment, offset, index
     00000000000000000001.seg  records, appended; rotated at spool.segment_bytes
 
-A record is a 24-byte header (magic, event count, payload length, CRC-32,
-append time in ms), the event lengths (``count`` × u32) and the events joined
-with commas. A torn record at the tail (a crash mid-write) is cut off on start.
-When the spool outgrows ``spool.max_bytes`` the oldest segments are dropped,
-and the events in them are counted and logged: the one explicit loss policy.
+The bytes of a record and of the ack are ``spool_format.py``'s; the check at
+start-up is ``spool_recovery.py``'s. A write that fails or comes up short (a
+full disk) is cut back to the last whole record before the error is raised,
+so no record ever follows a partial one. A damaged record (a flipped byte)
+costs that record only: readers skip to the next whole one, and the loss is
+logged and counted. When the spool outgrows ``spool.max_bytes`` the oldest
+segments are dropped, and the events in them are counted and logged: the one
+explicit loss policy.
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ import errno
 import fcntl
 import logging
 import os
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -37,7 +40,6 @@ from .batching import Chunk
 from .paths import UnsafePathError, open_private_directory
 from .spool_format import (
     HEADER,
-    Header,
     Position,
     check_record,
     next_record,
@@ -45,9 +47,9 @@ from .spool_format import (
     pack_header,
     segment_name,
     segment_number,
-    unpack_ack,
     unpack_header,
 )
+from .spool_recovery import Damage, damage, recover
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +57,6 @@ logger = logging.getLogger(__name__)
 _READ_AHEAD = 256 * 1024
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
-#: Names other than segments that belong in a spool directory (the default
-#: dead-letter and health files sit there, and the landing zone when /dev/shm
-#: cannot hold it).
-_KNOWN_NAMES = ("lock", "ack", "dead-letter.jsonl", "health.json")
-_KNOWN_PREFIXES = ("health.json.", "dead-letter.", "landing-")
 
 __all__ = ["Position", "Record", "Spool", "SpoolError"]
 
@@ -132,12 +129,14 @@ class Spool:
         # new segment, so that no record ever follows the partial one.
         self._tail_dirty = False
         self._open_directory()
-        segments = self._segments()
-        self._ack = self._read_ack(segments)
-        self._sizes: Dict[int, int] = {}  # segment -> committed length
-        self.recovered_events, self.recovered_bytes, self.truncated_bytes = self._recover(
-            segments)
-        self.pending_events = self.recovered_events
+        found = recover(self._dir, self.path, self._ack_fd)
+        self._ack = found.ack
+        self._sizes: Dict[int, int] = found.sizes  # segment -> committed length
+        for stretch in found.damage:
+            self._skip(stretch)
+        self.recovered_events = self.pending_events = found.pending_events
+        self.recovered_bytes = found.pending_bytes
+        self.truncated_bytes = found.truncated_bytes
         self.dropped_events = 0
         last = max(self._sizes) if self._sizes else self._ack[0]
         self._write_segment = last + 1
@@ -183,102 +182,21 @@ class Spool:
         """Open a file of the spool directory (never through a symlink)."""
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self._dir)
 
-    def _segments(self) -> List[int]:
-        """Segment numbers found in the directory; anything odd is skipped with a warning."""
-        numbers = []
-        for name in sorted(os.listdir(self._dir)):
-            number = segment_number(name)
-            try:
-                info = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if number is not None and stat.S_ISREG(info.st_mode):
-                numbers.append(number)
-            elif number is not None or not stat.S_ISREG(info.st_mode) or not (
-                name in _KNOWN_NAMES or name.startswith(_KNOWN_PREFIXES)
-            ):
-                logger.warning("spool: skipping %s: %s", self._name(name), _oddity(info))
-        return sorted(numbers)
-
-    def _read_ack(self, segments: List[int]) -> Position:
-        data = os.pread(self._ack_fd, 64, 0)
-        position = unpack_ack(data)
-        if position is not None:
-            return position
-        if data.strip(b"\0"):
-            logger.warning("spool: the ack file is damaged; replaying every spooled event")
-        return Position(segments[0], 0, 0) if segments else Position(0, 0, 0)
-
-    def _recover(self, segments: List[int]) -> Tuple[int, int, int]:
-        """Check every record after the ack position; skip damage; cut off a torn tail.
-
-        Returns the events and bytes pending, and the bytes cut off.
-        """
-        events = total = truncated = 0
-        ack = self._ack
-        for number in segments:
-            if number < ack.segment:
-                self._unlink(number)
-                continue
-            fd = self._open(segment_name(number), os.O_RDWR)
-            try:
-                data = os.pread(fd, os.fstat(fd).st_size, 0)
-                size = len(data)
-                offset = 0
-                while offset < size:
-                    header = check_record(data, offset)
-                    if header is not None:
-                        if (number, offset) >= ack[:2]:
-                            events += header.event_count - (ack.taken if (number, offset) == ack[:2]
-                                                      else 0)
-                        offset += header.record_size
-                        continue
-                    resume = next_record(data, offset + 1)
-                    if resume >= size:
-                        truncated += size - offset
-                        whole = _whole_record(data, offset)
-                        if whole is not None:
-                            # A whole record that fails its CRC: damage, not a torn write.
-                            self._skip(number, offset, size, whole)
-                        else:
-                            logger.warning(
-                                "spool: cut %d torn bytes off the end of %s (a crash or a full "
-                                "disk mid-write)", size - offset, self._name(segment_name(number)),
-                            )
-                        os.ftruncate(fd, offset)
-                        size = offset
-                        break
-                    if (number, resume) > ack[:2]:
-                        self._skip(number, offset, resume, unpack_header(data, offset),
-                                   ack.taken if (number, offset) == ack[:2] else 0)
-                    offset = resume
-                self._sizes[number] = size
-                total += size - (ack.offset if number == ack.segment else 0)
-            finally:
-                os.close(fd)
-        return events, total, truncated
-
-    def _skip(self, segment: int, offset: int, resume: int, header: Optional[Header],
-              delivered: int = 0) -> None:
-        """Note, count and log the damaged bytes from ``offset`` to ``resume`` of ``segment``.
-
-        ``header`` is what the first of them read as: if it spans them exactly, the
-        loss is that record's events (less ``delivered``, those before the ack
-        position); otherwise it cannot be told.
-        """
-        whole = header is not None and offset + header.record_size == resume
-        events = max(0, header.event_count - delivered) if header and whole else 0
+    def _skip(self, stretch: Damage) -> None:
+        """Note, count and log a damaged stretch: readers jump over it from now on."""
         with self._cond:
-            self._skips[(segment, offset)] = resume
-            self.damaged_events += events
-            self.damaged_bytes += resume - offset
+            self._skips[(stretch.segment, stretch.offset)] = stretch.resume
+            self.damaged_events += stretch.events
+            self.damaged_bytes += stretch.size
         logger.error(
             "spool: skipped %d damaged bytes at offset %d of %s (%s); resumed at the next "
-            "whole record", resume - offset, offset, self._name(segment_name(segment)),
-            f"a record of {events} events, lost" if events else "a record of unknown size, lost",
+            "whole record", stretch.size, stretch.offset,
+            self._name(segment_name(stretch.segment)),
+            f"a record of {stretch.events} events, lost" if stretch.events
+            else "a record of unknown size, lost",
         )
         if self.on_damage is not None:
-            self.on_damage(events, resume - offset)
+            self.on_damage(stretch.events, stretch.size)
 
     def _create_segment(self, number: int) -> int:
         fd = self._open(segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -507,7 +425,7 @@ class Spool:
     def _resync(self, segment: int, offset: int, size: int) -> None:
         """The record at ``offset`` is damaged: skip to the next whole one (or the end)."""
         data = os.pread(self._reader_fd(segment), size - offset, offset)
-        self._skip(segment, offset, offset + next_record(data, 1), unpack_header(data))
+        self._skip(damage(segment, offset, offset + next_record(data, 1), unpack_header(data)))
 
     def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
         # One pread brings many records: written moments ago, they are in the page cache.
@@ -654,20 +572,3 @@ class Spool:
         os.close(self._lock_fd)
         os.close(self._dir)
 
-
-def _oddity(info: os.stat_result) -> str:
-    if stat.S_ISDIR(info.st_mode):
-        return "a directory, not a spool file"
-    if stat.S_ISLNK(info.st_mode):
-        return "a symlink, not a spool file"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    return "not a name the spool uses"
-
-
-def _whole_record(data: bytes, offset: int) -> Optional[Header]:
-    """The header at ``offset`` if it spans exactly the rest of ``data``."""
-    header = unpack_header(data, offset)
-    if header is not None and offset + header.record_size == len(data):
-        return header
-    return None
