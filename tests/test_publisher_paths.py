@@ -18,7 +18,7 @@ import pytest
 
 from baseplate_events.message_queue import MessageQueue
 from publisher.config import default_spool_path, legacy_spool_path
-from publisher.landing import landing_path
+from publisher.landing import Landing, landing_directory, landing_path
 from publisher.paths import UnsafePathError, open_private_directory
 from publisher.spool import Spool, SpoolError
 
@@ -148,6 +148,11 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     left = [make_event(i) for i in range(3)]
     old.append(left)
     old.close()
+    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+    landed = [make_event(5)]
+    put_all(queue, landed)
+    ring = Landing(landing_directory(old_path), 1 << 16, QUEUE_MESSAGE_SIZE)
+    assert 1 == ring.receive(queue.fileno(), 4)  # and killed before spooling it
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     try:
         with Collector(SECRET, version="2j") as collector:
@@ -155,18 +160,19 @@ def test_a_spool_left_at_the_old_default_is_replayed(
             path = write_config(tmp_path / "publisher.ini", queue_name, keys)
             publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
             try:
-                queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
                 new = [make_event(10 + i) for i in range(2)]
                 put_all(queue, new)
-                collector.wait_for_events(5)
+                collector.wait_for_events(6)
                 assert 0 == publisher.stop()
             finally:
                 publisher.kill()
     finally:
+        ring.close()
         shutil.rmtree(old_path, ignore_errors=True)
-    assert uuids_of(left + new) == collector.uuids()
-    assert f"upgrade: replayed 3 events left at the old spool path {old_path}" in publisher.log()
-    assert not os.path.exists(old_path)
+        shutil.rmtree(landing_path(old_path), ignore_errors=True)
+    assert uuids_of(left + landed + new) == collector.uuids()
+    assert f"upgrade: replayed 4 events left at the old spool path {old_path}" in publisher.log()
+    assert (False, False) == (os.path.exists(old_path), os.path.exists(landing_path(old_path)))
     assert (tmp_path / "state" / queue_name / "health.json").exists()
 
 
