@@ -421,6 +421,8 @@ class KafkaSink:
         """False without a broker connection, after a fatal error, and for a few
         seconds after a batch could not be stored (then the next batch tries again)."""
         try:
+            if self._pid != os.getpid():
+                self._after_fork()
             self._producer.poll(0)  # serve pending error and statistics callbacks; cheap
         except Exception:  # ready() never raises
             return False
