@@ -22,8 +22,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
+import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 from typing import runtime_checkable
 
@@ -67,18 +68,48 @@ class Journal(Protocol):
                         received_ms: int) -> None: ...
 
 
-@dataclass
 class Collector:
-    """The app's one object: settings, how v2 events are read, the sink, the clock."""
+    """The app's one object: settings, how v2 events are read, the sink, the clock.
 
-    settings: CollectorSettings
-    reader: EventReader
-    sink: Sink
-    clock: Callable[[], float] = time.time
+    :param make_sink: how to make the sink again; given, a process forked after
+        the app was made (``gunicorn --preload``) makes its own sink on first
+        use rather than share the parent's connections, which SQLite and
+        librdkafka forbid.
+    """
+
+    def __init__(self, settings: CollectorSettings, reader: EventReader, sink: Sink,
+                 clock: Callable[[], float] = time.time,
+                 make_sink: Optional[Callable[[], Sink]] = None) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.clock = clock
+        self._sink = sink
+        self._make_sink = make_sink
+        self._pid = os.getpid()
+        self._fork_lock = threading.Lock()
+
+    @property
+    def sink(self) -> Sink:
+        """This process's sink.
+
+        :raises SinkUnavailable: a forked process could not make its own.
+        """
+        if self._make_sink is not None and self._pid != os.getpid():
+            with self._fork_lock:
+                if self._pid != os.getpid():
+                    self._sink = self._make_sink()
+                    self._pid = os.getpid()
+        return self._sink
+
+    def close(self) -> None:
+        """Close the sink, if this process made it (a fork leaves the parent's alone)."""
+        if self._pid == os.getpid():
+            self._sink.close()
 
     @property
     def journal(self) -> Optional[Journal]:
-        return self.sink if isinstance(self.sink, Journal) else None
+        sink = self._sink
+        return sink if isinstance(sink, Journal) else None
 
     def take(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """Check, decode and store one batch; the status and JSON answer (never raises)."""
@@ -257,10 +288,14 @@ def make_configurator(
     parsed = parse_settings(settings)
     schema = load_schema(parsed.schema) if parsed.schema else None
     reader = EventReader(schema, parsed.uuid_field)
+    make_sink = None
     if sink is None:
-        sink = create_sink(parsed.sink, parsed.sink_options)
+        def make_sink() -> Sink:
+            return create_sink(parsed.sink, parsed.sink_options)
+
+        sink = make_sink()
     config = Configurator()
-    config.registry["collector"] = Collector(parsed, reader, sink, clock)
+    config.registry["collector"] = Collector(parsed, reader, sink, clock, make_sink)
     for path in PATHS:
         name = "batch" + path.replace("/", "-")
         config.add_route(name, path)
@@ -281,5 +316,5 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     """
     config = make_configurator(settings, **options)
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
-        atexit.register(config.registry["collector"].sink.close)
+        atexit.register(config.registry["collector"].close)
     return config.make_wsgi_app()
