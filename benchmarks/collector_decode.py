@@ -20,7 +20,7 @@ from typing import Callable
 from thrift.protocol.TJSONProtocol import TJSONProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
-from baseplate_events.collector.app import Collector
+from baseplate_events.collector.service import Collector
 from baseplate_events.collector.batches import EventReader, decode_batch
 from baseplate_events.collector.intake import sign
 from baseplate_events.collector.schema import struct_shape

@@ -172,6 +172,24 @@ def test_settings_keep_the_chosen_sinks_options_only() -> None:
 # -- processes ------------------------------------------------------------------------------
 
 
+def test_a_forked_process_makes_its_own_sink(tmp_path: Path) -> None:
+    """After a fork (gunicorn --preload) the child uses a new sink, not the parent's connection."""
+    from baseplate_events.collector.app import make_configurator
+
+    collector = make_configurator({"keys": {"demo": SECRET}, "sqlite.path": str(tmp_path / "db")}
+                                  ).registry["collector"]
+    parent_sink = collector.sink
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only with a sink of its own that works
+        try:
+            os._exit(0 if collector.sink is not parent_sink and collector.sink.ready() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    collector.close()
+    assert (0, True) == (os.waitstatus_to_exitcode(status), collector.sink is parent_sink)
+
+
 def signed_post(url: str, path: str, body: bytes) -> requests.Response:
     return requests.post(url + path, data=gzip.compress(body), timeout=10, headers={
         "Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -224,14 +242,19 @@ def json_event(event: Any) -> bytes:
     return serialize_v2_event(event)  # type: ignore[no-any-return]
 
 
-def test_gunicorn_with_two_workers_stores_every_batch_once(tmp_path: Path) -> None:
-    """gunicorn -w 2 over one SQLite file: 40 concurrent batches, every event stored once."""
+@pytest.mark.parametrize("preload", [[], ["--preload"]], ids=["", "preload"])
+def test_gunicorn_with_two_workers_stores_every_batch_once(
+    tmp_path: Path, preload: List[str]
+) -> None:
+    """gunicorn -w 2 over one SQLite file: 40 concurrent batches, every event stored once.
+
+    With --preload the app is made before the fork; each worker makes its own sink."""
     db = tmp_path / "events.sqlite3"
     settings = {"keys": {"demo": SECRET}, "sink": "sqlite", "sqlite.path": str(db)}
     log = tmp_path / "gunicorn.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:0",
+            [sys.executable, "-m", "gunicorn", "-w", "2", "-b", "127.0.0.1:0", *preload,
              "--graceful-timeout", "5", f"baseplate_events.collector:make_app({settings!r})"],
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     try:

@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.make_wsgi_app(), args,
         lambda url: f"collector listening on {url} (keys: {', '.join(names)}; "
                     f"sink: {args.sink})",
-        collector.sink.close)
+        collector.close)
 
 
 if __name__ == "__main__":

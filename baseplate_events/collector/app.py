@@ -23,127 +23,27 @@ import atexit
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
-from typing import runtime_checkable
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
-from .intake import (
-    Refused,
-    check_date,
-    check_encoding,
-    check_mac,
-    declared_length,
-    gunzip_bounded,
-    parse_signature,
-)
+from .batches import EventReader
+from .intake import Refused, declared_length
 from .schema import load_schema
-from .settings import CollectorSettings, parse_settings
-from .sinks import Sink, SinkUnavailable, create_sink
+from .service import PATHS, Collector
+from .settings import parse_settings
+from .sinks import Sink, create_sink
 
-__all__ = ["Collector", "Journal", "make_app", "make_configurator"]
+__all__ = ["DRAIN_FACTOR", "make_app", "make_configurator"]
 
 logger = logging.getLogger(__name__)
 
-PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
 #: A body up to this many times the cap is read and dropped before the 413, so
 #: that the client reads the answer and the connection stays usable; a bigger
 #: one is answered at once and the connection closed.
 DRAIN_FACTOR = 8
-Answer = Tuple[int, Dict[str, Any]]
-
-
-@runtime_checkable
-class Journal(Protocol):
-    """What a sink may also keep for a page: answers by status, and refused events."""
-
-    def count_response(self, status: int) -> None: ...
-
-    def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
-                        received_ms: int) -> None: ...
-
-
-@dataclass
-class Collector:
-    """The app's one object: settings, how v2 events are read, the sink, the clock."""
-
-    settings: CollectorSettings
-    reader: EventReader
-    sink: Sink
-    clock: Callable[[], float] = time.time
-
-    @property
-    def journal(self) -> Optional[Journal]:
-        return self.sink if isinstance(self.sink, Journal) else None
-
-    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
-        """Check, decode and store one batch; the status and JSON answer (never raises)."""
-        received_ms = int(self.clock() * 1000)
-        stream = "v" + PATHS.get(path, "?")
-        try:
-            status, answer = self._take(path, headers, body, received_ms)
-        except Refused as refusal:
-            status, answer = refusal.answer()
-        except Exception as exc:  # a bug: 503 keeps the batch at the publisher, loudly
-            logger.exception("collector: failed to handle a batch")
-            status, answer = 503, {"error": f"internal error: {type(exc).__name__}"}
-        if status == 422:
-            self._record(stream, answer["refused"], received_ms)
-        return status, answer
-
-    def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
-              ) -> Answer:
-        version = PATHS.get(path)
-        if version is None:
-            raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
-        key_name, mac = parse_signature(headers.get("X-Signature"))
-        check_date(headers.get("Date"), self.clock(), self.settings.replay_window)
-        check_encoding(headers.get("Content-Encoding"), headers.get("Content-Type"))
-        plain = gunzip_bounded(body, self.settings.max_body)
-        check_mac(self.settings.keys, key_name, mac, plain)
-        try:
-            events = decode_batch(version, plain, self.reader, received_ms)
-        except MalformedBatch as exc:
-            raise Refused(400, f"not a v{version} batch: {exc}") from None
-        except RefusedEvents as exc:
-            raise Refused(422, str(exc), refused=[r.as_dict() for r in exc.refusals]) from None
-        try:
-            reasons = self.sink.store("v" + version, events)
-        except SinkUnavailable as exc:
-            logger.warning("collector: sink unavailable, answering 503: %s", exc)
-            raise Refused(503, f"the sink is unavailable: {exc}") from None
-        except Exception as exc:  # a sink bug: never a 500, which would dead-letter good events
-            logger.exception("collector: the sink failed on a batch")
-            raise Refused(503, f"the sink failed: {type(exc).__name__}") from None
-        refusals = [Refusal(i, reason, events[i].uuid)
-                    for i, reason in enumerate(reasons) if reason is not None]
-        if refusals:
-            raise Refused(422, str(RefusedEvents(refusals, len(events))),
-                          refused=[r.as_dict() for r in refusals])
-        duplicates = self.sink.duplicates() if hasattr(self.sink, "duplicates") else 0
-        return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
-
-    def _record(self, stream: str, refused: List[Dict[str, Any]], received_ms: int) -> None:
-        journal = self.journal
-        if journal is None:
-            return
-        try:
-            journal.record_refusals(stream, refused, received_ms)
-        except Exception:  # the journal is for the page; never let it cost the answer
-            logger.exception("collector: failed to record refused events")
-
-    def count(self, status: int) -> None:
-        journal = self.journal
-        if journal is None:
-            return
-        try:
-            journal.count_response(status)
-        except Exception:
-            logger.exception("collector: failed to count a response")
 
 
 def _json(status: int, answer: Dict[str, Any], **headers: str) -> Response:
@@ -257,10 +157,14 @@ def make_configurator(
     parsed = parse_settings(settings)
     schema = load_schema(parsed.schema) if parsed.schema else None
     reader = EventReader(schema, parsed.uuid_field)
+    make_sink = None
     if sink is None:
-        sink = create_sink(parsed.sink, parsed.sink_options)
+        def make_sink() -> Sink:
+            return create_sink(parsed.sink, parsed.sink_options)
+
+        sink = make_sink()
     config = Configurator()
-    config.registry["collector"] = Collector(parsed, reader, sink, clock)
+    config.registry["collector"] = Collector(parsed, reader, sink, clock, make_sink)
     for path in PATHS:
         name = "batch" + path.replace("/", "-")
         config.add_route(name, path)
@@ -281,5 +185,5 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     """
     config = make_configurator(settings, **options)
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
-        atexit.register(config.registry["collector"].sink.close)
+        atexit.register(config.registry["collector"].close)
     return config.make_wsgi_app()

@@ -1,6 +1,6 @@
 """The collector's sinks: where an accepted batch goes, and the contract every sink keeps.
 
-The collector's WSGI app (:mod:`baseplate_events.collector.app`) checks and
+The collector (:mod:`baseplate_events.collector.service`) checks and
 decodes a POSTed batch into :class:`StoredEvent` objects, then hands them to
 one sink, chosen in the settings (``sink = sqlite | jsonl | kafka``). The app
 answers 2xx only after the sink has returned for the whole batch, so a sink
