@@ -82,6 +82,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -260,6 +261,7 @@ class KafkaSink:
         self._producer = self._new_producer()
         #: the process that made the producer: a forked child needs its own
         self._pid = os.getpid()
+        _LIVE.add(self)
 
     @property
     def producer(self) -> Producer:
@@ -315,8 +317,7 @@ class KafkaSink:
         with self._lock:
             if self._pid == os.getpid():
                 return
-            _never_destroy(self._producer)
-            self._producer = self._new_producer()
+            self._producer = self._new_producer()  # the inherited one is pinned at the fork
             self._fatal = None
             self._brokers_up = None
             self._pid = os.getpid()
@@ -434,8 +435,8 @@ class KafkaSink:
 
         Idempotent: the app closes its sink at exit, a test may close it first.
         """
-        if self._closed:
-            return
+        if self._closed or self._pid != os.getpid():
+            return  # closed, or a forked child's copy of the parent's producer
         self._closed = True
         producer = self._producer
         left = producer.flush(self.settings.message_timeout_ms / 1000)
@@ -447,6 +448,23 @@ class KafkaSink:
         closer = getattr(producer, "close", None)  # where confluent-kafka has it
         if closer is not None:
             closer()
+
+
+#: every sink of this process, for the fork hook below
+_LIVE: "weakref.WeakSet[KafkaSink]" = weakref.WeakSet()
+
+
+def _pin_after_fork() -> None:
+    """In a forked child, pin every producer it inherited (see :func:`_never_destroy`).
+
+    Whoever owns a sink may drop it in the child (the collector app makes a
+    new sink there); its producer must still never be destroyed.
+    """
+    for sink in list(_LIVE):
+        _never_destroy(sink.producer)
+
+
+os.register_at_fork(after_in_child=_pin_after_fork)
 
 
 def _never_destroy(producer: Producer) -> None:
