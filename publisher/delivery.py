@@ -183,7 +183,8 @@ class Deliverer:
         ``more`` hands out the next batch, if one is ready, to probe the
         collector with while refused events wait for evidence; a batch taken
         is the caller's to acknowledge with this one. False means the process
-        is stopping and the batch was not finished.
+        is stopping (or, with ``wait_for_evidence=False``, gave up) and the
+        batch was not finished.
         """
         answer = self._until_decided(body, count)
         if answer is None:

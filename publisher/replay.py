@@ -174,6 +174,8 @@ class Replay:
         """Send every complete line after :attr:`position`; False if stopped."""
         batches = self._batches()
         for batch, end in batches:
+            if self.stop.is_set():
+                return False
             taken = [end]
 
             def more(taken: List[int] = taken) -> Optional[BatchBuilder]:
