@@ -323,7 +323,9 @@ class Deliverer:
             status = answer.status
             if status in REFUSED or status == 413:
                 return answer
-            if status is not None and status >= 500 and status not in OUTAGE_5XX:
+            if status is None or status < 500 or status in OUTAGE_5XX:
+                server_errors = 0  # an outage in between: the 500s may be the collector's too
+            else:
                 server_errors += 1
                 if server_errors >= self.bisect_after_5xx:
                     logger.warning(

@@ -26,7 +26,6 @@ not fixed yet), with the rest kept for the next run; 2 for an unusable file.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -263,10 +262,9 @@ def main(cfg: PublisherConfig, path: str) -> int:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")
         return 2
     except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT):
-            sys.stderr.write(f"baseplate-events-publisher: error: {exc.filename}: "
-                             f"{exc.strerror}\n")
-            return 2
-        raise
+        if exc.filename is None:
+            raise
+        sys.stderr.write(f"baseplate-events-publisher: error: {exc.filename}: {exc.strerror}\n")
+        return 2
     finally:
         sender.close()

@@ -86,6 +86,7 @@ class Collector:
         self.fail_until = 0.0
         self.fail_status = 503
         self.fail_next = 0
+        self.script: List[int] = []  # statuses for the next requests, in order
         self.retry_after: Optional[str] = None
         self.max_body: Optional[int] = None
         self.poison: Optional[Callable[[Any], bool]] = None
@@ -144,6 +145,11 @@ class Collector:
         self.fail_status = status
         self.retry_after = retry_after
         self.fail_next = count
+
+    def answer_next(self, *statuses: int) -> None:
+        """Answer the next requests with ``statuses``, one each, in order."""
+        with self.lock:
+            self.script.extend(statuses)
 
     # -- results -----------------------------------------------------------------
 
@@ -240,7 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
             if reset:
                 collector.reset_next -= 1
             scripted = None
-            if collector.fail_next > 0:
+            if collector.script:
+                scripted = collector.script.pop(0)
+            elif collector.fail_next > 0:
                 collector.fail_next -= 1
                 scripted = collector.fail_status
             elif time.monotonic() < collector.fail_until:

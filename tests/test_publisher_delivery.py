@@ -78,6 +78,16 @@ def test_500_fewer_times_than_bisect_after_5xx_is_retried_whole(
     assert "split" not in rig.metrics.totals
 
 
+def test_an_outage_between_500s_starts_the_count_again(collector: Collector, tmp_path: Path):
+    """500, 503, 500, 500, 200: never three 500s in a row, so the batch is never split."""
+    rig = Rig(collector, tmp_path)
+    collector.answer_next(500, 503, 500, 500)
+    batch, ids = events(4)
+    assert deliver(rig, batch)
+    assert [500, 503, 500, 500, 200] == collector.answers
+    assert [ids] == [[e["uuid"] for e in r.events] for r in collector.received]
+
+
 def test_blanket_400_backs_off_and_dead_letters_nothing(collector: Collector, tmp_path: Path):
     """50 refusals of a 1000-event batch: 10 POSTs down to one event, then a backoff before each."""
     rig = Rig(collector, tmp_path)
