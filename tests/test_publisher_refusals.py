@@ -123,3 +123,22 @@ def test_a_lone_bad_event_waits_until_a_later_one_is_accepted(
         assert 0 == publisher.stop()
     assert [good] == collector.uuids()
     assert [(422, bad)] == dead_letters(dead)
+
+
+def test_a_held_event_stays_in_the_spool_at_shutdown_and_goes_out_once_fixed(
+    publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
+):
+    """SIGTERM while a refused event waits for evidence: exit 0, kept, delivered after a fix."""
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    with Collector(SECRET, version="2j") as collector:
+        collector.poison = lambda e: e.get("n") == 0
+        publisher = publisher_for(collector.hostname, **{"shutdown.deadline": "0.3"}).start()
+        [held] = ledger.feed(1)
+        publisher.wait_for_log("collector REFUSED EVENTS (422: poison event)")
+        assert 0 == publisher.stop()
+        assert "1 events" in publisher.log().splitlines()[-2]
+        collector.poison = None
+        publisher.start()
+        collector.wait_for_events(1)
+        assert 0 == publisher.stop()
+    assert ([held], []) == (collector.uuids(), dead_letters(dead))
