@@ -58,11 +58,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-import random
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, List, Optional
 
+from .backoff import Backoff
 from .batching import BatchBuilder, build_body
 from .dead_letters import DeadLetters
 from .metrics import Metrics
@@ -79,36 +79,6 @@ TRANSIENT = frozenset({408, 429})
 #: Server errors that mean "not now" (a proxy without its backend, an overload):
 #: retried for ever, never taken for a refusal of the content.
 OUTAGE_5XX = frozenset({502, 503, 504})
-
-
-class Backoff:
-    """Exponential backoff with jitter: attempt n waits between half and all of initial·2ⁿ."""
-
-    def __init__(
-        self,
-        initial: float,
-        maximum: float,
-        retry_after_max: float,
-        rng: Optional[random.Random] = None,
-    ) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.retry_after_max = retry_after_max
-        self.attempt = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self, retry_after: Optional[float] = None) -> float:
-        if retry_after is not None:
-            # Honour it, but never hammer a collector that says "0" over and over.
-            delay = min(max(retry_after, 0.1), self.retry_after_max)
-        else:
-            ceiling = min(self.maximum, self.initial * (2 ** min(self.attempt, 32)))
-            delay = self._rng.uniform(ceiling / 2, ceiling)
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass

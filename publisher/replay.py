@@ -32,7 +32,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, NamedTuple, Optional
 
 from .batching import BatchBuilder, Chunk
 from .config import PublisherConfig
@@ -46,6 +46,13 @@ logger = logging.getLogger(__name__)
 WORKING = ".replaying"
 PROGRESS = ".replaying.sent"
 ARCHIVED = ".replayed"
+
+
+class FileBatch(NamedTuple):
+    """A batch of the file's events, and the byte offset just after its last line."""
+
+    builder: BatchBuilder
+    end: int
 
 
 class ReplayError(Exception):
@@ -181,15 +188,15 @@ class Replay:
                 probe = next(batches, None)
                 if probe is None:
                     return None
-                taken.append(probe[1])
-                return probe[0]
+                taken.append(probe.end)
+                return probe.builder
 
             if not self.deliverer.deliver(batch.body(), batch.count, batch.events, more):
                 return False
             _save_progress(self.working, taken[-1])
         return not self.stop.is_set()
 
-    def _batches(self) -> Iterator[Tuple[BatchBuilder, int]]:
+    def _batches(self) -> Iterator[FileBatch]:
         """Batches of the lines after :attr:`position`, each with the offset after it."""
         builder = BatchBuilder(self.version, self.max_bytes)
         end = self.position
@@ -201,12 +208,12 @@ class Replay:
                 assert isinstance(item, DeadLetter)
                 rest = builder.add(Chunk.of([item.event]))
                 if rest is not None:
-                    yield builder, end
+                    yield FileBatch(builder, end)
                     builder = BatchBuilder(self.version, self.max_bytes)
                     builder.add(rest)
             end = item.end
         if builder.count:
-            yield builder, end
+            yield FileBatch(builder, end)
 
     def _report_stop(self, sent: int, refused: int) -> None:
         done = self.metrics.totals.get("sent", 0) - sent
