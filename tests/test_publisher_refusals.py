@@ -6,6 +6,7 @@ the collector refused it while accepting others, in the dead-letter file.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -142,3 +143,23 @@ def test_a_held_event_stays_in_the_spool_at_shutdown_and_goes_out_once_fixed(
         collector.wait_for_events(1)
         assert 0 == publisher.stop()
     assert ([held], []) == (collector.uuids(), dead_letters(dead))
+
+
+def test_kill_9_during_a_blanket_refusal_loses_and_dead_letters_nothing(
+    publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
+):
+    """kill -9 while a blanket 400 holds events and a probe: the next start delivers them all."""
+    with Collector(SECRET, version="2j") as collector:
+        collector.fail_for(60, 400)
+        publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "2000"}).start()
+        ledger.feed(100)
+        publisher.wait_for_log("collector REFUSED EVENTS (400: scripted 400)", count=3)
+        assert publisher.process is not None
+        publisher.process.send_signal(signal.SIGKILL)
+        publisher.wait()
+        collector.fail_for(0)
+        publisher.start()
+        collector.wait_for_events(100)
+        assert 0 == publisher.stop()
+    assert set() == ledger.missing(collector, tmp_path / "x")
+    assert not (tmp_path / "spool" / "dead-letter.jsonl").exists()
