@@ -50,7 +50,9 @@ Order and loss
 :meth:`Deliverer.deliver` returns True only when every event of the batch (and
 of its probe) was accepted or dead-lettered; only then does the sender move the
 spool's ack position past them. A process that stops (or is killed) before
-that sends them again on its next start: at least once, never lost. Events keep
+that sends them again on its next start: at least once, never lost. A
+dead-letter file that cannot be written (a full disk) holds the batch too: the
+write is retried after a backoff. Events keep
 their spool order, with one exception: a held event that the collector takes
 when retried arrives after the events that proved the collector healthy.
 """
@@ -79,6 +81,10 @@ TRANSIENT = frozenset({408, 429})
 #: Server errors that mean "not now" (a proxy without its backend, an overload):
 #: retried for ever, never taken for a refusal of the content.
 OUTAGE_5XX = frozenset({502, 503, 504})
+
+
+class _Stopping(Exception):
+    """The process is stopping while a refused event waits for the dead-letter file."""
 
 
 @dataclass
@@ -162,7 +168,10 @@ class Deliverer:
         if answer.ok:
             return True
         # A refusal: fall back to working on the individual events.
-        return self._bisect(_Part(events(), body=body), answer, more)
+        try:
+            return self._bisect(_Part(events(), body=body), answer, more)
+        except _Stopping:
+            return False
 
     def _bisect(
         self,
@@ -265,7 +274,18 @@ class Deliverer:
             reason,
             self.dead_letters.path,
         )
-        dropped = self.dead_letters.write(events, status, reason)
+        while True:
+            try:
+                dropped = self.dead_letters.write(events, status, reason)
+                break
+            except OSError as exc:
+                # A full disk, say: the event stays in the spool (the batch is not
+                # acknowledged) until the file takes it.
+                delay = self.backoff.next_delay()
+                logger.error("cannot write the dead-letter file %s (%s); keeping the event, "
+                             "retrying in %.1fs", self.dead_letters.path, exc, delay)
+                if self.sleep(delay):
+                    raise _Stopping() from None
         self.metrics.incr("dead_letter", len(events) - dropped)
         if dropped:
             self.metrics.incr("dead_letter.dropped", dropped)

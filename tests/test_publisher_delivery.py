@@ -227,3 +227,37 @@ def test_dead_letters_beyond_max_bytes_are_counted_and_logged(
     )
     assert expected in caplog.messages
 
+
+
+def test_a_dead_letter_file_that_cannot_be_written_keeps_the_event(
+    collector: Collector, tmp_path: Path
+):
+    """While the dead-letter file cannot be written the deliverer backs off; then it is written."""
+    rig = Rig(collector, tmp_path)
+    batch, ids = events(2)
+    collector.poison = lambda e: e["uuid"] == ids[1]
+    rig.dead_path.mkdir()  # a directory where the file should be: every write fails
+    sleep = rig.sleep
+
+    def mend_on_second_sleep(seconds: float) -> bool:
+        if len(rig.sleeps) == 1:
+            rig.dead_path.rmdir()
+        return sleep(seconds)
+
+    rig.deliverer.sleep = mend_on_second_sleep
+    assert deliver(rig, batch)
+    assert 2 == len(rig.sleeps)
+    assert [(422, ids[1])] == letters(rig)
+    assert [ids[0]] == collector.uuids()
+
+
+def test_stopping_while_the_dead_letter_file_cannot_be_written_keeps_the_batch(
+    collector: Collector, tmp_path: Path
+):
+    """A stop during that backoff leaves the batch unfinished, for the spool to keep."""
+    rig = Rig(collector, tmp_path)
+    batch, ids = events(2)
+    collector.poison = lambda e: e["uuid"] == ids[1]
+    rig.dead_path.mkdir()
+    rig.stop_after = 1
+    assert not deliver(rig, batch)
