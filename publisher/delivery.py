@@ -52,9 +52,9 @@ of its probe) was accepted or dead-lettered; only then does the sender move the
 spool's ack position past them. A process that stops (or is killed) before
 that sends them again on its next start: at least once, never lost. A
 dead-letter file that cannot be written (a full disk) holds the batch too: the
-write is retried after a backoff. Events keep
-their spool order, with one exception: a held event that the collector takes
-when retried arrives after the events that proved the collector healthy.
+write is retried after a backoff. Events keep their spool order, with one
+exception: a held event that the collector takes when retried arrives after
+the events that proved the collector healthy.
 """
 from __future__ import annotations
 
