@@ -216,18 +216,22 @@ class Replay:
             yield FileBatch(builder, end)
 
     def _report_stop(self, sent: int, refused: int) -> None:
-        done = self.metrics.totals.get("sent", 0) - sent
-        if self.deliverer.gave_up is not None:
-            answer = self.deliverer.gave_up
-            why = (f"the collector still refuses these events ({answer.status}: "
-                   f"{answer.reason}) and accepted nothing else since")
-        else:
-            why = "stopped by a signal"
-        message = (
-            f"replay of {self.path} stopped: {why}; sent {done} events, "
+        counts = (
+            f"sent {self.metrics.totals.get('sent', 0) - sent} events, "
             f"{self.metrics.totals.get('dead_letter', 0) - refused} refused again; the rest "
-            f"stay in {self.working}: run the same command again to resume"
+            f"stay in {self.working}"
         )
+        answer = self.deliverer.gave_up
+        if answer is not None:
+            message = (
+                f"replay of {self.path} stopped: the collector still refuses these events "
+                f"({answer.status}: {answer.reason}) and accepted nothing else since; {counts}: "
+                "run the same command again once the collector is fixed (that file goes "
+                "first; move it away to skip its events)"
+            )
+        else:
+            message = f"replay of {self.path} stopped by a signal; {counts}: run the same " \
+                      "command again to resume"
         logger.error("%s", message)
         print(message, flush=True)
 

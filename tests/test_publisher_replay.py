@@ -83,7 +83,8 @@ def test_replay_stops_while_the_collector_refuses_everything(queue_name: str, tm
     assert (
         f"replay of {dead} stopped: the collector still refuses these events (400: scripted "
         "400) and accepted nothing else since; sent 0 events, 0 refused again; the rest stay "
-        f"in {dead}.replaying: run the same command again to resume\n"
+        f"in {dead}.replaying: run the same command again once the collector is fixed (that "
+        "file goes first; move it away to skip its events)\n"
     ) == stopped.stdout
     assert sorted(ids) == sorted(collector.uuids())
     assert not dead.exists()
@@ -148,8 +149,10 @@ def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: 
         collector.delay = 0.5
         keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "400"})
         config = write_config(tmp_path / "p.ini", queue_name, keys)
-        first = subprocess.Popen(replay_command(queue_name, config, dead), cwd=str(ROOT),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first_output = tmp_path / "first.out"
+        with open(first_output, "wb") as out:
+            first = subprocess.Popen(replay_command(queue_name, config, dead), cwd=str(ROOT),
+                                     stdout=out, stderr=subprocess.DEVNULL)
         try:
             collector.wait_for_requests(1)
             second = replay(queue_name, config, dead)
@@ -159,3 +162,4 @@ def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: 
     assert (2, f"baseplate-events-publisher: error: {dead.parent}: another replay is running "
                "there\n") == (second.returncode, second.stderr.splitlines(True)[-1])
     assert 1 == first.returncode
+    assert "stopped by a signal; sent " in first_output.read_text()
