@@ -12,8 +12,12 @@ Answers come in four kinds:
 - A refusal of the content: 400, 422, 413 for a single event, and 500 (or any
   other 5xx) drawn ``retry.bisect_after_5xx`` times in a row by the same body:
   an event the collector cannot decode or store can make it fail. The batch is
-  bisected to find the refused events. A 413 for several events only says
-  "too large", so that batch is split in halves without further ado.
+  bisected to find the refused events. Once the collector has accepted other
+  parts of the batch, a part of several events is split at its first 500 (the
+  collector has shown it works), while a single event still gets
+  ``retry.bisect_after_5xx`` tries before it is set aside. A 413 for several
+  events only says "too large", so that batch is split in halves without
+  further ado.
 
 The evidence rule
 -----------------
@@ -210,8 +214,14 @@ class Deliverer:
                                    delay)
                 if self.sleep(delay):
                     return False
+            # Once the collector took other parts since this one was refused, a 500
+            # is this part's doing: split at once, and try only a single event
+            # bisect_after_5xx times before setting it aside.
+            split_fast = self._proven(part) and len(part.events) > 1
             decided = self._until_decided(
-                part.body or build_body(self.version, part.events), len(part.events)
+                part.body or build_body(self.version, part.events),
+                len(part.events),
+                1 if split_fast else self.bisect_after_5xx,
             )
             if decided is None:
                 return False
@@ -297,8 +307,15 @@ class Deliverer:
                 dropped,
             )
 
-    def _until_decided(self, body: bytes, count: int) -> Optional[Answer]:
-        """POST until the answer is success or a refusal; None if stopping."""
+    def _until_decided(
+        self, body: bytes, count: int, server_errors_max: Optional[int] = None
+    ) -> Optional[Answer]:
+        """POST until the answer is success or a refusal; None if stopping.
+
+        ``server_errors_max`` 500s in a row (default ``bisect_after_5xx``) are a refusal.
+        """
+        if server_errors_max is None:
+            server_errors_max = self.bisect_after_5xx
         server_errors = 0
         while True:
             answer = self.post(body, count)
@@ -317,7 +334,7 @@ class Deliverer:
                 server_errors = 0  # an outage in between: the 500s may be the collector's too
             else:
                 server_errors += 1
-                if server_errors >= self.bisect_after_5xx:
+                if server_errors >= server_errors_max:
                     logger.warning(
                         "collector answered %d to the same %d events %d times in a row "
                         "(retry.bisect_after_5xx); taking it for a refusal of their content",
