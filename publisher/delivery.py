@@ -29,19 +29,24 @@ accepted other events since it first refused it. The evidence is counted in
 accepted POSTs (:attr:`Deliverer.accepted`); each part of a batch remembers the
 count at its first refusal.
 
-Bisection goes depth first, left half first. Until there is evidence:
+Bisection goes depth first, left half first. Until there is evidence, a
+single refused event is *held*, not dead-lettered, and the search for evidence
+goes on, cheapest first:
 
-- a single refused event is *held*, not dead-lettered, and the search goes on
-  with the rest of the batch: whatever is accepted there is the evidence;
-- once an event is held, each further refusal waits a backoff, as an outage
-  does, and is logged as an error. A blanket refusal of n events thus costs
-  the descent to the first event (about log2(n) POSTs at once) and then one
-  POST per backoff, where bisecting blindly costs 2n POSTs at once;
-- when the batch has nothing left but held events, the next batch in the spool
-  (when there is one) is taken as a *probe*; when there is none, the held
-  events are retried after a backoff. So a lone bad event on a quiet stream
-  waits, backing off, until later events arrive and are accepted; then it is
-  set aside. At most one probe is taken, so at most two batches are in memory.
+1. the rest of the batch, sent at once as one part (a bad first event among
+   good ones costs no more than that POST, and the order is kept);
+2. refused too, the next batch in the spool, when one is ready, sent at once
+   as a *probe* (a batch of bad events followed by good ones);
+3. refused too, or none ready: the bisection goes on, and each refusal now
+   waits a backoff, as an outage does, and is logged as an error. When only
+   held events are left they are retried together after a backoff, and a
+   probe is looked for again until one is taken.
+
+A blanket refusal of n events thus costs about log2(n) + 2 POSTs at once and
+then one POST per backoff, where bisecting blindly costs 2n POSTs at once. A
+lone bad event on a quiet stream waits, backing off, until later events arrive
+and are accepted; then it is set aside. At most one probe is taken, so at most
+two batches are in memory.
 
 As soon as something is accepted, the held events are retried at once, together
 (a collector that just came back takes them all); refused again, they are
@@ -106,9 +111,10 @@ class _Part:
 
 
 def _together(parts: List[_Part]) -> _Part:
-    """Held parts as one, to retry them with one POST."""
+    """Parts as one, to send them with one POST."""
     events = [event for part in parts for event in part.events]
-    return _Part(events, min(p.refused_at for p in parts if p.refused_at is not None))
+    refused = [p.refused_at for p in parts if p.refused_at is not None]
+    return _Part(events, min(refused) if refused else None)
 
 
 class Deliverer:
@@ -185,28 +191,34 @@ class Deliverer:
     ) -> bool:
         work: Deque[_Part] = deque()
         held: List[_Part] = []
-        probed = more is None
+        searched = probed = False
         wait = self._refused(first, answer, work, held)
         while work or held:
+            probe: Optional[_Part] = None
             if held and all(self._proven(p) for p in held):
                 # The collector took something since: it is not the collector. Retry
                 # the held events together; refused again, they are dead-lettered.
                 part, wait = _together(held), False
                 held.clear()
+            elif wait and not searched and work:
+                # The first held event: the rest of the batch, sent at once as one
+                # part, is the likeliest evidence (and keeps the events in order).
+                searched, wait = True, False
+                part = _together(list(work))
+                work.clear()
+            elif wait and not probed and (probe := self._probe(more)) is not None:
+                # Still no evidence: the next batch may bring it. Sent at once, as
+                # a batch of its own would be.
+                part, probed, wait = probe, True, False
             elif work:
                 part = work.popleft()
-            elif not probed and self._probe(more, work):
-                # Only held events are left: the next batch may prove the collector
-                # healthy. Sent at once, as a batch of its own would be.
-                probed, wait = True, False
-                continue
             elif not self.wait_for_evidence:
                 self.gave_up = answer
                 return False
             else:
-                part = _together(held)
+                # Only held events, and no other: retry them after a backoff.
+                part, wait = _together(held), True
                 held.clear()
-                wait = True
             if wait:
                 delay = self.backoff.next_delay()
                 self.metrics.incr("retry")
@@ -235,13 +247,12 @@ class Deliverer:
         return part.refused_at is not None and self.accepted > part.refused_at
 
     @staticmethod
-    def _probe(more: Optional[Callable[[], Optional[BatchBuilder]]], work: Deque[_Part]) -> bool:
-        """Queue the next batch, if one is ready; True if it was."""
+    def _probe(more: Optional[Callable[[], Optional[BatchBuilder]]]) -> Optional[_Part]:
+        """The next batch, if one is ready."""
         batch = more() if more is not None else None
         if batch is None:
-            return False
-        work.append(_Part(batch.events(), body=batch.body()))
-        return True
+            return None
+        return _Part(batch.events(), body=batch.body())
 
     def _refused(self, part: _Part, answer: Answer, work: Deque[_Part], held: List[_Part]) -> bool:
         """File a refused part: split it, dead-letter it or hold it.

@@ -89,12 +89,12 @@ def test_an_outage_between_500s_starts_the_count_again(collector: Collector, tmp
 
 
 def test_blanket_400_backs_off_and_dead_letters_nothing(collector: Collector, tmp_path: Path):
-    """50 refusals of a 1000-event batch: 10 POSTs down to one event, then a backoff before each."""
+    """50 refusals of 1000 events: 10 POSTs down to one, the rest at once, then a backoff each."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(50, 400)
     batch, ids = events(1000)
     assert deliver(rig, batch)
-    assert 41 == len(rig.sleeps)
+    assert 40 == len(rig.sleeps)
     assert sorted(ids) == sorted(collector.uuids())
     assert [] == rig.dead_letters()
 
@@ -105,9 +105,9 @@ def test_blanket_500_backs_off_and_dead_letters_nothing(collector: Collector, tm
     collector.fail_requests(12, 500)
     batch, ids = events(4)
     assert deliver(rig, batch)
-    # [0:4] x3, [0:2] x3, [0:1] x3 (held), wait, [1:2] x3 (held), wait, [2:4], [0:2]
-    assert [500] * 12 + [200, 200] == collector.answers
-    assert 10 == len(rig.sleeps)
+    # [0:4] x3, [0:2] x3, [0:1] x3 (held), the rest [1:4] x3, wait, [1:2], [0:1], [2:4]
+    assert [500] * 12 + [200] * 3 == collector.answers
+    assert 9 == len(rig.sleeps)
     assert sorted(ids) == sorted(collector.uuids())
     assert [] == rig.dead_letters()
 
@@ -115,17 +115,17 @@ def test_blanket_500_backs_off_and_dead_letters_nothing(collector: Collector, tm
 def test_held_events_are_retried_together_once_something_is_accepted(
     collector: Collector, tmp_path: Path
 ):
-    """Six 400s, then the collector takes everything: the two held events go out in one POST."""
+    """Six 400s, then the collector takes everything: the held event goes out at once."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(6, 400)
     batch, ids = events(8)
     assert deliver(rig, batch)
-    # [0:8], [0:4], [0:2], [0:1] held, wait, [1:2] held, wait, [2:4], wait, [2:3], [0:2], ...
+    # [0:8], [0:4], [0:2], [0:1] held, the rest [1:8], wait, [1:4], wait, [1:2], [0:1], ...
     assert [400] * 6 + [200] * 4 == collector.answers
-    assert [[ids[2]], [ids[0], ids[1]], [ids[3]], ids[4:]] == [
+    assert [[ids[1]], [ids[0]], ids[2:4], ids[4:]] == [
         [e["uuid"] for e in r.events] for r in collector.received
     ]
-    assert 3 == len(rig.sleeps)
+    assert 2 == len(rig.sleeps)
 
 
 def test_a_lone_refused_event_waits_while_nothing_else_is_accepted(
@@ -172,17 +172,18 @@ def test_an_outage_never_dead_letters(collector: Collector, tmp_path: Path, stat
     assert [] == rig.dead_letters()
 
 
-def test_a_first_event_refused_is_isolated_after_one_backoff(
+def test_a_first_event_refused_is_isolated_without_a_backoff(
     collector: Collector, tmp_path: Path
 ):
-    """The bad event is reached before anything is accepted; its neighbour is the evidence."""
+    """The bad event is reached before anything is accepted; the rest, sent at once, proves it."""
     rig = Rig(collector, tmp_path)
     batch, ids = events(8)
     collector.poison = lambda e: e["uuid"] == ids[0]
     assert deliver(rig, batch)
     assert ids[1:] == collector.uuids()
     assert [(422, ids[0])] == letters(rig)
-    assert 1 == len(rig.sleeps)
+    assert [] == rig.sleeps
+    assert [ids[1:]] == [[e["uuid"] for e in r.events] for r in collector.received]
 
 
 def test_a_refused_event_in_each_half_are_both_isolated(collector: Collector, tmp_path: Path):
@@ -261,3 +262,19 @@ def test_stopping_while_the_dead_letter_file_cannot_be_written_keeps_the_batch(
     rig.dead_path.mkdir()
     rig.stop_after = 1
     assert not deliver(rig, batch)
+
+
+def test_a_batch_of_bad_events_is_set_aside_once_the_next_batch_is_accepted(
+    collector: Collector, tmp_path: Path
+):
+    """Four refused events and a good batch ready: it is sent at once, then all four set aside."""
+    rig = Rig(collector, tmp_path)
+    bad, bad_ids = events(4)
+    good, good_ids = events(3)
+    collector.poison = lambda e: e["uuid"] in bad_ids
+    assert deliver(rig, bad, probes(good))
+    # [0:4], [0:2], [0:1] held, the rest [1:4], the probe, then [0:1], [1:2], [2:4], [2:3], [3:4]
+    assert [422] * 4 + [200] + [422] * 5 == collector.answers
+    assert good_ids == collector.uuids()
+    assert [(422, i) for i in bad_ids] == letters(rig)
+    assert [] == rig.sleeps
