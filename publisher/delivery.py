@@ -40,7 +40,12 @@ goes on, cheapest first:
 3. refused too, or none ready: the bisection goes on, and each refusal now
    waits a backoff, as an outage does, and is logged as an error. When only
    held events are left they are retried together after a backoff, and a
-   probe is looked for again until one is taken.
+   probe is looked for again until one is taken;
+4. once the probe was refused too, after each backoff the next event beyond
+   it is sent alone (a *peek*, each time the next one): a long run of bad
+   events does not hold back the good ones behind it for ever, and memory
+   stays bounded. A peeked event the collector accepts is sent again in its
+   own batch later (at least once).
 
 A blanket refusal of n events thus costs about log2(n) + 2 POSTs at once and
 then one POST per backoff, where bisecting blindly costs 2n POSTs at once. A
@@ -162,13 +167,16 @@ class Deliverer:
         count: int,
         events: Callable[[], List[bytes]],
         more: Optional[Callable[[], Optional[BatchBuilder]]] = None,
+        peek: Optional[Callable[[], Optional[bytes]]] = None,
     ) -> bool:
         """Deliver a batch; True once every event is accepted or dead-lettered.
 
         ``events`` materialises the individual events, needed only to split.
         ``more`` hands out the next batch, if one is ready, to probe the
         collector with while refused events wait for evidence; a batch taken
-        is the caller's to acknowledge with this one. False means the process
+        is the caller's to acknowledge with this one. ``peek`` hands out the
+        next event after those (each call the next one), if any, to probe with
+        once that batch was refused too; it stays the caller's to send. False means the process
         is stopping (or, with ``wait_for_evidence=False``, gave up) and the
         batch was not finished.
         """
@@ -179,7 +187,7 @@ class Deliverer:
             return True
         # A refusal: fall back to working on the individual events.
         try:
-            return self._bisect(_Part(events(), body=body), answer, more)
+            return self._bisect(_Part(events(), body=body), answer, more, peek)
         except _Stopping:
             return False
 
@@ -188,6 +196,7 @@ class Deliverer:
         first: _Part,
         answer: Answer,
         more: Optional[Callable[[], Optional[BatchBuilder]]],
+        peek: Optional[Callable[[], Optional[bytes]]],
     ) -> bool:
         work: Deque[_Part] = deque()
         held: List[_Part] = []
@@ -226,6 +235,8 @@ class Deliverer:
                                    delay)
                 if self.sleep(delay):
                     return False
+                if probed and peek is not None and not self._peek(peek):
+                    return False
             # Once the collector took other parts since this one was refused, a 500
             # is this part's doing: split at once, and try only a single event
             # bisect_after_5xx times before setting it aside.
@@ -240,6 +251,18 @@ class Deliverer:
             if not decided.ok:
                 answer = decided
                 wait = self._refused(part, answer, work, held)
+        return True
+
+    def _peek(self, peek: Callable[[], Optional[bytes]]) -> bool:
+        """Send the next event beyond the probe, once: accepted, it is the evidence.
+
+        It is sent again in its own batch later (at least once); refused, it is
+        left for then. False if stopping.
+        """
+        event = peek()
+        if event is not None:
+            if self._until_decided(build_body(self.version, [event]), 1) is None:
+                return False
         return True
 
     def _proven(self, part: _Part) -> bool:

@@ -110,6 +110,22 @@ class Assembler:
         """The next batch from what is spooled now, without waiting; ``None`` if nothing is."""
         return self.next_batch(_ALWAYS, abandon)
 
+    def peek(self, position: Position) -> "tuple[Optional[bytes], Position]":
+        """The spooled event at ``position`` (None if none yet) and the position after it.
+
+        The cursor does not move: the event is cut into a batch again in its turn.
+        """
+        record = self.spool.read(position)
+        if record is None:
+            return None, position
+        index = position[2] if (record.segment, record.offset) == position[:2] else 0
+        if index >= record.chunk.count:
+            return None, (record.segment, record.next_offset, 0)
+        event = record.chunk.split(index)[1].split(1)[0].events()[0]
+        if index + 1 < record.chunk.count:
+            return event, (record.segment, record.offset, index + 1)
+        return event, (record.segment, record.next_offset, 0)
+
 
 #: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.
 _ALWAYS = threading.Event()
@@ -350,6 +366,7 @@ class Publisher:
                 # healthy, the deliverer may take the next batch as a probe: then
                 # both are acknowledged together (see publisher.delivery).
                 taken = [batch]
+                peeked: List[Position] = []
 
                 def more(taken: List[Batch] = taken) -> Optional[BatchBuilder]:
                     probe = self.assembler.ready_batch(self.abandon)
@@ -358,8 +375,14 @@ class Publisher:
                     taken.append(probe)
                     return probe.builder
 
+                def peek(taken: List[Batch] = taken, peeked: List[Position] = peeked
+                         ) -> Optional[bytes]:
+                    event, after = self.assembler.peek(peeked[-1] if peeked else taken[-1].end)
+                    peeked.append(after)
+                    return event
+
                 if not self.deliverer.deliver(builder.body(), builder.count, builder.events,
-                                              more):
+                                              more, peek):
                     return
                 count = sum(b.builder.count for b in taken)
                 self.spool.ack(taken[-1].end, count)

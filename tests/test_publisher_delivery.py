@@ -278,3 +278,22 @@ def test_a_batch_of_bad_events_is_set_aside_once_the_next_batch_is_accepted(
     assert good_ids == collector.uuids()
     assert [(422, i) for i in bad_ids] == letters(rig)
     assert [] == rig.sleeps
+
+
+def test_after_a_refused_probe_the_next_event_alone_is_the_evidence(
+    collector: Collector, tmp_path: Path
+):
+    """Two batches of bad events: after a backoff the event behind them is sent alone, and taken."""
+    rig = Rig(collector, tmp_path)
+    bad, bad_ids = events(2)
+    probe, probe_ids = events(2)
+    good, good_ids = events(1)
+    collector.poison = lambda e: e["uuid"] in bad_ids + probe_ids
+    beyond = list(good)
+    assert rig.deliverer.deliver(build_body("2j", bad), 2, lambda: list(bad), probes(probe),
+                                 lambda: beyond.pop(0) if beyond else None)
+    # [0:2], [0:1] held, the rest [1:2] held, the probe, wait, the peek, then each bad event
+    assert [422] * 4 + [200] + [422] * 5 == collector.answers
+    assert good_ids == collector.uuids()
+    assert sorted(bad_ids + probe_ids) == sorted(uuid for _, uuid in letters(rig))
+    assert 1 == len(rig.sleeps)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -163,3 +164,23 @@ def test_kill_9_during_a_blanket_refusal_loses_and_dead_letters_nothing(
         assert 0 == publisher.stop()
     assert set() == ledger.missing(collector, tmp_path / "x")
     assert not (tmp_path / "spool" / "dead-letter.jsonl").exists()
+
+
+def test_a_long_run_of_bad_events_does_not_hold_back_the_good_ones_behind_it(
+    publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
+):
+    """Four batches of refused events, then good ones: the good arrive, the bad are set aside."""
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    with Collector(SECRET, version="2j") as collector:
+        collector.poison = lambda e: e.get("n", 99) < 20
+        publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "800",
+                                                         "batch.max_wait": "0.3"}).start()
+        bad = ledger.feed(20)
+        good = ledger.feed(10)
+        deadline = time.monotonic() + 20
+        while len(dead_letters(dead)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        collector.wait_for_events(10)
+        assert 0 == publisher.stop()
+    assert set(good) == set(collector.uuids())
+    assert sorted(bad) == sorted(uuid for _, uuid in dead_letters(dead))
