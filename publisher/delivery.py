@@ -48,7 +48,8 @@ goes on, cheapest first:
    own batch later (at least once).
 
 A blanket refusal of n events thus costs about log2(n) + 2 POSTs at once and
-then one POST per backoff, where bisecting blindly costs 2n POSTs at once. A
+then one or two POSTs per backoff, where bisecting blindly costs 2n POSTs at
+once. A
 lone bad event on a quiet stream waits, backing off, until later events arrive
 and are accepted; then it is set aside. At most one probe is taken, so at most
 two batches are in memory.
@@ -66,9 +67,10 @@ of its probe) was accepted or dead-lettered; only then does the sender move the
 spool's ack position past them. A process that stops (or is killed) before
 that sends them again on its next start: at least once, never lost. A
 dead-letter file that cannot be written (a full disk) holds the batch too: the
-write is retried after a backoff. Events keep their spool order, with one
-exception: a held event that the collector takes when retried arrives after
-the events that proved the collector healthy.
+write is retried after a backoff. Events keep their spool order, with two
+exceptions: a held event that the collector takes when retried arrives after
+the events that proved the collector healthy, and a peeked event arrives early
+(and again in its turn).
 """
 from __future__ import annotations
 
