@@ -14,7 +14,11 @@ Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
   healthy), ``refused_unproven`` (backoffs taken for them),
   ``dropped.spool_full``, ``dropped.empty``, ``dropped.spool_error`` (a disk
   that took nothing at shutdown), ``auth_failure`` (401/403),
-  ``retry`` (POSTs repeated after a failure).
+  ``retry`` (POSTs repeated after a failure);
+- the disk: ``spool.write_error`` (failed spool writes, retried each second) and gauge
+  ``spool.stalled`` (1 while draining is stopped by them), ``dropped.spool_damaged`` and
+  ``spool.damaged_bytes`` (damaged spool records skipped), ``dropped.landing_damaged``
+  (events lost to another process writing the landing ring).
 """
 from __future__ import annotations
 
