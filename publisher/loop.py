@@ -151,13 +151,14 @@ class Assembler:
         record = self.spool.read(position)
         if record is None:
             return None, position
-        index = position[2] if (record.segment, record.offset) == position[:2] else 0
-        if index >= record.chunk.count:
-            return None, (record.segment, record.next_offset, 0)
-        event = record.chunk.split(index)[1].split(1)[0].events()[0]
+        at_record = (record.segment, record.offset) == (position.segment, position.offset)
+        index = position.taken if at_record else 0
+        after = Position(record.segment, record.next_offset, 0)
         if index + 1 < record.chunk.count:
-            return event, (record.segment, record.offset, index + 1)
-        return event, (record.segment, record.next_offset, 0)
+            after = Position(record.segment, record.offset, index + 1)
+        if index >= record.chunk.count:
+            return None, after
+        return record.chunk.split(index)[1].split(1)[0].events()[0], after
 
 
 #: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.
