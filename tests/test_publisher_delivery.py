@@ -297,3 +297,24 @@ def test_after_a_refused_probe_the_next_event_alone_is_the_evidence(
     assert good_ids == collector.uuids()
     assert sorted(bad_ids + probe_ids) == sorted(uuid for _, uuid in letters(rig))
     assert 1 == len(rig.sleeps)
+
+
+def test_peek_walks_the_spooled_events_one_by_one_and_leaves_the_cursor(tmp_path: Path):
+    """Peeking past two records yields each event in order, then None; the cursor stays."""
+    from publisher.loop import Assembler
+    from publisher.spool import Spool
+
+    spool = Spool(str(tmp_path / "spool"), fsync="never")
+    try:
+        spool.append([b'{"n":1}', b'{"n":2}'])
+        spool.append([b'{"n":3}'])
+        assembler = Assembler(spool, "2j", 1 << 20, 1.0)
+        start = assembler.cursor
+        position, seen = start, []
+        for _ in range(4):
+            event, position = assembler.peek(position)
+            seen.append(event)
+        assert [b'{"n":1}', b'{"n":2}', b'{"n":3}', None] == seen
+        assert start == assembler.cursor
+    finally:
+        spool.close()
