@@ -163,3 +163,29 @@ def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: 
                "there\n") == (second.returncode, second.stderr.splitlines(True)[-1])
     assert 1 == first.returncode
     assert "stopped by a signal; sent " in first_output.read_text()
+
+
+def test_a_leftover_of_an_interrupted_replay_goes_first_from_its_saved_offset(
+    queue_name: str, tmp_path: Path
+):
+    """FILE.replaying with 2 of 4 lines sent, and FILE: the 2 left, then FILE; both archived."""
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    old_ids = dead_letter_file(tmp_path / "spool" / "dead-letter.jsonl.replaying", 4)
+    lines = (tmp_path / "spool" / "dead-letter.jsonl.replaying").read_bytes().splitlines(True)
+    (tmp_path / "spool" / "dead-letter.jsonl.replaying.sent").write_text(
+        f"{len(lines[0]) + len(lines[1])}\n")
+    new_ids = dead_letter_file(dead, 2)
+    with Collector(SECRET, version="2j") as collector:
+        config = write_config(tmp_path / "p.ini", queue_name,
+                              config_keys(queue_name, collector.hostname, tmp_path))
+        done = replay(queue_name, config, dead)
+    assert 0 == done.returncode, done.stderr
+    assert old_ids[2:] + new_ids == collector.uuids()
+    assert [
+        f"replay of {dead}: sent 2 events; 0 refused again, written to {dead}; "
+        f"0 unreadable lines skipped; archived as {dead}.replayed",
+        f"replay of {dead}: sent 2 events; 0 refused again, written to {dead}; "
+        f"0 unreadable lines skipped; archived as {dead}.replayed.2",
+    ] == done.stdout.splitlines()
+    assert ["dead-letter.jsonl.replayed", "dead-letter.jsonl.replayed.2"] == sorted(
+        p.name for p in (tmp_path / "spool").iterdir() if p.name.startswith("dead-letter"))
