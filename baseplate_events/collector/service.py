@@ -116,7 +116,8 @@ class Collector:
         plain = gunzip_bounded(body, self.settings.max_body)
         check_mac(self.settings.keys, key_name, mac, plain)
         try:
-            events = decode_batch(version, plain, self.reader, received_ms)
+            events = decode_batch(version, plain, self.reader, received_ms,
+                                  getattr(self.sink, "reads_documents", True))
         except MalformedBatch as exc:
             raise Refused(400, f"not a v{version} batch: {exc}") from None
         except RefusedEvents as exc:

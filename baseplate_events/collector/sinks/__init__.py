@@ -38,6 +38,11 @@ The contract
     it is False, so that a load balancer sends batches elsewhere. It must be
     cheap (it is polled) and must not raise.
 
+``Sink.reads_documents`` (optional, default True)
+    False for a sink that reads only ``uuid`` and ``raw`` (Kafka, JSONL):
+    the collector then checks each event without building its document,
+    which :attr:`StoredEvent.document` still reads on first use.
+
 ``Sink.close() -> None``
     Flush and release everything; called once when the app shuts down.
 
@@ -52,15 +57,14 @@ import; a sink module is imported only when chosen, so its dependency
 """
 from __future__ import annotations
 
-import functools
 import importlib
-from dataclasses import dataclass
+import json
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
 
-from ..documents import StructShape
+from ..documents import StructShape, read_struct
 from ..schema import named_document
 
-__all__ = ["STREAMS", "Sink", "SinkUnavailable", "StoredEvent", "create_sink"]
+__all__ = ["STREAMS", "UNREAD", "Sink", "SinkUnavailable", "StoredEvent", "create_sink"]
 
 #: The streams a batch can arrive on, by path: ``/v1``, ``/v2`` and ``/v2j``.
 STREAMS = ("v1", "v2", "v2j")
@@ -70,36 +74,82 @@ class SinkUnavailable(Exception):
     """The sink cannot take the batch now; the app answers 503 with ``Retry-After``."""
 
 
-@dataclass(frozen=True)
+class _Unread:
+    """The document of an event decoded without one (see :func:`decode_batch`)."""
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+#: What :class:`StoredEvent` is given for a document it reads from ``raw`` when asked.
+UNREAD: Any = _Unread()
+
+
 class StoredEvent:
-    """One accepted event, as the app hands it to a sink."""
+    """One accepted event, as the app hands it to a sink.
 
-    #: the event's uuid in canonical form: lower case, hyphenated, no braces or
-    #: ``urn:uuid:`` (the de-duplication key, and Kafka's message key)
-    uuid: str
-    #: the wire version it came in: ``"1"``, ``"2"`` or ``"2j"`` (its stream is ``"v" + version``)
-    version: str
-    #: the event's own JSON as it was received, UTF-8 (one element of the batch)
-    raw: bytes
-    #: the decoded generic document. v1: the JSON object. v2/v2j: a dict of
-    #: field id (int) → value, where a nested struct is again such a dict, a
-    #: list or set a list, a map a dict, and i8..i64 int, dbl float, tf bool,
-    #: str str (binary fields stay their base64 text); see
-    #: :mod:`baseplate_events.collector.documents`
-    document: Any
-    #: when the collector received it, in ms since the epoch
-    received_ms: int
-    #: the schema (``--schema``) the document was checked against, if any
-    schema: Optional[StructShape] = None
+    A plain class with slots: the collector makes one per event, and a frozen
+    dataclass cost a microsecond of each event's budget.
+    """
 
-    @functools.cached_property
+    __slots__ = ("_document", "_named", "raw", "received_ms", "schema", "uuid", "version")
+
+    def __init__(self, uuid: str, version: str, raw: bytes, document: Any = UNREAD,
+                 received_ms: int = 0, schema: Optional[StructShape] = None) -> None:
+        #: the event's uuid in canonical form: lower case, hyphenated, no braces or
+        #: ``urn:uuid:`` (the de-duplication key, and Kafka's message key)
+        self.uuid = uuid
+        #: the wire version it came in: ``"1"``, ``"2"`` or ``"2j"`` (its stream is ``"v" + version``)
+        self.version = version
+        #: the event's own JSON as it was received, UTF-8 (one element of the batch)
+        self.raw = raw
+        self._document = document
+        #: when the collector received it, in ms since the epoch
+        self.received_ms = received_ms
+        #: the schema (``--schema``) the document was checked against, if any
+        self.schema = schema
+        self._named: Any = UNREAD
+
+    @property
+    def document(self) -> Any:
+        """The decoded generic document.
+
+        v1: the JSON object. v2/v2j: a dict of field id (int) → value, where a
+        nested struct is again such a dict, a list or set a list, a map a dict,
+        and i8..i64 int, dbl float, tf bool, str str (binary fields stay their
+        base64 text); see :mod:`baseplate_events.collector.documents`. An
+        event decoded without it (the Kafka and JSONL sinks never read it) has
+        it read from ``raw`` on first use.
+        """
+        if self._document is UNREAD:
+            parsed = json.loads(self.raw)
+            self._document = parsed if self.version == "1" else read_struct(parsed, self.schema)
+        return self._document
+
+    @property
     def named(self) -> Optional[Dict[str, Any]]:
         """The document with field names (v2 with a schema), the v1 object itself, or None."""
-        if self.version == "1":
-            return self.document  # type: ignore[no-any-return]
-        if self.schema is None:
-            return None
-        return named_document(self.document, self.schema)
+        if self._named is UNREAD:
+            if self.version == "1":
+                self._named = self.document
+            elif self.schema is None:
+                self._named = None
+            else:
+                self._named = named_document(self.document, self.schema)
+        return self._named  # type: ignore[no-any-return]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StoredEvent):
+            return NotImplemented
+        return ((self.uuid, self.version, self.raw, self.document, self.received_ms, self.schema)
+                == (other.uuid, other.version, other.raw, other.document, other.received_ms,
+                    other.schema))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"StoredEvent(uuid={self.uuid!r}, version={self.version!r}, raw={self.raw!r}, "
+                f"document={self._document!r}, received_ms={self.received_ms!r})")
 
 
 class Sink(Protocol):

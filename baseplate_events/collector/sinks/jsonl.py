@@ -73,6 +73,9 @@ class JSONLSink:
     :param clock: seconds since the epoch, for file ages and names; tests pass a fake one.
     """
 
+    #: Only each event's uuid and bytes are written: no document is built.
+    reads_documents = False
+
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_seconds: float = DEFAULT_MAX_SECONDS, fsync: bool = True,
                  clock=time.time) -> None:

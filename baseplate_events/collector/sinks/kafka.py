@@ -249,6 +249,9 @@ class KafkaSink:
     from several threads at once, over one producer.
     """
 
+    #: Only each event's uuid and bytes are written: no document is built.
+    reads_documents = False
+
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
         self._lock = threading.Lock()

@@ -1,0 +1,209 @@
+"""The collector's fast path for sinks that keep only bytes and uuid (Kafka, JSONL).
+
+``decode_batch(..., documents=False)`` checks each event without building its
+document. It must take exactly the events, uuids and bytes the general path
+(``documents=True``) takes, and refuse the rest with the same reasons: the
+property tests hold the two paths to each other on valid and on mangled events.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, List, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from baseplate_events import serialize_v2_event
+from baseplate_events.collector.batches import (
+    EventReader,
+    MalformedBatch,
+    RefusedEvents,
+    decode_batch,
+)
+from baseplate_events.collector.sinks import UNREAD
+from tests.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, struct_strategy
+
+UUID = "6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"
+OTHER = "0b7e4a52-3f7e-4c56-8a3b-1f5d9c2e7a10"
+
+
+def outcome(version: str, body: bytes, reader: EventReader, documents: bool) -> Tuple[Any, ...]:
+    """What decode_batch answers: the events (uuid, bytes, document) or why not.
+
+    Documents are compared by repr: a NaN map key is not equal to itself.
+    """
+    try:
+        events = decode_batch(version, body, reader, 7, documents)
+    except RefusedEvents as exc:
+        return ("refused", [r.as_dict() for r in exc.refusals])
+    except MalformedBatch as exc:
+        return ("malformed", str(exc))
+    return ("taken", [(e.uuid, e.version, e.raw, e.received_ms, repr(e.document))
+                      for e in events])
+
+
+def batch(version: str, events: List[bytes]) -> bytes:
+    if version == "2":
+        return b'{"1":{"lst":["rec",%d,' % len(events) + b",".join(events) + b"]}}"
+    return b"[" + b",".join(events) + b"]"
+
+
+def with_uuid(encoded: bytes, value: str = UUID) -> bytes:
+    """The TJSON struct ``encoded`` with field 32000 holding ``value`` first."""
+    head = b'{"32000":{"str":"%s"}' % value.encode()
+    return head + (b"}" if encoded == b"{}" else b"," + encoded[1:])
+
+
+def assert_same(version: str, body: bytes, reader: EventReader = EventReader()) -> Tuple[Any, ...]:
+    fast = outcome(version, body, reader, documents=False)
+    assert outcome(version, body, reader, documents=True) == fast
+    return fast
+
+
+@pytest.mark.parametrize("cls", ROUND_TRIP_CLASSES, ids=lambda c: c.__name__)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_valid_structs_are_taken_alike_by_both_paths(cls: Any, data: st.DataObject) -> None:
+    """Any value of the identity schema's structs, with a uuid, is taken the same way."""
+    structs = data.draw(st.lists(struct_strategy(cls, VALID), min_size=1, max_size=3))
+    version = data.draw(st.sampled_from(["2", "2j"]))
+    body = batch(version, [with_uuid(serialize_v2_event(s)) for s in structs])
+    assert "taken" == assert_same(version, body)[0]
+
+
+def mostly(good: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``good`` seven times in eight, else ``odd``: events are wrong in one place, not all."""
+    return st.integers(0, 7).flatmap(lambda n: odd if n == 0 else good)
+
+
+FIELD_KEYS = mostly(st.sampled_from(["1", "2", "3", "4", "6", "-7"]),
+                    st.sampled_from(["5", "32000", "01", "-0", "+1", "x", "40000"]))
+TAGS = st.sampled_from(["str", "i8", "i16", "i32", "i64", "dbl", "tf", "uid", "rec", "lst",
+                        "set", "map", "str", "i32", "rec", "bin"])
+SCALARS = st.one_of(
+    st.integers(-(2**64), 2**64),
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=4),
+    st.sampled_from([UUID, UUID.upper(), "{%s}" % UUID, "urn:uuid:" + UUID, OTHER, "NaN",
+                     "-Infinity", "Infinity", UUID.replace("-", "")]),
+    st.booleans(),
+    st.none(),
+)
+
+
+def _ints(low: int, high: int) -> st.SearchStrategy[int]:
+    return mostly(st.integers(low, high), st.sampled_from([low - 1, low, high, high + 1]))
+
+
+def _list_of(tag: str) -> st.SearchStrategy[List[Any]]:
+    return st.lists(_bare(tag), max_size=3).flatmap(
+        lambda items: st.sampled_from([len(items)] * 4 + [len(items) + 1]).map(
+            lambda count: [tag, count, *items]))
+
+
+def _map_of(key_tag: str, value_tag: str) -> st.SearchStrategy[List[Any]]:
+    keys = {"str": st.text(max_size=3), "i32": st.sampled_from(["1", "-2", "x", "01"]),
+            "tf": st.sampled_from(["0", "1", "2"])}.get(key_tag, st.text(max_size=3))
+    return st.dictionaries(keys, _bare(value_tag), max_size=3).map(
+        lambda pairs: [key_tag, value_tag, len(pairs), pairs])
+
+
+def _bare(tag: str) -> st.SearchStrategy[Any]:
+    """A JSON value for a TJSON ``tag``: mostly right, at times just off (range, count, type)."""
+    if tag in RANGES:
+        return _ints(*RANGES[tag])
+    return {
+        "str": st.one_of(st.text(max_size=4), st.sampled_from([UUID, UUID.upper(), OTHER])),
+        "dbl": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(),
+                         st.sampled_from(["NaN", "Infinity", "-Infinity", "nan"])),
+        "tf": st.integers(-1, 2),
+        "uid": st.sampled_from([UUID, UUID.upper(), "x"]),
+        "rec": st.deferred(lambda: STRUCTS),
+        "lst": TAGS.flatmap(_list_of),
+        "set": TAGS.flatmap(_list_of),
+        "map": st.tuples(st.sampled_from(["str", "i32", "tf", "rec"]), TAGS).flatmap(
+            lambda kv: _map_of(*kv)),
+    }.get(tag, SCALARS)
+
+
+RANGES = {"i8": (-(2**7), 2**7 - 1), "i16": (-(2**15), 2**15 - 1),
+          "i32": (-(2**31), 2**31 - 1), "i64": (-(2**63), 2**63 - 1)}
+_GOOD = TAGS.flatmap(lambda tag: _bare(tag).map(lambda value: {tag: value}))
+TYPED = mostly(_GOOD, st.one_of(st.dictionaries(TAGS, SCALARS, max_size=2), SCALARS))
+STRUCTS = st.dictionaries(FIELD_KEYS, TYPED, max_size=4)
+EVENTS = st.tuples(STRUCTS, st.sampled_from(["5", "1", "32000"]),
+                   st.sampled_from([UUID, UUID.upper(), OTHER, "x"])).map(
+    lambda t: {t[1]: {"str": t[2]}, **t[0]})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(mostly(EVENTS, SCALARS), min_size=1, max_size=3),
+       version=st.sampled_from(["2", "2j"]),
+       uuid_field=st.sampled_from([None, 1, 5, 32000]))
+def test_mangled_events_get_the_same_answer_from_both_paths(
+        events: List[Any], version: str, uuid_field: Any) -> None:
+    """Any JSON, TJSON-like or not, is taken or refused by both paths alike, with one reason."""
+    body = batch(version, [json.dumps(e).encode() for e in events])
+    assert_same(version, body, EventReader(uuid_field=uuid_field))
+
+
+def test_the_publishers_batch_is_checked_without_building_documents() -> None:
+    """A well-formed batch takes the fast path: each document is read only when asked for."""
+    event = b'{"1":{"str":"shop"},"5":{"str":"%s"},"6":{"rec":{"1":{"i64":3}}}}' % UUID.encode()
+    (stored,) = decode_batch("2", batch("2", [event]))
+    assert (UUID, UNREAD) == (stored.uuid, stored._document)
+    assert {1: "shop", 5: UUID, 6: {1: 3}} == stored.document
+
+
+def test_two_uuid_fields_are_refused_by_the_fast_path_too() -> None:
+    """Two top-level UUID strings: the same 422 reason as the general path."""
+    event = b'{"1":{"str":"%s"},"2":{"str":"%s"}}' % (UUID.encode(), OTHER.upper().encode())
+    assert ("refused", [{"index": 0, "uuid": None, "reason":
+                         "fields 1, 2 all hold UUIDs; say which is the event's uuid with "
+                         "--uuid-field ID"}]) == assert_same("2j", batch("2j", [event]))
+
+
+def test_a_field_id_written_twice_is_one_field_as_in_the_general_path() -> None:
+    """'5' and '05' are one field: the later value is the document's, on both paths."""
+    event = b'{"5":{"str":"%s"},"05":{"str":"%s"}}' % (UUID.encode(), OTHER.encode())
+    assert ("taken", [(OTHER, "2j", event, 7, repr({5: OTHER}))]) == assert_same(
+        "2j", batch("2j", [event]))
+
+
+ONE_FLAW = {
+    "i8 out of range": '"1":{"i8":128}',
+    "i64 out of range": '"1":{"i64":9223372036854775808}',
+    "two tags": '"1":{"str":"a","i32":1}',
+    "no tag": '"1":{}',
+    "tf neither 1 nor 0": '"1":{"tf":2}',
+    "list count": '"1":{"lst":["i32",2,1]}',
+    "unknown element type": '"1":{"lst":["nope",0]}',
+    "map key not an integer": '"1":{"map":["i32","str",1,{"x":"a"}]}',
+    "map count": '"1":{"map":["str","str",2,{"a":"b"}]}',
+    "not a uuid": '"1":{"uid":"x"}',
+    "lower-case nan": '"1":{"dbl":"nan"}',
+    "nested out of range": '"1":{"rec":{"1":{"i16":40000}}}',
+    "unknown nested tag": '"1":{"set":["rec",1,{"1":{"bad":1}}]}',
+    "field id out of range": '"40000":{"str":"a"}',
+    "float for an int": '"1":{"i32":1.0}',
+    "number for a string": '"1":{"str":1}',
+    "unknown tag": '"1":{"bin":"x"}',
+    "uuid field written again, not a uuid": '"05":{"str":"x"}',
+}
+
+
+@pytest.mark.parametrize("flaw", ONE_FLAW.values(), ids=list(ONE_FLAW))
+def test_an_event_wrong_in_one_place_is_refused_by_both_paths(flaw: str) -> None:
+    """Each rule read_struct keeps holds on the fast path: the same 422 and reason."""
+    event = b'{"5":{"str":"%s"},%s}' % (UUID.encode(), flaw.encode())
+    assert "refused" == assert_same("2", batch("2", [event]))[0]
+
+
+def test_the_uuid_field_written_again_as_an_integer_is_refused_by_both_paths() -> None:
+    """--uuid-field 5 with '5' then '05' (an i32): the document's field 5 is the i32."""
+    event = b'{"5":{"str":"%s"},"05":{"i32":1}}' % UUID.encode()
+    assert ("refused", [{"index": 0, "uuid": None,
+                         "reason": "field 5: missing or not a string (--uuid-field 5)"}]
+            ) == assert_same("2j", batch("2j", [event]), EventReader(uuid_field=5))
