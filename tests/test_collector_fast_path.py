@@ -8,7 +8,7 @@ property tests hold the two paths to each other on valid and on mangled events.
 from __future__ import annotations
 
 import json
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,7 +55,10 @@ def with_uuid(encoded: bytes, value: str = UUID) -> bytes:
     return head + (b"}" if encoded == b"{}" else b"," + encoded[1:])
 
 
-def assert_same(version: str, body: bytes, reader: EventReader = EventReader()) -> Tuple[Any, ...]:
+def assert_same(version: str, body: bytes, reader: Optional[EventReader] = None
+                ) -> Tuple[Any, ...]:
+    """Both paths' answer to ``body``, after checking that they are the same."""
+    reader = EventReader() if reader is None else reader
     fast = outcome(version, body, reader, documents=False)
     assert outcome(version, body, reader, documents=True) == fast
     return fast

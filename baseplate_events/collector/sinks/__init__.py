@@ -99,7 +99,7 @@ class StoredEvent:
         #: the event's uuid in canonical form: lower case, hyphenated, no braces or
         #: ``urn:uuid:`` (the de-duplication key, and Kafka's message key)
         self.uuid = uuid
-        #: the wire version it came in: ``"1"``, ``"2"`` or ``"2j"`` (its stream is ``"v" + version``)
+        #: the wire version it came in: ``"1"``, ``"2"`` or ``"2j"`` (stream ``"v" + version``)
         self.version = version
         #: the event's own JSON as it was received, UTF-8 (one element of the batch)
         self.raw = raw
