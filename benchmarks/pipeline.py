@@ -235,6 +235,9 @@ def run_throughput(
         if stats["events"] < events:
             raise RuntimeError(f"{label}: {int(stats['events'])} of {events} events arrived "
                                f"in {timeout:g}s:\n{setup.log()}")
+        if stats["refused"]:
+            raise RuntimeError(f"{label}: the collector's intake refused {int(stats['refused'])} "
+                               f"requests:\n{setup.log()}")
         return RunResult(
             label=label,
             events=int(stats["events"]),

@@ -1,10 +1,14 @@
 """A strict, scriptable event collector on 127.0.0.1, port 0, for the publisher's tests.
 
-It checks everything baseplate's collector relies on: the path ``/v{version}``,
-``Content-Type``, ``Content-Encoding: gzip``, a ``Date`` within five minutes,
-and ``X-Signature: key=NAME, mac=HEX`` against HMAC-SHA256 of the gunzipped
-body (compared in constant time). A request that fails a check is answered
-400 and recorded in :attr:`Collector.problems`, which every test expects empty.
+It checks what the reference collector checks, with the reference collector's
+own intake (:func:`baseplate_events.collector.intake.check_batch`: the
+signature, a ``Date`` within five minutes, the encodings, the gzip body and
+its HMAC-SHA256), and, more strictly, that the publisher sends each header in
+its one canonical form: the path ``/v{version}``, ``Content-Type:
+application/json`` and ``Content-Encoding: gzip`` exactly, a ``User-Agent``, a
+GMT ``Date`` and ``X-Signature: key=NAME, mac=<64 lower-case hex digits>``.
+A wrong key or mac is answered 403; any other failed check is answered 400 and
+recorded in :attr:`Collector.problems`, which every test expects empty.
 
 It can be scripted to misbehave: a spell of 503s (or any status: a blanket
 400 or 500) with an optional ``Retry-After``, 413 for large bodies, 422 (or
@@ -12,19 +16,17 @@ It can be scripted to misbehave: a spell of 503s (or any status: a blanket
 """
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import hmac
 import json
 import re
 import socket
 import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set
+
+from baseplate_events.collector.intake import Refused, check_batch
 
 SIGNATURE = re.compile(r"^key=([^,\s]+), mac=([0-9a-f]{64})$")
 MAX_BODY = 8 << 20
@@ -192,27 +194,15 @@ class Collector:
         if not h.get("User-Agent"):
             return 400, "no User-Agent", None
         date = h.get("Date", "")
-        try:
-            when = email.utils.parsedate_to_datetime(date).timestamp()
-        except (TypeError, ValueError):
-            return 400, f"Date is not RFC 1123: {date!r}", None
-        if not date.endswith(" GMT") or abs(when - time.time()) > 300:
+        if not date.endswith(" GMT"):
             return 400, f"Date is not a current GMT date: {date!r}", None
-        try:
-            decompressor = zlib.decompressobj(31)
-            body = decompressor.decompress(compressed, MAX_BODY)
-            if decompressor.unconsumed_tail or not decompressor.eof:
-                return 400, "gzip body is truncated or larger than the collector allows", None
-        except zlib.error as exc:
-            return 400, f"body is not gzip: {exc}", None
-        match = SIGNATURE.match(h.get("X-Signature", ""))
-        if match is None:
+        if SIGNATURE.match(h.get("X-Signature", "")) is None:
             return 400, f"X-Signature malformed: {h.get('X-Signature')!r}", None
-        if match.group(1) != self.key_name:
-            return 401, f"unknown key {match.group(1)}", None
-        expected = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, match.group(2)):
-            return 403, "signature mismatch", None
+        try:
+            _, body = check_batch(h, compressed, {self.key_name: self.secret}, time.time(),
+                                  max_body=MAX_BODY)
+        except Refused as refusal:  # 403: a wrong key or mac; anything else is the publisher's bug
+            return (403 if refusal.status == 403 else 400), str(refusal), None
         return 200, "", body
 
 

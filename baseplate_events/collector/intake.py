@@ -1,8 +1,12 @@
 """The collector's checks on one POSTed batch, before anything is decoded.
 
-Each rule is one function; the WSGI app (:mod:`baseplate_events.collector.app`)
-calls them in the order a strict collector makes them, and each raises
-:class:`Refused` carrying the HTTP status and the message for the answer.
+Each rule is one function raising :class:`Refused`, which carries the HTTP
+status and the message for the answer; :func:`check_batch` makes them all in
+the order a strict collector makes them. This is the one intake: the WSGI app
+(:mod:`baseplate_events.collector.service`), the tests' scriptable collector
+(``tests/support_collector.py``) and the benchmark's counting collector
+(``benchmarks/collector.py``, which makes only :func:`check_headers`, to stay
+cheap) all check requests here.
 
 Statuses, and why each:
 
@@ -28,14 +32,16 @@ import hashlib
 import hmac
 import re
 import zlib
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_REPLAY_WINDOW",
     "Refused",
+    "check_batch",
     "check_date",
     "check_encoding",
+    "check_headers",
     "check_mac",
     "declared_length",
     "gunzip_bounded",
@@ -56,6 +62,12 @@ _DIGITS = re.compile(r"^[0-9]+$")
 #: a secret no key has (its HMAC is computed for an unknown key, so that the
 #: answer costs the same time as for a wrong mac)
 _NO_SECRET = b"\0" * 32
+
+
+class Headers(Protocol):
+    """A request's headers by name: a dict, or ``http.server``'s (case-insensitive)."""
+
+    def get(self, name: str) -> Optional[str]: ...
 
 
 class Refused(Exception):
@@ -174,3 +186,30 @@ def declared_length(content_length: Optional[str], chunked: bool, max_body: int)
             413, f"body is {length} bytes; the collector takes at most {max_body}", length=length
         )
     return length
+
+
+def check_headers(headers: Headers, now: float, window: float = DEFAULT_REPLAY_WINDOW
+                  ) -> Tuple[str, str]:
+    """The checks that need no body: signature form, ``Date``, encodings; (key name, mac).
+
+    :raises Refused: 401 (signature header, ``Date``) or 415 (encodings).
+    """
+    key_name, mac = parse_signature(headers.get("X-Signature"))
+    check_date(headers.get("Date"), now, window)
+    check_encoding(headers.get("Content-Encoding"), headers.get("Content-Type"))
+    return key_name, mac
+
+
+def check_batch(headers: Headers, body: bytes, keys: Mapping[str, bytes], now: float,
+                window: float = DEFAULT_REPLAY_WINDOW, max_body: int = DEFAULT_MAX_BODY
+                ) -> Tuple[str, bytes]:
+    """Every check on one signed, gzipped batch; (key name, uncompressed body).
+
+    :param keys: secret by key name.
+    :param now: the collector's clock, seconds since the epoch.
+    :raises Refused: as the module docstring says, the first check failed.
+    """
+    key_name, mac = check_headers(headers, now, window)
+    plain = gunzip_bounded(body, max_body)
+    check_mac(keys, key_name, mac, plain)
+    return key_name, plain

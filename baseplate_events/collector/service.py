@@ -18,14 +18,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 from typing import runtime_checkable
 
 from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
-from .intake import (
-    Refused,
-    check_date,
-    check_encoding,
-    check_mac,
-    gunzip_bounded,
-    parse_signature,
-)
+from .intake import Refused, check_batch
 from .settings import CollectorSettings
 from .sinks import Sink, SinkUnavailable
 
@@ -110,11 +103,8 @@ class Collector:
         version = PATHS.get(path)
         if version is None:
             raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
-        key_name, mac = parse_signature(headers.get("X-Signature"))
-        check_date(headers.get("Date"), self.clock(), self.settings.replay_window)
-        check_encoding(headers.get("Content-Encoding"), headers.get("Content-Type"))
-        plain = gunzip_bounded(body, self.settings.max_body)
-        check_mac(self.settings.keys, key_name, mac, plain)
+        _, plain = check_batch(headers, body, self.settings.keys, self.clock(),
+                               self.settings.replay_window, self.settings.max_body)
         try:
             events = decode_batch(version, plain, self.reader, received_ms,
                                   getattr(self.sink, "reads_documents", True))
