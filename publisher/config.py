@@ -11,6 +11,7 @@ import binascii
 import configparser
 import os
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
@@ -33,6 +34,7 @@ KNOWN_KEYS = frozenset(
         "collector.version",
         "collector.timeout",
         "collector.gzip_level",
+        "collector.ca_file",
         "key.name",
         "key.secret",
         "key.secret_file",
@@ -99,6 +101,7 @@ class PublisherConfig:
     health_interval: float
     health_log_interval: float
     unknown_keys: Tuple[str, ...] = ()
+    collector_ca_file: Optional[str] = None
 
     @property
     def collector_url(self) -> str:
@@ -280,6 +283,22 @@ def _base64_secret(key: str, value: str) -> bytes:
     return secret
 
 
+def _ca_file(key: str, value: str) -> str:
+    """A readable PEM bundle (checked now, so that a typo stops the start, not every POST)."""
+    try:
+        with open(value, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {value!r}: {exc.strerror}") from None
+    try:
+        ssl.create_default_context(cafile=value)
+    except ssl.SSLError:
+        raise ConfigError(
+            key, f"no certificate in {value!r}: expected PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    return value
+
+
 def _secret(reader: _Reader) -> bytes:
     inline = reader.optional("key.secret")
     path = reader.optional("key.secret_file")
@@ -323,6 +342,7 @@ def parse_section(
             "retry.backoff_max",
             f"must be at least retry.backoff_initial ({backoff_initial:g}), got {backoff_max:g}",
         )
+    ca_file = r.optional("collector.ca_file")
     unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
     return PublisherConfig(
         queue_name=queue_name,
@@ -359,6 +379,7 @@ def parse_section(
         health_interval=r.get("health.interval", _positive_seconds, 5.0),
         health_log_interval=r.get("health.log_interval", _seconds, 60.0),
         unknown_keys=unknown,
+        collector_ca_file=_ca_file("collector.ca_file", ca_file) if ca_file else None,
     )
 
 
