@@ -52,7 +52,7 @@ class Reply:
 
 
 def _describe(exc: BaseException) -> str:
-    """The innermost cause of ``exc``, on one line (requests nests urllib3's, which nest OSErrors)."""
+    """The innermost cause of ``exc``, on one line (requests wraps urllib3 wraps OSError)."""
     seen = {id(exc)}
     while True:
         inner = exc.__cause__ or exc.__context__
@@ -261,12 +261,17 @@ class Transport:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if self.watchdog.disarm():
-                raise TransportError(
-                    f"no complete answer within collector.timeout ({self.timeout:g}s)"
-                ) from exc
+                raise TransportError(self._overran) from exc
             raise TransportError(_describe(exc)) from exc
-        self.watchdog.disarm()
+        if self.watchdog.disarm():
+            # The cut can look like a clean end (http.client takes the end of the
+            # connection for the end of chunked trailers): do not trust this answer.
+            raise TransportError(self._overran)
         return Reply(response.status_code, response.reason or "", response.headers, text)
+
+    @property
+    def _overran(self) -> str:
+        return f"no complete answer within collector.timeout ({self.timeout:g}s)"
 
     @property
     def connections(self) -> int:

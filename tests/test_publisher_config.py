@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from baseplate_events.errors import ConfigError
 from publisher.config import KNOWN_KEYS, load, parse_section
 
+from .support_http import PrivateCA
 from .support_publisher import run_publisher, write_config
 
 MINIMAL = {
@@ -212,3 +213,44 @@ def test_one_fuzzed_key_in_a_good_section(key: str, value: str):
         related = {key, "key.secret"} if key == "key.secret" else {key, "retry.backoff_max"}
         assert exc.key in related
         assert "\n" not in str(exc)
+
+
+def test_ca_file_that_does_not_exist(tmp_path: Path):
+    """A collector.ca_file that is not there is named with the reason."""
+    missing = tmp_path / "nope.pem"
+    raw = dict(MINIMAL, **{"collector.ca_file": str(missing)})
+    expected = f"collector.ca_file: cannot read '{missing}': No such file or directory"
+    assert expected == error_of(raw)
+
+
+def test_ca_file_that_holds_no_certificate(tmp_path: Path):
+    """A collector.ca_file without a PEM certificate in it is refused at start."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    raw = dict(MINIMAL, **{"collector.ca_file": str(bundle)})
+    expected = (
+        f"collector.ca_file: no certificate in '{bundle}': "
+        "expected PEM (-----BEGIN CERTIFICATE-----)"
+    )
+    assert expected == error_of(raw)
+
+
+def test_ca_file_is_kept(tmp_path: Path):
+    """A readable PEM bundle is taken as it is; without the key there is none."""
+    bundle = PrivateCA(tmp_path / "ca").ca_file
+    raw = dict(MINIMAL, **{"collector.ca_file": str(bundle)})
+    assert str(bundle) == parse_section("q", raw, environ={}).collector_ca_file
+    assert parse_section("q", dict(MINIMAL), environ={}).collector_ca_file is None
+
+
+def test_unreadable_ca_file_exits_2_with_one_line(tmp_path: Path):
+    """The real command stops with status 2 and one line naming collector.ca_file."""
+    raw = dict(MINIMAL, **{"collector.ca_file": str(tmp_path)})
+    path = write_config(tmp_path / "c.ini", "q", raw)
+    result = run_publisher("q", path)
+    assert 2 == result.returncode
+    expected = (
+        "baseplate-events-publisher: error: collector.ca_file: "
+        f"cannot read '{tmp_path}': Is a directory\n"
+    )
+    assert expected == result.stderr
