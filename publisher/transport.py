@@ -29,6 +29,7 @@ import requests.utils
 import urllib3.exceptions
 import urllib3.util
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -227,14 +228,11 @@ class Transport:
         proxy_tls = ssl.create_default_context(cafile=ca_file or requests.certs.where())
         session = requests.Session()
         session.trust_env = False
-        # Only the sender's headers, as before: no Accept, no Connection, and no
-        # "Accept-Encoding: identity" from http.client (which is what it means anyway).
-        session.headers.clear()
-        session.headers["Accept-Encoding"] = urllib3.util.SKIP_HEADER
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         adapter = _OneConnectionAdapter(self.watchdog, proxy_tls)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        self._url = session.prepare_request(requests.Request("POST", url)).url
         self.session = session
 
     def post(self, headers: Dict[str, str], body: bytes) -> Reply:
@@ -244,10 +242,8 @@ class Transport:
         """
         self.watchdog.arm(self.timeout)
         try:
-            response = self.session.post(
-                self.url,
-                data=body,
-                headers=headers,
+            response = self.session.send(
+                self._request(headers, body),
                 timeout=self.timeout,
                 proxies=self.proxies,
                 verify=self._verify,
@@ -268,6 +264,19 @@ class Transport:
             # connection for the end of chunked trailers): do not trust this answer.
             raise TransportError(self._overran)
         return Reply(response.status_code, response.reason or "", response.headers, text)
+
+    def _request(self, headers: Dict[str, str], body: bytes) -> requests.PreparedRequest:
+        """The POST, prepared by hand: ``Session.request`` would spend about 150 µs of CPU
+        merging settings that never change (measured with ``benchmarks.post``)."""
+        request = requests.PreparedRequest()
+        request.method = "POST"
+        request.url = self._url
+        # Only the sender's headers, as before: no "Accept-Encoding: identity"
+        # from http.client (which is what it means anyway).
+        request.headers = CaseInsensitiveDict({"Accept-Encoding": urllib3.util.SKIP_HEADER})
+        request.headers.update(headers)
+        request.body = body
+        return request
 
     @property
     def _overran(self) -> str:
