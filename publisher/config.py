@@ -199,9 +199,10 @@ def _mode(key: str, value: str) -> int:
 
 
 def _hostname(key: str, value: str) -> str:
-    if "/" in value or any(c.isspace() for c in value):
+    if any(c in "/@?#" or c.isspace() for c in value):
         raise ConfigError(
-            key, f"expected a host name with an optional :port (no scheme or path), got {value!r}"
+            key,
+            f"expected a host name with an optional :port (no scheme, user or path), got {value!r}",
         )
     host, sep, port = value.rpartition(":")
     if sep and not host.endswith("]") and ":" not in host:

@@ -15,11 +15,13 @@ or write then fails, and the POST ends as an I/O error.
 from __future__ import annotations
 
 import http.cookiejar
+import logging
 import os
 import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Type
 
@@ -33,6 +35,8 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+
+logger = logging.getLogger(__name__)
 
 #: Most of an answer's body read; a longer one is cut and its connection closed.
 MAX_ANSWER = 1 << 20
@@ -50,6 +54,15 @@ class Reply:
     reason: str  # the status line's reason phrase
     headers: Mapping[str, str]  # case-insensitive
     body: bytes  # at most MAX_ANSWER bytes
+
+
+def _without_credentials(proxy: Optional[str]) -> Optional[str]:
+    if not proxy:
+        return None
+    parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
 
 def _describe(exc: BaseException) -> str:
@@ -225,6 +238,11 @@ class Transport:
         self.watchdog = Watchdog()
         self._verify: Any = ca_file or True
         self.proxies: Dict[str, str] = requests.utils.get_environ_proxies(url)
+        #: The proxy the POSTs go through, without its credentials (None: direct).
+        self.proxy = _without_credentials(requests.utils.select_proxy(url, self.proxies))
+        if self.proxy is not None:
+            logger.info("posting to %s through the proxy %s (from the environment)", url,
+                        self.proxy)
         proxy_tls = ssl.create_default_context(cafile=ca_file or requests.certs.where())
         session = requests.Session()
         session.trust_env = False
@@ -232,6 +250,7 @@ class Transport:
         adapter = _OneConnectionAdapter(self.watchdog, proxy_tls)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        self._adapter = adapter
         self._url = session.prepare_request(requests.Request("POST", url)).url
         self.session = session
 
@@ -263,6 +282,15 @@ class Transport:
             # The cut can look like a clean end (http.client takes the end of the
             # connection for the end of chunked trailers): do not trust this answer.
             raise TransportError(self._overran)
+        if response.status_code < 200:
+            # http.client skips 100 Continue only; any other interim answer (103
+            # Early Hints) comes back as if final, and the real one would be read
+            # as the answer to the next POST. Drop the connection instead.
+            self._adapter.close()
+            raise TransportError(
+                f"interim answer {response.status_code} {response.reason} in place of the "
+                "final one; connection closed"
+            )
         return Reply(response.status_code, response.reason or "", response.headers, text)
 
     def _request(self, headers: Dict[str, str], body: bytes) -> requests.PreparedRequest:

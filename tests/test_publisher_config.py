@@ -254,3 +254,14 @@ def test_unreadable_ca_file_exits_2_with_one_line(tmp_path: Path):
         f"cannot read '{tmp_path}': Is a directory\n"
     )
     assert expected == result.stderr
+
+
+@pytest.mark.parametrize("value", ["events:pw@collector.example", "collector.example/v2",
+                                   "collector.example?x", "https://collector.example"])
+def test_hostname_without_user_path_or_scheme(value: str):
+    """collector.hostname is a host and port only: credentials or a path would go astray."""
+    expected = (
+        "collector.hostname: expected a host name with an optional :port "
+        f"(no scheme, user or path), got {value!r}"
+    )
+    assert expected == error_of(dict(MINIMAL, **{"collector.hostname": value}))

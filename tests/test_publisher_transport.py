@@ -150,6 +150,25 @@ def test_answers_keep_one_connection(servers):
     assert (1, 1) == (len(set(server.client_ports)), sender.connections)
 
 
+def test_an_interim_answer_other_than_100_drops_the_connection(servers):
+    """A 103 before the final answer: an I/O error and a fresh connection, never a skewed answer."""
+    server = scripted(
+        servers,
+        answer(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+               b"HTTP/1.1 422 Unprocessable\r\nContent-Length: 4\r\n\r\nnope"),
+        answer(OK),
+    )
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    answers = [sender.post(BODY, 1) for _ in range(2)]
+    sender.close()
+    expected = [
+        Answer(None, "interim answer 103 Early Hints in place of the final one; connection closed"),
+        Answer(200, ""),
+    ]
+    assert expected == answers
+    assert 2 == len(set(server.client_ports))
+
+
 def test_a_close_delimited_answer_ends_the_connection(servers):
     """An HTTP/1.0 answer without a length is read to the end; the next POST reconnects."""
     server = scripted(servers, answer(b"HTTP/1.0 503 Busy\r\n\r\ntry later"), answer(OK))
@@ -275,6 +294,16 @@ def test_credentials_in_https_proxy_go_in_the_connect(servers, ca: PrivateCA, mo
     token = base64.b64encode(b"events:p@ss:word").decode()
     assert [(f"localhost:{port}", f"Basic {token}")] == proxy.seen
     assert [BODY] == [r.body for r in collector.received]
+
+
+def test_the_proxy_is_logged_without_its_credentials(monkeypatch, caplog):
+    """The proxy taken from the environment is logged once, its password left out."""
+    monkeypatch.setenv("https_proxy", "http://events:hunter2@proxy.example:3128")
+    with caplog.at_level("INFO", logger="publisher.transport"):
+        sender = sender_for("https://collector.example/v2")
+    sender.close()
+    assert ["posting to https://collector.example/v2 through the proxy "
+            "http://proxy.example:3128 (from the environment)"] == caplog.messages
 
 
 def test_wrong_proxy_credentials_are_an_io_error(servers, ca: PrivateCA, monkeypatch):
