@@ -228,8 +228,9 @@ class Transport:
 
     The ``http(s)_proxy`` and ``no_proxy`` environment is read once, here;
     nothing else from the environment (``.netrc``, ``REQUESTS_CA_BUNDLE``,
-    ``CURL_CA_BUNDLE``) applies. Certificates are always checked, against
-    ``ca_file`` if given, else requests' bundle (certifi).
+    ``CURL_CA_BUNDLE``) applies. Certificates, the collector's and an
+    ``https://`` proxy's, are always checked: against ``ca_file`` if given,
+    else requests' bundle (certifi).
     """
 
     def __init__(self, url: str, timeout: float, ca_file: Optional[str] = None) -> None:
@@ -271,7 +272,7 @@ class Transport:
             )
             try:
                 # At most MAX_ANSWER bytes: a longer answer is cut and its connection closed.
-                text = response.raw.read(MAX_ANSWER, decode_content=True)
+                content = response.raw.read(MAX_ANSWER, decode_content=True)
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -291,11 +292,15 @@ class Transport:
                 f"interim answer {response.status_code} {response.reason} in place of the "
                 "final one; connection closed"
             )
-        return Reply(response.status_code, response.reason or "", response.headers, text)
+        return Reply(response.status_code, response.reason or "", response.headers, content)
 
     def _request(self, headers: Dict[str, str], body: bytes) -> requests.PreparedRequest:
-        """The POST, prepared by hand: ``Session.request`` would spend about 150 µs of CPU
-        merging settings that never change (measured with ``benchmarks.post``)."""
+        """The POST, prepared by hand for ``Session.send``.
+
+        ``Session.request`` merges settings that never change here and, measured
+        with ``benchmarks.post``, doubled the HTTP's CPU per POST (420 µs, 215 µs
+        this way, against 25-45 µs for the hand-written client it replaced).
+        """
         request = requests.PreparedRequest()
         request.method = "POST"
         request.url = self._url
