@@ -79,9 +79,9 @@ def test_non_numeric_size():
 def test_integers_in_a_range():
     """gzip level and sender niceness name their range and the value given."""
     cfg = parse_section("q", dict(MINIMAL), environ={})
-    assert (6, 10) == (cfg.gzip_level, cfg.sender_nice)
-    cfg = parse_section("q", dict(MINIMAL, **{"sender.nice": "0"}), environ={})
-    assert 0 == cfg.sender_nice
+    assert (6, 0) == (cfg.gzip_level, cfg.sender_nice)
+    cfg = parse_section("q", dict(MINIMAL, **{"sender.nice": "10"}), environ={})
+    assert 10 == cfg.sender_nice
     assert "sender.nice: expected an integer from 0 to 19, got '-5'" == error_of(
         dict(MINIMAL, **{"sender.nice": "-5"}))
     assert "collector.gzip_level: expected an integer from 1 to 9, got 'max'" == error_of(

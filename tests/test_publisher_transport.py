@@ -351,6 +351,21 @@ def test_an_https_proxy_with_an_unknown_certificate_is_refused(
     assert "certificate verify failed" in result.reason
 
 
+def test_an_https_proxy_for_a_plain_http_collector_is_checked_too(
+    servers, ca: PrivateCA, rogue_ca: PrivateCA, monkeypatch
+):
+    """http_proxy=https://...: the proxy's certificate is checked though the collector is http."""
+    server = scripted(servers, answer(OK))
+    proxy = ConnectProxy("events", "secret", tls=rogue_ca.server_context())
+    servers.append(proxy)
+    monkeypatch.setenv("http_proxy", f"https://events:secret@localhost:{proxy.port}")
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", ca_file=ca.ca_file)
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert (None, [], []) == (result.status, proxy.seen, server.requests)
+    assert "certificate verify failed" in result.reason
+
+
 def test_no_proxy_is_honoured(servers, monkeypatch):
     """A collector listed in no_proxy is reached directly."""
     server = scripted(servers, answer(OK))
