@@ -15,13 +15,16 @@ from typing import List, Optional
 
 from baseplate_events.errors import ConfigError, MessageQueueError
 from baseplate_events.message_queue import MessageQueue
+from baseplate_events.queue_limits import QueueSettingNames
 
 from . import config as config_module
 from .delivery import Backoff, DeadLetters, Deliverer
+from .landing import LandingError, landing_directory
 from .loop import Publisher
 from .metrics import Metrics
 from .sending import Sender
 from .spool import Spool, SpoolError
+from .upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1
@@ -53,15 +56,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+#: How the publisher's config spells the settings that shape the queue.
+QUEUE_SETTINGS = QueueSettingNames("max_queue_size", "max_event_size", "queue.mode")
+
+
 def _open_queue(cfg: config_module.PublisherConfig) -> "tuple[MessageQueue, bool]":
-    """Open the queue, creating it (mode ``queue.mode``) if the apps have not yet."""
-    sizes = (cfg.max_queue_size, cfg.max_event_size)
-    try:
-        return MessageQueue(cfg.queue_path, *sizes, create=False), False
-    except MessageQueueError as exc:
-        if "does not exist" not in str(exc):
-            raise
-    return MessageQueue(cfg.queue_path, *sizes, mode=cfg.queue_mode), True
+    """Open the queue, creating it with mode ``queue.mode`` if the apps have not yet.
+
+    One the apps (or another user) made is checked before use: see
+    :mod:`baseplate_events.queue_access`.
+    """
+    queue = MessageQueue(
+        cfg.queue_path,
+        cfg.max_queue_size,
+        cfg.max_event_size,
+        mode=cfg.queue_mode,
+        setting_names=QUEUE_SETTINGS,
+    )
+    return queue, queue.created
 
 
 def _keep_big_buffers() -> None:
@@ -77,6 +89,13 @@ def _keep_big_buffers() -> None:
     mallopt(_M_MMAP_THRESHOLD, 4 << 20)
 
 
+def _count_damage(metrics: Metrics, events: int, size: int) -> None:
+    """Damaged spool records skipped: the events they held (when known) and their bytes."""
+    if size:
+        metrics.incr("dropped.spool_damaged", events)
+        metrics.incr("spool.damaged_bytes", size)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the publisher; returns the exit status."""
     args = _arguments(sys.argv[1:] if argv is None else argv)
@@ -90,11 +109,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = config_module.load(args.config_file, args.queue_name)
     except ConfigError as exc:
         return _fail(str(exc))
+    for warning in cfg.warnings:
+        logger.warning("%s", warning)
     if cfg.unknown_keys:
         logger.warning(
-            "ignoring unknown keys in [event-publisher:%s]: %s",
+            "[event-publisher:%s]: ignoring %s",
             cfg.queue_name,
-            ", ".join(cfg.unknown_keys),
+            config_module.unknown_keys_text(cfg.unknown_keys),
         )
     try:
         queue, created = _open_queue(cfg)
@@ -112,9 +133,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SpoolError as exc:
         queue.close()
         return _fail(str(exc))
+    try:
+        landing_directory(spool.path)  # checked now, so that a bad one stops the start
+    except LandingError as exc:
+        queue.close()
+        spool.close()
+        return _fail(str(exc))
+    old_default = config_module.legacy_spool_path(cfg.queue_name)
+    if cfg.spool_path == config_module.default_spool_path(cfg.queue_name) != old_default:
+        replay_old_spool(spool, old_default)
 
-    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
+    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint,
+                      prometheus=cfg.metrics_prometheus, queue_name=cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
+    spool.on_damage = lambda events, size: _count_damage(metrics, events, size)
+    _count_damage(metrics, spool.damaged_events, spool.damaged_bytes)
     sender = Sender(
         cfg.collector_url,
         cfg.key_name,
@@ -138,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "collector %s (version %s, key %s); %s",
         cfg.queue_path,
         "created" if created else "opened",
-        f"{cfg.queue_mode:04o}" if created else "as found",
+        f"{queue.mode:04o}",
         queue.max_messages,
         queue.max_message_size,
         queue.depth,
@@ -165,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return publisher.run()
     finally:
         sender.close()
+        metrics.close()
 
 
 def console_main() -> None:
