@@ -276,7 +276,16 @@ class Transport:
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            if self.watchdog.disarm():
+            fired = self.watchdog.disarm()
+            if isinstance(exc, requests.ConnectTimeout):
+                raise TransportError(
+                    f"no connection within collector.timeout ({self.timeout:g}s)"
+                ) from exc
+            # A read that waited the whole timeout for a byte is the same overrun
+            # as the watchdog's cut, whichever of the two came first: one message.
+            if fired or isinstance(
+                exc, (requests.ReadTimeout, urllib3.exceptions.ReadTimeoutError)
+            ):
                 raise TransportError(self._overran) from exc
             raise TransportError(_describe(exc)) from exc
         if self.watchdog.disarm():

@@ -6,6 +6,7 @@ import gzip
 import json
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterator, List
 
@@ -206,6 +207,41 @@ def test_an_answer_that_never_ends_is_cut_at_the_deadline(servers, script: Scrip
     assert Answer(None, DEADLINE) == sender.post(BODY, 1)
     sender.close()
     assert 1 == sender.metrics.totals["error.io"]
+
+
+def test_an_answer_slower_than_the_timeout_is_the_same_overrun(servers):
+    """No byte at all within collector.timeout: the same message as a cut, an I/O error."""
+
+    def late(conn: socket.socket) -> None:
+        time.sleep(1.5)
+        conn.sendall(OK)
+
+    server = scripted(servers, late)
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", timeout=0.5)
+    assert Answer(None, "no complete answer within collector.timeout (0.5s)") == sender.post(
+        BODY, 1)
+    sender.close()
+    assert 1 == sender.metrics.totals["error.io"]
+
+
+def test_a_connection_not_taken_within_the_timeout(servers):
+    """A listener whose backlog is full never completes the handshake: said as such."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # Linux drops SYNs once the accept queue (backlog + 1) is full
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    sender = sender_for(f"http://127.0.0.1:{port}/v2j", timeout=0.5)
+    result = sender.post(BODY, 1)
+    sender.close()
+    for sock in (*fillers, listener):
+        sock.close()
+    assert Answer(None, "no connection within collector.timeout (0.5s)") == result
 
 
 def test_the_deadline_cuts_a_kept_alive_connection_and_the_next_post_reconnects(servers):
