@@ -308,3 +308,16 @@ def test_hostname_without_user_path_or_scheme(value: str):
         f"(no scheme, user or path), got {value!r}"
     )
     assert expected == error_of(dict(MINIMAL, **{"collector.hostname": value}))
+
+
+def test_refusal_and_dead_letter_keys():
+    """retry.bisect_after_5xx (default 3), dead_letter.max_bytes (100 MiB); bad values named."""
+    cfg = parse_section("q", dict(MINIMAL), environ={})
+    assert (3, 100 << 20) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    cfg = parse_section("q", dict(MINIMAL, **{"retry.bisect_after_5xx": "1",
+                                              "dead_letter.max_bytes": "4096"}), environ={})
+    assert (1, 4096) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    assert "retry.bisect_after_5xx: expected an integer from 1 to 1000, got '0'" == error_of(
+        dict(MINIMAL, **{"retry.bisect_after_5xx": "0"}))
+    assert "dead_letter.max_bytes: expected an integer, got 'lots'" == error_of(
+        dict(MINIMAL, **{"dead_letter.max_bytes": "lots"}))
