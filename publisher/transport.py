@@ -8,22 +8,18 @@ certificate checks. Retries are not its business: the adapter makes none, and
 
 Its timeouts bound each socket operation, not a request: a collector that
 trickles its answer a byte a second, or sends ``100 Continue`` for ever, holds
-a POST as long as it likes. So a :class:`Watchdog` thread shuts the
-connection's socket down when a POST overruns its deadline; the blocked read
-or write then fails, and the POST ends as an I/O error.
+a POST as long as it likes. So a :class:`~publisher.deadline.Watchdog`
+thread shuts the connection's socket down when a POST overruns its deadline;
+the blocked read or write then fails, and the POST ends as an I/O error.
 """
 from __future__ import annotations
 
 import http.cookiejar
 import logging
-import os
-import socket
 import ssl
-import threading
-import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional
 
 import requests
 import requests.certs
@@ -32,9 +28,8 @@ import urllib3.exceptions
 import urllib3.util
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from .deadline import Watchdog, watched_pools
 
 logger = logging.getLogger(__name__)
 
@@ -78,134 +73,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'}"
 
 
-class Watchdog:
-    """One daemon thread that shuts down the connection of a POST that overran its deadline.
-
-    Each new connection hands it a duplicate of its socket's descriptor
-    (:meth:`adopt`), kept until the connection closes (:meth:`release`).
-    ``shutdown(2)`` through that duplicate ends the connection for every thread
-    using it, and since the duplicate is ours, its number cannot be reused by
-    another file while we hold it, whatever urllib3 does with its own.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self._until: Optional[float] = None  # monotonic deadline of the POST under way
-        self._waiting_unbounded = False
-        self._current: Optional["_Watched"] = None  # the connection a POST would use
-        self._thread: Optional[threading.Thread] = None
-        self._stopped = False
-        #: Whether the deadline of the last POST passed and its connection was shut down.
-        self.fired = False
-        #: Connections watched so far.
-        self.adopted = 0
-
-    def arm(self, seconds: float) -> None:
-        """Start the clock of one POST."""
-        with self._lock:
-            self._until = time.monotonic() + seconds
-            self.fired = False
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="post-deadline", daemon=True
-                )
-                self._thread.start()
-            elif self._waiting_unbounded:
-                # Only an idle watchdog needs waking: a busy one wakes at the
-                # earlier deadline anyway and finds this later one.
-                self._lock.notify()
-
-    def disarm(self) -> bool:
-        """Stop the clock; returns whether the deadline passed (and the connection was cut)."""
-        with self._lock:
-            self._until = None
-            return self.fired
-
-    def adopt(self, connection: "_Watched", sock: socket.socket) -> None:
-        """Watch a new connection's socket (cut at once if the deadline already passed)."""
-        spare = socket.socket(sock.family, sock.type, sock.proto, os.dup(sock.fileno()))
-        with self._lock:
-            connection._spare = spare
-            self._current = connection
-            self.adopted += 1
-            if self._until is not None and time.monotonic() >= self._until:
-                self._cut()
-
-    def release(self, connection: "_Watched") -> None:
-        """Forget a connection that closed, and close our duplicate of its socket."""
-        with self._lock:
-            spare, connection._spare = connection._spare, None
-            if self._current is connection:
-                self._current = None
-        if spare is not None:
-            spare.close()
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-            self._lock.notify()
-
-    def _cut(self) -> None:
-        """Shut the current connection down (the lock is held)."""
-        self.fired = True
-        self._until = None
-        current = self._current
-        if current is not None and current._spare is not None:
-            try:
-                current._spare.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the peer: the POST is failing anyway
-
-    def _run(self) -> None:
-        with self._lock:
-            while not self._stopped:
-                until = self._until
-                if until is None:
-                    self._waiting_unbounded = True
-                    self._lock.wait()
-                    self._waiting_unbounded = False
-                    continue
-                left = until - time.monotonic()
-                if left > 0:
-                    self._lock.wait(left)
-                else:
-                    self._cut()
-
-
-class _Watched:
-    """Mixed into urllib3's connection classes: tells the watchdog about each socket."""
-
-    watchdog: Watchdog
-    _spare: Optional[socket.socket] = None
-
-    def _new_conn(self) -> socket.socket:
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
-        self.watchdog.adopt(self, sock)
-        return sock
-
-    def close(self) -> None:
-        try:
-            super().close()  # type: ignore[misc]
-        finally:
-            self.watchdog.release(self)
-
-
-def _watched_pools(watchdog: Watchdog) -> Dict[str, Type[HTTPConnectionPool]]:
-    """urllib3 pool classes whose connections report to ``watchdog``."""
-    extra = {"watchdog": watchdog}
-    http = type("WatchedHTTPConnection", (_Watched, HTTPConnection), extra)
-    https = type("WatchedHTTPSConnection", (_Watched, HTTPSConnection), extra)
-    return {
-        "http": type("WatchedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http}),
-        "https": type("WatchedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https}),
-    }
-
-
 class _OneConnectionAdapter(HTTPAdapter):
     """One pooled connection, no retries, its sockets watched, the proxy's certificate checked."""
 
     def __init__(self, watchdog: Watchdog, proxy_tls: ssl.SSLContext) -> None:
-        self._pool_classes = _watched_pools(watchdog)
+        self._pool_classes = watched_pools(watchdog)
         self._proxy_tls = proxy_tls
         super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
 
