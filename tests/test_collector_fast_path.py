@@ -210,3 +210,12 @@ def test_the_uuid_field_written_again_as_an_integer_is_refused_by_both_paths() -
     assert ("refused", [{"index": 0, "uuid": None,
                          "reason": "field 5: missing or not a string (--uuid-field 5)"}]
             ) == assert_same("2j", batch("2j", [event]), EventReader(uuid_field=5))
+
+
+def test_a_uid_field_is_the_uuid_in_canonical_form_on_the_fast_path() -> None:
+    """A uid field in braces and upper case is the event's uuid, canonical, without documents."""
+    event = b'{"1":{"str":"shop"},"9":{"uid":"{%s}"}}' % UUID.upper().encode()
+    (stored,) = decode_batch("2j", batch("2j", [event]))
+    assert (UUID, UNREAD) == (stored.uuid, stored._document)
+    assert ("taken", [(UUID, "2j", event, 7, repr({1: "shop", 9: UUID}))]) == assert_same(
+        "2j", batch("2j", [event]))

@@ -171,22 +171,31 @@ class EventReader:
     def plain_uuid(self, obj: Dict[str, Any]) -> Optional[str]:
         """The uuid of an event :func:`is_plain_struct` took, or None: let :meth:`uuid_of` say why.
 
-        Such an event's keys are its field ids written canonically and it holds
-        no ``uid``, so its ``str`` fields are the document's string fields.
+        Such an event's keys are its field ids written canonically, so its
+        ``str`` and ``uid`` fields are the document's string fields (a ``uid``
+        there in canonical form, always a UUID).
         """
         fid = self._uuid_id
         if fid is not None:
             typed = obj.get(str(fid))
-            return None if typed is None else canonical_uuid(typed.get("str"))
+            if typed is None:
+                return None
+            value = typed.get("uid")
+            if value is not None:
+                return str(uuid_module.UUID(value))
+            return canonical_uuid(typed.get("str"))
         found = None
         for typed in obj.values():
             value = typed.get("str")
-            if value is not None and 32 <= len(value) <= 45:
-                canonical = canonical_uuid(value)
-                if canonical is not None:
-                    if found is not None:
-                        return None
-                    found = canonical
+            if value is not None:
+                canonical = canonical_uuid(value) if 32 <= len(value) <= 45 else None
+            else:
+                value = typed.get("uid")
+                canonical = None if value is None else str(uuid_module.UUID(value))
+            if canonical is not None:
+                if found is not None:
+                    return None
+                found = canonical
         return found
 
 

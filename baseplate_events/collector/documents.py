@@ -344,7 +344,7 @@ _KEY_READERS: Dict[str, Callable[[str, str], Any]] = {
 # a third of read_struct's CPU). It answers True only where read_struct(obj)
 # succeeds with no schema, and False wherever it is not sure: a value read_struct
 # refuses, but also a field id not written canonically ("01", "+1": two keys could
-# then be one field), a uid, a map with keys other than strings, nesting past
+# then be one field), a map with keys other than strings, nesting past
 # _FAST_DEPTH. The caller then runs read_struct for the document or the reason.
 
 #: Deeper than this, is_plain_struct leaves the event to read_struct.
@@ -382,7 +382,11 @@ def is_plain_struct(obj: Any, depth: int = 0) -> bool:
 def _is_plain_value(tag: Any, value: Any, depth: int) -> bool:
     kind = type(value)
     if kind is str:
-        return tag == "str" or (tag == "dbl" and value in _SPECIAL_DOUBLES)
+        if tag == "str":
+            return True
+        if tag == "uid":
+            return _is_uuid(value)
+        return tag == "dbl" and value in _SPECIAL_DOUBLES
     if kind is int:
         bounds = _INT_RANGES.get(tag)
         if bounds is not None:
@@ -397,6 +401,14 @@ def _is_plain_value(tag: Any, value: Any, depth: int) -> bool:
             return _is_plain_list(value, depth)
         return tag == "map" and _is_plain_map(value, depth)
     return False
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_plain_list(value: List[Any], depth: int) -> bool:
