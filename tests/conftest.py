@@ -2,12 +2,16 @@
 
 Queue sizes stay within stock Linux limits (at most 10 messages of at most
 8192 bytes) so the suite needs no root and never changes a sysctl.
+
+Under CI (which sets ``CI=true``) a skipped test is a failure: CI runs
+``.ci/run`` as root with gcc and openssl, so a skip there (no C compiler, not root, a
+stale marker) would hide a test that must run.
 """
 from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List
 
 import pytest
 
@@ -15,6 +19,37 @@ from baseplate_events.message_queue import MessageQueue
 
 if TYPE_CHECKING:
     from demo_app.tansu import TansuBroker
+
+#: Every test must run here: see the module docstring.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _fail_skips_in_ci(report: "pytest.CollectReport | pytest.TestReport") -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Under CI, a skipped test is reported failed, with the skip's reason."""
+    report = yield
+    _fail_skips_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Under CI, a module skipped whole (``importorskip``) is a collection error."""
+    report = yield
+    _fail_skips_in_ci(report)
+    return report
+
 
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.
 TEST_MAX_MESSAGES = 10
