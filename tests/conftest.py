@@ -11,14 +11,26 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, Optional
 
 import pytest
 
 from baseplate_events.message_queue import MessageQueue
 
+from .support_publisher import (
+    QUEUE_MESSAGE_SIZE,
+    QUEUE_MESSAGES,
+    Ledger,
+    PublisherProcess,
+    config_keys,
+    write_config,
+)
+
 if TYPE_CHECKING:
     from demo_app.tansu import TansuBroker
+
+    from .support_collector import Collector
 
 #: Every test must run here: see the module docstring.
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -94,6 +106,54 @@ def open_queues() -> Iterator[Callable[..., MessageQueue]]:
 def reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
     """The consumer side of ``/events-<queue_name>`` (what the publisher would hold)."""
     return open_queues("/events-" + queue_name)
+
+
+@pytest.fixture
+def publisher_queue(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
+    """The apps' side of ``/events-<queue_name>``, sized as the test publisher's queue."""
+    return open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+
+
+@pytest.fixture
+def ledger(publisher_queue: MessageQueue) -> Ledger:
+    """Puts events on the test's queue and counts them by uuid (see :class:`Ledger`)."""
+    return Ledger(publisher_queue)
+
+
+@pytest.fixture
+def publisher_for(
+    queue_name: str, tmp_path: Path
+) -> Iterator[Callable[..., PublisherProcess]]:
+    """Make (not start) publishers for the test's queue; all killed on teardown.
+
+    ``publisher_for(hostname, debug=False, **keys)`` writes ``tmp_path/publisher.ini``
+    from :func:`config_keys` (spool in ``tmp_path/spool``) with ``keys`` over it;
+    the log is ``tmp_path/publisher.log``.
+    """
+    made: List[PublisherProcess] = []
+
+    def make(hostname: str, debug: bool = False, **keys: Optional[str]) -> PublisherProcess:
+        cfg = config_keys(queue_name, hostname, tmp_path, **keys)
+        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
+        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log", debug=debug)
+        made.append(process)
+        return process
+
+    yield make
+    for process in made:
+        process.kill()
+
+
+@pytest.fixture
+def start_publisher(
+    publisher_for: Callable[..., PublisherProcess]
+) -> Callable[..., PublisherProcess]:
+    """``start_publisher(collector, **keys)``: a publisher_for that collector, started."""
+
+    def start(collector: "Collector", **keys: Optional[str]) -> PublisherProcess:
+        return publisher_for(collector.hostname, **keys).start()
+
+    return start
 
 
 def _unlink(full_name: str) -> None:

@@ -15,11 +15,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from baseplate_events.errors import TimedOutError
 from baseplate_events.message_queue import MessageQueue
 from publisher.landing import landing_path
+
+if TYPE_CHECKING:
+    from .support_collector import Collector
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a test secret, 32 bytes long...."
@@ -28,8 +31,10 @@ QUEUE_MESSAGES = 10
 QUEUE_MESSAGE_SIZE = 2048
 
 
-def config_keys(queue_name: str, hostname: str, tmp: Path, **overrides: str) -> Dict[str, str]:
-    """The keys of a fast test configuration; ``overrides`` use ``_`` for ``.``-less keys."""
+def config_keys(
+    queue_name: str, hostname: str, tmp: Path, **overrides: Optional[str]
+) -> Dict[str, str]:
+    """The keys of a fast test configuration; an override of None leaves its key out."""
     keys = {
         "collector.hostname": hostname,
         "collector.scheme": "http",
@@ -165,6 +170,29 @@ def put_all(queue: MessageQueue, events: List[bytes], timeout: float = 20.0) -> 
 
 def uuids_of(events: List[bytes]) -> List[str]:
     return [json.loads(e)["uuid"] for e in events]
+
+
+class Ledger:
+    """Every event put, by uuid; checks what reached the collector or the dead letters."""
+
+    def __init__(self, queue: MessageQueue) -> None:
+        self.queue = queue
+        self.put: List[str] = []
+
+    def feed(self, count: int, size: int = 150) -> List[str]:
+        events = [make_event(len(self.put) + i, size) for i in range(count)]
+        put_all(self.queue, events)
+        ids = uuids_of(events)
+        self.put.extend(ids)
+        return ids
+
+    def missing(self, collector: "Collector", dead_letters: Path) -> Set[str]:
+        delivered = set(collector.uuids())
+        refused = set()
+        if dead_letters.exists():
+            for line in dead_letters.read_text().splitlines():
+                refused.add(json.loads(json.loads(line)["event"])["uuid"])
+        return set(self.put) - delivered - refused
 
 
 def kill_quietly(pid: int) -> None:

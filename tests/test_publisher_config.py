@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ from publisher.config import KNOWN_KEYS, load, parse_section
 
 from .support_collector import Collector
 from .support_http import PrivateCA
-from .support_publisher import SECRET, PublisherProcess, config_keys, run_publisher, write_config
+from .support_publisher import SECRET, PublisherProcess, run_publisher, write_config
 
 MINIMAL = {
     "collector.hostname": "collector.example.com",
@@ -169,16 +169,13 @@ def test_every_unknown_key_is_named_beside_an_invalid_one():
     assert expected == error_of(raw)
 
 
-def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(queue_name: str, tmp_path: Path):
+def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess]
+):
     """Nothing else wrong: the publisher starts and logs the typo with the key it resembles."""
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_wiat": "1"})
-        path = write_config(tmp_path / "c.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        try:
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = start_publisher(collector, **{"batch.max_wiat": "1"})
+        assert 0 == publisher.stop()
     expected = (f"WARNING [event-publisher:{queue_name}]: ignoring unknown key "
                 "'batch.max_wiat' (did you mean batch.max_wait?)")
     assert [expected] == [line.split("] ", 1)[1] for line in publisher.log().splitlines()

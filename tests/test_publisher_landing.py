@@ -31,14 +31,11 @@ from publisher.loop import LANDING_LINGER
 from .support_collector import Collector
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
     uuids_of,
-    write_config,
 )
 
 
@@ -140,27 +137,22 @@ def test_remove_landings(tmp_path: Path, reader: MessageQueue):
 
 
 def test_leftovers_are_delivered_at_start(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
     """Events a killed publisher received but never spooled are sent by the next one."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     events = [make_event(1), make_event(2)]
-    put_all(queue, events)
+    put_all(publisher_queue, events)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path,
-                           **{"spool.path": str(tmp_path / "spool")})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
         # A predecessor that died right after mq_receive: the events sit in a landing file.
         landing = Landing(landing_directory(str(tmp_path / "spool")), 1 << 16,
                           QUEUE_MESSAGE_SIZE)
-        assert len(events) == landing.receive(queue.fileno(), 4)
+        assert len(events) == landing.receive(publisher_queue.fileno(), 4)
         assert events == landing.events()
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        publisher = publisher_for(collector.hostname).start()
         try:
             collector.wait_for_events(2)
             assert 0 == publisher.stop()
         finally:
-            publisher.kill()
             landing.close()
     assert uuids_of(events) == collector.uuids()
     assert "landing: spooled 2 events that a previous process took off the queue" in (
@@ -169,21 +161,15 @@ def test_leftovers_are_delivered_at_start(
 
 
 def test_landing_off_still_delivers(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    publisher_queue: MessageQueue, start_publisher: Callable[..., PublisherProcess]
 ):
     """drain.landing = off drains with plain receives and delivers everything."""
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"drain.landing": "off"})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-        try:
-            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-            events = [make_event(i) for i in range(30)]
-            put_all(queue, events)
-            collector.wait_for_events(30)
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = start_publisher(collector, **{"drain.landing": "off"})
+        events = [make_event(i) for i in range(30)]
+        put_all(publisher_queue, events)
+        collector.wait_for_events(30)
+        assert 0 == publisher.stop()
     assert uuids_of(events) == collector.uuids()
 
 
@@ -343,40 +329,34 @@ def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path
 
 
 def test_a_second_process_writing_the_ring_costs_counted_events_only(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
     """The ring file overwritten while the publisher drains: no crash; each loss counted."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path)
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-        try:
-            ring = os.path.join(landing_path(str(tmp_path / "spool")),
-                                f"landing-ring-{QUEUE_MESSAGE_SIZE}")
-            # Events of 120 bytes: the bad word differs from theirs in one byte only,
-            # so a read torn between the two is one or the other, never a third length.
-            child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
-            events = []
-            while child.poll() is None:
-                batch = [make_event(len(events) + i) for i in range(10)]
-                put_all(queue, batch)
-                events.extend(batch)
-                time.sleep(0.002)
-            child.wait()
-            # The ring's batch in progress may still hold a damaged word: let it go
-            # (it is spooled LANDING_LINGER after its first event) before the last events.
-            time.sleep(10 * LANDING_LINGER)
-            last = [make_event(len(events) + i) for i in range(10)]
-            put_all(queue, last)
-            events.extend(last)
-            deadline = time.monotonic() + 20
-            while not set(uuids_of(last)) <= set(collector.uuids()):
-                assert time.monotonic() < deadline, publisher.log()[-2000:]
-                time.sleep(0.05)
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = publisher_for(collector.hostname).start()
+        ring = os.path.join(landing_path(str(tmp_path / "spool")),
+                            f"landing-ring-{QUEUE_MESSAGE_SIZE}")
+        # Events of 120 bytes: the bad word differs from theirs in one byte only,
+        # so a read torn between the two is one or the other, never a third length.
+        child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
+        events = []
+        while child.poll() is None:
+            batch = [make_event(len(events) + i) for i in range(10)]
+            put_all(publisher_queue, batch)
+            events.extend(batch)
+            time.sleep(0.002)
+        child.wait()
+        # The ring's batch in progress may still hold a damaged word: let it go
+        # (it is spooled LANDING_LINGER after its first event) before the last events.
+        time.sleep(10 * LANDING_LINGER)
+        last = [make_event(len(events) + i) for i in range(10)]
+        put_all(publisher_queue, last)
+        events.extend(last)
+        deadline = time.monotonic() + 20
+        while not set(uuids_of(last)) <= set(collector.uuids()):
+            assert time.monotonic() < deadline, publisher.log()[-2000:]
+            time.sleep(0.05)
+        assert 0 == publisher.stop()
     log = publisher.log()
     lost = sum(int(n) for n in re.findall(r"landing: the ring file .* lost (\d+)", log))
     counters = json.loads((tmp_path / "spool" / "health.json").read_text())["counters"]

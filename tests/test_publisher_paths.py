@@ -25,7 +25,6 @@ from publisher.spool import Spool, SpoolError
 from .support_collector import Collector
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
     config_keys,
@@ -139,8 +138,8 @@ def test_state_directory_is_the_default_under_systemd():
 
 
 def test_a_spool_left_at_the_old_default_is_replayed(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue],
-    monkeypatch: pytest.MonkeyPatch,
+    queue_name: str, tmp_path: Path, publisher_queue: MessageQueue,
+    start_publisher: Callable[..., PublisherProcess], monkeypatch: pytest.MonkeyPatch,
 ):
     """Under systemd the spool moves to $STATE_DIRECTORY; events left at /var/tmp are sent."""
     old_path = legacy_spool_path(queue_name)
@@ -148,24 +147,18 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     left = [make_event(i) for i in range(3)]
     old.append(left)
     old.close()
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     landed = [make_event(5)]
-    put_all(queue, landed)
+    put_all(publisher_queue, landed)
     ring = Landing(landing_directory(old_path), 1 << 16, QUEUE_MESSAGE_SIZE)
-    assert 1 == ring.receive(queue.fileno(), 4)  # and killed before spooling it
+    assert 1 == ring.receive(publisher_queue.fileno(), 4)  # and killed before spooling it
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     try:
         with Collector(SECRET, version="2j") as collector:
-            keys = config_keys(queue_name, collector.hostname, tmp_path, **{"spool.path": None})
-            path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-            publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-            try:
-                new = [make_event(10 + i) for i in range(2)]
-                put_all(queue, new)
-                collector.wait_for_events(6)
-                assert 0 == publisher.stop()
-            finally:
-                publisher.kill()
+            publisher = start_publisher(collector, **{"spool.path": None})
+            new = [make_event(10 + i) for i in range(2)]
+            put_all(publisher_queue, new)
+            collector.wait_for_events(6)
+            assert 0 == publisher.stop()
     finally:
         ring.close()
         shutil.rmtree(old_path, ignore_errors=True)

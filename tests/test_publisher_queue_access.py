@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable
 
 import posix_ipc
-import pytest
 
 from baseplate_events.message_queue import MessageQueue
 
@@ -28,25 +27,6 @@ from .support_publisher import (
     write_config,
 )
 from .support_users import needs_root, squat, throwaway_uid
-
-
-@pytest.fixture
-def start_publisher(
-    queue_name: str, tmp_path: Path
-) -> Iterator[Callable[..., PublisherProcess]]:
-    """Start ``python -m publisher`` for the test's queue; killed on teardown."""
-    started: List[PublisherProcess] = []
-
-    def start(collector: Collector, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, collector.hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def baseplate_queue(full_name: str) -> "posix_ipc.MessageQueue":

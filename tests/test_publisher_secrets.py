@@ -14,7 +14,7 @@ import pwd
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -25,7 +25,6 @@ from .support_collector import Collector
 from .support_publisher import (
     SECRET,
     PublisherProcess,
-    config_keys,
     run_publisher,
     write_config,
 )
@@ -164,22 +163,17 @@ def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None
 
 
 def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
-    tmp_path: Path, open_dir: Path, queue_name: str
+    open_dir: Path, publisher_for: Callable[..., PublisherProcess]
 ) -> None:
     """The real publisher starts with a 0644 secret file and says so once in its log."""
     path = open_dir / "secret"
     path.write_text(base64.b64encode(SECRET).decode() + "\n")
     path.chmod(0o644)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path)
-        del keys["key.secret"]
-        keys["key.secret_file"] = str(path)
-        config = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, config, tmp_path / "publisher.log").start()
-        try:
-            status = publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = publisher_for(
+            collector.hostname, **{"key.secret": None, "key.secret_file": str(path)}
+        ).start()
+        status = publisher.stop()
     expected = (
         f"WARNING key.secret_file: {path} holds the signing secret and every local user can "
         f"read it (mode 0644); `chmod o-r {path}` keeps it private\n"
