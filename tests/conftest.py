@@ -30,6 +30,7 @@ from .support_publisher import (
 if TYPE_CHECKING:
     from demo_app.tansu import TansuBroker
 
+    from .support_apps import Apps
     from .support_collector import Collector
 
 #: Every test must run here: see the module docstring.
@@ -154,6 +155,16 @@ def start_publisher(
         return publisher_for(collector.hostname, **keys).start()
 
     return start
+
+
+@pytest.fixture
+def apps(queue_name: str) -> Iterator["Apps"]:
+    """Builds Pyramid and Flask apps on the test's queue; each one's queue closed on teardown."""
+    from .support_apps import Apps
+
+    built = Apps(queue_name)
+    yield built
+    built.close()
 
 
 def _unlink(full_name: str) -> None:
