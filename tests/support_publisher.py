@@ -146,6 +146,15 @@ def run_publisher(
     )
 
 
+def run_refused(
+    queue_name: str, tmp: Path, **keys: Optional[str]
+) -> "subprocess.CompletedProcess[str]":
+    """:func:`run_publisher` on the test configuration with ``keys``, for a publisher that
+    must refuse to start (its collector, 127.0.0.1:9, is never reached)."""
+    config = config_keys(queue_name, "127.0.0.1:9", tmp, **keys)
+    return run_publisher(queue_name, write_config(tmp / "p.ini", queue_name, config))
+
+
 def make_event(number: int, size: int = 120) -> bytes:
     """A 2j/v1-style JSON event with a fresh uuid, padded to about ``size`` bytes."""
     event = {"uuid": str(uuid.uuid4()), "n": number, "pad": ""}

@@ -27,12 +27,10 @@ from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
-    run_publisher,
+    run_refused,
     uuids_of,
-    write_config,
 )
 
 IS_ROOT = os.geteuid() == 0
@@ -178,9 +176,7 @@ def test_a_symlink_planted_by_another_user_is_refused(queue_name: str, tmp_path:
     os.chmod(victim, 0o755)
     planted = shared / "baseplate-events-0"
     as_nobody("ln", "-s", str(victim), str(planted))
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path,
-                       **{"spool.path": str(planted / queue_name)})
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path, **{"spool.path": str(planted / queue_name)})
     expected = (
         f"{PREFIX}spool.path: {planted} is a symlink owned by uid {nobody().pw_uid} (nobody), "
         "not by this user or root; refusing to follow it (remove it, or choose another path)\n"
@@ -195,9 +191,7 @@ def test_a_directory_planted_by_another_user_is_refused(queue_name: str, tmp_pat
     """Another user's directory on the spool path: exit 2 with one line naming it."""
     planted = shared / "baseplate-events-0"
     as_nobody("mkdir", "-m", "0755", str(planted))
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path,
-                       **{"spool.path": str(planted / queue_name)})
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path, **{"spool.path": str(planted / queue_name)})
     expected = (
         f"{PREFIX}spool.path: {planted} belongs to uid {nobody().pw_uid} (nobody), not to this "
         "user or root; another user could replace what lies below it\n"
@@ -216,8 +210,7 @@ def test_a_landing_symlink_planted_in_dev_shm_is_refused(queue_name: str, tmp_pa
     planted = landing_path(str(spool_path))
     as_nobody("ln", "-s", str(victim), planted)
     try:
-        keys = config_keys(queue_name, "127.0.0.1:9", tmp_path)
-        result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+        result = run_refused(queue_name, tmp_path)
     finally:
         os.unlink(planted)
     expected = (

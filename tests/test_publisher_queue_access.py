@@ -20,11 +20,9 @@ from .support_publisher import (
     QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
-    run_publisher,
+    run_refused,
     uuids_of,
-    write_config,
 )
 from .support_users import needs_root, squat, throwaway_uid
 
@@ -112,8 +110,7 @@ def test_publisher_refuses_a_queue_another_user_planted(queue_name: str, tmp_pat
     """Another user's 0666 queue stops the publisher with status 2 and the fix."""
     full, uid = "/events-" + queue_name, throwaway_uid()
     squat(full, uid, os.getegid(), 0o666)
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path)
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path)
     expected = (
         f"baseplate-events-publisher: error: refusing message queue {full}: it belongs to "
         f"uid {uid}, group root (gid 0), mode 0666, and queue.mode is 0600, which shares "
