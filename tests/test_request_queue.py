@@ -219,7 +219,7 @@ def test_log_policy_logs_counts_and_carries_on(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` a failed put is one log line and one count, and returns."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
     event = Event(payload=b"x" * 3000)
     runtime.for_request(REQUEST).put(event)
     size = len(serialize_v2_event(event))
@@ -234,7 +234,7 @@ def test_log_policy_covers_serialization_errors(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` an event with a wrongly typed field is logged, not raised."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
     runtime.for_request(REQUEST).put(Event(action=3))
     expected = "event not sent (EventSerializationError): Event.action: expected a string, got int"
     assert [expected] == caplog.messages
@@ -374,7 +374,7 @@ def test_log_policy_covers_a_failing_filler(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` a filler's own bug is logged with its traceback, not raised."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
 
     def broken_filler(event: Any, request: Any) -> None:
         raise KeyError("user")
