@@ -12,14 +12,12 @@ import signal
 import time
 import uuid
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import posix_ipc
 import pytest
-from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
 from thrift.protocol.TBase import TBase
 from thrift.Thrift import TType
-from thrift.TSerialization import deserialize
 
 from baseplate_events import (
     EventQueueFullError,
@@ -33,7 +31,8 @@ from baseplate_events.request_queue import EventsRuntime
 from baseplate_events.settings import EventsSettings
 from event_schemas.event.ttypes import Event, Request
 
-MESSAGE_SIZE = 2048
+from .support_apps import MESSAGE_SIZE, decode
+
 NOW = 1700000000.123456
 NOW_MS = 1700000000123
 
@@ -73,11 +72,6 @@ class Clicked(TBase):
         self.client_timestamp = client_timestamp
 
 
-def decode(message: bytes, struct: Any = None) -> Any:
-    """Read a queue message back with Thrift's own TJSONProtocol."""
-    return deserialize(struct if struct is not None else Event(), message, TJSONProtocolFactory())
-
-
 @pytest.fixture
 def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake the clock: time.time() is NOW."""
@@ -85,15 +79,10 @@ def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
-    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
-    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
-
-
-@pytest.fixture
-def make_runtime(queue_name: str) -> Iterator[Callable[..., EventsRuntime]]:
+def make_runtime(
+    queue_name: str, runtimes: List[EventsRuntime]
+) -> Callable[..., EventsRuntime]:
     """Build runtimes on the test queue; every one is closed on teardown."""
-    runtimes: List[EventsRuntime] = []
 
     def factory(**overrides: Any) -> EventsRuntime:
         base = EventsSettings(
@@ -103,9 +92,7 @@ def make_runtime(queue_name: str) -> Iterator[Callable[..., EventsRuntime]]:
         runtimes.append(runtime)
         return runtime
 
-    yield factory
-    for runtime in runtimes:
-        runtime.close()
+    return factory
 
 
 REQUEST = SimpleNamespace(user_agent="curl/8.5", domain="example.com")
