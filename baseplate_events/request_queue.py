@@ -87,7 +87,7 @@ class EventsRuntime:
         )
         self.max_held = settings.max_held
         # Read on every put: plain attributes, not a walk through settings.
-        self.raise_errors = settings.error_policy == "raise"
+        self.policy_raises = settings.error_policy == "raise"
         self.autofill_enabled = settings.autofill
         #: Puts that failed under the ``log`` policy, and held events that
         #: could not be sent when their request ended.
@@ -206,7 +206,7 @@ class RequestEvents:
                 held.append((event, serialized))
         except Exception as exc:
             runtime.metric("put.failed." + type(exc).__name__)
-            if runtime.raise_errors:
+            if runtime.policy_raises:
                 raise
             runtime.count(failed=1)
             if isinstance(exc, EventError):
