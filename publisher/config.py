@@ -258,6 +258,8 @@ def _ca_file(key: str, value: str) -> str:
             pass
     except OSError as exc:
         raise ConfigError(key, f"cannot read {value!r}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte, which no path can hold
+        raise ConfigError(key, f"cannot read {value!r}: not a valid path") from None
     try:
         ssl.create_default_context(cafile=value)
     except ssl.SSLError:
