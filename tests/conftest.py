@@ -19,8 +19,6 @@ import pytest
 from baseplate_events.message_queue import MessageQueue
 
 from .support_publisher import (
-    QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     Ledger,
     PublisherProcess,
     config_keys,
@@ -28,9 +26,9 @@ from .support_publisher import (
 )
 
 if TYPE_CHECKING:
+    from baseplate_events.request_queue import EventsRuntime
     from demo_app.tansu import TansuBroker
 
-    from .support_apps import Apps
     from .support_collector import Collector
 
 #: Every test must run here: see the module docstring.
@@ -110,9 +108,26 @@ def reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> Message
 
 
 @pytest.fixture
-def publisher_queue(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
-    """The apps' side of ``/events-<queue_name>``, sized as the test publisher's queue."""
-    return open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
+    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
+    from .support_apps import MESSAGE_SIZE
+
+    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
+
+
+@pytest.fixture
+def runtimes() -> Iterator[List["EventsRuntime"]]:
+    """The runtimes of the apps a test builds; each one's queue descriptor is closed on teardown."""
+    built: List["EventsRuntime"] = []
+    yield built
+    for runtime in built:
+        runtime.close()
+
+
+@pytest.fixture
+def publisher_queue(small_reader: MessageQueue) -> MessageQueue:
+    """The test's queue as the apps put on it for the test publisher (``small_reader``'s)."""
+    return small_reader
 
 
 @pytest.fixture
@@ -155,16 +170,6 @@ def start_publisher(
         return publisher_for(collector.hostname, **keys).start()
 
     return start
-
-
-@pytest.fixture
-def apps(queue_name: str) -> Iterator["Apps"]:
-    """Builds Pyramid and Flask apps on the test's queue; each one's queue closed on teardown."""
-    from .support_apps import Apps
-
-    built = Apps(queue_name)
-    yield built
-    built.close()
 
 
 def _unlink(full_name: str) -> None:

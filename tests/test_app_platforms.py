@@ -26,9 +26,10 @@ from baseplate_events.pyramid import REGISTRY_KEY
 from baseplate_events.queue_limits import kernel_limits
 from baseplate_events.settings import parse_settings, pyramid_key
 from baseplate_events.testing import capture_events
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
 
-from .support_apps import Apps
+from .support_apps import flask_config, flask_test_app, pyramid_settings, pyramid_test_app
 
 NO_QUEUES_WARNING = (
     "this platform has no POSIX message queues, so events go to the log (one JSON "
@@ -71,25 +72,34 @@ def failing_view(request: Request) -> Response:
     return Response("broken", status=500)
 
 
+PYRAMID_VIEWS = {"/put": put_view, "/fixed": fixed_view, "/big": big_view, "/fail": failing_view}
+
+
 def flask_put() -> str:
     g.events_v2.put(Event(action="buy", noun="hat"))
     return "ok"
 
 
 @pytest.fixture
-def pyramid_app(apps: Apps) -> Callable[..., TestApp]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; its queue is closed on teardown."""
-    views = {"/put": put_view, "/fixed": fixed_view, "/big": big_view, "/fail": failing_view}
-    base = {"events.max_messages": "10", "events.max_message_size": "2048",
-            "events.source": "shop"}
-    return lambda **settings: apps.pyramid(views, {**base, **settings})
+
+    def factory(**settings: str) -> TestApp:
+        settings = pyramid_settings(queue_name, **{"events.source": "shop", **settings})
+        return pyramid_test_app(settings, PYRAMID_VIEWS, runtimes)
+
+    return factory
 
 
 @pytest.fixture
-def flask_app(apps: Apps) -> Callable[..., Flask]:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., Flask]:
     """A Flask app on the test queue; its queue is closed on teardown."""
-    base = {"EVENTS_MAX_MESSAGES": 10, "EVENTS_MAX_MESSAGE_SIZE": 2048, "EVENTS_SOURCE": "shop"}
-    return lambda **config: apps.flask(__name__, {"/put": flask_put}, {**base, **config})
+
+    def factory(**config: Any) -> Flask:
+        config = flask_config(queue_name, **{"EVENTS_SOURCE": "shop", **config})
+        return flask_test_app(__name__, config, {"/put": flask_put}, runtimes)
+
+    return factory
 
 
 def event_lines(caplog: pytest.LogCaptureFixture) -> List[Dict[str, Any]]:

@@ -28,11 +28,12 @@ from baseplate_events.flask import EXTENSION_KEY
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
 from baseplate_events.queue_limits import budget_message, kernel_limits, queue_bytes
+from baseplate_events.request_queue import EventsRuntime
 from baseplate_events.settings import flask_key, parse_settings, pyramid_key
 from event_schemas.event.ttypes import Event
 
 from .conftest import unique_queue_name
-from .support_apps import Apps
+from .support_apps import flask_test_app, pyramid_test_app
 from .support_users import mqueue_mount, needs_root, run_as, squat, throwaway_uid
 
 stock_kernel = pytest.mark.skipif(
@@ -59,16 +60,26 @@ def flask_three() -> str:
 
 
 @pytest.fixture
-def pyramid_app(apps: Apps) -> Callable[..., TestApp]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; ``settings`` override the small test sizes."""
-    views = {"/put": put_view, "/three": three_view}
-    return lambda **settings: apps.pyramid(views, {"events.source": "shop", **settings})
+
+    def factory(**settings: str) -> TestApp:
+        base = {"events.queue_name": queue_name, "events.source": "shop"}
+        views = {"/put": put_view, "/three": three_view}
+        return pyramid_test_app({**base, **settings}, views, runtimes)
+
+    return factory
 
 
 @pytest.fixture
-def flask_app(apps: Apps) -> Callable[..., Flask]:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., Flask]:
     """A Flask app on the test queue."""
-    return lambda **config: apps.flask(__name__, {"/three": flask_three}, config)
+
+    def factory(**config: Any) -> Flask:
+        base = {"EVENTS_QUEUE_NAME": queue_name}
+        return flask_test_app(__name__, {**base, **config}, {"/three": flask_three}, runtimes)
+
+    return factory
 
 
 def messages_of(caplog: pytest.LogCaptureFixture, logger: str) -> List[str]:

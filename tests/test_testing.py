@@ -1,7 +1,7 @@
 """``baseplate_events.testing``: assert on the events views put, without a queue."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 import posix_ipc
 import pytest
@@ -14,9 +14,10 @@ from baseplate_events import EventTooLargeError, serialize_v2_event
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.testing import CapturedEvents, capture_events
 from baseplate_events.testing import captured_events  # noqa: F401 - the pytest fixture
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
 
-from .support_apps import Apps
+from .support_apps import flask_test_app, pyramid_settings, pyramid_test_app
 
 
 def put_view(request: Request) -> Response:
@@ -35,17 +36,21 @@ def flask_put() -> str:
 
 
 @pytest.fixture
-def pyramid_app(apps: Apps) -> Callable[..., TestApp]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; its queue is closed on teardown."""
-    views = {"/put": put_view, "/fail": failing_view}
-    base = {"events.max_messages": "10", "events.max_message_size": "2048"}
-    return lambda **settings: apps.pyramid(views, {**base, **settings})
+
+    def factory(**settings: str) -> TestApp:
+        views = {"/put": put_view, "/fail": failing_view}
+        return pyramid_test_app(pyramid_settings(queue_name, **settings), views, runtimes)
+
+    return factory
 
 
 @pytest.fixture
-def flask_app(apps: Apps) -> Flask:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Flask:
     """A Flask app on the test queue; its queue is closed on teardown."""
-    return apps.flask(__name__, {"/put": flask_put}, {"EVENTS_MAX_MESSAGE_SIZE": 2048})
+    config = {"EVENTS_QUEUE_NAME": queue_name, "EVENTS_MAX_MESSAGE_SIZE": 2048}
+    return flask_test_app(__name__, config, {"/put": flask_put}, runtimes)
 
 
 def test_pyramid_events_are_captured(pyramid_app: Callable[..., TestApp]) -> None:
