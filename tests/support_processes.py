@@ -1,5 +1,5 @@
-"""Collector commands as real subprocesses (started, URL read, stopped with SIGTERM) and a
-signed POST to them."""
+"""Test subprocesses: collector commands (started, URL read, stopped with SIGTERM), a
+signed POST to them, and reaping whatever a failed test left running."""
 from __future__ import annotations
 
 import email.utils
@@ -36,6 +36,12 @@ def serving_collector(module: str, *args: str) -> Iterator[str]:
         process.send_signal(signal.SIGTERM)
         assert 0 == process.wait(timeout=10)
     finally:
+        reap(process)
+
+
+def reap(*processes: "subprocess.Popen[str] | subprocess.Popen[bytes]") -> None:
+    """Kill and wait for each of ``processes`` still running: a test's cleanup if it failed."""
+    for process in processes:
         if process.poll() is None:
             process.kill()
             process.wait()

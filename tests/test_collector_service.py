@@ -22,7 +22,7 @@ from baseplate_events.collector.settings import parse_settings
 from baseplate_events.errors import ConfigError
 from demo_app.collector import Collector, make_server
 from tests.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
-from tests.support_processes import serving_collector, signed_post
+from tests.support_processes import reap, serving_collector, signed_post
 
 REPO = str(Path(__file__).resolve().parent.parent)
 
@@ -258,9 +258,7 @@ def test_gunicorn_with_two_workers_stores_every_batch_once(
         process.send_signal(signal.SIGTERM)
         assert 0 == process.wait(timeout=20), log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     import sqlite3
 
     with sqlite3.connect(db) as connection:

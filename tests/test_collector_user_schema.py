@@ -28,7 +28,7 @@ from demo_app.collector import make_server
 from demo_app.pipeline import publisher_config
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES
 from tests.thrift_gen.shop.ttypes import Cart, Item, ShopEvent
-from tests.support_processes import serving_collector
+from tests.support_processes import reap, serving_collector
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "shop"
@@ -67,9 +67,7 @@ def put_and_publish(queue_name: str, collector_url: str, events: List[ShopEvent]
                 publisher.send_signal(signal.SIGTERM)
                 assert 0 == publisher.wait(timeout=20), log_path.read_text()
             finally:
-                if publisher.poll() is None:
-                    publisher.kill()
-                    publisher.wait()
+                reap(publisher)
     return log_path.read_text(errors="replace")
 
 

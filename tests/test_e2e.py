@@ -24,6 +24,7 @@ from demo_app.collector import Collector, make_server
 from demo_app.traffic import PlannedRequest, plan
 from event_schemas.event.ttypes import Event as SampleEvent
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
+from tests.support_processes import reap
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "e2e"
@@ -110,10 +111,7 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
                 publisher.send_signal(signal.SIGTERM)
             statuses = [publisher.wait(timeout=20) for publisher in publishers]
         finally:
-            for publisher in publishers:
-                if publisher.poll() is None:
-                    publisher.kill()
-                    publisher.wait()
+            reap(*publishers)
             shop_app.registry["baseplate_events"].close()
             forum_app.extensions["baseplate_events"].runtime.close()
             flask_app.close_legacy_queue(forum_app)
@@ -161,9 +159,7 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_delivered_once(
             publisher.send_signal(signal.SIGTERM)
             status = publisher.wait(timeout=20)
         finally:
-            if publisher.poll() is None:
-                publisher.kill()
-                publisher.wait()
+            reap(publisher)
         logs = (tmp_path / f"publisher-{queue_name}.log").read_text(errors="replace")
         assert sorted(good) == sorted(stored), logs
         assert {1} == {stored[u]["receipts"] for u in good}, logs
