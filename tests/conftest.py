@@ -21,8 +21,7 @@ from baseplate_events.message_queue import MessageQueue
 from .support_publisher import (
     Ledger,
     PublisherProcess,
-    config_keys,
-    write_config,
+    config_file,
 )
 
 if TYPE_CHECKING:
@@ -143,14 +142,13 @@ def publisher_for(
     """Make (not start) publishers for the test's queue; all killed on teardown.
 
     ``publisher_for(hostname, debug=False, **keys)`` writes ``tmp_path/publisher.ini``
-    from :func:`config_keys` (spool in ``tmp_path/spool``) with ``keys`` over it;
+    from :func:`config_file` (spool in ``tmp_path/spool``) with ``keys`` over it;
     the log is ``tmp_path/publisher.log``.
     """
     made: List[PublisherProcess] = []
 
     def make(hostname: str, debug: bool = False, **keys: Optional[str]) -> PublisherProcess:
-        cfg = config_keys(queue_name, hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
+        path = config_file(queue_name, hostname, tmp_path, **keys)
         process = PublisherProcess(queue_name, path, tmp_path / "publisher.log", debug=debug)
         made.append(process)
         return process

@@ -63,6 +63,13 @@ def write_config(path: Path, queue_name: str, keys: Dict[str, str]) -> Path:
     return path
 
 
+def config_file(queue_name: str, hostname: str, tmp: Path, **keys: Optional[str]) -> Path:
+    """``tmp/publisher.ini``: the test configuration (:func:`config_keys`) with ``keys``."""
+    return write_config(
+        tmp / "publisher.ini", queue_name, config_keys(queue_name, hostname, tmp, **keys)
+    )
+
+
 #: The last start-up line, logged once the signal handlers are in place.
 READY = "to replay from an earlier run"
 
@@ -151,8 +158,7 @@ def run_refused(
 ) -> "subprocess.CompletedProcess[str]":
     """:func:`run_publisher` on the test configuration with ``keys``, for a publisher that
     must refuse to start (its collector, 127.0.0.1:9, is never reached)."""
-    config = config_keys(queue_name, "127.0.0.1:9", tmp, **keys)
-    return run_publisher(queue_name, write_config(tmp / "p.ini", queue_name, config))
+    return run_publisher(queue_name, config_file(queue_name, "127.0.0.1:9", tmp, **keys))
 
 
 def make_event(number: int, size: int = 120) -> bytes:
