@@ -48,7 +48,8 @@ __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includem
 
 logger = logging.getLogger(__name__)
 
-#: Where the integration keeps its :class:`EventsRuntime`: ``registry[REGISTRY_KEY]``.
+#: Where the integration keeps its
+#: :class:`~baseplate_events.request_queue.EventsRuntime`: ``registry[REGISTRY_KEY]``.
 REGISTRY_KEY = "baseplate_events"
 
 Handler = Callable[[Request], Response]
