@@ -53,3 +53,10 @@ nitpick_ignore = [
     ("py:attr", "max_message_size"),
     ("py:class", "EventQueue"),
 ]
+
+
+def setup(app):  # type: ignore[no-untyped-def]
+    """``.. metric:: NAME`` and ``:metric:`NAME```: each metric in the index."""
+    app.add_object_type(
+        "metric", "metric", objname="metric", indextemplate="pair: %s; metric"
+    )
