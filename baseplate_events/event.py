@@ -13,6 +13,8 @@ import uuid
 import warnings
 from typing import Any, Dict, Optional
 
+from .errors import EventSerializationError
+
 
 class FieldKind(enum.Enum):
     """Where in the payload :meth:`Event.set_field` puts a field."""
@@ -32,12 +34,28 @@ def _to_millis(timestamp: datetime.datetime) -> int:
 class Event:
     """A legacy schemaless event.
 
+    The payload is kept as baseplate.py keeps it: one flat dict of fields in
+    the order they were first set, plus the :class:`FieldKind` of each. A key
+    lives in one section only: setting it again under another kind moves it,
+    and the last kind set wins. The sections (``obfuscated_data``,
+    ``interana_excluded``) appear only in :meth:`serialize`, each where its
+    first key stands.
+
     :param topic: the event topic (``event_topic`` on the wire).
     :param event_type: the event type (``event_type`` on the wire).
     :param timestamp: when it happened, a UTC (or naive, taken as UTC)
-        ``datetime``; defaults to now.
+        ``datetime``. Written in whole seconds (times 1000), as baseplate.py
+        does for an explicit timestamp. Defaults to now, in milliseconds.
     :param id: the event's UUID; defaults to a fresh ``uuid4``.
     :raises ValueError: the timestamp carries a non-UTC offset.
+    :raises TypeError: the timestamp is not a ``datetime``.
+
+    Example::
+
+        event = Event("account", "login")
+        event.set_field("user_id", 42)
+        event.set_field("ip", "10.0.0.1", kind=FieldKind.OBFUSCATED)
+        queue.put(event)
     """
 
     def __init__(
@@ -57,17 +75,26 @@ class Event:
             offset = timestamp.utcoffset()
             if offset is not None and offset != datetime.timedelta(0):
                 raise ValueError(f"timestamp: {timestamp.isoformat()} is not in UTC")
-            self.timestamp = _to_millis(timestamp)
+            # baseplate.py drops the sub-second part of an explicit timestamp
+            # (timegm of the time tuple); v1 consumers expect its bytes.
+            self.timestamp = calendar.timegm(timestamp.utctimetuple()) * 1000
         else:
             self.timestamp = _to_millis(datetime.datetime.now(datetime.timezone.utc))
         self.id = id or uuid.uuid4()
+        #: every field, flat, in the order first set (baseplate's layout)
         self.payload: Dict[str, Any] = {}
+        #: the kind of each key of :attr:`payload`
+        self.payload_types: Dict[str, FieldKind] = {}
 
-    def get_field(self, key: str, kind: FieldKind = FieldKind.NORMAL) -> Any:
-        """The value of a field, or ``None`` if it is not set."""
-        if kind.value is None:
-            return self.payload.get(key)
-        return self.payload.get(kind.value, {}).get(key)
+    def get_field(self, key: str, kind: Optional[FieldKind] = None) -> Any:
+        """The value of a field whatever its kind, or ``None`` if it is not set.
+
+        :param kind: when given, only a field of that kind is returned (a field
+            set under another kind reads as ``None``).
+        """
+        if kind is not None and self.payload_types.get(key) is not kind:
+            return None
+        return self.payload.get(key)
 
     def set_field(
         self,
@@ -76,13 +103,15 @@ class Event:
         obfuscate: bool = False,
         kind: FieldKind = FieldKind.NORMAL,
     ) -> None:
-        """Set a field of the payload.
+        """Set a field of the payload, in the section of its ``kind``.
 
-        ``None`` and ``""`` are skipped (the field stays unset); ``0`` and
-        ``False`` are kept.
+        ``None`` and ``""`` are skipped: the field keeps whatever value and
+        kind it had. ``0`` and ``False`` are kept. Setting a key again
+        replaces its value and moves it to the new kind's section.
 
         :param obfuscate: deprecated; use ``kind=FieldKind.OBFUSCATED``.
         :param kind: where the field goes (:class:`FieldKind`).
+        :raises TypeError: ``kind`` is not a :class:`FieldKind`.
         """
         if obfuscate:
             warnings.warn(
@@ -95,16 +124,43 @@ class Event:
             raise TypeError(f"kind: expected a FieldKind, got {type(kind).__name__}")
         if value is None or (isinstance(value, str) and value == ""):
             return
-        if kind.value is None:
-            self.payload[key] = value
-        else:
-            self.payload.setdefault(kind.value, {})[key] = value
+        self.payload[key] = value
+        self.payload_types[key] = kind
+
+    def grouped_payload(self) -> Dict[str, Any]:
+        """The payload as it goes on the wire: NORMAL fields at the top, the
+        others under their section, each section created where its first key
+        stands (baseplate.py's order).
+
+        :raises EventSerializationError: a NORMAL field has the name of a
+            section that other fields need.
+        """
+        if all(kind is FieldKind.NORMAL for kind in self.payload_types.values()):
+            return self.payload
+        grouped: Dict[str, Any] = {}
+        for key, value in self.payload.items():
+            section_name = self.payload_types[key].value
+            if section_name is None:
+                grouped[key] = value
+                continue
+            section = grouped.setdefault(section_name, {})
+            if self.payload_types.get(section_name) is FieldKind.NORMAL:
+                raise EventSerializationError(
+                    f"payload.{section_name}",
+                    f"a NORMAL field has the name of the section of "
+                    f"{self.payload_types[key].name} fields such as {key!r}; rename the field",
+                )
+            section[key] = value
+        return grouped
 
     def serialize(self) -> bytes:
-        """This event as the v1 wire format; see :func:`serialize_v1_event`."""
-        from .serializers import serialize_v1_event
+        """This event as the v1 wire format; see :func:`serialize_v1_event`.
 
-        return serialize_v1_event(self)
+        :raises EventSerializationError: a value JSON cannot encode.
+        """
+        from .serializers import encode_v1
+
+        return encode_v1(self)
 
     def __repr__(self) -> str:
         return f"<Event {self.topic}/{self.event_type} {self.id}>"

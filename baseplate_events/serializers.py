@@ -20,33 +20,85 @@ Serializer = Callable[[T], bytes]
 _encode_v1 = json.JSONEncoder(allow_nan=False).encode
 
 
-def serialize_v1_event(event: Event) -> bytes:
-    """Serialize a legacy :class:`~baseplate_events.Event` to JSON bytes.
+def serialize_v1_event(event: Any) -> bytes:
+    """Serialize a legacy v1 event to JSON bytes: ``event.serialize()``, as in baseplate.py.
 
-    The object is ``{"event_topic", "event_type", "event_ts", "uuid",
-    "payload"}``, written as baseplate.py writes it.
+    For a :class:`~baseplate_events.Event` the object is ``{"event_topic",
+    "event_type", "event_ts", "uuid", "payload"}``, written as baseplate.py
+    writes it. Any other object with a ``serialize()`` method (an ``Event``
+    subclass that overrides it included) is asked for its own output, which
+    must be ``str`` or ``bytes`` holding one JSON object: the publisher joins
+    v1 events with commas, so one message that is not JSON would spoil its
+    whole batch.
 
     :raises EventSerializationError: a payload value JSON cannot encode (a
-        ``datetime``, a ``set``, NaN…); the message names the field.
+        ``datetime``, a ``set``, NaN...; the message names the field), an
+        object without ``serialize()``, or a ``serialize()`` whose output is not
+        one JSON object.
     """
-    if not isinstance(event, Event):
+    method = getattr(type(event), "serialize", None)
+    if method is Event.serialize:
+        return encode_v1(event)
+    if method is None:
         raise EventSerializationError(
             "event",
-            "serialize_v1_event expects a baseplate_events.Event, "
-            f"got {type(event).__name__}",
+            "serialize_v1_event expects a baseplate_events.Event (or an object with a "
+            f"serialize() method), got {type(event).__name__}",
         )
+    output = event.serialize()
+    return _checked_v1(output, type(event).__name__)
+
+
+def encode_v1(event: Event) -> bytes:
+    """The v1 JSON of an :class:`~baseplate_events.Event` (what its ``serialize()`` returns).
+
+    :raises EventSerializationError: as :func:`serialize_v1_event`.
+    """
     document = {
         "event_topic": event.topic,
         "event_type": event.event_type,
         "event_ts": event.timestamp,
         "uuid": str(event.id),
-        "payload": event.payload,
+        "payload": event.grouped_payload(),
     }
     try:
         return _encode_v1(document).encode("ascii")
     except (TypeError, ValueError) as exc:
         _explain_v1(document, "event")
         raise EventSerializationError("event", str(exc)) from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _checked_v1(output: Any, owner: str) -> bytes:
+    """``output`` of ``owner.serialize()`` as bytes, if it is one JSON object."""
+    where = f"{owner}.serialize()"
+    if isinstance(output, str):
+        text = output
+    elif isinstance(output, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(output).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EventSerializationError(where, f"returned bytes that are not UTF-8 ({exc})") \
+                from None
+    else:
+        raise EventSerializationError(
+            where, f"returned a {type(output).__name__}; it must return str or bytes"
+        )
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EventSerializationError(where, f"returned text that is not UTF-8 ({exc})") from None
+    except ValueError as exc:
+        raise EventSerializationError(where, f"did not return JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise EventSerializationError(
+            where, f"returned a JSON {type(document).__name__}; it must be one JSON object"
+        )
+    return data
 
 
 def _explain_v1(value: Any, path: str) -> None:

@@ -159,6 +159,30 @@ def test_unserializable_v1_field_names_field(make_queue, reader):
     assert 0 == reader.depth
 
 
+class NotJsonEvent:
+    def serialize(self):
+        return "event_topic=t"
+
+
+class CustomV1Event(Event):
+    def serialize(self):
+        return '{"custom": 1}'
+
+
+def test_v1_serialize_output_that_is_not_json_queues_nothing(make_queue, reader):
+    """An object whose serialize() is not one JSON object never reaches the queue."""
+    queue = make_queue()
+    with pytest.raises(EventSerializationError):
+        queue.put(NotJsonEvent())
+    assert 0 == reader.depth
+
+
+def test_v1_subclass_output_is_queued(make_queue, reader):
+    """An Event subclass's own serialize() output is what the queue carries."""
+    make_queue().put(CustomV1Event("t", "e"))
+    assert b'{"custom": 1}' == reader.get(timeout=0)
+
+
 def test_make_object_for_context_returns_queue(make_queue):
     """EventQueue is a baseplate ContextFactory: the context object is the queue."""
     queue = make_queue()

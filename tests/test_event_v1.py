@@ -10,14 +10,27 @@ import pytest
 from baseplate_events import Event, EventSerializationError, FieldKind, serialize_v1_event
 
 
+EVENT_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+WHEN = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+HEAD = (
+    b'{"event_topic": "t", "event_type": "e", "event_ts": 1704164645000, '
+    b'"uuid": "12345678-1234-5678-1234-567812345678", "payload": '
+)
+KINDS = [FieldKind.NORMAL, FieldKind.OBFUSCATED, FieldKind.HIGH_CARDINALITY]
+
+
+def fixed_event() -> Event:
+    return Event("t", "e", timestamp=WHEN, id=EVENT_ID)
+
+
 def test_serialized_layout_is_baseplates():
-    """Keys, order, separators and types are exactly baseplate.py's."""
+    """Keys, order, separators, types and the whole-second event_ts are exactly baseplate.py's."""
     event_id = uuid.UUID("12345678-1234-5678-1234-567812345678")
     when = datetime.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=datetime.timezone.utc)
     event = Event("topic", "type", timestamp=when, id=event_id)
     event.set_field("a", 1)
     expected = (
-        b'{"event_topic": "topic", "event_type": "type", "event_ts": 1704164645678, '
+        b'{"event_topic": "topic", "event_type": "type", "event_ts": 1704164645000, '
         b'"uuid": "12345678-1234-5678-1234-567812345678", "payload": {"a": 1}}'
     )
     assert expected == serialize_v1_event(event)
@@ -49,20 +62,104 @@ def test_none_and_empty_string_are_skipped_zero_and_false_kept():
 
 def test_obfuscate_flag_warns_and_obfuscates():
     """obfuscate=True still works, with a DeprecationWarning."""
-    event = Event("t", "e")
+    event = fixed_event()
     with pytest.warns(DeprecationWarning):
         event.set_field("ip", "1.2.3.4", obfuscate=True)
-    assert {"obfuscated_data": {"ip": "1.2.3.4"}} == event.payload
+    assert HEAD + b'{"obfuscated_data": {"ip": "1.2.3.4"}}}' == serialize_v1_event(event)
 
 
 def test_get_field_reads_back():
-    """get_field returns a set value, None for a missing one, by kind."""
+    """get_field returns a set value whatever its kind, and None for a missing one."""
     event = Event("t", "e")
     event.set_field("a", 5)
     event.set_field("ip", "x", kind=FieldKind.OBFUSCATED)
-    assert 5 == event.get_field("a")
-    assert None is event.get_field("missing")
-    assert "x" == event.get_field("ip", kind=FieldKind.OBFUSCATED)
+    event.set_field("url", "/r", kind=FieldKind.HIGH_CARDINALITY)
+    assert [5, "x", "/r", None] == [
+        event.get_field(key) for key in ("a", "ip", "url", "missing")
+    ]
+
+
+def test_get_field_never_returns_a_section():
+    """A section name is not a field: get_field("obfuscated_data") is None, as in baseplate."""
+    event = Event("t", "e")
+    event.set_field("ip", "x", kind=FieldKind.OBFUSCATED)
+    assert None is event.get_field("obfuscated_data")
+
+
+def test_get_field_kind_filters():
+    """With kind=, only a field of that kind is returned."""
+    event = Event("t", "e")
+    event.set_field("ip", "x", kind=FieldKind.OBFUSCATED)
+    assert ["x", None, None] == [event.get_field("ip", kind=kind) for kind in (
+        FieldKind.OBFUSCATED, FieldKind.NORMAL, FieldKind.HIGH_CARDINALITY)]
+
+
+def _section(kind: FieldKind, body: bytes) -> bytes:
+    if kind.value is None:
+        return b"{" + body + b"}"
+    return b'{"' + kind.value.encode() + b'": {' + body + b"}}"
+
+
+@pytest.mark.parametrize("first", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize("second", KINDS, ids=lambda k: k.name)
+def test_setting_a_key_again_moves_it_to_the_last_kind(first, second):
+    """A key lives in one section only: the kind it was last set under."""
+    event = fixed_event()
+    event.set_field("ip", "10.0.0.1", kind=first)
+    event.set_field("ip", "10.0.0.2", kind=second)
+    assert HEAD + _section(second, b'"ip": "10.0.0.2"') + b"}" == serialize_v1_event(event)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize("empty", [None, ""], ids=["None", "empty"])
+def test_none_or_empty_neither_removes_nor_moves(kind, empty):
+    """Setting a key to None or "" under another kind is a no-op."""
+    event = fixed_event()
+    event.set_field("ip", "10.0.0.1", kind=FieldKind.OBFUSCATED)
+    event.set_field("ip", empty, kind=kind)
+    assert HEAD + b'{"obfuscated_data": {"ip": "10.0.0.1"}}}' == serialize_v1_event(event)
+
+
+def test_key_order_is_baseplates():
+    """Fields keep the place they were first set; a section stands where its first key does."""
+    event = fixed_event()
+    event.set_field("a", 1)
+    event.set_field("ip", "x", kind=FieldKind.OBFUSCATED)
+    event.set_field("b", 2)
+    event.set_field("url", "/r", kind=FieldKind.HIGH_CARDINALITY)
+    event.set_field("a", 3, kind=FieldKind.HIGH_CARDINALITY)
+    event.set_field("geo", "de", kind=FieldKind.OBFUSCATED)
+    event.set_field("ip", "y")
+    expected = HEAD + (
+        b'{"interana_excluded": {"a": 3, "url": "/r"}, "ip": "y", "b": 2, '
+        b'"obfuscated_data": {"geo": "de"}}}'
+    )
+    assert expected == serialize_v1_event(event)
+
+
+def test_normal_field_named_like_a_section_is_refused():
+    """A NORMAL field called obfuscated_data beside obfuscated fields is an error, not a merge."""
+    event = fixed_event()
+    event.set_field("obfuscated_data", "plain")
+    event.set_field("ip", "x", kind=FieldKind.OBFUSCATED)
+    with pytest.raises(EventSerializationError) as info:
+        serialize_v1_event(event)
+    assert (
+        "payload.obfuscated_data: a NORMAL field has the name of the section of OBFUSCATED "
+        "fields such as 'ip'; rename the field" == str(info.value)
+    )
+
+
+def test_explicit_timestamp_is_whole_seconds():
+    """An explicit timestamp's sub-second part is dropped, as baseplate's timegm does."""
+    when = datetime.datetime(1970, 1, 1, 0, 0, 1, 999999, tzinfo=datetime.timezone.utc)
+    assert 1000 == Event("t", "e", timestamp=when).timestamp
+
+
+def test_default_timestamp_keeps_milliseconds():
+    """The default "now" is in milliseconds, as baseplate's time.time() * 1000."""
+    stamps = {Event("t", "e").timestamp % 1000 for _ in range(50)}
+    assert stamps != {0}
 
 
 def test_non_utc_timestamp_raises():
@@ -107,9 +204,62 @@ def test_set_value_is_refused_naming_the_field():
 
 
 def test_non_event_is_refused():
-    """serialize_v1_event wants a baseplate_events.Event."""
+    """An object without serialize() is refused with a clear error."""
     with pytest.raises(EventSerializationError) as info:
         serialize_v1_event({"a": 1})
     assert (
-        "event: serialize_v1_event expects a baseplate_events.Event, got dict" == str(info.value)
+        "event: serialize_v1_event expects a baseplate_events.Event (or an object with a "
+        "serialize() method), got dict" == str(info.value)
     )
+
+
+class CustomEvent(Event):
+    def serialize(self):
+        return '{"custom": true}'
+
+
+class Serializable:
+    def __init__(self, output):
+        self.output = output
+
+    def serialize(self):
+        return self.output
+
+
+def test_subclass_serialize_is_used():
+    """An Event subclass that overrides serialize() gets its own output, as bytes."""
+    assert b'{"custom": true}' == serialize_v1_event(CustomEvent("t", "e"))
+
+
+@pytest.mark.parametrize("output", ['{"a": "\u00e9"}', '{"a": "\u00e9"}'.encode()])
+def test_any_object_with_serialize_is_accepted(output):
+    """A non-Event whose serialize() returns str or bytes holding a JSON object is taken."""
+    assert '{"a": "\u00e9"}'.encode() == serialize_v1_event(Serializable(output))
+
+
+@pytest.mark.parametrize(
+    "output, problem",
+    [
+        ("[1, 2]", "returned a JSON list; it must be one JSON object"),
+        ("42", "returned a JSON int; it must be one JSON object"),
+        ('{"a": 1} trailing', "did not return JSON (Extra data: line 1 column 10 (char 9))"),
+        ('{"a": NaN}', "did not return JSON (NaN is not JSON)"),
+        (None, "returned a NoneType; it must return str or bytes"),
+        (
+            '{"a": "\ud800"}',
+            "returned text that is not UTF-8 ('utf-8' codec can't encode character '\\ud800' "
+            "in position 7: surrogates not allowed)",
+        ),
+        ({"a": 1}, "returned a dict; it must return str or bytes"),
+        (
+            b'{"a": "\xff"}',
+            "returned bytes that are not UTF-8 ('utf-8' codec can't decode byte 0xff in "
+            "position 7: invalid start byte)",
+        ),
+    ],
+)
+def test_serialize_output_that_is_not_one_json_object_is_refused(output, problem):
+    """serialize() output that would spoil a comma-joined batch raises, naming the class."""
+    with pytest.raises(EventSerializationError) as info:
+        serialize_v1_event(Serializable(output))
+    assert "Serializable.serialize(): " + problem == str(info.value)
