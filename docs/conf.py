@@ -36,6 +36,7 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 # Other projects' objects (no intersphinx offline) and typing's internals.
 nitpick_ignore_regex = [
     ("py:class", r"(flask|pyramid|thrift|posix_ipc|webob|werkzeug)\..*"),
+    ("py:exc", r"(flask|pyramid)\..*"),
     ("py:class", r"(Flask|Configurator|Registry|Request|Response|Handler)"),
     ("py:class", r"(.*\.)?(T|S|F)"),  # type variables
     ("py:obj", r"(.*\.)?(T|S|F)"),
