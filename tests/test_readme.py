@@ -248,3 +248,12 @@ def test_relative_links_lead_to_files() -> None:
     targets = re.findall(r"\]\(([^)#:]+)\)", text)
     assert targets, "no relative links found: is the pattern still right?"
     assert [] == [target for target in targets if not (ROOT / target).exists()]
+
+
+def test_make_targets_named_in_the_readme_exist() -> None:
+    """Every ``make TARGET`` the README names, run or not, is a target of the Makefile."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\bmake ([a-z][a-z-]*)", text))
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.MULTILINE))
+    assert {"demo", "test", "docs", "bench"} <= named
+    assert set() == named - targets
