@@ -33,8 +33,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
 # Regenerate the sample schema's Python code (needs Debian's thrift-compiler).
+# Its namespace puts the code in demo_app/event_schemas/event/ (installed with
+# the demo); the repo-root event_schemas/ only re-exports it for checkouts.
 schema:
-	thrift --gen py -out . event_schemas/event.thrift
+	thrift --gen py -out . demo_app/event_schemas/event.thrift
 	rm -f __init__.py  # the compiler also drops an empty package marker at -out
 
 clean:

@@ -12,7 +12,10 @@ from .errors import (
     EventQueueFullError,
     EventSerializationError,
     EventTooLargeError,
+    QueueAccessError,
     QueueLimitError,
+    QueuesUnsupportedError,
+    TooManyHeldEventsError,
 )
 from .event import Event, FieldKind
 from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE, EventQueue
@@ -29,7 +32,10 @@ __all__ = [
     "EventSerializationError",
     "EventTooLargeError",
     "FieldKind",
+    "QueueAccessError",
     "QueueLimitError",
+    "QueuesUnsupportedError",
+    "TooManyHeldEventsError",
     "serialize_v1_event",
     "serialize_v2_event",
 ]

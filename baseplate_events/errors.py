@@ -96,6 +96,35 @@ class QueueLimitError(MessageQueueError, OSError):
     """
 
 
+class QueueAccessError(MessageQueueError):
+    """The queue belongs to another user who has not shared it with us as configured."""
+
+
+class QueuesUnsupportedError(MessageQueueError):
+    """This platform has no POSIX message queues (macOS, for one)."""
+
+    def __init__(self, name: str) -> None:
+        self.queue_name = name
+        super().__init__(
+            f"cannot open message queue {name}: this platform has no POSIX message "
+            "queues (posix_ipc was built without them, as on macOS). To develop "
+            "here, write events to the log instead: events.sink = log (Pyramid) "
+            'or EVENTS_SINK = "log" (Flask)'
+        )
+
+
+class TooManyHeldEventsError(EventError):
+    """A transactional request put more events than it may hold until it ends."""
+
+    def __init__(self, limit: int, key: str) -> None:
+        self.limit = limit
+        self.key = key
+        super().__init__(
+            f"this request already holds {limit} events, the most {key} allows; "
+            f"the event was not sent. Raise {key} or put fewer events per request"
+        )
+
+
 class ConfigError(EventError, ValueError):
     """A setting is missing or invalid; the message names the full key.
 

@@ -2,67 +2,73 @@
 
 A thin, ``select()``-able wrapper over :mod:`posix_ipc`. The web process puts
 serialized events here; the publisher daemon takes them off. When the kernel
-refuses to open a queue, the error says why in terms an operator can act on.
+refuses to open a queue, the error says why in terms an operator can act on
+(:mod:`baseplate_events.queue_limits`). A queue this opens gets exactly its
+mode if it made it, and is checked for who else may use it if it found it
+(:mod:`baseplate_events.queue_access`).
 """
 from __future__ import annotations
 
 import errno
 import os
-import resource
 import select
+import stat
 import time
 from types import TracebackType
 from typing import List, Optional, Type
 
 import posix_ipc
 
-from .errors import EventTooLargeError, MessageQueueError, QueueLimitError, TimedOutError
+from .errors import (
+    EventTooLargeError,
+    MessageQueueError,
+    QueueLimitError,
+    QueuesUnsupportedError,
+    TimedOutError,
+)
+from .queue_access import access_problem, check_queue_access, set_mode
+from .queue_limits import (
+    EVENT_QUEUE_NAMES,
+    QueueSettingNames,
+    budget_message,
+    kernel_limits,
+    limit_message,
+)
 
-__all__ = ["MessageQueue", "MessageQueueError", "QueueLimitError", "TimedOutError"]
+__all__ = [
+    "MessageQueue",
+    "MessageQueueError",
+    "QueueLimitError",
+    "TimedOutError",
+    "kernel_limits",
+    "queues_supported",
+]
 
 DEFAULT_MODE = 0o600
 
-
-def _read_sysctl(name: str) -> Optional[int]:
-    try:
-        with open("/proc/sys/fs/mqueue/" + name) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+# An open that loses the race with another process unlinking the queue tries again.
+_OPEN_ATTEMPTS = 3
 
 
-def _describe_limit(value: Optional[int]) -> str:
-    if value is None:
-        return "unknown"
-    if value == resource.RLIM_INFINITY:
-        return "unlimited"
-    return str(value)
+def _errno_of(exc: BaseException) -> int:
+    """The errno of a failed mq_open, also where posix_ipc replaced it with a sentence."""
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int):
+        return code
+    if isinstance(exc, MemoryError):
+        return errno.ENOMEM
+    text = str(exc)
+    if "maximum number of files open" in text:
+        return errno.EMFILE
+    if "total number of open files" in text:
+        return errno.ENFILE
+    return errno.EIO
 
 
-def kernel_limits() -> dict:
-    """The limits that decide whether a queue can be opened, as the kernel reports them."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_MSGQUEUE)
-    return {
-        "msg_max": _read_sysctl("msg_max"),
-        "msgsize_max": _read_sysctl("msgsize_max"),
-        "ulimit_q": soft,
-    }
-
-
-def limit_message(name: str, max_messages: int, max_message_size: int, cause: str) -> str:
-    """Explain a refused ``mq_open``: the size asked for, the limits, and how to raise them."""
-    limits = kernel_limits()
-    total = max_messages * max_message_size
-    return (
-        f"cannot open message queue {name} with {max_messages} messages of "
-        f"{max_message_size} bytes (about {total} bytes): {cause}. "
-        f"Limits now: fs.mqueue.msg_max={_describe_limit(limits['msg_max'])}, "
-        f"fs.mqueue.msgsize_max={_describe_limit(limits['msgsize_max'])}, "
-        f"ulimit -q={_describe_limit(limits['ulimit_q'])} bytes. "
-        f"Raise them with `sysctl -w fs.mqueue.msg_max={max_messages}` and "
-        f"`sysctl -w fs.mqueue.msgsize_max={max_message_size}` (as root), and "
-        f"`ulimit -q unlimited` or `LimitMSGQUEUE=infinity` in the systemd unit; "
-        "or ask for a smaller queue."
+def queues_supported() -> bool:
+    """Whether this platform has POSIX message queues (posix_ipc on macOS has none)."""
+    return bool(getattr(posix_ipc, "MESSAGE_QUEUES_SUPPORTED", True)) and hasattr(
+        posix_ipc, "MessageQueue"
     )
 
 
@@ -73,15 +79,25 @@ class MessageQueue:
         none of them a slash (e.g. ``/events-v2``).
     :param max_messages: capacity used if the queue has to be created.
     :param max_message_size: largest message, used if the queue has to be created.
-    :param mode: permission bits if the queue has to be created (default 0600,
-        so that other local users cannot read events off it).
+    :param mode: the queue's permission bits (default 0600, so that other
+        local users cannot read events off it). A queue this call creates gets
+        exactly these, whatever the umask; see ``check_access`` for one it finds.
     :param create: create the queue if it does not exist (default); otherwise
         :class:`MessageQueueError` when it is missing.
+    :param check_access: check a queue that already exists
+        (:mod:`baseplate_events.queue_access`): narrow our own to ``mode``,
+        refuse another user's unless it is shared by group as ``mode`` allows.
+        Only tools that inspect or remove queues turn this off.
+    :param setting_names: how the caller's configuration spells the size and
+        mode settings, so that error messages name the setting to change.
 
     If the queue already exists its own attributes rule, as with ``mq_open``:
     :attr:`max_messages` and :attr:`max_message_size` report the real ones.
 
-    :raises QueueLimitError: the kernel refused the size asked for.
+    :raises QueueLimitError: the kernel refused the size asked for, or this
+        user's ``ulimit -q`` budget is spent; the message says which and why.
+    :raises QueueAccessError: another user's queue, not shared with us.
+    :raises QueuesUnsupportedError: the platform has no POSIX message queues.
     """
 
     def __init__(
@@ -92,6 +108,8 @@ class MessageQueue:
         *,
         mode: int = DEFAULT_MODE,
         create: bool = True,
+        check_access: bool = True,
+        setting_names: QueueSettingNames = EVENT_QUEUE_NAMES,
     ) -> None:
         self.name = name
         if not name.startswith("/") or "/" in name[1:] or len(name) < 2 or len(name) > 255:
@@ -103,18 +121,17 @@ class MessageQueue:
         for label, value in sizes:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise MessageQueueError(f"{label}: expected a positive integer, got {value!r}")
+        if not queues_supported():
+            raise QueuesUnsupportedError(name)
+        #: Whether this open created the queue (it did not exist before).
+        self.created = False
         try:
-            self._queue = posix_ipc.MessageQueue(
-                name,
-                flags=posix_ipc.O_CREAT if create else 0,
-                mode=mode,
-                max_messages=max_messages,
-                max_message_size=max_message_size,
-            )
+            self._queue = self._open(name, max_messages, max_message_size, mode, create)
         except ValueError as exc:
             # EINVAL: more messages or bigger ones than fs.mqueue.* allow.
             raise QueueLimitError(
-                errno.EINVAL, limit_message(name, max_messages, max_message_size, str(exc))
+                errno.EINVAL,
+                limit_message(name, max_messages, max_message_size, str(exc), setting_names),
             ) from None
         except posix_ipc.ExistentialError:
             raise MessageQueueError(f"message queue {name} does not exist") from None
@@ -123,16 +140,60 @@ class MessageQueue:
                 f"permission denied opening message queue {name} ({exc}); it belongs to "
                 "another user or was created with a narrower mode"
             ) from None
-        except OSError as exc:
-            # EMFILE/ENOMEM: the user's RLIMIT_MSGQUEUE (ulimit -q) is spent.
+        except (OSError, MemoryError) as exc:
+            # posix_ipc turns EMFILE into an OSError without errno, whose text
+            # ("the maximum number of files open") misleads: for mq_open it
+            # mostly means the user's RLIMIT_MSGQUEUE (ulimit -q) is spent.
+            code = _errno_of(exc)
+            if code == errno.EMFILE:
+                cause = "the kernel answered EMFILE"
+                explain = budget_message
+            else:
+                cause = str(exc)
+                explain = limit_message
             raise QueueLimitError(
-                exc.errno or errno.EMFILE,
-                limit_message(name, max_messages, max_message_size, str(exc)),
+                code, explain(name, max_messages, max_message_size, cause, setting_names)
             ) from None
+        try:
+            if self.created:
+                set_mode(self._queue.mqd, mode)
+            elif check_access:
+                check_queue_access(self._queue.mqd, name, mode, setting_names)
+        except BaseException:
+            self._queue.close()
+            raise
         self._queue.block = False
         self.max_messages: int = self._queue.max_messages
         self.max_message_size: int = self._queue.max_message_size
         self._pid = os.getpid()
+
+    def _open(
+        self, name: str, max_messages: int, max_message_size: int, mode: int, create: bool
+    ) -> "posix_ipc.MessageQueue":
+        if not create:
+            return posix_ipc.MessageQueue(name, flags=0)
+        # O_EXCL first, so that we know whether we made it: a queue we made
+        # gets exactly ``mode`` (the umask narrows mq_open's), one we found
+        # gets checked for who else can use it.
+        for _ in range(_OPEN_ATTEMPTS - 1):
+            try:
+                queue = posix_ipc.MessageQueue(
+                    name,
+                    flags=posix_ipc.O_CREX,
+                    mode=mode,
+                    max_messages=max_messages,
+                    max_message_size=max_message_size,
+                )
+            except posix_ipc.ExistentialError:
+                pass
+            else:
+                self.created = True
+                return queue
+            try:
+                return posix_ipc.MessageQueue(name, flags=0)
+            except posix_ipc.ExistentialError:
+                continue  # unlinked between the two calls
+        return posix_ipc.MessageQueue(name, flags=0)
 
     # -- reading --------------------------------------------------------------
 
@@ -230,6 +291,15 @@ class MessageQueue:
     def depth(self) -> int:
         """How many messages are waiting now."""
         return int(self._queue.current_messages)
+
+    def access_problem(self, mode: int, setting_names: QueueSettingNames) -> Optional[str]:
+        """Why an open with ``mode`` would refuse this queue (another user's), or None."""
+        return access_problem(self._queue.mqd, self.name, mode, setting_names)
+
+    @property
+    def mode(self) -> int:
+        """The queue's permission bits now."""
+        return stat.S_IMODE(os.fstat(self._queue.mqd).st_mode)
 
     def fileno(self) -> int:
         """The queue descriptor, for ``select()``/``poll()``."""

@@ -9,6 +9,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 from .errors import EventQueueFullError, EventTooLargeError, TimedOutError
 from .message_queue import DEFAULT_MODE, MessageQueue
+from .queue_limits import EVENT_QUEUE_NAMES, QueueSettingNames
 from .serializers import serialize_v1_event
 
 #: Largest serialized event, in bytes, of a queue opened with the defaults.
@@ -30,12 +31,21 @@ class EventQueue(Generic[T]):
     :param max_message_size: largest message if the queue has to be created.
     :param put_timeout: seconds ``put`` may wait for room in a full queue;
         ``0`` (the default) never blocks.
-    :param mode: permission bits if the queue has to be created (0600).
+    :param mode: the queue's permission bits (default 0600). A queue this
+        creates gets exactly these whatever the umask; an existing one of ours
+        with more is narrowed to them; another user's is refused unless it is
+        shared with one of our groups and ``mode`` gives the group access
+        (``0o660``), see :mod:`baseplate_events.queue_access`.
+    :param setting_names: how the caller's configuration spells the size and
+        mode settings, for error messages (default: these parameters' names).
 
     An existing queue keeps its own size; :attr:`max_message_size` is the real one.
 
     :raises QueueLimitError: the kernel refused a queue of that size; the
         message gives the limits and how to raise them.
+    :raises QueueAccessError: the queue belongs to another user who has not
+        shared it with us as ``mode`` allows.
+    :raises QueuesUnsupportedError: the platform has no POSIX message queues.
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class EventQueue(Generic[T]):
         max_message_size: int = MAX_EVENT_SIZE,
         put_timeout: float = 0.0,
         mode: int = DEFAULT_MODE,
+        setting_names: QueueSettingNames = EVENT_QUEUE_NAMES,
     ) -> None:
         if put_timeout is None or put_timeout < 0:
             raise ValueError(f"put_timeout: expected seconds >= 0, got {put_timeout!r}")
@@ -56,6 +67,7 @@ class EventQueue(Generic[T]):
             max_messages=max_messages,
             max_message_size=max_message_size,
             mode=mode,
+            setting_names=setting_names,
         )
         self.serialize_event = event_serializer
         self.put_timeout = put_timeout

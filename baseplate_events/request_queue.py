@@ -23,11 +23,19 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 from thrift.Thrift import TType
 
-from .errors import ConfigError, EventError, EventTooLargeError, MessageQueueError
-from .message_queue import MessageQueue, kernel_limits
+from .errors import (
+    ConfigError,
+    EventError,
+    EventTooLargeError,
+    MessageQueueError,
+    TooManyHeldEventsError,
+)
+from .log_sink import LogSink
+from .message_queue import MessageQueue, queues_supported
 from .queue import EventQueue
+from .queue_limits import QueueSettingNames, kernel_limits
 from .serializers import serialize_v2_event
-from .settings import EventsSettings
+from .settings import EventsSettings, pyramid_key
 
 __all__ = [
     "EventsRuntime",
@@ -57,8 +65,14 @@ class SharedQueue:
     first ``put``, under the integration's error policy.
     """
 
-    def __init__(self, settings: EventsSettings) -> None:
+    def __init__(
+        self, settings: EventsSettings, key: Callable[[str], str] = pyramid_key
+    ) -> None:
         self.settings = settings
+        self._key = key
+        self._names = QueueSettingNames(
+            key("max_messages"), key("max_message_size"), key("queue_mode")
+        )
         self._queue: Optional[EventQueue[Any]] = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -90,6 +104,8 @@ class SharedQueue:
                     max_messages=settings.max_messages,
                     max_message_size=settings.max_message_size,
                     put_timeout=settings.put_timeout,
+                    mode=settings.queue_mode,
+                    setting_names=self._names,
                 )
                 self._pid = pid
             return self._queue
@@ -103,9 +119,30 @@ class SharedQueue:
         """Why the first put is bound to fail, if the kernel can tell already; else None.
 
         Called at include / ``init_app`` time, in the process that will fork,
-        so it keeps no descriptor open: an existing queue's own size rules, so
-        only a missing queue that the kernel's limits forbid is reported.
+        so it keeps no descriptor open and changes nothing. Reported: a platform
+        without queues; an existing queue that puts would refuse (another
+        user's, not shared as ``queue_mode`` allows) or cannot open; a missing
+        queue that the kernel's limits forbid (an existing one's own size rules).
         """
+        settings = self.settings
+        name = "/events-" + settings.queue_name
+        if not queues_supported():
+            return (
+                f"this platform has no POSIX message queues, so every put to {name} "
+                "will fail; for development, send events to the log instead with "
+                f"{self._key('sink')} = log"
+            )
+        try:
+            existing = MessageQueue(name, 1, 1, create=False, check_access=False)
+        except MessageQueueError as exc:
+            if "does not exist" in str(exc):
+                return self._size_problem(name)
+            return f"puts to {name} will fail: {exc}"
+        with existing:
+            return existing.access_problem(settings.queue_mode, self._names)
+
+    def _size_problem(self, name: str) -> Optional[str]:
+        """Why a missing queue of the configured size cannot be created, if the kernel says."""
         settings = self.settings
         limits = kernel_limits()
         msg_max, msgsize_max = limits["msg_max"], limits["msgsize_max"]
@@ -113,18 +150,16 @@ class SharedQueue:
             msgsize_max is None or settings.max_message_size <= msgsize_max
         ):
             return None
-        name = "/events-" + settings.queue_name
-        try:
-            MessageQueue(name, 1, 1, create=False).close()
-        except MessageQueueError:
-            return (
-                f"{name} does not exist yet and {settings.max_messages} messages of "
-                f"{settings.max_message_size} bytes exceed this machine's limits "
-                f"(fs.mqueue.msg_max={msg_max}, fs.mqueue.msgsize_max={msgsize_max}): "
-                "puts will fail with QueueLimitError until the publisher creates the "
-                "queue, the limits are raised, or the queue is configured smaller"
-            )
-        return None
+        return (
+            f"{name} does not exist yet and {settings.max_messages} messages of "
+            f"{settings.max_message_size} bytes exceed this machine's limits "
+            f"(fs.mqueue.msg_max={msg_max}, fs.mqueue.msgsize_max={msgsize_max}): "
+            "puts will fail with QueueLimitError until the publisher creates the "
+            "queue, the limits are raised (`sysctl -w fs.mqueue.msg_max="
+            f"{settings.max_messages}` and `sysctl -w fs.mqueue.msgsize_max="
+            f"{settings.max_message_size}` as root), or the queue is configured "
+            f"smaller with {self._names.max_messages} and {self._names.max_message_size}"
+        )
 
     @property
     def max_message_size(self) -> int:
@@ -163,6 +198,15 @@ def _reset_locks_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
+class Sink(Protocol):
+    """Where a runtime sends serialized events: a :class:`SharedQueue` or a :class:`LogSink`."""
+
+    @property
+    def max_message_size(self) -> int: ...
+
+    def put_serialized(self, serialized: bytes) -> None: ...
+
+
 class Recorder(Protocol):
     """Where :mod:`baseplate_events.testing` collects events instead of a queue."""
 
@@ -199,7 +243,7 @@ def _new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def _statsd_client(settings: EventsSettings) -> Any:
+def _statsd_client(settings: EventsSettings, key: Callable[[str], str]) -> Any:
     """A statsd client for the app-side loss counters, or None when not configured."""
     if settings.metrics_endpoint is None:
         return None
@@ -207,11 +251,20 @@ def _statsd_client(settings: EventsSettings) -> Any:
         import statsd
     except ImportError:
         raise ConfigError(
-            "metrics_endpoint",
+            key("metrics_endpoint"),
             "needs the statsd package (pip install 'baseplate-events[publisher]')",
         ) from None
     host, _, port = settings.metrics_endpoint.rpartition(":")
     return statsd.StatsClient(host, int(port), prefix=settings.metrics_namespace or None)
+
+
+def _loss_counters(settings: EventsSettings) -> Any:
+    """The Prometheus loss counters of the settings' queue, or None when not configured."""
+    if not settings.prometheus:
+        return None
+    from .prometheus import LossCounters
+
+    return LossCounters(settings.queue_name)
 
 
 class EventsRuntime:
@@ -223,12 +276,29 @@ class EventsRuntime:
     :param settings: parsed by :func:`~baseplate_events.settings.parse_settings`.
     :param fillers: the list fillers are registered in; it is shared, not copied,
         so fillers added later still run.
+    :param key: how the framework spells a setting's full key
+        (:func:`~baseplate_events.settings.pyramid_key` or ``flask_key``), for
+        error messages that name the setting to change.
     """
 
-    def __init__(self, settings: EventsSettings, fillers: Optional[List[Filler]] = None) -> None:
+    def __init__(
+        self,
+        settings: EventsSettings,
+        fillers: Optional[List[Filler]] = None,
+        key: Callable[[str], str] = pyramid_key,
+    ) -> None:
         self.settings = settings
+        self.key = key
         self.fillers: List[Filler] = fillers if fillers is not None else []
-        self.queue = SharedQueue(settings)
+        #: The process-wide queue; opened at the first put, and only with the queue sink.
+        self.queue = SharedQueue(settings, key)
+        #: Where events go: :attr:`queue`, or a :class:`LogSink`.
+        self.sink: Sink = (
+            self.queue
+            if settings.sink == "queue"
+            else LogSink(settings.queue_name, settings.max_message_size)
+        )
+        self.max_held = settings.max_held
         # Read on every put: plain attributes, not a walk through settings.
         self.raise_errors = settings.errors == "raise"
         self.autofill_enabled = settings.autofill
@@ -239,7 +309,8 @@ class EventsRuntime:
         self.discarded = 0
         self._count_lock = threading.Lock()
         self._plans: Dict[type, _Plan] = {}
-        self._metrics = _statsd_client(settings)
+        self._metrics = _statsd_client(settings, key)
+        self._prometheus = _loss_counters(settings)
 
     def add_filler(self, filler: Filler) -> None:
         """Run ``filler(event, request)`` on every event put from now on."""
@@ -255,6 +326,12 @@ class EventsRuntime:
             call ``finish`` may hold.
         """
         return RequestEvents(self, request, self.settings.transactional if hold is None else hold)
+
+    def startup_problem(self) -> Optional[str]:
+        """Why puts are bound to fail, if that can be told at start-up; else None."""
+        if self.settings.sink != "queue":
+            return None
+        return self.queue.startup_problem()
 
     def close(self) -> None:
         """Close the process-wide queue's descriptor (tests, shutdown)."""
@@ -307,7 +384,7 @@ class EventsRuntime:
 
     def check_size(self, serialized: bytes) -> None:
         """:raises EventTooLargeError: the queue would refuse these bytes."""
-        limit = self.settings.max_message_size if _recorders else self.queue.max_message_size
+        limit = self.settings.max_message_size if _recorders else self.sink.max_message_size
         if len(serialized) > limit:
             raise EventTooLargeError(len(serialized), limit)
 
@@ -317,7 +394,7 @@ class EventsRuntime:
             self.check_size(serialized)
             _recorders[-1].record(event, serialized)
         else:
-            self.queue.put_serialized(serialized)
+            self.sink.put_serialized(serialized)
 
     def count(self, failed: int = 0, discarded: int = 0) -> None:
         with self._count_lock:
@@ -327,9 +404,11 @@ class EventsRuntime:
             self.metric("put.discarded", discarded)
 
     def metric(self, name: str, value: int = 1) -> None:
-        """Count ``name`` in statsd, when ``metrics_endpoint`` is set (UDP: never blocks)."""
+        """Count ``name`` in statsd (UDP: never blocks) and Prometheus, each when configured."""
         if self._metrics is not None:
             self._metrics.incr(name, value)
+        if self._prometheus is not None:
+            self._prometheus.incr(name, value)
 
     def __repr__(self) -> str:
         return f"<EventsRuntime {self.settings!r} fillers={len(self.fillers)}>"
@@ -375,6 +454,8 @@ class RequestEvents:
             if held is None:
                 runtime.send(event, serialized)
             else:
+                if len(held) >= runtime.max_held:
+                    raise TooManyHeldEventsError(runtime.max_held, runtime.key("max_held"))
                 runtime.check_size(serialized)
                 held.append((event, serialized))
         except Exception as exc:

@@ -12,8 +12,11 @@ Values may be strings (an INI file, the environment) or Python values (a
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -22,13 +25,19 @@ from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = [
     "ERROR_POLICIES",
+    "SINKS",
     "EventsSettings",
+    "default_source",
     "flask_key",
     "parse_settings",
     "pyramid_key",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Where events go: ``queue`` (the POSIX queue, to the publisher) or ``log``
+#: (one JSON log line per event, for development where there are no queues).
+SINKS = ("queue", "log")
 
 #: What a failed ``put`` does: ``raise`` the ``EventError`` into the view, or
 #: ``log`` one line, count it and let the request carry on.
@@ -65,6 +74,40 @@ class EventsSettings:
     metrics_endpoint: Optional[str] = None
     #: Prefix of those counters (``<namespace>.put.failed.<Error>``, ``….put.discarded``).
     metrics_namespace: str = "baseplate_events"
+    #: Count the same losses in Prometheus (see :mod:`baseplate_events.prometheus`).
+    prometheus: bool = False
+    #: Permission bits of the queue: a new one gets exactly these, a wider one
+    #: of ours is narrowed to them; ``0660`` shares it with a group.
+    queue_mode: int = 0o600
+    #: ``queue`` or ``log``; see :data:`SINKS`. The default is ``queue``
+    #: wherever the platform has POSIX message queues.
+    sink: str = "queue"
+    #: The most events a transactional request may hold; a put past it fails.
+    max_held: int = 1000
+
+
+def default_source(module_name: str, key: str) -> str:
+    """The ``source`` an app gets by default: its module's name, but never ``__main__``.
+
+    An app started as ``python app.py`` (or ``python -m shop.app``) is the
+    module ``__main__``, a name that says nothing about it. Use the script's
+    file name without ``.py`` (``app``), or the module's real name (``shop.app``);
+    with neither (an interactive session) keep ``__main__`` and say which
+    setting to give, under ``key``.
+    """
+    if module_name != "__main__":
+        return module_name
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name: str = spec.name
+        return name[: -len(".__main__")] if name.endswith(".__main__") else name
+    path = getattr(main, "__file__", None)
+    if path:
+        return os.path.splitext(os.path.basename(path))[0]
+    logger.warning("%s: not set, so events get the source '__main__'; set it to name this app",
+                   key)
+    return module_name
 
 
 def pyramid_key(name: str) -> str:
@@ -107,15 +150,48 @@ def parse_settings(
             key("max_message_size"), get("max_message_size"), defaults.max_message_size
         ),
         put_timeout=_seconds(key("put_timeout"), get("put_timeout"), defaults.put_timeout),
+        queue_mode=_mode(key("queue_mode"), get("queue_mode"), defaults.queue_mode),
+        sink=(
+            _choice(key("sink"), get("sink"), "queue", SINKS)
+            if get("sink") is not None
+            else default_sink(key)
+        ),
         errors=_choice(key("errors"), get("errors"), defaults.errors, ERROR_POLICIES),
         transactional=_boolean(key("transactional"), get("transactional"), defaults.transactional),
+        max_held=_positive_int(key("max_held"), get("max_held"), defaults.max_held),
         metrics_endpoint=_endpoint(key("metrics_endpoint"), get("metrics_endpoint")),
         metrics_namespace=(
             _string(key("metrics_namespace"), get("metrics_namespace"))
             if get("metrics_namespace") is not None
             else defaults.metrics_namespace
         ),
+        prometheus=_prometheus(key("prometheus"), get("prometheus")),
     )
+
+
+def _prometheus(key: str, value: Any) -> bool:
+    """The switch, refused up front when prometheus_client is not installed."""
+    wanted = _boolean(key, value, False)
+    if wanted and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError(
+            key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
+        )
+    return wanted
+
+
+def default_sink(key: Callable[[str], str]) -> str:
+    """``queue``; ``log`` where the platform has no POSIX message queues (warned once)."""
+    from .message_queue import queues_supported
+
+    if queues_supported():
+        return "queue"
+    logger.warning(
+        "this platform has no POSIX message queues, so events go to the log "
+        "(one JSON line each) instead of to a publisher; set %s = log to say "
+        "so and silence this warning",
+        key("sink"),
+    )
+    return "log"
 
 
 def _endpoint(key: str, value: Any) -> Optional[str]:
@@ -152,6 +228,25 @@ def _queue_name(key: str, value: Any, default: str) -> str:
             f"expected a name of 1 to {_MAX_NAME_LENGTH} characters without '/', got {value!r}",
         )
     return name
+
+
+def _mode(key: str, value: Any, default: int) -> int:
+    """Permission bits: an octal string (``"0660"``, ``"660"``) or an int (``0o660``)."""
+    if value is None:
+        return default
+    mode: Optional[int] = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    elif isinstance(value, str):
+        try:
+            mode = int(value.strip(), 8)
+        except ValueError:
+            mode = None
+    if mode is None or not 0 <= mode <= 0o777:
+        raise ConfigError(key, f"expected an octal mode like 0600 or 0660, got {value!r}")
+    if mode & 0o600 != 0o600:
+        raise ConfigError(key, f"the owner needs read and write (0600), got {value!r}")
+    return mode
 
 
 def _string(key: str, value: Any) -> str:

@@ -12,9 +12,11 @@ transactional decision, so a test sees exactly what the publisher would::
             app.post("/comments", {"body": "hi"})
         assert ["comment"] == [event.noun for event in captured.events]
 
-With pytest, ``pytest_plugins = ["baseplate_events.testing"]`` in a
-``conftest.py`` provides the same as the ``captured_events`` fixture.
-No queue is opened while a capture is active.
+With pytest, the same is the ``captured_events`` fixture: installing
+baseplate-events registers this module as a pytest plugin (entry point
+``pytest11``, named ``baseplate_events.testing``), so no ``conftest.py`` line is
+needed, and one that says ``pytest_plugins = ["baseplate_events.testing"]``
+still works. No queue is opened while a capture is active.
 """
 from __future__ import annotations
 

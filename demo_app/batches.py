@@ -23,8 +23,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from thrift.protocol.TJSONProtocol import TJSONProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
-from event_schemas.event.ttypes import Event as ThriftEvent
-from event_schemas.event.ttypes import EventBatch
+from .event_schemas.event.ttypes import Event as ThriftEvent
+from .event_schemas.event.ttypes import EventBatch
 
 VERSIONS = ("1", "2", "2j")
 

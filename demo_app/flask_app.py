@@ -20,8 +20,9 @@ import flask
 from baseplate_events import Event as LegacyEvent
 from baseplate_events import EventQueue, EventQueueFullError, FieldKind
 from baseplate_events.flask import EventsExtension
-from event_schemas.event.ttypes import Event, User
-from event_schemas.event.ttypes import Request as RequestInfo
+
+from .event_schemas.event.ttypes import Event, User
+from .event_schemas.event.ttypes import Request as RequestInfo
 
 SOURCE = "demo-forum"
 

@@ -17,8 +17,9 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from baseplate_events import EventQueueFullError
-from event_schemas.event.ttypes import Event, Experiment
-from event_schemas.event.ttypes import Request as RequestInfo
+
+from .event_schemas.event.ttypes import Event, Experiment
+from .event_schemas.event.ttypes import Request as RequestInfo
 
 SOURCE = "demo-shop"
 

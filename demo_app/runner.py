@@ -240,6 +240,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")
     args = parser.parse_args(argv)
+    # Installed explicitly: a process started with SIGINT ignored (a background
+    # job of a non-interactive shell) keeps it ignored, and Python then never
+    # turns Ctrl-C into KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     run = DemoRun(args)
     try:

@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from baseplate_events.errors import ConfigError, MessageQueueError
 from baseplate_events.message_queue import MessageQueue
+from baseplate_events.queue_limits import QueueSettingNames
 
 from . import config as config_module
 from .delivery import Backoff, DeadLetters, Deliverer
@@ -53,15 +54,24 @@ def _fail(message: str) -> int:
     return 2
 
 
+#: How the publisher's config spells the settings that shape the queue.
+QUEUE_SETTINGS = QueueSettingNames("max_queue_size", "max_event_size", "queue.mode")
+
+
 def _open_queue(cfg: config_module.PublisherConfig) -> "tuple[MessageQueue, bool]":
-    """Open the queue, creating it (mode ``queue.mode``) if the apps have not yet."""
-    sizes = (cfg.max_queue_size, cfg.max_event_size)
-    try:
-        return MessageQueue(cfg.queue_path, *sizes, create=False), False
-    except MessageQueueError as exc:
-        if "does not exist" not in str(exc):
-            raise
-    return MessageQueue(cfg.queue_path, *sizes, mode=cfg.queue_mode), True
+    """Open the queue, creating it with mode ``queue.mode`` if the apps have not yet.
+
+    One the apps (or another user) made is checked before use: see
+    :mod:`baseplate_events.queue_access`.
+    """
+    queue = MessageQueue(
+        cfg.queue_path,
+        cfg.max_queue_size,
+        cfg.max_event_size,
+        mode=cfg.queue_mode,
+        setting_names=QUEUE_SETTINGS,
+    )
+    return queue, queue.created
 
 
 def _keep_big_buffers() -> None:
@@ -90,11 +100,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = config_module.load(args.config_file, args.queue_name)
     except ConfigError as exc:
         return _fail(str(exc))
+    for warning in cfg.warnings:
+        logger.warning("%s", warning)
     if cfg.unknown_keys:
         logger.warning(
-            "ignoring unknown keys in [event-publisher:%s]: %s",
+            "[event-publisher:%s]: ignoring %s",
             cfg.queue_name,
-            ", ".join(cfg.unknown_keys),
+            config_module.unknown_keys_text(cfg.unknown_keys),
         )
     try:
         queue, created = _open_queue(cfg)
@@ -113,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         queue.close()
         return _fail(str(exc))
 
-    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
+    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint,
+                      prometheus=cfg.metrics_prometheus, queue_name=cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
     sender = Sender(
         cfg.collector_url,
@@ -137,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "collector %s (version %s, key %s); %s",
         cfg.queue_path,
         "created" if created else "opened",
-        f"{cfg.queue_mode:04o}" if created else "as found",
+        f"{queue.mode:04o}",
         queue.max_messages,
         queue.max_message_size,
         queue.depth,
@@ -164,6 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return publisher.run()
     finally:
         sender.close()
+        metrics.close()
 
 
 def console_main() -> None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
+import difflib
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from baseplate_events.errors import ConfigError
+
+from .secret_permissions import check_secret_file
 
 MAX_QUEUE_SIZE = 10000
 MAX_EVENT_SIZE = 102400
@@ -38,6 +42,7 @@ KNOWN_KEYS = frozenset(
         "key.secret_file",
         "metrics.namespace",
         "metrics.endpoint",
+        "metrics.prometheus",
         "max_queue_size",
         "max_event_size",
         "queue.mode",
@@ -99,6 +104,10 @@ class PublisherConfig:
     health_interval: float
     health_log_interval: float
     unknown_keys: Tuple[str, ...] = ()
+    #: Where to serve Prometheus ``/metrics`` (port 0: any free port); None for nowhere.
+    metrics_prometheus: Optional[Tuple[str, int]] = None
+    #: Things worth a warning at start-up (a secret other users can read).
+    warnings: Tuple[str, ...] = ()
 
     @property
     def collector_url(self) -> str:
@@ -152,6 +161,12 @@ class _Reader:
         if value is None or value.strip() == "":
             return None
         return value.strip()
+
+
+def _optional(reader: _Reader, key: str, parse: Callable[[str, str], T]) -> Optional[T]:
+    """``parse`` the key's value, or None when it is not set."""
+    value = reader.optional(key)
+    return None if value is None else parse(key, value)
 
 
 def _string(key: str, value: str) -> str:
@@ -243,6 +258,16 @@ def _endpoint(key: str, value: str) -> Tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _listen_address(key: str, value: str) -> Tuple[str, int]:
+    """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected host:port to listen on, got {value!r}")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(key, f"port must be a number from 0 to 65535, got {port!r}")
+    return host.strip("[]"), int(port)
+
+
 def _switch(key: str, value: str) -> bool:
     lowered = value.lower()
     if lowered in ("on", "true", "yes", "1"):
@@ -280,7 +305,7 @@ def _base64_secret(key: str, value: str) -> bytes:
     return secret
 
 
-def _secret(reader: _Reader) -> bytes:
+def _secret(reader: _Reader, warnings: List[str]) -> bytes:
     inline = reader.optional("key.secret")
     path = reader.optional("key.secret_file")
     if inline is not None and path is not None:
@@ -288,13 +313,27 @@ def _secret(reader: _Reader) -> bytes:
     if path is not None:
         try:
             with open(path, "rb") as f:
+                info = os.fstat(f.fileno())
                 text = f.read().decode("ascii", "replace")
         except OSError as exc:
             raise ConfigError("key.secret_file", f"cannot read {path!r}: {exc.strerror}") from None
+        warning = check_secret_file("key.secret_file", path, info)
+        if warning is not None:
+            warnings.append(warning)
         return _base64_secret("key.secret_file", text)
     if inline is None:
         raise ConfigError("key.secret", "required but not set (or set key.secret_file)")
     return _base64_secret("key.secret", inline)
+
+
+def unknown_keys_text(keys: Sequence[str]) -> str:
+    """``unknown key 'colector.hostname' (did you mean collector.hostname?)``, for each key."""
+    parts = []
+    for key in keys:
+        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        parts.append(f"{key!r}{hint}")
+    return ("unknown key " if len(parts) == 1 else "unknown keys ") + ", ".join(parts)
 
 
 def parse_section(
@@ -302,8 +341,22 @@ def parse_section(
 ) -> PublisherConfig:
     """Validate one ``[event-publisher:NAME]`` section (already read) into a config.
 
-    :raises ConfigError: a key is missing or invalid; the message names it.
+    :raises ConfigError: a key is missing or invalid; the message names it, and
+        with it every unknown key in the section, since a typo there (``colector.hostname``)
+        is the usual reason a key is missing.
     """
+    try:
+        return _parse_known_keys(queue_name, raw, environ)
+    except ConfigError as exc:
+        unknown = sorted(k for k in raw if k not in KNOWN_KEYS)
+        if not unknown:
+            raise
+        raise ConfigError(exc.key, f"{exc.problem}; also {unknown_keys_text(unknown)}") from None
+
+
+def _parse_known_keys(
+    queue_name: str, raw: Dict[str, str], environ: Optional[Mapping[str, str]]
+) -> PublisherConfig:
     env = os.environ if environ is None else environ
     expanded = {k: expand_env(k, v, env) for k, v in raw.items() if k in KNOWN_KEYS}
     r = _Reader(expanded)
@@ -324,6 +377,7 @@ def parse_section(
             f"must be at least retry.backoff_initial ({backoff_initial:g}), got {backoff_max:g}",
         )
     unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
+    warnings: List[str] = []
     return PublisherConfig(
         queue_name=queue_name,
         collector_hostname=r.get("collector.hostname", _hostname),
@@ -332,7 +386,7 @@ def parse_section(
         collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
         gzip_level=r.get("collector.gzip_level", _int_in(1, 9), 6),
         key_name=r.get("key.name", _key_name),
-        key_secret=_secret(r),
+        key_secret=_secret(r, warnings),
         metrics_namespace=namespace,
         metrics_endpoint=metrics_endpoint,
         max_queue_size=r.get("max_queue_size", _positive_int, MAX_QUEUE_SIZE),
@@ -359,6 +413,8 @@ def parse_section(
         health_interval=r.get("health.interval", _positive_seconds, 5.0),
         health_log_interval=r.get("health.log_interval", _seconds, 60.0),
         unknown_keys=unknown,
+        metrics_prometheus=_optional(r, "metrics.prometheus", _listen_address),
+        warnings=tuple(warnings),
     )
 
 
@@ -372,6 +428,7 @@ def load(
     parser = configparser.RawConfigParser()
     try:
         with open(path, encoding="utf-8") as f:
+            info = os.fstat(f.fileno())
             parser.read_file(f)
     except OSError as exc:
         raise ConfigError(path, f"cannot read the config file: {exc.strerror}") from None
@@ -383,4 +440,13 @@ def load(
         found: List[str] = [s for s in parser.sections() if s.startswith("event-publisher:")]
         hint = f" (found: {', '.join('[' + s + ']' for s in found)})" if found else ""
         raise ConfigError(f"[{section}]", f"section not found in {path}{hint}")
-    return parse_section(queue_name, dict(parser.items(section)), environ)
+    raw = dict(parser.items(section))
+    # A key.secret that is only ${VAR} comes from the environment, not the file.
+    inline = raw.get("key.secret", "").strip()
+    warning = None
+    if inline and not _ENV.fullmatch(inline):
+        warning = check_secret_file("key.secret", path, info)
+    cfg = parse_section(queue_name, raw, environ)
+    if warning is not None:
+        cfg = dataclasses.replace(cfg, warnings=cfg.warnings + (warning,))
+    return cfg

@@ -1,7 +1,9 @@
-"""Metrics: statsd counters, timers and gauges under ``metrics.namespace``.
+"""Metrics: statsd counters, timers and gauges under ``metrics.namespace``, and Prometheus.
 
 Every count is also kept locally, so the health line and file can report it
-whether or not ``metrics.endpoint`` is set. Names (under the namespace):
+whether or not ``metrics.endpoint`` is set. With ``metrics.prometheus`` the
+same counts, timings and gauges are also served on ``/metrics`` under
+Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 
 - ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), timer ``post``;
 - gauges ``queue.depth``, ``spool.events``, ``spool.bytes``;
@@ -16,20 +18,37 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .prometheus import Exporter
 
 logger = logging.getLogger(__name__)
 
 
 class Metrics:
-    """Counts locally and, when an endpoint is configured, sends to statsd over UDP."""
+    """Counts locally and feeds statsd over UDP and Prometheus, each when configured.
 
-    def __init__(self, namespace: str = "", endpoint: Optional[Tuple[str, int]] = None) -> None:
+    :param endpoint: statsd ``(host, port)``; None for no statsd.
+    :param prometheus: ``(host, port)`` to serve ``/metrics`` on; None for no Prometheus.
+    :param queue_name: the Prometheus ``queue`` label.
+    """
+
+    def __init__(
+        self,
+        namespace: str = "",
+        endpoint: Optional[Tuple[str, int]] = None,
+        prometheus: Optional[Tuple[str, int]] = None,
+        queue_name: str = "",
+    ) -> None:
         self.namespace = namespace
         self.endpoint = endpoint
         self.totals: Dict[str, int] = {}
         self._lock = threading.Lock()
         self._client = None
+        self._exporter: "Optional[Exporter]" = None
+        if prometheus is not None:
+            self._exporter = _start_exporter(queue_name, prometheus)
         if endpoint is not None:
             import statsd
 
@@ -46,9 +65,13 @@ class Metrics:
     def target(self) -> str:
         """How start-up describes where metrics go."""
         if self.endpoint is None:
-            return "metrics off (no metrics.endpoint)"
-        prefix = f" as {self.namespace}.*" if self.namespace else ""
-        return f"metrics to statsd {self.endpoint[0]}:{self.endpoint[1]}{prefix}"
+            where = "metrics off (no metrics.endpoint)"
+        else:
+            prefix = f" as {self.namespace}.*" if self.namespace else ""
+            where = f"metrics to statsd {self.endpoint[0]}:{self.endpoint[1]}{prefix}"
+        if self._exporter is not None:
+            where += f"; Prometheus metrics on {self._exporter.url}"
+        return where
 
     def incr(self, name: str, count: int = 1) -> None:
         with self._lock:
@@ -58,6 +81,8 @@ class Metrics:
                 self._client.incr(name, count)
             except OSError:
                 pass
+        if self._exporter is not None:
+            self._exporter.incr(name, count)
 
     def timing(self, name: str, milliseconds: float) -> None:
         if self._client is not None:
@@ -65,6 +90,8 @@ class Metrics:
                 self._client.timing(name, milliseconds)
             except OSError:
                 pass
+        if self._exporter is not None:
+            self._exporter.timing(name, milliseconds)
 
     def gauge(self, name: str, value: float) -> None:
         if self._client is not None:
@@ -72,7 +99,34 @@ class Metrics:
                 self._client.gauge(name, value)
             except OSError:
                 pass
+        if self._exporter is not None:
+            self._exporter.gauge(name, value)
+
+    def close(self) -> None:
+        """Stop serving ``/metrics`` (statsd over UDP holds nothing open worth closing).
+
+        Counting may go on (the sender thread may still be finishing): the
+        exporter's metrics stay, only its listener goes.
+        """
+        if self._exporter is not None:
+            self._exporter.close()
 
     def snapshot(self) -> Dict[str, int]:
         with self._lock:
             return dict(self.totals)
+
+
+def _start_exporter(queue_name: str, address: Tuple[str, int]) -> "Optional[Exporter]":
+    """The Prometheus exporter, or None (logged): a metrics problem never stops the events."""
+    try:
+        from .prometheus import Exporter
+    except ImportError:
+        logger.error("metrics.prometheus: needs the prometheus_client package "
+                     "(pip install 'baseplate-events[publisher]'); no /metrics this run")
+        return None
+    try:
+        return Exporter(queue_name, address)
+    except OSError as exc:
+        logger.error("metrics.prometheus: cannot listen on %s:%d (%s); no /metrics this run",
+                     address[0], address[1], exc.strerror or exc)
+        return None

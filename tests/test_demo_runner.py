@@ -25,10 +25,16 @@ needs_pipeline = pytest.mark.skipif(
 )
 
 
-def run_demo(*args: str) -> subprocess.Popen:
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_demo(*args: str, sigint_ignored: bool = False) -> subprocess.Popen:
+    """Start ``python -m demo_app``; with ``sigint_ignored`` as a background job of a script is."""
     return subprocess.Popen(
         [sys.executable, "-m", "demo_app", *args], cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
     )
 
 
@@ -68,9 +74,10 @@ def test_a_collector_outage_mid_burst_loses_nothing() -> None:
 
 
 @needs_pipeline
-def test_ctrl_c_stops_every_process_and_unlinks_the_queues() -> None:
-    """SIGINT mid-burst: exit 130, children stopped, queues unlinked."""
-    process = run_demo("--requests", "100000")
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
+def test_ctrl_c_stops_every_process_and_unlinks_the_queues(sigint_ignored: bool) -> None:
+    """SIGINT mid-burst: exit 130, children stopped, queues gone, even if started ignoring it."""
+    process = run_demo("--requests", "100000", sigint_ignored=sigint_ignored)
     assert process.stdout is not None
     seen: List[str] = []
     for line in process.stdout:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from baseplate_events.errors import ConfigError
 from publisher.config import KNOWN_KEYS, load, parse_section
 
-from .support_publisher import run_publisher, write_config
+from .support_collector import Collector
+from .support_publisher import SECRET, PublisherProcess, config_keys, run_publisher, write_config
 
 MINIMAL = {
     "collector.hostname": "collector.example.com",
@@ -145,6 +146,50 @@ def test_bad_key_exits_2_with_one_line(tmp_path: Path):
     assert expected == result.stderr
 
 
+def test_a_typo_is_named_in_the_same_line_as_the_missing_key(tmp_path: Path):
+    """colector.hostname: exit 2, one line naming the missing key and the typo beside it."""
+    raw = dict(MINIMAL)
+    raw["colector.hostname"] = raw.pop("collector.hostname")
+    result = run_publisher("q", write_config(tmp_path / "c.ini", "q", raw))
+    expected = (
+        "baseplate-events-publisher: error: collector.hostname: required but not set; "
+        "also unknown key 'colector.hostname' (did you mean collector.hostname?)\n"
+    )
+    assert (2, expected) == (result.returncode, result.stderr)
+
+
+def test_every_unknown_key_is_named_beside_an_invalid_one():
+    """Two unknown keys, one without a close match, ride along with an invalid value's error."""
+    raw = dict(MINIMAL, **{"collector.version": "9", "batch.max_wiat": "1", "colour": "red"})
+    expected = (
+        "collector.version: expected 1, 2 or 2j, got '9'; also unknown keys "
+        "'batch.max_wiat' (did you mean batch.max_wait?), 'colour'"
+    )
+    assert expected == error_of(raw)
+
+
+def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(queue_name: str, tmp_path: Path):
+    """Nothing else wrong: the publisher starts and logs the typo with the key it resembles."""
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_wiat": "1"})
+        path = write_config(tmp_path / "c.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
+        try:
+            assert 0 == publisher.stop()
+        finally:
+            publisher.kill()
+    expected = (f"WARNING [event-publisher:{queue_name}]: ignoring unknown key "
+                "'batch.max_wiat' (did you mean batch.max_wait?)")
+    assert [expected] == [line.split("] ", 1)[1] for line in publisher.log().splitlines()
+                          if " WARNING " in line]
+
+
+def test_prometheus_address_must_be_host_and_port():
+    """metrics.prometheus without a port names the key and the form it wants."""
+    raw = dict(MINIMAL, **{"metrics.prometheus": "localhost"})
+    assert "metrics.prometheus: expected host:port to listen on, got 'localhost'" == error_of(raw)
+
+
 def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
     """The default 10000 x 102400 queue is refused on a stock kernel: one line, exit 2."""
     raw = dict(MINIMAL, **{"spool.path": str(tmp_path / "spool")})
@@ -158,6 +203,7 @@ def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
         "/events-limits-test-never-created with 10000 messages of 102400 bytes"
     )
     assert "fs.mqueue.msg_max" in lines[0] and "ulimit -q" in lines[0]
+    assert "ask for a smaller queue with max_queue_size and max_event_size" in lines[0]
 
 
 @settings(max_examples=200, deadline=None)

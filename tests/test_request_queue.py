@@ -405,8 +405,10 @@ def test_startup_problem_names_a_queue_that_cannot_be_created(
         f"/events-{queue_name} does not exist yet and {too_many} messages of 2048 bytes "
         f"exceed this machine's limits (fs.mqueue.msg_max={too_many - 1}, "
         f"fs.mqueue.msgsize_max={msgsize_max}): puts will fail with QueueLimitError until "
-        "the publisher creates the queue, the limits are raised, or the queue is "
-        "configured smaller"
+        f"the publisher creates the queue, the limits are raised (`sysctl -w "
+        f"fs.mqueue.msg_max={too_many}` and `sysctl -w fs.mqueue.msgsize_max=2048` as "
+        "root), or the queue is configured smaller with events.max_messages and "
+        "events.max_message_size"
     )
     assert expected == make_runtime(max_messages=too_many).queue.startup_problem()
 

@@ -16,7 +16,8 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 
 ``EVENTS_QUEUE_NAME`` (default ``"v2"``)
     the queue is ``/events-<name>``; it picks the publisher.
-``EVENTS_SOURCE`` (default: the app's ``import_name``)
+``EVENTS_SOURCE`` (default: the app's ``import_name``; for a script run as
+    ``python app.py``, the file name without ``.py``)
     filled into an event's ``source`` field when it is None; ``None`` to leave it alone.
 ``EVENTS_AUTOFILL`` (default ``True``)
     fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
@@ -33,6 +34,20 @@ Config keys, all optional, read once by ``init_app`` (a bad value raises
 ``EVENTS_TRANSACTIONAL`` (default ``False``)
     hold the request's events and send them at teardown only if the request
     ended without an unhandled exception and with a status below 500.
+``EVENTS_PROMETHEUS`` (default ``False``)
+    count failed and discarded puts in Prometheus too (needs the
+    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
+``EVENTS_MAX_HELD`` (default ``1000``)
+    the most events a transactional request may hold; a put past it fails
+    with ``TooManyHeldEventsError`` under the error policy, and is counted.
+``EVENTS_QUEUE_MODE`` (default ``0o600``)
+    the queue's permission bits (an int or an octal string such as
+    ``"0660"``); ``0o660`` shares it with a group, as the publisher's
+    ``queue.mode`` does. A wider queue of ours is narrowed to this; another
+    user's queue is used only when shared with one of our groups this way.
+``EVENTS_SINK`` (default ``"queue"``; ``"log"`` where there are no POSIX queues)
+    ``"log"`` writes each event as one JSON log line instead of queueing it,
+    after every other step of a put: for development.
 """
 from __future__ import annotations
 
@@ -44,7 +59,7 @@ from flask.signals import appcontext_pushed, request_started
 
 from ..errors import EventError
 from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import flask_key, parse_settings
+from ..settings import default_source, flask_key, parse_settings
 from ..queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = ["EXTENSION_KEY", "EventsExtension"]
@@ -137,16 +152,20 @@ class EventsExtension:
             )
         config = app.config
         config.setdefault("EVENTS_QUEUE_NAME", "v2")
-        config.setdefault("EVENTS_SOURCE", app.import_name)
+        if "EVENTS_SOURCE" not in config:
+            config["EVENTS_SOURCE"] = default_source(app.import_name, "EVENTS_SOURCE")
         config.setdefault("EVENTS_AUTOFILL", True)
         config.setdefault("EVENTS_MAX_MESSAGES", MAX_QUEUE_SIZE)
         config.setdefault("EVENTS_MAX_MESSAGE_SIZE", MAX_EVENT_SIZE)
         config.setdefault("EVENTS_PUT_TIMEOUT", 0.0)
         config.setdefault("EVENTS_ERRORS", "raise")
         config.setdefault("EVENTS_TRANSACTIONAL", False)
+        config.setdefault("EVENTS_MAX_HELD", 1000)
+        config.setdefault("EVENTS_QUEUE_MODE", 0o600)
         settings = parse_settings(config, flask_key)
-        runtime = EventsRuntime(settings, self._fillers)
-        problem = runtime.queue.startup_problem()
+        config.setdefault("EVENTS_SINK", settings.sink)
+        runtime = EventsRuntime(settings, self._fillers, flask_key)
+        problem = runtime.startup_problem()
         if problem is not None:
             logger.warning("%s", problem)
         app.extensions[EXTENSION_KEY] = _State(self, runtime)

@@ -8,7 +8,8 @@ Settings, all optional, read once at include time (a bad value raises
 
 ``events.queue_name`` (default ``v2``)
     the queue is ``/events-<queue_name>``; it picks the publisher.
-``events.source`` (default: the name of the application's root package)
+``events.source`` (default: the name of the application's root package; for
+    a script run as ``python app.py``, the file name without ``.py``)
     filled into an event's ``source`` field when it is None; empty to leave it alone.
 ``events.autofill`` (default ``true``)
     fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
@@ -25,6 +26,20 @@ Settings, all optional, read once at include time (a bad value raises
 ``events.transactional`` (default ``false``)
     hold the request's events and send them only if it ends without an
     exception and with a status below 500.
+``events.prometheus`` (default ``false``)
+    count failed and discarded puts in Prometheus too (needs the
+    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
+``events.max_held`` (default ``1000``)
+    the most events a transactional request may hold; a put past it fails
+    with ``TooManyHeldEventsError`` under the error policy, and is counted.
+``events.queue_mode`` (default ``0600``)
+    the queue's permission bits, in octal; ``0660`` shares it with a group,
+    as the publisher's ``queue.mode`` does. A wider queue of ours is narrowed
+    to this; another user's queue is used only when shared with one of our
+    groups this way.
+``events.sink`` (default ``queue``; ``log`` where there are no POSIX queues)
+    ``log`` writes each event as one JSON log line instead of queueing it,
+    after every other step of a put: for development.
 
 More fields can be filled from the request with
 ``config.add_event_filler(filler)``, ``filler(event, request)``.
@@ -42,7 +57,7 @@ from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 
 from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import parse_settings, pyramid_key
+from ..settings import default_source, parse_settings, pyramid_key
 
 __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includeme"]
 
@@ -71,10 +86,12 @@ def includeme(config: Configurator) -> None:
     settings = parse_settings(
         config.get_settings(),
         pyramid_key,
-        default_source=root.__name__ if root is not None else None,
+        default_source=(
+            default_source(root.__name__, pyramid_key("source")) if root is not None else None
+        ),
     )
-    runtime = EventsRuntime(settings)
-    problem = runtime.queue.startup_problem()
+    runtime = EventsRuntime(settings, key=pyramid_key)
+    problem = runtime.startup_problem()
     if problem is not None:
         logger.warning("%s", problem)
     config.registry[REGISTRY_KEY] = runtime

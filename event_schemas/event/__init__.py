@@ -1,1 +1,2 @@
-__all__ = ['ttypes', 'constants']
+"""Re-exports :mod:`demo_app.event_schemas.event` (see the package docstring)."""
+__all__ = ["constants", "ttypes"]

@@ -1,8 +1,8 @@
 // A sample v2 event schema, shaped like the ones an event pipeline uses.
 // Regenerate the Python code after editing with:  make schema
-// (runs Debian thrift-compiler 0.17: thrift --gen py -out . event_schemas/event.thrift)
+// (runs Debian thrift-compiler 0.17: thrift --gen py -out . demo_app/event_schemas/event.thrift)
 
-namespace py event_schemas.event
+namespace py demo_app.event_schemas.event
 
 enum Platform {
     WEB = 1,
