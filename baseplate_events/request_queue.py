@@ -199,7 +199,8 @@ os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class Sink(Protocol):
-    """Where a runtime sends serialized events: a :class:`SharedQueue` or a :class:`LogSink`."""
+    """Where a runtime sends serialized events: a :class:`SharedQueue` or a
+    :class:`~baseplate_events.log_sink.LogSink`."""
 
     @property
     def max_message_size(self) -> int: ...
@@ -292,7 +293,7 @@ class EventsRuntime:
         self.fillers: List[Filler] = fillers if fillers is not None else []
         #: The process-wide queue; opened at the first put, and only with the queue sink.
         self.queue = SharedQueue(settings, key)
-        #: Where events go: :attr:`queue`, or a :class:`LogSink`.
+        #: Where events go: :attr:`queue`, or a :class:`~baseplate_events.log_sink.LogSink`.
         self.sink: Sink = (
             self.queue
             if settings.sink == "queue"
