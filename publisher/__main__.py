@@ -19,10 +19,12 @@ from baseplate_events.queue_limits import QueueSettingNames
 
 from . import config as config_module
 from .delivery import Backoff, DeadLetters, Deliverer
+from .landing import LandingError, landing_directory
 from .loop import Publisher
 from .metrics import Metrics
 from .sending import Sender
 from .spool import Spool, SpoolError
+from .upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1
@@ -87,6 +89,13 @@ def _keep_big_buffers() -> None:
     mallopt(_M_MMAP_THRESHOLD, 4 << 20)
 
 
+def _count_damage(metrics: Metrics, events: int, size: int) -> None:
+    """Damaged spool records skipped: the events they held (when known) and their bytes."""
+    if size:
+        metrics.incr("dropped.spool_damaged", events)
+        metrics.incr("spool.damaged_bytes", size)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the publisher; returns the exit status."""
     args = _arguments(sys.argv[1:] if argv is None else argv)
@@ -124,10 +133,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SpoolError as exc:
         queue.close()
         return _fail(str(exc))
+    try:
+        landing_directory(spool.path)  # checked now, so that a bad one stops the start
+    except LandingError as exc:
+        queue.close()
+        spool.close()
+        return _fail(str(exc))
+    old_default = config_module.legacy_spool_path(cfg.queue_name)
+    if cfg.spool_path == config_module.default_spool_path(cfg.queue_name) != old_default:
+        replay_old_spool(spool, old_default)
 
     metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint,
                       prometheus=cfg.metrics_prometheus, queue_name=cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
+    spool.on_damage = lambda events, size: _count_damage(metrics, events, size)
+    _count_damage(metrics, spool.damaged_events, spool.damaged_bytes)
     sender = Sender(
         cfg.collector_url,
         cfg.key_name,

@@ -69,8 +69,10 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
                           &timeout, &linger, &until)) {
         return NULL;
     }
-    if (offset < 0 || offset % 8 || msgsize <= 0 || msgsize > ring.len || limit < 0
-        || !(timeout >= 0.0) || !(linger >= 0.0)) {
+    /* Every bound below is checked by subtraction of values known to be in
+     * range, never by an addition that could overflow. */
+    if (offset < 0 || offset % 8 || offset > ring.len || msgsize <= 0 || ring.len < 8
+        || msgsize > ring.len - 8 || limit < 0 || !(timeout >= 0.0) || !(linger >= 0.0)) {
         PyBuffer_Release(&ring);
         PyErr_SetString(PyExc_ValueError, "bad offset, msgsize, limit, timeout or linger");
         return NULL;
@@ -83,7 +85,7 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
         struct pollfd fds[2];
         int ready;
 
-        while (count < limit && offset < until && offset + 8 + msgsize <= ring.len) {
+        while (count < limit && offset < until && offset <= ring.len - 8 - msgsize) {
             char *slot = (char *)ring.buf + offset;
             ssize_t got = mq_timedreceive(mqd, slot + 8, (size_t)msgsize, NULL, &past);
             if (got < 0) {
@@ -101,7 +103,7 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
             }
         }
         if (failed || stop || count >= limit || offset >= until
-            || offset + 8 + msgsize > ring.len) {
+            || offset > ring.len - 8 - msgsize) {
             break;
         }
         left = deadline - monotonic_seconds();
@@ -134,57 +136,75 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
     return Py_BuildValue("nni", offset, count, woken);
 }
 
-/* gather(ring, end) -> (joined, lengths)
+/* gather(ring, end) -> (joined, lengths, stop)
  *
  * The events of the records in ring[:end], joined with commas, and their
  * lengths as native unsigned 32-bit integers: a spool record's two parts.
+ * `stop` is the offset where gathering stopped: `end`, or the first word that
+ * is not a record's (the ring was damaged: another process wrote to the file).
+ *
+ * The ring is shared memory that another process may write at any moment, so
+ * each length word is read exactly once, into `lens`, and the copy uses those
+ * checked values only: a word changed between the two passes cannot make
+ * memcpy read past the ring.
  */
 static PyObject *landing_gather(PyObject *self, PyObject *args)
 {
     Py_buffer ring;
-    Py_ssize_t end, offset, total = 0, count = 0, index = 0;
+    Py_ssize_t end, offset = 0, total = 0, count = 0, index;
     PyObject *joined = NULL, *lengths = NULL, *result = NULL;
+    const char *base;
     char *out;
-    uint32_t *lens;
+    uint32_t *lens = NULL;
 
     if (!PyArg_ParseTuple(args, "y*n", &ring, &end)) {
         return NULL;
     }
     if (end < 0 || end > ring.len) {
         PyErr_SetString(PyExc_ValueError, "end is outside the ring");
+        PyBuffer_Release(&ring);
+        return NULL;
+    }
+    base = (const char *)ring.buf;
+    /* At most one record per 8 bytes. */
+    lens = PyMem_Malloc((size_t)(end / 8 + 1) * sizeof(uint32_t));
+    if (lens == NULL) {
+        PyErr_NoMemory();
         goto done;
     }
-    for (offset = 0; offset + 8 <= end;) {
-        uint64_t word = get_word((const char *)ring.buf + offset);
-        Py_ssize_t length = (Py_ssize_t)(word & ~FULL_BIT);
-        if (!(word & FULL_BIT) || length > end - offset - 8) {
-            PyErr_Format(PyExc_ValueError, "no event record at offset %zd", offset);
-            goto done;
+    while (end - offset >= 8) {
+        uint64_t word = get_word(base + offset);
+        uint64_t length = word & ~FULL_BIT;
+        if (!(word & FULL_BIT) || length > (uint64_t)(end - offset - 8) || length > UINT32_MAX) {
+            break;
         }
-        total += length + 1;
-        count++;
-        offset = ALIGN8(offset + 8 + length);
+        lens[count++] = (uint32_t)length;
+        total += (Py_ssize_t)length + 1;
+        offset = ALIGN8(offset + 8 + (Py_ssize_t)length);
     }
+    if (offset > end) {
+        offset = end;  /* the last record's padding ran past `end` */
+    }
+    lengths = PyBytes_FromStringAndSize((const char *)lens, count * (Py_ssize_t)sizeof(uint32_t));
     joined = PyBytes_FromStringAndSize(NULL, count ? total - 1 : 0);
-    lengths = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(uint32_t));
-    if (joined == NULL || lengths == NULL) {
+    if (lengths == NULL || joined == NULL) {
         goto done;
     }
     out = PyBytes_AS_STRING(joined);
-    lens = (uint32_t *)PyBytes_AS_STRING(lengths);
-    for (offset = 0; offset + 8 <= end;) {
-        const char *slot = (const char *)ring.buf + offset;
-        Py_ssize_t length = (Py_ssize_t)(get_word(slot) & ~FULL_BIT);
-        if (index++) {
-            *out++ = ',';
+    {
+        Py_ssize_t at = 0;
+        for (index = 0; index < count; index++) {
+            if (index) {
+                *out++ = ',';
+            }
+            memcpy(out, base + at + 8, lens[index]);
+            out += lens[index];
+            at = ALIGN8(at + 8 + (Py_ssize_t)lens[index]);
         }
-        memcpy(out, slot + 8, (size_t)length);
-        out += length;
-        *lens++ = (uint32_t)length;
-        offset = ALIGN8(offset + 8 + length);
     }
-    result = PyTuple_Pack(2, joined, lengths);
+    result = Py_BuildValue("OOn", joined, lengths, offset);
 done:
+    PyMem_Free(lens);
     Py_XDECREF(joined);
     Py_XDECREF(lengths);
     PyBuffer_Release(&ring);
@@ -195,7 +215,7 @@ static PyMethodDef landing_methods[] = {
     {"drain", landing_drain, METH_VARARGS,
      "drain(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)"
      " -> (offset, count, woken)"},
-    {"gather", landing_gather, METH_VARARGS, "gather(ring, end) -> (joined, lengths)"},
+    {"gather", landing_gather, METH_VARARGS, "gather(ring, end) -> (joined, lengths, stop)"},
     {NULL, NULL, 0, NULL},
 };
 

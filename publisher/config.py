@@ -122,9 +122,17 @@ class PublisherConfig:
         return f"<PublisherConfig queue={self.queue_path} collector={self.collector_url}>"
 
 
-def default_spool_path(queue_name: str) -> str:
+def legacy_spool_path(queue_name: str) -> str:
     """``/var/tmp/baseplate-events-<uid>/<queue name>``: survives reboots, private to the user."""
     return os.path.join("/var/tmp", f"baseplate-events-{os.getuid()}", queue_name)
+
+
+def default_spool_path(queue_name: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """``$STATE_DIRECTORY/<queue name>`` under systemd (``StateDirectory=``), else
+    :func:`legacy_spool_path`."""
+    env = os.environ if environ is None else environ
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    return os.path.join(state, queue_name) if state else legacy_spool_path(queue_name)
 
 
 def expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
@@ -361,7 +369,7 @@ def _parse_known_keys(
     expanded = {k: expand_env(k, v, env) for k, v in raw.items() if k in KNOWN_KEYS}
     r = _Reader(expanded)
 
-    spool_path = r.get("spool.path", _string, default_spool_path(queue_name))
+    spool_path = r.get("spool.path", _string, default_spool_path(queue_name, env))
     max_event_size = r.get("max_event_size", _positive_int, MAX_EVENT_SIZE)
     batch_max_bytes = r.get("batch.max_bytes", _positive_int, MAX_BATCH_BYTES)
     if batch_max_bytes < 64:

@@ -32,10 +32,14 @@ import logging
 import mmap
 import os
 import select
+import stat
 import struct
 import time
 import zlib
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
+
+from .paths import UnsafePathError, open_private_directory
+from .spool import SpoolError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,25 @@ try:
     from publisher import _landing as _accelerated
 except ImportError:  # pragma: no cover - depends on the build
     _accelerated = None  # type: ignore[assignment]
+
+
+class LandingError(SpoolError):
+    """The landing zone's directory is not private to this user."""
+
+
+class Gathered(NamedTuple):
+    """The ring's events as one spool record, and where gathering stopped."""
+
+    joined: bytes
+    lengths: bytes
+    #: Ring offset after the last whole record: the ring's end, unless a word
+    #: there was damaged (another process wrote to the file).
+    stop: int
+
+    @property
+    def event_count(self) -> int:
+        return len(self.lengths) // 4
+
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
@@ -70,24 +93,31 @@ def _load_receive() -> Optional["ctypes._NamedFuncPointer"]:
     return None
 
 
+def landing_path(spool_path: str) -> str:
+    """The landing directory a spool would use in /dev/shm (not created nor checked)."""
+    tag = f"{zlib.crc32(os.path.realpath(spool_path).encode()):08x}"
+    return os.path.join("/dev/shm", f"baseplate-events-{os.getuid()}-{tag}")
+
+
 def landing_directory(spool_path: str) -> str:
     """Where the landing zone of a spool lives: RAM-backed if the system has /dev/shm.
 
     Files there survive the process (a ``kill -9``) but not a reboot, and cost no
-    disk writeback. One private directory per spool; else the spool directory.
+    disk writeback. One private directory per spool, created and checked like
+    the spool's (see :mod:`publisher.paths`); without /dev/shm, the spool
+    directory itself.
+
+    :raises LandingError: the directory in /dev/shm is a symlink, or belongs to
+        or is writable by another user.
     """
-    base = "/dev/shm"
-    if os.path.isdir(base) and os.access(base, os.W_OK):
-        tag = f"{zlib.crc32(os.path.realpath(spool_path).encode()):08x}"
-        path = os.path.join(base, f"baseplate-events-{os.getuid()}-{tag}")
-        try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-            info = os.stat(path)
-        except OSError:
-            return spool_path
-        if info.st_uid == os.getuid() and not info.st_mode & 0o077:
-            return path
-    return spool_path
+    if not (os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)):
+        return spool_path
+    path = landing_path(spool_path)
+    try:
+        os.close(open_private_directory(path))
+    except UnsafePathError as exc:
+        raise LandingError(f"landing zone: {exc}") from None
+    return path
 
 
 def landing_name(msgsize: int) -> str:
@@ -98,22 +128,43 @@ def collect_leftovers(directory: str) -> List[bytes]:
     """Events left in any landing file of ``directory``, in order.
 
     Call before opening a :class:`Landing` there; the caller spools what this
-    returns, then calls :func:`remove_landings`.
+    returns, then calls :func:`remove_landings`. A ring damaged by another
+    process is read up to the damage, which is logged.
     """
     out: List[bytes] = []
     for name in sorted(os.listdir(directory)):
-        if not name.startswith(_PREFIX) or not name[len(_PREFIX) :].isdigit():
+        msgsize = name[len(_PREFIX) :]
+        if not name.startswith(_PREFIX) or not (msgsize.isascii() and msgsize.isdigit()):
             continue
-        with open(os.path.join(directory, name), "rb") as f:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            logger.warning("landing: skipping %s: %s", path, exc.strerror)
+            continue
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            logger.warning("landing: skipping %s: not a regular file", path)
+            continue
+        with open(fd, "rb") as f:
             data = f.read()
-        out.extend(scan(data, int(name[len(_PREFIX) :])))
+        events, damaged = _scan(data, int(msgsize))
+        if damaged is not None:
+            logger.error("landing: %s is damaged at offset %d (a length word past the end of "
+                         "the file); recovered the %d events before it, the rest is lost",
+                         path, damaged, len(events))
+        out.extend(events)
     return out
 
 
 def remove_landings(directory: str) -> None:
     for name in os.listdir(directory):
         if name.startswith("landing-"):
-            os.unlink(os.path.join(directory, name))
+            try:
+                os.unlink(os.path.join(directory, name))
+            except IsADirectoryError:
+                logger.warning("landing: leaving %s: a directory, not a landing file",
+                               os.path.join(directory, name))
 
 
 def scan(data: bytes, msgsize: int) -> List[bytes]:
@@ -124,6 +175,11 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
     counts only if it is whole JSON, so that the remains of a ring half zeroed
     by :meth:`Landing.clear` are never taken for an event.
     """
+    return _scan(data, msgsize)[0]
+
+
+def _scan(data: bytes, msgsize: int) -> Tuple[List[bytes], Optional[int]]:
+    """:func:`scan`, and the offset of a length word that runs past the data (damage)."""
     out: List[bytes] = []
     offset = 0
     while offset + 8 <= len(data):
@@ -131,7 +187,7 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
         if word & _FULL:
             length = word & ~_FULL
             if offset + 8 + length > len(data):
-                break  # not a record of ours: the file was cut short
+                return out, offset  # not a record of ours: damaged, or the file cut short
             out.append(data[offset + 8 : offset + 8 + length])
             offset = (offset + 8 + length + 7) & ~7
             continue
@@ -140,7 +196,7 @@ def scan(data: bytes, msgsize: int) -> List[bytes]:
             if event and _is_json(event):
                 out.append(event)  # the process died between mq_receive and the length word
         break  # past the last record
-    return out
+    return out, None
 
 
 def _is_json(data: bytes) -> bool:
@@ -208,9 +264,21 @@ class _Receiver:
             del anchor
 
     @staticmethod
-    def gather(ring: Any, end: int) -> Tuple[bytes, bytes]:
-        events = scan(bytes(ring[:end]), 0)
-        return b",".join(events), array.array("I", map(len, events)).tobytes()
+    def gather(ring: Any, end: int) -> Tuple[bytes, bytes, int]:
+        if not 0 <= end <= len(ring):
+            raise ValueError("end is outside the ring")
+        data = bytes(ring[:end])  # one copy: every word is read once, from it
+        events: List[bytes] = []
+        offset = 0
+        while end - offset >= 8:
+            (word,) = _LENGTH.unpack_from(data, offset)
+            length = word & ~_FULL
+            if not word & _FULL or length > end - offset - 8:
+                break
+            events.append(data[offset + 8 : offset + 8 + length])
+            offset = (offset + 8 + length + 7) & ~7
+        return (b",".join(events), array.array("I", map(len, events)).tobytes(),
+                min(offset, end))
 
 
 def receiver(kind: str = "auto") -> Any:
@@ -234,7 +302,7 @@ class Landing:
         self.path = os.path.join(directory, landing_name(msgsize))
         self.msgsize = msgsize
         size = max(size, 8 + msgsize + 7) & ~7
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             os.ftruncate(fd, size)
             # Reserve the pages now: a full tmpfs must fail here (we fall back), not
@@ -271,9 +339,13 @@ class Landing:
         self.count += got
         return bool(woken)
 
-    def gather(self) -> Tuple[bytes, bytes]:
-        """The held events joined with commas, and their lengths (``u32`` each)."""
-        return self._impl.gather(self.buf, self.end)  # type: ignore[no-any-return]
+    def gather(self) -> Gathered:
+        """The held events joined with commas, their lengths (``u32`` each), and where it stopped.
+
+        Stops early, before the first word that is not a record's, if another
+        process wrote to the ring file: the events from there on are lost.
+        """
+        return Gathered(*self._impl.gather(self.buf, self.end))
 
     def events(self) -> List[bytes]:
         """The held events, one by one."""

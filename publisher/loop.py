@@ -43,9 +43,41 @@ GAUGE_INTERVAL = 1.0
 LANDING_BYTES = 4 << 20
 #: Longest an event waits in the landing zone before it is spooled.
 LANDING_LINGER = 0.02
+#: How often a spool that cannot be written (a full disk) is retried, and logged.
+SPOOL_RETRY_INTERVAL = 1.0
+SPOOL_STALL_LOG_INTERVAL = 60.0
 #: Landing bytes spooled as one record: a quarter of a default batch, so that a
 #: batch takes whole records and splits at most its last one.
 RECORD_BYTES = 128 << 10
+
+
+class Stall:
+    """Whether the drain loop is stopped by a spool it cannot write, and when to say so.
+
+    The first failure is logged at once, then once every ``log_interval`` while
+    it lasts, and the end of it once.
+    """
+
+    def __init__(self, log_interval: float = SPOOL_STALL_LOG_INTERVAL) -> None:
+        self.log_interval = log_interval
+        self.since: Optional[float] = None
+        self._next_log = 0.0
+
+    def failed(self, now: float) -> bool:
+        """A write failed at ``now``; True when that should be logged."""
+        if self.since is None:
+            self.since = now
+        if now >= self._next_log:
+            self._next_log = now + self.log_interval
+            return True
+        return False
+
+    def recovered(self, now: float) -> Optional[float]:
+        """A write succeeded; how long the stall lasted, or None if there was none."""
+        if self.since is None:
+            return None
+        lasted, self.since, self._next_log = now - self.since, None, 0.0
+        return lasted
 
 
 @dataclass
@@ -99,9 +131,10 @@ class Assembler:
                 deadline = time.monotonic() + max(0.0, min(self.max_wait, self.max_wait - age))
             rest = builder.add(chunk)
             if rest is not None:
-                self.cursor = (record.segment, record.offset, index + chunk.count - rest.count)
+                self.cursor = Position(record.segment, record.offset,
+                                       index + chunk.count - rest.count)
                 return Batch(builder, self.cursor)
-            self.cursor = (record.segment, record.next_offset, 0)
+            self.cursor = Position(record.segment, record.next_offset, 0)
             if builder.full:
                 return Batch(builder, self.cursor)
         return None
@@ -135,6 +168,7 @@ class Publisher:
         self.events_sent = 0
         self.drained = 0  # counted here, sent to statsd with the gauges
         self._drained_reported = 0
+        self.stall = Stall()
         self._sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -230,7 +264,11 @@ class Publisher:
         directory = landing_directory(self.spool.path)
         leftovers = [m for m in collect_leftovers(directory) if m]
         if leftovers:
-            self.spool.append(leftovers)
+            # On a full disk this waits like any spool write; stopped meanwhile, the
+            # files stay (and no new ring truncates them) for the next start.
+            if not self._write(lambda: self.spool.append(leftovers), len(leftovers),
+                               landed=True):
+                return None
             logger.warning(
                 "landing: spooled %d events that a previous process took off the queue "
                 "just before it died", len(leftovers)
@@ -252,12 +290,26 @@ class Publisher:
 
     def _store_landed(self, landing: Landing) -> bool:
         """Spool the landing zone's events and clear it; see :meth:`_store`."""
-        joined, lengths = landing.gather()
-        if array.array("I", lengths).count(0):
-            stored = self._store(landing.events(), landed=True)
+        gathered = landing.gather()
+        if gathered.stop != landing.end:
+            # Another process wrote to the ring file: what follows the damage
+            # cannot be told from garbage. Spool what came before, count the rest.
+            lost = landing.count - gathered.event_count
+            logger.error(
+                "landing: the ring file %s was overwritten at offset %d (by another process?); "
+                "spooled the %d events before it, lost %d", landing.path, gathered.stop,
+                gathered.event_count, lost,
+            )
+            self.metrics.incr("dropped.landing_damaged", lost)
+            if not gathered.event_count:
+                landing.clear()
+                return True
+        if array.array("I", gathered.lengths).count(0):
+            stored = self._store(landing.events()[: gathered.event_count], landed=True)
         else:
-            stored = self._write(lambda: self.spool.append_joined(joined, lengths),
-                                 landing.count, landed=True)
+            stored = self._write(
+                lambda: self.spool.append_joined(gathered.joined, gathered.lengths),
+                gathered.event_count, landed=True)
         if stored:
             landing.clear()
         return stored
@@ -294,11 +346,39 @@ class Publisher:
                                  "they are lost", count, exc)
                     self.metrics.incr("dropped.spool_error", count)
                     return False
-                # Stop taking events (they wait in the queue) until the disk has room.
-                logger.error("spool: cannot write %d events (%s); retrying in 1s", count, exc)
-                time.sleep(1.0)
+                self._stalled(count, exc)
+        lasted = self.stall.recovered(time.monotonic())
+        if lasted is not None:
+            logger.warning("spool: writable again after %.0fs; taking events off the queue "
+                           "again", lasted)
+            self.metrics.gauge("spool.stalled", 0)
         self.drained += count
         return True
+
+    def _stalled(self, count: int, exc: OSError) -> None:
+        """The spool cannot be written: hold the events, stop draining, wait and say so.
+
+        The events taken stay held (in the landing zone or in memory); the queue
+        fills behind them and the apps' puts fail with EventQueueFullError,
+        which they count: nothing the publisher took is lost, and it resumes by
+        itself once the disk has room.
+        """
+        now = time.monotonic()
+        self.metrics.incr("spool.write_error")
+        if self.stall.failed(now):
+            assert self.stall.since is not None
+            lasted = now - self.stall.since
+            logger.error(
+                "spool: %s write %d events to %s (%s); stopped taking events off the queue "
+                "(it fills, and the apps' puts fail with EventQueueFullError) until the disk "
+                "has room; retrying every %gs",
+                f"for {lasted:.0f}s, still cannot" if lasted else "cannot",
+                count, self.spool.path, exc, SPOOL_RETRY_INTERVAL,
+            )
+        self.metrics.gauge("spool.stalled", 1)
+        self._gauges()
+        # Sleep, but wake for a signal (its byte on the wake-up pipe).
+        select.select([self._wake_r], [], [], SPOOL_RETRY_INTERVAL)
 
     def _empty_wake_pipe(self) -> None:
         try:

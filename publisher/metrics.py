@@ -11,7 +11,11 @@ Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
   halved after a 413), ``dead_letter`` (events refused with 422/400),
   ``dropped.spool_full``, ``dropped.empty``, ``dropped.spool_error`` (a disk
   that took nothing at shutdown), ``auth_failure`` (401/403),
-  ``retry`` (POSTs repeated after a failure).
+  ``retry`` (POSTs repeated after a failure);
+- the disk: ``spool.write_error`` (failed spool writes, retried each second) and gauge
+  ``spool.stalled`` (1 while draining is stopped by them), ``dropped.spool_damaged`` and
+  ``spool.damaged_bytes`` (damaged spool records skipped), ``dropped.landing_damaged``
+  (events lost to another process writing the landing ring).
 """
 from __future__ import annotations
 

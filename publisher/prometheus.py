@@ -33,12 +33,17 @@ COUNTERS: Dict[str, str] = {
     "dropped.spool_full": "Events dropped because the spool reached spool.max_bytes.",
     "dropped.empty": "Empty messages taken off the queue and dropped.",
     "dropped.spool_error": "Events lost at shutdown because the disk took nothing.",
+    "dropped.spool_damaged": "Events of damaged spool records skipped (when their count is known).",
+    "spool.damaged_bytes": "Bytes of damaged spool records skipped.",
+    "dropped.landing_damaged": "Events lost because another process overwrote the landing ring.",
+    "spool.write_error": "Spool writes that failed (a full disk); retried every second.",
 }
 #: statsd gauge name -> what it measures.
 GAUGES: Dict[str, str] = {
     "queue.depth": "Events waiting in the POSIX message queue.",
     "spool.events": "Events in the spool, not yet accepted by the collector.",
     "spool.bytes": "Bytes in the spool, not yet accepted by the collector.",
+    "spool.stalled": "1 while the spool cannot be written and draining has stopped, else 0.",
 }
 #: statsd timer name (milliseconds) -> what it times (in seconds here).
 TIMERS: Dict[str, str] = {

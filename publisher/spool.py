@@ -6,17 +6,21 @@ sends them, then moves the *ack* position past what the collector accepted.
 A ``kill -9`` therefore loses nothing: on start the spool replays everything
 after the ack position (at-least-once; a batch in flight may be sent twice).
 
-Layout of ``spool.path`` (a directory, mode 0700)::
+Layout of ``spool.path`` (a directory only this user controls, mode 0700,
+checked component by component: see ``paths.py``)::
 
     lock                      flock()ed by the running publisher
     ack                       the first event not yet accepted: segment, offset, index
     00000000000000000001.seg  records, appended; rotated at spool.segment_bytes
 
-A record is a 24-byte header (magic, event count, payload length, CRC-32,
-append time in ms), the event lengths (``count`` × u32) and the events joined
-with commas. A torn record at the tail (a crash mid-write) is cut off on start.
-When the spool outgrows ``spool.max_bytes`` the oldest segments are dropped,
-and the events in them are counted and logged: the one explicit loss policy.
+The bytes of a record and of the ack are ``spool_format.py``'s; the check at
+start-up is ``spool_recovery.py``'s. A write that fails or comes up short (a
+full disk) is cut back to the last whole record before the error is raised,
+so no record ever follows a partial one. A damaged record (a flipped byte)
+costs that record only: readers skip to the next whole one, and the loss is
+logged and counted. When the spool outgrows ``spool.max_bytes`` the oldest
+segments are dropped, and the events in them are counted and logged: the one
+explicit loss policy.
 """
 from __future__ import annotations
 
@@ -25,31 +29,36 @@ import errno
 import fcntl
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from baseplate_events.errors import EventError
 
 from .batching import Chunk
+from .paths import UnsafePathError, open_private_directory
+from .spool_format import (
+    HEADER,
+    Position,
+    check_record,
+    next_record,
+    pack_ack,
+    pack_header,
+    segment_name,
+    segment_number,
+    unpack_header,
+)
+from .spool_recovery import Damage, damage, recover
 
 logger = logging.getLogger(__name__)
 
-_MAGIC = 0xBE5B0001
-_HEADER = struct.Struct("<IIIIQ")
-_ACK_MAGIC = 0xBE5BA001
-_ACK = struct.Struct("<IQQII")
-_SUFFIX = ".seg"
 #: Bytes the sender reads from a segment at once.
 _READ_AHEAD = 256 * 1024
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
 
-#: (segment number, byte offset of a record, events of that record already consumed)
-Position = Tuple[int, int, int]
+__all__ = ["Position", "Record", "Spool", "SpoolError"]
 
 
 class SpoolError(EventError):
@@ -65,10 +74,6 @@ class Record:
     next_offset: int
     chunk: Chunk
     time_ms: int
-
-
-def _segment_name(number: int) -> str:
-    return f"{number:020d}{_SUFFIX}"
 
 
 class Spool:
@@ -90,6 +95,7 @@ class Spool:
         fsync: str = "interval",
         fsync_interval: float = 1.0,
         on_drop: Optional[Callable[[int, int], None]] = None,
+        on_damage: Optional[Callable[[int, int], None]] = None,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -98,6 +104,8 @@ class Spool:
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self.on_drop = on_drop
+        #: Called with (events, bytes) when the reader skips a damaged record.
+        self.on_damage = on_damage
         self._cond = threading.Condition(threading.Lock())
         self._last_sync = 0.0
         self._read_fds: Dict[int, int] = {}
@@ -113,11 +121,22 @@ class Spool:
         # writer, takes them from here instead of reading them back from the file.
         self._recent: Dict[Tuple[int, int], Record] = {}
         self._recent_bytes = 0
+        # Damaged stretches: (segment, offset) -> offset of the next whole record.
+        self._skips: Dict[Tuple[int, int], int] = {}
+        #: Events and bytes of damaged records skipped (at start and since).
+        self.damaged_events = self.damaged_bytes = 0
+        # Set when a failed write could not be cut back: the next append starts a
+        # new segment, so that no record ever follows the partial one.
+        self._tail_dirty = False
         self._open_directory()
-        self._ack = self._read_ack()
-        self._sizes: Dict[int, int] = {}  # segment -> committed length
-        self.recovered_events, self.recovered_bytes, self.truncated_bytes = self._recover()
-        self.pending_events = self.recovered_events
+        found = recover(self._dir, self.path, self._ack_fd)
+        self._ack = found.ack
+        self._sizes: Dict[int, int] = found.sizes  # segment -> committed length
+        for stretch in found.damage:
+            self._skip(stretch)
+        self.recovered_events = self.pending_events = found.pending_events
+        self.recovered_bytes = found.pending_bytes
+        self.truncated_bytes = found.truncated_bytes
         self.dropped_events = 0
         last = max(self._sizes) if self._sizes else self._ack[0]
         self._write_segment = last + 1
@@ -128,101 +147,61 @@ class Spool:
 
     def _open_directory(self) -> None:
         try:
-            os.makedirs(self.path, mode=0o700, exist_ok=True)
-            info = os.stat(self.path)
+            self._dir = open_private_directory(self.path)
+        except UnsafePathError as exc:
+            raise SpoolError(f"spool.path: {exc}") from None
+        try:
+            self._lock_fd = self._open("lock", os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            raise SpoolError(f"spool.path: cannot create {self.path}: {exc.strerror}") from None
-        if info.st_uid != os.getuid():
-            raise SpoolError(
-                f"spool.path: {self.path} belongs to uid {info.st_uid}, not to this user "
-                f"(uid {os.getuid()}); events must not sit in a directory others control"
-            )
-        if info.st_mode & 0o077:
-            os.chmod(self.path, 0o700)
-        self._lock_fd = os.open(os.path.join(self.path, "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(self._dir)
+            raise SpoolError(f"spool.path: cannot open {self._name('lock')}: "
+                             f"{exc.strerror}") from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._lock_fd)
+            os.close(self._dir)
             if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 raise SpoolError(
                     f"spool.path: {self.path} is in use by another publisher; "
                     "give each publisher its own spool.path"
                 ) from None
             raise
-        self._ack_fd = os.open(os.path.join(self.path, "ack"), os.O_RDWR | os.O_CREAT, 0o600)
-
-    def _segments(self) -> List[int]:
-        numbers = []
-        for name in os.listdir(self.path):
-            if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
-                numbers.append(int(name[: -len(_SUFFIX)]))
-        return sorted(numbers)
-
-    def _read_ack(self) -> Position:
-        data = os.pread(self._ack_fd, _ACK.size, 0)
-        if len(data) == _ACK.size:
-            magic, segment, offset, index, crc = _ACK.unpack(data)
-            if magic == _ACK_MAGIC and crc == zlib.crc32(data[:-4]):
-                return (segment, offset, index)
-            logger.warning("spool: the ack file is damaged; replaying every spooled event")
-        segments = self._segments()
-        return (segments[0], 0, 0) if segments else (0, 0, 0)
-
-    def _recover(self) -> Tuple[int, int, int]:
-        """Check every record after the ack position; cut off a torn tail; count what is pending."""
-        events = total = truncated = 0
-        ack_segment, ack_offset, ack_index = self._ack
-        for number in self._segments():
-            name = os.path.join(self.path, _segment_name(number))
-            if number < ack_segment:
-                os.unlink(name)
-                continue
-            fd = os.open(name, os.O_RDWR)
+        self._ack_fd = self._open("ack", os.O_RDWR | os.O_CREAT)
+        if os.fstat(self._ack_fd).st_size == 0:
+            # Reserve the ack's block now: a full disk must not fail an ack later.
             try:
-                size = os.fstat(fd).st_size
-                offset = 0
-                while offset < size:
-                    header = os.pread(fd, _HEADER.size, offset)
-                    good = len(header) == _HEADER.size
-                    if good:
-                        magic, count, length, crc, _ms = _HEADER.unpack(header)
-                        end = offset + _HEADER.size + 4 * count + length
-                        good = magic == _MAGIC and end <= size
-                    if good:
-                        body = os.pread(fd, end - offset - _HEADER.size, offset + _HEADER.size)
-                        good = zlib.crc32(body) == crc
-                    if not good:
-                        truncated += size - offset
-                        logger.warning(
-                            "spool: cut %d damaged bytes off the end of %s (a crash mid-write)",
-                            size - offset,
-                            name,
-                        )
-                        os.ftruncate(fd, offset)
-                        size = offset
-                        break
-                    if (number, offset) >= (ack_segment, ack_offset):
-                        events += count - (ack_index if (number, offset) == self._ack[:2] else 0)
-                    offset = end
-                self._sizes[number] = size
-                total += size - (ack_offset if number == ack_segment else 0)
-            finally:
-                os.close(fd)
-        return events, total, truncated
+                os.posix_fallocate(self._ack_fd, 0, len(pack_ack(Position(0, 0, 0))))
+            except OSError:
+                pass  # the first ack's write reports it, and the sender retries
+
+    def _name(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def _open(self, name: str, flags: int) -> int:
+        """Open a file of the spool directory (never through a symlink)."""
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self._dir)
+
+    def _skip(self, stretch: Damage) -> None:
+        """Note, count and log a damaged stretch: readers jump over it from now on."""
+        with self._cond:
+            self._skips[(stretch.segment, stretch.offset)] = stretch.resume
+            self.damaged_events += stretch.events
+            self.damaged_bytes += stretch.size
+        logger.error(
+            "spool: skipped %d damaged bytes at offset %d of %s (%s); resumed at the next "
+            "whole record", stretch.size, stretch.offset,
+            self._name(segment_name(stretch.segment)),
+            f"a record of {stretch.events} events, lost" if stretch.events
+            else "a record of unknown size, lost",
+        )
+        if self.on_damage is not None:
+            self.on_damage(stretch.events, stretch.size)
 
     def _create_segment(self, number: int) -> int:
-        fd = os.open(
-            os.path.join(self.path, _segment_name(number)),
-            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-            0o600,
-        )
+        fd = self._open(segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         if self.fsync != "never":
-            dir_fd = os.open(self.path, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            os.fsync(self._dir)
         return fd
 
     # -- writing (the drain thread) ----------------------------------------------
@@ -232,20 +211,33 @@ class Spool:
         self.append_joined(b",".join(events), array.array("I", map(len, events)).tobytes())
 
     def append_joined(self, joined: bytes, lengths_bytes: bytes) -> None:
-        """Write one record: events joined with commas, and their lengths (native ``u32``)."""
+        """Write one record: events joined with commas, and their lengths (native ``u32``).
+
+        :raises OSError: the record could not be written whole (a full disk): the
+            file is as it was before (cut back), and the caller may try again.
+        """
+        if self._tail_dirty:
+            self._rotate()  # raises while the disk still takes nothing
+            self._tail_dirty = False
         count = len(lengths_bytes) // 4
-        crc = zlib.crc32(joined, zlib.crc32(lengths_bytes))
         header_time_ms = int(time.time() * 1000)
-        header = _HEADER.pack(_MAGIC, count, len(joined), crc, header_time_ms)
-        size = _HEADER.size + len(lengths_bytes) + len(joined)
-        written = os.writev(self._write_fd, [header, lengths_bytes, joined])
-        if written != size:  # pragma: no cover - a full disk; the next record is cut on start
-            raise OSError(errno.ENOSPC, f"short write to the spool ({written} of {size} bytes)")
-        if self.fsync == "always" or (
-            self.fsync == "interval" and time.monotonic() - self._last_sync >= self.fsync_interval
-        ):
-            os.fdatasync(self._write_fd)
-            self._last_sync = time.monotonic()
+        header = pack_header(count, lengths_bytes, joined, header_time_ms)
+        size = len(header) + len(lengths_bytes) + len(joined)
+        good = self._sizes[self._write_segment]
+        try:
+            written = os.writev(self._write_fd, [header, lengths_bytes, joined])
+            if written != size:
+                raise OSError(errno.ENOSPC, f"short write to the spool ({written} of {size} "
+                                            "bytes)")
+            if self.fsync == "always" or (
+                self.fsync == "interval"
+                and time.monotonic() - self._last_sync >= self.fsync_interval
+            ):
+                os.fdatasync(self._write_fd)
+                self._last_sync = time.monotonic()
+        except OSError:
+            self._cut_back(good)
+            raise
         lengths = array.array("I")
         lengths.frombytes(lengths_bytes)
         with self._cond:
@@ -260,11 +252,32 @@ class Spool:
                 self._wake_at = None
                 self._cond.notify_all()
         if rotate:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError as exc:
+                # The record is safe; a full segment only grows past its size until
+                # the next append manages to start a new one.
+                logger.warning("spool: cannot start a new segment (%s); retrying at the next "
+                               "write", exc)
+                return
             # Only whole, finished segments can be dropped, so the budget is checked
             # when one is finished: the spool exceeds it by at most a segment.
             if self.pending_bytes() > self.max_bytes:
                 self._drop_oldest()
+
+    def _cut_back(self, good: int) -> None:
+        """After a failed write, cut the segment back to its last whole record.
+
+        Should that fail too, the next append starts a new segment instead: no
+        record is ever written after a partial one.
+        """
+        try:
+            os.ftruncate(self._write_fd, good)
+        except OSError as exc:
+            logger.error("spool: cannot cut %s back to %d bytes after a failed write (%s); "
+                         "the next record goes to a new segment",
+                         self._name(segment_name(self._write_segment)), good, exc)
+            self._tail_dirty = True
 
     def _remember(self, record: Record) -> None:
         """Keep ``record`` in memory for the sender, dropping the oldest beyond RECENT_BYTES."""
@@ -322,19 +335,24 @@ class Spool:
                 self.on_drop(events, size)
 
     def _count_events(self, segment: int, size: int) -> int:
+        """Events in the first ``size`` bytes of ``segment``, past any damaged stretch."""
         count = offset = 0
         try:
-            fd = os.open(os.path.join(self.path, _segment_name(segment)), os.O_RDONLY)
+            fd = self._open(segment_name(segment), os.O_RDONLY)
         except FileNotFoundError:
             return 0
         try:
             while offset < size:
-                header = os.pread(fd, _HEADER.size, offset)
-                if len(header) < _HEADER.size:
+                with self._cond:
+                    resume = self._skips.get((segment, offset))
+                if resume is not None:
+                    offset = resume
+                    continue
+                header = unpack_header(os.pread(fd, HEADER.size, offset))
+                if header is None:
                     break
-                _magic, n, length, _crc, _ms = _HEADER.unpack(header)
-                count += n
-                offset += _HEADER.size + 4 * n + length
+                count += header.event_count
+                offset += header.record_size
         finally:
             os.close(fd)
         return count
@@ -342,7 +360,10 @@ class Spool:
     # -- reading (the sender thread) ---------------------------------------------
 
     def read(self, position: Position) -> Optional[Record]:
-        """The record at ``position`` (or the first live one after it); ``None`` at the end."""
+        """The record at ``position`` (or the first live one after it); ``None`` at the end.
+
+        A damaged record is skipped (counted and logged), never returned.
+        """
         segment, offset, _index = position
         while True:
             with self._cond:
@@ -354,8 +375,12 @@ class Spool:
                     # From here on this segment is the sender's: the budget keeps off it.
                     self._horizon = (segment, offset)
                 recent = self._recent.get((segment, offset))
+                resume = self._skips.get((segment, offset))
             if recent is not None:
                 return recent
+            if resume is not None:
+                offset = resume
+                continue
             if size is None and segment < newest:
                 segment, offset = segment + 1, 0
                 continue
@@ -365,28 +390,42 @@ class Spool:
                     segment, offset = segment + 1, 0
                     continue
                 return None
-            return self._parse(segment, offset, size)
+            record = self._parse(segment, offset, size)
+            if record is not None:
+                return record
+            self._resync(segment, offset, size)
 
-    def _parse(self, segment: int, offset: int, size: int) -> Record:
-        """Decode the record at ``offset`` from the read-ahead buffer (refilled as needed)."""
+    def _parse(self, segment: int, offset: int, size: int) -> Optional[Record]:
+        """Decode and check the record at ``offset`` from the read-ahead buffer.
+
+        ``None`` if the bytes there are not a whole, undamaged record.
+        """
         buf, start = self._rbuf, self._rbuf_start
         if (
             self._rbuf_segment != segment
             or offset < start
-            or offset + _HEADER.size > start + len(buf)
+            or offset + HEADER.size > start + len(buf)
         ):
-            buf, start = self._fill(segment, offset, size, _HEADER.size)
+            buf, start = self._fill(segment, offset, size, HEADER.size)
         at = offset - start
-        _magic, count, length, _crc, time_ms = _HEADER.unpack_from(buf, at)
-        record_size = _HEADER.size + 4 * count + length
-        if at + record_size > len(buf):
-            buf, start = self._fill(segment, offset, size, record_size)
+        header = unpack_header(buf, at)
+        if header is None or header.record_size > size - offset:
+            return None
+        if at + header.record_size > len(buf):
+            buf, start = self._fill(segment, offset, size, header.record_size)
             at = 0
-        body = at + _HEADER.size
+        if check_record(buf, at) is None:
+            return None
+        events = at + HEADER.size + 4 * header.event_count
         lengths = array.array("I")
-        lengths.frombytes(buf[body : body + 4 * count])
-        chunk = Chunk(memoryview(buf)[body + 4 * count : at + record_size], lengths)
-        return Record(segment, offset, offset + record_size, chunk, time_ms)
+        lengths.frombytes(buf[at + HEADER.size : events])
+        chunk = Chunk(memoryview(buf)[events : at + header.record_size], lengths)
+        return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
+
+    def _resync(self, segment: int, offset: int, size: int) -> None:
+        """The record at ``offset`` is damaged: skip to the next whole one (or the end)."""
+        data = os.pread(self._reader_fd(segment), size - offset, offset)
+        self._skip(damage(segment, offset, offset + next_record(data, 1), unpack_header(data)))
 
     def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
         # One pread brings many records: written moments ago, they are in the page cache.
@@ -398,7 +437,7 @@ class Spool:
     def _reader_fd(self, segment: int) -> int:
         fd = self._read_fds.get(segment)
         if fd is None:
-            fd = os.open(os.path.join(self.path, _segment_name(segment)), os.O_RDONLY)
+            fd = self._open(segment_name(segment), os.O_RDONLY)
             self._read_fds[segment] = fd
         return fd
 
@@ -441,7 +480,7 @@ class Spool:
             if position <= self._ack:
                 return  # already past it (the budget dropped that segment)
             old_segment = self._ack[0]
-            self._ack = position
+            self._ack = Position(*position)
             self.pending_events = max(0, self.pending_events - events)
             for key in [k for k in self._recent if k < position[:2]]:
                 self._forget(key)
@@ -453,14 +492,13 @@ class Spool:
             self._unlink(number)
 
     def _write_ack(self) -> None:
-        data = _ACK.pack(_ACK_MAGIC, *self._ack, 0)[:-4]
-        os.pwrite(self._ack_fd, data + struct.pack("<I", zlib.crc32(data)), 0)
+        os.pwrite(self._ack_fd, pack_ack(self._ack), 0)
         if self.fsync == "always":
             os.fdatasync(self._ack_fd)
 
     def _unlink(self, segment: int) -> None:
         try:
-            os.unlink(os.path.join(self.path, _segment_name(segment)))
+            os.unlink(segment_name(segment), dir_fd=self._dir)
         except FileNotFoundError:
             pass
 
@@ -484,19 +522,43 @@ class Spool:
             live = sorted((n, size) for n, size in self._sizes.items() if n >= segment)
         for number, size in live:
             start = offset if number == segment else 0
+            with self._cond:
+                while (number, start) in self._skips:
+                    start = self._skips[(number, start)]
             if start >= size:
                 continue
             try:
-                fd = os.open(os.path.join(self.path, _segment_name(number)), os.O_RDONLY)
+                fd = self._open(segment_name(number), os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
-                header = os.pread(fd, _HEADER.size, start)
+                header = unpack_header(os.pread(fd, HEADER.size, start))
             finally:
                 os.close(fd)
-            if len(header) == _HEADER.size:
-                return int(_HEADER.unpack(header)[4])
+            if header is not None:
+                return header.time_ms
         return None
+
+    def sync(self) -> None:
+        """Make every record appended so far durable, whatever ``spool.fsync`` says."""
+        os.fdatasync(self._write_fd)
+
+    def destroy(self) -> None:
+        """Remove the spool's files and close it; its directory too, if nothing else is there.
+
+        For a spool whose events were all moved elsewhere (see ``upgrade.py``).
+        """
+        for segment in list(self._read_fds):
+            self._close_reader(segment)
+        for name in os.listdir(self._dir):
+            if segment_number(name) is not None or name in ("ack", "lock"):
+                os.unlink(name, dir_fd=self._dir)
+        for fd in (self._write_fd, self._ack_fd, self._lock_fd, self._dir):
+            os.close(fd)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass  # dead letters or a health file stay
 
     def close(self) -> None:
         """Sync and close every file; the lock goes with them."""
@@ -508,3 +570,5 @@ class Spool:
         os.close(self._write_fd)
         os.close(self._ack_fd)
         os.close(self._lock_fd)
+        os.close(self._dir)
+

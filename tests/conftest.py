@@ -65,3 +65,44 @@ def _unlink(full_name: str) -> None:
         posix_ipc.unlink_message_queue(full_name)
     except posix_ipc.ExistentialError:
         pass
+
+
+@pytest.fixture
+def small_disk(tmp_path: "os.PathLike[str]") -> Iterator[str]:
+    """A 1 MiB tmpfs mounted for the test (needs root), to fill up."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root: mounts a 1 MiB tmpfs to fill the disk")
+    path = os.path.join(str(tmp_path), "disk")
+    os.mkdir(path, 0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", path], check=True)
+
+
+def fill_disk(path: str, leave: int = 0) -> int:
+    """Write the file ``path`` until its filesystem is full, then give back ``leave`` bytes.
+
+    Returns the file's size.
+    """
+    import errno
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    block = b"\0" * 4096
+    try:
+        while True:
+            try:
+                if os.write(fd, block) < len(block):
+                    break
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+        size = os.fstat(fd).st_size
+        os.ftruncate(fd, max(0, size - leave))
+        return max(0, size - leave)
+    finally:
+        os.close(fd)

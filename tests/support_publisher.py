@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 
 from baseplate_events.errors import TimedOutError
 from baseplate_events.message_queue import MessageQueue
-from publisher.landing import landing_directory
+from publisher.landing import landing_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a test secret, 32 bytes long...."
@@ -123,7 +123,7 @@ class PublisherProcess:
             self.process.wait(10)
         for line in self.config_path.read_text().splitlines():
             if line.startswith("spool.path = "):
-                landing = landing_directory(line.split(" = ", 1)[1])
+                landing = landing_path(line.split(" = ", 1)[1])
                 if landing.startswith("/dev/shm/"):
                     shutil.rmtree(landing, ignore_errors=True)
 

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import array
+import json
 import os
+import re
 import shutil
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,9 +22,11 @@ from publisher.landing import (
     Landing,
     collect_leftovers,
     landing_directory,
+    landing_path,
     remove_landings,
     scan,
 )
+from publisher.loop import LANDING_LINGER
 
 from .support_collector import Collector
 from .support_publisher import (
@@ -74,13 +80,14 @@ def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kin
     reader.put(b'{"bb":"' + "é".encode() * 5 + b'"}')
     reader.put(b"[]")
     assert 2 == landing.receive(reader.fileno(), 10)
-    joined, lengths = landing.gather()
+    joined, lengths, stop = landing.gather()
     events = [b'{"a":1}', b'{"bb":"' + "é".encode() * 5 + b'"}', b"[]"]
     assert b",".join(events) == joined
     assert [len(e) for e in events] == list(array.array("I", lengths))
+    assert landing.end == stop
     assert 3 == landing.count
     landing.clear()
-    assert (b"", b"") == landing.gather()
+    assert (b"", b"", 0) == landing.gather()
     landing.close()
 
 
@@ -283,3 +290,133 @@ def test_drain_on_a_closed_descriptor_raises(tmp_path: Path, kind: str):
         landing.drain(read_end, 10, -1, 0.0, 0.0, 1 << 16)
     assert 0 == landing.count
     landing.close()
+
+
+def test_gather_stops_at_a_damaged_length_word(reader: MessageQueue, tmp_path: Path, kind: str):
+    """A word another process overwrote ends the gather there: the events before it, and where."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    for n in range(3):
+        reader.put(b'{"n":%d}' % n)
+    assert 3 == landing.receive(reader.fileno(), 10)
+    struct.pack_into("<Q", landing.buf, 16, (1 << 63) | (1 << 40))  # the second event's word
+    assert (b'{"n":0}', array.array("I", [7]).tobytes(), 16) == landing.gather()
+    struct.pack_into("<Q", landing.buf, 0, 7)  # the first one's, its "full" bit cleared
+    assert (b"", b"", 0) == landing.gather()
+    landing.clear()
+    landing.close()
+
+
+SCRIBBLER = """
+import os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY)
+offset, until = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+words = [struct.pack("<Q", int(w)) for w in sys.argv[4:]]
+while time.monotonic() < until:
+    for word in words:
+        os.pwrite(fd, word, offset)
+"""
+
+
+def scribble(path: str, offset: int, seconds: float, *words: int) -> "subprocess.Popen[bytes]":
+    """A second process that writes ``words`` in turn at ``offset`` of ``path`` for a while."""
+    return subprocess.Popen([sys.executable, "-c", SCRIBBLER, path, str(offset), str(seconds),
+                             *map(str, words)])
+
+
+def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path, kind: str):
+    """A word flipping between a length and garbage under gather never makes it read past."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
+    for n in range(3):
+        reader.put(b'{"n":%d}' % n)
+    assert 3 == landing.receive(reader.fileno(), 10)
+    landing.buf.flush()
+    whole = landing.gather()
+    # The two words differ in one byte, so a torn read sees one or the other.
+    child = scribble(landing.path, 16, 1.0, (1 << 63) | 7, (1 << 63) | (1 << 40) | 7)
+    seen = set()
+    while child.poll() is None:
+        seen.add(landing.gather())
+    child.wait()
+    assert {whole, (b'{"n":0}', array.array("I", [7]).tobytes(), 16)} >= seen
+    landing.clear()
+    landing.close()
+
+
+def test_a_second_process_writing_the_ring_costs_counted_events_only(
+    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+):
+    """The ring file overwritten while the publisher drains: no crash; each loss counted."""
+    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path)
+        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        try:
+            ring = os.path.join(landing_path(str(tmp_path / "spool")),
+                                f"landing-ring-{QUEUE_MESSAGE_SIZE}")
+            # Events of 120 bytes: the bad word differs from theirs in one byte only,
+            # so a read torn between the two is one or the other, never a third length.
+            child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
+            events = []
+            while child.poll() is None:
+                batch = [make_event(len(events) + i) for i in range(10)]
+                put_all(queue, batch)
+                events.extend(batch)
+                time.sleep(0.002)
+            child.wait()
+            # The ring's batch in progress may still hold a damaged word: let it go
+            # (it is spooled LANDING_LINGER after its first event) before the last events.
+            time.sleep(10 * LANDING_LINGER)
+            last = [make_event(len(events) + i) for i in range(10)]
+            put_all(queue, last)
+            events.extend(last)
+            deadline = time.monotonic() + 20
+            while not set(uuids_of(last)) <= set(collector.uuids()):
+                assert time.monotonic() < deadline, publisher.log()[-2000:]
+                time.sleep(0.05)
+            assert 0 == publisher.stop()
+        finally:
+            publisher.kill()
+    log = publisher.log()
+    lost = sum(int(n) for n in re.findall(r"landing: the ring file .* lost (\d+)", log))
+    counters = json.loads((tmp_path / "spool" / "health.json").read_text())["counters"]
+    delivered = set(collector.uuids())
+    assert {120} == {len(e) for e in events}  # see the scribbled word
+    assert lost > 0
+    assert lost == counters["dropped.landing_damaged"]
+    assert delivered <= set(uuids_of(events))
+    assert len(events) == len(delivered) + lost
+
+
+def test_a_damaged_leftover_ring_yields_the_events_before_the_damage(
+    reader: MessageQueue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A leftover ring with a garbage length word: the events before it, and an error line."""
+    landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size)
+    for n in range(3):
+        reader.put(b'{"n":%d}' % n)
+    assert 3 == landing.receive(reader.fileno(), 10)
+    struct.pack_into("<Q", landing.buf, 16, (1 << 63) | (1 << 40))
+    landing.buf.flush()
+    assert [b'{"n":0}'] == collect_leftovers(str(tmp_path))
+    expected = (
+        f"landing: {landing.path} is damaged at offset 16 (a length word past the end of the "
+        "file); recovered the 1 events before it, the rest is lost"
+    )
+    assert [expected] == [r.getMessage() for r in caplog.records]
+    landing.clear()
+    landing.close()
+
+
+def test_odd_landing_names_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    """A directory named like a ring, or a non-ASCII size, is skipped, not a crash."""
+    (tmp_path / "landing-ring-64").mkdir()
+    (tmp_path / "landing-ring-²").write_bytes(b"")
+    assert [] == collect_leftovers(str(tmp_path))
+    remove_landings(str(tmp_path))
+    expected = [
+        f"landing: skipping {tmp_path / 'landing-ring-64'}: not a regular file",
+        f"landing: leaving {tmp_path / 'landing-ring-64'}: a directory, not a landing file",
+    ]
+    assert expected == [r.getMessage() for r in caplog.records]
+    assert ["landing-ring-64"] == [p.name for p in tmp_path.iterdir()]

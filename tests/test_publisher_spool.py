@@ -8,6 +8,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
+from publisher import loop as loop_module
 from publisher import spool as spool_module
 from publisher.spool import Position, Spool, SpoolError
 
@@ -169,3 +170,145 @@ def test_acked_and_dropped_records_leave_memory(tmp_path: Path):
     spool.ack(end, len(events))
     assert {} == spool._recent
     spool.close()
+
+
+def records_of(spool: Spool) -> List[spool_module.Record]:
+    out = []
+    position = spool.ack_position
+    while (record := spool.read(position)) is not None:
+        out.append(record)
+        position = Position(record.segment, record.next_offset, 0)
+    return out
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x20
+    path.write_bytes(bytes(data))
+
+
+def three_records(path: Path) -> List[spool_module.Record]:
+    """A spool at ``path`` of records of 1, 2 and 1 events, closed; their positions."""
+    spool = Spool(str(path), fsync="never")
+    spool.append([ev(0)])
+    spool.append([ev(1), ev(2)])
+    spool.append([ev(3)])
+    records = records_of(spool)
+    spool.close()
+    return records
+
+
+def test_a_flipped_payload_byte_costs_that_record_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A damaged record is skipped at start, its events counted; the records after it stay."""
+    path = tmp_path / "s"
+    records = three_records(path)
+    segment = path / "00000000000000000001.seg"
+    flip(segment, records[1].offset + 24 + 8 + 3)
+    again = Spool(str(path), fsync="never")
+    assert [ev(0), ev(3)] == drain(again)[0]
+    assert (2, records[1].next_offset - records[1].offset) == (
+        again.damaged_events, again.damaged_bytes)
+    assert 2 == again.recovered_events
+    expected = (
+        f"spool: skipped {records[1].next_offset - records[1].offset} damaged bytes at offset "
+        f"{records[1].offset} of {segment} (a record of 2 events, lost); resumed at the next "
+        "whole record"
+    )
+    assert [expected] == [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    again.close()
+
+
+def test_a_flipped_header_byte_resyncs_to_the_next_record(tmp_path: Path):
+    """Damage in a header (its magic) is skipped to the next whole record; bytes counted."""
+    path = tmp_path / "s"
+    records = three_records(path)
+    flip(path / "00000000000000000001.seg", records[1].offset + 1)
+    again = Spool(str(path), fsync="never")
+    assert [ev(0), ev(3)] == drain(again)[0]
+    assert (0, records[1].next_offset - records[1].offset) == (
+        again.damaged_events, again.damaged_bytes)
+    again.close()
+
+
+def test_a_damaged_last_record_is_counted_and_cut(tmp_path: Path):
+    """A whole last record that fails its CRC is counted as lost, not taken for a torn write."""
+    path = tmp_path / "s"
+    records = three_records(path)
+    flip(path / "00000000000000000001.seg", records[2].offset + 30)
+    again = Spool(str(path), fsync="never")
+    assert [ev(0), ev(1), ev(2)] == drain(again)[0]
+    assert (1, records[2].next_offset - records[2].offset) == (
+        again.damaged_events, again.damaged_bytes)
+    again.close()
+
+
+def test_damage_met_while_reading_is_skipped_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A record damaged on disk after it was written is skipped by the reader, and reported."""
+    monkeypatch.setattr(spool_module, "RECENT_BYTES", 0)  # read back from the file
+    damage: List[Tuple[int, int]] = []
+    path = tmp_path / "s"
+    spool = Spool(str(path), fsync="never", on_damage=lambda e, b: damage.append((e, b)))
+    spool.append([ev(0)])
+    spool.append([ev(1), ev(2)])
+    spool.append([ev(3)])
+    segment = path / "00000000000000000001.seg"
+    size = 24 + 8 + len(ev(1)) + 1 + len(ev(2))
+    offset = 24 + 4 + len(ev(0))
+    flip(segment, offset + 40)
+    assert [ev(0), ev(3)] == drain(spool)[0]
+    assert [(2, size)] == damage
+    spool.close()
+
+
+def test_odd_entries_in_the_spool_directory_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """A directory named like a segment, or an odd name, is warned about, not a crash."""
+    path = tmp_path / "s"
+    three_records(path)
+    (path / "00000000000000000007.seg").mkdir()
+    (path / "notes.seg").write_text("mine")
+    (path / "dead-letter.jsonl").write_text("")
+    again = Spool(str(path), fsync="never")
+    assert [ev(i) for i in range(4)] == drain(again)[0]
+    expected = [
+        f"spool: skipping {path / '00000000000000000007.seg'}: a directory, not a spool file",
+        f"spool: skipping {path / 'notes.seg'}: not a name the spool uses",
+    ]
+    assert expected == [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    again.close()
+
+
+def test_a_failed_write_on_a_full_disk_leaves_no_partial_record(small_disk: str):
+    """ENOSPC mid-record: the segment is cut back; later records follow whole ones only."""
+    from .conftest import fill_disk
+
+    spool = Spool(os.path.join(small_disk, "s"), fsync="always")
+    spool.append([ev(0)])
+    fill_disk(os.path.join(small_disk, "filler"), leave=8192)
+    segment = Path(small_disk) / "s" / "00000000000000000001.seg"
+    before = segment.stat().st_size
+    with pytest.raises(OSError):
+        spool.append([b'{"big":"%s"}' % (b"x" * 20000)])
+    assert before == segment.stat().st_size
+    os.unlink(os.path.join(small_disk, "filler"))
+    spool.append([ev(1)])
+    spool.close()
+    again = Spool(os.path.join(small_disk, "s"), fsync="never")
+    assert ([ev(0), ev(1)], 0, 0) == (drain(again)[0], again.truncated_bytes,
+                                      again.damaged_bytes)
+    again.close()
+
+
+def test_a_stall_is_logged_at_once_then_once_a_minute():
+    """Stall: the first failure is logged, then one a minute; recovery says how long it lasted."""
+    stall = loop_module.Stall(60.0)
+    logged = [stall.failed(t) for t in (100.0, 101.0, 159.0, 160.0, 161.0)]
+    assert [True, False, False, True, False] == logged
+    assert 62.0 == stall.recovered(162.0)
+    assert None is stall.recovered(163.0)
+    assert True is stall.failed(164.0)

@@ -1,0 +1,120 @@
+"""A full disk under the spool: the publisher stops draining, says so, resumes, loses nothing.
+
+The spool sits on a 1 MiB tmpfs (mounting it needs root: the tests skip
+without).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from baseplate_events.errors import EventQueueFullError
+from baseplate_events.message_queue import MessageQueue
+from baseplate_events.queue import EventQueue
+from publisher.landing import Landing, landing_directory
+
+from .conftest import fill_disk
+from .support_collector import Collector, free_port
+from .support_publisher import (
+    QUEUE_MESSAGE_SIZE,
+    QUEUE_MESSAGES,
+    SECRET,
+    PublisherProcess,
+    config_keys,
+    make_event,
+    put_all,
+    uuids_of,
+    write_config,
+)
+
+STALLED = "stopped taking events off the queue"
+
+
+def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
+    queue_name: str, tmp_path: Path, small_disk: str
+):
+    """Disk full in an outage: the queue backs up, a log line, then it resumes by itself."""
+    port = free_port()  # nothing listens there until the end: nothing is acked meanwhile
+    keys = config_keys(queue_name, f"127.0.0.1:{port}", tmp_path,
+                       **{"spool.path": os.path.join(small_disk, "spool")})
+    path = write_config(tmp_path / "publisher.ini", queue_name, keys)
+    publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+    app = EventQueue(queue_name, max_messages=QUEUE_MESSAGES,
+                     max_message_size=QUEUE_MESSAGE_SIZE)
+    filler = os.path.join(small_disk, "filler")
+    accepted = []
+    refused = 0
+    try:
+        fill_disk(filler, leave=64 << 10)
+        deadline = time.monotonic() + 30
+        while STALLED not in publisher.log() or refused < 20:
+            assert time.monotonic() < deadline, publisher.log()
+            event = make_event(len(accepted) + refused, size=1000)
+            try:
+                app.put_serialized(event)
+                accepted.append(event)
+            except EventQueueFullError:
+                refused += 1
+                time.sleep(0.05)
+        assert QUEUE_MESSAGES == app.queue.depth  # backed up: the apps see a full queue
+        time.sleep(2.5)  # still full: retried every second, logged once
+        assert 1 == publisher.log().count(STALLED)
+
+        os.unlink(filler)
+        publisher.wait_for_log("spool: writable again after")
+        more = [make_event(10_000 + i, size=1000) for i in range(50)]
+        put_all(app.queue, more)
+        accepted.extend(more)
+        health = Path(small_disk, "spool", "health.json")
+        while "spool.write_error" not in json.loads(health.read_text())["counters"]:
+            assert time.monotonic() < deadline + 30, health.read_text()
+            time.sleep(0.05)
+        counters = json.loads(health.read_text())["counters"]
+        # A restart reads the spool back from the file: no partial record is in it.
+        assert 0 == publisher.stop()
+        publisher.start()
+        with Collector(SECRET, version="2j", port=port) as collector:
+            collector.wait_for_events(len(accepted), timeout=30)
+            assert 0 == publisher.stop()
+    finally:
+        publisher.kill()
+        app.queue.close()
+    assert sorted(set(uuids_of(accepted))) == sorted(set(collector.uuids()))
+    assert [] == collector.problems
+    assert counters["spool.write_error"] >= 2
+    assert "dropped.spool_error" not in counters
+    assert [] == [line for line in publisher.log().splitlines()
+                  if "torn bytes" in line or "damaged" in line]
+
+
+def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
+    queue_name: str, tmp_path: Path, small_disk: str,
+    open_queues: Callable[..., MessageQueue],
+):
+    """A predecessor's landing ring, a full disk at start: kept, spooled once there is room."""
+    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
+    events = [make_event(1, size=1000), make_event(2, size=1000)]
+    put_all(queue, events)
+    spool_path = os.path.join(small_disk, "spool")
+    landing = Landing(landing_directory(spool_path), 1 << 16, QUEUE_MESSAGE_SIZE)
+    assert 2 == landing.receive(queue.fileno(), 4)  # then "killed" before spooling them
+    filler = os.path.join(small_disk, "filler")
+    fill_disk(filler)
+    with Collector(SECRET, version="2j") as collector:
+        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"spool.path": spool_path})
+        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
+        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        try:
+            publisher.wait_for_log(STALLED)
+            os.unlink(filler)
+            collector.wait_for_events(2)
+            assert 0 == publisher.stop()
+        finally:
+            publisher.kill()
+            landing.close()
+    assert uuids_of(events) == collector.uuids()
+    assert "landing: spooled 2 events that a previous process took off the queue" in (
+        publisher.log())
