@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue
 
+from .event_schemas.event.ttypes import Event as SampleEvent
 from .outage import Outage
 from .pipeline import open_queue, publisher_config, queue_sizes
 from .processes import Child, ChildFailed, python_module, stop_all
@@ -35,6 +36,8 @@ from .traffic import drive, plan
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY_NAME = "demo"
+#: the apps' schema, for the collector to check their events against and name their fields
+SAMPLE_SCHEMA = f"{SampleEvent.__module__}:{SampleEvent.__name__}"
 
 
 class DemoRun:
@@ -106,7 +109,7 @@ class DemoRun:
                         f"key.secret = {base64.b64encode(self.secret).decode()}\n")
         collector = Child(name, python_module(
             "demo_app.collector", "--port", str(port), "--exit-with-parent",
-            "--publisher-config", str(keys),
+            "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
             "--db", str(self.workdir / "collector.sqlite3")), self.workdir, REPO)
         self.collectors.append(collector)
         line = collector.wait_for_line("collector listening on ", 30)

@@ -16,10 +16,11 @@ import requests
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
 from demo_app.collector import Collector, make_server
-from demo_app.intake import Refused, gunzip_bounded, sign
+from baseplate_events.collector.intake import Refused, gunzip_bounded, sign
 from event_schemas.event.ttypes import Event
 
 SECRET = b"collector-test-secret"
+SCHEMA = f"{Event.__module__}:{Event.__name__}"  # the sample schema: strict checks and names
 NOW = 1_800_000_000.0
 
 
@@ -40,7 +41,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def collector(clock: FakeClock) -> Iterator[Collector]:
-    with make_server("127.0.0.1", 0, keys={"demo": SECRET}, clock=clock, max_body=64 * 1024) as c:
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET}, clock=clock, max_body=64 * 1024,
+                     schema=SCHEMA) as c:
         yield c
 
 
@@ -187,15 +189,24 @@ def test_a_malformed_signature_is_401(collector: Collector, header: str) -> None
 def test_an_unknown_key_is_403(collector: Collector) -> None:
     """A key name the collector does not hold: 403, nothing stored."""
     response = post(collector, "/v2", v2_batch([v2_event()]), key="other")
-    assert (403, "unknown key 'other'") == (response.status_code, response.json()["error"])
+    assert (403, "signature does not match a key this collector holds") == (
+        response.status_code, response.json()["error"])
     assert 0 == collector.store.summary()["total"]
 
 
 def test_a_wrong_mac_is_403(collector: Collector) -> None:
     """A mac made with another secret: 403."""
     response = post(collector, "/v2", v2_batch([v2_event()]), secret=b"not the secret")
-    assert (403, "signature mismatch for key 'demo'") == (
+    assert (403, "signature does not match a key this collector holds") == (
         response.status_code, response.json()["error"])
+
+
+def test_an_unknown_key_and_a_wrong_mac_get_the_same_answer(collector: Collector) -> None:
+    """Key names cannot be enumerated: the two refusals are byte for byte the same."""
+    body = v2_batch([v2_event()])
+    unknown = post(collector, "/v2", body, key="other")
+    wrong = post(collector, "/v2", body, secret=b"not the secret")
+    assert (unknown.status_code, unknown.content) == (wrong.status_code, wrong.content)
 
 
 def test_a_mac_over_the_compressed_body_is_403(collector: Collector) -> None:
@@ -310,15 +321,15 @@ def test_an_uncompressed_body_is_415(collector: Collector) -> None:
         response.status_code, response.json()["error"])
 
 
-def test_a_chunked_body_is_411(collector: Collector) -> None:
-    """Without Content-Length the size is unknown before reading: refused."""
-    body = gzip.compress(v2_batch([v2_event()]))
-    response = requests.post(collector.url + "/v2", data=iter([body]), timeout=10, headers={
+def test_a_chunked_body_is_read_whole_up_to_the_cap(collector: Collector) -> None:
+    """Without Content-Length the server reads the chunked body (bounded) and takes it."""
+    plain = v2_batch([v2_event()])
+    response = requests.post(collector.url + "/v2", data=iter([gzip.compress(plain)]),
+                             timeout=10, headers={
         "Content-Type": "application/json", "Content-Encoding": "gzip",
         "Date": email.utils.formatdate(NOW, usegmt=True),
-        "X-Signature": "key=demo, mac=" + "0" * 64})
-    assert (411, "chunked bodies are not accepted; send Content-Length") == (
-        response.status_code, response.json()["error"])
+        "X-Signature": f"key=demo, mac={sign(SECRET, plain)}"})
+    assert (200, {"accepted": 1, "duplicates": 0}) == (response.status_code, response.json())
 
 
 def test_a_body_that_is_not_json_content_is_415(collector: Collector) -> None:
@@ -381,10 +392,11 @@ def test_a_v2_event_thrift_cannot_read_is_422_naming_it(collector: Collector) ->
     assert refused[0]["reason"].startswith("not a TJSON Event: ")
 
 
-def test_a_v2j_event_missing_its_source_is_422(collector: Collector) -> None:
-    """2j validates each event like v2."""
-    response = post(collector, "/v2j", v2j_batch([v2_event(source=None)]))
-    assert (422, "source: missing (a non-empty string is required)") == (
+def test_a_v2j_event_with_a_field_of_the_wrong_type_is_422(collector: Collector) -> None:
+    """2j validates each event like v2: with a schema, a field's type must match it."""
+    event = serialize_v2_event(v2_event()).replace(b'"1":{"str":"test"}', b'"1":{"i32":5}')
+    response = post(collector, "/v2j", b"[" + event + b"]")
+    assert (422, "not a TJSON Event: field 1 (source): expected 'str', got 'i32'") == (
         response.status_code, response.json()["refused"][0]["reason"])
 
 
@@ -399,12 +411,13 @@ def test_a_v1_event_with_a_bad_uuid_is_422(collector: Collector) -> None:
         r["reason"] for r in response.json()["refused"]]
 
 
-def test_a_storage_failure_is_a_500_the_publisher_will_retry(collector: Collector) -> None:
-    """An internal error answers 500 (retried by the publisher), not a dropped connection."""
+def test_a_storage_failure_is_a_503_the_publisher_will_retry(collector: Collector) -> None:
+    """A sink that cannot take the batch answers 503 with Retry-After, not 500."""
     collector.store.close()
     response = post(collector, "/v2", v2_batch([v2_event()]))
-    assert (500, "internal error: ProgrammingError") == (
-        response.status_code, response.json()["error"])
+    assert (503, "the sink is unavailable: sqlite: ProgrammingError: Cannot operate on a "
+                 "closed database.", "5") == (
+        response.status_code, response.json()["error"], response.headers["Retry-After"])
 
 
 # -- what it serves -----------------------------------------------------------------------

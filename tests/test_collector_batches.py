@@ -9,9 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
-from demo_app.batches import MalformedBatch, RefusedEvents, decode_batch
-from demo_app.intake import Refused, gunzip_bounded
+from baseplate_events.collector.batches import (
+    EventReader,
+    MalformedBatch,
+    RefusedEvents,
+    decode_batch,
+)
+from baseplate_events.collector.intake import Refused, gunzip_bounded
+from baseplate_events.collector.schema import struct_shape
 from event_schemas.event.ttypes import Event, Experiment, User
+
+READER = EventReader(struct_shape(Event))
 
 names = st.text(min_size=1, max_size=20).filter(lambda s: "\x00" not in s)
 events = st.builds(
@@ -42,9 +50,11 @@ def test_any_batch_of_valid_events_round_trips(batch: List[Event], version: str)
         body = v2_body(batch)
     else:
         body = b"[" + b",".join(serialize_v2_event(e) for e in batch) + b"]"
-    stored = decode_batch(version, body)
+    stored = decode_batch(version, body, READER)
     assert [(e.uuid, e.source, e.action, e.noun, e.client_timestamp) for e in batch] == [
-        (s.uuid, s.source, s.action, s.noun, s.timestamp_ms) for s in stored]
+        (s.uuid, s.named["source"], s.named["action"], s.named["noun"],
+         s.named["client_timestamp"]) for s in stored]
+    assert [serialize_v2_event(e) for e in batch] == [s.raw for s in stored]
     assert all(s.version == version for s in stored)
 
 

@@ -23,10 +23,13 @@ import pytest
 from baseplate_events.message_queue import MessageQueue
 from demo_app.collector import Collector, make_server
 from demo_app.traffic import PlannedRequest, plan
+from event_schemas.event.ttypes import Event as SampleEvent
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "e2e"
+# the sample schema: the collector checks events against it and names their fields
+SCHEMA = f"{SampleEvent.__module__}:{SampleEvent.__name__}"
 
 _missing = [
     what for module, what in (
@@ -106,7 +109,7 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
     shop_app = pyramid_app.make_app(queue_name, **sizes)
     forum_app = flask_app.make_app(queue_name, v1_queue, **sizes)
     publishers: List[subprocess.Popen] = []
-    with make_server(keys={KEY: secret}) as collector:
+    with make_server(keys={KEY: secret}, schema=SCHEMA) as collector:
         config = tmp_path / "publisher.ini"
         config.write_text(publisher_config(
             [(queue_name, v2_version), (v1_queue, "1")], collector.url, KEY, secret,
@@ -154,7 +157,7 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_delivered_once(
                      client_timestamp=int(time.time() * 1000), **fields)
 
     good = [str(uuid.uuid4()) for _ in range(6)]
-    with make_server(keys={KEY: secret}) as collector:
+    with make_server(keys={KEY: secret}, schema=SCHEMA) as collector:
         config = tmp_path / "publisher.ini"
         config.write_text(publisher_config(
             [(queue_name, "2")], collector.url, KEY, secret,

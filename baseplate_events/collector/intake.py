@@ -1,9 +1,8 @@
-"""The collector's checks on one POSTed batch, in the order a strict collector makes them.
+"""The collector's checks on one POSTed batch, before anything is decoded.
 
-Kept apart from the HTTP plumbing (:mod:`demo_app.collector`) so that each
-rule reads as one function. :func:`judge` takes the path, the headers and the
-raw body and returns the status and the JSON answer; it never raises for bad
-input.
+Each rule is one function; the WSGI app (:mod:`baseplate_events.collector.app`)
+calls them in the order a strict collector makes them, and each raises
+:class:`Refused` carrying the HTTP status and the message for the answer.
 
 Statuses, and why each:
 
@@ -12,16 +11,14 @@ Statuses, and why each:
   authentication failure, not bad content: the events are fine and a publisher
   should keep them and retry with a fresh, correct clock, which is what a 401
   tells it (a 400 would invite it to drop them).
-- 403: a key name we do not hold, or a mac that does not match. The mac is
-  HMAC-SHA256 over the *uncompressed* body, compared with
+- 403: a key name we do not hold, or a mac that does not match: one answer for
+  both, after the same HMAC work, so that key names cannot be enumerated. The
+  mac is HMAC-SHA256 over the *uncompressed* body, compared with
   :func:`hmac.compare_digest`.
-- 404/405: another path or method. 411: no ``Content-Length`` (chunked bodies
-  are refused, so the size is known before reading).
+- 400: a malformed ``Content-Length``; a body that is not gzip.
+- 411: neither ``Content-Length`` nor a chunked body.
 - 413: the body, compressed or decompressed, is over the cap (gzip bombs).
 - 415: not ``Content-Encoding: gzip`` / ``Content-Type: application/json``.
-- 400: not gzip, or not the batch format of the version in the path.
-- 422: a well-formed batch with events we refuse; the answer names each one
-  and nothing of the batch is stored.
 """
 from __future__ import annotations
 
@@ -30,46 +27,46 @@ import email.utils
 import hashlib
 import hmac
 import re
-import time
 import zlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from .batches import MalformedBatch, RefusedEvents, decode_batch
-from .store import EventStore
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_REPLAY_WINDOW",
+    "Refused",
+    "check_date",
+    "check_encoding",
+    "check_mac",
+    "declared_length",
+    "gunzip_bounded",
+    "parse_signature",
+    "sign",
+]
 
 #: Largest body, compressed or not, the collector reads by default (the
 #: publisher's batches hold at most 500 KiB uncompressed).
 DEFAULT_MAX_BODY = 1024 * 1024
 #: How far, in seconds, a request's ``Date`` may be from the collector's clock.
 DEFAULT_REPLAY_WINDOW = 300.0
-
-PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
+#: The one answer to an unknown key and to a wrong mac.
+SIGNATURE_REFUSED = "signature does not match a key this collector holds"
 
 _SIGNATURE = re.compile(r"^\s*key=([^\s,]+)\s*,\s*mac=([0-9A-Fa-f]+)\s*$")
-Answer = Tuple[int, Dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class IntakeConfig:
-    """What the collector accepts: its keys (name → raw secret), the replay window, the cap."""
-
-    keys: Mapping[str, bytes]
-    replay_window: float = DEFAULT_REPLAY_WINDOW
-    max_body: int = DEFAULT_MAX_BODY
-    #: seconds since the epoch; tests pass a fake clock
-    clock: Callable[[], float] = field(default=time.time)
+_DIGITS = re.compile(r"^[0-9]+$")
+#: a secret no key has (its HMAC is computed for an unknown key, so that the
+#: answer costs the same time as for a wrong mac)
+_NO_SECRET = b"\0" * 32
 
 
 class Refused(Exception):
-    """A request the collector answers with ``status``; ``message`` goes in the body."""
+    """A request the collector answers with ``status``; the message goes in the body."""
 
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.extra = extra
 
-    def answer(self) -> Answer:
+    def answer(self) -> Tuple[int, Dict[str, Any]]:
         return self.status, {"error": str(self), **self.extra}
 
 
@@ -134,80 +131,46 @@ def check_date(header: Optional[str], now: float, window: float) -> None:
         )
 
 
+def check_encoding(content_encoding: Optional[str], content_type: Optional[str]) -> None:
+    """Refuse (415) anything but a gzipped JSON body, which is all the publisher sends."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding != "gzip":
+        raise Refused(415, f"Content-Encoding must be gzip, got {encoding or 'none'!r}")
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise Refused(415, f"Content-Type must be application/json, got {kind or 'none'!r}")
+
+
 def sign(secret: bytes, body: bytes) -> str:
     """The hex HMAC-SHA256 of ``body`` under ``secret``, as the publisher computes it."""
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 def check_mac(keys: Mapping[str, bytes], key_name: str, mac: str, body: bytes) -> None:
-    """Refuse (403) an unknown key or a wrong mac, comparing in constant time."""
+    """Refuse (403) an unknown key or a wrong mac, with one answer and the same work for both."""
     secret = keys.get(key_name)
-    # An unknown key still costs one HMAC, so timing says little about key names.
-    expected = sign(secret if secret is not None else b"\0" * 32, body)
-    matches = hmac.compare_digest(expected, mac)
-    if secret is None:
-        raise Refused(403, f"unknown key {key_name[:64]!r}")
-    if not matches:
-        raise Refused(403, f"signature mismatch for key {key_name!r}")
+    matches = hmac.compare_digest(sign(_NO_SECRET if secret is None else secret, body), mac)
+    if secret is None or not matches:
+        raise Refused(403, SIGNATURE_REFUSED)
 
 
-def read_length(headers: Mapping[str, str], max_body: int) -> int:
-    """The ``Content-Length`` to read.
+def declared_length(content_length: Optional[str], chunked: bool, max_body: int) -> Optional[int]:
+    """The body size the request declares, or None for a chunked body (read up to the cap).
 
-    :raises Refused: 411 without a usable length; 413 over ``max_body`` (its
+    :raises Refused: 400 for a malformed ``Content-Length``; 411 with neither a
+        length nor chunked encoding; 413 over ``max_body`` (its
         ``extra["length"]`` is the declared length, for the server to drain).
     """
-    if headers.get("Transfer-Encoding") is not None:
-        raise Refused(411, "chunked bodies are not accepted; send Content-Length")
-    raw = headers.get("Content-Length")
-    if raw is None or not raw.strip().isdigit():
-        raise Refused(411, "missing or invalid Content-Length")
-    length = int(raw)
+    if content_length is None or content_length == "":
+        if chunked:
+            return None
+        raise Refused(411, "missing Content-Length")
+    text = content_length.strip()
+    if not _DIGITS.match(text):
+        raise Refused(400, f"malformed Content-Length {content_length[:32]!r}; expected digits")
+    length = int(text)
     if length > max_body:
         raise Refused(
             413, f"body is {length} bytes; the collector takes at most {max_body}", length=length
         )
     return length
-
-
-def judge(
-    config: IntakeConfig, store: EventStore, path: str, headers: Mapping[str, str], body: bytes
-) -> Answer:
-    """Check one POSTed batch and store it if acceptable; return the status and JSON answer.
-
-    ``headers`` are keyed by Title-Case name (``X-Signature``, ``Content-Length``).
-    """
-    try:
-        return _judge(config, store, path, headers, body)
-    except Refused as refusal:
-        return refusal.answer()
-
-
-def _judge(
-    config: IntakeConfig, store: EventStore, path: str, headers: Mapping[str, str], body: bytes
-) -> Answer:
-    version = PATHS.get(path)
-    if version is None:
-        raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
-    key_name, mac = parse_signature(headers.get("X-Signature"))
-    check_date(headers.get("Date"), config.clock(), config.replay_window)
-    if key_name not in config.keys:
-        check_mac(config.keys, key_name, mac, b"")  # raises 403 after the same HMAC work
-    encoding = (headers.get("Content-Encoding") or "").strip().lower()
-    if encoding != "gzip":
-        raise Refused(415, f"Content-Encoding must be gzip, got {encoding or 'none'!r}")
-    content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise Refused(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
-    plain = gunzip_bounded(body, config.max_body)
-    check_mac(config.keys, key_name, mac, plain)
-    try:
-        events = decode_batch(version, plain)
-    except MalformedBatch as exc:
-        raise Refused(400, f"not a v{version} batch: {exc}") from None
-    except RefusedEvents as exc:
-        raise Refused(
-            422, str(exc), refused=[refusal.as_dict() for refusal in exc.refusals]
-        ) from None
-    result = store.add(events, received_ms=int(config.clock() * 1000))
-    return 200, {"accepted": result.accepted, "duplicates": result.duplicates}

@@ -1,0 +1,189 @@
+"""The collector's WSGI app (Pyramid): intake, decoding, the sink, health and readiness.
+
+Routes:
+
+- ``POST /v1``, ``/v2``, ``/v2j``: a signed, gzipped batch. The checks of
+  :mod:`~baseplate_events.collector.intake`, then the decoding of
+  :mod:`~baseplate_events.collector.batches`, then the sink. The answer is
+  JSON: 200 ``{"accepted": N, "duplicates": D}`` only after the sink has the
+  whole batch; 4xx ``{"error": ...}`` (422 with ``"refused": [{"index",
+  "uuid", "reason"}, ...]``); 503 with ``Retry-After`` while the sink is
+  unavailable. Never 500 for an event: what cannot be decoded or stored is a
+  422 naming it.
+- ``GET /healthz``: 200 ``ok`` while the process serves (liveness).
+- ``GET /readyz``: 200 ``ready``, or 503 while the sink cannot take a batch
+  (readiness: a load balancer sends batches elsewhere meanwhile).
+
+The app keeps no state between requests but its sink, so any number of them,
+in any number of processes, can stand behind one load balancer.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import time
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from .batches import EventReader
+from .intake import Refused, declared_length
+from .schema import load_schema
+from .service import PATHS, Collector
+from .settings import parse_settings
+from .sinks import Sink, create_sink
+
+__all__ = ["DRAIN_FACTOR", "make_app", "make_configurator"]
+
+logger = logging.getLogger(__name__)
+
+#: A body up to this many times the cap is read and dropped before the 413, so
+#: that the client reads the answer and the connection stays usable; a bigger
+#: one is answered at once and the connection closed.
+DRAIN_FACTOR = 8
+
+
+def _json(status: int, answer: Dict[str, Any], **headers: str) -> Response:
+    response = Response(body=json.dumps(answer).encode("utf-8"), status=status,
+                        content_type="application/json", charset=None)
+    response.headers.update(headers)
+    return response
+
+
+def _read_body(request: Request, collector: Collector
+               ) -> Tuple[Optional[bytes], Optional[Response]]:
+    """The request body, or the answer refusing it (411, 400, 413) before it is read."""
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    stream = environ["wsgi.input"]
+    max_body = collector.settings.max_body
+    try:
+        length = declared_length(environ.get("CONTENT_LENGTH"), chunked, max_body)
+    except Refused as refusal:
+        declared = refusal.extra.pop("length", None)
+        headers = {}
+        if declared is not None and declared <= DRAIN_FACTOR * max_body:
+            _discard(stream, declared)
+        else:
+            headers["Connection"] = "close"  # the body was not read
+        status, answer = refusal.answer()
+        return None, _json(status, answer, **headers)
+    if length is None:  # chunked: read to the end, up to the cap
+        body = stream.read(max_body + 1)
+        if len(body) > max_body:
+            return None, _json(413, {"error": f"body is over {max_body} bytes; the collector "
+                                              f"takes at most {max_body}"}, Connection="close")
+        return body, None
+    body = stream.read(length)
+    if len(body) != length:
+        return None, _json(400, {"error": f"body ended after {len(body)} of {length} bytes"},
+                           Connection="close")
+    return body, None
+
+
+def _discard(stream: Any, length: int) -> None:
+    while length > 0:
+        chunk = stream.read(min(length, 65536))
+        if not chunk:
+            return
+        length -= len(chunk)
+
+
+_HEADERS = {"X-Signature": "HTTP_X_SIGNATURE", "Date": "HTTP_DATE",
+            "Content-Encoding": "HTTP_CONTENT_ENCODING", "Content-Type": "CONTENT_TYPE"}
+
+
+def batch_view(request: Request) -> Response:
+    collector: Collector = request.registry["collector"]
+    body, refusal = _read_body(request, collector)
+    if refusal is not None:
+        collector.count(refusal.status_code)
+        return refusal
+    headers = {name: request.environ[key] for name, key in _HEADERS.items()
+               if key in request.environ}
+    status, answer = collector.take(request.path_info, headers, body or b"")
+    collector.count(status)
+    if status == 503:
+        return _json(status, answer, **{"Retry-After": str(collector.settings.retry_after)})
+    return _json(status, answer)
+
+
+def method_not_allowed_view(request: Request) -> Response:
+    return _json(405, {"error": f"{request.method} is not allowed here; POST a batch"},
+                 Allow="POST")
+
+
+def not_found_view(request: Request) -> Response:
+    return _json(404, {"error": f"no such endpoint {request.path_info[:64]!r}; "
+                                "POST to /v1, /v2 or /v2j"})
+
+
+def healthz_view(request: Request) -> Response:
+    return Response(body=b"ok\n", content_type="text/plain", charset=None)
+
+
+def readyz_view(request: Request) -> Response:
+    collector: Collector = request.registry["collector"]
+    try:
+        ready = collector.sink.ready()
+    except Exception:
+        logger.exception("collector: the sink's readiness check failed")
+        ready = False
+    if ready:
+        return Response(body=b"ready\n", content_type="text/plain", charset=None)
+    response = Response(body=b"the sink is unavailable\n", status=503,
+                        content_type="text/plain", charset=None)
+    response.headers["Retry-After"] = str(collector.settings.retry_after)
+    return response
+
+
+def make_configurator(
+    settings: Mapping[str, Any],
+    *,
+    sink: Optional[Sink] = None,
+    clock: Callable[[], float] = time.time,
+) -> Configurator:
+    """A Pyramid configurator holding the collector; add views to it, then make the app.
+
+    :param sink: a sink already made (tests, the demo); otherwise the settings'.
+    :param clock: seconds since the epoch, for the ``Date`` check and receipt
+        times; tests pass a fake one.
+    :raises ConfigError: a setting is invalid.
+    :raises SchemaError: ``schema`` does not name a generated struct class.
+    """
+    parsed = parse_settings(settings)
+    schema = load_schema(parsed.schema) if parsed.schema else None
+    reader = EventReader(schema, parsed.uuid_field)
+    make_sink = None
+    if sink is None:
+        def make_sink() -> Sink:
+            return create_sink(parsed.sink, parsed.sink_options)
+
+        sink = make_sink()
+    config = Configurator()
+    config.registry["collector"] = Collector(parsed, reader, sink, clock, make_sink)
+    for path in PATHS:
+        name = "batch" + path.replace("/", "-")
+        config.add_route(name, path)
+        config.add_view(batch_view, route_name=name, request_method="POST")
+        config.add_view(method_not_allowed_view, route_name=name)
+    config.add_route("healthz", "/healthz")
+    config.add_view(healthz_view, route_name="healthz", request_method=("GET", "HEAD"))
+    config.add_route("readyz", "/readyz")
+    config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
+    config.add_notfound_view(not_found_view)
+    return config
+
+
+def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
+    """The collector's WSGI app from its settings (see :mod:`~baseplate_events.collector.settings`).
+
+    For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
+    """
+    config = make_configurator(settings, **options)
+    if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
+        atexit.register(config.registry["collector"].close)
+    return config.make_wsgi_app()

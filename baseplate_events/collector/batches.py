@@ -1,0 +1,285 @@
+"""Decode and check the batches the publisher POSTs, one format per version.
+
+The collector's reading of the wire formats in DESIGN.md:
+
+- ``/v1``: ``[e1, e2, ...]``, each a legacy object with ``event_topic``,
+  ``event_type``, ``event_ts``, ``uuid`` and ``payload``;
+- ``/v2``: ``{"1":{"lst":["rec",N,e1,...]}}``, an ``EventBatch`` struct;
+- ``/v2j``: ``[e1, e2, ...]``, each event a TJSON struct.
+
+v2 events are any TJSON struct (:mod:`baseplate_events.collector.documents`),
+checked against the user's schema when one is given. Each event's uuid, the
+de-duplication key, is found as :class:`EventReader` says and put in canonical
+form (braces, ``urn:uuid:``, upper case and bare hex are all one id).
+
+A body that is not the batch shape of its version raises :class:`MalformedBatch`
+(the collector answers 400). A well-formed batch holding events the collector
+will not take raises :class:`RefusedEvents` naming each one (422); nothing of
+such a batch is stored, so that a publisher can bisect it.
+
+Speed: the body is parsed by the library's JSON scanner one event at a time
+(:meth:`json.JSONDecoder.raw_decode`), which returns each event's end offset,
+so that every event's own bytes are kept as received without serializing it
+again (``json.dumps`` would cost more than the whole decode). A body the fast
+path cannot walk (odd whitespace, an error) is parsed whole with
+:func:`json.loads` to say what is wrong, or, if nothing is, to be taken anyway.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid as uuid_module
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .documents import StructShape, TJSONError, read_struct
+from .sinks import StoredEvent
+
+__all__ = [
+    "VERSIONS",
+    "EventReader",
+    "MalformedBatch",
+    "Refusal",
+    "RefusedEvents",
+    "canonical_uuid",
+    "decode_batch",
+]
+
+logger = logging.getLogger(__name__)
+
+VERSIONS = ("1", "2", "2j")
+
+_V2_HEAD = re.compile(r'\s*\{\s*"1"\s*:\s*\{\s*"lst"\s*:\s*\[\s*"rec"\s*,\s*(\d{1,9})\s*,\s*')
+_V2_TAIL = re.compile(r"\s*\]\s*\}\s*\}\s*\Z")
+_ARRAY_HEAD = re.compile(r"\s*\[\s*")
+_ARRAY_TAIL = re.compile(r"\s*\]\s*\Z")
+_COMMA = re.compile(r"\s*,\s*")
+_scan = json.JSONDecoder().raw_decode
+#: (parsed event, its JSON text as received)
+Element = Tuple[Any, str]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the event at ``index`` of a batch was refused."""
+
+    index: int
+    reason: str
+    uuid: Optional[str] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"index": self.index, "uuid": self.uuid, "reason": self.reason}
+
+
+class MalformedBatch(ValueError):
+    """The body is not a batch of its version at all (HTTP 400)."""
+
+
+class RefusedEvents(ValueError):
+    """A well-formed batch holds events the collector refuses (HTTP 422)."""
+
+    def __init__(self, refusals: Sequence[Refusal], batch_size: int) -> None:
+        self.refusals = list(refusals)
+        self.batch_size = batch_size
+        first = self.refusals[0]
+        super().__init__(
+            f"{len(self.refusals)} of {batch_size} events refused; "
+            f"first: event {first.index}: {first.reason}"
+        )
+
+
+def canonical_uuid(value: Any) -> Optional[str]:
+    """``value`` as a lower-case hyphenated UUID, or None if it is not a UUID string."""
+    if type(value) is not str or not 32 <= len(value) <= 45:
+        return None
+    try:
+        return str(uuid_module.UUID(value))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class EventReader:
+    """How v2 events are read: the schema (or none) and where each event's uuid is.
+
+    :param schema: the user's struct (``--schema``); None takes any struct.
+    :param uuid_field: the id of the top-level field holding the uuid
+        (``--uuid-field``). Without it: the schema's field named ``uuid``, or,
+        with no schema, the one top-level string field whose value is a UUID.
+    """
+
+    schema: Optional[StructShape] = None
+    uuid_field: Optional[int] = None
+    _uuid_id: Optional[int] = field(init=False, default=None, repr=False)
+    _uuid_name: str = field(init=False, default="", repr=False)
+
+    def __post_init__(self) -> None:
+        fid = self.uuid_field
+        if fid is None and self.schema is not None:
+            fid = next((i for i, f in self.schema.fields.items() if f.name == "uuid"), None)
+        known = self.schema.fields.get(fid) if self.schema is not None and fid is not None else None
+        object.__setattr__(self, "_uuid_id", fid)
+        object.__setattr__(self, "_uuid_name", known.name if known is not None else f"field {fid}")
+
+    @property
+    def struct_name(self) -> str:
+        return self.schema.name if self.schema is not None else "struct"
+
+    def uuid_of(self, document: Dict[int, Any]) -> Tuple[Optional[str], Optional[str]]:
+        """(canonical uuid, None), or (None, why there is none) for a v2 document."""
+        fid = self._uuid_id
+        if fid is not None:
+            value = document.get(fid)
+            hint = f" (--uuid-field {self.uuid_field})" if self.uuid_field is not None else ""
+            if type(value) is not str:
+                return None, f"{self._uuid_name}: missing or not a string{hint}"
+            canonical = canonical_uuid(value)
+            if canonical is None:
+                return None, f"{self._uuid_name}: {value[:64]!r} is not a UUID{hint}"
+            return canonical, None
+        # Only strings of a UUID's lengths (32 to 45 characters) are worth parsing.
+        found = [(i, u) for i, u in ((i, canonical_uuid(v)) for i, v in document.items()
+                                     if type(v) is str and 32 <= len(v) <= 45) if u]
+        if len(found) == 1:
+            return found[0][1], None
+        if not found:
+            return None, ("no top-level string field holds a UUID; give the uuid field's id "
+                          "with --uuid-field ID (or --schema module:Struct with a 'uuid' field)")
+        ids = ", ".join(str(i) for i, _ in found)
+        return None, (f"fields {ids} all hold UUIDs; say which is the event's uuid with "
+                      f"--uuid-field ID")
+
+
+def decode_batch(
+    version: str, body: bytes, reader: EventReader = EventReader(), received_ms: int = 0
+) -> List[StoredEvent]:
+    """Decode an uncompressed batch body of ``version`` into the events to store.
+
+    :raises MalformedBatch: the body is not that version's batch format.
+    :raises RefusedEvents: some events are well-formed JSON but not acceptable.
+    """
+    if version not in VERSIONS:
+        raise MalformedBatch(f"unknown batch version {version!r}; expected one of 1, 2, 2j")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedBatch(f"body is not UTF-8: {exc}") from None
+    elements = _split_fast(version, text)
+    if elements is None:
+        elements = _split_slow(version, text)
+    events: List[StoredEvent] = []
+    refusals: List[Refusal] = []
+    check = _check_v1 if version == "1" else _check_v2
+    for index, (item, raw) in enumerate(elements):
+        try:
+            event_uuid, document, reason = check(item, reader)
+        except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
+            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
+            event_uuid, document = None, None
+            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            refusals.append(Refusal(index, reason, event_uuid))
+        elif not refusals:
+            events.append(StoredEvent(event_uuid, version, raw.encode("utf-8"),  # type: ignore[arg-type]
+                                      document, received_ms, reader.schema))
+    if refusals:
+        raise RefusedEvents(refusals, len(elements))
+    return events
+
+
+def _split_fast(version: str, text: str) -> Optional[List[Element]]:
+    """Each event with its text, walking the array with the JSON scanner; None to go slow."""
+    head = (_V2_HEAD if version == "2" else _ARRAY_HEAD).match(text)
+    if head is None:
+        return None
+    elements: List[Element] = []
+    position = head.end()
+    try:
+        while True:
+            item, end = _scan(text, position)
+            elements.append((item, text[position:end]))
+            comma = _COMMA.match(text, end)
+            if comma is None:
+                break
+            position = comma.end()
+    except (ValueError, RecursionError):
+        return None
+    if (_V2_TAIL if version == "2" else _ARRAY_TAIL).match(text, end) is None:
+        return None
+    if version == "2" and int(head.group(1)) != len(elements):
+        return None
+    return elements
+
+
+def _split_slow(version: str, text: str) -> List[Element]:
+    """Parse the whole body to say what is wrong with it (or take an unusual but valid one)."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBatch(f"body is not JSON: {exc}") from None
+    items = _v2_events(document) if version == "2" else _array_events(document, version)
+    # No byte offsets from json.loads: each event's text is written anew, compactly.
+    return [(item, json.dumps(item, separators=(",", ":"), ensure_ascii=False)) for item in items]
+
+
+def _array_events(document: Any, version: str) -> List[Any]:
+    what = "v1 events" if version == "1" else "TJSON events"
+    if not isinstance(document, list):
+        raise MalformedBatch(f"expected a JSON array of {what}, got a {type(document).__name__}")
+    if not document:
+        raise MalformedBatch("empty batch")
+    return document
+
+
+def _v2_events(document: Any) -> List[Any]:
+    """Check the ``{"1":{"lst":["rec",N,...]}}`` envelope and return the events in it."""
+    shape = 'expected {"1":{"lst":["rec",N,event,...]}}'
+    if not isinstance(document, dict) or set(document) != {"1"}:
+        raise MalformedBatch(f"{shape}: the top level must be an object with only field 1")
+    outer = document["1"]
+    if not isinstance(outer, dict) or set(outer) != {"lst"} or not isinstance(outer["lst"], list):
+        raise MalformedBatch(f'{shape}: field 1 must be {{"lst":[...]}}')
+    header = outer["lst"]
+    if len(header) < 2 or header[0] != "rec":
+        raise MalformedBatch(f'{shape}: the list must hold structs ("rec")')
+    count, elements = header[1], header[2:]
+    if isinstance(count, bool) or not isinstance(count, int) or count != len(elements):
+        raise MalformedBatch(f"{shape}: the list says {count!r} events but holds {len(elements)}")
+    if not elements:
+        raise MalformedBatch("empty batch")
+    return elements
+
+
+# One check per version: (canonical uuid, document, None) or (uuid if known, None, reason).
+Checked = Tuple[Optional[str], Any, Optional[str]]
+
+
+def _check_v2(item: Any, reader: EventReader) -> Checked:
+    try:
+        document = read_struct(item, reader.schema)
+    except TJSONError as exc:
+        return None, None, f"not a TJSON {reader.struct_name}: {exc}"
+    event_uuid, problem = reader.uuid_of(document)
+    return event_uuid, document, problem
+
+
+def _check_v1(item: Any, reader: EventReader) -> Checked:
+    if not isinstance(item, dict):
+        return None, None, f"expected a JSON object, got a {type(item).__name__}"
+    raw_uuid = item.get("uuid")
+    shown = raw_uuid if isinstance(raw_uuid, str) else None
+    for key in ("event_topic", "event_type"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            return shown, None, f"{key}: missing or not a non-empty string"
+    timestamp = item.get("event_ts")
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp <= 0:
+        return shown, None, "event_ts: missing or not a positive integer (ms)"
+    if not isinstance(raw_uuid, str) or not raw_uuid:
+        return None, None, "uuid: missing or not a string"
+    canonical = canonical_uuid(raw_uuid)
+    if canonical is None:
+        return shown, None, f"uuid: {raw_uuid[:64]!r} is not a UUID"
+    if not isinstance(item.get("payload"), dict):
+        return canonical, None, "payload: missing or not a JSON object"
+    return canonical, item, None

@@ -1,0 +1,156 @@
+"""The collector's handling of one batch, apart from any web framework.
+
+:class:`Collector` takes the path, the headers and the body of a POST and
+returns the status and JSON answer: the checks of
+:mod:`~baseplate_events.collector.intake`, the decoding of
+:mod:`~baseplate_events.collector.batches`, then the sink
+(:mod:`~baseplate_events.collector.sinks`). The Pyramid app
+(:mod:`~baseplate_events.collector.app`) reads the request and writes the
+answer around it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import runtime_checkable
+
+from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
+from .intake import (
+    Refused,
+    check_date,
+    check_encoding,
+    check_mac,
+    gunzip_bounded,
+    parse_signature,
+)
+from .settings import CollectorSettings
+from .sinks import Sink, SinkUnavailable
+
+__all__ = ["PATHS", "Answer", "Collector", "Journal"]
+
+logger = logging.getLogger(__name__)
+
+PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
+Answer = Tuple[int, Dict[str, Any]]
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """What a sink may also keep for a page: answers by status, and refused events."""
+
+    def count_response(self, status: int) -> None: ...
+
+    def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
+                        received_ms: int) -> None: ...
+
+
+class Collector:
+    """The app's one object: settings, how v2 events are read, the sink, the clock.
+
+    :param make_sink: how to make the sink again; given, a process forked after
+        the app was made (``gunicorn --preload``) makes its own sink on first
+        use rather than share the parent's connections, which SQLite and
+        librdkafka forbid.
+    """
+
+    def __init__(self, settings: CollectorSettings, reader: EventReader, sink: Sink,
+                 clock: Callable[[], float] = time.time,
+                 make_sink: Optional[Callable[[], Sink]] = None) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.clock = clock
+        self._sink = sink
+        self._make_sink = make_sink
+        self._pid = os.getpid()
+        self._fork_lock = threading.Lock()
+
+    @property
+    def sink(self) -> Sink:
+        """This process's sink.
+
+        :raises SinkUnavailable: a forked process could not make its own.
+        """
+        if self._make_sink is not None and self._pid != os.getpid():
+            with self._fork_lock:
+                if self._pid != os.getpid():
+                    self._sink = self._make_sink()
+                    self._pid = os.getpid()
+        return self._sink
+
+    def close(self) -> None:
+        """Close the sink, if this process made it (a fork leaves the parent's alone)."""
+        if self._pid == os.getpid():
+            self._sink.close()
+
+    @property
+    def journal(self) -> Optional[Journal]:
+        sink = self._sink
+        return sink if isinstance(sink, Journal) else None
+
+    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Check, decode and store one batch; the status and JSON answer (never raises)."""
+        received_ms = int(self.clock() * 1000)
+        stream = "v" + PATHS.get(path, "?")
+        try:
+            status, answer = self._take(path, headers, body, received_ms)
+        except Refused as refusal:
+            status, answer = refusal.answer()
+        except Exception as exc:  # a bug: 503 keeps the batch at the publisher, loudly
+            logger.exception("collector: failed to handle a batch")
+            status, answer = 503, {"error": f"internal error: {type(exc).__name__}"}
+        if status == 422:
+            self._record(stream, answer["refused"], received_ms)
+        return status, answer
+
+    def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
+              ) -> Answer:
+        version = PATHS.get(path)
+        if version is None:
+            raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
+        key_name, mac = parse_signature(headers.get("X-Signature"))
+        check_date(headers.get("Date"), self.clock(), self.settings.replay_window)
+        check_encoding(headers.get("Content-Encoding"), headers.get("Content-Type"))
+        plain = gunzip_bounded(body, self.settings.max_body)
+        check_mac(self.settings.keys, key_name, mac, plain)
+        try:
+            events = decode_batch(version, plain, self.reader, received_ms)
+        except MalformedBatch as exc:
+            raise Refused(400, f"not a v{version} batch: {exc}") from None
+        except RefusedEvents as exc:
+            raise Refused(422, str(exc), refused=[r.as_dict() for r in exc.refusals]) from None
+        try:
+            reasons = self.sink.store("v" + version, events)
+        except SinkUnavailable as exc:
+            logger.warning("collector: sink unavailable, answering 503: %s", exc)
+            raise Refused(503, f"the sink is unavailable: {exc}") from None
+        except Exception as exc:  # a sink bug: never a 500, which would dead-letter good events
+            logger.exception("collector: the sink failed on a batch")
+            raise Refused(503, f"the sink failed: {type(exc).__name__}") from None
+        refusals = [Refusal(i, reason, events[i].uuid)
+                    for i, reason in enumerate(reasons) if reason is not None]
+        if refusals:
+            raise Refused(422, str(RefusedEvents(refusals, len(events))),
+                          refused=[r.as_dict() for r in refusals])
+        duplicates = self.sink.duplicates() if hasattr(self.sink, "duplicates") else 0
+        return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
+
+    def _record(self, stream: str, refused: List[Dict[str, Any]], received_ms: int) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.record_refusals(stream, refused, received_ms)
+        except Exception:  # the journal is for the page; never let it cost the answer
+            logger.exception("collector: failed to record refused events")
+
+    def count(self, status: int) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.count_response(status)
+        except Exception:
+            logger.exception("collector: failed to count a response")

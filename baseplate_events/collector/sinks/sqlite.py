@@ -1,0 +1,286 @@
+"""The SQLite sink: accepted events in one database file, one row per uuid.
+
+The embedded default (``sink = sqlite``, ``sqlite.path = FILE``), what the
+demo's page and ``/api/events`` read. Every gunicorn worker opens the same
+file (WAL mode, so readers never wait for the writer; a writer waits up to
+``sqlite.busy_timeout`` seconds, default 5, for another, then the batch is
+answered 503). ``:memory:`` (the default path) is private to one process: for
+tests and the demo, not for several workers.
+
+The publisher delivers at least once, so the same event may arrive twice (a
+retry after a lost response, a replay from its spool). The canonical uuid is
+the primary key: a second copy only bumps ``receipts``, which is how a test
+tells "arrived exactly once" from "arrived, and again".
+
+Each row keeps the event as received (``raw``), its generic document (fields
+by id) and, with a schema, the document by field names. ``source``,
+``action``, ``noun`` and ``timestamp_ms`` are filled, for the page's counts,
+from the fields of those names (``client_timestamp`` for the time; v1:
+``event_topic``, ``event_type``, ``event_ts``) where the event has them.
+
+A batch is one transaction. A value SQLite cannot store (an integer past 64
+bits, a string holding a lone surrogate) is that event's refusal, and nothing
+of the batch is kept; a database that is locked, read-only, full or gone is
+:class:`SinkUnavailable`.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import SinkUnavailable, StoredEvent
+
+__all__ = ["SQLiteSink", "StoreResult", "create"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    uuid         TEXT PRIMARY KEY,
+    version      TEXT NOT NULL,
+    source       TEXT,
+    action       TEXT,
+    noun         TEXT,
+    timestamp_ms INTEGER,
+    received_ms  INTEGER NOT NULL,
+    receipts     INTEGER NOT NULL DEFAULT 1,
+    raw          TEXT NOT NULL,
+    fields       TEXT NOT NULL,
+    named        TEXT
+);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
+CREATE TABLE IF NOT EXISTS responses (
+    status INTEGER PRIMARY KEY,
+    count  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refused (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    stream      TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    uuid        TEXT,
+    reason      TEXT NOT NULL
+);
+"""
+#: refused events kept for the page and the API (the oldest go first)
+KEEP_REFUSED = 1000
+_INSERT = (
+    "INSERT OR IGNORE INTO events (uuid, version, source, action, noun, timestamp_ms,"
+    " received_ms, raw, fields, named) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_LABELS = {"1": ("event_topic", "event_type", None, "event_ts")}
+_V2_LABELS = ("source", "action", "noun", "client_timestamp")
+#: what a per-event value error looks like when SQLite binds it
+_VALUE_ERRORS = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What one accepted batch did to the store."""
+
+    accepted: int
+    duplicates: int
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+def _row(event: StoredEvent) -> Tuple[Any, ...]:
+    named = event.named
+    labels: Tuple[Any, ...] = (None, None, None, None)
+    if named is not None:
+        keys = _LABELS.get(event.version, _V2_LABELS)
+        labels = tuple(named.get(key) if key else "" for key in keys)
+    timestamp = labels[3] if type(labels[3]) is int else None
+    return (
+        event.uuid, event.version, _text(labels[0]), _text(labels[1]), _text(labels[2]),
+        timestamp, event.received_ms, event.raw.decode("utf-8"),
+        json.dumps(event.document if event.version != "1" else None),
+        None if named is None else json.dumps(named),
+    )
+
+
+class SQLiteSink:
+    """A thread-safe SQLite store of events keyed by canonical uuid.
+
+    One connection behind a lock: a worker's threads write small batches, and
+    a single writer is what SQLite wants anyway.
+
+    :param path: a database file, or ``":memory:"`` (the default) for tests.
+    """
+
+    def __init__(self, path: str = ":memory:", busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._closed = False
+        try:
+            self._db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            if path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
+        self._last = threading.local()  # what this thread's last batch did
+
+    # -- the sink contract ------------------------------------------------------
+
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+        """Store a batch in one transaction; events already present count as duplicates."""
+        reasons: List[Optional[str]] = [None] * len(events)
+        accepted = duplicates = 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for index, event in enumerate(events):
+                        try:
+                            inserted = self._db.execute(_INSERT, _row(event)).rowcount == 1
+                        except _VALUE_ERRORS as exc:
+                            reasons[index] = f"SQLite cannot store this event: {exc}"
+                            continue
+                        if inserted:
+                            accepted += 1
+                        else:
+                            duplicates += 1
+                            self._db.execute(
+                                "UPDATE events SET receipts = receipts + 1 WHERE uuid = ?",
+                                (event.uuid,))
+                    self._db.execute("ROLLBACK" if any(reasons) else "COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
+            self._last.result = StoreResult(accepted, duplicates)
+        return reasons
+
+    def duplicates(self) -> int:
+        """How many events of this thread's last batch were already stored (the app's answer)."""
+        result = getattr(self._last, "result", None)
+        return 0 if result is None else result.duplicates
+
+    def ready(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    # -- the journal: what the app refused, and how it answered -------------------
+
+    def count_response(self, status: int) -> None:
+        """Tally one HTTP answer, so the page can show what was refused and why."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO responses (status, count) VALUES (?, 1)"
+                " ON CONFLICT (status) DO UPDATE SET count = count + 1",
+                (status,),
+            )
+
+    def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
+                        received_ms: int) -> None:
+        """Keep the latest refused events, with their reasons, for the page and the API."""
+        rows = [(received_ms, stream, r["index"], r.get("uuid"),
+                 str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
+                for r in refusals[:KEEP_REFUSED]]
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
+                                 " reason) VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.execute("DELETE FROM refused WHERE id <= (SELECT MAX(id) FROM refused) - ?",
+                             (KEEP_REFUSED,))
+            self._db.execute("COMMIT")
+
+    # -- reading, for the page and the API ------------------------------------------
+
+    def summary(self) -> Dict[str, Any]:
+        """Totals: events, duplicate receipts, counts per source and action, answers by status."""
+        with self._lock:
+            total, receipts = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(receipts), 0) FROM events"
+            ).fetchone()
+            counts = [
+                {"source": row["source"], "action": row["action"], "count": row["n"]}
+                for row in self._db.execute(
+                    "SELECT source, action, COUNT(*) AS n FROM events"
+                    " GROUP BY source, action ORDER BY n DESC, source, action"
+                )
+            ]
+            responses = {
+                str(row["status"]): row["count"]
+                for row in self._db.execute("SELECT status, count FROM responses ORDER BY status")
+            }
+            refused = self._db.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
+        return {
+            "total": total,
+            "duplicates": receipts - total,
+            "counts": counts,
+            "responses": responses,
+            "refused": refused,
+        }
+
+    def events(
+        self, limit: Optional[int] = None, latest_first: bool = False, fields: bool = False
+    ) -> List[Dict[str, Any]]:
+        """Stored events, oldest first (or latest first); with ``fields``, their documents too.
+
+        ``fields`` is the generic document (field id → value, v2 only) and
+        ``named`` the document by field names (v1, or v2 with a schema), else None.
+        """
+        order = "DESC" if latest_first else "ASC"
+        extra = ", fields, named" if fields else ""
+        query = (
+            "SELECT uuid, version, source, action, noun, timestamp_ms, received_ms, receipts"
+            f"{extra} FROM events ORDER BY received_ms {order}, rowid {order}"
+        )
+        parameters: tuple = ()
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters = (limit,)
+        with self._lock:
+            rows = [dict(row) for row in self._db.execute(query, parameters)]
+        if fields:
+            for row in rows:
+                row["fields"] = json.loads(row["fields"])
+                row["named"] = None if row["named"] is None else json.loads(row["named"])
+        return rows
+
+    def refusals(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """The latest refused events first: when, stream, position in its batch, uuid, reason."""
+        query = ("SELECT received_ms, stream, position AS \"index\", uuid, reason FROM refused"
+                 " ORDER BY id DESC")
+        parameters: tuple = ()
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters = (limit,)
+        with self._lock:
+            return [dict(row) for row in self._db.execute(query, parameters)]
+
+    def document(self, event_uuid: str) -> Optional[str]:
+        """The JSON of one stored event as it arrived, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT raw FROM events WHERE uuid = ?",
+                                   (event_uuid,)).fetchone()
+        return None if row is None else str(row["raw"])
+
+
+def create(options: Mapping[str, str]) -> SQLiteSink:
+    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped)."""
+    from ..settings import parse_float
+
+    return SQLiteSink(options.get("path", ":memory:"),
+                      parse_float("sqlite.busy_timeout", options.get("busy_timeout", "5")))
