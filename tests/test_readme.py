@@ -236,7 +236,11 @@ def test_quickstart_puts_the_users_event_on_the_collector(tmp_path: Path) -> Non
             stored = _events(collector_port)
         assert 1 == stored["total"], json.dumps(stored)
         (event,) = stored["events"]
-        assert "42" in json.dumps(event), json.dumps(event)
+        named = event["named"]
+        assert ("shop", "add", "cart", 42, 1) == (
+            named["source"], named["action"], named["noun"], named["item_id"], named["quantity"]
+        )
+        assert (named["uuid"], True) == (event["uuid"], named["client_timestamp"] > 0)
     finally:
         _stop(processes)
         _unlink_queue(queue)
