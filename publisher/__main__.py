@@ -1,5 +1,8 @@
 """The command line: ``python -m publisher --queue-name NAME [--debug] config.ini``.
 
+``--replay-dead-letter FILE`` sends the events of a dead-letter file again
+instead (see :mod:`publisher.replay`).
+
 Exit status: 0 after a clean shutdown, 2 when the configuration, the queue or
 the spool cannot be used (one line on stderr says which key and why), 128+N
 when a second signal N cut the shutdown short.
@@ -18,6 +21,7 @@ from baseplate_events.message_queue import MessageQueue
 from baseplate_events.queue_limits import QueueSettingNames
 
 from . import config as config_module
+from . import replay
 from .delivery import Backoff, DeadLetters, Deliverer
 from .landing import LandingError, landing_directory
 from .loop import Publisher
@@ -47,6 +51,12 @@ def _arguments(argv: List[str]) -> argparse.Namespace:
         help="queue /events-NAME and config section [event-publisher:NAME] (default: main)",
     )
     parser.add_argument("--debug", action="store_true", help="log every batch")
+    parser.add_argument(
+        "--replay-dead-letter",
+        metavar="FILE",
+        help="send the events of a dead-letter file again (once the collector is fixed), "
+        "then exit; see publisher.replay",
+    )
     return parser.parse_args(argv)
 
 
@@ -117,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             cfg.queue_name,
             config_module.unknown_keys_text(cfg.unknown_keys),
         )
+    if args.replay_dead_letter is not None:
+        return replay.main(cfg, args.replay_dead_letter)
     try:
         queue, created = _open_queue(cfg)
     except MessageQueueError as exc:
@@ -161,9 +173,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         sender.post,
         cfg.collector_version,
         metrics,
-        DeadLetters(cfg.dead_letter_path, cfg.queue_name),
+        DeadLetters(cfg.dead_letter_path, cfg.queue_name, cfg.dead_letter_max_bytes),
         Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.retry_after_max),
         stopping.wait,
+        cfg.bisect_after_5xx,
     )
     logger.info(
         "starting: queue %s (%s, mode %s, %d messages x %d bytes, %d waiting); "

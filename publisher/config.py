@@ -54,6 +54,7 @@ KNOWN_KEYS = frozenset(
         "retry.backoff_initial",
         "retry.backoff_max",
         "retry.retry_after_max",
+        "retry.bisect_after_5xx",
         "shutdown.deadline",
         "spool.path",
         "spool.max_bytes",
@@ -61,6 +62,7 @@ KNOWN_KEYS = frozenset(
         "spool.fsync",
         "spool.fsync_interval",
         "dead_letter.path",
+        "dead_letter.max_bytes",
         "health.path",
         "health.interval",
         "health.log_interval",
@@ -93,6 +95,7 @@ class PublisherConfig:
     backoff_initial: float
     backoff_max: float
     retry_after_max: float
+    bisect_after_5xx: int
     shutdown_deadline: float
     spool_path: str
     spool_max_bytes: int
@@ -100,6 +103,7 @@ class PublisherConfig:
     spool_fsync: str
     spool_fsync_interval: float
     dead_letter_path: str
+    dead_letter_max_bytes: int
     health_path: str
     health_interval: float
     health_log_interval: float
@@ -408,6 +412,7 @@ def _parse_known_keys(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
         retry_after_max=r.get("retry.retry_after_max", _seconds, 300.0),
+        bisect_after_5xx=r.get("retry.bisect_after_5xx", _int_in(1, 1000), 3),
         shutdown_deadline=r.get("shutdown.deadline", _seconds, 10.0),
         spool_path=spool_path,
         spool_max_bytes=r.get("spool.max_bytes", _positive_int, 1 << 30),
@@ -417,6 +422,7 @@ def _parse_known_keys(
         dead_letter_path=r.get(
             "dead_letter.path", _string, os.path.join(spool_path, "dead-letter.jsonl")
         ),
+        dead_letter_max_bytes=r.get("dead_letter.max_bytes", _positive_int, 100 << 20),
         health_path=r.get("health.path", _string, os.path.join(spool_path, "health.json")),
         health_interval=r.get("health.interval", _positive_seconds, 5.0),
         health_log_interval=r.get("health.log_interval", _seconds, 60.0),

@@ -139,6 +139,32 @@ class Assembler:
                 return Batch(builder, self.cursor)
         return None
 
+    def ready_batch(self, abandon: threading.Event) -> Optional[Batch]:
+        """The next batch from what is spooled now, without waiting; ``None`` if nothing is."""
+        return self.next_batch(_ALWAYS, abandon)
+
+    def peek(self, position: Position) -> "tuple[Optional[bytes], Position]":
+        """The spooled event at ``position`` (None if none yet) and the position after it.
+
+        The cursor does not move: the event is cut into a batch again in its turn.
+        """
+        record = self.spool.read(position)
+        if record is None:
+            return None, position
+        at_record = (record.segment, record.offset) == (position.segment, position.offset)
+        index = position.taken if at_record else 0
+        after = Position(record.segment, record.next_offset, 0)
+        if index + 1 < record.chunk.count:
+            after = Position(record.segment, record.offset, index + 1)
+        if index >= record.chunk.count:
+            return None, after
+        return record.chunk.split(index)[1].split(1)[0].events()[0], after
+
+
+#: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.
+_ALWAYS = threading.Event()
+_ALWAYS.set()
+
 
 class Publisher:
     """Runs the drain loop in the calling thread and the sender in its own."""
@@ -417,15 +443,36 @@ class Publisher:
                 if batch is None:
                     return
                 builder = batch.builder
-                if not self.deliverer.deliver(builder.body(), builder.count, builder.events):
+                # While refused events wait for evidence that the collector is
+                # healthy, the deliverer may take the next batch as a probe: then
+                # both are acknowledged together (see publisher.delivery).
+                taken = [batch]
+                peeked: List[Position] = []
+
+                def more(taken: List[Batch] = taken) -> Optional[BatchBuilder]:
+                    probe = self.assembler.ready_batch(self.abandon)
+                    if probe is None:
+                        return None
+                    taken.append(probe)
+                    return probe.builder
+
+                def peek(taken: List[Batch] = taken, peeked: List[Position] = peeked
+                         ) -> Optional[bytes]:
+                    event, after = self.assembler.peek(peeked[-1] if peeked else taken[-1].end)
+                    peeked.append(after)
+                    return event
+
+                if not self.deliverer.deliver(builder.body(), builder.count, builder.events,
+                                              more, peek):
                     return
-                self.spool.ack(batch.end, builder.count)
+                count = sum(b.builder.count for b in taken)
+                self.spool.ack(taken[-1].end, count)
                 if debug:
                     logger.debug("sent a batch of %d events (%d bytes)", builder.count,
                                  builder.size)
                 self.last_success = time.time()
-                self.batches_sent += 1
-                self.events_sent += builder.count
+                self.batches_sent += len(taken)
+                self.events_sent += count
             except Exception:
                 # A bug or a disk error must not stop delivery for good: start again
                 # from the last acknowledged position (at-least-once).

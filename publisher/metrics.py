@@ -8,7 +8,10 @@ Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 - ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), timer ``post``;
 - gauges ``queue.depth``, ``spool.events``, ``spool.bytes``;
 - loss and rescue: ``drained`` (events taken off the queue into the spool), ``split`` (batches
-  halved after a 413), ``dead_letter`` (events refused with 422/400),
+  halved after a 413 or a refusal), ``dead_letter`` (refused events set aside),
+  ``dead_letter.dropped`` (refused events beyond ``dead_letter.max_bytes``),
+  ``held`` (refused events kept for want of evidence that the collector is
+  healthy), ``refused_unproven`` (backoffs taken for them),
   ``dropped.spool_full``, ``dropped.empty``, ``dropped.spool_error`` (a disk
   that took nothing at shutdown), ``auth_failure`` (401/403),
   ``retry`` (POSTs repeated after a failure);

@@ -27,8 +27,13 @@ COUNTERS: Dict[str, str] = {
     "error.io": "POSTs that failed on the connection (refused, reset, timed out).",
     "retry": "POSTs repeated after a failure.",
     "auth_failure": "POSTs the collector refused with 401 or 403.",
-    "split": "Batches halved after a 413 answer.",
-    "dead_letter": "Events the collector refused (422 or 400), kept in the dead-letter file.",
+    "split": "Batches halved after a 413 answer or a refusal.",
+    "dead_letter": "Events the collector refused while accepting others, kept in the "
+    "dead-letter file.",
+    "dead_letter.dropped": "Refused events dropped because the dead-letter file reached "
+    "dead_letter.max_bytes.",
+    "held": "Times a refused event was kept, for want of evidence that the collector is healthy.",
+    "refused_unproven": "Backoffs taken because the collector refused events and accepted none.",
     "drained": "Events taken off the queue into the spool.",
     "dropped.spool_full": "Events dropped because the spool reached spool.max_bytes.",
     "dropped.empty": "Empty messages taken off the queue and dropped.",

@@ -6,9 +6,9 @@ and ``X-Signature: key=NAME, mac=HEX`` against HMAC-SHA256 of the gunzipped
 body (compared in constant time). A request that fails a check is answered
 400 and recorded in :attr:`Collector.problems`, which every test expects empty.
 
-It can be scripted to misbehave: a spell of 503s (or any status) with an
-optional ``Retry-After``, 413 for large bodies, 422 for poison events, a
-connection reset mid-request, slow answers.
+It can be scripted to misbehave: a spell of 503s (or any status: a blanket
+400 or 500) with an optional ``Retry-After``, 413 for large bodies, 422 (or
+500) for poison events, a connection reset mid-request, slow answers.
 """
 from __future__ import annotations
 
@@ -86,9 +86,11 @@ class Collector:
         self.fail_until = 0.0
         self.fail_status = 503
         self.fail_next = 0
+        self.script: List[int] = []  # statuses for the next requests, in order
         self.retry_after: Optional[str] = None
         self.max_body: Optional[int] = None
         self.poison: Optional[Callable[[Any], bool]] = None
+        self.poison_status = 422  # 500: a collector that fails on the event instead
         self.reset_next = 0
         self.delay = 0.0
         self.connections: Set[socket.socket] = set()
@@ -143,6 +145,11 @@ class Collector:
         self.fail_status = status
         self.retry_after = retry_after
         self.fail_next = count
+
+    def answer_next(self, *statuses: int) -> None:
+        """Answer the next requests with ``statuses``, one each, in order."""
+        with self.lock:
+            self.script.extend(statuses)
 
     # -- results -----------------------------------------------------------------
 
@@ -239,7 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
             if reset:
                 collector.reset_next -= 1
             scripted = None
-            if collector.fail_next > 0:
+            if collector.script:
+                scripted = collector.script.pop(0)
+            elif collector.fail_next > 0:
                 collector.fail_next -= 1
                 scripted = collector.fail_status
             elif time.monotonic() < collector.fail_until:
@@ -272,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(collector, 400, f"bad batch: {exc}")
             return
         if collector.poison is not None and any(collector.poison(e) for e in events):
-            self._answer(collector, 422, "poison event")
+            self._answer(collector, collector.poison_status, "poison event")
             return
         with collector.lock:
             collector.received.append(

@@ -255,3 +255,16 @@ def test_one_fuzzed_key_in_a_good_section(key: str, value: str):
         related = {key, "key.secret"} if key == "key.secret" else {key, "retry.backoff_max"}
         assert exc.key in related
         assert "\n" not in str(exc)
+
+
+def test_refusal_and_dead_letter_keys():
+    """retry.bisect_after_5xx (default 3), dead_letter.max_bytes (100 MiB); bad values named."""
+    cfg = parse_section("q", dict(MINIMAL), environ={})
+    assert (3, 100 << 20) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    cfg = parse_section("q", dict(MINIMAL, **{"retry.bisect_after_5xx": "1",
+                                              "dead_letter.max_bytes": "4096"}), environ={})
+    assert (1, 4096) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    assert "retry.bisect_after_5xx: expected an integer from 1 to 1000, got '0'" == error_of(
+        dict(MINIMAL, **{"retry.bisect_after_5xx": "0"}))
+    assert "dead_letter.max_bytes: expected an integer, got 'lots'" == error_of(
+        dict(MINIMAL, **{"dead_letter.max_bytes": "lots"}))

@@ -204,11 +204,3 @@ def test_413_splits_until_it_fits(collector: Collector, tmp_path: Path):
     assert rig.metrics.totals["split"] >= 3
     assert [] == rig.dead_letters()
 
-
-def test_413_single_event_goes_to_dead_letters(collector: Collector, tmp_path: Path):
-    """An event that alone is too large for the collector is dead-lettered, not retried for ever."""
-    rig = Rig(collector, tmp_path)
-    batch, ids = events(1)
-    collector.max_body = 10
-    assert rig.deliver(batch)
-    assert [413] == [d["status"] for d in rig.dead_letters()]

@@ -1,0 +1,281 @@
+"""Sending a dead-letter file again: ``python -m publisher --replay-dead-letter FILE config.ini``.
+
+Once the collector is fixed, the events it refused can go out again, through
+the publisher's own batching, signing, POST and delivery policy (the section
+``[event-publisher:NAME]`` of ``--queue-name`` gives the collector, key and
+version). It can run beside the publisher. Every step is safe to kill:
+
+1. FILE is renamed FILE.replaying; a running publisher starts a new FILE for
+   new dead letters (see :mod:`publisher.dead_letters`). A FILE.replaying left
+   by a killed replay is finished first, from where it stopped.
+2. Its events are sent in batches of ``batch.max_bytes``. Refused again, with
+   evidence that the collector is otherwise healthy, they go to
+   ``dead_letter.path`` as they would from the publisher.
+3. After each batch, the byte offset reached is saved in FILE.replaying.sent
+   (a temporary file, synced, renamed over it). A killed replay resumes there:
+   the batch in flight may be sent twice (at least once), none is skipped.
+4. At the end, under the dead-letter file's lock (so that no append is half
+   done), FILE.replaying is renamed FILE.replayed (FILE.replayed.2, ... when
+   taken) and the offset file is removed.
+
+Lines that hold no event are reported by number and stay in the archived file.
+
+Exit status: 0 when every event was sent or set aside again; 1 when the replay
+stopped (a signal, or the collector refused events and accepted nothing: it is
+not fixed yet), with the rest kept for the next run; 2 for an unusable file.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Iterator, List, NamedTuple, Optional
+
+from .batching import BatchBuilder, Chunk
+from .config import PublisherConfig
+from .dead_letters import DeadLetter, DeadLetters, UnreadableLine, read
+from .delivery import Backoff, Deliverer
+from .metrics import Metrics
+from .sending import Sender
+
+logger = logging.getLogger(__name__)
+
+WORKING = ".replaying"
+PROGRESS = ".replaying.sent"
+ARCHIVED = ".replayed"
+
+
+class FileBatch(NamedTuple):
+    """A batch of the file's events, and the byte offset just after its last line."""
+
+    builder: BatchBuilder
+    end: int
+
+
+class ReplayError(Exception):
+    """The file cannot be replayed (missing, unreadable, or another replay holds it)."""
+
+
+def _save_progress(working: str, offset: int) -> None:
+    temporary = working + ".sent.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"%d\n" % offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, working + ".sent")
+
+
+def _load_progress(working: str) -> int:
+    try:
+        with open(working + ".sent", "rb") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return 0
+    if not text.isdigit():
+        raise ReplayError(f"{working}.sent: expected a byte offset, found {text[:40]!r}; "
+                          "remove it to replay the whole file (events already sent go twice)")
+    return int(text)
+
+
+def _archive_name(path: str) -> str:
+    name, number = path + ARCHIVED, 1
+    while os.path.lexists(name):
+        number += 1
+        name = f"{path}{ARCHIVED}.{number}"
+    return name
+
+
+class Replay:
+    """Replays one dead-letter file through ``deliverer``; see the module docstring."""
+
+    def __init__(self, path: str, deliverer: Deliverer, version: str, max_bytes: int,
+                 metrics: Metrics, stop: threading.Event) -> None:
+        self.path = path
+        self.working = path + WORKING
+        self.deliverer = deliverer
+        self.version = version
+        self.max_bytes = max_bytes
+        self.metrics = metrics
+        self.stop = stop
+        self.unreadable: List[UnreadableLine] = []
+        self.position = 0  # bytes of the working file read so far
+
+    def run(self) -> int:
+        """Replay a leftover FILE.replaying, then FILE; the exit status."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fresh = os.path.exists(self.path)
+        if not fresh and not os.path.exists(self.working):
+            raise ReplayError(f"{self.path}: no such dead-letter file")
+        lock = os.open(directory, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ReplayError(f"{directory}: another replay is running there") from None
+            if os.path.exists(self.working):
+                logger.info("replay: finishing %s, left by an interrupted replay", self.working)
+                if not self._replay_working():
+                    return 1
+            if fresh and os.path.exists(self.path):
+                os.rename(self.path, self.working)
+                if not self._replay_working():
+                    return 1
+            return 0
+        finally:
+            os.close(lock)
+
+    def _replay_working(self) -> bool:
+        """Send FILE.replaying from its saved offset and archive it; False if stopped."""
+        self.position = _load_progress(self.working)
+        sent = self.metrics.totals.get("sent", 0)
+        refused = self.metrics.totals.get("dead_letter", 0)
+        self.unreadable = []
+        while True:
+            if not self._send():
+                self._report_stop(sent, refused)
+                return False
+            # Under the writers' lock: an append begun before the rename is complete.
+            fd = os.open(self.working, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if size > self.position:
+                    tail = os.pread(fd, size - self.position, self.position)
+                    if b"\n" in tail:
+                        continue  # lines appended since: send them too
+                    self.unreadable.append(UnreadableLine(
+                        self._line_count() + 1, "cut short (no newline at the end)", size))
+                archive = _archive_name(self.path)
+                os.rename(self.working, archive)
+            finally:
+                os.close(fd)
+            break
+        try:
+            os.unlink(self.working + ".sent")
+        except FileNotFoundError:
+            pass
+        for line in self.unreadable:
+            logger.warning("replay: line %d of %s holds no event (%s); skipped", line.line,
+                           archive, line.problem)
+        summary = (
+            f"replay of {self.path}: sent {self.metrics.totals.get('sent', 0) - sent} events; "
+            f"{self.metrics.totals.get('dead_letter', 0) - refused} refused again, written to "
+            f"{self.deliverer.dead_letters.path}; {len(self.unreadable)} unreadable lines "
+            f"skipped; archived as {archive}"
+        )
+        logger.info("%s", summary)
+        print(summary, flush=True)
+        return True
+
+    def _line_count(self) -> int:
+        with open(self.working, "rb") as f:
+            return f.read(self.position).count(b"\n")
+
+    def _send(self) -> bool:
+        """Send every complete line after :attr:`position`; False if stopped."""
+        batches = self._batches()
+        for batch, end in batches:
+            if self.stop.is_set():
+                return False
+            taken = [end]
+
+            def more(taken: List[int] = taken) -> Optional[BatchBuilder]:
+                probe = next(batches, None)
+                if probe is None:
+                    return None
+                taken.append(probe.end)
+                return probe.builder
+
+            if not self.deliverer.deliver(batch.body(), batch.count, batch.events, more):
+                return False
+            _save_progress(self.working, taken[-1])
+        return not self.stop.is_set()
+
+    def _batches(self) -> Iterator[FileBatch]:
+        """Batches of the lines after :attr:`position`, each with the offset after it."""
+        builder = BatchBuilder(self.version, self.max_bytes)
+        end = self.position
+        for item in read(self.working, self.position, partial=False):
+            self.position = item.end
+            if isinstance(item, UnreadableLine):
+                self.unreadable.append(item)
+            else:
+                assert isinstance(item, DeadLetter)
+                rest = builder.add(Chunk.of([item.event]))
+                if rest is not None:
+                    yield FileBatch(builder, end)
+                    builder = BatchBuilder(self.version, self.max_bytes)
+                    builder.add(rest)
+            end = item.end
+        if builder.count:
+            yield FileBatch(builder, end)
+
+    def _report_stop(self, sent: int, refused: int) -> None:
+        counts = (
+            f"sent {self.metrics.totals.get('sent', 0) - sent} events, "
+            f"{self.metrics.totals.get('dead_letter', 0) - refused} refused again; the rest "
+            f"stay in {self.working}"
+        )
+        answer = self.deliverer.gave_up
+        if answer is not None:
+            message = (
+                f"replay of {self.path} stopped: the collector still refuses these events "
+                f"({answer.status}: {answer.reason}) and accepted nothing else since; {counts}: "
+                "run the same command again once the collector is fixed (that file goes "
+                "first; move it away to skip its events)"
+            )
+        else:
+            message = f"replay of {self.path} stopped by a signal; {counts}: run the same " \
+                      "command again to resume"
+        logger.error("%s", message)
+        print(message, flush=True)
+
+
+def main(cfg: PublisherConfig, path: str) -> int:
+    """``--replay-dead-letter FILE``: the exit status."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
+    sender = Sender(
+        cfg.collector_url,
+        cfg.key_name,
+        cfg.key_secret,
+        timeout=cfg.collector_timeout,
+        gzip_level=cfg.gzip_level,
+        metrics=metrics,
+    )
+    deliverer = Deliverer(
+        sender.post,
+        cfg.collector_version,
+        metrics,
+        DeadLetters(cfg.dead_letter_path, cfg.queue_name, cfg.dead_letter_max_bytes),
+        Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.retry_after_max),
+        stop.wait,
+        cfg.bisect_after_5xx,
+        wait_for_evidence=False,
+    )
+    logger.info("replay: sending the events of %s to %s (version %s, key %s)", path,
+                cfg.collector_url, cfg.collector_version, cfg.key_name)
+    try:
+        return Replay(path, deliverer, cfg.collector_version, cfg.batch_max_bytes, metrics,
+                      stop).run()
+    except ReplayError as exc:
+        sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        sys.stderr.write(f"baseplate-events-publisher: error: {exc.filename}: {exc.strerror}\n")
+        return 2
+    finally:
+        sender.close()
