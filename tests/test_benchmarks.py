@@ -48,4 +48,10 @@ def test_quick_bench_prints_every_row_and_cleans_up():
     for mode in ("down", "slow"):
         assert re.search(rf"collector {mode} \S+: ours\s+peak RSS \d+ MiB .*spool \d+ MiB", out)
         assert re.search(rf"collector {mode} \S+: baseplate 2.7.1 model\s+peak RSS \d+ MiB", out)
+    for sink in ("sqlite", "jsonl", "kafka"):
+        assert re.search(rf"collector, varied events: {sink} sink\s+[\d,]+ ev/s, [\d.]+ us CPU/ev "
+                         r"per worker\s+[\d.]+ busy workers per 100k ev/s", out), (sink, out)
+        assert re.search(rf"collector stage: store: {sink}\s+[\d.]+ us CPU/ev", out), (sink, out)
+    for stage in ("gunzip", "HMAC-SHA256 check", "decode into documents"):
+        assert re.search(rf"collector stage: {stage}\s+[\d.]+ us CPU/ev", out), (stage, out)
     assert before == _bench_queues()

