@@ -11,7 +11,7 @@ Every ratio is measured in the same run, candidates interleaved. Options:
   with ``baseplate==2.7.1`` installed); baseplate is not a dependency;
 - ``--collector-events N``: events per collector run, per sink (default 50000);
 - ``--quick``: a smoke run on tiny counts (what the test suite runs);
-- ``--skip-publisher``: serializer and put only;
+- ``--skip-publisher``: serializer, put and the per-POST cost only;
 - ``--skip-collector``: no collector runs (they need gunicorn and the Tansu
   broker of the test extra).
 
@@ -27,7 +27,7 @@ import platform
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import micro, pipeline, sinks
+from . import micro, pipeline, post, sinks
 
 #: The two event mixes: 2000 distinct events (ids, times, strings vary), and
 #: one event over and over (gzip's best case, where per-event overhead shows).
@@ -71,6 +71,16 @@ def micro_rows(quick: bool) -> Tuple[int, List[Row]]:
         ("raw mq_send, pre-serialized (limit)", f"{m.put_raw:.2f} us/op",
          f"{m.put_raw / m.put_ours:.2f}x of ours"),
     ]
+
+
+def post_rows(quick: bool) -> List[Row]:
+    posts, rounds = (50, 3) if quick else (1000, 5)
+    r = post.measure(posts=posts, rounds=rounds)
+    return [(
+        f"Sender.post, {post.EVENTS} events ({r.body_bytes / 1000:.0f} KB)",
+        f"{r.post_us:.0f} us CPU/POST",
+        f"gzip + HMAC {r.gzip_sign_us:.0f} us, HTTP {r.http_us:.0f} us",
+    )]
 
 
 def throughput_rows(commands: Dict[str, Sequence[str]], events: int, runs: int) -> List[Row]:
@@ -143,6 +153,7 @@ def main(argv: List[str]) -> int:
     events, runs, outage = (2000, 1, 2.0) if args.quick else (args.events, args.runs, args.outage)
 
     event_bytes, rows = micro_rows(args.quick)
+    rows += post_rows(args.quick)
     if not args.skip_publisher:
         commands = _publishers(args.baseplate_python)
         rows += throughput_rows(commands, events, runs)

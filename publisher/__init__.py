@@ -7,7 +7,9 @@ events to the collector. One module per concept:
 - :mod:`publisher.config` parses ``[event-publisher:NAME]`` into a frozen object;
 - :mod:`publisher.batching` builds v1 / v2 / 2j batch bodies;
 - :mod:`publisher.spool` is the write-ahead spool on disk;
-- :mod:`publisher.sending` signs, compresses and POSTs, with retries;
+- :mod:`publisher.sending` signs, compresses and POSTs one batch, and classifies the answer;
+- :mod:`publisher.transport` is the HTTP under it (requests, one connection), and
+  :mod:`publisher.deadline` cuts a POST that overruns ``collector.timeout``;
 - :mod:`publisher.delivery` turns collector answers into splits, dead letters and backoff;
 - :mod:`publisher.metrics` and :mod:`publisher.health` report what happened;
 - :mod:`publisher.loop` runs the drain loop and the sender thread;

@@ -167,6 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         timeout=cfg.collector_timeout,
         gzip_level=cfg.gzip_level,
         metrics=metrics,
+        ca_file=cfg.collector_ca_file,
     )
     stopping = threading.Event()
     deliverer = Deliverer(

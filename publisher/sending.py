@@ -1,4 +1,4 @@
-"""One POST of one batch: gzip, sign, send over a keep-alive connection, classify the answer.
+"""One POST of one batch: gzip, sign, send (over :mod:`publisher.transport`), classify the answer.
 
 The wire format is baseplate.py's: ``POST {scheme}://{hostname}/v{version}``
 with ``Date``, ``User-Agent``, ``Content-Type: application/json``,
@@ -11,16 +11,13 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
-import ssl
 import time
-import urllib.parse
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from typing import Optional
 
-from .http11 import Connection
 from .metrics import Metrics
+from .transport import Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
@@ -87,10 +84,10 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
 
 
 class Sender:
-    """POSTs batch bodies to the collector over one keep-alive HTTP/1.1 connection.
+    """POSTs batch bodies to the collector, one at a time, over one keep-alive connection.
 
-    A POST is one ``sendall`` on a :class:`~publisher.http11.Connection`. The
-    ``http(s)_proxy`` and ``no_proxy`` environment is read once, at start.
+    The HTTP is :class:`~publisher.transport.Transport`'s (requests); each POST,
+    connect to answer, ends within ``timeout`` seconds.
     """
 
     def __init__(
@@ -102,6 +99,7 @@ class Sender:
         timeout: float,
         gzip_level: int,
         metrics: Metrics,
+        ca_file: Optional[str] = None,
     ) -> None:
         self.url = url
         self._key_name = key_name
@@ -110,26 +108,7 @@ class Sender:
         self.gzip_level = gzip_level
         self.metrics = metrics
         self.bytes_sent = 0
-        #: Connections opened so far (one, unless the collector or the network closed one).
-        self.connections = 0
-        parts = urllib.parse.urlsplit(url)
-        https = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if https else 80)
-        self._target = parts.path or "/"
-        self._proxy: Optional[urllib.parse.SplitResult] = None
-        proxy = urllib.request.getproxies().get(parts.scheme)
-        if proxy and not urllib.request.proxy_bypass(parts.netloc):
-            self._proxy = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
-            if not https:
-                self._target = url  # a plain-HTTP proxy takes the absolute URL
-        self._ssl = ssl.create_default_context() if https else None
-        self._conn: Optional[Connection] = None
-        self._head = (
-            f"POST {self._target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"User-Agent: {USER_AGENT}\r\nContent-Type: application/json\r\n"
-            "Content-Encoding: gzip\r\n"
-        )
+        self.transport = Transport(url, timeout, ca_file)
         self._date_second = -1
         self._date_text = ""
 
@@ -141,55 +120,39 @@ class Sender:
             self._date_text = email.utils.formatdate(now, usegmt=True)
         return self._date_text
 
-    def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is not None and conn.idle_closed():
-            conn.close()  # closed by the collector while idle: start afresh
-            conn = None
-        if conn is None:
-            via = None
-            if self._proxy is not None:
-                via = (self._proxy.hostname or "", self._proxy.port or 80)
-            conn = Connection(self._host, self._port, self.timeout, self._ssl, via)
-            self._conn = conn
-            self.connections += 1
-        return conn
-
     def post(self, body: bytes, count: int) -> Answer:
         """Send one batch body holding ``count`` events; never raises for a collector problem."""
         compressed = gzip_compress(body, self.gzip_level)
-        head = (
-            f"{self._head}Date: {self._date()}\r\nContent-Length: {len(compressed)}\r\n"
-            f"X-Signature: {sign(self._key_name, self._secret, body)}\r\n\r\n"
-        ).encode("latin-1")
+        # The order of baseplate's publisher, after the Host that the transport puts first.
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Date": self._date(),
+            "Content-Length": str(len(compressed)),
+            "X-Signature": sign(self._key_name, self._secret, body),
+        }
         started = time.perf_counter()
         try:
-            conn = self._connection()
-            response, reusable = conn.request(head, compressed)
-            if not reusable:
-                self.close()
-        except OSError as exc:
-            self.close()
+            reply = self.transport.post(headers, compressed)
+        except TransportError as exc:
             self.metrics.incr("error.io")
-            return Answer(None, f"{type(exc).__name__}: {_first_line(exc)}")
+            return Answer(None, str(exc))
         finally:
             self.metrics.timing("post", (time.perf_counter() - started) * 1000)
         self.bytes_sent += len(compressed)
-        status = response.status
+        status = reply.status
         if 200 <= status < 300:
             self.metrics.incr("sent", count)
             return Answer(status, "")
         self.metrics.incr("error.http")
-        text = response.body
-        reason = text[:MAX_REASON].decode("utf-8", "replace").strip() or response.reason or ""
-        return Answer(status, reason, parse_retry_after(response.header("Retry-After")))
+        reason = reply.body[:MAX_REASON].decode("utf-8", "replace").strip() or reply.reason
+        return Answer(status, reason, parse_retry_after(reply.headers.get("Retry-After")))
+
+    @property
+    def connections(self) -> int:
+        """Connections opened so far (one, unless the collector or the network closed one)."""
+        return self.transport.connections
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no detail"
+        self.transport.close()

@@ -8,7 +8,8 @@ body (compared in constant time). A request that fails a check is answered
 
 It can be scripted to misbehave: a spell of 503s (or any status: a blanket
 400 or 500) with an optional ``Retry-After``, 413 for large bodies, 422 (or
-500) for poison events, a connection reset mid-request, slow answers.
+500) for poison events, a connection reset mid-request, slow answers, answers
+that never end.
 """
 from __future__ import annotations
 
@@ -93,6 +94,10 @@ class Collector:
         self.poison_status = 422  # 500: a collector that fails on the event instead
         self.reset_next = 0
         self.delay = 0.0
+        # Answer the next ``stall_next`` requests with ``stall_with``, again and
+        # again, a quarter second apart, until the client hangs up (at most 60 s).
+        self.stall_next = 0
+        self.stall_with = b"HTTP/1.1 100 Continue\r\n\r\n"
         self.connections: Set[socket.socket] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
@@ -245,6 +250,9 @@ class _Handler(BaseHTTPRequestHandler):
             reset = collector.reset_next > 0
             if reset:
                 collector.reset_next -= 1
+            stall = collector.stall_with if collector.stall_next > 0 else None
+            if stall is not None:
+                collector.stall_next -= 1
             scripted = None
             if collector.script:
                 scripted = collector.script.pop(0)
@@ -261,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
+            return
+        if stall is not None:
+            self._stall(stall)
             return
         if scripted is not None:
             self._answer(collector, scripted, f"scripted {scripted}", collector.retry_after)
@@ -289,6 +300,18 @@ class _Handler(BaseHTTPRequestHandler):
             )
             collector.lock.notify_all()
         self._answer(collector, 200, "")
+
+    def _stall(self, chunk: bytes) -> None:
+        """Keep the client waiting for an answer that never completes."""
+        self.close_connection = True
+        stop = time.monotonic() + 60
+        try:
+            while time.monotonic() < stop:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(0.25)
+        except OSError:
+            pass  # the client gave up: what the test wants
 
     def _answer(
         self, collector: Collector, status: int, reason: str, retry_after: Optional[str] = None

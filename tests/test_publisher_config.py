@@ -13,6 +13,7 @@ from baseplate_events.errors import ConfigError
 from publisher.config import KNOWN_KEYS, load, parse_section
 
 from .support_collector import Collector
+from .support_http import PrivateCA
 from .support_publisher import SECRET, PublisherProcess, config_keys, run_publisher, write_config
 
 MINIMAL = {
@@ -79,9 +80,9 @@ def test_non_numeric_size():
 def test_integers_in_a_range():
     """gzip level and sender niceness name their range and the value given."""
     cfg = parse_section("q", dict(MINIMAL), environ={})
-    assert (6, 10) == (cfg.gzip_level, cfg.sender_nice)
-    cfg = parse_section("q", dict(MINIMAL, **{"sender.nice": "0"}), environ={})
-    assert 0 == cfg.sender_nice
+    assert (6, 0) == (cfg.gzip_level, cfg.sender_nice)
+    cfg = parse_section("q", dict(MINIMAL, **{"sender.nice": "10"}), environ={})
+    assert 10 == cfg.sender_nice
     assert "sender.nice: expected an integer from 0 to 19, got '-5'" == error_of(
         dict(MINIMAL, **{"sender.nice": "-5"}))
     assert "collector.gzip_level: expected an integer from 1 to 9, got 'max'" == error_of(
@@ -255,6 +256,58 @@ def test_one_fuzzed_key_in_a_good_section(key: str, value: str):
         related = {key, "key.secret"} if key == "key.secret" else {key, "retry.backoff_max"}
         assert exc.key in related
         assert "\n" not in str(exc)
+
+
+def test_ca_file_that_does_not_exist(tmp_path: Path):
+    """A collector.ca_file that is not there is named with the reason."""
+    missing = tmp_path / "nope.pem"
+    raw = dict(MINIMAL, **{"collector.ca_file": str(missing)})
+    expected = f"collector.ca_file: cannot read '{missing}': No such file or directory"
+    assert expected == error_of(raw)
+
+
+def test_ca_file_that_holds_no_certificate(tmp_path: Path):
+    """A collector.ca_file without a PEM certificate in it is refused at start."""
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate\n")
+    raw = dict(MINIMAL, **{"collector.ca_file": str(bundle)})
+    expected = (
+        f"collector.ca_file: no certificate in '{bundle}': "
+        "expected PEM (-----BEGIN CERTIFICATE-----)"
+    )
+    assert expected == error_of(raw)
+
+
+def test_ca_file_is_kept(tmp_path: Path):
+    """A readable PEM bundle is taken as it is; without the key there is none."""
+    bundle = PrivateCA(tmp_path / "ca").ca_file
+    raw = dict(MINIMAL, **{"collector.ca_file": str(bundle)})
+    assert str(bundle) == parse_section("q", raw, environ={}).collector_ca_file
+    assert parse_section("q", dict(MINIMAL), environ={}).collector_ca_file is None
+
+
+def test_unreadable_ca_file_exits_2_with_one_line(tmp_path: Path):
+    """The real command stops with status 2 and one line naming collector.ca_file."""
+    raw = dict(MINIMAL, **{"collector.ca_file": str(tmp_path)})
+    path = write_config(tmp_path / "c.ini", "q", raw)
+    result = run_publisher("q", path)
+    assert 2 == result.returncode
+    expected = (
+        "baseplate-events-publisher: error: collector.ca_file: "
+        f"cannot read '{tmp_path}': Is a directory\n"
+    )
+    assert expected == result.stderr
+
+
+@pytest.mark.parametrize("value", ["events:pw@collector.example", "collector.example/v2",
+                                   "collector.example?x", "https://collector.example"])
+def test_hostname_without_user_path_or_scheme(value: str):
+    """collector.hostname is a host and port only: credentials or a path would go astray."""
+    expected = (
+        "collector.hostname: expected a host name with an optional :port "
+        f"(no scheme, user or path), got {value!r}"
+    )
+    assert expected == error_of(dict(MINIMAL, **{"collector.hostname": value}))
 
 
 def test_refusal_and_dead_letter_keys():

@@ -118,7 +118,7 @@ def test_slow_collector_timeouts(
         collector.delay = 0.6
         publisher = publisher_for(collector.hostname, **{"collector.timeout": "0.2"}).start()
         ledger.feed(30)
-        publisher.wait_for_log("TimeoutError")
+        publisher.wait_for_log("no complete answer within collector.timeout (0.2s)")
         collector.delay = 0
         collector.wait_for_events(30)
         assert 0 == publisher.stop()
