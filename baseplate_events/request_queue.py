@@ -6,8 +6,8 @@ fillers, auto-fills ``source``, ``client_timestamp`` and ``uuid`` where the
 struct has such a field and it is still ``None``
 (:mod:`baseplate_events.autofill`), serializes the event with
 :func:`~baseplate_events.serialize_v2_event` and hands the bytes to one
-process-wide :class:`~baseplate_events.EventQueue` (a :class:`SharedQueue`,
-:mod:`baseplate_events.shared_queue`), or holds them until the request ends
+process-wide :class:`~baseplate_events.EventQueue` (a
+:class:`~baseplate_events.shared_queue.SharedQueue`), or holds them until the request ends
 when the integration is transactional. A failed put follows the error policy
 and is counted (:mod:`baseplate_events.loss_metrics`); while a test captures
 events, they go to its recorder instead (:mod:`baseplate_events.recorders`).
@@ -46,7 +46,9 @@ Filler = Callable[[Any, Any], None]
 
 
 class Sink(Protocol):
-    """Where a runtime sends serialized events: a :class:`SharedQueue` or a :class:`LogSink`."""
+    """Where a runtime sends serialized events: a
+    :class:`~baseplate_events.shared_queue.SharedQueue` or a
+    :class:`~baseplate_events.log_sink.LogSink`."""
 
     @property
     def max_message_size(self) -> int: ...
@@ -79,7 +81,7 @@ class EventsRuntime:
         self.fillers: List[Filler] = fillers if fillers is not None else []
         #: The process-wide queue; opened at the first put, and only with the queue sink.
         self.queue = SharedQueue(settings, key)
-        #: Where events go: :attr:`queue`, or a :class:`LogSink`.
+        #: Where events go: :attr:`queue`, or a :class:`~baseplate_events.log_sink.LogSink`.
         self.sink: Sink = (
             self.queue
             if settings.sink == "queue"
