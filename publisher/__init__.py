@@ -12,6 +12,7 @@ events to the collector. One module per concept:
   :mod:`publisher.deadline` cuts a POST that overruns ``collector.timeout``;
 - :mod:`publisher.delivery` turns collector answers into splits, dead letters and backoff;
 - :mod:`publisher.metrics` and :mod:`publisher.health` report what happened;
-- :mod:`publisher.loop` runs the drain loop and the sender thread;
+- :mod:`publisher.loop` runs the intake loop (queue to spool) and the sender thread,
+  and shuts them down;
 - :mod:`publisher.__main__` is the command line.
 """

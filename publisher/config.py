@@ -428,7 +428,7 @@ def _parse_known_keys(
         drain_max_messages=r.get("drain.max_messages", _positive_int, 1000),
         drain_landing=r.get("drain.landing", _switch, True),
         # 0 since the sender speaks requests: a niced thread that runs Python (and so
-        # holds the GIL) gets preempted holding it and stalls the drain loop too;
+        # holds the GIL) gets preempted holding it and stalls the intake loop too;
         # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
         sender_nice=r.get("sender.nice", _int_in(0, 19), 0),
         batch_max_bytes=batch_max_bytes,

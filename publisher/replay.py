@@ -35,6 +35,7 @@ import threading
 from typing import Iterator, List, NamedTuple, Optional
 
 from .batching import BatchBuilder, Chunk
+from .record import join_events
 from .config import PublisherConfig
 from .dead_letters import DeadLetter, DeadLetters, UnreadableLine, read
 from .delivery import Backoff, Deliverer
@@ -206,7 +207,7 @@ class Replay:
                 self.unreadable.append(item)
             else:
                 assert isinstance(item, DeadLetter)
-                rest = builder.add(Chunk.of([item.event]))
+                rest = builder.add(Chunk(*join_events([item.event])))
                 if rest is not None:
                     yield FileBatch(builder, end)
                     builder = BatchBuilder(self.version, self.max_bytes)

@@ -1,6 +1,6 @@
 """The write-ahead spool: every event taken off the queue is on disk before it can be lost.
 
-The drain loop appends each wake-up's events as one *record* to the current
+The intake loop appends each wake-up's events as one *record* to the current
 segment file (one ``writev``); the sender reads records back, batches and
 sends them, then moves the *ack* position past what the collector accepted.
 A ``kill -9`` therefore loses nothing: on start the spool replays everything
@@ -13,7 +13,7 @@ checked component by component: see ``paths.py``)::
     ack                       the first event not yet accepted: segment, offset, index
     00000000000000000001.seg  records, appended; rotated at spool.segment_bytes
 
-The bytes of a record and of the ack are ``spool_format.py``'s; the check at
+The bytes of a record are ``record.py``'s, those of the ack ``spool_format.py``'s; the check at
 start-up is ``spool_recovery.py``'s. A write that fails or comes up short (a
 full disk) is cut back to the last whole record before the error is raised,
 so no record ever follows a partial one. A damaged record (a flipped byte)
@@ -24,7 +24,6 @@ explicit loss policy.
 """
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
 import logging
@@ -38,17 +37,17 @@ from baseplate_events.errors import EventError
 
 from .batching import Chunk
 from .paths import UnsafePathError, open_private_directory
-from .spool_format import (
+from .record import (
     HEADER,
-    Position,
     check_record,
+    join_events,
     next_record,
-    pack_ack,
-    pack_header,
-    segment_name,
-    segment_number,
+    pack_record,
+    unpack_events,
     unpack_header,
+    unpack_lengths,
 )
+from .spool_format import Position, pack_ack, segment_name, segment_number
 from .spool_recovery import Damage, damage, recover
 
 logger = logging.getLogger(__name__)
@@ -74,6 +73,11 @@ class Record:
     next_offset: int
     chunk: Chunk
     time_ms: int
+
+    def rest(self, position: Position) -> Chunk:
+        """The events of this record at or after ``position``."""
+        taken = position.taken_in(self)
+        return self.chunk.split(taken)[1] if taken else self.chunk
 
 
 class Spool:
@@ -204,11 +208,12 @@ class Spool:
             os.fsync(self._dir)
         return fd
 
-    # -- writing (the drain thread) ----------------------------------------------
+    # -- writing (the intake loop) -----------------------------------------------
 
     def append(self, events: List[bytes]) -> None:
         """Write ``events`` as one record; returns once they are in the file."""
-        self.append_joined(b",".join(events), array.array("I", map(len, events)).tobytes())
+        joined, lengths = join_events(events)
+        self.append_joined(joined, lengths.tobytes())
 
     def append_joined(self, joined: bytes, lengths_bytes: bytes) -> None:
         """Write one record: events joined with commas, and their lengths (native ``u32``).
@@ -221,11 +226,11 @@ class Spool:
             self._tail_dirty = False
         count = len(lengths_bytes) // 4
         header_time_ms = int(time.time() * 1000)
-        header = pack_header(count, lengths_bytes, joined, header_time_ms)
-        size = len(header) + len(lengths_bytes) + len(joined)
+        parts = pack_record(joined, lengths_bytes, header_time_ms)
+        size = sum(map(len, parts))
         good = self._sizes[self._write_segment]
         try:
-            written = os.writev(self._write_fd, [header, lengths_bytes, joined])
+            written = os.writev(self._write_fd, parts)
             if written != size:
                 raise OSError(errno.ENOSPC, f"short write to the spool ({written} of {size} "
                                             "bytes)")
@@ -238,8 +243,7 @@ class Spool:
         except OSError:
             self._cut_back(good)
             raise
-        lengths = array.array("I")
-        lengths.frombytes(lengths_bytes)
+        lengths = unpack_lengths(lengths_bytes)
         with self._cond:
             offset = self._sizes[self._write_segment]
             self._remember(Record(self._write_segment, offset, offset + size,
@@ -416,10 +420,7 @@ class Spool:
             at = 0
         if check_record(buf, at) is None:
             return None
-        events = at + HEADER.size + 4 * header.event_count
-        lengths = array.array("I")
-        lengths.frombytes(buf[at + HEADER.size : events])
-        chunk = Chunk(memoryview(buf)[events : at + header.record_size], lengths)
+        chunk = Chunk(*unpack_events(buf, at, header))
         return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
 
     def _resync(self, segment: int, offset: int, size: int) -> None:
@@ -449,7 +450,7 @@ class Spool:
     def wait(self, timeout: float, position: Position, min_bytes: int = 1) -> None:
         """Sleep until ``min_bytes`` are spooled beyond ``position``, or ``timeout`` passes.
 
-        Appends wake the reader only once that much is there, so a busy drain
+        Appends wake the reader only once that much is there, so a busy intake
         loop does not hand the GIL to the sender for every record.
         """
         with self._cond:
@@ -460,14 +461,14 @@ class Spool:
                 self._wake_at = None
 
     def _bytes_after(self, position: Position) -> int:
-        segment, offset = max(position[:2], self._ack[:2])
+        segment, offset = max(Position(*position).place, self._ack.place)
         after = max(0, self._sizes.get(segment, 0) - offset)
         return after + sum(size for number, size in self._sizes.items() if number > segment)
 
     def rewind(self) -> None:
         """The sender dropped what it held and starts again from the ack position."""
         with self._cond:
-            self._horizon = self._ack[:2]
+            self._horizon = self._ack.place
 
     def wake(self) -> None:
         """Wake a reader sleeping in :meth:`wait` (at shutdown)."""
@@ -476,13 +477,14 @@ class Spool:
 
     def ack(self, position: Position, events: int) -> None:
         """The collector has everything before ``position``; forget it."""
+        position = Position(*position)
         with self._cond:
             if position <= self._ack:
                 return  # already past it (the budget dropped that segment)
             old_segment = self._ack[0]
-            self._ack = Position(*position)
+            self._ack = position
             self.pending_events = max(0, self.pending_events - events)
-            for key in [k for k in self._recent if k < position[:2]]:
+            for key in [k for k in self._recent if k < position.place]:
                 self._forget(key)
             for number in [n for n in self._sizes if n < position[0]]:
                 del self._sizes[number]
