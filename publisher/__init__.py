@@ -7,7 +7,7 @@ events to the collector. One module per concept:
 - :mod:`publisher.config` parses ``[event-publisher:NAME]`` into a frozen object;
 - :mod:`publisher.batching` builds v1 / v2 / 2j batch bodies;
 - :mod:`publisher.spool` is the write-ahead spool on disk;
-- :mod:`publisher.sending` signs, compresses and POSTs one batch, and classifies the answer;
+- :mod:`publisher.post` signs, compresses and POSTs one batch, and classifies the answer;
 - :mod:`publisher.transport` is the HTTP under it (requests, one connection), and
   :mod:`publisher.deadline` cuts a POST that overruns ``collector.timeout``;
 - :mod:`publisher.delivery` turns collector answers into splits, dead letters and backoff;

@@ -22,6 +22,7 @@ from operator import add
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .record import join_events
+from .sections import BatchSection
 from .spool_format import Position
 
 if TYPE_CHECKING:
@@ -182,6 +183,11 @@ class Assembler:
         self.max_bytes = max_bytes
         self.max_wait = max_wait
         self.cursor: Position = spool.ack_position
+
+    @classmethod
+    def from_config(cls, spool: "Spool", version: str, batch: BatchSection) -> "Assembler":
+        """Batches of ``collector.version`` cut as ``batch.*`` says."""
+        return cls(spool, version, batch.max_bytes, batch.max_wait)
 
     def next_batch(self, flushing: threading.Event, abandon: threading.Event) -> Optional[Batch]:
         """The next batch: full, ``max_wait`` old, or whatever is left while flushing.

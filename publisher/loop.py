@@ -28,11 +28,11 @@ from baseplate_events.message_queue import MessageQueue
 
 from . import health
 from .batching import Assembler, Batch, BatchBuilder
-from .config import PublisherConfig
 from .delivery import Deliverer
 from .landing import Landing, collect_leftovers, landing_directory, remove_landings
 from .metrics import Metrics
 from .record import unpack_lengths
+from .sections import PublisherConfig
 from .spool import Position, Spool
 from .stall import Stall
 
@@ -68,8 +68,7 @@ class Publisher:
         self.spool = spool
         self.deliverer = deliverer
         self.metrics = metrics
-        self.assembler = Assembler(spool, cfg.collector_version, cfg.batch_max_bytes,
-                                   cfg.batch_max_wait)
+        self.assembler = Assembler.from_config(spool, cfg.collector.version, cfg.batch)
         self.flushing = threading.Event()
         # Set when the flush deadline passed: the deliverer's backoff sleeps on it too.
         self.abandon = abandon if abandon is not None else threading.Event()
@@ -114,7 +113,7 @@ class Publisher:
             # the GIL released) takes and waits until RECORD_BYTES, drain.max_messages
             # or LANDING_LINGER after the first event; then they are spooled together:
             # one spool write and one CRC per few hundred events.
-            limit = self.cfg.drain_max_messages
+            limit = self.cfg.drain.max_messages
 
             def take(timeout: float) -> bool:
                 return landing.fill(queue_fd, limit, wake_fd, timeout, LANDING_LINGER,
@@ -129,7 +128,7 @@ class Publisher:
             # Without a landing zone, held events are only in memory: spool every wake-up.
             held: List[bytes] = []
             get_many = self.queue.get_many
-            limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
+            limit = min(self.cfg.drain.max_messages, self.queue.max_messages)
 
             def take(timeout: float) -> bool:
                 ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
@@ -148,18 +147,18 @@ class Publisher:
                     return True
                 return False
         next_gauge = next_health = time.monotonic()
-        next_log = next_health + self.cfg.health_log_interval
+        next_log = next_health + self.cfg.health.log_interval
         while not self.signals:
             now = time.monotonic()
             if now >= next_gauge:
                 next_gauge = now + GAUGE_INTERVAL
                 self._gauges()
             if now >= next_health:
-                next_health = now + self.cfg.health_interval
+                next_health = now + self.cfg.health.interval
                 doc = self.health()
-                health.write(self.cfg.health_path, doc)
-                if self.cfg.health_log_interval and now >= next_log:
-                    next_log = now + self.cfg.health_log_interval
+                health.write(self.cfg.health.path, doc)
+                if self.cfg.health.log_interval and now >= next_log:
+                    next_log = now + self.cfg.health.log_interval
                     logger.info("%s", health.line(doc))
             if take(max(0.0, min(next_gauge, next_health) - now)):
                 self._empty_wake_pipe()
@@ -185,7 +184,7 @@ class Publisher:
                 "just before it died", len(leftovers)
             )
         remove_landings(directory)
-        if not self.cfg.drain_landing:
+        if not self.cfg.drain.landing:
             if directory != self.spool.path:
                 try:
                     os.rmdir(directory)
@@ -321,7 +320,7 @@ class Publisher:
 
     def _send_loop(self) -> None:
         debug = logger.isEnabledFor(logging.DEBUG)
-        self._lower_priority(self.cfg.sender_nice)
+        self._lower_priority(self.cfg.sender.nice)
         while not self.abandon.is_set():
             try:
                 batch = self.assembler.next_batch(self.flushing, self.abandon)
@@ -396,11 +395,11 @@ class Publisher:
             "(a second signal exits at once)",
             name,
             self.spool.pending_events,
-            self.cfg.shutdown_deadline,
+            self.cfg.shutdown.deadline,
         )
         self.flushing.set()
         self.spool.wake()
-        deadline = started + self.cfg.shutdown_deadline
+        deadline = started + self.cfg.shutdown.deadline
         while self._sender.is_alive() and time.monotonic() < deadline:
             self._exit_on_second_signal()
             self._sender.join(0.05)
@@ -411,7 +410,7 @@ class Publisher:
             while self._sender.is_alive() and time.monotonic() < grace:
                 self._exit_on_second_signal()
                 self._sender.join(0.05)
-        health.write(self.cfg.health_path, self.health())
+        health.write(self.cfg.health.path, self.health())
         logger.info(
             "shutdown: sent %d events in %d batches in %.2fs; %d events (%d bytes) stay in "
             "the spool %s for the next start",

@@ -27,6 +27,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from .sections import MetricsSection
+
 if TYPE_CHECKING:
     from .prometheus import Exporter
 
@@ -67,6 +69,12 @@ class Metrics:
                 # A metrics problem must never stop the events; say so and carry on.
                 logger.error("metrics: cannot use %s:%d (%s); counting locally only",
                              endpoint[0], endpoint[1], exc)
+
+    @classmethod
+    def from_config(cls, section: MetricsSection, queue_name: str) -> "Metrics":
+        """statsd and Prometheus as ``metrics.*`` says."""
+        return cls(section.namespace, section.endpoint, prometheus=section.prometheus,
+                   queue_name=queue_name)
 
     @property
     def target(self) -> str:

@@ -48,6 +48,7 @@ from .record import (
     unpack_lengths,
 )
 from .spool_format import Position, pack_ack, segment_name, segment_number
+from .sections import SpoolSection
 from .spool_recovery import Damage, damage, recover
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,12 @@ class Spool:
         self._write_segment = last + 1
         self._write_fd = self._create_segment(self._write_segment)
         self._sizes[self._write_segment] = 0
+
+    @classmethod
+    def from_config(cls, section: SpoolSection) -> "Spool":
+        """The spool that ``spool.*`` describes."""
+        return cls(section.path, max_bytes=section.max_bytes, segment_bytes=section.segment_bytes,
+                   fsync=section.fsync, fsync_interval=section.fsync_interval)
 
     # -- start-up ---------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterator, List
 import pytest
 
 from publisher.metrics import Metrics
-from publisher.sending import Answer, Sender, sign
+from publisher.post import Answer, Sender, sign
 
 from .support_collector import Collector
 from .support_http import (
