@@ -30,31 +30,20 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from baseplate_events.errors import EventError
 
 from .batching import Chunk
 from .paths import UnsafePathError, open_private_directory
-from .record import (
-    HEADER,
-    check_record,
-    join_events,
-    next_record,
-    pack_record,
-    unpack_events,
-    unpack_header,
-    unpack_lengths,
-)
+from .record import HEADER, join_events, pack_record, unpack_header, unpack_lengths
 from .spool_format import Position, pack_ack, segment_name, segment_number
 from .sections import SpoolSection
-from .spool_recovery import Damage, damage, recover
+from .spool_reader import Record, RecentRecords, SegmentReader
+from .spool_recovery import Damage, recover
 
 logger = logging.getLogger(__name__)
 
-#: Bytes the sender reads from a segment at once.
-_READ_AHEAD = 256 * 1024
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
 
@@ -63,22 +52,6 @@ __all__ = ["Position", "Record", "Spool", "SpoolError"]
 
 class SpoolError(EventError):
     """The spool directory cannot be used (permissions, another publisher holds it)."""
-
-
-@dataclass
-class Record:
-    """One record read back from the spool."""
-
-    segment: int
-    offset: int
-    next_offset: int
-    chunk: Chunk
-    time_ms: int
-
-    def rest(self, position: Position) -> Chunk:
-        """The events of this record at or after ``position``."""
-        taken = position.taken_in(self)
-        return self.chunk.split(taken)[1] if taken else self.chunk
 
 
 class Spool:
@@ -113,19 +86,14 @@ class Spool:
         self.on_damage = on_damage
         self._cond = threading.Condition(threading.Lock())
         self._last_sync = 0.0
-        self._read_fds: Dict[int, int] = {}
         self._horizon: Tuple[int, int] = (0, 0)
-        self._rbuf = b""
-        self._rbuf_segment = -1
-        self._rbuf_start = 0
         # Bytes appended since start, and the total at which a waiting reader wants
         # waking: the sender sleeps until a batch's worth is there, not per record.
         self._appended = 0
         self._wake_at: Optional[int] = None
         # The newest records, as appended: the sender, normally right behind the
         # writer, takes them from here instead of reading them back from the file.
-        self._recent: Dict[Tuple[int, int], Record] = {}
-        self._recent_bytes = 0
+        self._recent = RecentRecords(RECENT_BYTES)
         # Damaged stretches: (segment, offset) -> offset of the next whole record.
         self._skips: Dict[Tuple[int, int], int] = {}
         #: Events and bytes of damaged records skipped (at start and since).
@@ -134,6 +102,8 @@ class Spool:
         # new segment, so that no record ever follows the partial one.
         self._tail_dirty = False
         self._open_directory()
+        self._reader = SegmentReader(
+            lambda segment: self._open(segment_name(segment), os.O_RDONLY))
         found = recover(self._dir, self.path, self._ack_fd)
         self._ack = found.ack
         self._sizes: Dict[int, int] = found.sizes  # segment -> committed length
@@ -253,7 +223,7 @@ class Spool:
         lengths = unpack_lengths(lengths_bytes)
         with self._cond:
             offset = self._sizes[self._write_segment]
-            self._remember(Record(self._write_segment, offset, offset + size,
+            self._recent.remember(Record(self._write_segment, offset, offset + size,
                                   Chunk(joined, lengths), header_time_ms))
             self._sizes[self._write_segment] += size
             self.pending_events += count
@@ -290,17 +260,6 @@ class Spool:
                          self._name(segment_name(self._write_segment)), good, exc)
             self._tail_dirty = True
 
-    def _remember(self, record: Record) -> None:
-        """Keep ``record`` in memory for the sender, dropping the oldest beyond RECENT_BYTES."""
-        self._recent[(record.segment, record.offset)] = record
-        self._recent_bytes += len(record.chunk.joined)
-        while self._recent_bytes > RECENT_BYTES:
-            self._forget(next(iter(self._recent)))
-
-    def _forget(self, key: Tuple[int, int]) -> None:
-        record = self._recent.pop(key)
-        self._recent_bytes -= len(record.chunk.joined)
-
     def _rotate(self) -> None:
         fd = self._create_segment(self._write_segment + 1)
         old = self._write_fd
@@ -329,8 +288,7 @@ class Spool:
                     return
                 victim = min(candidates)
                 size = self._sizes.pop(victim)
-                for key in [k for k in self._recent if k[0] == victim]:
-                    self._forget(key)
+                self._recent.forget_segment(victim)
             events = self._count_events(victim, size)
             self._unlink(victim)
             with self._cond:
@@ -397,62 +355,15 @@ class Spool:
                 continue
             if size is None or offset >= size:
                 if segment < newest:
-                    self._close_reader(segment)
+                    self._reader.close(segment)
                     segment, offset = segment + 1, 0
                     continue
                 return None
-            record = self._parse(segment, offset, size)
+            record = self._reader.parse(segment, offset, size)
             if record is not None:
                 return record
-            self._resync(segment, offset, size)
-
-    def _parse(self, segment: int, offset: int, size: int) -> Optional[Record]:
-        """Decode and check the record at ``offset`` from the read-ahead buffer.
-
-        ``None`` if the bytes there are not a whole, undamaged record.
-        """
-        buf, start = self._rbuf, self._rbuf_start
-        if (
-            self._rbuf_segment != segment
-            or offset < start
-            or offset + HEADER.size > start + len(buf)
-        ):
-            buf, start = self._fill(segment, offset, size, HEADER.size)
-        at = offset - start
-        header = unpack_header(buf, at)
-        if header is None or header.record_size > size - offset:
-            return None
-        if at + header.record_size > len(buf):
-            buf, start = self._fill(segment, offset, size, header.record_size)
-            at = 0
-        if check_record(buf, at) is None:
-            return None
-        chunk = Chunk(*unpack_events(buf, at, header))
-        return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
-
-    def _resync(self, segment: int, offset: int, size: int) -> None:
-        """The record at ``offset`` is damaged: skip to the next whole one (or the end)."""
-        data = os.pread(self._reader_fd(segment), size - offset, offset)
-        self._skip(damage(segment, offset, offset + next_record(data, 1), unpack_header(data)))
-
-    def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
-        # One pread brings many records: written moments ago, they are in the page cache.
-        want = min(max(_READ_AHEAD, need), size - offset)
-        self._rbuf = os.pread(self._reader_fd(segment), want, offset)
-        self._rbuf_segment, self._rbuf_start = segment, offset
-        return self._rbuf, offset
-
-    def _reader_fd(self, segment: int) -> int:
-        fd = self._read_fds.get(segment)
-        if fd is None:
-            fd = self._open(segment_name(segment), os.O_RDONLY)
-            self._read_fds[segment] = fd
-        return fd
-
-    def _close_reader(self, segment: int) -> None:
-        fd = self._read_fds.pop(segment, None)
-        if fd is not None:
-            os.close(fd)
+            # Damaged: skip to the next whole record (or the end).
+            self._skip(self._reader.damage_at(segment, offset, size))
 
     def wait(self, timeout: float, position: Position, min_bytes: int = 1) -> None:
         """Sleep until ``min_bytes`` are spooled beyond ``position``, or ``timeout`` passes.
@@ -491,13 +402,12 @@ class Spool:
             old_segment = self._ack[0]
             self._ack = position
             self.pending_events = max(0, self.pending_events - events)
-            for key in [k for k in self._recent if k < position.place]:
-                self._forget(key)
+            self._recent.forget_before(position.place)
             for number in [n for n in self._sizes if n < position[0]]:
                 del self._sizes[number]
             self._write_ack()
         for number in range(old_segment, position[0]):
-            self._close_reader(number)
+            self._reader.close(number)
             self._unlink(number)
 
     def _write_ack(self) -> None:
@@ -557,8 +467,7 @@ class Spool:
 
         For a spool whose events were all moved elsewhere (see ``upgrade.py``).
         """
-        for segment in list(self._read_fds):
-            self._close_reader(segment)
+        self._reader.close_all()
         for name in os.listdir(self._dir):
             if segment_number(name) is not None or name in ("ack", "lock"):
                 os.unlink(name, dir_fd=self._dir)
@@ -571,8 +480,7 @@ class Spool:
 
     def close(self) -> None:
         """Sync and close every file; the lock goes with them."""
-        for segment in list(self._read_fds):
-            self._close_reader(segment)
+        self._reader.close_all()
         if self.fsync != "never":
             os.fdatasync(self._write_fd)
             os.fdatasync(self._ack_fd)

@@ -16,7 +16,7 @@ import zlib
 from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
 if TYPE_CHECKING:
-    from .spool import Record
+    from .spool_reader import Record
 
 ACK_MAGIC = 0xBE5BA001
 ACK = struct.Struct("<IQQII")
