@@ -18,7 +18,9 @@ import re
 import ssl
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from baseplate_events import validation
 from baseplate_events.errors import ConfigError
+from baseplate_events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 from .secret_permissions import check_secret_file
 from .sections import (
@@ -37,8 +39,6 @@ from .sections import (
     SpoolSection,
 )
 
-MAX_QUEUE_SIZE = 10000
-MAX_EVENT_SIZE = 102400
 MAX_BATCH_BYTES = 500 * 1024
 VERSIONS = ("1", "2", "2j")
 
@@ -143,45 +143,16 @@ def _optional(reader: _Reader, key: str, parse: Callable[[str, str], T]) -> Opti
     return None if value is None else parse(key, value)
 
 
-def _string(key: str, value: str) -> str:
-    return value
-
-
-def _positive_int(key: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(key, f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return number
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(key, f"expected a number of seconds, got {value!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise ConfigError(key, f"expected a finite number of seconds >= 0, got {value!r}")
-    return number
-
-
-def _positive_seconds(key: str, value: str) -> float:
-    number = _seconds(key, value)
-    if number == 0:
-        raise ConfigError(key, f"expected a number of seconds > 0, got {value!r}")
-    return number
-
-
-def _mode(key: str, value: str) -> int:
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise ConfigError(key, f"expected an octal mode like 0600, got {value!r}") from None
-    if not 0 <= mode <= 0o777:
-        raise ConfigError(key, f"expected an octal mode between 0000 and 0777, got {value!r}")
-    return mode
+# The kinds of value the apps' settings read too come from the one shared set
+# (baseplate_events.validation), so that "yes", "0660" or "host:port" mean the
+# same on both sides; here under the names the parser below uses.
+_string = validation.string
+_positive_int = validation.positive_int
+_seconds = validation.seconds
+_positive_seconds = validation.positive_seconds
+_mode = validation.mode
+_int_in = validation.int_in
+_endpoint = validation.host_port
 
 
 def _hostname(key: str, value: str) -> str:
@@ -192,70 +163,29 @@ def _hostname(key: str, value: str) -> str:
         )
     host, sep, port = value.rpartition(":")
     if sep and not host.endswith("]") and ":" not in host:
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
+        validation.port(key, port)
     return value
 
 
 def _scheme(key: str, value: str) -> str:
-    if value not in ("http", "https"):
-        raise ConfigError(key, f"expected http or https, got {value!r}")
-    return value
+    return validation.choice(key, value, ("http", "https"))
 
 
 def _version(key: str, value: str) -> str:
-    if value not in VERSIONS:
-        raise ConfigError(key, f"expected 1, 2 or 2j, got {value!r}")
-    return value
-
-
-def _int_in(low: int, high: int) -> Callable[[str, str], int]:
-    """A validator of integers from ``low`` to ``high``."""
-
-    def check(key: str, value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            raise ConfigError(key, f"expected an integer from {low} to {high}, got {value!r}")
-        return number
-
-    return check
-
-
-def _endpoint(key: str, value: str) -> Tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(key, f"expected host:port, got {value!r}")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
-    return host.strip("[]"), int(port)
+    return validation.choice(key, value, VERSIONS)
 
 
 def _listen_address(key: str, value: str) -> Tuple[str, int]:
     """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(key, f"expected host:port to listen on, got {value!r}")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(key, f"port must be a number from 0 to 65535, got {port!r}")
-    return host.strip("[]"), int(port)
+    return validation.host_port(key, value, lowest_port=0, what="host:port to listen on")
 
 
 def _switch(key: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "true", "yes", "1"):
-        return True
-    if lowered in ("off", "false", "no", "0"):
-        return False
-    raise ConfigError(key, f"expected on or off, got {value!r}")
+    return validation.boolean(key, value, expected="on or off")
 
 
 def _fsync(key: str, value: str) -> str:
-    if value not in ("always", "interval", "never"):
-        raise ConfigError(key, f"expected always, interval or never, got {value!r}")
-    return value
+    return validation.choice(key, value, ("always", "interval", "never"))
 
 
 def _key_name(key: str, value: str) -> str:
@@ -287,6 +217,8 @@ def _ca_file(key: str, value: str) -> str:
             pass
     except OSError as exc:
         raise ConfigError(key, f"cannot read {value!r}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte, which no path can hold
+        raise ConfigError(key, f"cannot read {value!r}: not a valid path") from None
     try:
         ssl.create_default_context(cafile=value)
     except ssl.SSLError:

@@ -14,6 +14,7 @@ import pytest
 from baseplate_events.message_queue import MessageQueue
 
 if TYPE_CHECKING:
+    from baseplate_events.request_queue import EventsRuntime
     from demo_app.tansu import TansuBroker
 
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.
@@ -59,6 +60,23 @@ def open_queues() -> Iterator[Callable[..., MessageQueue]]:
 def reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
     """The consumer side of ``/events-<queue_name>`` (what the publisher would hold)."""
     return open_queues("/events-" + queue_name)
+
+
+@pytest.fixture
+def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
+    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
+    from .support_apps import MESSAGE_SIZE
+
+    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
+
+
+@pytest.fixture
+def runtimes() -> Iterator[List["EventsRuntime"]]:
+    """The runtimes of the apps a test builds; each one's queue descriptor is closed on teardown."""
+    built: List["EventsRuntime"] = []
+    yield built
+    for runtime in built:
+        runtime.close()
 
 
 def _unlink(full_name: str) -> None:

@@ -321,3 +321,9 @@ def test_refusal_and_dead_letter_keys():
         dict(MINIMAL, **{"retry.bisect_after_5xx": "0"}))
     assert "dead_letter.max_bytes: expected an integer, got 'lots'" == error_of(
         dict(MINIMAL, **{"dead_letter.max_bytes": "lots"}))
+
+
+def test_a_ca_file_path_with_a_nul_byte_names_the_key():
+    """collector.ca_file holding a NUL byte is a ConfigError naming it, not a ValueError."""
+    expected = "collector.ca_file: cannot read 'a\\x00b': not a valid path"
+    assert expected == error_of(dict(MINIMAL, **{"collector.ca_file": "a\x00b"}))
