@@ -18,6 +18,7 @@ from publisher.landing import Landing, landing_directory
 
 from .conftest import fill_disk
 from .support_collector import Collector, free_port
+from .support_landing import receive
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
     QUEUE_MESSAGES,
@@ -93,7 +94,7 @@ def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
     put_all(publisher_queue, events)
     spool_path = os.path.join(small_disk, "spool")
     landing = Landing(landing_directory(spool_path), 1 << 16, QUEUE_MESSAGE_SIZE)
-    assert 2 == landing.receive(publisher_queue.fileno(), 4)  # then "killed" before spooling them
+    assert 2 == receive(landing, publisher_queue.fileno(), 4)  # then "killed" before spooling them
     filler = os.path.join(small_disk, "filler")
     fill_disk(filler)
     with Collector(SECRET, version="2j") as collector:

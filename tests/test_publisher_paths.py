@@ -23,6 +23,7 @@ from publisher.paths import UnsafePathError, open_private_directory
 from publisher.spool import Spool, SpoolError
 
 from .support_collector import Collector
+from .support_landing import receive
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
     SECRET,
@@ -148,7 +149,7 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     landed = [make_event(5)]
     put_all(publisher_queue, landed)
     ring = Landing(landing_directory(old_path), 1 << 16, QUEUE_MESSAGE_SIZE)
-    assert 1 == ring.receive(publisher_queue.fileno(), 4)  # and killed before spooling it
+    assert 1 == receive(ring, publisher_queue.fileno(), 4)  # and killed before spooling it
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     try:
         with Collector(SECRET, version="2j") as collector:

@@ -100,7 +100,7 @@ def test_a_secret_file_writable_by_the_owners_private_group_is_accepted(tmp_path
     os.chown(path, -1, me.pw_gid)
     config = config_with(tmp_path, **{"key.secret_file": str(path)})
     cfg = load(str(config), "q")
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_a_world_readable_secret_file_draws_a_warning(tmp_path: Path, open_dir: 
         f"key.secret_file: {path} holds the signing secret and every local user can read "
         f"it (mode 0644); `chmod o-r {path}` keeps it private"
     )
-    assert (b"hunter2", (expected,)) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", (expected,)) == (cfg.key.secret, cfg.warnings)
 
 
 def test_a_readable_secret_file_in_a_private_directory_draws_no_warning(open_dir: Path) -> None:
@@ -129,7 +129,7 @@ def test_a_readable_secret_file_in_a_private_directory_draws_no_warning(open_dir
     private.mkdir(mode=0o700)
     path = secret_file(private, 0o644)
     cfg = load(str(config_with(open_dir, **{"key.secret_file": str(path)})), "q")
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 def test_a_world_writable_config_holding_the_secret_is_refused(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_a_config_taking_the_secret_from_the_environment_is_not_judged(tmp_path:
     """key.secret = ${SECRET} keeps the secret out of the file: its mode is not checked."""
     config = config_with(tmp_path, 0o666, **{"key.secret": "${SECRET}"})
     cfg = load(str(config), "q", environ={"SECRET": SECRET_B64})
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from baseplate_events.message_queue import MessageQueue
 from publisher.metrics import Metrics
-from publisher.sending import Answer, Sender, sign
+from publisher.post import Answer, Sender, sign
 
 from .support_collector import Collector
 from .support_http import (

@@ -31,14 +31,14 @@ def test_the_words_are_the_union_of_both_sides() -> None:
 def test_every_true_word_switches_a_publisher_key_on(word: str) -> None:
     """drain.landing takes every true word in any case, the apps' t and y too."""
     raw = dict(MINIMAL, **{"drain.landing": word})
-    assert True is parse_section("q", raw, environ={}).drain_landing
+    assert True is parse_section("q", raw, environ={}).drain.landing
 
 
 @pytest.mark.parametrize("word", sorted(FALSE_WORDS - {""}) + ["NO", "Off"])
 def test_every_false_word_switches_a_publisher_key_off(word: str) -> None:
     """drain.landing takes every false word in any case, the apps' f and n too."""
     raw = dict(MINIMAL, **{"drain.landing": word})
-    assert False is parse_section("q", raw, environ={}).drain_landing
+    assert False is parse_section("q", raw, environ={}).drain.landing
 
 
 @pytest.mark.parametrize(("word", "expected"), [("on", True), ("off", False), ("ON", True)])
