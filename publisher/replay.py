@@ -248,8 +248,7 @@ def main(cfg: PublisherConfig, path: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     metrics = Metrics(cfg.metrics.namespace, cfg.metrics.endpoint)
     collector = cfg.collector
-    sender = Sender(collector.url, cfg.key.name, cfg.key.secret, timeout=collector.timeout,
-                    gzip_level=collector.gzip_level, metrics=metrics)
+    sender = Sender.from_config(collector, cfg.key, metrics)
     deliverer = Deliverer.from_config(cfg, sender.post, metrics, stop.wait,
                                       wait_for_evidence=False)
     logger.info("replay: sending the events of %s to %s (version %s, key %s)", path,

@@ -5,6 +5,8 @@ import base64
 import gzip
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Iterator, List
 import pytest
 
 from baseplate_events.message_queue import MessageQueue
+from publisher.dead_letters import DeadLetters
 from publisher.metrics import Metrics
 from publisher.post import Answer, Sender, sign
 
@@ -28,7 +31,9 @@ from .support_http import (
     trickle,
 )
 from .support_publisher import (
+    ROOT,
     SECRET,
+    config_file,
     make_event,
     put_all,
     uuids_of,
@@ -442,3 +447,21 @@ def test_the_publisher_delivers_over_tls_to_a_private_ca(
     collector.wait_for_events(30)
     assert 0 == publisher.stop()
     assert (uuids_of(events), []) == (collector.uuids(), collector.problems)
+
+
+def test_a_dead_letter_replay_uses_collector_ca_file(
+    queue_name: str, tmp_path: Path, servers, ca: PrivateCA
+):
+    """--replay-dead-letter trusts collector.ca_file as the publisher does."""
+    collector = tls_collector(servers, ca)
+    port = collector.server.server_address[1]
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    events = [make_event(i) for i in range(3)]
+    DeadLetters(str(dead), queue_name).write(events, 422, "poison event")
+    config = config_file(queue_name, f"localhost:{port}", tmp_path, **{
+        "collector.scheme": "https", "collector.ca_file": str(ca.ca_file)})
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "--queue-name", queue_name,
+         "--replay-dead-letter", str(dead), str(config)],
+        cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert (0, uuids_of(events)) == (done.returncode, collector.uuids()), done.stderr
