@@ -4,12 +4,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: test demo bench lint schema clean
+.PHONY: test demo bench lint schema docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	$(PY) -m pip install -q -e '.[test,dev,docs]'
 	touch $@
 
 test: $(VENV)/.installed
@@ -25,6 +25,11 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# The Sphinx site in docs/_build/html; every warning (a broken reference
+# included, -n) fails the build.
+docs: $(VENV)/.installed
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check baseplate_events publisher demo_app tests benchmarks
 	$(VENV)/bin/mypy
@@ -37,4 +42,4 @@ schema:
 	rm -f __init__.py  # the compiler also drops an empty package marker at -out
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache docs/_build

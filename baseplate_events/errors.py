@@ -9,11 +9,25 @@ from typing import Optional
 
 
 class EventError(Exception):
-    """Base class for every error raised by baseplate_events."""
+    """Base class for every error raised by baseplate_events.
+
+    ``except EventError`` catches every failure of a ``put``::
+
+        try:
+            queue.put(event)
+        except EventError as exc:
+            logger.warning("event not sent: %s", exc)
+    """
 
 
 class EventTooLargeError(EventError):
-    """The serialized event is larger than the queue's message size."""
+    """The serialized event is larger than the queue's message size.
+
+    ``event is 9000 bytes; this queue takes at most 8192``
+
+    :ivar size: the serialized event's size in bytes.
+    :ivar max_size: the queue's message size, when known.
+    """
 
     def __init__(self, size: int, max_size: Optional[int] = None) -> None:
         self.size = size
@@ -26,7 +40,14 @@ class EventTooLargeError(EventError):
 
 
 class EventQueueFullError(EventError):
-    """The queue is full: the publisher is not draining it fast enough."""
+    """The queue is full: the publisher is not draining it fast enough.
+
+    ``the event queue /events-v2 is full (10 messages); is its publisher
+    running and reaching the collector?``
+
+    :ivar queue_name: the full queue name (``/events-v2``), or ``""``.
+    :ivar capacity: the queue's capacity in messages, when known.
+    """
 
     def __init__(self, queue_name: str = "", capacity: Optional[int] = None) -> None:
         self.queue_name = queue_name
@@ -40,7 +61,14 @@ class EventQueueFullError(EventError):
 
 
 class EventSerializationError(EventError, TypeError):
-    """An event could not be serialized; the message names the field and the value's type."""
+    """An event could not be serialized; the message names the field and the value's type.
+
+    Also a ``TypeError``, as the error baseplate lets through is.
+    ``Event.user.logged_in: expected a bool, got str``
+
+    :ivar field: the path of the field (``Event.user.logged_in``, ``payload.when``).
+    :ivar problem: what is wrong with its value.
+    """
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
@@ -60,7 +88,12 @@ class TimedOutError(MessageQueueError):
 
 
 class QueueLimitError(MessageQueueError, OSError):
-    """The kernel refused to open a queue of the size asked for."""
+    """The kernel refused to open a queue of the size asked for.
+
+    Also an ``OSError`` (``EINVAL`` or ``EMFILE``). The message names the size
+    asked for, ``fs.mqueue.msg_max``, ``fs.mqueue.msgsize_max``, ``ulimit -q``
+    and the commands that raise them; see the Operations guide.
+    """
 
 
 class QueueAccessError(MessageQueueError):
@@ -93,7 +126,14 @@ class TooManyHeldEventsError(EventError):
 
 
 class ConfigError(EventError, ValueError):
-    """A setting is missing or invalid; the message names the full key."""
+    """A setting is missing or invalid; the message names the full key.
+
+    Also a ``ValueError``. ``events.max_messages: expected an integer, got 'lots'``
+
+    :ivar key: the full key (``events.max_messages``, ``EVENTS_ERRORS``,
+        ``collector.version``).
+    :ivar problem: what is wrong and what is expected.
+    """
 
     def __init__(self, key: str, problem: str) -> None:
         self.key = key

@@ -111,6 +111,7 @@ class EventQueue(Generic[T]):
 
     # baseplate's config.Parser, for ``parse_config({"events": queue})``
     def parse(self, key_path: str, raw_config: Any) -> "EventQueue[T]":
+        """Return this queue, so that ``parse_config({"events": queue})`` keeps it as it is."""
         return self
 
     def close(self) -> None:

@@ -64,7 +64,16 @@ def main(
     stdin: Optional[TextIO] = None,
     stdout: Optional[TextIO] = None,
 ) -> int:
-    """Run the tool; returns the exit status."""
+    """Run the tool; returns the exit status.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``), e.g.
+        ``["v2", "--stats"]``.
+    :param stdin: where ``--write`` reads lines (default: ``sys.stdin``).
+    :param stdout: where output goes (default: ``sys.stdout``); errors go to
+        ``sys.stderr``.
+    :returns: 0 on success, 1 when the queue is missing or an operation
+        fails; bad usage exits with 2 (argparse).
+    """
     args = _parser().parse_args(argv)
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout

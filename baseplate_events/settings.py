@@ -14,26 +14,30 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple, TypeVar
 
+from . import validation
 from .errors import ConfigError
 from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 __all__ = [
     "ERROR_POLICIES",
+    "SETTING_NAMES",
     "SINKS",
     "EventsSettings",
     "default_source",
     "flask_key",
     "parse_settings",
     "pyramid_key",
+    "setting_name",
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Where events go: ``queue`` (the POSIX queue, to the publisher) or ``log``
 #: (one JSON log line per event, for development where there are no queues).
@@ -42,9 +46,6 @@ SINKS = ("queue", "log")
 #: What a failed ``put`` does: ``raise`` the ``EventError`` into the view, or
 #: ``log`` one line, count it and let the request carry on.
 ERROR_POLICIES = ("raise", "log")
-
-_TRUE = frozenset(("true", "yes", "on", "1", "t", "y"))
-_FALSE = frozenset(("false", "no", "off", "0", "f", "n", ""))
 
 # "/events-" + name must fit the kernel's 255 characters for a queue name.
 _MAX_NAME_LENGTH = 255 - len("/events-") - 1
@@ -66,8 +67,9 @@ class EventsSettings:
     max_message_size: int = MAX_EVENT_SIZE
     #: Seconds a put may wait for room in a full queue; 0 never blocks.
     put_timeout: float = 0.0
-    #: ``raise`` or ``log``; see :data:`ERROR_POLICIES`.
-    errors: str = "raise"
+    #: ``raise`` or ``log``; see :data:`ERROR_POLICIES`. Set by ``events.errors``
+    #: / ``EVENTS_ERRORS`` (see :data:`SETTING_NAMES`).
+    error_policy: str = "raise"
     #: Hold a request's events and send them only if it succeeds.
     transactional: bool = False
     #: statsd ``host:port`` for counters of events the app could not put; off if None.
@@ -84,6 +86,16 @@ class EventsSettings:
     sink: str = "queue"
     #: The most events a transactional request may hold; a put past it fails.
     max_held: int = 1000
+
+
+#: The setting that sets each field, where the two names differ: users write
+#: ``events.errors`` / ``EVENTS_ERRORS``, which the code calls the error policy.
+SETTING_NAMES = {"error_policy": "errors"}
+
+
+def setting_name(field: str) -> str:
+    """The name users give the setting behind the field ``field`` (before ``key()``)."""
+    return SETTING_NAMES.get(field, field)
 
 
 def default_source(module_name: str, key: str) -> str:
@@ -139,39 +151,35 @@ def parse_settings(
     def get(name: str) -> Any:
         return raw.get(key(name))
 
+    def read(name: str, parse: Callable[[str, Any], T], default: T) -> T:
+        """``parse`` the setting ``name``, or ``default`` when it is not set."""
+        value = get(name)
+        return default if value is None else parse(key(name), value)
+
     _warn_unknown(raw, key)
-    source = get("source")
     return EventsSettings(
-        queue_name=_queue_name(key("queue_name"), get("queue_name"), defaults.queue_name),
-        source=_optional_string(key("source"), source) if source is not None else default_source,
-        autofill=_boolean(key("autofill"), get("autofill"), defaults.autofill),
-        max_messages=_positive_int(key("max_messages"), get("max_messages"), defaults.max_messages),
-        max_message_size=_positive_int(
-            key("max_message_size"), get("max_message_size"), defaults.max_message_size
+        queue_name=read("queue_name", _queue_name, defaults.queue_name),
+        source=read("source", _optional_string, default_source),
+        autofill=read("autofill", validation.boolean, defaults.autofill),
+        max_messages=read("max_messages", validation.positive_int, defaults.max_messages),
+        max_message_size=read(
+            "max_message_size", validation.positive_int, defaults.max_message_size
         ),
-        put_timeout=_seconds(key("put_timeout"), get("put_timeout"), defaults.put_timeout),
-        queue_mode=_mode(key("queue_mode"), get("queue_mode"), defaults.queue_mode),
-        sink=(
-            _choice(key("sink"), get("sink"), "queue", SINKS)
-            if get("sink") is not None
-            else default_sink(key)
-        ),
-        errors=_choice(key("errors"), get("errors"), defaults.errors, ERROR_POLICIES),
-        transactional=_boolean(key("transactional"), get("transactional"), defaults.transactional),
-        max_held=_positive_int(key("max_held"), get("max_held"), defaults.max_held),
-        metrics_endpoint=_endpoint(key("metrics_endpoint"), get("metrics_endpoint")),
-        metrics_namespace=(
-            _string(key("metrics_namespace"), get("metrics_namespace"))
-            if get("metrics_namespace") is not None
-            else defaults.metrics_namespace
-        ),
+        put_timeout=read("put_timeout", validation.seconds, defaults.put_timeout),
+        queue_mode=read("queue_mode", _mode, defaults.queue_mode),
+        sink=read("sink", _choice(SINKS), None) or default_sink(key),
+        error_policy=read("errors", _choice(ERROR_POLICIES), defaults.error_policy),
+        transactional=read("transactional", validation.boolean, defaults.transactional),
+        max_held=read("max_held", validation.positive_int, defaults.max_held),
+        metrics_endpoint=read("metrics_endpoint", _endpoint, None),
+        metrics_namespace=read("metrics_namespace", validation.string, defaults.metrics_namespace),
         prometheus=_prometheus(key("prometheus"), get("prometheus")),
     )
 
 
 def _prometheus(key: str, value: Any) -> bool:
     """The switch, refused up front when prometheus_client is not installed."""
-    wanted = _boolean(key, value, False)
+    wanted = False if value is None else validation.boolean(key, value)
     if wanted and importlib.util.find_spec("prometheus_client") is None:
         raise ConfigError(
             key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
@@ -195,21 +203,17 @@ def default_sink(key: Callable[[str], str]) -> str:
 
 
 def _endpoint(key: str, value: Any) -> Optional[str]:
-    """``host:port`` of a statsd server, or None when unset or empty."""
-    if value is None:
-        return None
-    text = _string(key, value)
+    """``host:port`` of a statsd server, or None when empty."""
+    text = validation.string(key, value)
     if not text:
         return None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key, f"expected host:port, got {value!r}")
+    validation.host_port(key, value)
     return text
 
 
 def _warn_unknown(raw: Mapping[str, Any], key: Callable[[str], str]) -> None:
     """Log keys under our prefix that we do not know: usually a typo."""
-    known = {key(name) for name in EventsSettings.__dataclass_fields__}
+    known = {key(setting_name(field)) for field in EventsSettings.__dataclass_fields__}
     prefix = key("")
     for name in raw:
         if isinstance(name, str) and name.startswith(prefix) and name not in known:
@@ -218,10 +222,8 @@ def _warn_unknown(raw: Mapping[str, Any], key: Callable[[str], str]) -> None:
             )
 
 
-def _queue_name(key: str, value: Any, default: str) -> str:
-    if value is None:
-        return default
-    name = _string(key, value)
+def _queue_name(key: str, value: Any) -> str:
+    name = validation.string(key, value)
     if not name or "/" in name or len(name) > _MAX_NAME_LENGTH:
         raise ConfigError(
             key,
@@ -230,91 +232,20 @@ def _queue_name(key: str, value: Any, default: str) -> str:
     return name
 
 
-def _mode(key: str, value: Any, default: int) -> int:
-    """Permission bits: an octal string (``"0660"``, ``"660"``) or an int (``0o660``)."""
-    if value is None:
-        return default
-    mode: Optional[int] = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    elif isinstance(value, str):
-        try:
-            mode = int(value.strip(), 8)
-        except ValueError:
-            mode = None
-    if mode is None or not 0 <= mode <= 0o777:
-        raise ConfigError(key, f"expected an octal mode like 0600 or 0660, got {value!r}")
-    if mode & 0o600 != 0o600:
-        raise ConfigError(key, f"the owner needs read and write (0600), got {value!r}")
-    return mode
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"expected a string, got {value!r}")
-    return value.strip()
+def _mode(key: str, value: Any) -> int:
+    """Permission bits the app itself can read and write the queue with."""
+    return validation.mode(key, value, owner_read_write=True)
 
 
 def _optional_string(key: str, value: Any) -> Optional[str]:
-    text = _string(key, value)
+    text = validation.string(key, value)
     return text or None
 
 
-def _boolean(key: str, value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    raise ConfigError(key, f"expected true or false, got {value!r}")
+def _choice(choices: Tuple[str, ...]) -> Callable[[str, Any], str]:
+    """A validator of one of ``choices``, in any case, named quoted in the error."""
 
+    def check(key: str, value: Any) -> str:
+        return validation.choice(key, value, choices, quoted=True, any_case=True)
 
-def _positive_int(key: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    number: Optional[int] = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
-    if number is None:
-        raise ConfigError(key, f"expected an integer, got {value!r}")
-    if number < 1:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return number
-
-
-def _seconds(key: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    number: Optional[float] = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
-        raise ConfigError(key, f"expected a number of seconds, got {value!r}")
-    if number < 0:
-        raise ConfigError(key, f"expected seconds >= 0, got {value!r}")
-    return number
-
-
-def _choice(key: str, value: Any, default: str, choices: tuple) -> str:
-    if value is None:
-        return default
-    word = value.strip().lower() if isinstance(value, str) else value
-    if word not in choices:
-        options = " or ".join(repr(choice) for choice in choices)
-        raise ConfigError(key, f"expected {options}, got {value!r}")
-    return str(word)
+    return check

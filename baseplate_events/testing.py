@@ -28,7 +28,7 @@ from typing import Any, Iterator, List, Type, TypeVar
 from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
 from thrift.TSerialization import deserialize
 
-from .request_queue import pop_recorder, push_recorder
+from .recorders import pop_recorder, push_recorder
 
 __all__ = ["CapturedEvent", "CapturedEvents", "capture_events"]
 
@@ -45,11 +45,18 @@ class CapturedEvent:
     serialized: bytes
 
     def json(self) -> Any:
-        """The message parsed as JSON (TJSONProtocol: keyed by field id)."""
+        """The message parsed as JSON (TJSONProtocol: keyed by field id).
+
+        ``{"1": {"str": "shop"}, "4": {"i64": 1764460800123}}``
+        """
         return json.loads(self.serialized)
 
     def decode(self, struct_class: Type[S]) -> S:
-        """The message read back into a fresh ``struct_class`` with Thrift's TJSONProtocol."""
+        """The message read back into a fresh ``struct_class`` with Thrift's TJSONProtocol.
+
+        :param struct_class: the generated class the event was made from.
+        :returns: a new instance, equal to :attr:`event` when the bytes are right.
+        """
         return deserialize(struct_class(), self.serialized, TJSONProtocolFactory())  # type: ignore[no-any-return]
 
 
@@ -57,6 +64,7 @@ class CapturedEvents(List[CapturedEvent]):
     """The events recorded by :func:`capture_events`, in the order they were sent."""
 
     def record(self, event: Any, serialized: bytes) -> None:
+        """Keep one event and its bytes (called by the request-scoped queue)."""
         self.append(CapturedEvent(event, serialized))
 
     @property
@@ -74,9 +82,16 @@ class CapturedEvents(List[CapturedEvent]):
 def capture_events() -> Iterator[CapturedEvents]:
     """Record, instead of sending, every event put through a request's ``events_v2``.
 
-    Errors behave as with a queue: an event larger than the configured
-    ``max_message_size`` raises ``EventTooLargeError`` (or is logged, under
-    the ``log`` policy), and a transactional request that fails records nothing.
+    ::
+
+        with capture_events() as captured:
+            app.post("/cart", {"item": "42"})
+        assert ["cart"] == [event.noun for event in captured.events]
+
+    Captures nest: the innermost one records. Errors behave as with a queue:
+    an event larger than the configured ``max_message_size`` raises
+    ``EventTooLargeError`` (or is logged, under the ``log`` policy), and a
+    transactional request that fails records nothing.
     """
     captured = CapturedEvents()
     push_recorder(captured)

@@ -19,7 +19,7 @@ from typing import Callable
 
 from publisher.batching import build_body
 from publisher.metrics import Metrics
-from publisher.sending import Sender, gzip_compress, sign
+from publisher.post import Sender, gzip_compress, sign
 
 from .pipeline import Collector
 from .sample import event_pool

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from publisher.batching import build_body
-from publisher.sending import gzip_compress, sign
+from publisher.post import gzip_compress, sign
 
 from .pipeline import cpu_seconds, stop_process
 from .sample import event_pool

@@ -22,11 +22,12 @@ from baseplate_events.queue_limits import QueueSettingNames
 
 from . import config as config_module
 from . import replay
-from .delivery import Backoff, DeadLetters, Deliverer
+from .delivery import Deliverer
 from .landing import LandingError, landing_directory
 from .loop import Publisher
 from .metrics import Metrics
-from .sending import Sender
+from .post import Sender
+from .sections import QueueSection
 from .spool import Spool, SpoolError
 from .upgrade import replay_old_spool
 
@@ -70,17 +71,17 @@ def _fail(message: str) -> int:
 QUEUE_SETTINGS = QueueSettingNames("max_queue_size", "max_event_size", "queue.mode")
 
 
-def _open_queue(cfg: config_module.PublisherConfig) -> "tuple[MessageQueue, bool]":
+def _open_queue(section: QueueSection) -> "tuple[MessageQueue, bool]":
     """Open the queue, creating it with mode ``queue.mode`` if the apps have not yet.
 
     One the apps (or another user) made is checked before use: see
     :mod:`baseplate_events.queue_access`.
     """
     queue = MessageQueue(
-        cfg.queue_path,
-        cfg.max_queue_size,
-        cfg.max_event_size,
-        mode=cfg.queue_mode,
+        section.path,
+        section.max_queue_size,
+        section.max_event_size,
+        mode=section.mode,
         setting_names=QUEUE_SETTINGS,
     )
     return queue, queue.created
@@ -130,18 +131,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.replay_dead_letter is not None:
         return replay.main(cfg, args.replay_dead_letter)
     try:
-        queue, created = _open_queue(cfg)
+        queue, created = _open_queue(cfg.queue)
     except MessageQueueError as exc:
         # QueueLimitError is also an OSError: its text without the "[Errno 22]" prefix.
         return _fail(exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
     try:
-        spool = Spool(
-            cfg.spool_path,
-            max_bytes=cfg.spool_max_bytes,
-            segment_bytes=cfg.spool_segment_bytes,
-            fsync=cfg.spool_fsync,
-            fsync_interval=cfg.spool_fsync_interval,
-        )
+        spool = Spool.from_config(cfg.spool)
     except SpoolError as exc:
         queue.close()
         return _fail(str(exc))
@@ -152,45 +147,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         spool.close()
         return _fail(str(exc))
     old_default = config_module.legacy_spool_path(cfg.queue_name)
-    if cfg.spool_path == config_module.default_spool_path(cfg.queue_name) != old_default:
+    if cfg.spool.path == config_module.default_spool_path(cfg.queue_name) != old_default:
         replay_old_spool(spool, old_default)
 
-    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint,
-                      prometheus=cfg.metrics_prometheus, queue_name=cfg.queue_name)
+    metrics = Metrics.from_config(cfg.metrics, cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
     spool.on_damage = lambda events, size: _count_damage(metrics, events, size)
     _count_damage(metrics, spool.damaged_events, spool.damaged_bytes)
-    sender = Sender(
-        cfg.collector_url,
-        cfg.key_name,
-        cfg.key_secret,
-        timeout=cfg.collector_timeout,
-        gzip_level=cfg.gzip_level,
-        metrics=metrics,
-        ca_file=cfg.collector_ca_file,
-    )
+    sender = Sender.from_config(cfg.collector, cfg.key, metrics)
     stopping = threading.Event()
-    deliverer = Deliverer(
-        sender.post,
-        cfg.collector_version,
-        metrics,
-        DeadLetters(cfg.dead_letter_path, cfg.queue_name, cfg.dead_letter_max_bytes),
-        Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.retry_after_max),
-        stopping.wait,
-        cfg.bisect_after_5xx,
-    )
+    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stopping.wait)
     logger.info(
         "starting: queue %s (%s, mode %s, %d messages x %d bytes, %d waiting); "
         "collector %s (version %s, key %s); %s",
-        cfg.queue_path,
+        cfg.queue.path,
         "created" if created else "opened",
         f"{queue.mode:04o}",
         queue.max_messages,
         queue.max_message_size,
         queue.depth,
-        cfg.collector_url,
-        cfg.collector_version,
-        cfg.key_name,
+        cfg.collector.url,
+        cfg.collector.version,
+        cfg.key.name,
         metrics.target,
     )
     publisher = Publisher(cfg, queue, spool, deliverer, metrics, abandon=stopping)
@@ -203,9 +181,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         spool.recovered_bytes,
         f", cut {spool.truncated_bytes} torn bytes" if spool.truncated_bytes else "",
         spool.max_bytes,
-        cfg.spool_fsync,
-        cfg.batch_max_bytes,
-        cfg.batch_max_wait,
+        cfg.spool.fsync,
+        cfg.batch.max_bytes,
+        cfg.batch.max_wait,
     )
     try:
         return publisher.run()

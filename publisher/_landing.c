@@ -45,7 +45,7 @@ static double monotonic_seconds(void)
     return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
 }
 
-/* drain(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)
+/* receive_into(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)
  *     -> (offset, count, woken)
  *
  * Takes waiting messages into the ring from `offset` on, as long as a whole
@@ -56,7 +56,7 @@ static double monotonic_seconds(void)
  * or a signal interrupted the wait. With `timeout` 0 it never waits. The GIL
  * is released throughout: the sender thread works meanwhile.
  */
-static PyObject *landing_drain(PyObject *self, PyObject *args)
+static PyObject *landing_receive_into(PyObject *self, PyObject *args)
 {
     int mqd, wake_fd;
     Py_buffer ring;
@@ -139,7 +139,9 @@ static PyObject *landing_drain(PyObject *self, PyObject *args)
 /* gather(ring, end) -> (joined, lengths, stop)
  *
  * The events of the records in ring[:end], joined with commas, and their
- * lengths as native unsigned 32-bit integers: a spool record's two parts.
+ * lengths as native unsigned 32-bit integers: a spool record's two parts,
+ * byte for byte what publisher/record.py's join_events() makes of the same
+ * events (tests/test_publisher_record.py pins the two together).
  * `stop` is the offset where gathering stopped: `end`, or the first word that
  * is not a record's (the ring was damaged: another process wrote to the file).
  *
@@ -212,8 +214,8 @@ done:
 }
 
 static PyMethodDef landing_methods[] = {
-    {"drain", landing_drain, METH_VARARGS,
-     "drain(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)"
+    {"receive_into", landing_receive_into, METH_VARARGS,
+     "receive_into(mqd, ring, offset, msgsize, limit, wake_fd, timeout, linger, until)"
      " -> (offset, count, woken)"},
     {"gather", landing_gather, METH_VARARGS, "gather(ring, end) -> (joined, lengths, stop)"},
     {NULL, NULL, 0, NULL},

@@ -4,6 +4,8 @@ from __future__ import annotations
 import random
 from typing import Optional
 
+from .sections import RetrySection
+
 
 class Backoff:
     """Exponential backoff with jitter: attempt n waits between half and all of initial·2ⁿ."""
@@ -20,6 +22,11 @@ class Backoff:
         self.retry_after_max = retry_after_max
         self.attempt = 0
         self._rng = rng or random.Random()
+
+    @classmethod
+    def from_config(cls, retry: RetrySection) -> "Backoff":
+        """The backoff of ``retry.*``."""
+        return cls(retry.backoff_initial, retry.backoff_max, retry.retry_after_max)
 
     def next_delay(self, retry_after: Optional[float] = None) -> float:
         if retry_after is not None:

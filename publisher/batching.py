@@ -6,15 +6,27 @@ then one ``join`` over chunks, not one operation per event. Sizes are counted
 as baseplate.py counts them (the format's overhead plus each event and its
 comma), so a batch never holds more than ``max_bytes``; an event is never split
 or reordered. A single event larger than ``max_bytes`` travels alone.
+
+:class:`Assembler` cuts the batches out of the spool for the sender thread, in
+order, from the last acknowledged position.
 """
 from __future__ import annotations
 
 import array
+import threading
+import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+
+from .record import join_events
+from .sections import BatchSection
+from .spool_format import Position
+
+if TYPE_CHECKING:
+    from .spool import Spool
 
 # baseplate.py counts the length of its v2 header *template*
 # '{"1":{"lst":["rec",%01d,' plus ']}}'; keep the same arithmetic.
@@ -42,12 +54,7 @@ def wrap(version: str, joined: bytes, count: int) -> bytes:
 
 def build_body(version: str, events: Sequence[bytes]) -> bytes:
     """The batch body holding ``events`` in order."""
-    return wrap(version, b",".join(events), len(events))
-
-
-def lengths_of(events: Iterable[bytes]) -> "array.array[int]":
-    """Event lengths as a compact unsigned 32-bit array."""
-    return array.array("I", map(len, events))
+    return wrap(version, join_events(events)[0], len(events))
 
 
 @dataclass
@@ -60,10 +67,6 @@ class Chunk:
 
     joined: "bytes | memoryview"
     lengths: "array.array[int]"
-
-    @classmethod
-    def of(cls, events: Sequence[bytes]) -> "Chunk":
-        return cls(b",".join(events), lengths_of(events))
 
     @property
     def count(self) -> int:
@@ -163,17 +166,88 @@ class BatchBuilder:
         return out
 
 
-def batches_of(version: str, max_bytes: int, events: Sequence[bytes]) -> List[List[bytes]]:
-    """Cut ``events`` into consecutive batches that each fit ``max_bytes``."""
-    out: List[List[bytes]] = []
-    current: List[bytes] = []
-    size = overhead(version)
-    for event in events:
-        if current and size + len(event) + 1 > max_bytes:
-            out.append(current)
-            current, size = [], overhead(version)
-        current.append(event)
-        size += len(event) + 1
-    if current:
-        out.append(current)
-    return out
+@dataclass
+class Batch:
+    """A batch cut from the spool, and the spool position just after it."""
+
+    builder: BatchBuilder
+    end: Position
+
+
+class Assembler:
+    """Cuts batches out of the spool, in order, from the last acknowledged position."""
+
+    def __init__(self, spool: "Spool", version: str, max_bytes: int, max_wait: float) -> None:
+        self.spool = spool
+        self.version = version
+        self.max_bytes = max_bytes
+        self.max_wait = max_wait
+        self.cursor: Position = spool.ack_position
+
+    @classmethod
+    def from_config(cls, spool: "Spool", version: str, batch: BatchSection) -> "Assembler":
+        """Batches of ``collector.version`` cut as ``batch.*`` says."""
+        return cls(spool, version, batch.max_bytes, batch.max_wait)
+
+    def next_batch(self, flushing: threading.Event, abandon: threading.Event) -> Optional[Batch]:
+        """The next batch: full, ``max_wait`` old, or whatever is left while flushing.
+
+        ``None`` when flushing and the spool is empty, or when abandoning.
+        """
+        builder = BatchBuilder(self.version, self.max_bytes)
+        deadline = 0.0
+        while not abandon.is_set():
+            record = self.spool.read(self.cursor)
+            if record is None:
+                if builder.count and (flushing.is_set() or time.monotonic() >= deadline):
+                    return Batch(builder, self.cursor)
+                if not builder.count and flushing.is_set():
+                    return None
+                if builder.count:
+                    # Sleep until the batch could be full or is due, not per record.
+                    wait = deadline - time.monotonic()
+                    want = max(1, self.max_bytes - builder.size)
+                else:
+                    wait, want = 0.5, 1
+                self.spool.wait(max(0.0, min(wait, 0.5)), self.cursor, want)
+                continue
+            taken = self.cursor.taken_in(record)
+            chunk = record.rest(self.cursor)
+            if not builder.count:
+                # The batch waits at most max_wait from its first event's arrival
+                # (clamped, so that a clock step cannot hold it longer).
+                age = time.time() - record.time_ms / 1000
+                deadline = time.monotonic() + max(0.0, min(self.max_wait, self.max_wait - age))
+            rest = builder.add(chunk)
+            if rest is not None:
+                self.cursor = Position.inside(record, taken + chunk.count - rest.count)
+                return Batch(builder, self.cursor)
+            self.cursor = Position.after(record)
+            if builder.full:
+                return Batch(builder, self.cursor)
+        return None
+
+    def ready_batch(self, abandon: threading.Event) -> Optional[Batch]:
+        """The next batch from what is spooled now, without waiting; ``None`` if nothing is."""
+        return self.next_batch(_ALWAYS, abandon)
+
+    def peek(self, position: Position) -> "tuple[Optional[bytes], Position]":
+        """The spooled event at ``position`` (None if none yet) and the position after it.
+
+        The cursor does not move: the event is cut into a batch again in its turn.
+        """
+        record = self.spool.read(position)
+        if record is None:
+            return None, position
+        taken = position.taken_in(record)
+        after = Position.after(record)
+        if taken + 1 < record.chunk.count:
+            after = Position.inside(record, taken + 1)
+        if taken >= record.chunk.count:
+            return None, after
+        return record.rest(position).split(1)[0].events()[0], after
+
+
+#: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.
+_ALWAYS = threading.Event()
+_ALWAYS.set()

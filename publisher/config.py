@@ -1,4 +1,6 @@
-"""The publisher's configuration: ``[event-publisher:NAME]`` parsed once into a frozen object.
+"""The publisher's configuration: ``[event-publisher:NAME]`` parsed once into frozen objects.
+
+The objects, one per INI section, are :mod:`publisher.sections`'.
 
 Every problem is a :class:`~baseplate_events.errors.ConfigError` naming the
 full key and what is wrong, so that ``__main__`` can print it on one line and
@@ -14,15 +16,29 @@ import dataclasses
 import os
 import re
 import ssl
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
+from baseplate_events import validation
 from baseplate_events.errors import ConfigError
+from baseplate_events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 
 from .secret_permissions import check_secret_file
+from .sections import (
+    BatchSection,
+    CollectorSection,
+    DeadLetterSection,
+    DrainSection,
+    HealthSection,
+    KeySection,
+    MetricsSection,
+    PublisherConfig,
+    QueueSection,
+    RetrySection,
+    SenderSection,
+    ShutdownSection,
+    SpoolSection,
+)
 
-MAX_QUEUE_SIZE = 10000
-MAX_EVENT_SIZE = 102400
 MAX_BATCH_BYTES = 500 * 1024
 VERSIONS = ("1", "2", "2j")
 
@@ -70,63 +86,6 @@ KNOWN_KEYS = frozenset(
         "health.log_interval",
     }
 )
-
-
-@dataclass(frozen=True)
-class PublisherConfig:
-    """Everything the publisher needs, typed and validated."""
-
-    queue_name: str
-    collector_hostname: str
-    collector_scheme: str
-    collector_version: str
-    collector_timeout: float
-    gzip_level: int
-    key_name: str
-    key_secret: bytes
-    metrics_namespace: str
-    metrics_endpoint: Optional[Tuple[str, int]]
-    max_queue_size: int
-    max_event_size: int
-    queue_mode: int
-    drain_max_messages: int
-    drain_landing: bool
-    sender_nice: int
-    batch_max_bytes: int
-    batch_max_wait: float
-    backoff_initial: float
-    backoff_max: float
-    retry_after_max: float
-    bisect_after_5xx: int
-    shutdown_deadline: float
-    spool_path: str
-    spool_max_bytes: int
-    spool_segment_bytes: int
-    spool_fsync: str
-    spool_fsync_interval: float
-    dead_letter_path: str
-    dead_letter_max_bytes: int
-    health_path: str
-    health_interval: float
-    health_log_interval: float
-    unknown_keys: Tuple[str, ...] = ()
-    #: Where to serve Prometheus ``/metrics`` (port 0: any free port); None for nowhere.
-    metrics_prometheus: Optional[Tuple[str, int]] = None
-    #: Things worth a warning at start-up (a secret other users can read).
-    warnings: Tuple[str, ...] = ()
-    collector_ca_file: Optional[str] = None
-
-    @property
-    def collector_url(self) -> str:
-        return f"{self.collector_scheme}://{self.collector_hostname}/v{self.collector_version}"
-
-    @property
-    def queue_path(self) -> str:
-        return "/events-" + self.queue_name
-
-    def __repr__(self) -> str:
-        # A config object ends up in tracebacks and debug logs; the secret must not.
-        return f"<PublisherConfig queue={self.queue_path} collector={self.collector_url}>"
 
 
 def legacy_spool_path(queue_name: str) -> str:
@@ -184,45 +143,16 @@ def _optional(reader: _Reader, key: str, parse: Callable[[str, str], T]) -> Opti
     return None if value is None else parse(key, value)
 
 
-def _string(key: str, value: str) -> str:
-    return value
-
-
-def _positive_int(key: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(key, f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return number
-
-
-def _seconds(key: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(key, f"expected a number of seconds, got {value!r}") from None
-    if not number >= 0 or number == float("inf"):
-        raise ConfigError(key, f"expected a finite number of seconds >= 0, got {value!r}")
-    return number
-
-
-def _positive_seconds(key: str, value: str) -> float:
-    number = _seconds(key, value)
-    if number == 0:
-        raise ConfigError(key, f"expected a number of seconds > 0, got {value!r}")
-    return number
-
-
-def _mode(key: str, value: str) -> int:
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise ConfigError(key, f"expected an octal mode like 0600, got {value!r}") from None
-    if not 0 <= mode <= 0o777:
-        raise ConfigError(key, f"expected an octal mode between 0000 and 0777, got {value!r}")
-    return mode
+# The kinds of value the apps' settings read too come from the one shared set
+# (baseplate_events.validation), so that "yes", "0660" or "host:port" mean the
+# same on both sides; here under the names the parser below uses.
+_string = validation.string
+_positive_int = validation.positive_int
+_seconds = validation.seconds
+_positive_seconds = validation.positive_seconds
+_mode = validation.mode
+_int_in = validation.int_in
+_endpoint = validation.host_port
 
 
 def _hostname(key: str, value: str) -> str:
@@ -233,70 +163,29 @@ def _hostname(key: str, value: str) -> str:
         )
     host, sep, port = value.rpartition(":")
     if sep and not host.endswith("]") and ":" not in host:
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
+        validation.port(key, port)
     return value
 
 
 def _scheme(key: str, value: str) -> str:
-    if value not in ("http", "https"):
-        raise ConfigError(key, f"expected http or https, got {value!r}")
-    return value
+    return validation.choice(key, value, ("http", "https"))
 
 
 def _version(key: str, value: str) -> str:
-    if value not in VERSIONS:
-        raise ConfigError(key, f"expected 1, 2 or 2j, got {value!r}")
-    return value
-
-
-def _int_in(low: int, high: int) -> Callable[[str, str], int]:
-    """A validator of integers from ``low`` to ``high``."""
-
-    def check(key: str, value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = low - 1
-        if not low <= number <= high:
-            raise ConfigError(key, f"expected an integer from {low} to {high}, got {value!r}")
-        return number
-
-    return check
-
-
-def _endpoint(key: str, value: str) -> Tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(key, f"expected host:port, got {value!r}")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(key, f"port must be a number from 1 to 65535, got {port!r}")
-    return host.strip("[]"), int(port)
+    return validation.choice(key, value, VERSIONS)
 
 
 def _listen_address(key: str, value: str) -> Tuple[str, int]:
     """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(key, f"expected host:port to listen on, got {value!r}")
-    if not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(key, f"port must be a number from 0 to 65535, got {port!r}")
-    return host.strip("[]"), int(port)
+    return validation.host_port(key, value, lowest_port=0, what="host:port to listen on")
 
 
 def _switch(key: str, value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("on", "true", "yes", "1"):
-        return True
-    if lowered in ("off", "false", "no", "0"):
-        return False
-    raise ConfigError(key, f"expected on or off, got {value!r}")
+    return validation.boolean(key, value, expected="on or off")
 
 
 def _fsync(key: str, value: str) -> str:
-    if value not in ("always", "interval", "never"):
-        raise ConfigError(key, f"expected always, interval or never, got {value!r}")
-    return value
+    return validation.choice(key, value, ("always", "interval", "never"))
 
 
 def _key_name(key: str, value: str) -> str:
@@ -328,6 +217,8 @@ def _ca_file(key: str, value: str) -> str:
             pass
     except OSError as exc:
         raise ConfigError(key, f"cannot read {value!r}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte, which no path can hold
+        raise ConfigError(key, f"cannot read {value!r}: not a valid path") from None
     try:
         ssl.create_default_context(cafile=value)
     except ssl.SSLError:
@@ -411,49 +302,82 @@ def _parse_known_keys(
     ca_file = r.optional("collector.ca_file")
     unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
     warnings: List[str] = []
-    return PublisherConfig(
-        queue_name=queue_name,
-        collector_hostname=r.get("collector.hostname", _hostname),
-        collector_scheme=r.get("collector.scheme", _scheme, "https"),
-        collector_version=r.get("collector.version", _version, "2"),
-        collector_timeout=r.get("collector.timeout", _positive_seconds, 3.0),
-        gzip_level=r.get("collector.gzip_level", _int_in(1, 9), 6),
-        key_name=r.get("key.name", _key_name),
-        key_secret=_secret(r, warnings),
-        metrics_namespace=namespace,
-        metrics_endpoint=metrics_endpoint,
+    # Read in this order, so that of several bad keys the same one is reported first.
+    collector_hostname = r.get("collector.hostname", _hostname)
+    collector_scheme = r.get("collector.scheme", _scheme, "https")
+    collector_version = r.get("collector.version", _version, "2")
+    collector_timeout = r.get("collector.timeout", _positive_seconds, 3.0)
+    gzip_level = r.get("collector.gzip_level", _int_in(1, 9), 6)
+    key = KeySection(name=r.get("key.name", _key_name), secret=_secret(r, warnings))
+    queue = QueueSection(
+        name=queue_name,
         max_queue_size=r.get("max_queue_size", _positive_int, MAX_QUEUE_SIZE),
         max_event_size=max_event_size,
-        queue_mode=r.get("queue.mode", _mode, 0o600),
-        drain_max_messages=r.get("drain.max_messages", _positive_int, 1000),
-        drain_landing=r.get("drain.landing", _switch, True),
-        # 0 since the sender speaks requests: a niced thread that runs Python (and so
-        # holds the GIL) gets preempted holding it and stalls the drain loop too;
-        # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
-        sender_nice=r.get("sender.nice", _int_in(0, 19), 0),
-        batch_max_bytes=batch_max_bytes,
-        batch_max_wait=r.get("batch.max_wait", _seconds, 1.0),
+        mode=r.get("queue.mode", _mode, 0o600),
+    )
+    drain = DrainSection(
+        max_messages=r.get("drain.max_messages", _positive_int, 1000),
+        landing=r.get("drain.landing", _switch, True),
+    )
+    # 0 since the sender speaks requests: a niced thread that runs Python (and so
+    # holds the GIL) gets preempted holding it and stalls the intake loop too;
+    # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
+    sender = SenderSection(nice=r.get("sender.nice", _int_in(0, 19), 0))
+    batch = BatchSection(
+        max_bytes=batch_max_bytes,
+        max_wait=r.get("batch.max_wait", _seconds, 1.0),
+    )
+    retry = RetrySection(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
         retry_after_max=r.get("retry.retry_after_max", _seconds, 300.0),
         bisect_after_5xx=r.get("retry.bisect_after_5xx", _int_in(1, 1000), 3),
-        shutdown_deadline=r.get("shutdown.deadline", _seconds, 10.0),
-        spool_path=spool_path,
-        spool_max_bytes=r.get("spool.max_bytes", _positive_int, 1 << 30),
-        spool_segment_bytes=r.get("spool.segment_bytes", _positive_int, 8 << 20),
-        spool_fsync=r.get("spool.fsync", _fsync, "interval"),
-        spool_fsync_interval=r.get("spool.fsync_interval", _seconds, 1.0),
-        dead_letter_path=r.get(
-            "dead_letter.path", _string, os.path.join(spool_path, "dead-letter.jsonl")
-        ),
-        dead_letter_max_bytes=r.get("dead_letter.max_bytes", _positive_int, 100 << 20),
-        health_path=r.get("health.path", _string, os.path.join(spool_path, "health.json")),
-        health_interval=r.get("health.interval", _positive_seconds, 5.0),
-        health_log_interval=r.get("health.log_interval", _seconds, 60.0),
+    )
+    shutdown = ShutdownSection(deadline=r.get("shutdown.deadline", _seconds, 10.0))
+    spool = SpoolSection(
+        path=spool_path,
+        max_bytes=r.get("spool.max_bytes", _positive_int, 1 << 30),
+        segment_bytes=r.get("spool.segment_bytes", _positive_int, 8 << 20),
+        fsync=r.get("spool.fsync", _fsync, "interval"),
+        fsync_interval=r.get("spool.fsync_interval", _seconds, 1.0),
+    )
+    dead_letter = DeadLetterSection(
+        path=r.get("dead_letter.path", _string, os.path.join(spool_path, "dead-letter.jsonl")),
+        max_bytes=r.get("dead_letter.max_bytes", _positive_int, 100 << 20),
+    )
+    health = HealthSection(
+        path=r.get("health.path", _string, os.path.join(spool_path, "health.json")),
+        interval=r.get("health.interval", _positive_seconds, 5.0),
+        log_interval=r.get("health.log_interval", _seconds, 60.0),
+    )
+    metrics = MetricsSection(
+        namespace=namespace,
+        endpoint=metrics_endpoint,
+        prometheus=_optional(r, "metrics.prometheus", _listen_address),
+    )
+    collector = CollectorSection(
+        hostname=collector_hostname,
+        scheme=collector_scheme,
+        version=collector_version,
+        timeout=collector_timeout,
+        gzip_level=gzip_level,
+        ca_file=_ca_file("collector.ca_file", ca_file) if ca_file else None,
+    )
+    return PublisherConfig(
+        queue=queue,
+        collector=collector,
+        key=key,
+        metrics=metrics,
+        drain=drain,
+        sender=sender,
+        batch=batch,
+        retry=retry,
+        shutdown=shutdown,
+        spool=spool,
+        dead_letter=dead_letter,
+        health=health,
         unknown_keys=unknown,
-        metrics_prometheus=_optional(r, "metrics.prometheus", _listen_address),
         warnings=tuple(warnings),
-        collector_ca_file=_ca_file("collector.ca_file", ca_file) if ca_file else None,
     )
 
 

@@ -30,6 +30,8 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Union
 
+from .sections import DeadLetterSection
+
 #: Default of ``dead_letter.max_bytes``.
 DEFAULT_MAX_BYTES = 100 << 20
 
@@ -136,6 +138,11 @@ class DeadLetters:
         self.queue_name = queue_name
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, section: DeadLetterSection, queue_name: str) -> "DeadLetters":
+        """The dead-letter file of ``dead_letter.*``."""
+        return cls(section.path, queue_name, section.max_bytes)
 
     def write(self, events: Sequence[bytes], status: int, reason: str) -> int:
         """Append one line per event and sync; returns how many did not fit the budget."""

@@ -84,7 +84,8 @@ from .backoff import Backoff
 from .batching import BatchBuilder, build_body
 from .dead_letters import DeadLetters
 from .metrics import Metrics
-from .sending import Answer
+from .post import Answer
+from .sections import PublisherConfig
 
 __all__ = ["Backoff", "DeadLetters", "Deliverer"]
 
@@ -162,6 +163,16 @@ class Deliverer:
         self.accepted = 0
         #: The refusal :meth:`deliver` gave up on (``wait_for_evidence=False``).
         self.gave_up: Optional[Answer] = None
+
+    @classmethod
+    def from_config(cls, cfg: PublisherConfig, post: Callable[[bytes, int], Answer],
+                    metrics: Metrics, sleep: Callable[[float], bool],
+                    wait_for_evidence: bool = True) -> "Deliverer":
+        """The delivery policy of ``retry.*`` and ``dead_letter.*`` for ``collector.version``."""
+        return cls(post, cfg.collector.version, metrics,
+                   DeadLetters.from_config(cfg.dead_letter, cfg.queue_name),
+                   Backoff.from_config(cfg.retry), sleep, cfg.retry.bisect_after_5xx,
+                   wait_for_evidence=wait_for_evidence)
 
     def deliver(
         self,

@@ -32,7 +32,20 @@ def report(
     counters: Dict[str, int],
     now: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """The health document."""
+    """The health document, as written to ``health.path``.
+
+    :param queue: the full queue name (``/events-v2``).
+    :param queue_depth: messages waiting in the queue.
+    :param spool_events: events spooled and not yet accepted by the collector.
+    :param spool_bytes: their size in bytes.
+    :param oldest_spooled_ms: append time of the oldest of them (epoch ms), or None.
+    :param last_success: when the collector last accepted a batch (epoch s), or None.
+    :param counters: every counter the publisher keeps (``publisher.metrics``).
+    :param now: the time of the report (default: now).
+    :returns: a JSON-ready dict: ``time``, ``pid``, ``queue``, ``queue_depth``,
+        ``spool_events``, ``spool_bytes``, ``oldest_spooled_age_seconds``,
+        ``last_success``, ``seconds_since_last_success`` and ``counters``.
+    """
     now = time.time() if now is None else now
     oldest_age = None if oldest_spooled_ms is None else max(0.0, now - oldest_spooled_ms / 1000)
     return {
@@ -52,7 +65,11 @@ def report(
 
 
 def line(doc: Dict[str, Any]) -> str:
-    """The one-line form for the log."""
+    """The one-line form for the log.
+
+    ``health: queue /events-v2 depth=0 spool=0 events/0 bytes oldest=-
+    last_success=2026-11-28T16:20:01Z sent=120400 dead_letter=0 dropped=0``
+    """
     oldest = doc["oldest_spooled_age_seconds"]
     return (
         f"health: queue {doc['queue']} depth={doc['queue_depth']} "

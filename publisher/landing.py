@@ -2,7 +2,7 @@
 
 Taking a message off a POSIX queue and writing it to the spool cannot be one
 atomic step: between them the event exists only in the publisher's memory,
-and a ``kill -9`` there would lose it. So the drain loop receives into a small
+and a ``kill -9`` there would lose it. So the intake loop receives into a small
 ``mmap``-ed file (``MAP_SHARED``): the moment ``mq_receive`` returns, the bytes
 are in the page cache, which outlives the process. Events collect there for a
 few milliseconds and are then appended to the spool together, and the ring is
@@ -19,11 +19,10 @@ from the data: it is JSON and never ends in a NUL byte.
 The two per-event loops (receive into the ring, gather it into a spool
 record) are in C (``publisher/_landing.c``) when the extension was built, else
 in Python here through ``ctypes`` on ``mq_timedreceive``; the tests run both.
-Where neither works the drain loop falls back to :meth:`MessageQueue.get_many`.
+Where neither works the intake loop falls back to :meth:`MessageQueue.get_many`.
 """
 from __future__ import annotations
 
-import array
 import ctypes
 import ctypes.util
 import errno
@@ -39,6 +38,7 @@ import zlib
 from typing import Any, List, NamedTuple, Optional, Tuple
 
 from .paths import UnsafePathError, open_private_directory
+from .record import join_events
 from .spool import SpoolError
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def _is_json(data: bytes) -> bool:
 
 
 class _Receiver:
-    """The ctypes twin of ``_landing.drain`` and ``_landing.gather``, same semantics."""
+    """The ctypes twin of ``_landing.receive_into`` and ``_landing.gather``, same semantics."""
 
     def __init__(self) -> None:
         function = _load_receive()
@@ -218,7 +218,7 @@ class _Receiver:
         self._past = ctypes.byref(_Timespec(0, 0))  # an absolute time long gone: never wait
         self._pointer = ctypes.c_void_p()
 
-    def drain(self, mqd: int, ring: Any, offset: int, msgsize: int, limit: int, wake_fd: int,
+    def receive_into(self, mqd: int, ring: Any, offset: int, msgsize: int, limit: int, wake_fd: int,
               timeout: float, linger: float, until: int) -> Tuple[int, int, int]:
         receive, past, pointer = self._receive, self._past, self._pointer
         anchor = ctypes.c_char.from_buffer(ring)
@@ -277,8 +277,8 @@ class _Receiver:
                 break
             events.append(data[offset + 8 : offset + 8 + length])
             offset = (offset + 8 + length + 7) & ~7
-        return (b",".join(events), array.array("I", map(len, events)).tobytes(),
-                min(offset, end))
+        joined, lengths = join_events(events)
+        return joined, lengths.tobytes(), min(offset, end)
 
 
 def receiver(kind: str = "auto") -> Any:
@@ -321,21 +321,14 @@ class Landing:
         """No room for one more message."""
         return self.end + 8 + self.msgsize > len(self.buf)
 
-    def receive(self, mqd: int, limit: int) -> int:
-        """Take up to ``limit`` waiting messages (never waiting); return how many."""
-        self.end, got, _ = self._impl.drain(mqd, self.buf, self.end, self.msgsize, limit, -1,
-                                            0.0, 0.0, len(self.buf))
-        self.count += got
-        return got  # type: ignore[no-any-return]
-
-    def drain(self, mqd: int, limit: int, wake_fd: int, timeout: float, linger: float,
-              until: int) -> bool:
+    def fill(self, mqd: int, limit: int, wake_fd: int, timeout: float, linger: float,
+             until: int) -> bool:
         """Take messages and wait for more, with the GIL released; see ``_landing.c``.
 
         Returns whether ``wake_fd`` became readable (a signal arrived).
         """
-        self.end, got, woken = self._impl.drain(mqd, self.buf, self.end, self.msgsize, limit,
-                                                wake_fd, timeout, linger, until)
+        self.end, got, woken = self._impl.receive_into(mqd, self.buf, self.end, self.msgsize,
+                                                       limit, wake_fd, timeout, linger, until)
         self.count += got
         return bool(woken)
 

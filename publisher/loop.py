@@ -1,8 +1,9 @@
-"""The publisher's two loops: drain the queue into the spool, send the spool to the collector.
+"""The publisher's two loops: the intake loop takes the queue into the spool, the sender
+sends the spool to the collector; and the shutdown that ends them.
 
-The main thread only drains: one ``select`` wake-up takes every waiting
+The main thread runs only the intake loop: one ``select`` wake-up takes every waiting
 message (up to ``drain.max_messages``) and appends them to the spool in one
-write. It never waits for the collector, so the queue keeps draining through
+write. It never waits for the collector, so the queue keeps emptying through
 any outage. The sender thread reads the spool back, cuts batches of at most
 ``batch.max_bytes`` that wait at most ``batch.max_wait``, gzips, POSTs and
 acknowledges. Memory stays bounded: the backlog lives on disk.
@@ -13,7 +14,6 @@ First SIGTERM/SIGINT: stop taking events, let the sender flush until
 """
 from __future__ import annotations
 
-import array
 import logging
 import os
 import select
@@ -21,19 +21,20 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
 from typing import Callable, List, Optional
 
 from baseplate_events.message_queue import MessageQueue
 
 from . import health
-from .batching import BatchBuilder
-from .config import PublisherConfig
+from .batching import Assembler, Batch, BatchBuilder
 from .delivery import Deliverer
 from .landing import Landing, collect_leftovers, landing_directory, remove_landings
 from .metrics import Metrics
+from .record import unpack_lengths
+from .sections import PublisherConfig
 from .spool import Position, Spool
+from .stall import Stall
 
 logger = logging.getLogger(__name__)
 
@@ -45,129 +46,13 @@ LANDING_BYTES = 4 << 20
 LANDING_LINGER = 0.02
 #: How often a spool that cannot be written (a full disk) is retried, and logged.
 SPOOL_RETRY_INTERVAL = 1.0
-SPOOL_STALL_LOG_INTERVAL = 60.0
 #: Landing bytes spooled as one record: a quarter of a default batch, so that a
 #: batch takes whole records and splits at most its last one.
 RECORD_BYTES = 128 << 10
 
 
-class Stall:
-    """Whether the drain loop is stopped by a spool it cannot write, and when to say so.
-
-    The first failure is logged at once, then once every ``log_interval`` while
-    it lasts, and the end of it once.
-    """
-
-    def __init__(self, log_interval: float = SPOOL_STALL_LOG_INTERVAL) -> None:
-        self.log_interval = log_interval
-        self.since: Optional[float] = None
-        self._next_log = 0.0
-
-    def failed(self, now: float) -> bool:
-        """A write failed at ``now``; True when that should be logged."""
-        if self.since is None:
-            self.since = now
-        if now >= self._next_log:
-            self._next_log = now + self.log_interval
-            return True
-        return False
-
-    def recovered(self, now: float) -> Optional[float]:
-        """A write succeeded; how long the stall lasted, or None if there was none."""
-        if self.since is None:
-            return None
-        lasted, self.since, self._next_log = now - self.since, None, 0.0
-        return lasted
-
-
-@dataclass
-class Batch:
-    """A batch cut from the spool, and the spool position just after it."""
-
-    builder: BatchBuilder
-    end: Position
-
-
-class Assembler:
-    """Cuts batches out of the spool, in order, from the last acknowledged position."""
-
-    def __init__(self, spool: Spool, version: str, max_bytes: int, max_wait: float) -> None:
-        self.spool = spool
-        self.version = version
-        self.max_bytes = max_bytes
-        self.max_wait = max_wait
-        self.cursor: Position = spool.ack_position
-
-    def next_batch(self, flushing: threading.Event, abandon: threading.Event) -> Optional[Batch]:
-        """The next batch: full, ``max_wait`` old, or whatever is left while flushing.
-
-        ``None`` when flushing and the spool is empty, or when abandoning.
-        """
-        builder = BatchBuilder(self.version, self.max_bytes)
-        deadline = 0.0
-        while not abandon.is_set():
-            record = self.spool.read(self.cursor)
-            if record is None:
-                if builder.count and (flushing.is_set() or time.monotonic() >= deadline):
-                    return Batch(builder, self.cursor)
-                if not builder.count and flushing.is_set():
-                    return None
-                if builder.count:
-                    # Sleep until the batch could be full or is due, not per record.
-                    wait = deadline - time.monotonic()
-                    want = max(1, self.max_bytes - builder.size)
-                else:
-                    wait, want = 0.5, 1
-                self.spool.wait(max(0.0, min(wait, 0.5)), self.cursor, want)
-                continue
-            chunk = record.chunk
-            index = self.cursor[2] if (record.segment, record.offset) == self.cursor[:2] else 0
-            if index:
-                chunk = chunk.split(index)[1]
-            if not builder.count:
-                # The batch waits at most max_wait from its first event's arrival
-                # (clamped, so that a clock step cannot hold it longer).
-                age = time.time() - record.time_ms / 1000
-                deadline = time.monotonic() + max(0.0, min(self.max_wait, self.max_wait - age))
-            rest = builder.add(chunk)
-            if rest is not None:
-                self.cursor = Position(record.segment, record.offset,
-                                       index + chunk.count - rest.count)
-                return Batch(builder, self.cursor)
-            self.cursor = Position(record.segment, record.next_offset, 0)
-            if builder.full:
-                return Batch(builder, self.cursor)
-        return None
-
-    def ready_batch(self, abandon: threading.Event) -> Optional[Batch]:
-        """The next batch from what is spooled now, without waiting; ``None`` if nothing is."""
-        return self.next_batch(_ALWAYS, abandon)
-
-    def peek(self, position: Position) -> "tuple[Optional[bytes], Position]":
-        """The spooled event at ``position`` (None if none yet) and the position after it.
-
-        The cursor does not move: the event is cut into a batch again in its turn.
-        """
-        record = self.spool.read(position)
-        if record is None:
-            return None, position
-        at_record = (record.segment, record.offset) == (position.segment, position.offset)
-        index = position.taken if at_record else 0
-        after = Position(record.segment, record.next_offset, 0)
-        if index + 1 < record.chunk.count:
-            after = Position(record.segment, record.offset, index + 1)
-        if index >= record.chunk.count:
-            return None, after
-        return record.chunk.split(index)[1].split(1)[0].events()[0], after
-
-
-#: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.
-_ALWAYS = threading.Event()
-_ALWAYS.set()
-
-
 class Publisher:
-    """Runs the drain loop in the calling thread and the sender in its own."""
+    """Runs the intake loop in the calling thread and the sender in its own."""
 
     def __init__(
         self,
@@ -183,8 +68,7 @@ class Publisher:
         self.spool = spool
         self.deliverer = deliverer
         self.metrics = metrics
-        self.assembler = Assembler(spool, cfg.collector_version, cfg.batch_max_bytes,
-                                   cfg.batch_max_wait)
+        self.assembler = Assembler.from_config(spool, cfg.collector.version, cfg.batch)
         self.flushing = threading.Event()
         # Set when the flush deadline passed: the deliverer's backoff sleeps on it too.
         self.abandon = abandon if abandon is not None else threading.Event()
@@ -213,14 +97,14 @@ class Publisher:
     # -- main --------------------------------------------------------------------
 
     def run(self) -> int:
-        """Drain until a signal, then flush and return the exit status."""
+        """Take events in until a signal, then flush and return the exit status."""
         if signal.getsignal(signal.SIGTERM) != self._on_signal:
             self.install_signal_handlers()
         self._sender.start()
-        self._drain()
+        self._intake()
         return self._shutdown()
 
-    def _drain(self) -> None:
+    def _intake(self) -> None:
         queue_fd = self.queue.fileno()
         wake_fd = self._wake_r
         landing = self._open_landing()
@@ -229,11 +113,11 @@ class Publisher:
             # the GIL released) takes and waits until RECORD_BYTES, drain.max_messages
             # or LANDING_LINGER after the first event; then they are spooled together:
             # one spool write and one CRC per few hundred events.
-            limit = self.cfg.drain_max_messages
+            limit = self.cfg.drain.max_messages
 
             def take(timeout: float) -> bool:
-                return landing.drain(queue_fd, limit, wake_fd, timeout, LANDING_LINGER,
-                                     RECORD_BYTES)
+                return landing.fill(queue_fd, limit, wake_fd, timeout, LANDING_LINGER,
+                                    RECORD_BYTES)
 
             def holding() -> int:
                 return landing.count
@@ -244,7 +128,7 @@ class Publisher:
             # Without a landing zone, held events are only in memory: spool every wake-up.
             held: List[bytes] = []
             get_many = self.queue.get_many
-            limit = min(self.cfg.drain_max_messages, self.queue.max_messages)
+            limit = min(self.cfg.drain.max_messages, self.queue.max_messages)
 
             def take(timeout: float) -> bool:
                 ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
@@ -263,18 +147,18 @@ class Publisher:
                     return True
                 return False
         next_gauge = next_health = time.monotonic()
-        next_log = next_health + self.cfg.health_log_interval
+        next_log = next_health + self.cfg.health.log_interval
         while not self.signals:
             now = time.monotonic()
             if now >= next_gauge:
                 next_gauge = now + GAUGE_INTERVAL
                 self._gauges()
             if now >= next_health:
-                next_health = now + self.cfg.health_interval
+                next_health = now + self.cfg.health.interval
                 doc = self.health()
-                health.write(self.cfg.health_path, doc)
-                if self.cfg.health_log_interval and now >= next_log:
-                    next_log = now + self.cfg.health_log_interval
+                health.write(self.cfg.health.path, doc)
+                if self.cfg.health.log_interval and now >= next_log:
+                    next_log = now + self.cfg.health.log_interval
                     logger.info("%s", health.line(doc))
             if take(max(0.0, min(next_gauge, next_health) - now)):
                 self._empty_wake_pipe()
@@ -300,7 +184,7 @@ class Publisher:
                 "just before it died", len(leftovers)
             )
         remove_landings(directory)
-        if not self.cfg.drain_landing:
+        if not self.cfg.drain.landing:
             if directory != self.spool.path:
                 try:
                     os.rmdir(directory)
@@ -330,7 +214,7 @@ class Publisher:
             if not gathered.event_count:
                 landing.clear()
                 return True
-        if array.array("I", gathered.lengths).count(0):
+        if unpack_lengths(gathered.lengths).count(0):
             stored = self._store(landing.events()[: gathered.event_count], landed=True)
         else:
             stored = self._write(
@@ -436,7 +320,7 @@ class Publisher:
 
     def _send_loop(self) -> None:
         debug = logger.isEnabledFor(logging.DEBUG)
-        self._lower_priority(self.cfg.sender_nice)
+        self._lower_priority(self.cfg.sender.nice)
         while not self.abandon.is_set():
             try:
                 batch = self.assembler.next_batch(self.flushing, self.abandon)
@@ -487,7 +371,7 @@ class Publisher:
         """Make the calling (sender) thread ``nice`` steps nicer than the process.
 
         Draining is what keeps the apps' puts from failing; sending can lag, as
-        the spool holds the difference. So when the CPU is short the drain loop
+        the spool holds the difference. So when the CPU is short the intake loop
         (and, in one cgroup, whatever else runs there) goes first. On Linux a
         thread has a priority of its own; elsewhere this does nothing.
         """
@@ -511,11 +395,11 @@ class Publisher:
             "(a second signal exits at once)",
             name,
             self.spool.pending_events,
-            self.cfg.shutdown_deadline,
+            self.cfg.shutdown.deadline,
         )
         self.flushing.set()
         self.spool.wake()
-        deadline = started + self.cfg.shutdown_deadline
+        deadline = started + self.cfg.shutdown.deadline
         while self._sender.is_alive() and time.monotonic() < deadline:
             self._exit_on_second_signal()
             self._sender.join(0.05)
@@ -526,7 +410,7 @@ class Publisher:
             while self._sender.is_alive() and time.monotonic() < grace:
                 self._exit_on_second_signal()
                 self._sender.join(0.05)
-        health.write(self.cfg.health_path, self.health())
+        health.write(self.cfg.health.path, self.health())
         logger.info(
             "shutdown: sent %d events in %d batches in %.2fs; %d events (%d bytes) stay in "
             "the spool %s for the next start",

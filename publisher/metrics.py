@@ -27,6 +27,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from .sections import MetricsSection
+
 if TYPE_CHECKING:
     from .prometheus import Exporter
 
@@ -68,6 +70,12 @@ class Metrics:
                 logger.error("metrics: cannot use %s:%d (%s); counting locally only",
                              endpoint[0], endpoint[1], exc)
 
+    @classmethod
+    def from_config(cls, section: MetricsSection, queue_name: str) -> "Metrics":
+        """statsd and Prometheus as ``metrics.*`` says."""
+        return cls(section.namespace, section.endpoint, prometheus=section.prometheus,
+                   queue_name=queue_name)
+
     @property
     def target(self) -> str:
         """How start-up describes where metrics go."""
@@ -83,31 +91,23 @@ class Metrics:
     def incr(self, name: str, count: int = 1) -> None:
         with self._lock:
             self.totals[name] = self.totals.get(name, 0) + count
-        if self._client is not None:
-            try:
-                self._client.incr(name, count)
-            except OSError:
-                pass
-        if self._exporter is not None:
-            self._exporter.incr(name, count)
+        self._send("incr", name, count)
 
     def timing(self, name: str, milliseconds: float) -> None:
-        if self._client is not None:
-            try:
-                self._client.timing(name, milliseconds)
-            except OSError:
-                pass
-        if self._exporter is not None:
-            self._exporter.timing(name, milliseconds)
+        self._send("timing", name, milliseconds)
 
     def gauge(self, name: str, value: float) -> None:
+        self._send("gauge", name, value)
+
+    def _send(self, kind: str, name: str, value: float) -> None:
+        """Pass one ``incr``, ``timing`` or ``gauge`` on to statsd and Prometheus."""
         if self._client is not None:
             try:
-                self._client.gauge(name, value)
+                getattr(self._client, kind)(name, value)
             except OSError:
                 pass
         if self._exporter is not None:
-            self._exporter.gauge(name, value)
+            getattr(self._exporter, kind)(name, value)
 
     def close(self) -> None:
         """Stop serving ``/metrics`` (statsd over UDP holds nothing open worth closing).

@@ -13,7 +13,7 @@ the start; a name not listed is added at its first use.
 from __future__ import annotations
 
 import threading
-from typing import Dict, Tuple
+from typing import Any, Callable, Dict, Tuple, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
@@ -60,6 +60,8 @@ def metric_name(statsd_name: str) -> str:
     return PREFIX + "".join(c if c.isalnum() else "_" for c in statsd_name)
 
 
+M = TypeVar("M")
+
 class Exporter:
     """The publisher's metrics in a registry of their own, served over HTTP.
 
@@ -94,42 +96,29 @@ class Exporter:
 
     # Each metric is made once, under the lock: two threads may meet a new name at once.
 
-    def _counter(self, name: str) -> Counter:
-        counter = self._counters.get(name)
-        if counter is None:
+    def _metric(self, made: Dict[str, M], kind: Callable[..., Any], name: str, full_name: str,
+                help: str) -> M:
+        metric = made.get(name)
+        if metric is None:
             with self._lock:
-                if name not in self._counters:
-                    # prometheus_client adds the _total suffix itself.
-                    self._counters[name] = Counter(
-                        metric_name(name), COUNTERS.get(name, f"statsd counter {name}."),
-                        ["queue"], registry=self.registry,
-                    ).labels(queue=self.queue_name)
-                counter = self._counters[name]
-        return counter
+                if name not in made:
+                    made[name] = kind(full_name, help, ["queue"], registry=self.registry
+                                      ).labels(queue=self.queue_name)
+                metric = made[name]
+        return metric
+
+    def _counter(self, name: str) -> Counter:
+        # prometheus_client adds the _total suffix itself.
+        return self._metric(self._counters, Counter, name, metric_name(name),
+                            COUNTERS.get(name, f"statsd counter {name}."))
 
     def _gauge(self, name: str) -> Gauge:
-        gauge = self._gauges.get(name)
-        if gauge is None:
-            with self._lock:
-                if name not in self._gauges:
-                    self._gauges[name] = Gauge(
-                        metric_name(name), GAUGES.get(name, f"statsd gauge {name}."),
-                        ["queue"], registry=self.registry,
-                    ).labels(queue=self.queue_name)
-                gauge = self._gauges[name]
-        return gauge
+        return self._metric(self._gauges, Gauge, name, metric_name(name),
+                            GAUGES.get(name, f"statsd gauge {name}."))
 
     def _timer(self, name: str) -> Histogram:
-        timer = self._timers.get(name)
-        if timer is None:
-            with self._lock:
-                if name not in self._timers:
-                    self._timers[name] = Histogram(
-                        metric_name(name) + "_seconds", TIMERS.get(name, f"statsd timer {name}."),
-                        ["queue"], registry=self.registry,
-                    ).labels(queue=self.queue_name)
-                timer = self._timers[name]
-        return timer
+        return self._metric(self._timers, Histogram, name, metric_name(name) + "_seconds",
+                            TIMERS.get(name, f"statsd timer {name}."))
 
     def incr(self, name: str, count: int = 1) -> None:
         self._counter(name).inc(count)

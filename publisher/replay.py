@@ -35,11 +35,12 @@ import threading
 from typing import Iterator, List, NamedTuple, Optional
 
 from .batching import BatchBuilder, Chunk
-from .config import PublisherConfig
-from .dead_letters import DeadLetter, DeadLetters, UnreadableLine, read
-from .delivery import Backoff, Deliverer
+from .dead_letters import DeadLetter, UnreadableLine, read
+from .delivery import Deliverer
 from .metrics import Metrics
-from .sending import Sender
+from .post import Sender
+from .record import join_events
+from .sections import PublisherConfig
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class Replay:
                 self.unreadable.append(item)
             else:
                 assert isinstance(item, DeadLetter)
-                rest = builder.add(Chunk.of([item.event]))
+                rest = builder.add(Chunk(*join_events([item.event])))
                 if rest is not None:
                     yield FileBatch(builder, end)
                     builder = BatchBuilder(self.version, self.max_bytes)
@@ -245,29 +246,15 @@ def main(cfg: PublisherConfig, path: str) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    metrics = Metrics(cfg.metrics_namespace, cfg.metrics_endpoint)
-    sender = Sender(
-        cfg.collector_url,
-        cfg.key_name,
-        cfg.key_secret,
-        timeout=cfg.collector_timeout,
-        gzip_level=cfg.gzip_level,
-        metrics=metrics,
-    )
-    deliverer = Deliverer(
-        sender.post,
-        cfg.collector_version,
-        metrics,
-        DeadLetters(cfg.dead_letter_path, cfg.queue_name, cfg.dead_letter_max_bytes),
-        Backoff(cfg.backoff_initial, cfg.backoff_max, cfg.retry_after_max),
-        stop.wait,
-        cfg.bisect_after_5xx,
-        wait_for_evidence=False,
-    )
+    metrics = Metrics(cfg.metrics.namespace, cfg.metrics.endpoint)
+    collector = cfg.collector
+    sender = Sender.from_config(collector, cfg.key, metrics)
+    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stop.wait,
+                                      wait_for_evidence=False)
     logger.info("replay: sending the events of %s to %s (version %s, key %s)", path,
-                cfg.collector_url, cfg.collector_version, cfg.key_name)
+                collector.url, collector.version, cfg.key.name)
     try:
-        return Replay(path, deliverer, cfg.collector_version, cfg.batch_max_bytes, metrics,
+        return Replay(path, deliverer, collector.version, cfg.batch.max_bytes, metrics,
                       stop).run()
     except ReplayError as exc:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")

@@ -1,6 +1,6 @@
 """The write-ahead spool: every event taken off the queue is on disk before it can be lost.
 
-The drain loop appends each wake-up's events as one *record* to the current
+The intake loop appends each wake-up's events as one *record* to the current
 segment file (one ``writev``); the sender reads records back, batches and
 sends them, then moves the *ack* position past what the collector accepted.
 A ``kill -9`` therefore loses nothing: on start the spool replays everything
@@ -13,7 +13,7 @@ checked component by component: see ``paths.py``)::
     ack                       the first event not yet accepted: segment, offset, index
     00000000000000000001.seg  records, appended; rotated at spool.segment_bytes
 
-The bytes of a record and of the ack are ``spool_format.py``'s; the check at
+The bytes of a record are ``record.py``'s, those of the ack ``spool_format.py``'s; the check at
 start-up is ``spool_recovery.py``'s. A write that fails or comes up short (a
 full disk) is cut back to the last whole record before the error is raised,
 so no record ever follows a partial one. A damaged record (a flipped byte)
@@ -24,37 +24,26 @@ explicit loss policy.
 """
 from __future__ import annotations
 
-import array
 import errno
 import fcntl
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from baseplate_events.errors import EventError
 
 from .batching import Chunk
 from .paths import UnsafePathError, open_private_directory
-from .spool_format import (
-    HEADER,
-    Position,
-    check_record,
-    next_record,
-    pack_ack,
-    pack_header,
-    segment_name,
-    segment_number,
-    unpack_header,
-)
-from .spool_recovery import Damage, damage, recover
+from .record import HEADER, join_events, pack_record, unpack_header, unpack_lengths
+from .spool_format import Position, pack_ack, segment_name, segment_number
+from .sections import SpoolSection
+from .spool_reader import Record, RecentRecords, SegmentReader
+from .spool_recovery import Damage, recover
 
 logger = logging.getLogger(__name__)
 
-#: Bytes the sender reads from a segment at once.
-_READ_AHEAD = 256 * 1024
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
 
@@ -63,17 +52,6 @@ __all__ = ["Position", "Record", "Spool", "SpoolError"]
 
 class SpoolError(EventError):
     """The spool directory cannot be used (permissions, another publisher holds it)."""
-
-
-@dataclass
-class Record:
-    """One record read back from the spool."""
-
-    segment: int
-    offset: int
-    next_offset: int
-    chunk: Chunk
-    time_ms: int
 
 
 class Spool:
@@ -108,19 +86,14 @@ class Spool:
         self.on_damage = on_damage
         self._cond = threading.Condition(threading.Lock())
         self._last_sync = 0.0
-        self._read_fds: Dict[int, int] = {}
         self._horizon: Tuple[int, int] = (0, 0)
-        self._rbuf = b""
-        self._rbuf_segment = -1
-        self._rbuf_start = 0
         # Bytes appended since start, and the total at which a waiting reader wants
         # waking: the sender sleeps until a batch's worth is there, not per record.
         self._appended = 0
         self._wake_at: Optional[int] = None
         # The newest records, as appended: the sender, normally right behind the
         # writer, takes them from here instead of reading them back from the file.
-        self._recent: Dict[Tuple[int, int], Record] = {}
-        self._recent_bytes = 0
+        self._recent = RecentRecords(RECENT_BYTES)
         # Damaged stretches: (segment, offset) -> offset of the next whole record.
         self._skips: Dict[Tuple[int, int], int] = {}
         #: Events and bytes of damaged records skipped (at start and since).
@@ -129,6 +102,8 @@ class Spool:
         # new segment, so that no record ever follows the partial one.
         self._tail_dirty = False
         self._open_directory()
+        self._reader = SegmentReader(
+            lambda segment: self._open(segment_name(segment), os.O_RDONLY))
         found = recover(self._dir, self.path, self._ack_fd)
         self._ack = found.ack
         self._sizes: Dict[int, int] = found.sizes  # segment -> committed length
@@ -142,6 +117,12 @@ class Spool:
         self._write_segment = last + 1
         self._write_fd = self._create_segment(self._write_segment)
         self._sizes[self._write_segment] = 0
+
+    @classmethod
+    def from_config(cls, section: SpoolSection) -> "Spool":
+        """The spool that ``spool.*`` describes."""
+        return cls(section.path, max_bytes=section.max_bytes, segment_bytes=section.segment_bytes,
+                   fsync=section.fsync, fsync_interval=section.fsync_interval)
 
     # -- start-up ---------------------------------------------------------------
 
@@ -204,11 +185,12 @@ class Spool:
             os.fsync(self._dir)
         return fd
 
-    # -- writing (the drain thread) ----------------------------------------------
+    # -- writing (the intake loop) -----------------------------------------------
 
     def append(self, events: List[bytes]) -> None:
         """Write ``events`` as one record; returns once they are in the file."""
-        self.append_joined(b",".join(events), array.array("I", map(len, events)).tobytes())
+        joined, lengths = join_events(events)
+        self.append_joined(joined, lengths.tobytes())
 
     def append_joined(self, joined: bytes, lengths_bytes: bytes) -> None:
         """Write one record: events joined with commas, and their lengths (native ``u32``).
@@ -221,11 +203,11 @@ class Spool:
             self._tail_dirty = False
         count = len(lengths_bytes) // 4
         header_time_ms = int(time.time() * 1000)
-        header = pack_header(count, lengths_bytes, joined, header_time_ms)
-        size = len(header) + len(lengths_bytes) + len(joined)
+        parts = pack_record(joined, lengths_bytes, header_time_ms)
+        size = sum(map(len, parts))
         good = self._sizes[self._write_segment]
         try:
-            written = os.writev(self._write_fd, [header, lengths_bytes, joined])
+            written = os.writev(self._write_fd, parts)
             if written != size:
                 raise OSError(errno.ENOSPC, f"short write to the spool ({written} of {size} "
                                             "bytes)")
@@ -238,11 +220,10 @@ class Spool:
         except OSError:
             self._cut_back(good)
             raise
-        lengths = array.array("I")
-        lengths.frombytes(lengths_bytes)
+        lengths = unpack_lengths(lengths_bytes)
         with self._cond:
             offset = self._sizes[self._write_segment]
-            self._remember(Record(self._write_segment, offset, offset + size,
+            self._recent.remember(Record(self._write_segment, offset, offset + size,
                                   Chunk(joined, lengths), header_time_ms))
             self._sizes[self._write_segment] += size
             self.pending_events += count
@@ -279,17 +260,6 @@ class Spool:
                          self._name(segment_name(self._write_segment)), good, exc)
             self._tail_dirty = True
 
-    def _remember(self, record: Record) -> None:
-        """Keep ``record`` in memory for the sender, dropping the oldest beyond RECENT_BYTES."""
-        self._recent[(record.segment, record.offset)] = record
-        self._recent_bytes += len(record.chunk.joined)
-        while self._recent_bytes > RECENT_BYTES:
-            self._forget(next(iter(self._recent)))
-
-    def _forget(self, key: Tuple[int, int]) -> None:
-        record = self._recent.pop(key)
-        self._recent_bytes -= len(record.chunk.joined)
-
     def _rotate(self) -> None:
         fd = self._create_segment(self._write_segment + 1)
         old = self._write_fd
@@ -318,8 +288,7 @@ class Spool:
                     return
                 victim = min(candidates)
                 size = self._sizes.pop(victim)
-                for key in [k for k in self._recent if k[0] == victim]:
-                    self._forget(key)
+                self._recent.forget_segment(victim)
             events = self._count_events(victim, size)
             self._unlink(victim)
             with self._cond:
@@ -386,70 +355,20 @@ class Spool:
                 continue
             if size is None or offset >= size:
                 if segment < newest:
-                    self._close_reader(segment)
+                    self._reader.close(segment)
                     segment, offset = segment + 1, 0
                     continue
                 return None
-            record = self._parse(segment, offset, size)
+            record = self._reader.parse(segment, offset, size)
             if record is not None:
                 return record
-            self._resync(segment, offset, size)
-
-    def _parse(self, segment: int, offset: int, size: int) -> Optional[Record]:
-        """Decode and check the record at ``offset`` from the read-ahead buffer.
-
-        ``None`` if the bytes there are not a whole, undamaged record.
-        """
-        buf, start = self._rbuf, self._rbuf_start
-        if (
-            self._rbuf_segment != segment
-            or offset < start
-            or offset + HEADER.size > start + len(buf)
-        ):
-            buf, start = self._fill(segment, offset, size, HEADER.size)
-        at = offset - start
-        header = unpack_header(buf, at)
-        if header is None or header.record_size > size - offset:
-            return None
-        if at + header.record_size > len(buf):
-            buf, start = self._fill(segment, offset, size, header.record_size)
-            at = 0
-        if check_record(buf, at) is None:
-            return None
-        events = at + HEADER.size + 4 * header.event_count
-        lengths = array.array("I")
-        lengths.frombytes(buf[at + HEADER.size : events])
-        chunk = Chunk(memoryview(buf)[events : at + header.record_size], lengths)
-        return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
-
-    def _resync(self, segment: int, offset: int, size: int) -> None:
-        """The record at ``offset`` is damaged: skip to the next whole one (or the end)."""
-        data = os.pread(self._reader_fd(segment), size - offset, offset)
-        self._skip(damage(segment, offset, offset + next_record(data, 1), unpack_header(data)))
-
-    def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
-        # One pread brings many records: written moments ago, they are in the page cache.
-        want = min(max(_READ_AHEAD, need), size - offset)
-        self._rbuf = os.pread(self._reader_fd(segment), want, offset)
-        self._rbuf_segment, self._rbuf_start = segment, offset
-        return self._rbuf, offset
-
-    def _reader_fd(self, segment: int) -> int:
-        fd = self._read_fds.get(segment)
-        if fd is None:
-            fd = self._open(segment_name(segment), os.O_RDONLY)
-            self._read_fds[segment] = fd
-        return fd
-
-    def _close_reader(self, segment: int) -> None:
-        fd = self._read_fds.pop(segment, None)
-        if fd is not None:
-            os.close(fd)
+            # Damaged: skip to the next whole record (or the end).
+            self._skip(self._reader.damage_at(segment, offset, size))
 
     def wait(self, timeout: float, position: Position, min_bytes: int = 1) -> None:
         """Sleep until ``min_bytes`` are spooled beyond ``position``, or ``timeout`` passes.
 
-        Appends wake the reader only once that much is there, so a busy drain
+        Appends wake the reader only once that much is there, so a busy intake
         loop does not hand the GIL to the sender for every record.
         """
         with self._cond:
@@ -460,14 +379,14 @@ class Spool:
                 self._wake_at = None
 
     def _bytes_after(self, position: Position) -> int:
-        segment, offset = max(position[:2], self._ack[:2])
+        segment, offset = max(Position(*position).place, self._ack.place)
         after = max(0, self._sizes.get(segment, 0) - offset)
         return after + sum(size for number, size in self._sizes.items() if number > segment)
 
     def rewind(self) -> None:
         """The sender dropped what it held and starts again from the ack position."""
         with self._cond:
-            self._horizon = self._ack[:2]
+            self._horizon = self._ack.place
 
     def wake(self) -> None:
         """Wake a reader sleeping in :meth:`wait` (at shutdown)."""
@@ -476,19 +395,19 @@ class Spool:
 
     def ack(self, position: Position, events: int) -> None:
         """The collector has everything before ``position``; forget it."""
+        position = Position(*position)
         with self._cond:
             if position <= self._ack:
                 return  # already past it (the budget dropped that segment)
             old_segment = self._ack[0]
-            self._ack = Position(*position)
+            self._ack = position
             self.pending_events = max(0, self.pending_events - events)
-            for key in [k for k in self._recent if k < position[:2]]:
-                self._forget(key)
+            self._recent.forget_before(position.place)
             for number in [n for n in self._sizes if n < position[0]]:
                 del self._sizes[number]
             self._write_ack()
         for number in range(old_segment, position[0]):
-            self._close_reader(number)
+            self._reader.close(number)
             self._unlink(number)
 
     def _write_ack(self) -> None:
@@ -548,8 +467,7 @@ class Spool:
 
         For a spool whose events were all moved elsewhere (see ``upgrade.py``).
         """
-        for segment in list(self._read_fds):
-            self._close_reader(segment)
+        self._reader.close_all()
         for name in os.listdir(self._dir):
             if segment_number(name) is not None or name in ("ack", "lock"):
                 os.unlink(name, dir_fd=self._dir)
@@ -562,8 +480,7 @@ class Spool:
 
     def close(self) -> None:
         """Sync and close every file; the lock goes with them."""
-        for segment in list(self._read_fds):
-            self._close_reader(segment)
+        self._reader.close_all()
         if self.fsync != "never":
             os.fdatasync(self._write_fd)
             os.fdatasync(self._ack_fd)

@@ -1,13 +1,9 @@
-"""The spool's disk format: segment names, the record header and the ack file.
+"""The spool's disk format: segment names, the ack file and the position it holds.
 
-Only this module packs, unpacks and checks these bytes; ``spool.py`` calls it.
+Only this module packs, unpacks and checks these bytes; the records inside a
+segment are :mod:`publisher.record`'s.
 
 A segment file (``00000000000000000001.seg``) is a run of records, appended.
-A record is a 24-byte header (magic, event count, payload length, CRC-32 of
-what follows the header, append time in ms, little-endian), the event
-lengths (``count`` × native u32) and the events joined with commas. Records
-are not aligned: after damage, a reader finds the next one by its magic and
-checks it whole (bounds and CRC) before trusting it.
 
 The ``ack`` file holds the position of the first event not yet accepted:
 magic, segment, byte offset of its record, index in the record, CRC-32.
@@ -17,29 +13,15 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
 
-MAGIC = 0xBE5B0001
-HEADER = struct.Struct("<IIIIQ")
-_MAGIC_BYTES = struct.pack("<I", MAGIC)
+if TYPE_CHECKING:
+    from .spool_reader import Record
+
 ACK_MAGIC = 0xBE5BA001
 ACK = struct.Struct("<IQQII")
 SUFFIX = ".seg"
 _SEGMENT_NAME = re.compile(r"[0-9]{1,20}\.seg")
-
-
-class Header(NamedTuple):
-    """A record's header, as read (not yet checked)."""
-
-    event_count: int
-    length: int
-    crc: int
-    time_ms: int
-
-    @property
-    def record_size(self) -> int:
-        """Header, lengths and events: the bytes from this record to the next."""
-        return HEADER.size + 4 * self.event_count + self.length
 
 
 class Position(NamedTuple):
@@ -49,6 +31,25 @@ class Position(NamedTuple):
     offset: int
     taken: int
 
+    @property
+    def place(self) -> Tuple[int, int]:
+        """The record this position is in: (segment, byte offset)."""
+        return self.segment, self.offset
+
+    def taken_in(self, record: "Record") -> int:
+        """How many events of ``record`` lie before this position."""
+        return self.taken if (record.segment, record.offset) == self.place else 0
+
+    @classmethod
+    def inside(cls, record: "Record", taken: int) -> "Position":
+        """After the first ``taken`` events of ``record``."""
+        return cls(record.segment, record.offset, taken)
+
+    @classmethod
+    def after(cls, record: "Record") -> "Position":
+        """Just after the whole of ``record``: the start of the next one."""
+        return cls(record.segment, record.next_offset, 0)
+
 
 def segment_name(number: int) -> str:
     return f"{number:020d}{SUFFIX}"
@@ -57,40 +58,6 @@ def segment_name(number: int) -> str:
 def segment_number(name: str) -> Optional[int]:
     """The number of a segment file's name; ``None`` for any other name."""
     return int(name[: -len(SUFFIX)]) if _SEGMENT_NAME.fullmatch(name) else None
-
-
-def pack_header(count: int, lengths: bytes, joined: bytes, time_ms: int) -> bytes:
-    crc = zlib.crc32(joined, zlib.crc32(lengths))
-    return HEADER.pack(MAGIC, count, len(joined), crc, time_ms)
-
-
-def unpack_header(data: bytes, at: int = 0) -> Optional[Header]:
-    """The header at ``data[at:]``; ``None`` if it is short or its magic is wrong."""
-    if len(data) - at < HEADER.size:
-        return None
-    magic, count, length, crc, time_ms = HEADER.unpack_from(data, at)
-    return Header(count, length, crc, time_ms) if magic == MAGIC else None
-
-
-def check_record(data: bytes, at: int) -> Optional[Header]:
-    """The header of the whole, undamaged record at ``data[at:]``; ``None`` if it is not one."""
-    header = unpack_header(data, at)
-    if header is None or header.record_size > len(data) - at:
-        return None
-    body = memoryview(data)[at + HEADER.size : at + header.record_size]
-    return header if zlib.crc32(body) == header.crc else None
-
-
-def next_record(data: bytes, start: int) -> int:
-    """Offset of the first whole, undamaged record at or after ``start``; ``len(data)`` if none."""
-    at = start
-    while True:
-        at = data.find(_MAGIC_BYTES, at)
-        if at < 0:
-            return len(data)
-        if check_record(data, at) is not None:
-            return at
-        at += 1
 
 
 def pack_ack(position: Position) -> bytes:

@@ -2,7 +2,7 @@
 
 Before the publisher appends to a spool it reads back every segment after the
 ack position and checks every record whole (bounds and CRC, see
-``spool_format.py``). A damaged record (a flipped byte) costs that record
+``record.py``). A damaged record (a flipped byte) costs that record
 only: the check resumes at the next whole record, and the stretch skipped is
 reported as a :class:`Damage` for the spool to log and count. A torn record
 at the very end (a crash or a full disk mid-write) is cut off. Anything in
@@ -16,16 +16,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .spool_format import (
-    Header,
-    Position,
-    check_record,
-    next_record,
-    segment_name,
-    segment_number,
-    unpack_ack,
-    unpack_header,
-)
+from .record import Header, check_record, next_record, unpack_header
+from .spool_format import Position, segment_name, segment_number, unpack_ack
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +98,10 @@ def _check_segment(fd: int, number: int, path: str, found: Recovered) -> int:
     size = len(data)
     offset = 0
     while offset < size:
-        delivered = ack.taken if (number, offset) == ack[:2] else 0
+        delivered = ack.taken if (number, offset) == ack.place else 0
         header = check_record(data, offset)
         if header is not None:
-            if (number, offset) >= ack[:2]:
+            if (number, offset) >= ack.place:
                 found.pending_events += header.event_count - delivered
             offset += header.record_size
             continue
@@ -127,7 +119,7 @@ def _check_segment(fd: int, number: int, path: str, found: Recovered) -> int:
                 )
             os.ftruncate(fd, offset)
             return offset
-        if (number, resume) > ack[:2]:
+        if (number, resume) > ack.place:
             found.damage.append(
                 damage(number, offset, resume, unpack_header(data, offset), delivered))
         offset = resume

@@ -46,13 +46,11 @@ def _replay(spool: Spool, old_path: str) -> int:
         try:
             position = old.ack_position
             while (record := old.read(position)) is not None:
-                events = record.chunk.events()
-                if (record.segment, record.offset) == position[:2]:
-                    events = events[position.taken :]
+                events = record.rest(position).events()
                 if events:
                     spool.append(events)
                     moved += len(events)
-                position = Position(record.segment, record.next_offset, 0)
+                position = Position.after(record)
             spool.sync()
         except BaseException:
             old.close()

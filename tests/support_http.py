@@ -16,7 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type
 
 #: How long a stalling script keeps at it if the client never hangs up.
 STALL_LIMIT = 30.0
@@ -119,21 +119,16 @@ def endless(head: bytes, then: bytes, interval: float) -> Script:
     return write
 
 
-class ScriptedServer:
-    """Reads each POST whole (``http.server``), then answers with the next script.
+class _LocalServer:
+    """An HTTP server on 127.0.0.1, port 0, serving from a daemon thread (over TLS with
+    ``tls``); its handler finds this object as ``self.server.owner``."""
 
-    Connections are kept alive between answers; a script that raises (the
-    client hung up) ends its connection.
-    """
-
-    def __init__(self, scripts: Sequence[Script], tls: Optional[ssl.SSLContext] = None) -> None:
-        self.scripts = list(scripts)
-        self.requests: List[Tuple[str, List[Tuple[str, str]], bytes]] = []
-        self.client_ports: List[int] = []
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedHandler)
+    def _serve(
+        self, handler: Type[BaseHTTPRequestHandler], tls: Optional[ssl.SSLContext]
+    ) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
-        self.server.scripted = self  # type: ignore[attr-defined]
+        self.server.owner = self  # type: ignore[attr-defined]
         self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
         if tls is not None:
             serve_tls(self.server, tls)
@@ -148,9 +143,24 @@ class ScriptedServer:
         self.server.server_close()
 
 
+class ScriptedServer(_LocalServer):
+    """Reads each POST whole (``http.server``), then answers with the next script.
+
+    Connections are kept alive between answers; a script that raises (the
+    client hung up) ends its connection.
+    """
+
+    def __init__(self, scripts: Sequence[Script], tls: Optional[ssl.SSLContext] = None) -> None:
+        self.scripts = list(scripts)
+        self.requests: List[Tuple[str, List[Tuple[str, str]], bytes]] = []
+        self.client_ports: List[int] = []
+        self.lock = threading.Lock()
+        self._serve(_ScriptedHandler, tls)
+
+
 class _ScriptedHandler(_Handshaking):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        scripted: ScriptedServer = self.server.scripted  # type: ignore[attr-defined]
+        scripted: ScriptedServer = self.server.owner  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         with scripted.lock:
             scripted.requests.append((self.requestline, list(self.headers.items()), body))
@@ -165,7 +175,7 @@ class _ScriptedHandler(_Handshaking):
             self.close_connection = True
 
 
-class ConnectProxy:
+class ConnectProxy(_LocalServer):
     """A proxy that only tunnels (``CONNECT``), for a client that shows Basic credentials.
 
     With ``tls`` the proxy itself is reached over TLS (an ``https://`` proxy).
@@ -176,26 +186,12 @@ class ConnectProxy:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.expected = f"Basic {token}"
         self.seen: List[Tuple[str, Optional[str]]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _ConnectHandler)
-        self.server.daemon_threads = True
-        self.server.proxy = self  # type: ignore[attr-defined]
-        self.server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-        if tls is not None:
-            serve_tls(self.server, tls)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(_ConnectHandler, tls)
 
 
 class _ConnectHandler(_Handshaking):
     def do_CONNECT(self) -> None:  # noqa: N802 - stdlib name
-        proxy: ConnectProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy: ConnectProxy = self.server.owner  # type: ignore[attr-defined]
         credentials = self.headers.get("Proxy-Authorization")
         proxy.seen.append((self.path, credentials))
         if credentials != proxy.expected:

@@ -15,11 +15,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from baseplate_events.errors import TimedOutError
 from baseplate_events.message_queue import MessageQueue
 from publisher.landing import landing_path
+
+if TYPE_CHECKING:
+    from .support_collector import Collector
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a test secret, 32 bytes long...."
@@ -28,8 +31,10 @@ QUEUE_MESSAGES = 10
 QUEUE_MESSAGE_SIZE = 2048
 
 
-def config_keys(queue_name: str, hostname: str, tmp: Path, **overrides: str) -> Dict[str, str]:
-    """The keys of a fast test configuration; ``overrides`` use ``_`` for ``.``-less keys."""
+def config_keys(
+    queue_name: str, hostname: str, tmp: Path, **overrides: Optional[str]
+) -> Dict[str, str]:
+    """The keys of a fast test configuration; an override of None leaves its key out."""
     keys = {
         "collector.hostname": hostname,
         "collector.scheme": "http",
@@ -56,6 +61,13 @@ def write_config(path: Path, queue_name: str, keys: Dict[str, str]) -> Path:
     lines = [f"[event-publisher:{queue_name}]"] + [f"{k} = {v}" for k, v in keys.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def config_file(queue_name: str, hostname: str, tmp: Path, **keys: Optional[str]) -> Path:
+    """``tmp/publisher.ini``: the test configuration (:func:`config_keys`) with ``keys``."""
+    return write_config(
+        tmp / "publisher.ini", queue_name, config_keys(queue_name, hostname, tmp, **keys)
+    )
 
 
 #: The last start-up line, logged once the signal handlers are in place.
@@ -141,6 +153,14 @@ def run_publisher(
     )
 
 
+def run_refused(
+    queue_name: str, tmp: Path, **keys: Optional[str]
+) -> "subprocess.CompletedProcess[str]":
+    """:func:`run_publisher` on the test configuration with ``keys``, for a publisher that
+    must refuse to start (its collector, 127.0.0.1:9, is never reached)."""
+    return run_publisher(queue_name, config_file(queue_name, "127.0.0.1:9", tmp, **keys))
+
+
 def make_event(number: int, size: int = 120) -> bytes:
     """A 2j/v1-style JSON event with a fresh uuid, padded to about ``size`` bytes."""
     event = {"uuid": str(uuid.uuid4()), "n": number, "pad": ""}
@@ -165,6 +185,29 @@ def put_all(queue: MessageQueue, events: List[bytes], timeout: float = 20.0) -> 
 
 def uuids_of(events: List[bytes]) -> List[str]:
     return [json.loads(e)["uuid"] for e in events]
+
+
+class Ledger:
+    """Every event put, by uuid; checks what reached the collector or the dead letters."""
+
+    def __init__(self, queue: MessageQueue) -> None:
+        self.queue = queue
+        self.put: List[str] = []
+
+    def feed(self, count: int, size: int = 150) -> List[str]:
+        events = [make_event(len(self.put) + i, size) for i in range(count)]
+        put_all(self.queue, events)
+        ids = uuids_of(events)
+        self.put.extend(ids)
+        return ids
+
+    def missing(self, collector: "Collector", dead_letters: Path) -> Set[str]:
+        delivered = set(collector.uuids())
+        refused = set()
+        if dead_letters.exists():
+            for line in dead_letters.read_text().splitlines():
+                refused.add(json.loads(json.loads(line)["event"])["uuid"])
+        return set(self.put) - delivered - refused
 
 
 def kill_quietly(pid: int) -> None:

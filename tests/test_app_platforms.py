@@ -10,25 +10,26 @@ from __future__ import annotations
 import json
 import logging
 import resource
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import posix_ipc
 import pytest
 from flask import Flask, g
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
 
 from baseplate_events import EventQueue, serialize_v2_event
 from baseplate_events.errors import QueuesUnsupportedError
-from baseplate_events.flask import EXTENSION_KEY, EventsExtension
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
 from baseplate_events.queue_limits import kernel_limits
 from baseplate_events.settings import parse_settings, pyramid_key
 from baseplate_events.testing import capture_events
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
+
+from .support_apps import flask_config, flask_test_app, pyramid_settings, pyramid_test_app
 
 NO_QUEUES_WARNING = (
     "this platform has no POSIX message queues, so events go to the log (one JSON "
@@ -71,60 +72,34 @@ def failing_view(request: Request) -> Response:
     return Response("broken", status=500)
 
 
+PYRAMID_VIEWS = {"/put": put_view, "/fixed": fixed_view, "/big": big_view, "/fail": failing_view}
+
+
+def flask_put() -> str:
+    g.events_v2.put(Event(action="buy", noun="hat"))
+    return "ok"
+
+
 @pytest.fixture
-def pyramid_app(queue_name: str) -> Iterator[Callable[..., TestApp]]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; its queue is closed on teardown."""
-    built: List[Any] = []
 
     def factory(**settings: str) -> TestApp:
-        base = {
-            "events.queue_name": queue_name,
-            "events.max_messages": "10",
-            "events.max_message_size": "2048",
-            "events.source": "shop",
-        }
-        config = Configurator(settings={**base, **settings})
-        config.include("baseplate_events.pyramid")
-        views = {"/put": put_view, "/fixed": fixed_view, "/big": big_view, "/fail": failing_view}
-        for path, view in views.items():
-            config.add_route(path, path)
-            config.add_view(view, route_name=path)
-        app = config.make_wsgi_app()
-        built.append(app.registry[REGISTRY_KEY])
-        return TestApp(app)
+        settings = pyramid_settings(queue_name, **{"events.source": "shop", **settings})
+        return pyramid_test_app(settings, PYRAMID_VIEWS, runtimes)
 
-    yield factory
-    for runtime in built:
-        runtime.close()
+    return factory
 
 
 @pytest.fixture
-def flask_app(queue_name: str) -> Iterator[Callable[..., Flask]]:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., Flask]:
     """A Flask app on the test queue; its queue is closed on teardown."""
-    built: List[Flask] = []
 
     def factory(**config: Any) -> Flask:
-        app = Flask(__name__)
-        app.config.update(
-            EVENTS_QUEUE_NAME=queue_name,
-            EVENTS_MAX_MESSAGES=10,
-            EVENTS_MAX_MESSAGE_SIZE=2048,
-            EVENTS_SOURCE="shop",
-            **config,
-        )
-        EventsExtension(app)
+        config = flask_config(queue_name, **{"EVENTS_SOURCE": "shop", **config})
+        return flask_test_app(__name__, config, {"/put": flask_put}, runtimes)
 
-        @app.route("/put")
-        def put() -> str:
-            g.events_v2.put(Event(action="buy", noun="hat"))
-            return "ok"
-
-        built.append(app)
-        return app
-
-    yield factory
-    for app in built:
-        app.extensions[EXTENSION_KEY].runtime.close()
+    return factory
 
 
 def event_lines(caplog: pytest.LogCaptureFixture) -> List[Dict[str, Any]]:

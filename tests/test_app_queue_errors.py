@@ -17,7 +17,6 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 from flask import Flask, g
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
@@ -25,14 +24,16 @@ from webtest import TestApp
 from baseplate_events import ConfigError, QueueLimitError
 from baseplate_events import queue_limits
 from baseplate_events.errors import TooManyHeldEventsError
-from baseplate_events.flask import EXTENSION_KEY, EventsExtension
+from baseplate_events.flask import EXTENSION_KEY
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
 from baseplate_events.queue_limits import budget_message, kernel_limits, queue_bytes
+from baseplate_events.request_queue import EventsRuntime
 from baseplate_events.settings import flask_key, parse_settings, pyramid_key
 from event_schemas.event.ttypes import Event
 
 from .conftest import unique_queue_name
+from .support_apps import flask_test_app, pyramid_test_app
 from .support_users import mqueue_mount, needs_root, run_as, squat, throwaway_uid
 
 stock_kernel = pytest.mark.skipif(
@@ -52,49 +53,33 @@ def three_view(request: Request) -> Response:
     return Response("ok")
 
 
+def flask_three() -> str:
+    for noun in ("a", "b", "c"):
+        g.events_v2.put(Event(noun=noun))
+    return "ok"
+
+
 @pytest.fixture
-def pyramid_app(queue_name: str) -> Iterator[Callable[..., TestApp]]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; ``settings`` override the small test sizes."""
-    built: List[Any] = []
 
     def factory(**settings: str) -> TestApp:
         base = {"events.queue_name": queue_name, "events.source": "shop"}
-        config = Configurator(settings={**base, **settings})
-        config.include("baseplate_events.pyramid")
-        for path, view in {"/put": put_view, "/three": three_view}.items():
-            config.add_route(path, path)
-            config.add_view(view, route_name=path)
-        app = config.make_wsgi_app()
-        built.append(app.registry[REGISTRY_KEY])
-        return TestApp(app)
+        views = {"/put": put_view, "/three": three_view}
+        return pyramid_test_app({**base, **settings}, views, runtimes)
 
-    yield factory
-    for runtime in built:
-        runtime.close()
+    return factory
 
 
 @pytest.fixture
-def flask_app(queue_name: str) -> Iterator[Callable[..., Flask]]:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., Flask]:
     """A Flask app on the test queue."""
-    built: List[Flask] = []
 
     def factory(**config: Any) -> Flask:
-        app = Flask(__name__)
-        app.config.update(EVENTS_QUEUE_NAME=queue_name, **config)
-        EventsExtension(app)
+        base = {"EVENTS_QUEUE_NAME": queue_name}
+        return flask_test_app(__name__, {**base, **config}, {"/three": flask_three}, runtimes)
 
-        @app.route("/three")
-        def three() -> str:
-            for noun in ("a", "b", "c"):
-                g.events_v2.put(Event(noun=noun))
-            return "ok"
-
-        built.append(app)
-        return app
-
-    yield factory
-    for app in built:
-        app.extensions[EXTENSION_KEY].runtime.close()
+    return factory
 
 
 def messages_of(caplog: pytest.LogCaptureFixture, logger: str) -> List[str]:

@@ -19,6 +19,8 @@ from demo_app.collector import Collector, make_server
 from baseplate_events.collector.intake import Refused, gunzip_bounded, sign
 from event_schemas.event.ttypes import Event
 
+from .support_processes import serving_collector, signed_post
+
 SECRET = b"collector-test-secret"
 SCHEMA = f"{Event.__module__}:{Event.__name__}"  # the sample schema: strict checks and names
 NOW = 1_800_000_000.0
@@ -454,35 +456,15 @@ def test_the_command_line_serves_the_publisher_configs_keys_and_stops_on_sigterm
 ) -> None:
     """python -m demo_app.collector --port 0 prints its URL, accepts, exits 0 on SIGTERM."""
     import base64
-    import os
-    import signal
-    import subprocess
-    import sys
 
     config = tmp_path / "publisher.ini"
     config.write_text(
         "[event-publisher:v2]\ncollector.hostname = localhost\nkey.name = demo\n"
         f"key.secret = {base64.b64encode(SECRET).decode()}\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "demo_app.collector", "--port", "0",
-         "--publisher-config", str(config), "--db", str(tmp_path / "events.sqlite3")],
-        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("collector listening on http://127.0.0.1:")
-        url = line.split()[3]
-        body = v2_batch([v2_event()])
-        response = requests.post(url + "/v2", data=gzip.compress(body), timeout=10, headers={
-            "Content-Type": "application/json", "Content-Encoding": "gzip",
-            "Date": email.utils.formatdate(usegmt=True),
-            "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
+    with serving_collector(
+        "demo_app.collector", "--port", "0",
+        "--publisher-config", str(config), "--db", str(tmp_path / "events.sqlite3"),
+    ) as url:
+        response = signed_post(url, "/v2", v2_batch([v2_event()]), SECRET)
         assert 200 == response.status_code
-        process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -3,8 +3,6 @@ the command line, and gunicorn with two workers."""
 from __future__ import annotations
 
 import base64
-import email.utils
-import gzip
 import json
 import os
 import signal
@@ -20,11 +18,11 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from baseplate_events.collector.intake import sign
 from baseplate_events.collector.settings import parse_settings
 from baseplate_events.errors import ConfigError
 from demo_app.collector import Collector, make_server
 from tests.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
+from tests.support_processes import reap, serving_collector, signed_post
 
 REPO = str(Path(__file__).resolve().parent.parent)
 
@@ -190,13 +188,6 @@ def test_a_forked_process_makes_its_own_sink(tmp_path: Path) -> None:
     assert (0, True) == (os.waitstatus_to_exitcode(status), collector.sink is parent_sink)
 
 
-def signed_post(url: str, path: str, body: bytes) -> requests.Response:
-    return requests.post(url + path, data=gzip.compress(body), timeout=10, headers={
-        "Content-Type": "application/json", "Content-Encoding": "gzip",
-        "Date": email.utils.formatdate(usegmt=True),
-        "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
-
-
 def wait_for_port(process: subprocess.Popen, log: Path, timeout: float = 20.0) -> int:
     """The port gunicorn says it listens on (its log's 'Listening at' line)."""
     deadline = time.monotonic() + timeout
@@ -211,24 +202,14 @@ def wait_for_port(process: subprocess.Popen, log: Path, timeout: float = 20.0) -
 
 def test_the_command_line_serves_a_jsonl_sink_and_stops_on_sigterm(tmp_path: Path) -> None:
     """python -m baseplate_events.collector --sink jsonl takes a batch; SIGTERM ends the file."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "baseplate_events.collector", "--port", "0",
-         "--key", "demo=" + base64.b64encode(SECRET).decode(), "--sink", "jsonl",
-         "--option", f"jsonl.directory={tmp_path / 'out'}"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("collector listening on http://127.0.0.1:"), line
+    with serving_collector(
+        "baseplate_events.collector", "--port", "0",
+        "--key", "demo=" + base64.b64encode(SECRET).decode(), "--sink", "jsonl",
+        "--option", f"jsonl.directory={tmp_path / 'out'}",
+    ) as url:
         event = v2_event()
-        response = signed_post(line.split()[3], "/v2j", b"[" + json_event(event) + b"]")
+        response = signed_post(url, "/v2j", b"[" + json_event(event) + b"]", SECRET)
         assert 200 == response.status_code
-        process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     files = sorted(os.listdir(tmp_path / "out"))
     assert 1 == len(files) and files[0].startswith("v2j-") and files[0].endswith(".jsonl")
     line_out = json.loads((tmp_path / "out" / files[0]).read_text())
@@ -259,11 +240,16 @@ def test_gunicorn_with_two_workers_stores_every_batch_once(
             stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     try:
         url = f"http://127.0.0.1:{wait_for_port(process, log)}"
+        workers = _children(process.pid)
+        deadline = time.monotonic() + 30  # a loaded machine boots the second worker late
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = _children(process.pid)
         events: List[Any] = [v2_event() for _ in range(40)]
         answers: List[int] = []
 
         def send(event: Any) -> None:
-            answers.append(signed_post(url, "/v2", v2_batch([event])).status_code)
+            answers.append(signed_post(url, "/v2", v2_batch([event]), SECRET).status_code)
 
         threads = [threading.Thread(target=send, args=(e,)) for e in events]
         for thread in threads:
@@ -273,13 +259,10 @@ def test_gunicorn_with_two_workers_stores_every_batch_once(
         ready = requests.get(url + "/readyz", timeout=10).status_code
         bad_length = raw_request(url, b"POST /v2 HTTP/1.1\r\nHost: x\r\n"
                                       b"Content-Length: 1x\r\n\r\nx")
-        workers = _children(process.pid)
         process.send_signal(signal.SIGTERM)
         assert 0 == process.wait(timeout=20), log.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        reap(process)
     import sqlite3
 
     with sqlite3.connect(db) as connection:

@@ -28,6 +28,7 @@ from demo_app.collector import make_server
 from demo_app.pipeline import publisher_config
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES
 from tests.thrift_gen.shop.ttypes import Cart, Item, ShopEvent
+from tests.support_processes import reap, serving_collector
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "shop"
@@ -66,9 +67,7 @@ def put_and_publish(queue_name: str, collector_url: str, events: List[ShopEvent]
                 publisher.send_signal(signal.SIGTERM)
                 assert 0 == publisher.wait(timeout=20), log_path.read_text()
             finally:
-                if publisher.poll() is None:
-                    publisher.kill()
-                    publisher.wait()
+                reap(publisher)
     return log_path.read_text(errors="replace")
 
 
@@ -88,20 +87,9 @@ def collector_process(tmp_path: Path) -> Iterator[str]:
     keys = tmp_path / "keys.ini"
     keys.write_text(f"[event-publisher:keys]\nkey.name = {KEY}\n"
                     f"key.secret = {base64.b64encode(SECRET).decode()}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "demo_app.collector", "--port", "0", "--publisher-config",
-         str(keys), "--schema", SCHEMA], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("collector listening on http://127.0.0.1:"), line
-        yield line.split()[3]
-        process.send_signal(signal.SIGTERM)
-        assert 0 == process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with serving_collector("demo_app.collector", "--port", "0", "--publisher-config",
+                           str(keys), "--schema", SCHEMA) as url:
+        yield url
 
 
 def test_a_users_own_schema_arrives_and_shows_by_field_id(

@@ -5,19 +5,14 @@ import json
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import pytest
+from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
+from thrift.TSerialization import deserialize
+from webtest import TestApp
 
 from baseplate_events.message_queue import MessageQueue
+from demo_app import flask_app, pyramid_app
 from event_schemas.event.ttypes import Event
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
-
-pytest.importorskip("baseplate_events.integrations.pyramid")
-pytest.importorskip("baseplate_events.integrations.flask")
-
-from thrift.protocol.TJSONProtocol import TJSONProtocolFactory  # noqa: E402
-from thrift.TSerialization import deserialize  # noqa: E402
-from webtest import TestApp  # noqa: E402
-
-from demo_app import flask_app, pyramid_app  # noqa: E402
 
 SIZES: Dict[str, Any] = dict(max_messages=TEST_MAX_MESSAGES, max_message_size=TEST_MAX_MESSAGE_SIZE)
 

@@ -1,7 +1,6 @@
 """``python -m demo_app`` as a user runs it: a real subprocess tree, real queues, real HTTP."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -18,11 +17,6 @@ from demo_app.progress import table
 from demo_app.report import Delivery, percentile, summarize
 
 REPO = str(Path(__file__).resolve().parent.parent)
-
-needs_pipeline = pytest.mark.skipif(
-    importlib.util.find_spec("publisher.__main__") is None,
-    reason="needs the publisher daemon (issue 3), not in the tree yet",
-)
 
 
 def ignore_sigint() -> None:
@@ -49,7 +43,6 @@ def assert_gone(queue: str) -> None:
         MessageQueue(queue, 10, 8192, create=False)
 
 
-@needs_pipeline
 def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> None:
     """A short run ends with delivered N/N, exit status 0, and no queue left behind."""
     process = run_demo("--requests", "60")
@@ -62,7 +55,6 @@ def test_the_demo_delivers_every_event_then_stops_and_unlinks_everything() -> No
         assert_gone(queue)
 
 
-@needs_pipeline
 def test_the_demo_onto_kafka_reads_every_event_back_from_the_topics() -> None:
     """--sink kafka: the collector writes to a Tansu broker; the summary, read back, is N/N."""
     process = run_demo("--sink", "kafka", "--requests", "60")
@@ -77,7 +69,6 @@ def test_the_demo_onto_kafka_reads_every_event_back_from_the_topics() -> None:
         assert_gone(queue)
 
 
-@needs_pipeline
 def test_a_kafka_broker_paused_mid_burst_costs_503s_and_loses_nothing() -> None:
     """--broker-pause: the collector answers 503 while the broker is stopped; all arrive."""
     process = run_demo("--sink", "kafka", "--requests", "200", "--broker-pause", "3")
@@ -99,7 +90,6 @@ def test_broker_pause_without_the_kafka_sink_is_refused() -> None:
         "broker)")
 
 
-@needs_pipeline
 def test_a_collector_outage_mid_burst_loses_nothing() -> None:
     """--outage: the collector is down for a second of the burst; every event still arrives."""
     process = run_demo("--requests", "100", "--outage", "1")
@@ -110,7 +100,6 @@ def test_a_collector_outage_mid_burst_loses_nothing() -> None:
         assert_gone(queue)
 
 
-@needs_pipeline
 @pytest.mark.parametrize("sigint_ignored", [False, True], ids=["sigint-default", "sigint-ignored"])
 def test_ctrl_c_stops_every_process_and_unlinks_the_queues(sigint_ignored: bool) -> None:
     """SIGINT mid-burst: exit 130, children stopped, queues gone, even if started ignoring it."""

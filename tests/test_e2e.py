@@ -8,7 +8,6 @@ HTTP on port 0.
 """
 from __future__ import annotations
 
-import importlib.util
 import secrets
 import signal
 import subprocess
@@ -25,23 +24,12 @@ from demo_app.collector import Collector, make_server
 from demo_app.traffic import PlannedRequest, plan
 from event_schemas.event.ttypes import Event as SampleEvent
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
+from tests.support_processes import reap
 
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "e2e"
 # the sample schema: the collector checks events against it and names their fields
 SCHEMA = f"{SampleEvent.__module__}:{SampleEvent.__name__}"
-
-_missing = [
-    what for module, what in (
-        ("publisher.__main__", "the publisher daemon (issue 3)"),
-        ("baseplate_events.integrations.pyramid", "the Pyramid integration (issue 4)"),
-        ("baseplate_events.integrations.flask", "the Flask integration (issue 5)"),
-    )
-    if importlib.util.find_spec(module) is None
-]
-pytestmark = pytest.mark.skipif(
-    bool(_missing), reason=f"needs {', '.join(_missing)}, not in the tree yet"
-)
 
 
 def start_publisher(queue: str, config: Path, tmp_path: Path) -> subprocess.Popen:
@@ -123,10 +111,7 @@ def test_every_event_put_by_both_apps_reaches_the_collector_exactly_once(
                 publisher.send_signal(signal.SIGTERM)
             statuses = [publisher.wait(timeout=20) for publisher in publishers]
         finally:
-            for publisher in publishers:
-                if publisher.poll() is None:
-                    publisher.kill()
-                    publisher.wait()
+            reap(*publishers)
             shop_app.registry["baseplate_events"].close()
             forum_app.extensions["baseplate_events"].runtime.close()
             flask_app.close_legacy_queue(forum_app)
@@ -174,9 +159,7 @@ def test_a_poison_event_is_dead_lettered_and_the_rest_delivered_once(
             publisher.send_signal(signal.SIGTERM)
             status = publisher.wait(timeout=20)
         finally:
-            if publisher.poll() is None:
-                publisher.kill()
-                publisher.wait()
+            reap(publisher)
         logs = (tmp_path / f"publisher-{queue_name}.log").read_text(errors="replace")
         assert sorted(good) == sorted(stored), logs
         assert {1} == {stored[u]["receipts"] for u in good}, logs

@@ -7,50 +7,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 from flask import Blueprint, Flask, abort, g, request
-from thrift.protocol.TBase import TBase
-from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
-from thrift.Thrift import TType
-from thrift.TSerialization import deserialize
 
 from baseplate_events import ConfigError, EventError, EventTooLargeError
 from baseplate_events.flask import EXTENSION_KEY, EventsExtension
 from baseplate_events.message_queue import MessageQueue
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
 from event_schemas.event.ttypes import Request as RequestInfo
 
-MESSAGE_SIZE = 2048
-
-
-class Signup(TBase):
-    """A struct of a schema the integration has never seen."""
-
-    __slots__ = ("uuid", "plan", "client_timestamp")
-    thrift_spec = (
-        None,
-        (1, TType.STRING, "plan", "UTF8", None),
-        (2, TType.I64, "client_timestamp", None, None),
-        (3, TType.STRING, "uuid", "UTF8", None),
-    )
-
-    def __init__(
-        self,
-        plan: Optional[str] = None,
-        client_timestamp: Optional[int] = None,
-        uuid: Optional[str] = None,
-    ) -> None:
-        self.plan = plan
-        self.client_timestamp = client_timestamp
-        self.uuid = uuid
-
-
-def decode(message: bytes, struct: Any = None) -> Any:
-    """Read a queue message back with Thrift's own TJSONProtocol."""
-    return deserialize(struct if struct is not None else Event(), message, TJSONProtocolFactory())
-
+from .support_apps import Signup, decode, flask_config, flask_runtime
 
 # -- views, on a blueprint every test app registers ----------------------------
 
@@ -122,41 +91,21 @@ def build_factory(config: Dict[str, Any]) -> Flask:
 
 
 @pytest.fixture
-def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
-    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
-    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
-
-
-@pytest.fixture
-def apps() -> Iterator[List[Flask]]:
-    """Apps whose process-wide queue is closed on teardown."""
-    built: List[Flask] = []
-    yield built
-    for app in built:
-        app.extensions[EXTENSION_KEY].runtime.close()
-
-
-@pytest.fixture
 def test_config(queue_name: str) -> Dict[str, Any]:
     """Config for the test queue, within stock kernel limits."""
-    return {
-        "EVENTS_QUEUE_NAME": queue_name,
-        "EVENTS_MAX_MESSAGES": 10,
-        "EVENTS_MAX_MESSAGE_SIZE": MESSAGE_SIZE,
-        "EVENTS_SOURCE": "svc",
-    }
+    return flask_config(queue_name, EVENTS_SOURCE="svc")
 
 
 @pytest.fixture(params=["direct", "factory"])
 def make_app(
-    request: pytest.FixtureRequest, test_config: Dict[str, Any], apps: List[Flask]
+    request: pytest.FixtureRequest, test_config: Dict[str, Any], runtimes: List[EventsRuntime]
 ) -> Callable[..., Flask]:
     """Build an app on the test queue, directly or through a factory."""
     build = build_direct if request.param == "direct" else build_factory
 
     def factory(**config: Any) -> Flask:
         app = build({**test_config, **config})
-        apps.append(app)
+        runtimes.append(flask_runtime(app))
         return app
 
     return factory
@@ -231,7 +180,7 @@ def test_before_request_hook_can_put(
 
 
 def test_source_defaults_to_the_import_name(
-    test_config: Dict[str, Any], apps: List[Flask], small_reader: MessageQueue
+    test_config: Dict[str, Any], runtimes: List[EventsRuntime], small_reader: MessageQueue
 ) -> None:
     """Without EVENTS_SOURCE, source is the app's import name."""
     del test_config["EVENTS_SOURCE"]
@@ -239,7 +188,7 @@ def test_source_defaults_to_the_import_name(
     app.config.update(test_config)
     EventsExtension(app)
     app.register_blueprint(site)
-    apps.append(app)
+    runtimes.append(flask_runtime(app))
     app.test_client().get("/put")
     assert "shop.web" == decode(small_reader.get(timeout=0)).source
 
@@ -313,26 +262,26 @@ def test_outside_a_request_is_a_clear_error() -> None:
 
 
 def test_filler_registered_before_init_app(
-    test_config: Dict[str, Any], apps: List[Flask], small_reader: MessageQueue
+    test_config: Dict[str, Any], runtimes: List[EventsRuntime], small_reader: MessageQueue
 ) -> None:
     """``@events.filler`` on a module-level extension works with a factory."""
     events = EventsExtension()
     events.filler(fill_user_agent)
     app = create_app(events, test_config)
-    apps.append(app)
+    runtimes.append(flask_runtime(app))
     app.test_client().get("/put", headers={"User-Agent": "curl/8.5"})
     assert "curl/8.5" == decode(small_reader.get(timeout=0)).request.user_agent
 
 
 def test_filler_decorator_after_init_app(
-    test_config: Dict[str, Any], apps: List[Flask], small_reader: MessageQueue
+    test_config: Dict[str, Any], runtimes: List[EventsRuntime], small_reader: MessageQueue
 ) -> None:
     """A filler added after init_app runs too, and the decorator returns the function."""
     app = Flask(__name__)
     app.config.update(test_config)
     events = EventsExtension(app)
     app.register_blueprint(site)
-    apps.append(app)
+    runtimes.append(flask_runtime(app))
 
     @events.filler
     def fill_domain(event: Any, request: Any) -> None:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -102,6 +102,20 @@ class Chain:
             PublisherProcess(queue, config, tmp_path / f"publisher-{queue}.log").start()
             for queue in (self.queue_name, self.v1_queue)]
 
+    def start_traffic(self) -> Traffic:
+        """Requests to both apps, 25 a second, already flowing for 1.5 s on return."""
+        traffic = Traffic(self.queue_name, self.v1_queue, per_second=25)
+        traffic.start()
+        time.sleep(1.5)
+        return traffic
+
+    def stop_traffic(self, traffic: Traffic) -> Tuple[List[str], "Counter[str]"]:
+        """Stop ``traffic``: the uuids it put, and the count of each uuid found in Kafka."""
+        put = traffic.stop()
+        counts = self.wait_for_kafka(put)
+        print(summary(put, counts))
+        return put, counts
+
     def logs(self) -> str:
         return "\n".join([self.collector.log()] + [p.log() for p in self.publishers])
 
@@ -153,18 +167,14 @@ def summary(put: List[str], counts: "Counter[str]") -> str:
 
 def test_a_broker_paused_for_10_s_mid_stream_costs_503s_and_loses_nothing(chain: Chain) -> None:
     """SIGSTOP the broker 10 s mid-stream: the collector answers 503, then every event lands."""
-    traffic = Traffic(chain.queue_name, chain.v1_queue, per_second=25)
-    traffic.start()
-    time.sleep(1.5)
+    traffic = chain.start_traffic()
     chain.broker.pause()
     try:
         time.sleep(10)
     finally:
         chain.broker.resume()
     time.sleep(1.5)
-    put = traffic.stop()
-    counts = chain.wait_for_kafka(put)
-    print(summary(put, counts))
+    put, counts = chain.stop_traffic(traffic)
     logs = chain.logs()
     assert [] == sorted(set(put) - counts.keys()), logs
     assert set() == counts.keys() - set(put), "events in Kafka that no app put"
@@ -174,9 +184,7 @@ def test_a_broker_paused_for_10_s_mid_stream_costs_503s_and_loses_nothing(chain:
 
 def test_a_collector_worker_killed_mid_batch_loses_nothing(chain: Chain) -> None:
     """SIGKILL the worker holding a batch (its broker stalled): the publisher resends it."""
-    traffic = Traffic(chain.queue_name, chain.v1_queue, per_second=25)
-    traffic.start()
-    time.sleep(1.5)
+    traffic = chain.start_traffic()
     # Stall the broker so that a batch is certainly in a worker's hands, waiting
     # for its delivery reports, when that worker dies.
     chain.broker.pause()
@@ -192,9 +200,7 @@ def test_a_collector_worker_killed_mid_batch_loses_nothing(chain: Chain) -> None
         chain.broker.resume()
     chain.collector.wait_for(r"Booting worker with pid: (\d+)", count=3)
     time.sleep(2)
-    put = traffic.stop()
-    counts = chain.wait_for_kafka(put)
-    print(summary(put, counts))
+    put, counts = chain.stop_traffic(traffic)
     logs = chain.logs()
     assert [] == sorted(set(put) - counts.keys()), logs
     assert set() == counts.keys() - set(put), "events in Kafka that no app put"

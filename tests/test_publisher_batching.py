@@ -7,7 +7,9 @@ from typing import List
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.batching import BatchBuilder, Chunk, batches_of, build_body, overhead
+from publisher.batching import BatchBuilder, Chunk, build_body, overhead
+
+from .support_batching import batches_of, chunk_of
 
 E1 = b'{"1":{"str":"a"}}'
 E2 = b'{"1":{"str":"b"}}'
@@ -32,15 +34,15 @@ def test_2j_body():
 def test_builder_body_matches_build_body_across_chunks():
     """A batch assembled from several chunks is the same bytes as one built from the events."""
     builder = BatchBuilder("2", 10_000)
-    assert builder.add(Chunk.of([E1])) is None
-    assert builder.add(Chunk.of([E2, E1])) is None
+    assert builder.add(chunk_of([E1])) is None
+    assert builder.add(chunk_of([E2, E1])) is None
     assert build_body("2", [E1, E2, E1]) == builder.body()
 
 
 def test_size_is_counted_as_baseplate_counts():
     """v2 counts 27 bytes of overhead and each event plus a comma."""
     builder = BatchBuilder("2", 10_000)
-    builder.add(Chunk.of([E1, E2]))
+    builder.add(chunk_of([E1, E2]))
     assert 27 + len(E1) + 1 + len(E2) + 1 == builder.size
     assert 2 == overhead("1") == overhead("2j")
 
@@ -49,7 +51,7 @@ def test_full_batch_returns_the_rest_in_order():
     """Events that do not fit come back, in order, for the next batch."""
     max_bytes = overhead("2j") + 2 * (len(E1) + 1)
     builder = BatchBuilder("2j", max_bytes)
-    rest = builder.add(Chunk.of([E1, E2, E1]))
+    rest = builder.add(chunk_of([E1, E2, E1]))
     assert rest is not None
     assert [E1, E2] == builder.events()
     assert [E1] == rest.events()
@@ -60,14 +62,14 @@ def test_oversized_event_travels_alone():
     """An event larger than the batch limit is sent alone, not stuck for ever."""
     big = b'"' + b"x" * 200 + b'"'
     builder = BatchBuilder("2j", 100)
-    rest = builder.add(Chunk.of([big, E1]))
+    rest = builder.add(chunk_of([big, E1]))
     assert [big] == builder.events()
     assert rest is not None and [E1] == rest.events()
 
 
 def test_chunk_split_keeps_events_whole():
     """Splitting a chunk cuts between events, never inside one."""
-    first, second = Chunk.of([E1, E2, E1]).split(1)
+    first, second = chunk_of([E1, E2, E1]).split(1)
     assert ([E1], [E2, E1]) == (first.events(), second.events())
     assert E2 + b"," + E1 == second.joined
 
@@ -103,10 +105,10 @@ def test_builder_round_trip_property(
     for size in chunk_sizes * 10:
         if position >= len(events):
             break
-        chunks.append(Chunk.of(events[position : position + size]))
+        chunks.append(chunk_of(events[position : position + size]))
         position += size
     if position < len(events):
-        chunks.append(Chunk.of(events[position:]))
+        chunks.append(chunk_of(events[position:]))
 
     bodies = []
     builder = BatchBuilder(version, max_bytes)
@@ -138,7 +140,7 @@ def test_batches_of_agrees_with_the_builder(events: List[bytes], max_bytes: int)
     """The simple list splitter cuts exactly where the chunk builder cuts."""
     expected = []
     builder = BatchBuilder("2j", max_bytes)
-    rest = builder.add(Chunk.of(events))
+    rest = builder.add(chunk_of(events))
     while rest is not None:
         expected.append(builder.events())
         builder = BatchBuilder("2j", max_bytes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Dict
+from typing import Callable, Dict
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +14,7 @@ from publisher.config import KNOWN_KEYS, load, parse_section
 
 from .support_collector import Collector
 from .support_http import PrivateCA
-from .support_publisher import SECRET, PublisherProcess, config_keys, run_publisher, write_config
+from .support_publisher import SECRET, PublisherProcess, run_publisher, write_config
 
 MINIMAL = {
     "collector.hostname": "collector.example.com",
@@ -32,19 +32,19 @@ def error_of(raw: Dict[str, str]) -> str:
 def test_defaults():
     """A seed-style section gets baseplate's defaults: https, version 2, 10000 x 102400."""
     cfg = parse_section("q", dict(MINIMAL), environ={})
-    assert "https://collector.example.com/v2" == cfg.collector_url
-    assert (10000, 102400) == (cfg.max_queue_size, cfg.max_event_size)
-    assert (512000, 1.0) == (cfg.batch_max_bytes, cfg.batch_max_wait)
-    assert b"hunter2" == cfg.key_secret
-    assert 0o600 == cfg.queue_mode
-    assert cfg.metrics_endpoint is None
+    assert "https://collector.example.com/v2" == cfg.collector.url
+    assert (10000, 102400) == (cfg.queue.max_queue_size, cfg.queue.max_event_size)
+    assert (512000, 1.0) == (cfg.batch.max_bytes, cfg.batch.max_wait)
+    assert b"hunter2" == cfg.key.secret
+    assert 0o600 == cfg.queue.mode
+    assert cfg.metrics.endpoint is None
 
 
 def test_env_expansion():
     """${NAME} in a value comes from the environment."""
     raw = dict(MINIMAL, **{"collector.hostname": "${HOST}", "key.secret": "${SECRET}"})
     cfg = parse_section("q", raw, environ={"SECRET": "aHVudGVyMg==", "HOST": "h.example:8080"})
-    assert ("h.example:8080", b"hunter2") == (cfg.collector_hostname, cfg.key_secret)
+    assert ("h.example:8080", b"hunter2") == (cfg.collector.hostname, cfg.key.secret)
 
 
 def test_unset_env_var():
@@ -80,9 +80,9 @@ def test_non_numeric_size():
 def test_integers_in_a_range():
     """gzip level and sender niceness name their range and the value given."""
     cfg = parse_section("q", dict(MINIMAL), environ={})
-    assert (6, 0) == (cfg.gzip_level, cfg.sender_nice)
+    assert (6, 0) == (cfg.collector.gzip_level, cfg.sender.nice)
     cfg = parse_section("q", dict(MINIMAL, **{"sender.nice": "10"}), environ={})
-    assert 10 == cfg.sender_nice
+    assert 10 == cfg.sender.nice
     assert "sender.nice: expected an integer from 0 to 19, got '-5'" == error_of(
         dict(MINIMAL, **{"sender.nice": "-5"}))
     assert "collector.gzip_level: expected an integer from 1 to 9, got 'max'" == error_of(
@@ -110,7 +110,7 @@ def test_secret_file(tmp_path: Path):
     secret_file.write_text("aHVudGVyMg==\n")
     raw = dict(MINIMAL, **{"key.secret_file": str(secret_file)})
     del raw["key.secret"]
-    assert b"hunter2" == parse_section("q", raw, environ={}).key_secret
+    assert b"hunter2" == parse_section("q", raw, environ={}).key.secret
 
 
 def test_secret_and_secret_file_conflict(tmp_path: Path):
@@ -169,16 +169,13 @@ def test_every_unknown_key_is_named_beside_an_invalid_one():
     assert expected == error_of(raw)
 
 
-def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(queue_name: str, tmp_path: Path):
+def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(
+    queue_name: str, start_publisher: Callable[..., PublisherProcess]
+):
     """Nothing else wrong: the publisher starts and logs the typo with the key it resembles."""
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_wiat": "1"})
-        path = write_config(tmp_path / "c.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        try:
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = start_publisher(collector, **{"batch.max_wiat": "1"})
+        assert 0 == publisher.stop()
     expected = (f"WARNING [event-publisher:{queue_name}]: ignoring unknown key "
                 "'batch.max_wiat' (did you mean batch.max_wait?)")
     assert [expected] == [line.split("] ", 1)[1] for line in publisher.log().splitlines()
@@ -282,8 +279,8 @@ def test_ca_file_is_kept(tmp_path: Path):
     """A readable PEM bundle is taken as it is; without the key there is none."""
     bundle = PrivateCA(tmp_path / "ca").ca_file
     raw = dict(MINIMAL, **{"collector.ca_file": str(bundle)})
-    assert str(bundle) == parse_section("q", raw, environ={}).collector_ca_file
-    assert parse_section("q", dict(MINIMAL), environ={}).collector_ca_file is None
+    assert str(bundle) == parse_section("q", raw, environ={}).collector.ca_file
+    assert parse_section("q", dict(MINIMAL), environ={}).collector.ca_file is None
 
 
 def test_unreadable_ca_file_exits_2_with_one_line(tmp_path: Path):
@@ -313,11 +310,17 @@ def test_hostname_without_user_path_or_scheme(value: str):
 def test_refusal_and_dead_letter_keys():
     """retry.bisect_after_5xx (default 3), dead_letter.max_bytes (100 MiB); bad values named."""
     cfg = parse_section("q", dict(MINIMAL), environ={})
-    assert (3, 100 << 20) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    assert (3, 100 << 20) == (cfg.retry.bisect_after_5xx, cfg.dead_letter.max_bytes)
     cfg = parse_section("q", dict(MINIMAL, **{"retry.bisect_after_5xx": "1",
                                               "dead_letter.max_bytes": "4096"}), environ={})
-    assert (1, 4096) == (cfg.bisect_after_5xx, cfg.dead_letter_max_bytes)
+    assert (1, 4096) == (cfg.retry.bisect_after_5xx, cfg.dead_letter.max_bytes)
     assert "retry.bisect_after_5xx: expected an integer from 1 to 1000, got '0'" == error_of(
         dict(MINIMAL, **{"retry.bisect_after_5xx": "0"}))
     assert "dead_letter.max_bytes: expected an integer, got 'lots'" == error_of(
         dict(MINIMAL, **{"dead_letter.max_bytes": "lots"}))
+
+
+def test_a_ca_file_path_with_a_nul_byte_names_the_key():
+    """collector.ca_file holding a NUL byte is a ConfigError naming it, not a ValueError."""
+    expected = "collector.ca_file: cannot read 'a\\x00b': not a valid path"
+    assert expected == error_of(dict(MINIMAL, **{"collector.ca_file": "a\x00b"}))

@@ -12,9 +12,10 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
-from publisher.batching import BatchBuilder, Chunk, build_body
+from publisher.batching import BatchBuilder, build_body
 from publisher.dead_letters import DeadLetters, encode
 
+from .support_batching import chunk_of
 from .support_collector import Collector
 from .support_publisher import SECRET, make_event
 from .test_publisher_sending import Rig, events
@@ -28,7 +29,7 @@ def collector() -> Iterator[Collector]:
 
 def batch_of(batch: List[bytes]) -> BatchBuilder:
     builder = BatchBuilder("2j", 1 << 20)
-    builder.add(Chunk.of(batch))
+    builder.add(chunk_of(batch))
     return builder
 
 
@@ -301,7 +302,7 @@ def test_after_a_refused_probe_the_next_event_alone_is_the_evidence(
 
 def test_peek_walks_the_spooled_events_one_by_one_and_leaves_the_cursor(tmp_path: Path):
     """Peeking past two records yields each event in order, then None; the cursor stays."""
-    from publisher.loop import Assembler
+    from publisher.batching import Assembler
     from publisher.spool import Spool
 
     spool = Spool(str(tmp_path / "spool"), fsync="never")

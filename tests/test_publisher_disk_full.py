@@ -18,30 +18,27 @@ from publisher.landing import Landing, landing_directory
 
 from .conftest import fill_disk
 from .support_collector import Collector, free_port
+from .support_landing import receive
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
     QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
     uuids_of,
-    write_config,
 )
 
 STALLED = "stopped taking events off the queue"
 
 
 def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
-    queue_name: str, tmp_path: Path, small_disk: str
+    queue_name: str, small_disk: str, publisher_for: Callable[..., PublisherProcess]
 ):
     """Disk full in an outage: the queue backs up, a log line, then it resumes by itself."""
     port = free_port()  # nothing listens there until the end: nothing is acked meanwhile
-    keys = config_keys(queue_name, f"127.0.0.1:{port}", tmp_path,
-                       **{"spool.path": os.path.join(small_disk, "spool")})
-    path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-    publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+    publisher = publisher_for(f"127.0.0.1:{port}", **{
+        "spool.path": os.path.join(small_disk, "spool")}).start()
     app = EventQueue(queue_name, max_messages=QUEUE_MESSAGES,
                      max_message_size=QUEUE_MESSAGE_SIZE)
     filler = os.path.join(small_disk, "filler")
@@ -80,7 +77,6 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
             collector.wait_for_events(len(accepted), timeout=30)
             assert 0 == publisher.stop()
     finally:
-        publisher.kill()
         app.queue.close()
     assert sorted(set(uuids_of(accepted))) == sorted(set(collector.uuids()))
     assert [] == collector.problems
@@ -91,29 +87,24 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
 
 
 def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
-    queue_name: str, tmp_path: Path, small_disk: str,
-    open_queues: Callable[..., MessageQueue],
+    small_disk: str, publisher_queue: MessageQueue, start_publisher: Callable[..., PublisherProcess]
 ):
     """A predecessor's landing ring, a full disk at start: kept, spooled once there is room."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     events = [make_event(1, size=1000), make_event(2, size=1000)]
-    put_all(queue, events)
+    put_all(publisher_queue, events)
     spool_path = os.path.join(small_disk, "spool")
     landing = Landing(landing_directory(spool_path), 1 << 16, QUEUE_MESSAGE_SIZE)
-    assert 2 == landing.receive(queue.fileno(), 4)  # then "killed" before spooling them
+    assert 2 == receive(landing, publisher_queue.fileno(), 4)  # then "killed" before spooling them
     filler = os.path.join(small_disk, "filler")
     fill_disk(filler)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"spool.path": spool_path})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        publisher = start_publisher(collector, **{"spool.path": spool_path})
         try:
             publisher.wait_for_log(STALLED)
             os.unlink(filler)
             collector.wait_for_events(2)
             assert 0 == publisher.stop()
         finally:
-            publisher.kill()
             landing.close()
     assert uuids_of(events) == collector.uuids()
     assert "landing: spooled 2 events that a previous process took off the queue" in (

@@ -11,71 +11,11 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Set
+from typing import Callable
 
-import pytest
-
-from baseplate_events.message_queue import MessageQueue
 
 from .support_collector import Collector, free_port
-from .support_publisher import (
-    QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
-    SECRET,
-    PublisherProcess,
-    config_keys,
-    make_event,
-    put_all,
-    uuids_of,
-    write_config,
-)
-
-
-class Ledger:
-    """Every event put, by uuid; checks what reached the collector or the dead letters."""
-
-    def __init__(self, queue: MessageQueue) -> None:
-        self.queue = queue
-        self.put: List[str] = []
-
-    def feed(self, count: int, size: int = 150) -> List[str]:
-        events = [make_event(len(self.put) + i, size) for i in range(count)]
-        put_all(self.queue, events)
-        ids = uuids_of(events)
-        self.put.extend(ids)
-        return ids
-
-    def missing(self, collector: Collector, dead_letters: Path) -> Set[str]:
-        delivered = set(collector.uuids())
-        refused = set()
-        if dead_letters.exists():
-            for line in dead_letters.read_text().splitlines():
-                refused.add(json.loads(json.loads(line)["event"])["uuid"])
-        return set(self.put) - delivered - refused
-
-
-@pytest.fixture
-def publisher_for(
-    queue_name: str, tmp_path: Path
-) -> Iterator[Callable[..., PublisherProcess]]:
-    """Make (not start) publishers for the test's queue; all killed on teardown."""
-    made: List[PublisherProcess] = []
-
-    def make(hostname: str, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log")
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.kill()
-
-
-@pytest.fixture
-def ledger(queue_name: str, open_queues: Callable[..., MessageQueue]) -> Ledger:
-    return Ledger(open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE))
+from .support_publisher import SECRET, Ledger, PublisherProcess
 
 
 def test_collector_down_then_up(

@@ -29,16 +29,14 @@ from publisher.landing import (
 from publisher.loop import LANDING_LINGER
 
 from .support_collector import Collector
+from .support_landing import receive
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
     uuids_of,
-    write_config,
 )
 
 
@@ -63,7 +61,7 @@ def test_unspooled_events_are_left_over_in_order(
     messages = [b'{"n":1}', b'{"n":22}', b'{"n":333}']
     for message in messages:
         reader.put(message)
-    assert 3 == landing.receive(reader.fileno(), 10)
+    assert 3 == receive(landing, reader.fileno(), 10)
     assert messages == landing.events()
     landing.buf.flush()
     assert messages == collect_leftovers(str(tmp_path))
@@ -76,10 +74,10 @@ def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kin
     """gather: the events joined with commas and their u32 lengths, across receives."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     reader.put(b'{"a":1}')
-    landing.receive(reader.fileno(), 10)
+    receive(landing, reader.fileno(), 10)
     reader.put(b'{"bb":"' + "é".encode() * 5 + b'"}')
     reader.put(b"[]")
-    assert 2 == landing.receive(reader.fileno(), 10)
+    assert 2 == receive(landing, reader.fileno(), 10)
     joined, lengths, stop = landing.gather()
     events = [b'{"a":1}', b'{"bb":"' + "é".encode() * 5 + b'"}', b"[]"]
     assert b",".join(events) == joined
@@ -100,18 +98,18 @@ def test_receive_stops_at_the_limit_and_when_the_ring_is_full(
     landing = Landing(str(tmp_path), 24 + msgsize, msgsize, kind)
     for n in range(5):
         reader.put(b'{"n":%d}' % n)
-    assert 1 == landing.receive(reader.fileno(), 1)
+    assert 1 == receive(landing, reader.fileno(), 1)
     assert not landing.full
-    assert 1 == landing.receive(reader.fileno(), 10)
+    assert 1 == receive(landing, reader.fileno(), 10)
     assert landing.full
-    assert 0 == landing.receive(reader.fileno(), 10)
+    assert 0 == receive(landing, reader.fileno(), 10)
     assert [b'{"n":0}', b'{"n":1}'] == landing.events()
     assert 3 == reader.depth
     landing.clear()
     assert not landing.full
-    assert 2 == landing.receive(reader.fileno(), 10)
+    assert 2 == receive(landing, reader.fileno(), 10)
     landing.clear()
-    assert 1 == landing.receive(reader.fileno(), 10)
+    assert 1 == receive(landing, reader.fileno(), 10)
     assert [b'{"n":4}'] == landing.events()
     landing.clear()
     landing.close()
@@ -124,7 +122,7 @@ def test_length_word_lost_is_recovered_from_the_data(
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     reader.put(b'{"n":1}')
     reader.put(b'{"n":2}')
-    landing.receive(reader.fileno(), 2)
+    receive(landing, reader.fileno(), 2)
     struct.pack_into("<Q", landing.buf, 16, 0)  # as if it died before the second word
     assert [b'{"n":1}', b'{"n":2}'] == collect_leftovers(str(tmp_path))
     landing.clear()
@@ -140,27 +138,22 @@ def test_remove_landings(tmp_path: Path, reader: MessageQueue):
 
 
 def test_leftovers_are_delivered_at_start(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
     """Events a killed publisher received but never spooled are sent by the next one."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     events = [make_event(1), make_event(2)]
-    put_all(queue, events)
+    put_all(publisher_queue, events)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path,
-                           **{"spool.path": str(tmp_path / "spool")})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
         # A predecessor that died right after mq_receive: the events sit in a landing file.
         landing = Landing(landing_directory(str(tmp_path / "spool")), 1 << 16,
                           QUEUE_MESSAGE_SIZE)
-        assert len(events) == landing.receive(queue.fileno(), 4)
+        assert len(events) == receive(landing, publisher_queue.fileno(), 4)
         assert events == landing.events()
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
+        publisher = publisher_for(collector.hostname).start()
         try:
             collector.wait_for_events(2)
             assert 0 == publisher.stop()
         finally:
-            publisher.kill()
             landing.close()
     assert uuids_of(events) == collector.uuids()
     assert "landing: spooled 2 events that a previous process took off the queue" in (
@@ -169,21 +162,15 @@ def test_leftovers_are_delivered_at_start(
 
 
 def test_landing_off_still_delivers(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    publisher_queue: MessageQueue, start_publisher: Callable[..., PublisherProcess]
 ):
     """drain.landing = off drains with plain receives and delivers everything."""
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"drain.landing": "off"})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-        try:
-            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-            events = [make_event(i) for i in range(30)]
-            put_all(queue, events)
-            collector.wait_for_events(30)
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = start_publisher(collector, **{"drain.landing": "off"})
+        events = [make_event(i) for i in range(30)]
+        put_all(publisher_queue, events)
+        collector.wait_for_events(30)
+        assert 0 == publisher.stop()
     assert uuids_of(events) == collector.uuids()
 
 
@@ -193,7 +180,7 @@ def test_drain_waits_for_the_queue_until_the_timeout(
     """An empty queue: drain waits the timeout out (GIL released) and takes nothing."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     started = time.monotonic()
-    assert not landing.drain(reader.fileno(), 100, -1, 0.2, 0.01, 1 << 16)
+    assert not landing.fill(reader.fileno(), 100, -1, 0.2, 0.01, 1 << 16)
     assert 0.15 <= time.monotonic() - started < 2
     assert 0 == landing.count
     landing.close()
@@ -207,7 +194,7 @@ def test_drain_returns_a_linger_after_the_first_event(
     timer = threading.Timer(0.1, reader.put, args=(b'{"n":1}',))
     timer.start()
     started = time.monotonic()
-    assert not landing.drain(reader.fileno(), 100, -1, 5.0, 0.2, 1 << 16)
+    assert not landing.fill(reader.fileno(), 100, -1, 5.0, 0.2, 1 << 16)
     assert 0.25 <= time.monotonic() - started < 2  # 0.1 until the event, then the linger
     assert [b'{"n":1}'] == landing.events()
     timer.join()
@@ -222,10 +209,10 @@ def test_drain_stops_at_the_limit_or_the_byte_target(
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     for n in range(6):
         reader.put(b'{"n":%d}' % n)
-    assert not landing.drain(reader.fileno(), 2, -1, 5.0, 5.0, 1 << 16)
+    assert not landing.fill(reader.fileno(), 2, -1, 5.0, 5.0, 1 << 16)
     assert 2 == landing.count
     started = time.monotonic()
-    assert not landing.drain(reader.fileno(), 100, -1, 5.0, 5.0, landing.end + 1)
+    assert not landing.fill(reader.fileno(), 100, -1, 5.0, 5.0, landing.end + 1)
     assert time.monotonic() - started < 2
     assert [b'{"n":%d}' % n for n in range(3)] == landing.events()  # one passed the target
     assert 3 == reader.depth
@@ -241,7 +228,7 @@ def test_a_ring_half_zeroed_by_a_kill_in_clear_yields_no_garbage(
     events = [b'{"event":"number-%d"}' % n for n in range(3)]
     for event in events:
         reader.put(event)
-    landing.receive(reader.fileno(), 10)
+    receive(landing, reader.fileno(), 10)
     ring = bytes(landing.buf[: landing.end])
     for zeroed in range(0, landing.end + 1):
         # clear() zeroes the first word's top byte, then everything from the front.
@@ -271,7 +258,7 @@ def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, k
         timer = threading.Timer(0.1, os.write, args=(wake_w, b"\x0f"))
         timer.start()
         started = time.monotonic()
-        assert landing.drain(reader.fileno(), 100, wake_r, 5.0, 5.0, 1 << 16)
+        assert landing.fill(reader.fileno(), 100, wake_r, 5.0, 5.0, 1 << 16)
         assert time.monotonic() - started < 2
         timer.join()
     finally:
@@ -287,7 +274,7 @@ def test_drain_on_a_closed_descriptor_raises(tmp_path: Path, kind: str):
     os.close(read_end)
     os.close(write_end)
     with pytest.raises(OSError):
-        landing.drain(read_end, 10, -1, 0.0, 0.0, 1 << 16)
+        landing.fill(read_end, 10, -1, 0.0, 0.0, 1 << 16)
     assert 0 == landing.count
     landing.close()
 
@@ -297,7 +284,7 @@ def test_gather_stops_at_a_damaged_length_word(reader: MessageQueue, tmp_path: P
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     for n in range(3):
         reader.put(b'{"n":%d}' % n)
-    assert 3 == landing.receive(reader.fileno(), 10)
+    assert 3 == receive(landing, reader.fileno(), 10)
     struct.pack_into("<Q", landing.buf, 16, (1 << 63) | (1 << 40))  # the second event's word
     assert (b'{"n":0}', array.array("I", [7]).tobytes(), 16) == landing.gather()
     struct.pack_into("<Q", landing.buf, 0, 7)  # the first one's, its "full" bit cleared
@@ -328,7 +315,7 @@ def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
     for n in range(3):
         reader.put(b'{"n":%d}' % n)
-    assert 3 == landing.receive(reader.fileno(), 10)
+    assert 3 == receive(landing, reader.fileno(), 10)
     landing.buf.flush()
     whole = landing.gather()
     # The two words differ in one byte, so a torn read sees one or the other.
@@ -343,40 +330,34 @@ def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path
 
 
 def test_a_second_process_writing_the_ring_costs_counted_events_only(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
     """The ring file overwritten while the publisher drains: no crash; each loss counted."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path)
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-        try:
-            ring = os.path.join(landing_path(str(tmp_path / "spool")),
-                                f"landing-ring-{QUEUE_MESSAGE_SIZE}")
-            # Events of 120 bytes: the bad word differs from theirs in one byte only,
-            # so a read torn between the two is one or the other, never a third length.
-            child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
-            events = []
-            while child.poll() is None:
-                batch = [make_event(len(events) + i) for i in range(10)]
-                put_all(queue, batch)
-                events.extend(batch)
-                time.sleep(0.002)
-            child.wait()
-            # The ring's batch in progress may still hold a damaged word: let it go
-            # (it is spooled LANDING_LINGER after its first event) before the last events.
-            time.sleep(10 * LANDING_LINGER)
-            last = [make_event(len(events) + i) for i in range(10)]
-            put_all(queue, last)
-            events.extend(last)
-            deadline = time.monotonic() + 20
-            while not set(uuids_of(last)) <= set(collector.uuids()):
-                assert time.monotonic() < deadline, publisher.log()[-2000:]
-                time.sleep(0.05)
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = publisher_for(collector.hostname).start()
+        ring = os.path.join(landing_path(str(tmp_path / "spool")),
+                            f"landing-ring-{QUEUE_MESSAGE_SIZE}")
+        # Events of 120 bytes: the bad word differs from theirs in one byte only,
+        # so a read torn between the two is one or the other, never a third length.
+        child = scribble(ring, 0, 1.5, (1 << 63) | (1 << 40) | 120)
+        events = []
+        while child.poll() is None:
+            batch = [make_event(len(events) + i) for i in range(10)]
+            put_all(publisher_queue, batch)
+            events.extend(batch)
+            time.sleep(0.002)
+        child.wait()
+        # The ring's batch in progress may still hold a damaged word: let it go
+        # (it is spooled LANDING_LINGER after its first event) before the last events.
+        time.sleep(10 * LANDING_LINGER)
+        last = [make_event(len(events) + i) for i in range(10)]
+        put_all(publisher_queue, last)
+        events.extend(last)
+        deadline = time.monotonic() + 20
+        while not set(uuids_of(last)) <= set(collector.uuids()):
+            assert time.monotonic() < deadline, publisher.log()[-2000:]
+            time.sleep(0.05)
+        assert 0 == publisher.stop()
     log = publisher.log()
     lost = sum(int(n) for n in re.findall(r"landing: the ring file .* lost (\d+)", log))
     counters = json.loads((tmp_path / "spool" / "health.json").read_text())["counters"]
@@ -395,7 +376,7 @@ def test_a_damaged_leftover_ring_yields_the_events_before_the_damage(
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size)
     for n in range(3):
         reader.put(b'{"n":%d}' % n)
-    assert 3 == landing.receive(reader.fileno(), 10)
+    assert 3 == receive(landing, reader.fileno(), 10)
     struct.pack_into("<Q", landing.buf, 16, (1 << 63) | (1 << 40))
     landing.buf.flush()
     assert [b'{"n":0}'] == collect_leftovers(str(tmp_path))

@@ -23,17 +23,15 @@ from publisher.paths import UnsafePathError, open_private_directory
 from publisher.spool import Spool, SpoolError
 
 from .support_collector import Collector
+from .support_landing import receive
 from .support_publisher import (
     QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
-    run_publisher,
+    run_refused,
     uuids_of,
-    write_config,
 )
 
 IS_ROOT = os.geteuid() == 0
@@ -139,8 +137,8 @@ def test_state_directory_is_the_default_under_systemd():
 
 
 def test_a_spool_left_at_the_old_default_is_replayed(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue],
-    monkeypatch: pytest.MonkeyPatch,
+    queue_name: str, tmp_path: Path, publisher_queue: MessageQueue,
+    start_publisher: Callable[..., PublisherProcess], monkeypatch: pytest.MonkeyPatch,
 ):
     """Under systemd the spool moves to $STATE_DIRECTORY; events left at /var/tmp are sent."""
     old_path = legacy_spool_path(queue_name)
@@ -148,24 +146,18 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     left = [make_event(i) for i in range(3)]
     old.append(left)
     old.close()
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     landed = [make_event(5)]
-    put_all(queue, landed)
+    put_all(publisher_queue, landed)
     ring = Landing(landing_directory(old_path), 1 << 16, QUEUE_MESSAGE_SIZE)
-    assert 1 == ring.receive(queue.fileno(), 4)  # and killed before spooling it
+    assert 1 == receive(ring, publisher_queue.fileno(), 4)  # and killed before spooling it
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     try:
         with Collector(SECRET, version="2j") as collector:
-            keys = config_keys(queue_name, collector.hostname, tmp_path, **{"spool.path": None})
-            path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-            publisher = PublisherProcess(queue_name, path, tmp_path / "p.log").start()
-            try:
-                new = [make_event(10 + i) for i in range(2)]
-                put_all(queue, new)
-                collector.wait_for_events(6)
-                assert 0 == publisher.stop()
-            finally:
-                publisher.kill()
+            publisher = start_publisher(collector, **{"spool.path": None})
+            new = [make_event(10 + i) for i in range(2)]
+            put_all(publisher_queue, new)
+            collector.wait_for_events(6)
+            assert 0 == publisher.stop()
     finally:
         ring.close()
         shutil.rmtree(old_path, ignore_errors=True)
@@ -185,9 +177,7 @@ def test_a_symlink_planted_by_another_user_is_refused(queue_name: str, tmp_path:
     os.chmod(victim, 0o755)
     planted = shared / "baseplate-events-0"
     as_nobody("ln", "-s", str(victim), str(planted))
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path,
-                       **{"spool.path": str(planted / queue_name)})
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path, **{"spool.path": str(planted / queue_name)})
     expected = (
         f"{PREFIX}spool.path: {planted} is a symlink owned by uid {nobody().pw_uid} (nobody), "
         "not by this user or root; refusing to follow it (remove it, or choose another path)\n"
@@ -202,9 +192,7 @@ def test_a_directory_planted_by_another_user_is_refused(queue_name: str, tmp_pat
     """Another user's directory on the spool path: exit 2 with one line naming it."""
     planted = shared / "baseplate-events-0"
     as_nobody("mkdir", "-m", "0755", str(planted))
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path,
-                       **{"spool.path": str(planted / queue_name)})
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path, **{"spool.path": str(planted / queue_name)})
     expected = (
         f"{PREFIX}spool.path: {planted} belongs to uid {nobody().pw_uid} (nobody), not to this "
         "user or root; another user could replace what lies below it\n"
@@ -223,8 +211,7 @@ def test_a_landing_symlink_planted_in_dev_shm_is_refused(queue_name: str, tmp_pa
     planted = landing_path(str(spool_path))
     as_nobody("ln", "-s", str(victim), planted)
     try:
-        keys = config_keys(queue_name, "127.0.0.1:9", tmp_path)
-        result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+        result = run_refused(queue_name, tmp_path)
     finally:
         os.unlink(planted)
     expected = (

@@ -7,7 +7,7 @@ import signal
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple
+from typing import Callable, List, Tuple
 
 import pytest
 
@@ -22,31 +22,10 @@ from .support_publisher import (
     QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
     uuids_of,
-    write_config,
 )
-
-
-@pytest.fixture
-def start_publisher(
-    queue_name: str, tmp_path: Path
-) -> Iterator[Callable[..., PublisherProcess]]:
-    """Start ``python -m publisher`` for the test's queue; killed on teardown if still running."""
-    started: List[PublisherProcess] = []
-
-    def start(collector: Collector, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, collector.hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def v2_event(number: int) -> V2Event:
@@ -137,20 +116,18 @@ def test_queue_created_with_mode_0600(
 
 
 def test_503_spell_and_422_lose_nothing_else(
-    queue_name: str,
     start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    publisher_queue: MessageQueue,
 ):
     """A 3-second 503 spell and a poison event: the publisher keeps running; the rest arrive."""
     with Collector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
         events = [make_event(i) for i in range(60)]
         ids = uuids_of(events)
         poison = ids[40]
         collector.poison = lambda e: e.get("uuid") == poison
         collector.fail_for(3.0)
-        put_all(queue, events)
+        put_all(publisher_queue, events)
         collector.wait_for_events(59, timeout=15)
         assert publisher.process is not None and publisher.process.poll() is None
         assert 0 == publisher.stop()
@@ -160,35 +137,32 @@ def test_503_spell_and_422_lose_nothing_else(
 
 
 def test_sigterm_mid_stream_loses_nothing(
-    queue_name: str,
     start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    publisher_queue: MessageQueue,
 ):
     """SIGTERM while events are in flight: everything taken off the queue is sent; exit 0."""
     with Collector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"batch.max_bytes": "600"})
         collector.delay = 0.05
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
         events = [make_event(i) for i in range(80)]
-        put_all(queue, events)
+        put_all(publisher_queue, events)
         publisher.signal(signal.SIGTERM)
         assert 0 == publisher.wait()
-        left = queue.get_many(QUEUE_MESSAGES)
+        left = publisher_queue.get_many(QUEUE_MESSAGES)
         delivered = collector.uuids()
     assert uuids_of(events) == delivered + uuids_of(left)
     assert "shutdown: sent " in publisher.log()
 
 
 def test_second_signal_exits_at_once(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    start_publisher: Callable[..., PublisherProcess],
+    publisher_queue: MessageQueue,
 ):
     """With the collector down, a second SIGTERM ends the flush at once with status 143."""
     with Collector(SECRET, version="2j") as collector:
         collector.fail_for(60)
         publisher = start_publisher(collector, **{"shutdown.deadline": "30"})
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-        put_all(queue, [make_event(1)])
+        put_all(publisher_queue, [make_event(1)])
         collector.wait_for_requests(1)
         publisher.signal(signal.SIGTERM)
         publisher.wait_for_log("flushing")
@@ -200,14 +174,13 @@ def test_second_signal_exits_at_once(
 
 
 def test_health_file(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess], tmp_path: Path,
-    open_queues: Callable[..., MessageQueue],
+    start_publisher: Callable[..., PublisherProcess], tmp_path: Path,
+    publisher_queue: MessageQueue,
 ):
     """The health file shows depth, spool backlog and the last successful send."""
     with Collector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-        put_all(queue, [make_event(1)])
+        put_all(publisher_queue, [make_event(1)])
         collector.wait_for_events(1)
         time.sleep(0.5)
         doc = json.loads((tmp_path / "spool" / "health.json").read_text())
@@ -218,8 +191,8 @@ def test_health_file(
 
 
 def test_secret_never_logged(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    start_publisher: Callable[..., PublisherProcess],
+    publisher_queue: MessageQueue,
 ):
     """Even with --debug-level detail and a 403 the key's secret never reaches the log."""
     import base64
@@ -227,8 +200,7 @@ def test_secret_never_logged(
     with Collector(SECRET, version="2j") as collector:
         collector.fail_requests(1, 403)
         publisher = start_publisher(collector)
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-        put_all(queue, [make_event(1)])
+        put_all(publisher_queue, [make_event(1)])
         collector.wait_for_events(1)
         assert 0 == publisher.stop()
     log = publisher.log()
@@ -237,8 +209,8 @@ def test_secret_never_logged(
 
 
 def test_statsd_metrics(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    start_publisher: Callable[..., PublisherProcess],
+    publisher_queue: MessageQueue,
 ):
     """sent, error.http, the post timer and the queue-depth gauge reach a real statsd socket."""
     import socket
@@ -251,8 +223,7 @@ def test_statsd_metrics(
             collector.fail_requests(1, 503)
             publisher = start_publisher(collector, **{
                 "metrics.endpoint": f"127.0.0.1:{port}", "metrics.namespace": "ev"})
-            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-            put_all(queue, [make_event(1), make_event(2)])
+            put_all(publisher_queue, [make_event(1), make_event(2)])
             collector.wait_for_events(2)
             time.sleep(1.1)
             assert 0 == publisher.stop()
@@ -268,22 +239,16 @@ def test_statsd_metrics(
 
 
 def test_health_line_and_debug_batches(
-    queue_name: str, tmp_path: Path, open_queues: Callable[..., MessageQueue]
+    queue_name: str, publisher_for: Callable[..., PublisherProcess], publisher_queue: MessageQueue
 ):
     """--debug logs each batch sent; health.log_interval logs the health line."""
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path,
-                           **{"health.log_interval": "0.1", "health.interval": "0.1"})
-        path = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, path, tmp_path / "p.log", debug=True).start()
-        try:
-            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-            put_all(queue, [make_event(1), make_event(2)])
-            collector.wait_for_events(2)
-            log = publisher.wait_for_log("sent=2 ")
-            assert 0 == publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = publisher_for(collector.hostname, debug=True, **{
+            "health.log_interval": "0.1", "health.interval": "0.1"}).start()
+        put_all(publisher_queue, [make_event(1), make_event(2)])
+        collector.wait_for_events(2)
+        log = publisher.wait_for_log("sent=2 ")
+        assert 0 == publisher.stop()
     assert "DEBUG sent a batch of " in log
     assert f"health: queue /events-{queue_name} depth=0 spool=0 events/0 bytes" in log
 

@@ -6,7 +6,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import pytest
 import requests
@@ -17,38 +17,15 @@ from publisher import prometheus
 
 from .support_collector import Collector
 from .support_publisher import (
-    QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
     put_all,
-    write_config,
 )
 
 PUBLISHER = Path(__file__).resolve().parent.parent / "publisher"
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
-
-
-@pytest.fixture
-def start_publisher(
-    queue_name: str, tmp_path: Path
-) -> Iterator[Callable[..., PublisherProcess]]:
-    """Start ``python -m publisher`` for the test's queue; killed on teardown if still running."""
-    started: List[PublisherProcess] = []
-
-    def start(collector: Collector, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, collector.hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def metrics_url(publisher: PublisherProcess) -> str:
@@ -82,15 +59,14 @@ def scrape_until(url: str, name: str, labels: Dict[str, str], value: float) -> S
 
 def test_a_scrape_shows_the_statsd_counts_under_prometheus_names(
     queue_name: str, start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    publisher_queue: MessageQueue,
 ):
     """sent, retry, error.http, drained, the post timer and the gauges, labelled by queue."""
     with Collector(SECRET, version="2j") as collector:
         collector.fail_requests(1, 503)
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         url = metrics_url(publisher)
-        queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-        put_all(queue, [make_event(1), make_event(2)])
+        put_all(publisher_queue, [make_event(1), make_event(2)])
         collector.wait_for_events(2)
         label = {"queue": queue_name}
         samples = scrape_until(url, "baseplate_events_publisher_drained_total", label, 2.0)
@@ -109,7 +85,7 @@ def test_a_scrape_shows_the_statsd_counts_under_prometheus_names(
 
 
 def test_the_port_is_free_again_after_a_clean_stop(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess],
+    start_publisher: Callable[..., PublisherProcess],
 ):
     """After SIGTERM the publisher has closed its /metrics listener."""
     with Collector(SECRET, version="2j") as collector:
@@ -121,8 +97,8 @@ def test_the_port_is_free_again_after_a_clean_stop(
 
 
 def test_a_port_in_use_costs_the_metrics_not_the_events(
-    queue_name: str, start_publisher: Callable[..., PublisherProcess],
-    open_queues: Callable[..., MessageQueue],
+    start_publisher: Callable[..., PublisherProcess],
+    publisher_queue: MessageQueue,
 ):
     """Another process holds the port: one error line, and every event is still delivered."""
     with socket.socket() as squatter:
@@ -131,8 +107,7 @@ def test_a_port_in_use_costs_the_metrics_not_the_events(
         port = squatter.getsockname()[1]
         with Collector(SECRET, version="2j") as collector:
             publisher = start_publisher(collector, **{"metrics.prometheus": f"127.0.0.1:{port}"})
-            queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
-            put_all(queue, [make_event(1), make_event(2)])
+            put_all(publisher_queue, [make_event(1), make_event(2)])
             collector.wait_for_events(2)
             assert 0 == publisher.stop()
     expected = (f"metrics.prometheus: cannot listen on 127.0.0.1:{port} "

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable
 
 import posix_ipc
-import pytest
 
 from baseplate_events.message_queue import MessageQueue
 
@@ -21,32 +20,11 @@ from .support_publisher import (
     QUEUE_MESSAGES,
     SECRET,
     PublisherProcess,
-    config_keys,
     make_event,
-    run_publisher,
+    run_refused,
     uuids_of,
-    write_config,
 )
 from .support_users import needs_root, squat, throwaway_uid
-
-
-@pytest.fixture
-def start_publisher(
-    queue_name: str, tmp_path: Path
-) -> Iterator[Callable[..., PublisherProcess]]:
-    """Start ``python -m publisher`` for the test's queue; killed on teardown."""
-    started: List[PublisherProcess] = []
-
-    def start(collector: Collector, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, collector.hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log").start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 def baseplate_queue(full_name: str) -> "posix_ipc.MessageQueue":
@@ -132,8 +110,7 @@ def test_publisher_refuses_a_queue_another_user_planted(queue_name: str, tmp_pat
     """Another user's 0666 queue stops the publisher with status 2 and the fix."""
     full, uid = "/events-" + queue_name, throwaway_uid()
     squat(full, uid, os.getegid(), 0o666)
-    keys = config_keys(queue_name, "127.0.0.1:9", tmp_path)
-    result = run_publisher(queue_name, write_config(tmp_path / "p.ini", queue_name, keys))
+    result = run_refused(queue_name, tmp_path)
     expected = (
         f"baseplate-events-publisher: error: refusing message queue {full}: it belongs to "
         f"uid {uid}, group root (gid 0), mode 0666, and queue.mode is 0600, which shares "

@@ -9,44 +9,12 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Callable, List
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
-
 from .support_collector import Collector
-from .support_publisher import (
-    QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
-    SECRET,
-    PublisherProcess,
-    config_keys,
-    write_config,
-)
-from .test_publisher_faults import Ledger
-
-
-@pytest.fixture
-def publisher_for(queue_name: str, tmp_path: Path) -> Iterator[Callable[..., PublisherProcess]]:
-    """Make (not start) publishers for the test's queue; all killed on teardown."""
-    made: List[PublisherProcess] = []
-
-    def make(hostname: str, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log")
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.kill()
-
-
-@pytest.fixture
-def ledger(queue_name: str, open_queues: Callable[..., MessageQueue]) -> Ledger:
-    return Ledger(open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE))
+from .support_publisher import SECRET, Ledger, PublisherProcess
 
 
 def dead_letters(path: Path) -> List[tuple]:

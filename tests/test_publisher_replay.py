@@ -12,7 +12,7 @@ from typing import List
 from publisher.dead_letters import DeadLetters, encode
 
 from .support_collector import Collector
-from .support_publisher import ROOT, SECRET, config_keys, make_event, write_config
+from .support_publisher import ROOT, SECRET, config_file, make_event
 
 
 def replay_command(queue_name: str, config: Path, dead: Path) -> List[str]:
@@ -37,8 +37,7 @@ def test_replay_sends_the_events_and_archives_the_file(queue_name: str, tmp_path
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 5)
     with Collector(SECRET, version="2j") as collector:
-        config = write_config(tmp_path / "p.ini", queue_name,
-                              config_keys(queue_name, collector.hostname, tmp_path))
+        config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
     assert ids == collector.uuids()
@@ -58,8 +57,7 @@ def test_replay_sets_aside_again_what_the_collector_still_refuses(
     ids = dead_letter_file(dead, 6)
     with Collector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e["uuid"] == ids[2]
-        config = write_config(tmp_path / "p.ini", queue_name,
-                              config_keys(queue_name, collector.hostname, tmp_path))
+        config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
     assert [i for i in ids if i != ids[2]] == collector.uuids()
@@ -74,8 +72,7 @@ def test_replay_stops_while_the_collector_refuses_everything(queue_name: str, tm
     ids = dead_letter_file(dead, 4)
     with Collector(SECRET, version="2j") as collector:
         collector.fail_for(60, 400)
-        config = write_config(tmp_path / "p.ini", queue_name,
-                              config_keys(queue_name, collector.hostname, tmp_path))
+        config = config_file(queue_name, collector.hostname, tmp_path)
         stopped = replay(queue_name, config, dead)
         collector.fail_for(0)
         done = replay(queue_name, config, dead)
@@ -96,8 +93,8 @@ def test_replay_killed_midway_resumes_without_losing_an_event(queue_name: str, t
     ids = dead_letter_file(dead, 240)
     with Collector(SECRET, version="2j") as collector:
         collector.delay = 0.02
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "1000"})
-        config = write_config(tmp_path / "p.ini", queue_name, keys)
+        config = config_file(queue_name, collector.hostname, tmp_path,
+                             **{"batch.max_bytes": "1000"})
         process = subprocess.Popen(replay_command(queue_name, config, dead), cwd=str(ROOT),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -122,8 +119,7 @@ def test_replay_reports_unreadable_lines_and_keeps_them(queue_name: str, tmp_pat
     [good] = encode([make_event(0)], "q", 422, "x")
     dead.write_bytes(good + b"garbage\n" + good)
     with Collector(SECRET, version="2j") as collector:
-        config = write_config(tmp_path / "p.ini", queue_name,
-                              config_keys(queue_name, collector.hostname, tmp_path))
+        config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
     assert "sent 2 events; 0 refused again" in done.stdout
@@ -134,8 +130,7 @@ def test_replay_reports_unreadable_lines_and_keeps_them(queue_name: str, tmp_pat
 
 def test_replay_of_a_missing_file_is_an_error(queue_name: str, tmp_path: Path):
     """A FILE that is not there: exit 2 and one line naming it."""
-    config = write_config(tmp_path / "p.ini", queue_name,
-                          config_keys(queue_name, "127.0.0.1:9", tmp_path))
+    config = config_file(queue_name, "127.0.0.1:9", tmp_path)
     done = replay(queue_name, config, tmp_path / "nope.jsonl")
     assert (2, f"baseplate-events-publisher: error: {tmp_path}/nope.jsonl: no such dead-letter "
                "file\n") == (done.returncode, done.stderr.splitlines(True)[-1])
@@ -147,8 +142,7 @@ def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: 
     dead_letter_file(dead, 20)
     with Collector(SECRET, version="2j") as collector:
         collector.delay = 0.5
-        keys = config_keys(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "400"})
-        config = write_config(tmp_path / "p.ini", queue_name, keys)
+        config = config_file(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "400"})
         first_output = tmp_path / "first.out"
         with open(first_output, "wb") as out:
             first = subprocess.Popen(replay_command(queue_name, config, dead), cwd=str(ROOT),
@@ -176,8 +170,7 @@ def test_a_leftover_of_an_interrupted_replay_goes_first_from_its_saved_offset(
         f"{len(lines[0]) + len(lines[1])}\n")
     new_ids = dead_letter_file(dead, 2)
     with Collector(SECRET, version="2j") as collector:
-        config = write_config(tmp_path / "p.ini", queue_name,
-                              config_keys(queue_name, collector.hostname, tmp_path))
+        config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
     assert old_ids[2:] + new_ids == collector.uuids()

@@ -14,7 +14,7 @@ import pwd
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -25,7 +25,6 @@ from .support_collector import Collector
 from .support_publisher import (
     SECRET,
     PublisherProcess,
-    config_keys,
     run_publisher,
     write_config,
 )
@@ -101,7 +100,7 @@ def test_a_secret_file_writable_by_the_owners_private_group_is_accepted(tmp_path
     os.chown(path, -1, me.pw_gid)
     config = config_with(tmp_path, **{"key.secret_file": str(path)})
     cfg = load(str(config), "q")
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ def test_a_world_readable_secret_file_draws_a_warning(tmp_path: Path, open_dir: 
         f"key.secret_file: {path} holds the signing secret and every local user can read "
         f"it (mode 0644); `chmod o-r {path}` keeps it private"
     )
-    assert (b"hunter2", (expected,)) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", (expected,)) == (cfg.key.secret, cfg.warnings)
 
 
 def test_a_readable_secret_file_in_a_private_directory_draws_no_warning(open_dir: Path) -> None:
@@ -130,7 +129,7 @@ def test_a_readable_secret_file_in_a_private_directory_draws_no_warning(open_dir
     private.mkdir(mode=0o700)
     path = secret_file(private, 0o644)
     cfg = load(str(config_with(open_dir, **{"key.secret_file": str(path)})), "q")
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 def test_a_world_writable_config_holding_the_secret_is_refused(tmp_path: Path) -> None:
@@ -147,7 +146,7 @@ def test_a_config_taking_the_secret_from_the_environment_is_not_judged(tmp_path:
     """key.secret = ${SECRET} keeps the secret out of the file: its mode is not checked."""
     config = config_with(tmp_path, 0o666, **{"key.secret": "${SECRET}"})
     cfg = load(str(config), "q", environ={"SECRET": SECRET_B64})
-    assert (b"hunter2", ()) == (cfg.key_secret, cfg.warnings)
+    assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
 def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None:
@@ -164,22 +163,17 @@ def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None
 
 
 def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
-    tmp_path: Path, open_dir: Path, queue_name: str
+    open_dir: Path, publisher_for: Callable[..., PublisherProcess]
 ) -> None:
     """The real publisher starts with a 0644 secret file and says so once in its log."""
     path = open_dir / "secret"
     path.write_text(base64.b64encode(SECRET).decode() + "\n")
     path.chmod(0o644)
     with Collector(SECRET, version="2j") as collector:
-        keys = config_keys(queue_name, collector.hostname, tmp_path)
-        del keys["key.secret"]
-        keys["key.secret_file"] = str(path)
-        config = write_config(tmp_path / "publisher.ini", queue_name, keys)
-        publisher = PublisherProcess(queue_name, config, tmp_path / "publisher.log").start()
-        try:
-            status = publisher.stop()
-        finally:
-            publisher.kill()
+        publisher = publisher_for(
+            collector.hostname, **{"key.secret": None, "key.secret_file": str(path)}
+        ).start()
+        status = publisher.stop()
     expected = (
         f"WARNING key.secret_file: {path} holds the signing secret and every local user can "
         f"read it (mode 0644); `chmod o-r {path}` keeps it private\n"

@@ -11,7 +11,7 @@ import pytest
 from publisher.batching import build_body
 from publisher.delivery import Backoff, DeadLetters, Deliverer
 from publisher.metrics import Metrics
-from publisher.sending import Sender, gzip_compress, parse_retry_after, sign
+from publisher.post import Sender, gzip_compress, parse_retry_after, sign
 
 from .support_collector import Collector
 from .support_publisher import SECRET, make_event

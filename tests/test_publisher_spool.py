@@ -8,7 +8,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from publisher import loop as loop_module
+from publisher import stall as stall_module
 from publisher import spool as spool_module
 from publisher.spool import Position, Spool, SpoolError
 
@@ -21,11 +21,8 @@ def drain(spool: Spool, position: Optional[Position] = None) -> Tuple[List[bytes
         record = spool.read(position)
         if record is None:
             return out, position
-        events = record.chunk.events()
-        if (record.segment, record.offset) == position[:2]:
-            events = events[position[2] :]
-        out.extend(events)
-        position = (record.segment, record.next_offset, 0)
+        out.extend(record.rest(position).events())
+        position = Position.after(record)
 
 
 def ev(i: int) -> bytes:
@@ -177,7 +174,7 @@ def records_of(spool: Spool) -> List[spool_module.Record]:
     position = spool.ack_position
     while (record := spool.read(position)) is not None:
         out.append(record)
-        position = Position(record.segment, record.next_offset, 0)
+        position = Position.after(record)
     return out
 
 
@@ -306,7 +303,7 @@ def test_a_failed_write_on_a_full_disk_leaves_no_partial_record(small_disk: str)
 
 def test_a_stall_is_logged_at_once_then_once_a_minute():
     """Stall: the first failure is logged, then one a minute; recovery says how long it lasted."""
-    stall = loop_module.Stall(60.0)
+    stall = stall_module.Stall(60.0)
     logged = [stall.failed(t) for t in (100.0, 101.0, 159.0, 160.0, 161.0)]
     assert [True, False, False, True, False] == logged
     assert 62.0 == stall.recovered(162.0)

@@ -5,15 +5,19 @@ import base64
 import gzip
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 import pytest
 
+from baseplate_events.message_queue import MessageQueue
+from publisher.dead_letters import DeadLetters
 from publisher.metrics import Metrics
-from publisher.sending import Answer, Sender, sign
+from publisher.post import Answer, Sender, sign
 
 from .support_collector import Collector
 from .support_http import (
@@ -27,15 +31,12 @@ from .support_http import (
     trickle,
 )
 from .support_publisher import (
-    QUEUE_MESSAGE_SIZE,
-    QUEUE_MESSAGES,
+    ROOT,
     SECRET,
-    PublisherProcess,
-    config_keys,
+    config_file,
     make_event,
     put_all,
     uuids_of,
-    write_config,
 )
 
 BODY = b"[" + make_event(0) + b"]"
@@ -415,33 +416,15 @@ def test_no_proxy_is_honoured(servers, monkeypatch):
 # -- the real publisher -------------------------------------------------------------
 
 
-@pytest.fixture
-def publisher_for(queue_name: str, tmp_path: Path) -> Iterator[Callable[..., PublisherProcess]]:
-    """Make (not start) publishers for the test's queue; all killed on teardown."""
-    made: List[PublisherProcess] = []
-
-    def make(hostname: str, **keys: str) -> PublisherProcess:
-        cfg = config_keys(queue_name, hostname, tmp_path, **keys)
-        path = write_config(tmp_path / "publisher.ini", queue_name, cfg)
-        process = PublisherProcess(queue_name, path, tmp_path / "publisher.log")
-        made.append(process)
-        return process
-
-    yield make
-    for process in made:
-        process.kill()
-
-
 def test_the_publisher_retries_posts_cut_at_the_deadline(
-    publisher_for, queue_name: str, open_queues, tmp_path: Path
+    publisher_for, publisher_queue: MessageQueue, tmp_path: Path
 ):
     """Two POSTs answered with endless 100 Continue are cut, counted and retried; all arrive."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     with Collector(SECRET, version="2j") as collector:
         collector.stall_next = 2
         publisher = publisher_for(collector.hostname, **{"collector.timeout": "0.5"}).start()
         events = [make_event(i) for i in range(40)]
-        put_all(queue, events)
+        put_all(publisher_queue, events)
         collector.wait_for_events(40, timeout=20)
         assert 0 == publisher.stop()
     assert set(uuids_of(events)) - set(collector.uuids()) == set()
@@ -452,16 +435,33 @@ def test_the_publisher_retries_posts_cut_at_the_deadline(
 
 
 def test_the_publisher_delivers_over_tls_to_a_private_ca(
-    publisher_for, queue_name: str, open_queues, servers, ca: PrivateCA
+    publisher_for, publisher_queue: MessageQueue, servers, ca: PrivateCA
 ):
     """collector.scheme = https with collector.ca_file: every event arrives over TLS."""
-    queue = open_queues("/events-" + queue_name, QUEUE_MESSAGES, QUEUE_MESSAGE_SIZE)
     collector = tls_collector(servers, ca)
     port = collector.server.server_address[1]
     publisher = publisher_for(f"localhost:{port}", **{
         "collector.scheme": "https", "collector.ca_file": str(ca.ca_file)}).start()
     events = [make_event(i) for i in range(30)]
-    put_all(queue, events)
+    put_all(publisher_queue, events)
     collector.wait_for_events(30)
     assert 0 == publisher.stop()
     assert (uuids_of(events), []) == (collector.uuids(), collector.problems)
+
+
+def test_a_dead_letter_replay_uses_collector_ca_file(
+    queue_name: str, tmp_path: Path, servers, ca: PrivateCA
+):
+    """--replay-dead-letter trusts collector.ca_file as the publisher does."""
+    collector = tls_collector(servers, ca)
+    port = collector.server.server_address[1]
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    events = [make_event(i) for i in range(3)]
+    DeadLetters(str(dead), queue_name).write(events, 422, "poison event")
+    config = config_file(queue_name, f"localhost:{port}", tmp_path, **{
+        "collector.scheme": "https", "collector.ca_file": str(ca.ca_file)})
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "--queue-name", queue_name,
+         "--replay-dead-letter", str(dead), str(config)],
+        cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert (0, uuids_of(events)) == (done.returncode, collector.uuids()), done.stderr

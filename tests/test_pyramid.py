@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 from pyramid.config import Configurator
@@ -12,55 +12,23 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPFound
 from pyramid.interfaces import ITweens
 from pyramid.paster import get_app
-from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.scripting import prepare
 from pyramid.tweens import EXCVIEW
-from thrift.protocol.TBase import TBase
-from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
-from thrift.Thrift import TType
-from thrift.TSerialization import deserialize
 from webtest import TestApp
 
 from baseplate_events import ConfigError, EventTooLargeError
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
 from event_schemas.event.ttypes import Request as RequestInfo
 
-MESSAGE_SIZE = 2048
-
-
-class Signup(TBase):
-    """A struct of a schema the integration has never seen."""
-
-    __slots__ = ("uuid", "plan", "client_timestamp")
-    thrift_spec = (
-        None,
-        (1, TType.STRING, "plan", "UTF8", None),
-        (2, TType.I64, "client_timestamp", None, None),
-        (3, TType.STRING, "uuid", "UTF8", None),
-    )
-
-    def __init__(
-        self,
-        plan: Optional[str] = None,
-        client_timestamp: Optional[int] = None,
-        uuid: Optional[str] = None,
-    ) -> None:
-        self.plan = plan
-        self.client_timestamp = client_timestamp
-        self.uuid = uuid
-
+from .support_apps import Signup, add_routes, decode, pyramid_settings, pyramid_test_app
 
 class Boom(Exception):
     """What the failing view raises."""
-
-
-def decode(message: bytes, struct: Any = None) -> Any:
-    """Read a queue message back with Thrift's own TJSONProtocol."""
-    return deserialize(struct if struct is not None else Event(), message, TJSONProtocolFactory())
 
 
 # -- views ---------------------------------------------------------------------
@@ -109,19 +77,19 @@ def fill_user_agent(event: Any, request: Request) -> None:
     event.request = RequestInfo(user_agent=request.user_agent)
 
 
+VIEWS: Dict[str, Callable[[Request], Response]] = {
+    "/put": put_view,
+    "/signup": signup_view,
+    "/big": big_view,
+    "/reified": reified_view,
+    "/raise": raising_view,
+    "/error": error_view,
+    "/redirect": redirect_view,
+}
+
+
 def add_views(config: Configurator) -> None:
-    views: Dict[str, Callable[[Request], Response]] = {
-        "/put": put_view,
-        "/signup": signup_view,
-        "/big": big_view,
-        "/reified": reified_view,
-        "/raise": raising_view,
-        "/error": error_view,
-        "/redirect": redirect_view,
-    }
-    for path, view in views.items():
-        config.add_route(path, path)
-        config.add_view(view, route_name=path)
+    add_routes(config, VIEWS)
 
 
 def ini_app_factory(global_config: Dict[str, str], **settings: str) -> Any:
@@ -135,41 +103,14 @@ def ini_app_factory(global_config: Dict[str, str], **settings: str) -> Any:
 
 
 @pytest.fixture
-def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
-    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
-    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
-
-
-@pytest.fixture
-def registries() -> Iterator[List[Registry]]:
-    """Registries whose process-wide queue is closed on teardown."""
-    opened: List[Registry] = []
-    yield opened
-    for registry in opened:
-        registry[REGISTRY_KEY].close()
-
-
-@pytest.fixture
-def make_app(queue_name: str, registries: List[Registry]) -> Callable[..., TestApp]:
+def make_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """Build a Pyramid app that includes baseplate_events, on the test queue."""
 
     def factory(
         setup: Optional[Callable[[Configurator], None]] = None, **settings: str
     ) -> TestApp:
-        base = {
-            "events.queue_name": queue_name,
-            "events.max_messages": "10",
-            "events.max_message_size": str(MESSAGE_SIZE),
-            "events.source": "svc",
-        }
-        config = Configurator(settings={**base, **settings})
-        config.include("baseplate_events.pyramid")
-        add_views(config)
-        if setup is not None:
-            setup(config)
-        wsgi = config.make_wsgi_app()
-        registries.append(wsgi.registry)
-        return TestApp(wsgi)
+        settings = pyramid_settings(queue_name, **{"events.source": "svc", **settings})
+        return pyramid_test_app(settings, VIEWS, runtimes, setup)
 
     return factory
 
@@ -189,7 +130,7 @@ def test_include_gives_every_request_events_v2(
 
 
 def test_pyramid_includes_in_an_ini_file(
-    tmp_path: Path, queue_name: str, small_reader: MessageQueue, registries: List[Registry]
+    tmp_path: Path, queue_name: str, small_reader: MessageQueue, runtimes: List[EventsRuntime]
 ) -> None:
     """``pyramid.includes = baseplate_events.pyramid`` in an INI file works too."""
     ini = tmp_path / "app.ini"
@@ -203,7 +144,7 @@ def test_pyramid_includes_in_an_ini_file(
         "events.source = from-ini\n"
     )
     wsgi = get_app(str(ini))
-    registries.append(wsgi.registry)
+    runtimes.append(wsgi.registry[REGISTRY_KEY])
     TestApp(wsgi).get("/put")
     assert "from-ini" == decode(small_reader.get(timeout=0)).source
 
@@ -214,14 +155,14 @@ def test_events_v2_is_reified(make_app: Callable[..., TestApp]) -> None:
 
 
 def test_source_defaults_to_the_root_package(
-    queue_name: str, small_reader: MessageQueue, registries: List[Registry]
+    queue_name: str, small_reader: MessageQueue, runtimes: List[EventsRuntime]
 ) -> None:
     """Without events.source, source is the application's root package name."""
     config = Configurator(settings={"events.queue_name": queue_name})
     config.include("baseplate_events.pyramid")
     add_views(config)
     wsgi = config.make_wsgi_app()
-    registries.append(wsgi.registry)
+    runtimes.append(wsgi.registry[REGISTRY_KEY])
     TestApp(wsgi).get("/put")
     assert "tests" == decode(small_reader.get(timeout=0)).source
 

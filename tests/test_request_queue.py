@@ -12,14 +12,12 @@ import signal
 import time
 import uuid
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import posix_ipc
 import pytest
-from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
 from thrift.protocol.TBase import TBase
 from thrift.Thrift import TType
-from thrift.TSerialization import deserialize
 
 from baseplate_events import (
     EventQueueFullError,
@@ -33,7 +31,8 @@ from baseplate_events.request_queue import EventsRuntime
 from baseplate_events.settings import EventsSettings
 from event_schemas.event.ttypes import Event, Request
 
-MESSAGE_SIZE = 2048
+from .support_apps import MESSAGE_SIZE, decode
+
 NOW = 1700000000.123456
 NOW_MS = 1700000000123
 
@@ -73,11 +72,6 @@ class Clicked(TBase):
         self.client_timestamp = client_timestamp
 
 
-def decode(message: bytes, struct: Any = None) -> Any:
-    """Read a queue message back with Thrift's own TJSONProtocol."""
-    return deserialize(struct if struct is not None else Event(), message, TJSONProtocolFactory())
-
-
 @pytest.fixture
 def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake the clock: time.time() is NOW."""
@@ -85,15 +79,10 @@ def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
-    """The publisher's end of the test queue: 10 messages of 2048 bytes."""
-    return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
-
-
-@pytest.fixture
-def make_runtime(queue_name: str) -> Iterator[Callable[..., EventsRuntime]]:
+def make_runtime(
+    queue_name: str, runtimes: List[EventsRuntime]
+) -> Callable[..., EventsRuntime]:
     """Build runtimes on the test queue; every one is closed on teardown."""
-    runtimes: List[EventsRuntime] = []
 
     def factory(**overrides: Any) -> EventsRuntime:
         base = EventsSettings(
@@ -103,9 +92,7 @@ def make_runtime(queue_name: str) -> Iterator[Callable[..., EventsRuntime]]:
         runtimes.append(runtime)
         return runtime
 
-    yield factory
-    for runtime in runtimes:
-        runtime.close()
+    return factory
 
 
 REQUEST = SimpleNamespace(user_agent="curl/8.5", domain="example.com")
@@ -219,7 +206,7 @@ def test_log_policy_logs_counts_and_carries_on(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` a failed put is one log line and one count, and returns."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
     event = Event(payload=b"x" * 3000)
     runtime.for_request(REQUEST).put(event)
     size = len(serialize_v2_event(event))
@@ -234,7 +221,7 @@ def test_log_policy_covers_serialization_errors(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` an event with a wrongly typed field is logged, not raised."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
     runtime.for_request(REQUEST).put(Event(action=3))
     expected = "event not sent (EventSerializationError): Event.action: expected a string, got int"
     assert [expected] == caplog.messages
@@ -374,7 +361,7 @@ def test_log_policy_covers_a_failing_filler(
     make_runtime: Any, small_reader: MessageQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Under ``log`` a filler's own bug is logged with its traceback, not raised."""
-    runtime = make_runtime(errors="log")
+    runtime = make_runtime(error_policy="log")
 
     def broken_filler(event: Any, request: Any) -> None:
         raise KeyError("user")

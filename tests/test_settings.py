@@ -20,7 +20,7 @@ def test_defaults_when_nothing_is_set() -> None:
         max_messages=10000,
         max_message_size=102400,
         put_timeout=0.0,
-        errors="raise",
+        error_policy="raise",
         transactional=False,
     )
     assert expected == parse_settings({}, pyramid_key)

@@ -1,23 +1,23 @@
 """``baseplate_events.testing``: assert on the events views put, without a queue."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, List
 
 import posix_ipc
 import pytest
 from flask import Flask, g
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 from webtest import TestApp
 
 from baseplate_events import EventTooLargeError, serialize_v2_event
-from baseplate_events.flask import EXTENSION_KEY, EventsExtension
 from baseplate_events.message_queue import MessageQueue
-from baseplate_events.pyramid import REGISTRY_KEY
 from baseplate_events.testing import CapturedEvents, capture_events
 from baseplate_events.testing import captured_events  # noqa: F401 - the pytest fixture
+from baseplate_events.request_queue import EventsRuntime
 from event_schemas.event.ttypes import Event
+
+from .support_apps import flask_test_app, pyramid_settings, pyramid_test_app
 
 
 def put_view(request: Request) -> Response:
@@ -30,48 +30,27 @@ def failing_view(request: Request) -> Response:
     return Response("broken", status=500)
 
 
+def flask_put() -> str:
+    g.events_v2.put(Event(action="buy"))
+    return "ok"
+
+
 @pytest.fixture
-def pyramid_app(queue_name: str) -> Iterator[Callable[..., TestApp]]:
+def pyramid_app(queue_name: str, runtimes: List[EventsRuntime]) -> Callable[..., TestApp]:
     """A Pyramid app on the test queue; its queue is closed on teardown."""
-    built: List[Any] = []
 
     def factory(**settings: str) -> TestApp:
-        config = Configurator(
-            settings={
-                "events.queue_name": queue_name,
-                "events.max_messages": "10",
-                "events.max_message_size": "2048",
-                **settings,
-            }
-        )
-        config.include("baseplate_events.pyramid")
-        config.add_route("put", "/put")
-        config.add_view(put_view, route_name="put")
-        config.add_route("fail", "/fail")
-        config.add_view(failing_view, route_name="fail")
-        wsgi = config.make_wsgi_app()
-        built.append(wsgi.registry)
-        return TestApp(wsgi)
+        views = {"/put": put_view, "/fail": failing_view}
+        return pyramid_test_app(pyramid_settings(queue_name, **settings), views, runtimes)
 
-    yield factory
-    for registry in built:
-        registry[REGISTRY_KEY].close()
+    return factory
 
 
 @pytest.fixture
-def flask_app(queue_name: str) -> Iterator[Flask]:
+def flask_app(queue_name: str, runtimes: List[EventsRuntime]) -> Flask:
     """A Flask app on the test queue; its queue is closed on teardown."""
-    app = Flask(__name__)
-    app.config.update(EVENTS_QUEUE_NAME=queue_name, EVENTS_MAX_MESSAGE_SIZE=2048)
-    EventsExtension(app)
-
-    @app.route("/put")
-    def put() -> str:
-        g.events_v2.put(Event(action="buy"))
-        return "ok"
-
-    yield app
-    app.extensions[EXTENSION_KEY].runtime.close()
+    config = {"EVENTS_QUEUE_NAME": queue_name, "EVENTS_MAX_MESSAGE_SIZE": 2048}
+    return flask_test_app(__name__, config, {"/put": flask_put}, runtimes)
 
 
 def test_pyramid_events_are_captured(pyramid_app: Callable[..., TestApp]) -> None:

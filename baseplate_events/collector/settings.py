@@ -3,22 +3,22 @@
 ``make_app(settings)`` takes a flat mapping; values may be strings (an INI
 file, a command line) or Python values. The keys:
 
-==================  ==========================================================
-``keys``            the signing keys: ``{name: raw secret}``, or text
-                    ``NAME=BASE64 NAME2=BASE64`` (space or comma separated)
-``publisher_config``  an INI file; the keys of its ``[event-publisher:*]``
-                    sections (``key.name`` with ``key.secret`` or
-                    ``key.secret_file``) are added
-``sink``            ``sqlite`` (default), ``jsonl`` or ``kafka``
-``<sink>.<option>`` that sink's options, e.g. ``sqlite.path``,
-                    ``jsonl.directory`` (see each sink's module)
-``replay_window``   seconds a request's ``Date`` may be off (default 300)
-``max_body``        bytes a body may have, compressed or not (default 1 MiB)
-``schema``          ``module:Struct``, the user's generated Thrift class:
-                    strict checks and field names for v2 events
-``uuid_field``      the id of the top-level field holding each v2 event's uuid
-``retry_after``     seconds put in ``Retry-After`` on a 503 (default 5)
-==================  ==========================================================
+======================  ==========================================================
+``keys``                the signing keys: ``{name: raw secret}``, or text
+                        ``NAME=BASE64 NAME2=BASE64`` (space or comma separated)
+``publisher_config``    an INI file; the keys of its ``[event-publisher:*]``
+                        sections (``key.name`` with ``key.secret`` or
+                        ``key.secret_file``) are added
+``sink``                ``sqlite`` (default), ``jsonl`` or ``kafka``
+``<sink>.<option>``     that sink's options, e.g. ``sqlite.path``,
+                        ``jsonl.directory`` (see each sink's module)
+``replay_window``       seconds a request's ``Date`` may be off (default 300)
+``max_body``            bytes a body may have, compressed or not (default 1 MiB)
+``schema``              ``module:Struct``, the user's generated Thrift class:
+                        strict checks and field names for v2 events
+``uuid_field``          the id of the top-level field holding each v2 event's uuid
+``retry_after``         seconds put in ``Retry-After`` on a 503 (default 5)
+======================  ==========================================================
 
 A bad value raises :class:`~baseplate_events.ConfigError` naming the key, e.g.
 ``max_body: expected a positive integer, got 'lots'``.

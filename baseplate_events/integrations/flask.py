@@ -112,7 +112,20 @@ _OUTSIDE_REQUEST = _OutsideRequest()
 class EventsExtension:
     """Give each request of the apps it is initialised for an ``events_v2``.
 
+    ::
+
+        events = EventsExtension()
+
+        def create_app():
+            app = Flask(__name__)
+            events.init_app(app)
+            return app
+
+    One extension may serve several apps; each gets its own settings, queue
+    and counters, and all share the extension's fillers.
+
     :param app: initialise at once; or later with :meth:`init_app`.
+    :raises ConfigError: (with ``app``) a config value is invalid.
     """
 
     def __init__(self, app: Optional[Flask] = None) -> None:
@@ -125,6 +138,10 @@ class EventsExtension:
     def init_app(self, app: Flask) -> None:
         """Read the ``EVENTS_*`` config of ``app`` and hook into its requests.
 
+        The defaults are written into ``app.config``, and the state into
+        ``app.extensions["baseplate_events"]``.
+
+        :param app: the Flask application.
         :raises ConfigError: a config value is invalid; the message names the key.
         :raises EventError: the app already has baseplate_events.
         """
@@ -166,7 +183,16 @@ class EventsExtension:
 
         Fillers run in the order they were registered, before auto-fill, and
         should set only fields that are still None. ``request`` is
-        ``flask.request``.
+        ``flask.request``::
+
+            @events.filler
+            def fill_request(event, request):
+                if event.request is None:
+                    event.request = RequestInfo(user_agent=request.user_agent.string)
+
+        :param filler: ``filler(event, request)``.
+        :returns: ``filler`` itself, so that this works as a decorator.
+        :raises TypeError: ``filler`` is not callable.
         """
         if not callable(filler):
             raise TypeError(f"an event filler must be callable, got {filler!r}")
@@ -176,6 +202,10 @@ class EventsExtension:
     def runtime(self, app: Optional[Flask] = None) -> EventsRuntime:
         """The settings, fillers and queue of ``app`` (default: the current app).
 
+        Its ``failed`` and ``discarded`` counters say how many events the app
+        could not put, and how many a failed transactional request dropped.
+
+        :param app: a Flask app this extension was initialised for.
         :raises EventError: this extension was not initialised for ``app``.
         """
         if app is None:
@@ -189,7 +219,13 @@ class EventsExtension:
         return state.runtime
 
     def close(self, app: Optional[Flask] = None) -> None:
-        """Close ``app``'s process-wide queue descriptor (tests, shutdown)."""
+        """Close ``app``'s process-wide queue descriptor (tests, shutdown).
+
+        The next ``put`` opens it again.
+
+        :param app: as for :meth:`runtime`.
+        :raises EventError: this extension was not initialised for ``app``.
+        """
         self.runtime(app).close()
 
 

@@ -63,7 +63,8 @@ __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includem
 
 logger = logging.getLogger(__name__)
 
-#: Where the integration keeps its :class:`EventsRuntime`: ``registry[REGISTRY_KEY]``.
+#: Where the integration keeps its
+#: :class:`~baseplate_events.request_queue.EventsRuntime`: ``registry[REGISTRY_KEY]``.
 REGISTRY_KEY = "baseplate_events"
 
 Handler = Callable[[Request], Response]
@@ -72,6 +73,13 @@ Handler = Callable[[Request], Response]
 def includeme(config: Configurator) -> None:
     """Parse the ``events.`` settings and give every request ``events_v2``.
 
+    Called by ``config.include("baseplate_events.pyramid")``; it also adds the
+    :func:`add_event_filler` directive and, in transactional mode, the tween::
+
+        with Configurator(settings={"events.queue_name": "v2"}) as config:
+            config.include("baseplate_events.pyramid")
+
+    :param config: the application's configurator.
     :raises ConfigError: a setting is invalid; the message names it.
     """
     root = config.root_package
@@ -103,7 +111,18 @@ def add_event_filler(config: Configurator, filler: Union[Filler, str]) -> None:
     """Config directive: run ``filler(event, request)`` on every event put.
 
     Fillers run in the order they were added, before auto-fill, and should set
-    only fields that are still None. ``filler`` may be a dotted name.
+    only fields that are still None. ``filler`` may be a dotted name::
+
+        def fill_request(event, request):
+            if event.request is None:
+                event.request = RequestInfo(user_agent=request.user_agent)
+
+        config.add_event_filler(fill_request)
+        config.add_event_filler("myapp.events.fill_request")
+
+    :param config: the configurator (the directive's ``self``).
+    :param filler: ``filler(event, request)``, or its dotted name.
+    :raises pyramid.exceptions.ConfigurationError: ``filler`` is not callable.
     """
     resolved = config.maybe_dotted(filler)
     if not callable(resolved):
@@ -123,7 +142,13 @@ def events_tween_factory(handler: Handler, registry: Registry) -> Handler:
     """The tween that ends each request's transactional window.
 
     Without ``events.transactional`` there is nothing to do at the end of a
-    request, so the handler is returned as it is and costs nothing.
+    request, so the handler is returned as it is and costs nothing. With it,
+    the request's events are held and sent when the handler returns a
+    response below 500, or dropped (and counted) when it raises or answers
+    500 or more.
+
+    :param handler: the next handler down Pyramid's tween chain.
+    :param registry: the application registry holding the runtime.
     """
     runtime: EventsRuntime = registry[REGISTRY_KEY]
     if not runtime.settings.transactional:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .metrics import Metrics
+from .sections import CollectorSection, KeySection
 from .transport import Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
@@ -111,6 +112,13 @@ class Sender:
         self.transport = Transport(url, timeout, ca_file)
         self._date_second = -1
         self._date_text = ""
+
+    @classmethod
+    def from_config(cls, collector: CollectorSection, key: KeySection, metrics: Metrics
+                    ) -> "Sender":
+        """The sender to the collector of ``collector.*``, signing with ``key.*``."""
+        return cls(collector.url, key.name, key.secret, timeout=collector.timeout,
+                   gzip_level=collector.gzip_level, metrics=metrics, ca_file=collector.ca_file)
 
     def _date(self) -> str:
         """The ``Date`` header, formatted once a second."""

@@ -1,0 +1,136 @@
+"""How the sender gets spooled records back: from memory when it keeps up, else from the file.
+
+The sender is normally right behind the intake loop, so the newest records
+are kept as appended (:class:`RecentRecords`, up to ``spool.RECENT_BYTES``
+of events) and taken from there. A sender that fell behind (an outage, a
+restart) reads them back from the segment files through
+:class:`SegmentReader`: one ``pread`` brings many records, each checked whole
+(:func:`publisher.record.check_record`) before it is trusted. Locking is the
+spool's: these classes hold no lock of their own.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from .batching import Chunk
+from .record import HEADER, check_record, next_record, unpack_events, unpack_header
+from .spool_format import Position
+from .spool_recovery import Damage, damage
+
+#: Bytes the sender reads from a segment at once.
+_READ_AHEAD = 256 * 1024
+
+
+@dataclass
+class Record:
+    """One record read back from the spool."""
+
+    segment: int
+    offset: int
+    next_offset: int
+    chunk: Chunk
+    time_ms: int
+
+    def rest(self, position: Position) -> Chunk:
+        """The events of this record at or after ``position``."""
+        taken = position.taken_in(self)
+        return self.chunk.split(taken)[1] if taken else self.chunk
+
+
+class RecentRecords(Dict[Tuple[int, int], Record]):
+    """The newest records by (segment, offset), as appended, up to ``limit`` bytes of events."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.size = 0
+
+    def remember(self, record: Record) -> None:
+        """Keep ``record``, dropping the oldest beyond ``limit``."""
+        self[(record.segment, record.offset)] = record
+        self.size += len(record.chunk.joined)
+        while self.size > self.limit:
+            self.forget(next(iter(self)))
+
+    def forget(self, key: Tuple[int, int]) -> None:
+        record = self.pop(key)
+        self.size -= len(record.chunk.joined)
+
+    def forget_segment(self, segment: int) -> None:
+        """Forget every record of ``segment`` (dropped by the budget)."""
+        for key in [k for k in self if k[0] == segment]:
+            self.forget(key)
+
+    def forget_before(self, place: Tuple[int, int]) -> None:
+        """Forget every record before (segment, offset) ``place`` (acknowledged)."""
+        for key in [k for k in self if k < place]:
+            self.forget(key)
+
+
+class SegmentReader:
+    """Reads and checks records from segment files, through a read-ahead buffer.
+
+    ``open_segment`` opens a segment file of the spool directory for reading.
+    """
+
+    def __init__(self, open_segment: Callable[[int], int]) -> None:
+        self._open_segment = open_segment
+        self._fds: Dict[int, int] = {}
+        self._buf = b""
+        self._buf_segment = -1
+        self._buf_start = 0
+
+    def parse(self, segment: int, offset: int, size: int) -> Optional[Record]:
+        """Decode and check the record at ``offset`` of ``segment`` (``size`` bytes long).
+
+        ``None`` if the bytes there are not a whole, undamaged record.
+        """
+        buf, start = self._buf, self._buf_start
+        if (
+            self._buf_segment != segment
+            or offset < start
+            or offset + HEADER.size > start + len(buf)
+        ):
+            buf, start = self._fill(segment, offset, size, HEADER.size)
+        at = offset - start
+        header = unpack_header(buf, at)
+        if header is None or header.record_size > size - offset:
+            return None
+        if at + header.record_size > len(buf):
+            buf, start = self._fill(segment, offset, size, header.record_size)
+            at = 0
+        if check_record(buf, at) is None:
+            return None
+        chunk = Chunk(*unpack_events(buf, at, header))
+        return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
+
+    def damage_at(self, segment: int, offset: int, size: int) -> Damage:
+        """The damaged stretch from ``offset`` to the next whole record (or the end)."""
+        data = os.pread(self._fd(segment), size - offset, offset)
+        return damage(segment, offset, offset + next_record(data, 1), unpack_header(data))
+
+    def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
+        # One pread brings many records: written moments ago, they are in the page cache.
+        want = min(max(_READ_AHEAD, need), size - offset)
+        self._buf = os.pread(self._fd(segment), want, offset)
+        self._buf_segment, self._buf_start = segment, offset
+        return self._buf, offset
+
+    def _fd(self, segment: int) -> int:
+        fd = self._fds.get(segment)
+        if fd is None:
+            fd = self._open_segment(segment)
+            self._fds[segment] = fd
+        return fd
+
+    def close(self, segment: int) -> None:
+        """Close ``segment``'s file, if it is open."""
+        fd = self._fds.pop(segment, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close_all(self) -> None:
+        for segment in list(self._fds):
+            self.close(segment)
