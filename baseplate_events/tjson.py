@@ -40,7 +40,8 @@ __all__ = ["encode", "encoder_for", "source_for"]
 
 _UUID = getattr(TType, "UUID", 16)
 _INT_BITS = {TType.BYTE: 8, TType.I16: 16, TType.I32: 32, TType.I64: 64}
-_TYPE_TAGS = {
+#: The TJSON name of each Thrift type (the collector reads them back by it).
+TYPE_TAGS = {
     TType.BOOL: "tf",
     TType.BYTE: "i8",
     TType.I16: "i16",
@@ -272,13 +273,13 @@ class _Compiler:
             seq = self.fresh("_s")
             kind = "_list" if ttype == TType.LIST else "_set"
             checked = f"({seq} := ({var} if {var}.__class__ is {kind} else _sequence({var})))"
-            head = repr(f'["{_TYPE_TAGS[args[0]]}",')
+            head = repr(f'["{TYPE_TAGS[args[0]]}",')
             return f"_items({head}, {checked}, {self.join_expr(args[0], args[1], seq)})"
         if ttype == TType.MAP:
             ktype, kargs, vtype, vargs = args[0], args[1], args[2], args[3]
             mapping = self.fresh("_m")
             checked = f"({mapping} := ({var} if {var}.__class__ is _dict else _mapping({var})))"
-            head = repr(f'["{_TYPE_TAGS[ktype]}","{_TYPE_TAGS[vtype]}",')
+            head = repr(f'["{TYPE_TAGS[ktype]}","{TYPE_TAGS[vtype]}",')
             key, val = self.fresh("_k"), self.fresh("_v")
             key_text = self.key_expr(ktype, kargs, key)
             value_text = self.value_expr(vtype, vargs, val)
@@ -336,7 +337,7 @@ class _Compiler:
         stack: Tuple[type, ...],
     ) -> List[str]:
         pad, inner = " " * indent, " " * (indent + 4)
-        head = _literal(f'"{field_id}":{{"{_TYPE_TAGS[ttype]}":')
+        head = _literal(f'"{field_id}":{{"{TYPE_TAGS[ttype]}":')
         out = [f"{pad}v = {obj}.{attr}", f"{pad}if v is not None:"]
         add = [inner + line for line in self.value_lines(ttype, args, head, field_id)]
         if ttype == TType.STRUCT:
@@ -599,7 +600,7 @@ def _check(value: Any, ttype: int, args: Any, path: str, is_key: bool = False) -
         ktype, kargs, vtype, vargs = args[0], args[1], args[2], args[3]
         for key, item in value.items():
             if ktype in (TType.STRUCT, TType.MAP, TType.LIST, TType.SET):
-                _fail(path, f"map keys of type {_TYPE_TAGS[ktype]} cannot be written as JSON")
+                _fail(path, f"map keys of type {TYPE_TAGS[ktype]} cannot be written as JSON")
             _check(key, ktype, kargs, f"{path} key {key!r}")
             _check(item, vtype, vargs, f"{path}[{key!r}]")
 

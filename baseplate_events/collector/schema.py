@@ -12,27 +12,11 @@ import importlib
 from typing import Any, Dict, Optional
 
 from thrift.protocol.TProtocol import TProtocolException
-from thrift.Thrift import TType
 
+from ..tjson import TYPE_TAGS
 from .documents import FieldShape, StructShape
 
 __all__ = ["SchemaError", "load_schema", "named_document", "struct_shape"]
-
-_TAGS = {
-    TType.BOOL: "tf",
-    TType.BYTE: "i8",
-    TType.I16: "i16",
-    TType.I32: "i32",
-    TType.I64: "i64",
-    TType.DOUBLE: "dbl",
-    TType.STRING: "str",
-    TType.STRUCT: "rec",
-    TType.MAP: "map",
-    TType.SET: "set",
-    TType.LIST: "lst",
-    getattr(TType, "UUID", 16): "uid",
-}
-
 
 class SchemaError(ValueError):
     """``--schema`` does not name a generated Thrift struct class."""
@@ -76,7 +60,7 @@ def struct_shape(cls: Any, _seen: Optional[Dict[Any, StructShape]] = None) -> St
 
 def _field_shape(ttype: int, args: Any, name: Optional[str], seen: Dict[Any, StructShape]
                  ) -> FieldShape:
-    tag = _TAGS.get(ttype)
+    tag = TYPE_TAGS.get(ttype)
     if tag is None:
         raise SchemaError(f"schema: field {name!r} has Thrift type {ttype}, unknown to TJSON")
     if tag == "rec":
