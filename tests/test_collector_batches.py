@@ -141,3 +141,23 @@ def test_a_deeply_nested_unknown_thrift_field_is_refused_not_a_crash(depth: int)
     body = ('{"1":{"lst":["rec",1,' + nested + "]}}").encode()
     with pytest.raises((MalformedBatch, RefusedEvents)):
         decode_batch("2", body)
+
+
+UUID = "6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"
+
+
+@pytest.mark.parametrize("documents", [False, True])
+def test_a_lone_surrogate_in_a_batch_parsed_whole_is_kept_as_its_escape(documents: bool) -> None:
+    """An escaped "\\u0072ec" sends the batch to json.loads; "\\ud800" is kept escaped, no 500."""
+    body = (b'{"1":{"lst":["\\u0072ec",1,{"1":{"str":"%s"},"2":{"str":"\\ud800"}}]}}'
+            % UUID.encode())
+    assert [(UUID, b'{"1":{"str":"%s"},"2":{"str":"\\ud800"}}' % UUID.encode())] == [
+        (e.uuid, e.raw) for e in decode_batch("2", body, documents=documents)]
+
+
+def test_a_bare_nan_in_a_v1_payload_is_refused_naming_the_key() -> None:
+    """v1 payload {"score": NaN}: not JSON, so a 422 giving the key's path and the fix."""
+    body = (b'[{"event_topic":"t","event_type":"x","event_ts":1,"uuid":"%s",'
+            b'"payload":{"game":{"score":NaN}}}]' % UUID.encode())
+    assert [(0, "payload.game.score: bare NaN is not JSON; send a number, a string or null")
+            ] == refusals_of("1", body)

@@ -141,6 +141,47 @@ def test_every_spelling_of_a_uuid_is_one_canonical_id(spelling: str) -> None:
     assert UUID == canonical_uuid(spelling)
 
 
+@pytest.mark.parametrize("spelling", [
+    "{%s}" % UUID.replace("-", ""), "URN:UUID:" + UUID.upper(), UUID.replace("-", "").upper(),
+])
+def test_braces_and_urn_take_either_case_and_bare_hex(spelling: str) -> None:
+    """{32 hex}, URN:UUID: in upper case and upper-case bare hex are the same canonical id."""
+    assert UUID == canonical_uuid(spelling)
+
+
+HEX = UUID.replace("-", "")
+
+
+@pytest.mark.parametrize("spelling", [
+    HEX[:8] + "_" + HEX[9:],  # int(x, 16) takes "_"
+    " " + HEX[1:],  # and spaces around
+    HEX[1:] + "\n",
+    "\u0666" + HEX[1:],  # and non-ASCII digits: Arabic-Indic six
+    HEX[:4] + "-" + HEX[4:8] + "-" + HEX[8:],  # UUID() drops hyphens wherever they are
+    UUID[:8] + UUID[9:],  # some hyphens but not all
+    "{" + UUID,  # one brace
+    "{{%s}}" % UUID,
+    "uuid:" + UUID,  # UUID() drops "urn:" and "uuid:" on their own
+    "urn:" + UUID,
+    "urn:uuid:{%s}" % UUID,
+])
+def test_a_string_uuid_module_would_read_is_not_a_uuid_in_another_spelling(spelling: str) -> None:
+    """Only ASCII hex in the accepted spellings: no two strings share a de-dup key by accident."""
+    assert None is canonical_uuid(spelling)
+
+
+def test_a_uid_field_in_another_spelling_is_refused_by_both_paths() -> None:
+    """A uid holding " " + 31 hex digits (uuid.UUID takes it) is refused naming the field."""
+    body = b'[{"1":{"str":"%s"},"2":{"uid":" %s"}}]' % (UUID.encode(), HEX[1:].encode())
+    reasons = []
+    for documents in (False, True):
+        with pytest.raises(RefusedEvents) as raised:
+            decode_batch("2j", body, documents=documents)
+        reasons.append([r.reason for r in raised.value.refusals])
+    assert [['not a TJSON struct: field 2: expected a UUID string for "uid", got a string']
+            ] * 2 == reasons
+
+
 def test_without_a_uuid_field_the_event_is_refused_with_the_flag() -> None:
     """No top-level string holds a UUID: 422 saying to give --uuid-field."""
     with pytest.raises(RefusedEvents) as raised:

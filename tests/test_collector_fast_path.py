@@ -219,3 +219,64 @@ def test_a_uid_field_is_the_uuid_in_canonical_form_on_the_fast_path() -> None:
     assert (UUID, UNREAD) == (stored.uuid, stored._document)
     assert ("taken", [(UUID, "2j", event, 7, repr({1: "shop", 9: UUID}))]) == assert_same(
         "2j", batch("2j", [event]))
+
+
+# -- numbers a double cannot hold, JSON whitespace ------------------------------------------
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_a_bare_nan_or_infinity_in_a_dbl_is_refused_by_both_paths(literal: str) -> None:
+    """A bare NaN/Infinity is not JSON (TJSON writes "NaN"): a 422 naming the field."""
+    event = b'{"5":{"str":"%s"},"2":{"dbl":%s}}' % (UUID.encode(), literal.encode())
+    assert ("refused", [{"index": 0, "uuid": None, "reason":
+                         f'not a TJSON struct: field 2: bare {literal} is not JSON; TJSON '
+                         f'writes it "{literal}", as a string'}]) == assert_same(
+        "2", batch("2", [event]))
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400"])
+def test_a_number_beyond_a_double_is_refused_by_both_paths(number: str) -> None:
+    """1e400 (read as infinite) is no "dbl": a 422 naming the field and how to write infinity."""
+    event = b'{"5":{"str":"%s"},"6":{"rec":{"1":{"dbl":%s}}}}' % (UUID.encode(),
+                                                                  number.encode())
+    assert ("refused", [{"index": 0, "uuid": None, "reason":
+                         'not a TJSON struct: field 6.1: a number too large for "dbl" (the '
+                         'largest double is about 1.8e308); TJSON writes an infinite value '
+                         '"Infinity" or "-Infinity", as a string'}]) == assert_same(
+        "2j", batch("2j", [event]))
+
+
+def test_an_integer_beyond_a_double_is_refused_by_both_paths_without_a_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A 401-digit integer dbl: a 422 with the reason on both paths, nothing logged."""
+    event = b'{"5":{"str":"%s"},"2":{"dbl":1%s}}' % (UUID.encode(), b"0" * 400)
+    assert ("refused", [{"index": 0, "uuid": None, "reason":
+                         'not a TJSON struct: field 2: an integer too large for "dbl" (the '
+                         'largest double is about 1.8e308); TJSON writes an infinite value '
+                         '"Infinity" or "-Infinity", as a string'}]) == assert_same(
+        "2j", batch("2j", [event]))
+    assert [] == caplog.records
+
+
+def test_the_plain_check_is_false_for_a_double_it_cannot_hold() -> None:
+    """is_plain_struct leaves NaN, infinities and a 401-digit integer to read_struct."""
+    from baseplate_events.collector.documents import is_plain_struct
+
+    values = [float("nan"), float("inf"), float("-inf"), 10**400, -(10**400)]
+    assert [False] * 5 == [is_plain_struct({"1": {"dbl": v}}) for v in values]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u2028"])
+def test_only_json_whitespace_may_separate_events(space: str) -> None:
+    """NBSP, VT, FF, \\x1c-\\x1f, \\x85, U+2028 between events are not JSON: a 400."""
+    event = '{"5":{"str":"%s"}}' % UUID
+    body = ("[" + event + "," + space + event + "]").encode()
+    assert ("malformed", "body is not JSON: Expecting value: line 1 column 55 (char 54)"
+            ) == assert_same("2j", body)
+
+
+@pytest.mark.parametrize("count", ["\u0661", "01"])
+def test_the_v2_count_must_be_a_json_integer(count: str) -> None:
+    """An Arabic-Indic digit or a leading zero as the v2 event count is not JSON: a 400."""
+    body = ('{"1":{"lst":["rec",%s,{"5":{"str":"%s"}}]}}' % (count, UUID)).encode()
+    assert "malformed" == assert_same("2", body)[0]

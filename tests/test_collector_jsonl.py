@@ -155,3 +155,35 @@ def test_a_full_disk_is_a_503_and_leaves_no_half_line(tmp_path: Path) -> None:
         sink.close()
         # Lazy: detaches the mount even if a failed assertion left a descriptor open.
         subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+def test_the_app_stores_a_lone_surrogate_of_a_batch_parsed_whole_as_valid_json(
+    tmp_path: Path,
+) -> None:
+    """POST /v2 with "\\u0072ec" and "\\ud800": 200, not 503; the line is JSON with the escape."""
+    import base64
+    import email.utils
+    import gzip
+    import time
+
+    from webtest import TestApp
+
+    from baseplate_events.collector import make_app
+    from baseplate_events.collector.intake import sign
+
+    secret = b"a jsonl collector test secret..."
+    wsgi = make_app({"keys": f"demo={base64.b64encode(secret).decode()}", "sink": "jsonl",
+                     "jsonl.directory": str(tmp_path)})
+    event_uuid = str(uuid.uuid4())
+    body = (b'{"1":{"lst":["\\u0072ec",1,{"1":{"str":"%s"},"2":{"str":"\\ud800"}}]}}'
+            % event_uuid.encode())
+    response = TestApp(wsgi).post("/v2", gzip.compress(body), expect_errors=True, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip",
+        "Date": email.utils.formatdate(time.time(), usegmt=True),
+        "X-Signature": f"key=demo, mac={sign(secret, body)}"})
+    wsgi.registry["collector"].sink.close()
+    (path,) = finished(tmp_path)
+    assert (200, [{"1": {"str": event_uuid}, "2": {"str": "\ud800"}}]) == (
+        response.status_int, [line["event"] for line in lines(path)])
+    escaped = b'"2":{"str":"\\ud800"}}}\n'  # as the fast split keeps it
+    assert escaped == path.read_bytes()[-len(escaped):]

@@ -37,13 +37,20 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid as uuid_module
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import msgspec
 
-from .documents import StructShape, TJSONError, is_plain_struct, read_struct
+from .documents import (
+    BareConstant,
+    StructShape,
+    TJSONError,
+    canonical_uuid,
+    is_plain_struct,
+    read_struct,
+)
 from .sinks import UNREAD, StoredEvent
 
 __all__ = [
@@ -60,19 +67,22 @@ logger = logging.getLogger(__name__)
 
 VERSIONS = ("1", "2", "2j")
 
-_V2_HEAD = re.compile(r'\s*\{\s*"1"\s*:\s*\{\s*"lst"\s*:\s*\[\s*"rec"\s*,\s*(\d{1,9})\s*,\s*')
-_V2_TAIL = re.compile(r"\s*\]\s*\}\s*\}\s*\Z")
-_ARRAY_HEAD = re.compile(r"\s*\[\s*")
-_ARRAY_TAIL = re.compile(r"\s*\]\s*\Z")
-_COMMA = re.compile(r"\s*,\s*")
-_scan = json.JSONDecoder().raw_decode
+# JSON's whitespace is these four (\s would also take NBSP, VT, FF, \x1c..\x1f, \x85).
+_WS = "[ \t\n\r]*"
+_V2_HEAD = re.compile(r'_\{_"1"_:_\{_"lst"_:_\[_"rec"_,_(0|[1-9][0-9]{0,8})_,_'.replace("_", _WS))
+_V2_TAIL = re.compile(r"_\]_\}_\}_\Z".replace("_", _WS))
+_ARRAY_HEAD = re.compile(r"_\[_".replace("_", _WS))
+_ARRAY_TAIL = re.compile(r"_\]_\Z".replace("_", _WS))
+_COMMA = re.compile(r"_,_".replace("_", _WS))
+#: the library parser, with a bare NaN or Infinity (not JSON) read as a BareConstant to refuse
+_scan = json.JSONDecoder(parse_constant=BareConstant).raw_decode
 #: the v2 envelope and the v2j array with each event left as its bytes (msgspec.Raw)
 _SPLIT_V2 = msgspec.json.Decoder(Dict[str, Dict[str, List[msgspec.Raw]]]).decode
 _SPLIT_ARRAY = msgspec.json.Decoder(List[msgspec.Raw]).decode
 _parse = msgspec.json.Decoder().decode
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-#: (parsed event, its JSON text as received)
-Element = Tuple[Any, str]
+_DBL_MAX = sys.float_info.max
+#: (parsed event, its JSON text as received, or None where it must be written anew)
+Element = Tuple[Any, Optional[str]]
 
 
 @dataclass(frozen=True)
@@ -102,18 +112,6 @@ class RefusedEvents(ValueError):
             f"{len(self.refusals)} of {batch_size} events refused; "
             f"first: event {first.index}: {first.reason}"
         )
-
-
-def canonical_uuid(value: Any) -> Optional[str]:
-    """``value`` as a lower-case hyphenated UUID, or None if it is not a UUID string."""
-    if type(value) is not str or not 32 <= len(value) <= 45:
-        return None
-    if _CANONICAL_UUID.fullmatch(value) is not None:  # the usual case, 5x cheaper than UUID()
-        return value
-    try:
-        return str(uuid_module.UUID(value))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -182,7 +180,7 @@ class EventReader:
                 return None
             value = typed.get("uid")
             if value is not None:
-                return str(uuid_module.UUID(value))
+                return canonical_uuid(value)
             return canonical_uuid(typed.get("str"))
         found = None
         for typed in obj.values():
@@ -191,7 +189,7 @@ class EventReader:
                 canonical = canonical_uuid(value) if 32 <= len(value) <= 45 else None
             else:
                 value = typed.get("uid")
-                canonical = None if value is None else str(uuid_module.UUID(value))
+                canonical = None if value is None else canonical_uuid(value)
             if canonical is not None:
                 if found is not None:
                     return None
@@ -229,7 +227,9 @@ def decode_batch(
     check = _check_v1 if version == "1" else _check_v2
     for index, (item, raw) in enumerate(elements):
         try:
-            event_uuid, document, reason = check(item, reader)
+            event_uuid, document, reason = check(item, raw, reader)
+            if reason is None and not refusals:
+                data = raw.encode("utf-8") if raw is not None else _written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
             logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
             event_uuid, document = None, None
@@ -237,7 +237,7 @@ def decode_batch(
         if reason is not None:
             refusals.append(Refusal(index, reason, event_uuid))
         elif not refusals:
-            events.append(StoredEvent(event_uuid, version, raw.encode("utf-8"),  # type: ignore[arg-type]
+            events.append(StoredEvent(event_uuid, version, data,  # type: ignore[arg-type]
                                       document, received_ms, reader.schema))
     if refusals:
         raise RefusedEvents(refusals, len(elements))
@@ -317,12 +317,25 @@ def _split_fast(version: str, text: str) -> Optional[List[Element]]:
 def _split_slow(version: str, text: str) -> List[Element]:
     """Parse the whole body to say what is wrong with it (or take an unusual but valid one)."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=BareConstant)
     except (ValueError, RecursionError) as exc:
         raise MalformedBatch(f"body is not JSON: {exc}") from None
     items = _v2_events(document) if version == "2" else _array_events(document, version)
-    # No byte offsets from json.loads: each event's text is written anew, compactly.
-    return [(item, json.dumps(item, separators=(",", ":"), ensure_ascii=False)) for item in items]
+    # No byte offsets from json.loads: each event taken is written anew (_written).
+    return [(item, None) for item in items]
+
+
+def _written(item: Any) -> bytes:
+    """An event's JSON written anew, compactly, in UTF-8 (for a body :func:`_split_slow` read).
+
+    A lone surrogate (``"\\ud800"``, which JSON can escape but UTF-8 cannot
+    hold) is kept as its escape, as the fast split keeps it as received.
+    """
+    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(item, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def _array_events(document: Any, version: str) -> List[Any]:
@@ -357,7 +370,7 @@ def _v2_events(document: Any) -> List[Any]:
 Checked = Tuple[Optional[str], Any, Optional[str]]
 
 
-def _check_v2(item: Any, reader: EventReader) -> Checked:
+def _check_v2(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
     try:
         document = read_struct(item, reader.schema)
     except TJSONError as exc:
@@ -366,7 +379,7 @@ def _check_v2(item: Any, reader: EventReader) -> Checked:
     return event_uuid, document, problem
 
 
-def _check_v1(item: Any, reader: EventReader) -> Checked:
+def _check_v1(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
     if not isinstance(item, dict):
         return None, None, f"expected a JSON object, got a {type(item).__name__}"
     raw_uuid = item.get("uuid")
@@ -384,4 +397,29 @@ def _check_v1(item: Any, reader: EventReader) -> Checked:
         return shown, None, f"uuid: {raw_uuid[:64]!r} is not a UUID"
     if not isinstance(item.get("payload"), dict):
         return canonical, None, "payload: missing or not a JSON object"
+    if raw is None or "NaN" in raw or "Infinity" in raw:  # a cheap test before the walk
+        bare = _bare_constant(item)
+        if bare is not None:
+            return canonical, None, bare
     return canonical, item, None
+
+
+def _bare_constant(item: Dict[str, Any]) -> Optional[str]:
+    """Where a bare NaN or Infinity sits in a v1 event, as a reason; None if nowhere.
+
+    Also a number the parser read as infinite (``1e400``): the event could not
+    be written anew (:func:`_written`) as JSON.
+    """
+    stack: List[Tuple[str, Any]] = [(key, value) for key, value in item.items()]
+    while stack:
+        path, value = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            stack.extend((f"{path}.{key}", inner) for key, inner in value.items())
+        elif kind is list:
+            stack.extend((f"{path}[{index}]", inner) for index, inner in enumerate(value))
+        elif kind is BareConstant:
+            return f"{path}: bare {value.text} is not JSON; send a number, a string or null"
+        elif kind is float and not -_DBL_MAX <= value <= _DBL_MAX:
+            return f"{path}: a number too large for a double (the largest is about 1.8e308)"
+    return None

@@ -12,7 +12,7 @@ TJSON     on the wire                              in the document
 ``tf``    ``1`` / ``0``                            bool
 ``i8``..  a JSON integer within the type's range   int
 ``i64``
-``dbl``   a JSON number, or ``"NaN"``,             float
+``dbl``   a finite JSON number, or ``"NaN"``,      float
           ``"Infinity"``, ``"-Infinity"``
 ``str``   a JSON string (binary: its base64)       str
 ``uid``   a JSON string holding a UUID             str
@@ -36,14 +36,18 @@ still parsed by the library JSON parser, only its type tags are read here.
 from __future__ import annotations
 
 import math
+import re
+import sys
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "MAX_DEPTH",
+    "BareConstant",
     "FieldShape",
     "StructShape",
     "TJSONError",
+    "canonical_uuid",
     "is_plain_struct",
     "read_struct",
 ]
@@ -58,6 +62,17 @@ _INT_RANGES = {
     "i64": (-(2**63), 2**63 - 1),
 }
 _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+#: the largest finite double: a JSON number beyond it (``1e400``, 400 digits) is no "dbl"
+_DBL_MAX = sys.float_info.max
+_TOO_LARGE = ('too large for "dbl" (the largest double is about 1.8e308); TJSON writes '
+              'an infinite value "Infinity" or "-Infinity", as a string')
+#: the spellings of a UUID taken: 8-4-4-4-12 or 32 hex digits, bare, in braces or after
+#: urn:uuid:, either case; ASCII only (uuid.UUID alone also takes "_", spaces, "٦"...)
+_UUID_SPELLING = re.compile(
+    r"(?i:urn:uuid:)?(?:[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1"
+    r"[0-9a-fA-F]{12})|\{[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2"
+    r"[0-9a-fA-F]{12}\}")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTAINERS = ("lst", "set", "map")
 TAGS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid", "rec", "lst", "set", "map")
 #: "1" → 1 for the field ids seen so far (a handful per schema); checked once each
@@ -83,6 +98,23 @@ class TJSONError(ValueError):
         if all(name is not None for name in names):
             named = " (" + ".".join(str(name) for name in names) + ")"
         return f"field {ids}{named}: {self.message}"
+
+
+class BareConstant:
+    """A bare ``NaN``, ``Infinity`` or ``-Infinity`` in the JSON text, as the parser saw it.
+
+    They are not JSON, but the library parser takes them: it is given this class
+    as ``parse_constant``, so that the event holding one is refused naming the
+    field (TJSON writes these doubles as strings, ``"NaN"``).
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"BareConstant({self.text!r})"
 
 
 class StructShape:
@@ -122,6 +154,8 @@ def _kind(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
+    if type(value) is BareConstant:
+        return f"a bare {value.text}, which is not JSON"
     return {dict: "an object", list: "an array", str: "a string", int: "a number",
             float: "a number"}.get(type(value), type(value).__name__)
 
@@ -205,11 +239,21 @@ def _read_int(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> 
 def _read_double(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> float:
     kind = type(value)
     if kind is float:
-        return value  # type: ignore[no-any-return]
+        if -_DBL_MAX <= value <= _DBL_MAX:
+            return value  # type: ignore[no-any-return]
+        if value != value:  # a parser given no parse_constant=BareConstant read a bare NaN
+            raise TJSONError('bare NaN is not JSON; TJSON writes it "NaN", as a string')
+        raise TJSONError(f"a number {_TOO_LARGE}")  # the parser reads 1e400 as inf
     if kind is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise TJSONError(f"an integer {_TOO_LARGE}") from None
     if kind is str and value in _SPECIAL_DOUBLES:
         return _SPECIAL_DOUBLES[value]
+    if kind is BareConstant:
+        raise TJSONError(f'bare {value.text} is not JSON; TJSON writes it "{value.text}", '
+                         f"as a string")
     raise TJSONError(f'expected a number, "NaN", "Infinity" or "-Infinity" for "dbl", '
                      f"got {_kind(value)}")
 
@@ -226,11 +270,26 @@ def _read_string(tag: str, value: Any, field: Optional[FieldShape], depth: int) 
     return value  # type: ignore[no-any-return]
 
 
+def canonical_uuid(value: Any) -> Optional[str]:
+    """``value`` as a lower-case hyphenated UUID, or None if it is not a UUID string.
+
+    Taken: 8-4-4-4-12 or 32 hex digits (ASCII, either case), bare, in braces
+    or after ``urn:uuid:``; all of them are one id (the de-duplication key).
+    """
+    if type(value) is not str or not 32 <= len(value) <= 45:
+        return None
+    if _CANONICAL_UUID.fullmatch(value) is not None:  # the usual case, 5x cheaper than UUID()
+        return value
+    if _UUID_SPELLING.fullmatch(value) is None:  # UUID() alone takes "_", spaces, "٦"...
+        return None
+    return str(uuid.UUID(value.lower()))  # UUID() knows "urn:uuid:" in lower case only
+
+
 def _read_uuid(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except (TypeError, ValueError, AttributeError):
-        raise TJSONError(f'expected a UUID string for "uid", got {_kind(value)}') from None
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        raise TJSONError(f'expected a UUID string for "uid", got {_kind(value)}')
+    return canonical
 
 
 def _read_rec(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> Dict[int, Any]:
@@ -391,9 +450,11 @@ def _is_plain_value(tag: Any, value: Any, depth: int) -> bool:
         bounds = _INT_RANGES.get(tag)
         if bounds is not None:
             return bounds[0] <= value <= bounds[1]
-        return tag == "dbl" or (tag == "tf" and (value == 0 or value == 1))
+        if tag == "dbl":
+            return -_DBL_MAX <= value <= _DBL_MAX  # float() of a longer one overflows
+        return tag == "tf" and (value == 0 or value == 1)
     if kind is float:
-        return tag == "dbl"
+        return tag == "dbl" and -_DBL_MAX <= value <= _DBL_MAX
     if kind is dict:
         return tag == "rec" and is_plain_struct(value, depth + 1)
     if kind is list:
@@ -404,11 +465,7 @@ def _is_plain_value(tag: Any, value: Any, depth: int) -> bool:
 
 
 def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    return _UUID_SPELLING.fullmatch(value) is not None
 
 
 def _is_plain_list(value: List[Any], depth: int) -> bool:
