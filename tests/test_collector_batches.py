@@ -161,3 +161,12 @@ def test_a_bare_nan_in_a_v1_payload_is_refused_naming_the_key() -> None:
             b'"payload":{"game":{"score":NaN}}}]' % UUID.encode())
     assert [(0, "payload.game.score: bare NaN is not JSON; send a number, a string or null")
             ] == refusals_of("1", body)
+
+
+def test_a_bare_nan_as_the_v2_count_is_a_400_that_shows_it_as_written() -> None:
+    """"rec",NaN,...: the envelope is malformed; the message shows NaN as it was sent."""
+    body = b'{"1":{"lst":["rec",NaN,{"1":{"str":"%s"}}]}}' % UUID.encode()
+    with pytest.raises(MalformedBatch) as raised:
+        decode_batch("2", body)
+    assert ('expected {"1":{"lst":["rec",N,event,...]}}: the list says NaN events but holds 1'
+            == str(raised.value))

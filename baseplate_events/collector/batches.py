@@ -31,6 +31,9 @@ so that every event's own bytes are kept as received without serializing it
 again (``json.dumps`` would cost more than the whole decode). A body the fast
 path cannot walk (odd whitespace, an error) is parsed whole with
 :func:`json.loads` to say what is wrong, or, if nothing is, to be taken anyway.
+The library parser takes a bare ``NaN`` or ``Infinity``, which are not JSON:
+it reads them as :class:`~.documents.BareConstant`, and the event holding one
+is refused naming the field (msgspec refuses them, and ``1e400``, outright).
 """
 from __future__ import annotations
 

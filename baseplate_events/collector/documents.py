@@ -113,8 +113,8 @@ class BareConstant:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def __repr__(self) -> str:
-        return f"BareConstant({self.text!r})"
+    def __repr__(self) -> str:  # as it was written, for messages: "the lst says NaN elements"
+        return self.text
 
 
 class StructShape:
@@ -177,6 +177,9 @@ def _field_id(key: str) -> int:
 
 def read_struct(obj: Any, shape: Optional[StructShape] = None, depth: int = 0) -> Dict[int, Any]:
     """The document of one TJSON struct, parsed by ``json.loads``; checked against ``shape``.
+
+    Parse with ``parse_constant=BareConstant`` to have a bare NaN or Infinity
+    refused by name (the parser's own NaN is refused too, less precisely).
 
     :raises TJSONError: not a well-formed struct, or (with ``shape``) a field of
         the wrong type or a required field missing.
