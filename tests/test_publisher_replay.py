@@ -202,7 +202,8 @@ def test_an_offset_left_by_a_replay_killed_after_archiving_is_not_applied_to_a_f
     assert 0 == done.returncode, done.stderr
     assert ids == collector.uuids()
     assert [f"replay of {dead}: sent 8 events; 0 refused again, written to {dead}; "
-            f"0 unreadable lines skipped; archived as {dead}.replayed.2"] == done.stdout.splitlines()
+            f"0 unreadable lines skipped; archived as {dead}.replayed.2"
+            ] == done.stdout.splitlines()
     assert ["dead-letter.jsonl.replayed", "dead-letter.jsonl.replayed.2"] == sorted(
         p.name for p in spool.iterdir() if p.name.startswith("dead-letter"))
 
@@ -210,7 +211,7 @@ def test_an_offset_left_by_a_replay_killed_after_archiving_is_not_applied_to_a_f
 def test_replay_on_a_full_disk_stops_with_one_line_and_resumes(
     queue_name: str, tmp_path: Path, small_disk: str
 ):
-    """No room for the offset file: exit 1 naming it, nothing half-written; a rerun sends the rest."""
+    """No room for the offset file: exit 1 naming it, nothing half-written; a rerun resumes."""
     dead = Path(small_disk) / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 10)
     filler = Path(small_disk) / "filler"
