@@ -19,7 +19,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
 from operator import add
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 from .record import join_events
 from .sections import BatchSection
@@ -246,6 +246,39 @@ class Assembler:
         if taken >= record.chunk.count:
             return None, after
         return record.rest(position).split(1)[0].events()[0], after
+
+
+class Peeker:
+    """The ``peek`` of :meth:`publisher.delivery.Deliverer.deliver`, over the spool.
+
+    Each call hands out the next spooled event after ``start()`` (the end of the
+    batches taken), without moving the assembler's cursor. At the end of what is
+    spooled it starts again from ``start()``: an event peeked while the collector
+    refused everything is peeked again, so a quiet stream still brings the
+    evidence once the collector takes good events.
+    """
+
+    def __init__(self, assembler: Assembler, start: Callable[[], Position]) -> None:
+        self.assembler = assembler
+        self.start = start
+        self.position: Optional[Position] = None  # None: at start()
+
+    def __call__(self) -> Optional[bytes]:
+        start = self.start()
+        position = start if self.position is None else self.position
+        restarted = False
+        while True:
+            event, after = self.assembler.peek(position)
+            if event is not None:
+                self.position = after
+                return event
+            if after != position:
+                position = after  # past a record's last event: on to the next record
+            elif restarted or position == start:
+                self.position = None
+                return None  # nothing spooled beyond the batches taken
+            else:
+                position, restarted = start, True
 
 
 #: "Flushing" for :meth:`Assembler.ready_batch`: take what is there, wait for nothing.

@@ -44,7 +44,11 @@ goes on, cheapest first:
 4. once the probe was refused too, after each backoff the next event beyond
    it is sent alone (a *peek*, each time the next one): a long run of bad
    events does not hold back the good ones behind it for ever, and memory
-   stays bounded. A peeked event the collector accepts is sent again in its
+   stays bounded. At the end of what is spooled, peeking starts again after
+   the probe: good events peeked while the collector refused everything are
+   peeked again, so on a quiet stream the evidence still comes once the
+   collector is fixed (with no good event spooled, it comes with the next
+   one to arrive). A peeked event the collector accepts is sent again in its
    own batch later (at least once).
 
 A blanket refusal of n events thus costs about log2(n) + 2 POSTs at once and
@@ -188,8 +192,10 @@ class Deliverer:
         ``more`` hands out the next batch, if one is ready, to probe the
         collector with while refused events wait for evidence; a batch taken
         is the caller's to acknowledge with this one. ``peek`` hands out the
-        next event after those (each call the next one), if any, to probe with
-        once that batch was refused too; it stays the caller's to send. False means the process
+        next event after those (each call the next one, and after the last
+        one spooled the first again; see :class:`publisher.batching.Peeker`),
+        if any, to probe with once that batch was refused too; it stays the
+        caller's to send. False means the process
         is stopping (or, with ``wait_for_evidence=False``, gave up) and the
         batch was not finished.
         """

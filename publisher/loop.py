@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 from baseplate_events.message_queue import MessageQueue
 
 from . import health
-from .batching import Assembler, Batch, BatchBuilder
+from .batching import Assembler, Batch, BatchBuilder, Peeker
 from .delivery import Deliverer
 from .landing import Landing, collect_leftovers, landing_directory, remove_landings
 from .metrics import Metrics
@@ -331,7 +331,6 @@ class Publisher:
                 # healthy, the deliverer may take the next batch as a probe: then
                 # both are acknowledged together (see publisher.delivery).
                 taken = [batch]
-                peeked: List[Position] = []
 
                 def more(taken: List[Batch] = taken) -> Optional[BatchBuilder]:
                     probe = self.assembler.ready_batch(self.abandon)
@@ -340,12 +339,10 @@ class Publisher:
                     taken.append(probe)
                     return probe.builder
 
-                def peek(taken: List[Batch] = taken, peeked: List[Position] = peeked
-                         ) -> Optional[bytes]:
-                    event, after = self.assembler.peek(peeked[-1] if peeked else taken[-1].end)
-                    peeked.append(after)
-                    return event
+                def probe_end(taken: List[Batch] = taken) -> Position:
+                    return taken[-1].end
 
+                peek = Peeker(self.assembler, probe_end)
                 if not self.deliverer.deliver(builder.body(), builder.count, builder.events,
                                               more, peek):
                     return

@@ -16,16 +16,24 @@ version). It can run beside the publisher. Every step is safe to kill:
    the batch in flight may be sent twice (at least once), none is skipped.
 4. At the end, under the dead-letter file's lock (so that no append is half
    done), FILE.replaying is renamed FILE.replayed (FILE.replayed.2, ... when
-   taken) and the offset file is removed.
+   taken) and the offset file is removed. An offset file with no
+   FILE.replaying beside it is left by a replay killed between the two: it
+   belongs to no file, and is removed before FILE is renamed, so that a fresh
+   FILE is always sent from its first byte.
+5. When the offset cannot be saved (a full disk), the replay stops with exit
+   status 1 and one line naming the file; the next run resumes from the last
+   offset saved (the batch in flight goes twice).
 
 Lines that hold no event are reported by number and stay in the archived file.
 
 Exit status: 0 when every event was sent or set aside again; 1 when the replay
-stopped (a signal, or the collector refused events and accepted nothing: it is
-not fixed yet), with the rest kept for the next run; 2 for an unusable file.
+stopped (a signal, the collector refused events and accepted nothing: it is
+not fixed yet, or the progress could not be saved), with the rest kept for the
+next run; 2 for an unusable file.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -60,15 +68,36 @@ class ReplayError(Exception):
     """The file cannot be replayed (missing, unreadable, or another replay holds it)."""
 
 
+class ProgressError(Exception):
+    """The offset reached could not be saved (a full disk): the replay stops, to resume."""
+
+
 def _save_progress(working: str, offset: int) -> None:
     temporary = working + ".sent.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, b"%d\n" % offset)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, working + ".sent")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = b"%d\n" % offset
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, working + ".sent")
+    except OSError as exc:
+        _remove(temporary)
+        raise ProgressError(
+            f"{working}.sent: cannot save the replay's progress ({exc.strerror}); the rest "
+            f"stay in {working}: make room and run the same command again (the last batch "
+            "sent goes twice)"
+        ) from exc
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _load_progress(working: str) -> int:
@@ -122,6 +151,9 @@ class Replay:
                 logger.info("replay: finishing %s, left by an interrupted replay", self.working)
                 if not self._replay_working():
                     return 1
+            else:
+                # Left by a replay killed after archiving its file: it is no offset into FILE.
+                _remove(self.path + PROGRESS)
             if fresh and os.path.exists(self.path):
                 os.rename(self.path, self.working)
                 if not self._replay_working():
@@ -156,10 +188,7 @@ class Replay:
             finally:
                 os.close(fd)
             break
-        try:
-            os.unlink(self.working + ".sent")
-        except FileNotFoundError:
-            pass
+        _remove(self.working + ".sent")
         for line in self.unreadable:
             logger.warning("replay: line %d of %s holds no event (%s); skipped", line.line,
                            archive, line.problem)
@@ -259,6 +288,9 @@ def main(cfg: PublisherConfig, path: str) -> int:
     except ReplayError as exc:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")
         return 2
+    except ProgressError as exc:
+        sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")
+        return 1
     except OSError as exc:
         if exc.filename is None:
             raise

@@ -319,3 +319,55 @@ def test_peek_walks_the_spooled_events_one_by_one_and_leaves_the_cursor(tmp_path
         assert start == assembler.cursor
     finally:
         spool.close()
+
+
+def test_an_event_peeked_during_a_blanket_refusal_is_peeked_again_on_a_quiet_stream(
+    collector: Collector, tmp_path: Path
+):
+    """Peeks start over at the spool's end: a good event refused by an outage is the evidence."""
+    from publisher.batching import Assembler, Peeker
+    from publisher.spool import Spool
+
+    rig = Rig(collector, tmp_path)
+    rig.stop_after = 20  # stuck, it would back off for ever
+    bad, bad_ids = events(1)
+    probe, probe_ids = events(1)
+    good, good_ids = events(1)
+    collector.poison = lambda e: e["uuid"] in bad_ids + probe_ids
+    collector.fail_requests(3, 400)  # the batch, the probe and the first peek: refused
+    spool = Spool(str(tmp_path / "spool"), fsync="never")
+    try:
+        spool.append(good)
+        assembler = Assembler(spool, "2j", 1 << 20, 1.0)
+        start = assembler.cursor
+        delivered = rig.deliverer.deliver(build_body("2j", bad), 1, lambda: list(bad),
+                                          probes(probe), Peeker(assembler, lambda: start))
+    finally:
+        spool.close()
+    assert delivered
+    # [B] held, the probe [B2] held, wait, the peek [G] (all refused), [B, B2], [B] held,
+    # [B2] held, wait, [G] peeked again and taken, then [B, B2], [B], [B2] set aside.
+    assert [400] * 3 + [422] * 3 + [200] + [422] * 3 == collector.answers
+    assert good_ids == collector.uuids()
+    assert sorted((422, i) for i in bad_ids + probe_ids) == sorted(letters(rig))
+    assert 2 == len(rig.sleeps)
+
+
+def test_peeker_starts_again_after_the_last_spooled_event(tmp_path: Path):
+    """Peeker hands out each event after its start, then the first one again; none: None."""
+    from publisher.batching import Assembler, Peeker
+    from publisher.spool import Spool
+
+    spool = Spool(str(tmp_path / "spool"), fsync="never")
+    try:
+        assembler = Assembler(spool, "2j", 1 << 20, 1.0)
+        start = assembler.cursor
+        peek = Peeker(assembler, lambda: start)
+        empty = peek()
+        spool.append([b'{"n":1}', b'{"n":2}'])
+        spool.append([b'{"n":3}'])
+        seen = [peek() for _ in range(5)]
+        assert (None, [b'{"n":1}', b'{"n":2}', b'{"n":3}', b'{"n":1}', b'{"n":2}']) == (empty, seen)
+        assert start == assembler.cursor
+    finally:
+        spool.close()

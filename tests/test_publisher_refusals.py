@@ -152,3 +152,26 @@ def test_a_long_run_of_bad_events_does_not_hold_back_the_good_ones_behind_it(
         assert 0 == publisher.stop()
     assert set(good) == set(collector.uuids())
     assert sorted(bad) == sorted(uuid for _, uuid in dead_letters(dead))
+
+
+def test_good_events_peeked_during_a_blanket_refusal_go_out_once_it_ends_on_a_quiet_stream(
+    publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
+):
+    """Bad events, one good one peeked while all was refused: once fixed, it is peeked again."""
+    dead = tmp_path / "spool" / "dead-letter.jsonl"
+    with Collector(SECRET, version="2j") as collector:
+        collector.fail_for(60, 400)
+        publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "400"}).start()
+        bad = ledger.feed(10)
+        [good] = ledger.feed(1)
+        # The batch, the probe, then a peek per backoff: 8 peeks reach the good event.
+        publisher.wait_for_log("collector REFUSED EVENTS (400: scripted 400)", count=20)
+        collector.poison = lambda e: e.get("n", 99) < 10
+        collector.fail_for(0)
+        collector.wait_for_events(1)
+        deadline = time.monotonic() + 20
+        while len(dead_letters(dead)) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0 == publisher.stop()
+    assert good in collector.uuids()
+    assert sorted(bad) == sorted(uuid for _, uuid in dead_letters(dead))

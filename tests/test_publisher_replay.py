@@ -11,6 +11,7 @@ from typing import List
 
 from publisher.dead_letters import DeadLetters, encode
 
+from .conftest import fill_disk
 from .support_collector import Collector
 from .support_publisher import ROOT, SECRET, config_file, make_event
 
@@ -182,3 +183,55 @@ def test_a_leftover_of_an_interrupted_replay_goes_first_from_its_saved_offset(
     ] == done.stdout.splitlines()
     assert ["dead-letter.jsonl.replayed", "dead-letter.jsonl.replayed.2"] == sorted(
         p.name for p in (tmp_path / "spool").iterdir() if p.name.startswith("dead-letter"))
+
+
+def test_an_offset_left_by_a_replay_killed_after_archiving_is_not_applied_to_a_fresh_file(
+    queue_name: str, tmp_path: Path
+):
+    """kill -9 between archiving and removing FILE.replaying.sent: the next FILE goes whole."""
+    spool = tmp_path / "spool"
+    dead = spool / "dead-letter.jsonl"
+    dead_letter_file(spool / "dead-letter.jsonl.replayed", 5)
+    # What that kill leaves: the archive, and the offset at its end beside no FILE.replaying.
+    (spool / "dead-letter.jsonl.replaying.sent").write_text(
+        f"{(spool / 'dead-letter.jsonl.replayed').stat().st_size}\n")
+    ids = dead_letter_file(dead, 8)
+    with Collector(SECRET, version="2j") as collector:
+        config = config_file(queue_name, collector.hostname, tmp_path)
+        done = replay(queue_name, config, dead)
+    assert 0 == done.returncode, done.stderr
+    assert ids == collector.uuids()
+    assert [f"replay of {dead}: sent 8 events; 0 refused again, written to {dead}; "
+            f"0 unreadable lines skipped; archived as {dead}.replayed.2"
+            ] == done.stdout.splitlines()
+    assert ["dead-letter.jsonl.replayed", "dead-letter.jsonl.replayed.2"] == sorted(
+        p.name for p in spool.iterdir() if p.name.startswith("dead-letter"))
+
+
+def test_replay_on_a_full_disk_stops_with_one_line_and_resumes(
+    queue_name: str, tmp_path: Path, small_disk: str
+):
+    """No room for the offset file: exit 1 naming it, nothing half-written; a rerun resumes."""
+    dead = Path(small_disk) / "dead-letter.jsonl"
+    ids = dead_letter_file(dead, 10)
+    filler = Path(small_disk) / "filler"
+    fill_disk(str(filler))
+    with Collector(SECRET, version="2j") as collector:
+        config = config_file(queue_name, collector.hostname, tmp_path,
+                             **{"batch.max_bytes": "1000"})
+        full = replay(queue_name, config, dead)
+        filler.unlink()
+        left = sorted(p.name for p in Path(small_disk).iterdir())
+        done = replay(queue_name, config, dead)
+    working = f"{dead}.replaying"
+    assert (1, f"baseplate-events-publisher: error: {working}.sent: cannot save the replay's "
+               f"progress (No space left on device); the rest stay in {working}: make room and "
+               "run the same command again (the last batch sent goes twice)\n"
+            ) == (full.returncode, full.stderr.splitlines(True)[-1])
+    assert ["dead-letter.jsonl.replaying"] == left
+    assert 0 == done.returncode, done.stderr
+    received = Counter(collector.uuids())
+    assert set(ids) == set(received)
+    per_batch = (1000 - 2) // (len(make_event(0)) + 1)
+    assert sum(n - 1 for n in received.values()) <= per_batch
+    assert ["dead-letter.jsonl.replayed"] == sorted(p.name for p in Path(small_disk).iterdir())
