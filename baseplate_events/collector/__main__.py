@@ -23,11 +23,26 @@ from ..errors import ConfigError
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from .settings import SINKS
 
-__all__ = ["add_arguments", "main", "serve", "settings_from_args"]
+__all__ = [
+    "add_arguments",
+    "add_schema_arguments",
+    "add_serving_arguments",
+    "add_sink_arguments",
+    "main",
+    "serve",
+    "settings_from_args",
+    "sink_settings_from_args",
+]
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: "argparse._ActionsContainer") -> None:
     """The flags every collector command takes (this one and ``python -m demo_app.collector``)."""
+    add_serving_arguments(parser)
+    add_schema_arguments(parser)
+
+
+def add_serving_arguments(parser: "argparse._ActionsContainer") -> None:
+    """The flags of the HTTP service: address, keys, limits."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=BASE64",
@@ -38,13 +53,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SECONDS", help="how far a request's Date may be off")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                         help="largest body, compressed or decompressed")
+    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def add_schema_arguments(parser: "argparse._ActionsContainer") -> None:
+    """``--schema`` and ``--uuid-field``: how v2 events are read."""
     parser.add_argument("--schema", metavar="MODULE:STRUCT",
                         help="the generated Thrift class of your v2 events: strict checks "
                              "and field names (e.g. shop.ttypes:Event)")
     parser.add_argument("--uuid-field", metavar="ID",
                         help="the id of the top-level field holding each v2 event's uuid")
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
-    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def add_sink_arguments(parser: "argparse._ActionsContainer", verb: str = "go") -> None:
+    """``--sink`` and ``--option``: where accepted events go (or, for the tail, are read)."""
+    parser.add_argument("--sink", choices=SINKS, default="sqlite",
+                        help=f"where accepted events {verb} (default: sqlite)")
+    parser.add_argument("--option", action="append", default=[], metavar="SINK.NAME=VALUE",
+                        help="a sink option, e.g. sqlite.path=events.db or "
+                             "jsonl.directory=/var/lib/events; repeat for more")
+
+
+def sink_settings_from_args(args: argparse.Namespace,
+                            parser: argparse.ArgumentParser) -> Dict[str, Any]:
+    """``sink`` and each ``SINK.NAME`` setting from ``--sink`` and ``--option``.
+
+    A malformed ``--option`` stops the command with a usage error.
+    """
+    settings: Dict[str, Any] = {"sink": args.sink}
+    for option in args.option:
+        name, sep, value = option.partition("=")
+        if not sep or "." not in name:
+            parser.error(f"--option: expected SINK.NAME=VALUE, got {option!r}")
+        settings[name.strip()] = value
+    return settings
 
 
 def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
@@ -112,23 +155,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m baseplate_events.collector",
                                      description="The event collector, served by waitress.")
     add_arguments(parser)
-    parser.add_argument("--sink", choices=SINKS, default="sqlite",
-                        help="where accepted events go (default: sqlite)")
-    parser.add_argument("--option", action="append", default=[], metavar="SINK.NAME=VALUE",
-                        help="a sink option, e.g. sqlite.path=events.db or "
-                             "jsonl.directory=/var/lib/events; repeat for more")
+    add_sink_arguments(parser)
     args = parser.parse_args(argv)
     if args.verbose:
         import logging
 
         logging.basicConfig(level=logging.INFO)
     settings = settings_from_args(args)
-    settings["sink"] = args.sink
-    for option in args.option:
-        name, sep, value = option.partition("=")
-        if not sep or "." not in name:
-            parser.error(f"--option: expected SINK.NAME=VALUE, got {option!r}")
-        settings[name.strip()] = value
+    settings.update(sink_settings_from_args(args, parser))
     from .app import make_configurator
     from .schema import SchemaError
     from .sinks import SinkUnavailable

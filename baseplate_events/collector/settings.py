@@ -61,9 +61,12 @@ class CollectorSettings:
     retry_after: int = 5
 
 
-def parse_settings(raw: Mapping[str, Any]) -> CollectorSettings:
+def parse_settings(raw: Mapping[str, Any], keys_needed: bool = True) -> CollectorSettings:
     """Validate a flat settings mapping.
 
+    :param keys_needed: False for a command that only reads what a collector
+        stored (``baseplate-events-tail``): the keys and ``publisher_config``
+        are then neither read nor required, so that it needs no secret.
     :raises ConfigError: a value is invalid, a key unknown, or no key is given.
     """
     sink = str(raw.get("sink", "sqlite")).strip()
@@ -73,10 +76,10 @@ def parse_settings(raw: Mapping[str, Any]) -> CollectorSettings:
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting; known: {', '.join(sorted(_KNOWN))} "
                                       "and <sink>.<option>")
-    keys: Dict[str, bytes] = dict(_keys(raw.get("keys")))
-    if raw.get("publisher_config"):
+    keys: Dict[str, bytes] = dict(_keys(raw.get("keys"))) if keys_needed else {}
+    if raw.get("publisher_config") and keys_needed:
         keys.update(keys_from_publisher_config(str(raw["publisher_config"])))
-    if not keys:
+    if not keys and keys_needed:
         raise ConfigError("keys", "no signing keys: give keys (NAME=BASE64) or publisher_config")
     options = {k.split(".", 1)[1]: str(v) for k, v in raw.items() if k.startswith(sink + ".")}
     uuid_field = raw.get("uuid_field")

@@ -35,18 +35,21 @@ import os
 import socket
 import threading
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import msgspec
 
 from ...errors import ConfigError
 from . import STREAMS, SinkUnavailable, StoredEvent
 
-__all__ = ["JSONLSink", "create"]
+__all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_SECONDS = 300.0
-_PART = ".part"
+#: the suffix of a file still being written (``….jsonl.part``)
+PART_SUFFIX = _PART = ".part"
 
 
 class _OpenFile:
@@ -238,9 +241,45 @@ def _line(stream: str, event: StoredEvent) -> bytes:
         event.uuid.encode("ascii"), stream.encode("ascii"), event.received_ms, raw)
 
 
+class Line(msgspec.Struct, frozen=True):
+    """One line of a JSONL file, as :func:`_line` writes it; ``event`` is left as its bytes."""
+
+    uuid: str
+    stream: str
+    received_ms: int
+    #: the event's JSON exactly as received (``bytes(line.event)``)
+    event: msgspec.Raw
+
+
+_read_line = msgspec.json.Decoder(Line).decode
+
+
+def read_line(line: bytes) -> Line:
+    """Unpack one line of a JSONL file (what :class:`JSONLSink` wrote).
+
+    :raises ValueError: the line is not one of ours (not JSON, a key missing or
+        of the wrong type, an unknown stream); the message says what is wrong.
+    """
+    try:
+        parsed = _read_line(line)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a line of the jsonl sink: {exc}") from None
+    if parsed.stream not in STREAMS:
+        raise ValueError(f"not a line of the jsonl sink: unknown stream {parsed.stream!r}")
+    return parsed
+
+
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
     ``jsonl.max_seconds``, ``jsonl.fsync`` (prefix stripped)."""
+    return JSONLSink(**sink_arguments(options))
+
+
+def sink_arguments(options: Mapping[str, str]) -> Dict[str, Any]:
+    """:class:`JSONLSink`'s arguments from its options (prefix stripped), checked.
+
+    :raises ConfigError: an option is missing or invalid (named in full).
+    """
     from ..settings import parse_float, parse_positive_int
 
     unknown = sorted(set(options) - {"directory", "max_bytes", "max_seconds", "fsync"})
@@ -253,9 +292,9 @@ def create(options: Mapping[str, str]) -> JSONLSink:
     fsync = options.get("fsync", "true").strip().lower()
     if fsync not in ("true", "false"):
         raise ConfigError("jsonl.fsync", f"expected true or false, got {fsync!r}")
-    return JSONLSink(directory,
-                     parse_positive_int("jsonl.max_bytes",
-                                        options.get("max_bytes", DEFAULT_MAX_BYTES)),
-                     parse_float("jsonl.max_seconds",
-                                 options.get("max_seconds", DEFAULT_MAX_SECONDS)),
-                     fsync == "true")
+    return {"directory": directory,
+            "max_bytes": parse_positive_int("jsonl.max_bytes",
+                                            options.get("max_bytes", DEFAULT_MAX_BYTES)),
+            "max_seconds": parse_float("jsonl.max_seconds",
+                                       options.get("max_seconds", DEFAULT_MAX_SECONDS)),
+            "fsync": fsync == "true"}
