@@ -13,7 +13,9 @@ Every ratio is measured in the same run, candidates interleaved. Options:
 - ``--quick``: a smoke run on tiny counts (what the test suite runs);
 - ``--skip-publisher``: serializer, put and the per-POST cost only;
 - ``--skip-collector``: no collector runs (they need gunicorn and the Tansu
-  broker of the test extra).
+  broker of the test extra);
+- ``--tail-events N``: events in the JSONL file ``baseplate-events-tail``
+  reads back (default 100000; :mod:`benchmarks.tail`).
 
 The collector rows (:mod:`benchmarks.sinks`): events/s and CPU per event of
 one gunicorn worker for each sink, the same CPU as busy workers per 100,000
@@ -27,7 +29,7 @@ import platform
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import micro, pipeline, post, sinks
+from . import micro, pipeline, post, sinks, tail
 
 #: The two event mixes: 2000 distinct events (ids, times, strings vary), and
 #: one event over and over (gzip's best case, where per-event overhead shows).
@@ -137,6 +139,12 @@ def collector_rows(events: int, stage_rounds: int) -> List[Row]:
     return rows
 
 
+def tail_rows(events: int) -> List[Row]:
+    return [(f"baseplate-events-tail, {r.label}", f"{r.events_per_second:,.0f} ev/s",
+             f"{r.events_per_second / tail.TARGET:.2f}x the {tail.TARGET:,} ev/s target")
+            for r in tail.measure(events)]
+
+
 def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--events", type=int, default=200_000)
@@ -147,6 +155,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--skip-publisher", action="store_true")
     parser.add_argument("--collector-events", type=int, default=50_000)
     parser.add_argument("--skip-collector", action="store_true")
+    parser.add_argument("--tail-events", type=int, default=100_000)
     args = parser.parse_args(argv)
     if args.baseplate_python and not os.access(args.baseplate_python, os.X_OK):
         parser.error(f"--baseplate-python: {args.baseplate_python} is not an executable")
@@ -162,6 +171,7 @@ def main(argv: List[str]) -> int:
     if not args.skip_collector:
         collector_events, stage_rounds = (2000, 1) if args.quick else (args.collector_events, 7)
         rows += collector_rows(collector_events, stage_rounds)
+    rows += tail_rows(2000 if args.quick else args.tail_events)
     print(f"machine: {os.cpu_count()} x {_cpu_model()}, Linux {platform.release()}, "
           f"Python {platform.python_version()}; event {event_bytes} bytes")
     width = max(len(r[0]) for r in rows)

@@ -245,10 +245,8 @@ class DemoRun:
         """uuid → the collector's row for it: from its API, or read back from Kafka."""
         if self.broker is not None:
             from .kafka_readback import stored_rows
-            from .tansu import read_topics
 
-            return stored_rows(read_topics(self.broker.bootstrap, self.topics.values(),
-                                           idle=0.3, first=1.0), self.topics)
+            return stored_rows(self.broker.bootstrap, self.topics)
         with urllib.request.urlopen(collector_url + "/api/events", timeout=10) as response:
             document = json.load(response)
         self.responses = document["responses"]

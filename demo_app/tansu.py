@@ -10,8 +10,9 @@ to a real broker over the real protocol without a JVM or Docker::
 Memory storage means a killed broker comes back empty, so an outage is played
 by pausing the process (SIGSTOP) and resuming it (SIGCONT): its sockets stay
 open and unanswered, as a hung or partitioned broker's would. Read a topic
-back with a consumer's ``assign`` (see :func:`read_topics`): a consumer group
-took 3-23 s to get its first message from this build, ``assign`` 0.02 s.
+back with ``baseplate-events-tail`` (or :func:`read_topics`), which reads by
+``assign``: a consumer group took 3-23 s to get its first message from this
+build, ``assign`` 0.02 s.
 """
 from __future__ import annotations
 
@@ -183,40 +184,15 @@ def count_keys(records: Iterable[Record]) -> "Counter[str]":
     return Counter(r.key.decode() if r.key is not None else "" for r in records)
 
 
-def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5,
-                first: float = 5.0, timeout: float = 60.0) -> List[Record]:
-    """Every message in the topics, from the start until none came for ``idle`` seconds
-    (``first`` seconds before the first one: fetching starts after a metadata round).
-
-    Reads every partition by ``assign`` (no consumer group). Not up to the
-    high watermark: this Tansu build reports a partition's high watermark in
-    record batches, not offsets (1 after a batch of 16 messages). A topic that
-    does not exist yet has none.
-
-    :raises TimeoutError: messages still came after ``timeout`` seconds.
+def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5) -> List[Record]:
+    """Every message in the topics, read as ``baseplate-events-tail --from-beginning`` reads
+    them (:func:`baseplate_events.collector.tail.kafka.read_messages`): each partition by
+    ``assign``, up to its high watermark of the start, then until none came for ``idle``
+    seconds (this Tansu build's watermarks undercount). A topic that does not exist yet
+    has none.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from baseplate_events.collector.tail.kafka import read_messages
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "baseplate-events-reader",
-                         "enable.auto.commit": False})
-    records: List[Record] = []
-    try:
-        metadata = consumer.list_topics(timeout=10)
-        consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING)
-                         for topic in topics if topic in metadata.topics
-                         for number in metadata.topics[topic].partitions])
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < (idle if records else first):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read_topics: messages still coming after {timeout:g} s")
-            messages = consumer.consume(10000, min(idle, 0.1))
-            for message in messages:
-                if message.error() is None:
-                    records.append(Record(message.topic(), message.partition(), message.key(),
-                                          message.value(), message.timestamp()[1]))
-            if messages:
-                quiet_since = time.monotonic()
-    finally:
-        consumer.close()
-    return records
+    return [Record(m.topic(), m.partition(), m.key(), m.value(), m.timestamp()[1])
+            for m in read_messages({"bootstrap.servers": bootstrap}, topics, idle=idle)
+            if m is not None]

@@ -124,7 +124,7 @@ class Chain:
         deadline = time.monotonic() + timeout
         while True:
             counts = count_keys(read_topics(self.broker.bootstrap, self.topics.values(),
-                                            idle=0.3, first=1.0))
+                                            idle=0.3))
             if set(uuids) <= counts.keys() or time.monotonic() > deadline:
                 return counts
             time.sleep(0.5)

@@ -130,7 +130,8 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[IO[bytes]] = None) 
         reader = make_reader(settings.sink, dict(settings.sink_options))
     except (ConfigError, SchemaError) as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=logging.WARNING, format=f"{_PROG}: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format=f"{_PROG}: %(message)s", stream=sys.stderr)
+    logging.getLogger("baseplate_events.collector.tail.kafka.librdkafka").setLevel(logging.WARNING)
     request = TailRequest(last=None if args.from_beginning else args.last, follow=args.follow,
                           idle=args.idle, pending=args.pending, merge=args.merge)
     stop = threading.Event()

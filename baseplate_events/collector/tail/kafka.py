@@ -34,6 +34,8 @@ from . import CAUGHT_UP, KafkaPosition, Reader, TailedEvent, TailRequest, Unread
 __all__ = ["PASSED_THROUGH", "KafkaReader", "consumer_config", "read_messages"]
 
 logger = logging.getLogger(__name__)
+#: librdkafka's own log lines (a broker connection closed, ...)
+librdkafka_logger = logging.getLogger(__name__ + ".librdkafka")
 
 #: The collector's ``kafka.producer.*`` options the tail's consumer takes too:
 #: how to reach and authenticate to the brokers.
@@ -74,7 +76,7 @@ def read_messages(config: Mapping[str, Any], topics: Iterable[str], last: Option
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
-        "logger": logger,
+        "logger": librdkafka_logger,
     })
     try:
         partitions = _partitions(consumer, topics, config)
@@ -104,7 +106,7 @@ def _partitions(consumer: Consumer, topics: Iterable[str],
     for topic in topics:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
-            logger.warning("kafka: no topic %s yet: nothing was stored on it", topic)
+            logger.info("kafka: no topic %s yet: nothing was stored on it", topic)
             continue
         partitions += [TopicPartition(topic, number) for number in sorted(found.partitions)]
     return partitions
