@@ -1,4 +1,4 @@
-"""What a user does: the publisher feeds a collector, then ``baseplate-events-tail`` says what arrived.
+"""What a user does: the publisher feeds a collector; ``baseplate-events-tail`` says what arrived.
 
 Real parts throughout: events on a real POSIX queue (10 x 8192, unlinked on
 teardown); ``python -m publisher`` as a subprocess; the collector under
@@ -132,8 +132,9 @@ def test_the_tail_follows_a_live_jsonl_collector_through_its_part_files(
     flags = sink_flags("jsonl", tmp_path, request)
     pipeline = pipeline_for(flags)
     put = pipeline.put(50)
-    follower = subprocess.Popen([*TAIL, *flags, "--from-beginning", "--follow", "--limit", "50"], cwd=str(ROOT),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen([*TAIL, *flags, "--from-beginning", "--follow", "--limit", "50"],
+                                cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
     try:
         out, err = follower.communicate(timeout=30)
     finally:

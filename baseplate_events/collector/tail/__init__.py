@@ -21,10 +21,11 @@ from __future__ import annotations
 import abc
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Generator, Optional, Union
 
 __all__ = [
     "CAUGHT_UP",
+    "Events",
     "FilePosition",
     "KafkaPosition",
     "Reader",
@@ -93,6 +94,8 @@ class RowPosition:
 
 
 Position = Union[KafkaPosition, FilePosition, RowPosition]
+#: What a reader's :meth:`Reader.events` returns: events, and :data:`CAUGHT_UP` marks.
+Events = Generator[Optional["TailedEvent"], None, None]
 
 
 class TailedEvent:
@@ -154,7 +157,7 @@ class Reader(abc.ABC):
 
     @abc.abstractmethod
     def events(self, request: TailRequest,
-               stop: threading.Event) -> Iterator[Optional[TailedEvent]]:
+               stop: threading.Event) -> Events:
         """The events asked for, oldest first, then :data:`CAUGHT_UP`; with
         ``request.follow``, then each new event as it is stored (and
         :data:`CAUGHT_UP` after each burst) until ``stop`` is set.

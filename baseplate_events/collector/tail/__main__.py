@@ -139,8 +139,8 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[IO[bytes]] = None) 
     def on_signal(signum: int, frame: Optional[FrameType]) -> None:
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, on_signal)
+    previous = {signum: signal.signal(signum, on_signal)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
     writer: Union[JSONWriter, TableWriter] = (
         TableWriter if args.format == "table" else JSONWriter)(out or sys.stdout.buffer, schema)
     try:
@@ -151,6 +151,9 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[IO[bytes]] = None) 
     except BrokenPipeError:  # the reader of our output left (| head): nothing more to say
         _silence_stdout()
         return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run(reader: Reader, request: TailRequest, writer: Union[JSONWriter, TableWriter],

@@ -25,12 +25,13 @@ import logging
 import os
 import stat
 import threading
+import zlib
 from collections import deque
-from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Deque, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ..sinks.jsonl import PART_SUFFIX, read_line, sink_arguments
-from . import CAUGHT_UP, FilePosition, Reader, TailedEvent, TailRequest, UnreadableSink
+from . import CAUGHT_UP, Events, FilePosition, Reader, TailedEvent, TailRequest, UnreadableSink
 
 __all__ = ["JSONLReader"]
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 _FINISHED = ".jsonl"
 _BLOCK = 1 << 16
+#: how many of a .part file's last lines are remembered to see a cut back: more
+#: than one batch holds (500 KiB of events of 100 bytes or more)
+_RECENT = 8192
 
 
 @dataclass
@@ -50,6 +54,27 @@ class _Cursor:
     lines: int = 0
     #: whether its trailing bytes that are no whole line were reported
     warned: bool = False
+    #: a .part file's last lines read: (start, end, line number, CRC-32), to see a cut back
+    recent: Deque[Tuple[int, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=_RECENT))
+
+    def remember(self, start: int, line: bytes, number: int) -> None:
+        self.recent.append((start, start + len(line), number, zlib.crc32(line)))
+
+    def rewind(self, fd: int) -> None:
+        """Go back to the last line read that is still there as it was read.
+
+        The sink cuts a failed write back to the file's length before it, and
+        writes the next batch from there; the lines read from the cut part
+        are gone (they were pending), and what follows is read anew.
+        """
+        while self.recent:
+            start, end, number, crc = self.recent[-1]
+            if zlib.crc32(os.pread(fd, end - start, start)) == crc:
+                self.offset, self.lines = end, number
+                return
+            self.recent.pop()
+            self.offset, self.lines = start, number - 1
 
 
 class JSONLReader(Reader):
@@ -73,7 +98,7 @@ class JSONLReader(Reader):
     # -- the reader contract -----------------------------------------------------------
 
     def events(self, request: TailRequest,
-               stop: threading.Event) -> Iterator[Optional[TailedEvent]]:
+               stop: threading.Event) -> Events:
         pending = request.pending or request.follow
         self._check_directory()
         paths = self._paths(pending)
@@ -167,6 +192,8 @@ class JSONLReader(Reader):
                                        path, len(line))
                     break
                 number += 1
+                if pending:
+                    cursor.remember(cursor.offset, line, number)
                 cursor.offset += len(line)
                 cursor.lines = number
                 event = self._event(line, path, number, pending)
@@ -192,8 +219,13 @@ class JSONLReader(Reader):
             first = _count_lines(fd, end) - len(lines)
         finally:
             os.close(fd)
-        cursors[(info.st_dev, info.st_ino)] = _Cursor(path, end, first + len(lines))
+        cursor = cursors[(info.st_dev, info.st_ino)] = _Cursor(path, end, first + len(lines))
         pending = path.endswith(PART_SUFFIX)
+        if pending:
+            start = end - sum(len(line) + 1 for line in lines)
+            for number, line in enumerate(lines, first + 1):
+                cursor.remember(start, line + b"\n", number)
+                start += len(line) + 1
         events = (self._event(line + b"\n", path, first + n, pending)
                   for n, line in enumerate(lines, 1))
         return (event for event in events if event is not None)
@@ -236,15 +268,27 @@ class JSONLReader(Reader):
             cursor = cursors.get(key)
             if cursor is not None:
                 cursor.path = path  # a .part renamed when it was finished
-                if info.st_size < cursor.offset:  # a failed write cut back
+                if path.endswith(PART_SUFFIX) and cursor.recent:
+                    self._rewind(path, cursor)
+                elif info.st_size < cursor.offset:  # truncated by hand: read on from its end
                     cursor.offset = info.st_size
                     cursor.lines = -1  # counted again below
+                if not path.endswith(PART_SUFFIX):
+                    cursor.recent.clear()  # finished: never written again
                 if info.st_size == cursor.offset:
                     continue
             batch.extend(self._read_from(path, cursors, cursor))
         for key in set(cursors) - seen:
             del cursors[key]  # taken away: its inode may be used again
         return batch
+
+    def _rewind(self, path: str, cursor: _Cursor) -> None:
+        fd = self._open(path)
+        if fd is not None:
+            try:
+                cursor.rewind(fd)
+            finally:
+                os.close(fd)
 
     def _read_from(self, path: str, cursors: Dict[Tuple[int, int], _Cursor],
                    cursor: Optional[_Cursor]) -> Iterator[TailedEvent]:

@@ -29,7 +29,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition
 
 from ..sinks.kafka import KafkaSettings
-from . import CAUGHT_UP, KafkaPosition, Reader, TailedEvent, TailRequest, UnreadableSink
+from . import CAUGHT_UP, Events, KafkaPosition, Reader, TailedEvent, TailRequest, UnreadableSink
 
 __all__ = ["PASSED_THROUGH", "KafkaReader", "consumer_config", "read_messages"]
 
@@ -128,16 +128,17 @@ def _consume(consumer: Consumer, marks: Dict[_Key, int], last: Optional[int], fo
         messages = consumer.consume(1000, 0.1)
         now = time.monotonic()
         for message in messages:
-            key = (message.topic(), message.partition())
+            topic, partition, offset = _where(message)
+            key = (topic, partition)
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     at_end.add(key)
-                    reached[key] = max(reached.get(key, -1), message.offset())
+                    reached[key] = max(reached.get(key, -1), offset)
                 else:
                     logger.warning("kafka: %s", error.str())
                 continue
-            reached[key] = max(reached.get(key, -1), message.offset() + 1)
+            reached[key] = max(reached.get(key, -1), offset + 1)
             last_message = now
             if held is not None:
                 held[key].append(message)
@@ -170,6 +171,13 @@ def _consume(consumer: Consumer, marks: Dict[_Key, int], last: Optional[int], fo
             yield CAUGHT_UP
 
 
+def _where(message: Message) -> Tuple[str, int, int]:
+    """A message's topic, partition and offset (librdkafka leaves none of them unset on a
+    message or a partition's end)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    return topic or "", -1 if partition is None else partition, -1 if offset is None else offset
+
+
 def _reason(exc: KafkaException) -> str:
     error = exc.args[0] if exc.args else None
     return error.str() if isinstance(error, KafkaError) else str(exc)
@@ -190,7 +198,7 @@ class KafkaReader(Reader):
         return cls(KafkaSettings.from_options(options))
 
     def events(self, request: TailRequest,
-               stop: threading.Event) -> Iterator[Optional[TailedEvent]]:
+               stop: threading.Event) -> Events:
         streams = {topic: stream for stream, topic in self.settings.topics.items()}
         for message in read_messages(consumer_config(self.settings), streams,
                                      request.last, request.follow, request.idle, stop):
@@ -198,8 +206,8 @@ class KafkaReader(Reader):
                 yield CAUGHT_UP
                 continue
             key = message.key()
-            topic = message.topic()
+            topic, partition, offset = _where(message)
             yield TailedEvent(
                 "" if key is None else key.decode("utf-8", "replace"), streams[topic],
                 message.timestamp()[1], message.value() or b"",
-                KafkaPosition(topic, message.partition(), message.offset()))
+                KafkaPosition(topic, partition, offset))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import urllib.parse
-from typing import Iterator, List, Mapping, Optional
+from typing import List, Mapping
 
 from ...errors import ConfigError
-from . import CAUGHT_UP, Reader, RowPosition, TailedEvent, TailRequest, UnreadableSink
+from . import CAUGHT_UP, Events, Reader, RowPosition, TailedEvent, TailRequest, UnreadableSink
 
 __all__ = ["SQLiteReader"]
 
@@ -48,7 +48,7 @@ class SQLiteReader(Reader):
         return cls(path, parse_float("sqlite.busy_timeout", options.get("busy_timeout", "5")))
 
     def events(self, request: TailRequest,
-               stop: threading.Event) -> Iterator[Optional[TailedEvent]]:
+               stop: threading.Event) -> Events:
         db = self._connect()
         try:
             if request.last is None:
