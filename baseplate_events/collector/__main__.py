@@ -142,10 +142,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     collector = config.registry["collector"]
     names: List[str] = sorted(collector.settings.keys)
+    sink = collector.describe_sink()
     return serve(
         config.make_wsgi_app(), args,
-        lambda url: f"collector listening on {url} (keys: {', '.join(names)}; "
-                    f"sink: {args.sink})",
+        lambda url: f"collector listening on {url} (keys: {', '.join(names)}; sink: {sink})",
         collector.close)
 
 

@@ -78,6 +78,11 @@ class Collector:
         if self._pid == os.getpid():
             self._sink.close()
 
+    def describe_sink(self) -> str:
+        """The sink and where it keeps events, for the start line (``sqlite /var/lib/...``)."""
+        describe = getattr(self._sink, "describe", None)
+        return describe() if callable(describe) else self.settings.sink
+
     @property
     def journal(self) -> Optional[Journal]:
         sink = self._sink
