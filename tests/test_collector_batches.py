@@ -128,10 +128,12 @@ def test_arbitrary_bytes_never_crash_the_gunzip(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("version", ["1", "2", "2j"])
-def test_deeply_nested_json_is_a_400_not_a_recursion_error(version: str) -> None:
-    """100000 nested arrays (well under the body cap) are refused as malformed."""
-    with pytest.raises(MalformedBatch):
+def test_deeply_nested_json_is_the_events_422_not_a_recursion_error(version: str) -> None:
+    """100000 nested arrays (well under the body cap): event 0 is refused, naming why."""
+    with pytest.raises(RefusedEvents) as refused:
         decode_batch(version, b"[" * 100_000 + b"]" * 100_000)
+    assert [(0, None, "nested too deeply for the JSON parser; an event may nest at most 64 "
+                      "levels")] == [(r.index, r.uuid, r.reason) for r in refused.value.refusals]
 
 
 @pytest.mark.parametrize("depth", [450, 5000])
