@@ -7,9 +7,12 @@ Routes:
   :mod:`~baseplate_events.collector.batches`, then the sink. The answer is
   JSON: 200 ``{"accepted": N, "duplicates": D}`` only after the sink has the
   whole batch; 4xx ``{"error": ...}`` (422 with ``"refused": [{"index",
-  "uuid", "reason"}, ...]``); 503 with ``Retry-After`` while the sink is
-  unavailable. Never 500 for an event: what cannot be decoded or stored is a
-  422 naming it.
+  "uuid", "reason"}, ...]``); 503 with ``Retry-After`` only while the sink
+  is unavailable; 500 with the reason for a collector bug on this batch.
+  Never 500 or 503 for an event: what cannot be decoded or stored for a
+  reason of its own is a 422 naming it. A malformed request (a path that is
+  not UTF-8 once percent-decoded, no length, a body that cannot be read) is a
+  4xx with the reason, never a traceback.
 - ``GET /healthz``: 200 ``ok`` while the process serves (liveness).
 - ``GET /readyz``: 200 ``ready``, or 503 while the sink cannot take a batch
   (readiness: a load balancer sends batches elsewhere meanwhile): from a
@@ -20,6 +23,9 @@ Routes:
 
 Every answer is counted in the collector's metrics
 (:mod:`~baseplate_events.collector.metrics`).
+
+The app sets no hop-by-hop header (``Connection``): waitress and gunicorn
+own the connection, and a body the app leaves unread is theirs to drain.
 
 The app keeps no state between requests but its sink, so any number of them,
 in any number of processes, can stand behind one load balancer.
@@ -35,13 +41,15 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from pyramid.config import Configurator
+from pyramid.exceptions import URLDecodeError
+from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
 from .batches import EventReader
 from .intake import Refused, declared_length
 from .schema import load_schema
-from .service import PATHS, Collector
+from .service import PATHS, Collector, internal_error
 from .settings import parse_settings
 from .sinks import Sink, create_sink
 
@@ -51,7 +59,8 @@ logger = logging.getLogger(__name__)
 
 #: A body up to this many times the cap is read and dropped before the 413, so
 #: that the client reads the answer and the connection stays usable; a bigger
-#: one is answered at once and the connection closed.
+#: one is answered at once (waitress refuses it itself, past
+#: ``max_request_body_size``; gunicorn drains it before the next request).
 DRAIN_FACTOR = 8
 
 
@@ -73,24 +82,34 @@ def _read_body(request: Request, collector: Collector
         length = declared_length(environ.get("CONTENT_LENGTH"), chunked, max_body)
     except Refused as refusal:
         declared = refusal.extra.pop("length", None)
-        headers = {}
         if declared is not None and declared <= DRAIN_FACTOR * max_body:
-            _discard(stream, declared)
-        else:
-            headers["Connection"] = "close"  # the body was not read
+            _read_quietly(_discard, stream, declared)
         status, answer = refusal.answer()
-        return None, _json(status, answer, **headers)
+        return None, _json(status, answer)
     if length is None:  # chunked: read to the end, up to the cap
-        body = stream.read(max_body + 1)
+        body, problem = _read_quietly(stream.read, max_body + 1)
+        if problem is not None:
+            return None, problem
         if len(body) > max_body:
             return None, _json(413, {"error": f"body is over {max_body} bytes; the collector "
-                                              f"takes at most {max_body}"}, Connection="close")
+                                              f"takes at most {max_body}"})
         return body, None
-    body = stream.read(length)
+    body, problem = _read_quietly(stream.read, length)
+    if problem is not None:
+        return None, problem
     if len(body) != length:
-        return None, _json(400, {"error": f"body ended after {len(body)} of {length} bytes"},
-                           Connection="close")
+        return None, _json(400, {"error": f"body ended after {len(body)} of {length} bytes"})
     return body, None
+
+
+def _read_quietly(read: Callable[..., Any], *args: Any) -> Tuple[Any, Optional[Response]]:
+    """``read(*args)``, or a 400 when the server cannot read the body (a chunk that is
+    not one, a client gone mid-body): the request's fault, never a 500."""
+    try:
+        return read(*args), None
+    except Exception as exc:  # gunicorn's InvalidChunkSize, NoMoreData (OSError)...
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return b"", _json(400, {"error": f"the body could not be read: {detail}"})
 
 
 def _discard(stream: Any, length: int) -> None:
@@ -128,6 +147,27 @@ def method_not_allowed_view(request: Request) -> Response:
 def not_found_view(request: Request) -> Response:
     return _json(404, {"error": f"no such endpoint {request.path_info[:64]!r}; "
                                 "POST to /v1, /v2 or /v2j"})
+
+
+def undecodable_path_view(exc: URLDecodeError, request: Request) -> Response:
+    """A path that is not UTF-8 once percent-decoded (``/%ff``): 400, naming it."""
+    path = request.environ.get("PATH_INFO", "")
+    shown = path.encode("latin-1", "replace")[:64]  # WSGI's PATH_INFO: the bytes as latin-1
+    return _json(400, {"error": f"the path {shown!r} is not UTF-8 once percent-decoded; "
+                                "POST to /v1, /v2 or /v2j"})
+
+
+def internal_error_view(exc: Exception, request: Request) -> Response:
+    """Anything else a view raised: 500 with the reason, logged with its traceback
+    (one line a minute per reason); an HTTP exception is its own answer."""
+    if isinstance(exc, HTTPException):
+        return exc
+    reason, where = internal_error(exc)
+    collector: Collector = request.registry["collector"]
+    collector.rate_limited(logging.ERROR, where, "collector: answered 500 to %s %s: %s",
+                           request.method, request.environ.get("PATH_INFO", "")[:64], reason,
+                           exc_info=exc)
+    return _json(500, {"error": reason})
 
 
 def healthz_view(request: Request) -> Response:
@@ -193,6 +233,8 @@ def make_configurator(
     config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
     config.add_notfound_view(not_found_view)
     config.add_tween("baseplate_events.collector.app.metrics_tween")
+    config.add_exception_view(undecodable_path_view, context=URLDecodeError)
+    config.add_exception_view(internal_error_view, context=Exception)
     return config
 
 

@@ -26,8 +26,9 @@ from the fields of those names (``client_timestamp`` for the time; v1:
 
 A batch is one transaction. A value SQLite cannot store (an integer past 64
 bits, a string holding a lone surrogate) is that event's refusal, and nothing
-of the batch is kept; a database that is locked, read-only, full or gone is
-:class:`SinkUnavailable`.
+of the batch is kept; a database that is locked past ``sqlite.busy_timeout``,
+read-only, not permitted, full, unreadable or gone is :class:`SinkUnavailable`
+(503). Any other SQLite error is a bug, left to the app's 500.
 """
 from __future__ import annotations
 
@@ -92,6 +93,20 @@ _LABELS = {"1": ("event_topic", "event_type", None, "event_ts")}
 _V2_LABELS = ("source", "action", "noun", "client_timestamp")
 #: what a per-event value error looks like when SQLite binds it
 _VALUE_ERRORS = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)
+#: SQLite's primary result codes that say the database cannot take a batch now: its
+#: infrastructure (a lock held past the busy timeout, a read-only or full disk, a file
+#: not permitted, unreadable or gone), not the batch
+_UNAVAILABLE = frozenset(
+    getattr(sqlite3, name) for name in (
+        "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY",
+        "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+        "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_NOTADB"))
+
+
+def unavailable(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database is unavailable (rather than that we misused it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -156,6 +171,8 @@ class SQLiteSink:
         reasons: List[Optional[str]] = [None] * len(events)
         accepted = duplicates = 0
         with self._lock:
+            if self._closed:
+                raise SinkUnavailable(f"sqlite: the sink for {self.path} is closed")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -178,7 +195,10 @@ class SQLiteSink:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
+                if not unavailable(exc):
+                    raise  # not the database's state: a bug, answered 500
+                raise SinkUnavailable(f"sqlite: {exc} ({exc.sqlite_errorname}; "
+                                      f"{self.path})") from None
             self._last.result = StoreResult(accepted, duplicates)
         return reasons
 
