@@ -266,6 +266,11 @@ class KafkaSink:
         self._pid = os.getpid()
         _LIVE.add(self)
 
+    def describe(self) -> str:
+        """For the start line: the brokers and the topic of each stream."""
+        topics = ", ".join(f"{stream} -> {self.settings.topics[stream]}" for stream in STREAMS)
+        return f"kafka brokers {self.settings.bootstrap_servers} (topics {topics})"
+
     @property
     def producer(self) -> Producer:
         """The current producer (a new one after a fatal error)."""
