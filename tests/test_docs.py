@@ -92,6 +92,27 @@ def test_every_scenario_named_runs_at_least_one_block() -> None:
     assert set() == SCENARIOS - named
 
 
+#: how a command starts; a literal ``::`` block starting so would escape these tests
+_COMMAND = re.compile(r"^(python3? |pip |gunicorn |make |curl |sudo |thrift |baseplate-events-[a-z-]+ "
+                      r"|systemctl |docker |promtool )")
+
+
+def test_commands_are_in_code_blocks_not_literal_blocks() -> None:
+    """No ``::`` literal block starts with a command: commands go in ``.. code-block:: sh``."""
+    found = []
+    for page in pages():
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if not line.rstrip().endswith("::") or line.lstrip().startswith(".."):
+                continue
+            body = number + 1
+            while body < len(lines) and not lines[body].strip():
+                body += 1
+            if body < len(lines) and _COMMAND.match(lines[body].strip()):
+                found.append(f"{page.relative_to(ROOT)}:{body + 1}: {lines[body].strip()}")
+    assert [] == found
+
+
 # -- blocks that run as they stand ---------------------------------------------------
 
 
