@@ -10,6 +10,7 @@ paths and queue names swapped for free and private ones.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,7 +36,7 @@ LANGUAGES = {"text": "shown", "sh": "run", "python": "run", "ini": "load", "yaml
              "thrift": "file"}
 #: the scenarios a ``.. run: NAME`` marker may name, each run by a test here
 #: (``quickstart`` by tests/test_readme.py's quick-start test)
-SCENARIOS = {"server", "queue-tool", "queue-python", "local-kafka", "quickstart",
+SCENARIOS = {"server", "queue-tool", "queue-python", "local-kafka", "kafka-tail", "quickstart",
              "quickstart-test"}
 EXAMPLES = ROOT / "examples"
 KEY = "demo=c2VjcmV0"  # the docs' key: name demo, secret "secret"
@@ -373,14 +374,14 @@ def test_the_quickstart_test_passes_under_pytest(block: Block, tmp_path: Path) -
     assert "1 passed" in result.stdout
 
 
-@pytest.mark.system
-def test_the_local_kafka_commands_and_consumer_read_back_every_event(tmp_path: Path) -> None:
-    """The local broker and gunicorn commands run as shown; the consumer reads every event."""
+@contextlib.contextmanager
+def _local_kafka(tmp_path: Path) -> Iterator[Tuple[int, List[str]]]:
+    """The local broker and collector commands of the page, run as shown on free ports,
+    with 40 v2 events posted to the collector: (the broker's port, the events' uuids)."""
     from tests.support_processes import signed_post
     from tests.test_collector import v2_batch, v2_event
 
     (commands,) = _blocks("sh", "local-kafka")
-    (consumer,) = _blocks("python", "local-kafka")
     broker_port, collector_port = _free_port(), _free_port()
     processes: List[subprocess.Popen] = []
     log = tmp_path / "background.log"
@@ -401,12 +402,36 @@ def test_the_local_kafka_commands_and_consumer_read_back_every_event(tmp_path: P
             answer = signed_post(f"http://127.0.0.1:{collector_port}", "/v2",
                                  v2_batch(events[start:start + 10]), b"secret")
             assert 200 == answer.status_code, answer.text
+        yield broker_port, [event.uuid for event in events]
+    finally:
+        statuses = [_stop(process) for process in reversed(processes)]
+    assert [0, 0] == statuses, log.read_text()
+    assert (tmp_path / "tansu.log").exists()
+
+
+@pytest.mark.system
+def test_the_local_kafka_commands_and_consumer_read_back_every_event(tmp_path: Path) -> None:
+    """The local broker and gunicorn commands run as shown; the consumer reads every event."""
+    (consumer,) = _blocks("python", "local-kafka")
+    with _local_kafka(tmp_path) as (broker_port, uuids):
         script = consumer.text.replace("127.0.0.1:9092", f"127.0.0.1:{broker_port}")
         result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_docs_env(),
                                 capture_output=True, text=True, timeout=120)
-    finally:
-        statuses = [_stop(process) for process in reversed(processes)]
-    assert (0, f"{len(events)} events\n", "") == (result.returncode, result.stdout,
-                                                   result.stderr)
-    assert [0, 0] == statuses, log.read_text()
-    assert (tmp_path / "tansu.log").exists()
+    assert (0, f"{len(uuids)} events\n", "") == (result.returncode, result.stdout,
+                                                 result.stderr)
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("block", _blocks("sh", "kafka-tail"), ids=lambda b: b.label)
+def test_the_tail_command_reads_back_every_event_from_the_local_broker(
+    block: Block, tmp_path: Path,
+) -> None:
+    """baseplate-events-tail, as the page shows it, prints each event posted, by uuid."""
+    _skip_if_pending(block)
+    with _local_kafka(tmp_path) as (broker_port, uuids):
+        script = block.text.replace("127.0.0.1:9092", f"127.0.0.1:{broker_port}")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
+                                env=_docs_env(), capture_output=True, text=True, timeout=120)
+    assert 0 == result.returncode, result.stderr
+    assert sorted(uuids) == sorted({json.loads(line)["uuid"]
+                                    for line in result.stdout.splitlines()})
