@@ -435,3 +435,27 @@ def test_the_tail_command_reads_back_every_event_from_the_local_broker(
     assert 0 == result.returncode, result.stderr
     assert sorted(uuids) == sorted({json.loads(line)["uuid"]
                                     for line in result.stdout.splitlines()})
+
+
+# -- what the pages promise about installing and naming ------------------------------
+
+
+def test_the_collector_extra_installs_gunicorn() -> None:
+    """The collector extra has gunicorn, which docs/collector.rst runs right after installing it."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert ["gunicorn"] == [r for r in (re.split(r"[<>=!~ ;\[]", req)[0]
+                                         for req in extras["collector"]) if r == "gunicorn"]
+
+
+@pytest.mark.parametrize("where", ["docs/events.rst", "docs/demo.rst", "docs/migration.rst",
+                                   "demo_app/runner.py"])
+def test_baseplates_module_names_are_given_for_each_version(where: str) -> None:
+    """Where baseplate.py's publisher is named, both its 0.30 and its 1.0+ names are, each with
+    its versions."""
+    text = " ".join((ROOT / where).read_text(encoding="utf-8").split())
+    for name in ("baseplate.events.publisher", "baseplate.sidecars.event_publisher"):
+        assert name in text, f"{where} does not name {name}"
+    assert "0.30" in text and "2.7.1" in text, f"{where} does not give the versions"
