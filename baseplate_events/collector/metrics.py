@@ -83,6 +83,8 @@ class CollectorMetrics:
             self.events.labels(outcome)
         for reason in ("invalid", "sink"):
             self.events_refused.labels(reason)
+        for reason in sorted(set(_BATCH_REASONS.values())):
+            self.batches_refused.labels(reason)
 
     def request(self, path: str, status: int) -> None:
         self.requests.labels(path if path in PATHS else "other", str(status)).inc()
