@@ -5,7 +5,7 @@
 from the batches' port: a scrape reaches the instance it names, not whichever
 one a load balancer picks. Under gunicorn, every worker writes its figures
 to prometheus_client's multiprocess directory, and the master serves their
-sums once per instance (:mod:`baseplate_events.collector.gunicorn_conf`).
+sums once per instance (``baseplate_events.collector.gunicorn_conf``).
 
 Every metric is named ``baseplate_events_collector_<name>``:
 
