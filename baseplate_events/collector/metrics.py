@@ -119,5 +119,5 @@ def serve_metrics(registry: Optional[CollectorRegistry], address: Tuple[str, int
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     server, _ = start_http_server(address[1], address[0], registry=registry)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     return server, f"http://{'[' + host + ']' if ':' in host else host}:{port}/metrics"
