@@ -215,8 +215,10 @@ class Collector:
             return
         try:
             journal.record_refusals(stream, refused, received_ms)
-        except Exception:  # the journal is for the page; never let it cost the answer
-            logger.exception("collector: failed to record refused events")
+        except Exception as exc:  # the journal is for the page; never let it cost the answer
+            self.rate_limited(logging.WARNING, f"record {type(exc).__name__}: {exc}",
+                              "collector: failed to record refused events: %s: %s",
+                              type(exc).__name__, exc)
 
     def count(self, status: int) -> None:
         journal = self.journal
@@ -224,5 +226,7 @@ class Collector:
             return
         try:
             journal.count_response(status)
-        except Exception:
-            logger.exception("collector: failed to count a response")
+        except Exception as exc:  # as above; a locked database fails every count at once
+            self.rate_limited(logging.WARNING, f"count {type(exc).__name__}: {exc}",
+                              "collector: failed to count a response: %s: %s",
+                              type(exc).__name__, exc)
