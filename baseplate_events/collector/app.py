@@ -15,7 +15,14 @@ Routes:
   4xx with the reason, never a traceback.
 - ``GET /healthz``: 200 ``ok`` while the process serves (liveness).
 - ``GET /readyz``: 200 ``ready``, or 503 while the sink cannot take a batch
-  (readiness: a load balancer sends batches elsewhere meanwhile).
+  (readiness: a load balancer sends batches elsewhere meanwhile): from a
+  batch the sink could not take until a probe of the sink, at most every 2 s
+  and in a thread of its own, succeeds (see
+  :class:`~baseplate_events.collector.service.SinkHealth`). Neither health
+  view ever waits for the sink.
+
+Every answer is counted in the collector's metrics
+(:mod:`~baseplate_events.collector.metrics`).
 
 The app sets no hop-by-hop header (``Connection``): waitress and gunicorn
 own the connection, and a body the app leaves unread is theirs to drain.
@@ -28,6 +35,8 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
+import sys
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -167,17 +176,25 @@ def healthz_view(request: Request) -> Response:
 
 def readyz_view(request: Request) -> Response:
     collector: Collector = request.registry["collector"]
-    try:
-        ready = collector.sink.ready()
-    except Exception:
-        logger.exception("collector: the sink's readiness check failed")
-        ready = False
-    if ready:
+    if collector.health.ready():
         return Response(body=b"ready\n", content_type="text/plain", charset=None)
     response = Response(body=b"the sink is unavailable\n", status=503,
                         content_type="text/plain", charset=None)
     response.headers["Retry-After"] = str(collector.settings.retry_after)
     return response
+
+
+def metrics_tween(handler: Callable[[Request], Response], registry: Any
+                  ) -> Callable[[Request], Response]:
+    """Counts every answer by path and status in the collector's metrics."""
+    collector: Collector = registry["collector"]
+
+    def tween(request: Request) -> Response:
+        response = handler(request)
+        collector.metrics.request(request.path_info, response.status_code)
+        return response
+
+    return tween
 
 
 def make_configurator(
@@ -215,6 +232,7 @@ def make_configurator(
     config.add_route("readyz", "/readyz")
     config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
     config.add_notfound_view(not_found_view)
+    config.add_tween("baseplate_events.collector.app.metrics_tween")
     config.add_exception_view(undecodable_path_view, context=URLDecodeError)
     config.add_exception_view(internal_error_view, context=Exception)
     return config
@@ -226,6 +244,11 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
     """
     config = make_configurator(settings, **options)
+    collector: Collector = config.registry["collector"]
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
-        atexit.register(config.registry["collector"].close)
+        atexit.register(collector.close)
+        # the start line of this process (each gunicorn worker makes its app)
+        print(f"collector app made in process {os.getpid()} (keys: "
+              f"{', '.join(sorted(collector.settings.keys))}; sink: {collector.describe_sink()})",
+              file=sys.stderr, flush=True)
     return config.make_wsgi_app()

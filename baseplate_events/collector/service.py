@@ -37,15 +37,106 @@ from typing import runtime_checkable
 
 from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
+from .metrics import CollectorMetrics
 from .settings import CollectorSettings
 from .sinks import Sink, SinkUnavailable
 
-__all__ = ["PATHS", "Answer", "Collector", "Journal", "RateLimitedLog", "internal_error"]
+__all__ = ["PATHS", "PROBE_INTERVAL", "Answer", "Collector", "Journal", "RateLimitedLog",
+           "SinkHealth", "internal_error"]
 
 logger = logging.getLogger(__name__)
 
 PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
 Answer = Tuple[int, Dict[str, Any]]
+
+#: the shortest time between two probes of a sink that failed
+PROBE_INTERVAL = 2.0
+
+
+class SinkHealth:
+    """Whether the sink takes batches, as ``/readyz`` says: the truth after a failure.
+
+    A batch the sink could not take marks it unavailable. From then on
+    :meth:`ready` is False and starts a probe of the sink itself (its
+    ``probe()``: a write in a savepoint, a probe file, broker metadata), in a
+    thread of its own and at most every ``interval`` seconds, so that a probe
+    neither waits behind batches nor makes ``/readyz`` wait. A probe, or a
+    batch, that succeeds makes it available again, without waiting for the
+    traffic a load balancer no longer sends.
+    """
+
+    def __init__(self, sink: Callable[[], Sink], metrics: CollectorMetrics,
+                 interval: float = PROBE_INTERVAL,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self.interval = interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        #: why the sink is unavailable, or None while it takes batches
+        self.problem: Optional[str] = None
+        self._probing = False
+        self._last_probe = float("-inf")
+        #: how many probes were started (each one a thread)
+        self.probes = 0
+
+    def failed(self, problem: str) -> None:
+        """A batch could not be stored."""
+        with self._lock:
+            if self.problem is None:
+                self._last_probe = self._monotonic()  # the failure was a probe of its own
+            self.problem = problem
+        self._metrics.sink_ready.set(0)
+
+    def succeeded(self) -> None:
+        """A batch, or a probe, was stored."""
+        if self.problem is None:
+            return
+        with self._lock:
+            was, self.problem = self.problem, None
+        if was is not None:
+            logger.warning("collector: the sink takes batches again (it failed with: %s)", was)
+        self._metrics.sink_ready.set(1)
+
+    def ready(self) -> bool:
+        """Whether the sink takes batches (never blocks; may start a probe)."""
+        if self.problem is None:
+            try:
+                return bool(self._sink().ready())
+            except Exception:
+                logger.exception("collector: the sink's readiness check failed")
+                return False
+        with self._lock:
+            due = not self._probing and self._monotonic() - self._last_probe >= self.interval
+            if due:
+                self._probing = True
+                self._last_probe = self._monotonic()
+                self.probes += 1
+        if due:
+            threading.Thread(target=self._probe, name="sink-probe", daemon=True).start()
+        return False
+
+    def _probe(self) -> None:
+        try:
+            sink = self._sink()
+            probe = getattr(sink, "probe", None)
+            if callable(probe):
+                probe()
+            elif not sink.ready():
+                raise SinkUnavailable("the sink says it is not ready")
+        except SinkUnavailable as exc:
+            logger.warning("collector: the sink is still unavailable: %s", exc)
+            with self._lock:
+                self.problem = str(exc)
+        except Exception:
+            logger.exception("collector: probing the sink failed")
+        else:
+            self.succeeded()
+        finally:
+            with self._lock:
+                self._probing = False
+                self._last_probe = self._monotonic()
+
 
 #: runs of digits and hex (uuids, counts, offsets): one reason, whatever their values
 _VARYING = re.compile(r"[0-9a-fA-F]*[0-9][0-9a-fA-F-]*")
@@ -138,6 +229,8 @@ class Collector:
         self._make_sink = make_sink
         self._pid = os.getpid()
         self._fork_lock = threading.Lock()
+        self.metrics = CollectorMetrics()
+        self.health = SinkHealth(lambda: self.sink, self.metrics)
 
     @property
     def sink(self) -> Sink:
@@ -156,6 +249,11 @@ class Collector:
         """Close the sink, if this process made it (a fork leaves the parent's alone)."""
         if self._pid == os.getpid():
             self._sink.close()
+
+    def describe_sink(self) -> str:
+        """The sink and where it keeps events, for the start line (``sqlite /var/lib/...``)."""
+        describe = getattr(self._sink, "describe", None)
+        return describe() if callable(describe) else self.settings.sink
 
     @property
     def journal(self) -> Optional[Journal]:
@@ -179,7 +277,16 @@ class Collector:
             status, answer = 500, {"error": reason}
         if status == 422:
             self._record(stream, answer["refused"], received_ms)
+        self._count_answer(status, answer)
         return status, answer
+
+    def _count_answer(self, status: int, answer: Mapping[str, Any]) -> None:
+        metrics = self.metrics
+        if status == 200:
+            metrics.events.labels("accepted").inc(answer.get("accepted", 0))
+            metrics.events.labels("duplicate").inc(answer.get("duplicates", 0))
+        elif 400 <= status < 500 and status != 422:
+            metrics.batch_refused(status)
 
     def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
               ) -> Answer:
@@ -194,17 +301,27 @@ class Collector:
         except MalformedBatch as exc:
             raise Refused(400, f"not a v{version} batch: {exc}") from None
         except RefusedEvents as exc:
+            self.metrics.events_refused.labels("invalid").inc(len(exc.refusals))
             raise Refused(422, str(exc), refused=[r.as_dict() for r in exc.refusals]) from None
-        reasons = self.sink.store("v" + version, events)  # SinkUnavailable: 503, see take
+        self.metrics.batch_events.observe(len(events))
+        started = time.monotonic()
+        try:
+            reasons = self.sink.store("v" + version, events)  # SinkUnavailable: 503, see take
+        finally:
+            self.metrics.store_seconds.observe(time.monotonic() - started)
+        self.health.succeeded()
         refusals = [Refusal(i, reason, events[i].uuid)
                     for i, reason in enumerate(reasons) if reason is not None]
         if refusals:
+            self.metrics.events_refused.labels("sink").inc(len(refusals))
             raise Refused(422, str(RefusedEvents(refusals, len(events))),
                           refused=[r.as_dict() for r in refusals])
         duplicates = self.sink.duplicates() if hasattr(self.sink, "duplicates") else 0
         return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
 
     def _unavailable(self, exc: SinkUnavailable) -> Answer:
+        self.metrics.sink_unavailable.inc()
+        self.health.failed(str(exc))
         self.rate_limited(logging.WARNING, str(exc),
                           "collector: sink unavailable, answered 503: %s", exc)
         return 503, {"error": f"the sink is unavailable: {exc}"}
