@@ -161,8 +161,12 @@ def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}
     take_write_bits(unwritable)
     status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
-    assert (503, "7", f"the sink is unavailable: jsonl: cannot write to {unwritable}: "
-                      f"Permission denied") == (status, retry_after, error)
+    assert (503, "7") == (status, retry_after), error
+    if os.geteuid() == 0:  # the throwaway uid cannot even open the directory
+        assert (f"the sink is unavailable: this process cannot make its sink: jsonl.directory: "
+                f"cannot open {unwritable}: Permission denied") == error
+    else:
+        assert error.startswith("the sink is unavailable: "), error
 
 
 # -- Kafka --------------------------------------------------------------------------------

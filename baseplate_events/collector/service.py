@@ -35,6 +35,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 from typing import runtime_checkable
 
+from ..errors import ConfigError
 from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
 from .metrics import CollectorMetrics
@@ -241,7 +242,13 @@ class Collector:
         if self._make_sink is not None and self._pid != os.getpid():
             with self._fork_lock:
                 if self._pid != os.getpid():
-                    self._sink = self._make_sink()
+                    try:
+                        self._sink = self._make_sink()
+                    except SinkUnavailable:
+                        raise
+                    except (OSError, ConfigError) as exc:  # the files' state, not the batch's
+                        raise SinkUnavailable(f"this process cannot make its sink: "
+                                              f"{exc}") from None
                     self._pid = os.getpid()
         return self._sink
 
