@@ -445,7 +445,8 @@ def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
         kind = type(value)
         if kind is dict or kind is list:
             if depth >= MAX_DEPTH:
-                return (f"{path[:64]}: nested more than {MAX_DEPTH} levels deep; an event "
+                shown = path if len(path) <= 64 else path[:61] + "..."
+                return (f"{shown}: nested more than {MAX_DEPTH} levels deep; an event "
                         f"may nest at most {MAX_DEPTH}")
             if kind is dict:
                 stack.extend((f"{path}.{key}", inner, depth + 1) for key, inner in value.items())
