@@ -9,7 +9,6 @@ and a hostile body costs no more CPU before the signature than an honest one.
 """
 from __future__ import annotations
 
-import base64
 import email.utils
 import glob
 import gzip
@@ -32,14 +31,13 @@ import requests
 
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
-from baseplate_events.collector.intake import sign
 from baseplate_events.message_queue import MessageQueue
 from event_schemas.event.ttypes import Event
 from publisher.dead_letters import DeadLetter, read
 from tests.conftest import TEST_MAX_MESSAGE_SIZE
 from tests.support_kafka import GunicornCollector
 from tests.support_processes import LISTENING, REPO, reap
-from tests.support_publisher import SECRET, SECRET_B64, PublisherProcess, put_all
+from tests.support_publisher import SECRET_B64, PublisherProcess, put_all
 
 pytestmark = pytest.mark.system
 

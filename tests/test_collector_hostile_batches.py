@@ -110,7 +110,8 @@ def uuid_spellings(draw: Any) -> str:
     return draw(st.sampled_from([
         text, text.upper(), u.hex, u.hex.upper(), "{" + text + "}", "urn:uuid:" + text,
         "URN:UUID:" + text.upper(), "urn:uu\u0130d:" + text, "urn:uu\u0131d:" + text,
-        "urn:uuid:{" + text + "}", "urn:uu\u0130d:" + text, "urn:uu\u0131d:" + text, text.replace("-", "_"), " " + text, text + "\n",
+        "urn:uuid:{" + text + "}", "urn:uu\u0130d:" + text, "urn:uu\u0131d:" + text,
+        text.replace("-", "_"), " " + text, text + "\n",
         text.replace("1", "١").replace("2", "２"), text[:-1], text + "0",
         text.replace("a", "\u0430"), text.replace("-", ""), "{" + u.hex + "}",
     ]) | st.text(st.characters(codec=None), min_size=32, max_size=45))

@@ -243,9 +243,10 @@ def decode_batch(
     for index, (item, raw) in enumerate(elements):
         try:
             if type(item) is Unreadable:  # the last element: the split stopped at it
-                event_uuid, document, reason = None, None, item.reason
+                checked: Checked = (None, None, item.reason)
             else:
-                event_uuid, document, reason = check(item, raw, reader)
+                checked = check(item, raw, reader)
+            event_uuid, document, reason = checked
             if reason is None and not refusals:
                 data = raw.encode("utf-8") if raw is not None else _written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
