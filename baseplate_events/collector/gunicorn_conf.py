@@ -48,11 +48,17 @@ def _multiprocess_directory() -> str:
         directory = given
     else:
         directory = tempfile.mkdtemp(prefix="baseplate-events-collector-metrics-")
-        atexit.register(shutil.rmtree, directory, True)
+        atexit.register(_remove, directory, os.getpid())
     for stale in glob.glob(os.path.join(glob.escape(directory), "*.db")):
         os.unlink(stale)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory
+
+
+def _remove(directory: str, master: int) -> None:
+    """Remove the directory at the master's exit (a worker runs the same hooks at its own)."""
+    if os.getpid() == master:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 MULTIPROCESS_DIRECTORY = _multiprocess_directory()
