@@ -185,6 +185,7 @@ def test_a_uuid_spelled_with_a_dotted_or_dotless_i_stalls_nothing_on_jsonl(
                                             good, poison, poison_uuid,
                                             lambda: jsonl_uuids(directory))
         log = served.log()
+    print(figures)  # the figures, with pytest -s
     assert ("20 of 20 good events delivered" in figures
             and "poison dead-lettered: True" in figures), figures
     assert "Traceback" not in log, log
@@ -204,6 +205,7 @@ def test_a_v1_event_nested_970_deep_stalls_nothing_on_sqlite(
                                             good, poison, poison_uuid,
                                             lambda: sqlite_uuids(database))
         log = served.log()
+    print(figures)
     assert ("10 of 10 good events delivered" in figures
             and "poison dead-lettered: True" in figures
             and "poison stored: False" in figures), figures
@@ -265,6 +267,7 @@ def test_a_body_of_empty_gzip_members_costs_no_cpu_and_delays_no_publisher(
     figures = (f"{per_request:.3f} s CPU per hostile request; {delivered} of 10 events "
                f"delivered in {waited:.1f} s beside {len(sent)} hostile requests; "
                f"statuses {sorted(set(statuses + sent))}")
+    print(figures)
     assert [400] == sorted(set(statuses + sent)), figures
     assert per_request < 0.05 and delivered == 10, figures
 
@@ -356,6 +359,7 @@ def test_malformed_requests_are_4xx_with_reasons_under_waitress(
     with waitress_collector(tmp_path, "--sink", "sqlite",
                             "--option", f"sqlite.path={database}") as served:
         seen = check_malformed(served.url)
+        print(*seen, sep="\n")
         pub = publisher(publisher_for, served, "2j")
         good = [v2_event() for _ in range(5)]
         put_all(queue, good)
@@ -374,6 +378,7 @@ def test_malformed_requests_are_4xx_with_reasons_under_gunicorn(tmp_path: Path) 
     served = GunicornCollector(settings, tmp_path / "gunicorn.log", workers=1)
     try:
         seen = check_malformed(served.url)
+        print(*seen, sep="\n")
     finally:
         served.stop()
     assert FIRST_THREE == [(name, status, error(body)) for name, status, _, body in seen[:3]]
