@@ -267,12 +267,19 @@ def _stop(process: subprocess.Popen) -> int:
 
 
 def _swap_server_words(words: List[str], port: int, queue: str, work: Path) -> List[str]:
-    """A server command with a free port, a private queue and paths under ``work``."""
+    """A server command with a free port, a private queue and paths under ``work``.
+
+    ``-b HOST:PORT`` (gunicorn) listens on the free port; any other
+    ``HOST:PORT`` on this machine (a metrics address) gets a free port too."""
     swapped = []
     for word in words:
         word = word.replace("/etc/baseplate-events/publisher.ini", str(work / "publisher.ini"))
         word = word.replace("/var/lib/events", str(work / "events"))
-        word = re.sub(r"^(0\.0\.0\.0|127\.0\.0\.1):8080$", f"127.0.0.1:{port}", word)
+        if swapped and swapped[-1] == "-b":
+            word = f"127.0.0.1:{port}"
+        else:
+            word = re.sub(r"\b(127\.0\.0\.1|0\.0\.0\.0):\d{4,5}\b",
+                          lambda m: f"127.0.0.1:{_free_port()}", word)
         swapped.append(word)
     for flag, value in (("--port", str(port)), ("--queue-name", queue)):
         if flag in swapped:
@@ -300,7 +307,7 @@ def test_server_commands_start_and_stop_on_sigterm(
     """Each server command of the docs starts (listens, or logs its start) and exits 0 on SIGTERM.
 
     Run from a copy of examples/quickstart (its schema and publisher.ini), with
-    port 8080 swapped for a free one, /etc/baseplate-events/publisher.ini and
+    its ports swapped for free ones, /etc/baseplate-events/publisher.ini and
     /var/lib/events for files of the test's own, and the queue for a private one."""
     block, number = block_and_command
     work = tmp_path / "work"
@@ -308,9 +315,13 @@ def test_server_commands_start_and_stop_on_sigterm(
     port = _free_port()
     _publisher_ini(work / "publisher.ini", private_queue, port, tmp_path / "spool")
     words = _swap_server_words(_commands(block.text)[number], port, private_queue, work)
+    env = _docs_env(str(work))
+    while re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):  # VAR=VALUE command
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(words, cwd=work, env=_docs_env(str(work)), stdout=out,
+        process = subprocess.Popen(words, cwd=work, env=env, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         if any("publisher" in word for word in words[:3]):
