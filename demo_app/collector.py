@@ -9,11 +9,17 @@
 It is the collector a site runs (the same WSGI app, the same checks: see
 :mod:`baseplate_events.collector.app`), storing into SQLite
 (:mod:`baseplate_events.collector.sinks.sqlite`), plus what a developer wants
-to look at: ``GET /`` is a page of counts, the latest events (fields by id,
-and by name with ``--schema``) and the latest refused events with their
-reasons; ``GET /api/events`` is the same as JSON with every event
-(``?limit=N`` for fewer). ``GET /healthz`` answers ``ok``, ``GET /readyz``
-``ready``.
+to look at: ``GET /`` is a live page (:mod:`demo_app.collector_page`): events
+and refusals per second over the last ten minutes, counts per stream, source
+and action, the latest events (fields by id, and by name with ``--schema``),
+the latest refused events with their reasons and the put-to-stored delays.
+``GET /api/events`` lists the stored events as JSON, the last stored first,
+page by page (``?limit=N``, then ``&before=`` the ``next`` cursor);
+``GET /api/stats`` is the page's picture (:mod:`demo_app.collector_api`).
+``GET /healthz`` answers ``ok``, ``GET /readyz`` ``ready``.
+
+It listens on 127.0.0.1 unless ``--host`` says otherwise: the page shows the
+events' contents to whoever can reach it.
 
 As a library (tests use it), served by waitress in a background thread::
 
@@ -23,7 +29,6 @@ As a library (tests use it), served by waitress in a background thread::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -31,44 +36,34 @@ from types import TracebackType
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type
 
 import waitress
-from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.events import NewResponse
 
 from baseplate_events.collector.__main__ import add_arguments, serve, settings_from_args
 from baseplate_events.collector.app import DRAIN_FACTOR, make_configurator
 from baseplate_events.collector.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
-from .collector_page import render_page
+from .answer_tally import AnswerTally, count_answer
+from .collector_api import events_view, stats_view
+from .collector_page import ASSETS, asset_view
 
 __all__ = ["Collector", "main", "make_app", "make_server"]
 
 
-def page_view(request: Request) -> Response:
-    store: SQLiteSink = request.registry["collector"].sink
-    page = render_page(store.summary(), store.events(limit=50, latest_first=True, fields=True),
-                       store.refusals(limit=50))
-    return Response(body=page.encode("utf-8"), content_type="text/html", charset="utf-8")
-
-
-def api_view(request: Request) -> Response:
-    store: SQLiteSink = request.registry["collector"].sink
-    limit = request.GET.get("limit", "")
-    document = store.summary()
-    document["events"] = store.events(limit=int(limit) if limit.isdigit() else None, fields=True)
-    document["refused"] = store.refusals(limit=int(limit) if limit.isdigit() else None)
-    return Response(body=json.dumps(document).encode("utf-8"), content_type="application/json",
-                    charset=None)
-
-
 def make_app(settings: Mapping[str, Any], store: SQLiteSink,
              clock: Callable[[], float] = time.time) -> Any:
-    """The collector app over ``store``, with the page and the API."""
+    """The collector app over ``store``, with the page, its JSON and the tally of answers."""
     config = make_configurator(settings, sink=store, clock=clock)
-    config.add_route("page", "/")
-    config.add_view(page_view, route_name="page", request_method=("GET", "HEAD"))
-    config.add_route("api", "/api/events")
-    config.add_view(api_view, route_name="api", request_method=("GET", "HEAD"))
+    config.registry["answer_tally"] = AnswerTally(clock)
+    config.add_subscriber(count_answer, NewResponse)
+    for path in ASSETS:
+        name = "page" + path.replace("/", "-").replace(".", "-")
+        config.add_route(name, path)
+        config.add_view(asset_view, route_name=name, request_method=("GET", "HEAD"))
+    config.add_route("api-events", "/api/events")
+    config.add_view(events_view, route_name="api-events", request_method=("GET", "HEAD"))
+    config.add_route("api-stats", "/api/stats")
+    config.add_view(stats_view, route_name="api-stats", request_method=("GET", "HEAD"))
     return config.make_wsgi_app()
 
 
@@ -156,6 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="python -m demo_app.collector",
         description="The reference event collector with the SQLite sink and a page.")
     add_arguments(parser)
+    # The page shows what events hold: only this machine sees it unless asked.
+    parser.set_defaults(host="127.0.0.1")
     parser.add_argument("--db", default=":memory:",
                         help="SQLite file to keep the events in (default: memory only)")
     parser.add_argument("--exit-with-parent", action="store_true",
