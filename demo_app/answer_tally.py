@@ -12,6 +12,8 @@ was given: by status (batches), and by what it says of the events in it:
 
 The tally reads the answers, not the sink's table of refused events, which
 keeps only the latest 1,000: a flood of refusals still shows at its true rate.
+It also keeps the latest :data:`KEEP_REQUESTS` requests refused whole, with
+the error each was answered (the sink's table holds only events a 422 named).
 It lives in this process's memory, for the last :data:`KEEP_SECONDS`; a
 restarted collector starts its chart afresh.
 """
@@ -19,18 +21,22 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Deque, Dict, List
 
 from pyramid.events import NewResponse
 
 from baseplate_events.collector.service import PATHS
 
-__all__ = ["KEEP_SECONDS", "AnswerTally", "SecondTally", "count_answer"]
+__all__ = ["KEEP_REQUESTS", "KEEP_SECONDS", "AnswerTally", "SecondTally", "count_answer"]
 
 #: seconds of answers kept (the chart's ten minutes)
 KEEP_SECONDS = 600
+#: requests refused whole kept, with their errors, for the page
+KEEP_REQUESTS = 50
+#: an error is cut to this many characters in the list of refused requests
+ERROR_CHARS = 500
 
 
 @dataclass
@@ -51,11 +57,13 @@ class AnswerTally:
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._seconds: Dict[int, SecondTally] = {}
+        self._requests: Deque[Dict[str, Any]] = deque(maxlen=KEEP_REQUESTS)
         self._lock = threading.Lock()
 
-    def add(self, status: int, answer: Dict[str, Any]) -> None:
-        """Count one answer, given now: its status and its JSON body."""
-        second = int(self.clock())
+    def add(self, status: int, answer: Dict[str, Any], stream: str = "") -> None:
+        """Count one answer, given now: its status, its JSON body and the batch's stream."""
+        now = self.clock()
+        second = int(now)
         with self._lock:
             tally = self._seconds.get(second)
             if tally is None:
@@ -71,6 +79,11 @@ class AnswerTally:
                 tally.refused_events += len(refused) if isinstance(refused, list) else 1
             elif 400 <= status < 500:
                 tally.refused_requests += 1
+                error = answer.get("error")
+                self._requests.appendleft({
+                    "received_ms": int(now * 1000), "stream": stream, "status": status,
+                    "error": str(error)[:ERROR_CHARS] if error is not None else "",
+                })
             elif status >= 500:
                 tally.retry += 1
 
@@ -80,7 +93,9 @@ class AnswerTally:
         ``start`` is the first second (since the epoch); ``stored``,
         ``duplicates``, ``refused_events``, ``refused_requests`` and ``retry``
         are lists of ``seconds`` counts; ``statuses`` maps each status to the
-        batches answered with it in the window.
+        batches answered with it in the window; ``requests`` lists the latest
+        requests refused whole (``received_ms``, ``stream``, ``status``,
+        ``error``), the last first, whenever they came.
         """
         end = int(self.clock())
         start = end - seconds + 1
@@ -95,8 +110,10 @@ class AnswerTally:
                     for name, counts in series.items():
                         counts[at] = getattr(tally, name)
                     statuses.update(tally.statuses)
+            requests = list(self._requests)
         return {"start": start, "seconds": seconds, **series,
-                "statuses": {str(status): statuses[status] for status in sorted(statuses)}}
+                "statuses": {str(status): statuses[status] for status in sorted(statuses)},
+                "requests": requests}
 
 
 def _count(value: Any) -> int:
@@ -116,4 +133,5 @@ def count_answer(event: NewResponse) -> None:
             answer = json.loads(response.body)
         except ValueError:
             answer = {}
-    tally.add(response.status_code, answer if isinstance(answer, dict) else {})
+    tally.add(response.status_code, answer if isinstance(answer, dict) else {},
+              "v" + PATHS[request.path_info])

@@ -5,10 +5,10 @@
 
 (function () {
   const POLL_MS = 1000;
-  const LATEST = 25;          // events and refusals listed
+  const LATEST = 20;          // events and refusals listed
   const SHOWN_CHARS = 300;    // a longer value is cut, saying how much is left out
   const SVG = "http://www.w3.org/2000/svg";
-  const CHART = { width: 600, height: 170, left: 44, right: 8, top: 8, bottom: 22 };
+  const MARGIN = { left: 48, right: 8, top: 8, bottom: 22 };
   const BY_NAME_SHOWN = new Set(["source", "action", "noun", "uuid", "client_timestamp"]);
 
   function byId(id) { return document.getElementById(id); }
@@ -86,33 +86,39 @@
     return d + "L" + x(values.length) + "," + y(0) + "Z";
   }
 
-  function drawChart(rates) {
-    const chart = byId("rate-chart");
-    const stored = rates.stored;
-    const refused = rates.refused_events.map((n, i) => n + rates.refused_requests[i]);
-    const top = niceCeiling(Math.max(1, ...stored, ...refused));
-    const c = CHART;
-    const plotWidth = c.width - c.left - c.right;
-    const plotHeight = c.height - c.top - c.bottom;
-    const x = (i) => (c.left + (i * plotWidth) / stored.length).toFixed(1);
+  // One series per second on its own scale, into the SVG chart ``id``.
+  function drawChart(id, values, className) {
+    const chart = byId(id);
+    const box = chart.viewBox.baseVal;
+    const top = niceCeiling(Math.max(1, ...values));
+    const c = MARGIN;
+    const plotWidth = box.width - c.left - c.right;
+    const plotHeight = box.height - c.top - c.bottom;
+    const x = (i) => (c.left + (i * plotWidth) / values.length).toFixed(1);
     const y = (v) => (c.top + plotHeight - (v * plotHeight) / top).toFixed(1);
     const parts = [];
     for (const fraction of [0, 0.5, 1]) {
       const value = top * fraction;
-      parts.push(svg("line", { class: fraction ? "grid" : "axis", x1: c.left, x2: c.width - c.right,
+      parts.push(svg("line", { class: fraction ? "grid" : "axis", x1: c.left, x2: box.width - c.right,
         y1: y(value), y2: y(value) }));
       parts.push(svg("text", { x: c.left - 4, y: Number(y(value)) + 4, "text-anchor": "end" },
         (Number.isInteger(value) ? value : value.toFixed(1)) + "/s"));
     }
-    const minutes = Math.round(stored.length / 60);
+    const minutes = Math.round(values.length / 60);
     for (const [at, label, anchor] of [[0, "−" + minutes + " min", "start"],
-      [stored.length / 2, "−" + minutes / 2 + " min", "middle"], [stored.length, "now", "end"]]) {
-      parts.push(svg("text", { x: x(at), y: c.height - 6, "text-anchor": anchor }, label));
+      [values.length / 2, "−" + minutes / 2 + " min", "middle"], [values.length, "now", "end"]]) {
+      parts.push(svg("text", { x: x(at), y: box.height - 6, "text-anchor": anchor }, label));
     }
-    parts.push(svg("path", { class: "stored", d: stepPath(stored, x, y) }));
-    parts.push(svg("path", { class: "refused", d: stepPath(refused, x, y) }));
+    parts.push(svg("path", { class: className, d: stepPath(values, x, y) }));
     chart.replaceChildren(...parts);
-    return { stored: sum(stored), refused: sum(refused), recent: sum(stored, stored.length - 10) / 10 };
+  }
+
+  function drawRates(rates) {
+    const refused = rates.refused_events.map((n, i) => n + rates.refused_requests[i]);
+    drawChart("rate-chart", rates.stored, "stored");
+    drawChart("refused-chart", refused, "refused");
+    return { stored: sum(rates.stored), refused: sum(refused),
+      recent: sum(rates.stored, rates.stored.length - 10) / 10 };
   }
 
   function drawStatuses(statuses) {
@@ -178,14 +184,18 @@
     return card;
   }
 
+  // An event a 422 named (index, uuid, reason), or a request refused whole (status, error).
   function refusalCard(refusal) {
     const card = element("li");
     const head = element("div", "head");
-    head.append(element("span", "what", refusal.stream + " event " + refusal.index + " of its batch"));
+    const whole = typeof refusal.status === "number";
+    head.append(element("span", "what", whole
+      ? refusal.stream + " request refused whole: " + refusal.status
+      : refusal.stream + " event " + refusal.index + " of its batch"));
     head.append(element("span", "meta", "received " + clock(refusal.received_ms)));
     card.append(head);
     if (refusal.uuid) card.append(element("div", "meta", "uuid " + refusal.uuid));
-    card.append(element("div", "reason", refusal.reason));
+    card.append(element("div", "reason", whole ? refusal.error : refusal.reason));
     return card;
   }
 
@@ -195,7 +205,7 @@
   }
 
   function draw(stats, latest) {
-    const totals = drawChart(stats.rates);
+    const totals = drawRates(stats.rates);
     byId("rate-now").textContent = totals.recent.toFixed(1);
     byId("stored-window").textContent = totals.stored;
     byId("refused-window").textContent = totals.refused;
@@ -204,7 +214,9 @@
     drawCounts(stats.counts);
     drawDelays(stats.delays);
     drawList("events", latest.events, eventCard);
-    drawList("refused", latest.refused, refusalCard);
+    const refusals = latest.refused.concat(stats.rates.requests)
+      .sort((a, b) => b.received_ms - a.received_ms).slice(0, LATEST);
+    drawList("refused", refusals, refusalCard);
   }
 
   async function getJSON(path) {
