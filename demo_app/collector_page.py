@@ -22,6 +22,7 @@ ASSETS: Dict[str, Tuple[str, str]] = {
     "/": ("index.html", "text/html"),
     "/page.js": ("page.js", "text/javascript"),
     "/page.css": ("page.css", "text/css"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
 SECURITY_HEADERS = {
