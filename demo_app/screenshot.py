@@ -91,7 +91,7 @@ def _v2_batch(events: List[Event]) -> bytes:
 def _shop_event(rng: random.Random, now_ms: int) -> Event:
     action, noun = rng.choice([("view", "product"), ("view", "product"), ("search", "results"),
                                ("add", "cart_item"), ("purchase", "order")])
-    return Event(source="demo-shop", action=action, noun=noun, uuid=str(uuid.UUID(int=rng.getrandbits(128))),
+    return Event(source="demo-shop", action=action, noun=noun, uuid=_uuid(rng),
                  client_timestamp=now_ms - _delay(rng),
                  request=Request(domain="shop.example", base_url=f"/products/{noun}",
                                  status_code=200),
@@ -101,7 +101,11 @@ def _shop_event(rng: random.Random, now_ms: int) -> Event:
 def _forum_event(rng: random.Random, now_ms: int) -> Event:
     action = rng.choice(["view", "view", "vote", "submit"])
     return Event(source="demo-forum", action=action, noun="post",
-                 uuid=str(uuid.UUID(int=rng.getrandbits(128))), client_timestamp=now_ms - _delay(rng))
+                 uuid=_uuid(rng), client_timestamp=now_ms - _delay(rng))
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
 def _delay(rng: random.Random) -> int:

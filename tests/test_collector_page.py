@@ -267,7 +267,7 @@ def test_the_console_shows_no_script_errors(page: Page, collector: Collector) ->
 
 
 def test_the_screenshot_command_writes_a_png_of_the_page(browser: Any, tmp_path: Path) -> None:
-    """python -m demo_app.screenshot (make screenshot) writes a PNG of the asked size, where told."""
+    """python -m demo_app.screenshot (make screenshot) writes a PNG of the size asked, there."""
     path = tmp_path / "shots" / "collector-page.png"
     done = subprocess.run([sys.executable, "-m", "demo_app.screenshot", str(path), "--width",
                            "800", "--height", "900"], capture_output=True, text=True, timeout=120,
