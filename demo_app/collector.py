@@ -46,6 +46,7 @@ from baseplate_events.collector.sinks.sqlite import SQLiteSink
 from .answer_tally import AnswerTally, count_answer
 from .collector_api import events_view, stats_view
 from .collector_page import ASSETS, asset_view
+from .store_reader import StoreReader
 
 __all__ = ["Collector", "main", "make_app", "make_server"]
 
@@ -55,6 +56,7 @@ def make_app(settings: Mapping[str, Any], store: SQLiteSink,
     """The collector app over ``store``, with the page, its JSON and the tally of answers."""
     config = make_configurator(settings, sink=store, clock=clock)
     config.registry["answer_tally"] = AnswerTally(clock)
+    config.registry["store_reader"] = StoreReader(store)
     config.add_subscriber(count_answer, NewResponse)
     for path in ASSETS:
         name = "page" + path.replace("/", "-").replace(".", "-")
@@ -70,9 +72,11 @@ def make_app(settings: Mapping[str, Any], store: SQLiteSink,
 class Collector:
     """A collector served in a background thread: ``url``, ``port``, ``store``; ``shutdown()``."""
 
-    def __init__(self, server: Any, store: SQLiteSink) -> None:
+    def __init__(self, server: Any, store: SQLiteSink,
+                 reader: Optional[StoreReader] = None) -> None:
         self._server = server
         self.store = store
+        self._reader = reader
         self.host: str = server.effective_host
         self.port: int = server.effective_port
         self.url = f"http://{self.host}:{self.port}"
@@ -101,6 +105,8 @@ class Collector:
             self._server.task_dispatcher.shutdown()
         else:
             self._server.close()
+        if self._reader is not None:
+            self._reader.close()
         self.store.close()
 
     def __enter__(self) -> "Collector":
@@ -142,7 +148,7 @@ def make_server(
     app = make_app(settings, store, clock or time.time)
     server = waitress.create_server(app, host=host, port=port, threads=threads,
                                     max_request_body_size=DRAIN_FACTOR * max_body + 1)
-    collector = Collector(server, store)
+    collector = Collector(server, store, app.registry["store_reader"])
     return collector.start() if start else collector
 
 
@@ -174,10 +180,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import os
 
     collector = app.registry["collector"]
+    reader: StoreReader = app.registry["store_reader"]
     names = ", ".join(sorted(collector.settings.keys))
+
+    def close() -> None:
+        reader.close()
+        store.close()
+
     return serve(app, args, lambda url: f"collector listening on {url} (keys: {names}; "
                                         f"db: {args.db})",
-                 store.close, watch_parent=os.getppid() if args.exit_with_parent else None)
+                 close, watch_parent=os.getppid() if args.exit_with_parent else None)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ null on the page that holds the oldest event.
 each of the last ten minutes' seconds (:mod:`demo_app.answer_tally`);
 ``counts`` per stream, source and action; ``delays``, the distribution of
 put-to-stored milliseconds over the last :data:`DELAY_SAMPLE` events stored.
+
+Both read through :class:`~demo_app.store_reader.StoreReader`: off the
+sink's connection, with the totals and counts of a big file a little old.
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pyramid.request import Request
 from pyramid.response import Response
 
-from baseplate_events.collector.sinks.sqlite import EventCursor, SQLiteSink
+from baseplate_events.collector.sinks.sqlite import EventCursor
 
 from .answer_tally import AnswerTally
+from .store_reader import StoreReader
 
 __all__ = ["DELAY_BUCKETS", "DELAY_SAMPLE", "delay_distribution", "events_view", "stats_view"]
 
@@ -58,7 +62,7 @@ def _limit(text: Optional[str]) -> Optional[int]:
 
 
 def events_view(request: Request) -> Response:
-    store: SQLiteSink = request.registry["collector"].sink
+    store: StoreReader = request.registry["store_reader"]
     try:
         limit = _limit(request.GET.get("limit"))
         before = request.GET.get("before")
@@ -98,7 +102,7 @@ def delay_distribution(delays: List[float]) -> Dict[str, Any]:
 
 def stats_view(request: Request) -> Response:
     collector = request.registry["collector"]
-    store: SQLiteSink = collector.sink
+    store: StoreReader = request.registry["store_reader"]
     tally: AnswerTally = request.registry["answer_tally"]
     summary = store.summary()
     return _json({

@@ -1,15 +1,18 @@
 """The demo collector's JSON over real HTTP: /api/events newest first with a cursor, /api/stats."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
 
-from baseplate_events.collector.sinks.sqlite import KEEP_REFUSED
+from baseplate_events.collector.sinks import StoredEvent
+from baseplate_events.collector.sinks.sqlite import KEEP_REFUSED, SQLiteSink
 from demo_app.answer_tally import KEEP_SECONDS, AnswerTally
 from demo_app.collector import Collector, make_server
 from demo_app.collector_api import delay_distribution
+from demo_app.store_reader import StoreReader
 
 from .support_processes import serving_collector
 from .test_collector import NOW, SCHEMA, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
@@ -209,3 +212,56 @@ def test_the_demo_collector_listens_on_loopback_unless_told(tmp_path: Any) -> No
     with serving_collector("demo_app.collector", "--port", "0", "--key", "demo=c2VjcmV0",
                            "--db", str(tmp_path / "events.sqlite3")) as url:
         assert url.startswith("http://127.0.0.1:"), url
+
+
+# -- reading off the intake's way ------------------------------------------------------
+
+
+def test_the_reader_of_a_file_does_not_wait_for_the_sink(tmp_path: Any) -> None:
+    """A file is read on a connection of its own: a batch holding the sink does not stop it."""
+    store = SQLiteSink(str(tmp_path / "events.sqlite3"))
+    reader = StoreReader(store)
+    answers: List[Any] = []
+    try:
+        with store._lock:  # as while a batch is being stored
+            thread = threading.Thread(target=lambda: answers.append(reader.summary()["total"]))
+            thread.start()
+            thread.join(5)
+        assert [0] == answers
+    finally:
+        reader.close()
+        store.close()
+
+
+def test_an_in_memory_store_is_read_through_the_sink() -> None:
+    """``:memory:`` belongs to the sink's connection, so the reader sees what it stored."""
+    store = SQLiteSink(":memory:")
+    store.store("v2", [StoredEvent("a0000000-0000-4000-8000-000000000000", "2", b"{}", {})])
+    assert 1 == StoreReader(store).summary()["total"]
+    store.close()
+
+
+class StepClock:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+def test_counts_are_reused_for_ten_times_as_long_as_they_took(tmp_path: Any) -> None:
+    """A count that took 1 s is served again until 11 s after it began, then counted anew."""
+    store = SQLiteSink(str(tmp_path / "events.sqlite3"))
+    clock = StepClock()
+    reader = StoreReader(store, clock)
+    try:
+        reader.summary()  # begins at 1, took 1 s: good until 12
+        store.store("v2", [StoredEvent("a0000000-0000-4000-8000-000000000000", "2", b"{}", {})])
+        seen = [reader.summary()["total"] for _ in range(11)]  # begin at 3, 4, ... 11, 12, 14
+        assert [0] * 9 + [1, 1] == seen
+    finally:
+        reader.close()
+        store.close()
