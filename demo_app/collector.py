@@ -45,27 +45,29 @@ from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
 from .answer_tally import AnswerTally, count_answer
 from .collector_api import events_view, stats_view
-from .collector_page import ASSETS, asset_view
+from .collector_page import ASSETS, asset_view, page_hosts, same_host_only
 from .store_reader import StoreReader
 
 __all__ = ["Collector", "main", "make_app", "make_server"]
 
 
 def make_app(settings: Mapping[str, Any], store: SQLiteSink,
-             clock: Callable[[], float] = time.time) -> Any:
-    """The collector app over ``store``, with the page, its JSON and the tally of answers."""
+             clock: Callable[[], float] = time.time, listen_host: str = "127.0.0.1") -> Any:
+    """The collector app over ``store``, with the page, its JSON and the tally of answers.
+
+    :param listen_host: the address served; the page answers only to its names.
+    """
     config = make_configurator(settings, sink=store, clock=clock)
     config.registry["answer_tally"] = AnswerTally(clock)
-    config.registry["store_reader"] = StoreReader(store)
+    config.registry["page_hosts"] = page_hosts(listen_host)
     config.add_subscriber(count_answer, NewResponse)
-    for path in ASSETS:
+    views = {path: asset_view for path in ASSETS}
+    views.update({"/api/events": events_view, "/api/stats": stats_view})
+    for path, view in views.items():
         name = "page" + path.replace("/", "-").replace(".", "-")
         config.add_route(name, path)
-        config.add_view(asset_view, route_name=name, request_method=("GET", "HEAD"))
-    config.add_route("api-events", "/api/events")
-    config.add_view(events_view, route_name="api-events", request_method=("GET", "HEAD"))
-    config.add_route("api-stats", "/api/stats")
-    config.add_view(stats_view, route_name="api-stats", request_method=("GET", "HEAD"))
+        config.add_view(same_host_only(view), route_name=name, request_method=("GET", "HEAD"))
+    config.registry["store_reader"] = StoreReader(store)  # last: nothing fails after it
     return config.make_wsgi_app()
 
 
@@ -145,7 +147,7 @@ def make_server(
     settings: Dict[str, Any] = {"keys": dict(keys), "replay_window": replay_window,
                                 "max_body": max_body, "schema": schema, "uuid_field": uuid_field}
     store = SQLiteSink(db_path)
-    app = make_app(settings, store, clock or time.time)
+    app = make_app(settings, store, clock or time.time, host)
     server = waitress.create_server(app, host=host, port=port, threads=threads,
                                     max_request_body_size=DRAIN_FACTOR * max_body + 1)
     collector = Collector(server, store, app.registry["store_reader"])
@@ -169,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     store = SQLiteSink(args.db)
     try:
-        app = make_app(settings_from_args(args), store)
+        app = make_app(settings_from_args(args), store, listen_host=args.host)
     except (ConfigError, SchemaError) as exc:
         store.close()
         parser.error(str(exc))

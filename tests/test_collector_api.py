@@ -12,6 +12,7 @@ from baseplate_events.collector.sinks.sqlite import KEEP_REFUSED, SQLiteSink
 from demo_app.answer_tally import KEEP_SECONDS, AnswerTally
 from demo_app.collector import Collector, make_server
 from demo_app.collector_api import delay_distribution
+from demo_app.collector_page import page_hosts
 from demo_app.store_reader import StoreReader
 
 from .support_processes import serving_collector
@@ -100,6 +101,8 @@ def test_a_page_that_holds_the_oldest_event_has_no_next(collector: Collector) ->
                    "(a whole number above 0), got 'abc'"),
     ("before=0", "before: expected the 'next' cursor of an earlier page "
                  "(a whole number above 0), got '0'"),
+    ("before=9223372036854775808", "before: expected the 'next' cursor of an earlier page "
+                                   "(a whole number above 0), got '9223372036854775808'"),
 ])
 def test_a_bad_limit_or_cursor_is_a_400_naming_it(collector: Collector, query: str,
                                                   message: str) -> None:
@@ -265,3 +268,28 @@ def test_counts_are_reused_for_ten_times_as_long_as_they_took(tmp_path: Any) -> 
     finally:
         reader.close()
         store.close()
+
+
+# -- whose page ------------------------------------------------------------------------
+
+
+def test_the_page_refuses_a_request_for_another_name(collector: Collector) -> None:
+    """A Host that is not this machine's (DNS rebinding) gets a 403, not the events."""
+    response = requests.get(collector.url + "/api/events", timeout=10,
+                            headers={"Host": "attacker.example:80"})
+    assert (403, "this page answers only to 127.0.0.1, ::1, localhost (asked for "
+                 "'attacker.example:80'); to serve it under another name, listen there with "
+                 "--host\n") == (response.status_code, response.text)
+
+
+@pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1", "[::1]:8080", "LOCALHOST"])
+def test_the_page_answers_to_the_names_of_loopback(collector: Collector, host: str) -> None:
+    """localhost, 127.0.0.1 and [::1], with or without a port, get the page."""
+    response = requests.get(collector.url + "/", timeout=10, headers={"Host": host})
+    assert 200 == response.status_code
+
+
+def test_a_collector_listening_everywhere_answers_to_any_name() -> None:
+    """With --host 0.0.0.0 (or ::) the page answers whatever name it was reached by."""
+    assert (None, None, frozenset({"localhost", "127.0.0.1", "::1", "collector.lan"})) == (
+        page_hosts("0.0.0.0"), page_hosts("[::]"), page_hosts("collector.lan"))

@@ -105,7 +105,8 @@ class EventCursor:
 
         :raises ValueError: ``text`` is not the ``next`` of an earlier page.
         """
-        if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) > 0):
+        if not (text.isascii() and text.isdigit() and len(text) <= 19
+                and 0 < int(text) < 1 << 63):  # a rowid is a signed 64-bit integer
             raise ValueError(f"before: expected the 'next' cursor of an earlier page "
                              f"(a whole number above 0), got {text[:40]!r}")
         return cls(int(text))
