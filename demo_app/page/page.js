@@ -87,9 +87,13 @@
   }
 
   // One series per second on its own scale, into the SVG chart ``id``.
+  // Drawn in CSS pixels (the viewBox follows the chart's width), so that its
+  // text stays readable on a phone.
   function drawChart(id, values, className) {
     const chart = byId(id);
-    const box = chart.viewBox.baseVal;
+    const box = { width: Math.max(280, Math.round(chart.clientWidth) || 800),
+      height: Number(chart.dataset.height) };
+    chart.setAttribute("viewBox", "0 0 " + box.width + " " + box.height);
     const top = niceCeiling(Math.max(1, ...values));
     const c = MARGIN;
     const plotWidth = box.width - c.left - c.right;
