@@ -248,6 +248,32 @@ def test_the_page_fits_a_narrow_viewport(browser: Any, collector: Collector) -> 
     assert widths[0] <= widths[1] and 0 < widths[2] <= widths[1], widths
 
 
+def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: Collector) -> None:
+    """At 360 px wide the charts' labels are drawn at least 10 px tall, not scaled down."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+    page = Page(context.new_page())
+    page.tab.goto(collector.url + "/")
+    page.wait_for_text("#total", "0")
+    heights = page.tab.locator("svg.chart text").evaluate_all(
+        "labels => labels.map(label => label.getBoundingClientRect().height)")
+    context.close()
+    assert len(heights) == 12 and min(heights) >= 10, heights
+
+
+def test_the_page_loads_nothing_from_another_site(browser: Any, collector: Collector) -> None:
+    """Every request the page makes goes to the collector itself: it works offline."""
+    context = browser.new_context()
+    page = Page(context.new_page())
+    requested: List[str] = []
+    page.tab.on("request", lambda request: requested.append(request.url))
+    page.tab.goto(collector.url + "/")
+    assert 200 == send(collector.url, event())
+    page.wait_for_text("#total", "1")
+    context.close()
+    elsewhere = [url for url in requested if not url.startswith(collector.url + "/")]
+    assert ([], True) == (elsewhere, any(url.endswith("/page.js") for url in requested))
+
+
 # -- the console -----------------------------------------------------------------------------
 
 
