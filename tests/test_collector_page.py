@@ -141,6 +141,20 @@ def test_fields_are_shown_by_name_with_a_schema(page: Page, collector: Collector
     assert '{"product":"teapot"}' == page.text("#events li dd")
 
 
+def test_fields_are_shown_by_id_without_a_schema(browser: Any, tmp_path: Path) -> None:
+    """Without --schema an event's fields are listed by their Thrift field ids."""
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET},
+                     db_path=str(tmp_path / "events.sqlite3")) as collector:
+        context = browser.new_context()
+        page = Page(context.new_page())
+        page.tab.goto(collector.url + "/")
+        assert 200 == send(collector.url, event(tags={"product": "teapot"}))
+        page.wait_for_text("#total", "1")
+        names = page.tab.locator("#events li dt").all_inner_texts()
+        context.close()
+    assert ["field 1", "field 2", "field 3", "field 4", "field 5", "field 10"] == names
+
+
 def test_the_delay_distribution_counts_each_event(page: Page, collector: Collector) -> None:
     """Each event's put-to-stored delay lands in one bucket; the headline gives the median."""
     now = int(time.time() * 1000)
