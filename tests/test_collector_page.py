@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, List
 
@@ -91,8 +92,6 @@ def page(browser: Any, collector: Collector) -> Iterator[Page]:
 
 
 def event(**fields: Any) -> Event:
-    import uuid
-
     values = dict(source="shop", action="view", noun="product", uuid=str(uuid.uuid4()),
                   client_timestamp=int(time.time() * 1000) - 40)
     values.update(fields)
