@@ -10,7 +10,8 @@ null on the page that holds the oldest event.
 
 ``/api/stats`` is the page's picture: ``now_ms``; ``rates``, the answers of
 each of the last ten minutes' seconds (:mod:`demo_app.answer_tally`);
-``counts`` per stream, source and action; ``delays``, the distribution of
+``counts`` per stream, source and action (the :data:`SHOWN_COUNTS` with the
+most events; ``counts_left_out`` says how many more there are); ``delays``, the distribution of
 put-to-stored milliseconds over the last :data:`DELAY_SAMPLE` events stored.
 
 Both read through :class:`~demo_app.store_reader.StoreReader`: off the
@@ -30,10 +31,13 @@ from baseplate_events.collector.sinks.sqlite import EventCursor
 from .answer_tally import AnswerTally
 from .store_reader import StoreReader
 
-__all__ = ["DELAY_BUCKETS", "DELAY_SAMPLE", "delay_distribution", "events_view", "stats_view"]
+__all__ = ["DELAY_BUCKETS", "DELAY_SAMPLE", "SHOWN_COUNTS", "delay_distribution", "events_view",
+           "stats_view"]
 
 #: the stored events whose delays the page shows
 DELAY_SAMPLE = 1000
+#: rows of counts the page shows (the most events first)
+SHOWN_COUNTS = 50
 #: upper bounds (ms, exclusive) and names of the delay distribution's buckets
 DELAY_BUCKETS: Sequence[Tuple[float, str]] = (
     (0, "< 0 (clock ahead)"),
@@ -105,11 +109,13 @@ def stats_view(request: Request) -> Response:
     store: StoreReader = request.registry["store_reader"]
     tally: AnswerTally = request.registry["answer_tally"]
     summary = store.summary()
+    counts = store.stream_counts()
     return _json({
         "now_ms": int(collector.clock() * 1000),
         "total": summary["total"],
         "duplicates": summary["duplicates"],
         "rates": tally.window(),
-        "counts": store.stream_counts(),
+        "counts": counts[:SHOWN_COUNTS],
+        "counts_left_out": max(0, len(counts) - SHOWN_COUNTS),
         "delays": delay_distribution(store.delays(DELAY_SAMPLE)),
     })

@@ -11,7 +11,7 @@ from baseplate_events.collector.sinks import StoredEvent
 from baseplate_events.collector.sinks.sqlite import KEEP_REFUSED, SQLiteSink
 from demo_app.answer_tally import KEEP_SECONDS, AnswerTally
 from demo_app.collector import Collector, make_server
-from demo_app.collector_api import delay_distribution
+from demo_app.collector_api import SHOWN_COUNTS, delay_distribution
 from demo_app.collector_page import page_hosts
 from demo_app.store_reader import StoreReader
 
@@ -176,6 +176,16 @@ def test_stats_count_stored_events_by_stream_source_and_action(collector: Collec
         {"stream": "v2", "source": "test", "action": "view", "count": 1},
         {"stream": "v2j", "source": "test", "action": "click", "count": 1},
     ] == stats(collector)["counts"]
+
+
+def test_stats_show_the_fifty_biggest_counts_and_how_many_more(collector: Collector) -> None:
+    """A flood of distinct sources shows the 50 with most events and the number left out."""
+    events = [v2_event(source=f"source-{n:02}") for n in range(55)] + [v2_event(source="big")]
+    post(collector, "/v2", v2_batch(events + [v2_event(source="big")]))
+    document = stats(collector)
+    assert (SHOWN_COUNTS, "big", 2, 6) == (
+        len(document["counts"]), document["counts"][0]["source"],
+        document["counts"][0]["count"], document["counts_left_out"])
 
 
 def test_stats_give_the_delay_from_put_to_stored(collector: Collector) -> None:

@@ -229,6 +229,13 @@ def test_markup_in_a_refusal_reason_is_shown_as_text(page: Page, collector: Coll
                          page.tab.evaluate("window.__pwned"))
 
 
+def test_a_long_source_is_cut_in_the_counts(page: Page, collector: Collector) -> None:
+    """A source of 5,000 characters shows its first 80 and an ellipsis."""
+    assert 200 == send(collector.url, event(source=LONG))
+    page.wait_for_text("#total", "1")
+    assert [["v2", "x" * 80 + "…", "view", "1"]] == page.rows("#counts tbody tr")
+
+
 def test_odd_unicode_is_shown_exactly(page: Page, collector: Collector) -> None:
     """Direction overrides, astral letters, joined emoji and combining marks arrive intact."""
     assert 200 == send(collector.url, event(user=User(user_id=ODD_UNICODE)))

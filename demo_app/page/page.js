@@ -7,6 +7,7 @@
   const POLL_MS = 1000;
   const LATEST = 20;          // events and refusals listed
   const SHOWN_CHARS = 300;    // a longer value is cut, saying how much is left out
+  const SHOWN_LABEL = 80;     // a longer source, action or noun is cut
   const SVG = "http://www.w3.org/2000/svg";
   const MARGIN = { left: 48, right: 8, top: 8, bottom: 22 };
   const BY_NAME_SHOWN = new Set(["source", "action", "noun", "uuid", "client_timestamp"]);
@@ -45,6 +46,12 @@
     let total = 0;
     for (let i = from || 0; i < values.length; i++) total += values[i];
     return total;
+  }
+
+  // A label cut at SHOWN_LABEL code points, with an ellipsis.
+  function cut(text) {
+    const points = Array.from(String(text));
+    return points.length <= SHOWN_LABEL ? points.join("") : points.slice(0, SHOWN_LABEL).join("") + "…";
   }
 
   // A value as text, cut at SHOWN_CHARS (counted in code points, so no
@@ -132,15 +139,16 @@
       : "none";
   }
 
-  function drawCounts(counts) {
+  function drawCounts(counts, more) {
     const body = byId("counts").tBodies[0];
     body.replaceChildren(...counts.map((row) => {
       const tr = element("tr");
-      for (const cell of [row.stream, row.source, row.action]) tr.append(element("td", "", cell === null ? "–" : cell));
+      for (const cell of [row.stream, row.source, row.action]) tr.append(element("td", "", cell === null ? "–" : cut(cell)));
       tr.append(element("td", "num", row.count));
       return tr;
     }));
     byId("counts-empty").classList.toggle("hidden", counts.length > 0);
+    byId("counts-more").textContent = more ? "… and " + more + " more, fewer events each." : "";
   }
 
   function drawDelays(delays) {
@@ -165,7 +173,8 @@
   function eventCard(event) {
     const card = element("li");
     const head = element("div", "head");
-    const what = [event.source, event.action, event.noun].filter((v) => v !== null && v !== "").join(" · ");
+    const what = [event.source, event.action, event.noun].filter((v) => v !== null && v !== "")
+      .map(cut).join(" · ");
     head.append(element("span", "what", what || "(no source, action or noun)"));
     head.append(element("span", "meta", "v" + event.version));
     head.append(element("span", "meta", "received " + clock(event.received_ms)));
@@ -215,7 +224,7 @@
     byId("refused-window").textContent = totals.refused;
     byId("total").textContent = stats.total;
     drawStatuses(stats.rates.statuses);
-    drawCounts(stats.counts);
+    drawCounts(stats.counts, stats.counts_left_out);
     drawDelays(stats.delays);
     drawList("events", latest.events, eventCard);
     const refusals = latest.refused.concat(stats.rates.requests)
