@@ -39,12 +39,20 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
 from . import SinkUnavailable, StoredEvent
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "SQLiteSink", "StoreResult", "create", "default_path"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "EventCursor",
+    "EventPage",
+    "SQLiteSink",
+    "StoreResult",
+    "create",
+    "default_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +126,42 @@ class StoreResult:
 
     accepted: int
     duplicates: int
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a newest-first listing stopped; the next page holds the events stored before it.
+
+    It is the row's place in the order of storage (SQLite's rowid), which a
+    later event never takes: paging on from a cursor neither repeats nor skips
+    an event, however many arrive meanwhile. ``str(cursor)`` is its text, the
+    ``next`` of ``/api/events``; :meth:`parse` reads it back from ``?before=``.
+    (``VACUUM`` may renumber the rows: a cursor is for one walk through a file.)
+    """
+
+    position: int
+
+    def __str__(self) -> str:
+        return str(self.position)
+
+    @classmethod
+    def parse(cls, text: str) -> "EventCursor":
+        """The cursor whose text is ``text``.
+
+        :raises ValueError: ``text`` is not the ``next`` of an earlier page.
+        """
+        if not (text.isascii() and text.isdigit() and len(text) <= 19
+                and 0 < int(text) < 1 << 63):  # a rowid is a signed 64-bit integer
+            raise ValueError(f"before: expected the 'next' cursor of an earlier page "
+                             f"(a whole number above 0), got {text[:40]!r}")
+        return cls(int(text))
+
+
+class EventPage(NamedTuple):
+    """A page of stored events, newest first, and the cursor of the next (older) page."""
+
+    events: List[Dict[str, Any]]
+    next: Optional[EventCursor]  # None: this page holds the oldest event
 
 
 def _text(value: Any) -> Optional[str]:
@@ -343,6 +387,58 @@ class SQLiteSink:
                 row["fields"] = json.loads(row["fields"])
                 row["named"] = None if row["named"] is None else json.loads(row["named"])
         return rows
+
+    def newest_events(self, limit: Optional[int] = None, before: Optional[EventCursor] = None
+                      ) -> EventPage:
+        """Stored events, the last stored first, with their documents (as :meth:`events`).
+
+        :param limit: at most this many, at least 1 (None: every one).
+        :param before: only the events stored before this cursor (the ``next``
+            of the page before).
+        :raises ValueError: ``limit`` is below 1.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit: expected at least 1 event, got {limit}")
+        query = ("SELECT rowid AS position, uuid, version, source, action, noun, timestamp_ms,"
+                 " received_ms, receipts, fields, named FROM events")
+        parameters: List[int] = []
+        if before is not None:
+            query += " WHERE rowid < ?"
+            parameters.append(before.position)
+        query += " ORDER BY rowid DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit + 1)  # one more: is there a next page?
+        with self._lock:
+            rows = [dict(row) for row in self._db.execute(query, parameters)]
+        cursor = None
+        if limit is not None and len(rows) > limit:
+            del rows[limit:]
+            cursor = EventCursor(rows[-1]["position"])
+        for row in rows:
+            del row["position"]
+            row["fields"] = json.loads(row["fields"])
+            row["named"] = None if row["named"] is None else json.loads(row["named"])
+        return EventPage(rows, cursor)
+
+    def stream_counts(self) -> List[Dict[str, Any]]:
+        """Stored events per stream (``v1``, ``v2``, ``v2j``), source and action, most first."""
+        with self._lock:
+            return [dict(row) for row in self._db.execute(
+                "SELECT 'v' || version AS stream, source, action, COUNT(*) AS count FROM events"
+                " GROUP BY version, source, action ORDER BY count DESC, stream, source, action")]
+
+    def delays(self, latest: int) -> List[int]:
+        """Milliseconds from put (the event's timestamp) to stored, of the last ``latest`` stored.
+
+        Events without a timestamp are left out; a negative delay is a client
+        clock ahead of the collector's.
+        """
+        with self._lock:
+            return [row[0] for row in self._db.execute(
+                "SELECT received_ms - timestamp_ms FROM (SELECT received_ms, timestamp_ms"
+                " FROM events ORDER BY rowid DESC LIMIT ?) WHERE timestamp_ms IS NOT NULL",
+                (latest,))]
 
     def refusals(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """The latest refused events first: when, stream, position in its batch, uuid, reason."""
