@@ -24,7 +24,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, List, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 import pytest
 import requests
@@ -186,6 +186,34 @@ def test_a_uuid_spelled_with_a_dotted_or_dotless_i_stalls_nothing_on_jsonl(
                                             lambda: jsonl_uuids(directory))
         log = served.log()
     print(figures)  # the figures, with pytest -s
+    assert ("20 of 20 good events delivered" in figures
+            and "poison dead-lettered: True" in figures), figures
+    assert "Traceback" not in log, log
+
+
+def test_a_uuid_spelled_with_a_dotted_i_stalls_nothing_on_kafka(
+    tmp_path: Path, queue: MessageQueue, publisher_for: Callable[..., PublisherProcess],
+    kafka_broker: Any, kafka_topics: Dict[str, str],
+) -> None:
+    """kafka, no --schema: the one event is a 422, all 20 good ones reach the topic."""
+    from demo_app.tansu import count_keys, read_topics
+
+    poison_uuid = str(uuid.uuid4())
+    poison = b'{"1":{"str":"shop"},"5":{"str":"%s"}}' % ("urn:uu\u0130d:" + poison_uuid).encode()
+    good = [v2_event() for _ in range(20)]
+
+    def stored() -> Set[str]:
+        return set(count_keys(read_topics(kafka_broker.bootstrap, [kafka_topics["v2j"]],
+                                          idle=0.2, first=0.5)))
+
+    with waitress_collector(tmp_path, "--sink", "kafka",
+                            "--option", f"kafka.bootstrap_servers={kafka_broker.bootstrap}",
+                            *[f"--option=kafka.topic.{stream}={topic}"
+                              for stream, topic in kafka_topics.items()]) as served:
+        figures = run_one_poison_among_good(tmp_path, queue, publisher_for, served, "2j",
+                                            good, poison, poison_uuid, stored)
+        log = served.log()
+    print(figures)
     assert ("20 of 20 good events delivered" in figures
             and "poison dead-lettered: True" in figures), figures
     assert "Traceback" not in log, log
