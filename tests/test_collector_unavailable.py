@@ -15,7 +15,6 @@ import gzip
 import json
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -33,7 +32,7 @@ from baseplate_events.collector.intake import sign
 from baseplate_events.collector.sinks import StoredEvent
 from event_schemas.event.ttypes import Event
 from tests.conftest import fill_disk
-from tests.support_users import run_as, throwaway_uid
+from tests.support_users import needs_root, run_as, throwaway_uid
 
 SECRET = b"a collector answers test secret."
 KEYS = f"demo={base64.b64encode(SECRET).decode()}"
@@ -62,10 +61,11 @@ def answer(response: Any) -> Tuple[int, Optional[str], str]:
     return response.status_int, response.headers.get("Retry-After"), response.json["error"]
 
 
-def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes) -> List[Any]:
+def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes, directory: Path
+                              ) -> List[Any]:
     """Make the app here, then answer ``body`` in a forked child (a gunicorn ``--preload``
-    worker, which makes its own sink) running as a user who may not write the sink's files:
-    a throwaway uid when root, else this user (the test takes the write bits away)."""
+    worker, which makes its own sink) running as a throwaway uid, who may not write
+    ``directory`` (root's: 0755, or 0700 once the JSONL sink made it private)."""
     from webtest import TestApp
 
     config = make_configurator({"keys": KEYS, "retry_after": "7", **settings})
@@ -75,7 +75,7 @@ def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes) -> List[Any
     def work() -> List[Any]:
         return list(answer(post(app, body)))
 
-    uid = throwaway_uid() if os.geteuid() == 0 else None
+    uid = throwaway_uid()
     try:
         return run_as(uid, uid, work)  # type: ignore[no-any-return]
     finally:
@@ -84,19 +84,11 @@ def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes) -> List[Any
 
 @pytest.fixture
 def unwritable() -> Iterator[Path]:
-    """A directory anyone may enter and only its owner write (pytest's are private)."""
+    """A directory of root's that anyone may enter (pytest's are private)."""
     directory = Path(tempfile.mkdtemp(prefix="unwritable-", dir="/tmp"))
     os.chmod(directory, 0o755)
     yield directory
-    for path in [directory, *directory.iterdir()]:
-        os.chmod(path, 0o755)
     shutil.rmtree(directory)
-
-
-def take_write_bits(directory: Path) -> None:
-    if os.geteuid() != 0:  # root's throwaway uid owns nothing here already
-        for path in [*directory.iterdir(), directory]:
-            os.chmod(path, 0o555 if path.is_dir() else 0o444)
 
 
 # -- SQLite -------------------------------------------------------------------------------
@@ -128,19 +120,14 @@ def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
                       f"{path})") == answer(response)
 
 
+@needs_root
 def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not write the database: 503 with Retry-After."""
     path = unwritable / "events.db"
     settings = {"sink": "sqlite", "sqlite.path": str(path)}
-    from webtest import TestApp
-
-    TestApp(make_app(settings | {"keys": KEYS})).app.registry["collector"].close()
-    take_write_bits(unwritable)
-    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
-    assert (503, "7") == (status, retry_after), error
-    # root's throwaway uid opens the file read-only; this user, once the bits are gone, not
-    assert re.fullmatch(f"the sink is unavailable: sqlite: (attempt to write a readonly database "
-                        f"\\(SQLITE_READONLY; {path}\\)|cannot open {path}: .*)", error), error
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch(), unwritable)
+    assert (503, "7", f"the sink is unavailable: sqlite: attempt to write a readonly database "
+                      f"(SQLITE_READONLY; {path})") == (status, retry_after, error)
 
 
 # -- JSONL --------------------------------------------------------------------------------
@@ -156,17 +143,14 @@ def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
                       f"left on device") == answer(response)
 
 
+@needs_root
 def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not create files in the directory: 503."""
     settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}
-    take_write_bits(unwritable)
-    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
-    assert (503, "7") == (status, retry_after), error
-    if os.geteuid() == 0:  # the throwaway uid cannot even open the directory
-        assert (f"the sink is unavailable: this process cannot make its sink: jsonl.directory: "
-                f"cannot open {unwritable}: Permission denied") == error
-    else:
-        assert error.startswith("the sink is unavailable: "), error
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch(), unwritable)
+    assert (503, "7", f"the sink is unavailable: this process cannot make its sink: "
+                      f"jsonl.directory: cannot open {unwritable}: Permission denied") == (
+        status, retry_after, error)
 
 
 # -- Kafka --------------------------------------------------------------------------------
