@@ -61,11 +61,10 @@ def answer(response: Any) -> Tuple[int, Optional[str], str]:
     return response.status_int, response.headers.get("Retry-After"), response.json["error"]
 
 
-def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes, directory: Path
-                              ) -> List[Any]:
+def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes) -> List[Any]:
     """Make the app here, then answer ``body`` in a forked child (a gunicorn ``--preload``
-    worker, which makes its own sink) running as a throwaway uid, who may not write
-    ``directory`` (root's: 0755, or 0700 once the JSONL sink made it private)."""
+    worker, which makes its own sink) running as a throwaway uid, who may not write the
+    sink's directory (root's: 0755, or 0700 once the JSONL sink made it private)."""
     from webtest import TestApp
 
     config = make_configurator({"keys": KEYS, "retry_after": "7", **settings})
@@ -125,7 +124,7 @@ def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not write the database: 503 with Retry-After."""
     path = unwritable / "events.db"
     settings = {"sink": "sqlite", "sqlite.path": str(path)}
-    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch(), unwritable)
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
     assert (503, "7", f"the sink is unavailable: sqlite: attempt to write a readonly database "
                       f"(SQLITE_READONLY; {path})") == (status, retry_after, error)
 
@@ -147,7 +146,7 @@ def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
 def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not create files in the directory: 503."""
     settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}
-    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch(), unwritable)
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
     assert (503, "7", f"the sink is unavailable: this process cannot make its sink: "
                       f"jsonl.directory: cannot open {unwritable}: Permission denied") == (
         status, retry_after, error)
