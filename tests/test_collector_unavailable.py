@@ -125,8 +125,9 @@ def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     path = unwritable / "events.db"
     settings = {"sink": "sqlite", "sqlite.path": str(path)}
     status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
-    assert (503, "7", f"the sink is unavailable: sqlite: attempt to write a readonly database "
-                      f"(SQLITE_READONLY; {path})") == (status, retry_after, error)
+    # the database is private (0600): the worker's user cannot even open it
+    assert (503, "7", f"the sink is unavailable: sqlite: cannot open {path}: unable to open "
+                      f"database file") == (status, retry_after, error)
 
 
 # -- JSONL --------------------------------------------------------------------------------
