@@ -194,6 +194,33 @@ def test_kafka_a_producer_recreated_while_the_broker_is_down_is_a_503(
     assert 200 == again.status_int, again.text
 
 
+@pytest.mark.system
+def test_kafka_a_producer_that_cannot_be_recreated_is_a_503(
+    kafka_broker: Any, kafka_topics: Dict[str, str]
+) -> None:
+    """A fatal producer error, and librdkafka refusing to make another: 503, not a 500."""
+    from tests.support_kafka import raise_fatal_error
+
+    app = webtest({"sink": "kafka", "kafka.bootstrap_servers": kafka_broker.bootstrap,
+                   **{f"kafka.topic.{stream}": t for stream, t in kafka_topics.items()}})
+    sink = app.app.registry["collector"].sink
+    try:
+        raise_fatal_error(sink.producer, "fenced by the test")
+        # what the process can no longer do (here: read a CA file that went away)
+        sink.settings.producer.update({"security.protocol": "ssl",
+                                       "ssl.ca.location": "/nonexistent/ca.pem"})
+        response = post(app, v2j_batch())
+    finally:
+        sink.close()
+    status, retry_after, error = answer(response)
+    assert (503, "7") == (status, retry_after), error
+    assert error.startswith("the sink is unavailable: kafka: cannot recreate the producer "
+                            "(after "), error
+    # the rest is OpenSSL's words, which change with its version
+    assert ("librdkafka refused the configuration: Failed to create producer: ssl.ca.location "
+            "failed: ") in error, error
+
+
 # -- bugs: 500 with the reason ------------------------------------------------------------
 
 
