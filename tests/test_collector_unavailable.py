@@ -285,6 +285,22 @@ def test_500_log_lines_are_one_a_minute_per_reason_with_a_count(
             "(4 times in the last minute)"] == [r.getMessage() for r in caplog.records]
 
 
+def test_a_count_held_back_is_logged_at_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    """Three 500s, then the collector stops within the minute: the last line says 2 more."""
+    config = make_configurator({"keys": KEYS}, sink=BrokenSink(ValueError("bug")))
+    from webtest import TestApp
+
+    app = TestApp(config.make_wsgi_app())
+    with caplog.at_level(logging.ERROR, logger="baseplate_events.collector.service"):
+        for _ in range(3):
+            post(app, v2j_batch())
+        config.registry["collector"].close()
+    assert ["collector: answered 500 to a batch on v2j: internal error: ValueError: bug "
+            "(1 time in the last minute)",
+            "collector: answered 500 to a batch on v2j: internal error: ValueError: bug "
+            "(2 more times before stopping)"] == [r.getMessage() for r in caplog.records]
+
+
 def test_503_log_lines_are_one_a_minute_per_reason_with_a_count(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
