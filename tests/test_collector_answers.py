@@ -328,6 +328,11 @@ MALFORMED = {
                        b"Date: \xff\xff 99999\r\n\r\n[]"),
     "Content-Length with a sign": (b"POST /v2j HTTP/1.1\r\nHost: collector\r\n"
                                    b"Content-Length: +2\r\n\r\n[]"),
+    "a chunk size that is no number": (b"POST /v2j HTTP/1.1\r\nHost: collector\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\nzz\r\n[]\r\n"
+                                       b"0\r\n\r\n"),
+    "two Content-Lengths": (b"POST /v2j HTTP/1.1\r\nHost: collector\r\nContent-Length: 2\r\n"
+                            b"Content-Length: 3\r\n\r\n[]"),
 }
 
 
