@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: test demo bench lint schema docs clean
+.PHONY: test demo bench lint schema docs screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ bench: $(VENV)/.installed
 # included, -n) fails the build.
 docs: $(VENV)/.installed
 	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
+# The collector page's picture in the docs, taken by Debian's chromium (apt-get
+# install chromium) after ten simulated minutes of traffic; commit the PNG.
+screenshot: $(VENV)/.installed
+	$(PY) -m demo_app.screenshot docs/_static/collector-page.png
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check baseplate_events publisher demo_app tests benchmarks

@@ -9,11 +9,17 @@
 It is the collector a site runs (the same WSGI app, the same checks: see
 :mod:`baseplate_events.collector.app`), storing into SQLite
 (:mod:`baseplate_events.collector.sinks.sqlite`), plus what a developer wants
-to look at: ``GET /`` is a page of counts, the latest events (fields by id,
-and by name with ``--schema``) and the latest refused events with their
-reasons; ``GET /api/events`` is the same as JSON with every event
-(``?limit=N`` for fewer). ``GET /healthz`` answers ``ok``, ``GET /readyz``
-``ready``.
+to look at: ``GET /`` is a live page (:mod:`demo_app.collector_page`): events
+and refusals per second over the last ten minutes, counts per stream, source
+and action, the latest events (fields by id, and by name with ``--schema``),
+the latest refused events with their reasons and the put-to-stored delays.
+``GET /api/events`` lists the stored events as JSON, the last stored first,
+page by page (``?limit=N``, then ``&before=`` the ``next`` cursor);
+``GET /api/stats`` is the page's picture (:mod:`demo_app.collector_api`).
+``GET /healthz`` answers ``ok``, ``GET /readyz`` ``ready``.
+
+It listens on 127.0.0.1 unless ``--host`` says otherwise: the page shows the
+events' contents to whoever can reach it.
 
 As a library (tests use it), served by waitress in a background thread::
 
@@ -23,61 +29,60 @@ As a library (tests use it), served by waitress in a background thread::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
 from types import TracebackType
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type
 
-import waitress
-from pyramid.request import Request
-from pyramid.response import Response
+from pyramid.events import NewResponse
 
-from baseplate_events.collector.__main__ import add_arguments, serve, settings_from_args
-from baseplate_events.collector.app import DRAIN_FACTOR, make_configurator
+from baseplate_events.collector.__main__ import (
+    add_arguments,
+    create_server,
+    serve,
+    settings_from_args,
+)
+from baseplate_events.collector.app import make_configurator
 from baseplate_events.collector.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
-from .collector_page import render_page
+from .answer_tally import AnswerTally, count_answer
+from .collector_api import events_view, stats_view
+from .collector_page import ASSETS, asset_view, page_hosts, same_host_only
+from .store_reader import StoreReader
 
 __all__ = ["Collector", "main", "make_app", "make_server"]
 
 
-def page_view(request: Request) -> Response:
-    store: SQLiteSink = request.registry["collector"].sink
-    page = render_page(store.summary(), store.events(limit=50, latest_first=True, fields=True),
-                       store.refusals(limit=50))
-    return Response(body=page.encode("utf-8"), content_type="text/html", charset="utf-8")
-
-
-def api_view(request: Request) -> Response:
-    store: SQLiteSink = request.registry["collector"].sink
-    limit = request.GET.get("limit", "")
-    document = store.summary()
-    document["events"] = store.events(limit=int(limit) if limit.isdigit() else None, fields=True)
-    document["refused"] = store.refusals(limit=int(limit) if limit.isdigit() else None)
-    return Response(body=json.dumps(document).encode("utf-8"), content_type="application/json",
-                    charset=None)
-
-
 def make_app(settings: Mapping[str, Any], store: SQLiteSink,
-             clock: Callable[[], float] = time.time) -> Any:
-    """The collector app over ``store``, with the page and the API."""
+             clock: Callable[[], float] = time.time, listen_host: str = "127.0.0.1") -> Any:
+    """The collector app over ``store``, with the page, its JSON and the tally of answers.
+
+    :param listen_host: the address served; the page answers only to its names.
+    """
     config = make_configurator(settings, sink=store, clock=clock)
-    config.add_route("page", "/")
-    config.add_view(page_view, route_name="page", request_method=("GET", "HEAD"))
-    config.add_route("api", "/api/events")
-    config.add_view(api_view, route_name="api", request_method=("GET", "HEAD"))
+    config.registry["answer_tally"] = AnswerTally(clock)
+    config.registry["page_hosts"] = page_hosts(listen_host)
+    config.add_subscriber(count_answer, NewResponse)
+    views = {path: asset_view for path in ASSETS}
+    views.update({"/api/events": events_view, "/api/stats": stats_view})
+    for path, view in views.items():
+        name = "page" + path.replace("/", "-").replace(".", "-")
+        config.add_route(name, path)
+        config.add_view(same_host_only(view), route_name=name, request_method=("GET", "HEAD"))
+    config.registry["store_reader"] = StoreReader(store)  # last: nothing fails after it
     return config.make_wsgi_app()
 
 
 class Collector:
     """A collector served in a background thread: ``url``, ``port``, ``store``; ``shutdown()``."""
 
-    def __init__(self, server: Any, store: SQLiteSink) -> None:
+    def __init__(self, server: Any, store: SQLiteSink,
+                 reader: Optional[StoreReader] = None) -> None:
         self._server = server
         self.store = store
+        self._reader = reader
         self.host: str = server.effective_host
         self.port: int = server.effective_port
         self.url = f"http://{self.host}:{self.port}"
@@ -106,6 +111,8 @@ class Collector:
             self._server.task_dispatcher.shutdown()
         else:
             self._server.close()
+        if self._reader is not None:
+            self._reader.close()
         self.store.close()
 
     def __enter__(self) -> "Collector":
@@ -144,10 +151,9 @@ def make_server(
     settings: Dict[str, Any] = {"keys": dict(keys), "replay_window": replay_window,
                                 "max_body": max_body, "schema": schema, "uuid_field": uuid_field}
     store = SQLiteSink(db_path)
-    app = make_app(settings, store, clock or time.time)
-    server = waitress.create_server(app, host=host, port=port, threads=threads,
-                                    max_request_body_size=DRAIN_FACTOR * max_body + 1)
-    collector = Collector(server, store)
+    app = make_app(settings, store, clock or time.time, host)
+    server = create_server(app, host, port, threads, max_body)
+    collector = Collector(server, store, app.registry["store_reader"])
     return collector.start() if start else collector
 
 
@@ -156,17 +162,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="python -m demo_app.collector",
         description="The reference event collector with the SQLite sink and a page.")
     add_arguments(parser)
-    parser.add_argument("--db", default=":memory:",
-                        help="SQLite file to keep the events in (default: memory only)")
+    # The page shows what events hold: only this machine sees it unless asked.
+    parser.set_defaults(host="127.0.0.1")
+    parser.add_argument("--db", help="SQLite file to keep the events in (default: "
+                                     "$STATE_DIRECTORY/events.sqlite3; :memory: for a test)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one dies (the demo runner)")
     args = parser.parse_args(argv)
     from baseplate_events.collector.schema import SchemaError
     from baseplate_events.errors import ConfigError
 
-    store = SQLiteSink(args.db)
+    from baseplate_events.collector.sinks.sqlite import create as create_sqlite
+
     try:
-        app = make_app(settings_from_args(args), store)
+        store = create_sqlite({"path": args.db} if args.db else {})
+    except ConfigError as exc:
+        parser.error(str(exc).replace("--option sqlite.path=", "--db "))
+    try:
+        app = make_app(settings_from_args(args), store, listen_host=args.host)
     except (ConfigError, SchemaError) as exc:
         store.close()
         parser.error(str(exc))
@@ -177,10 +190,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import os
 
     collector = app.registry["collector"]
+    reader: StoreReader = app.registry["store_reader"]
     names = ", ".join(sorted(collector.settings.keys))
+
+    def close() -> None:
+        reader.close()
+        store.close()
+
     return serve(app, args, lambda url: f"collector listening on {url} (keys: {names}; "
-                                        f"db: {args.db})",
-                 store.close, watch_parent=os.getppid() if args.exit_with_parent else None)
+                                        f"db: {store.describe()})",
+                 close, watch_parent=os.getppid() if args.exit_with_parent else None)
 
 
 if __name__ == "__main__":

@@ -1,94 +1,80 @@
-"""The collector's HTML page: counts, the latest events with their fields, refused events."""
+"""The collector's live page: ``GET /`` and its script and style, served from the package.
+
+The page is static: a small script (``page/page.js``) polls ``/api/stats``
+and ``/api/events?limit=…`` every second and draws the answers, so it updates
+without a reload and works offline (nothing comes from another site). Every
+value it shows is put into the page as text (``textContent``), never as HTML,
+and the Content-Security-Policy below lets only the page's own script and
+style run: an event whose fields carry markup is shown, never executed.
+"""
 from __future__ import annotations
 
-import datetime
-import json
-from html import escape
-from typing import Any, Dict, List, Optional
+from importlib.resources import files
+from typing import Callable, Dict, FrozenSet, Optional, Tuple
+
+from pyramid.request import Request
+from pyramid.response import Response
+
+__all__ = ["ASSETS", "LOOPBACK_NAMES", "SECURITY_HEADERS", "asset_view", "page_hosts",
+           "same_host_only"]
+
+#: path → (file under demo_app/page/, content type)
+ASSETS: Dict[str, Tuple[str, str]] = {
+    "/": ("index.html", "text/html"),
+    "/page.js": ("page.js", "text/javascript"),
+    "/page.css": ("page.css", "text/css"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+        " img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 
 
-def _when(ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
-    return moment.strftime("%H:%M:%S.") + f"{ms % 1000:03d}"
+#: the names a loopback collector's page answers to
+LOOPBACK_NAMES: FrozenSet[str] = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
-def _blank(value: Any) -> Any:
-    return "" if value is None else value
+def page_hosts(listen_host: str) -> Optional[FrozenSet[str]]:
+    """The ``Host`` names the page answers to when listening on ``listen_host`` (None: any)."""
+    name = listen_host.strip("[]").lower()
+    if name in ("", "0.0.0.0", "::"):
+        return None
+    return LOOPBACK_NAMES | {name}
 
 
-def _rows(cells: List[List[Any]]) -> str:
-    return "\n".join(
-        "<tr>" + "".join(f"<td>{escape(str(_blank(cell)))}</td>" for cell in row) + "</tr>"
-        for row in cells
-    )
+def _host_name(host: str) -> str:
+    """``Host`` without its port: ``[::1]:8080`` → ``::1``, ``localhost:8080`` → ``localhost``."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
 
 
-def _fields(event: Dict[str, Any]) -> str:
-    """The event's fields, by name where a schema is known, else by id (compact, cut at 300)."""
-    shown: Optional[Any] = event.get("named")
-    if shown is None:
-        shown = event.get("fields")
-    text = json.dumps(shown, ensure_ascii=False, separators=(", ", ": "))
-    return text if len(text) <= 300 else text[:299] + "…"
+def same_host_only(view: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """``view``, answering 403 to a request whose ``Host`` is not a name of this collector."""
+    def guarded(request: Request) -> Response:
+        allowed: Optional[FrozenSet[str]] = request.registry.get("page_hosts")
+        host = request.headers.get("Host", "")
+        if allowed is not None and _host_name(host) not in allowed:
+            body = (f"this page answers only to {', '.join(sorted(allowed))} (asked for "
+                    f"{host[:100]!r}); to serve it under another name, listen there with "
+                    f"--host\n")
+            return Response(body=body.encode("utf-8"), status=403, content_type="text/plain",
+                            charset="utf-8")
+        return view(request)
+
+    return guarded
 
 
-def _latency(event: Dict[str, Any]) -> str:
-    if event.get("timestamp_ms") is None:
-        return ""
-    return f'{event["received_ms"] - event["timestamp_ms"]} ms'
-
-
-def render_page(summary: Dict[str, Any], latest: List[Dict[str, Any]],
-                refused: List[Dict[str, Any]]) -> str:
-    """The whole page; every value is escaped, since events carry user data."""
-    counts = _rows([[c["source"], c["action"], c["count"]] for c in summary["counts"]])
-    events = _rows(
-        [
-            [
-                e["uuid"],
-                "v" + e["version"],
-                e["source"],
-                e["action"],
-                e["noun"],
-                _when(e["received_ms"]),
-                _latency(e),
-                e["receipts"],
-                _fields(e),
-            ]
-            for e in latest
-        ]
-    )
-    refusals = _rows([[_when(r["received_ms"]), r["stream"], r["index"], r["uuid"], r["reason"]]
-                      for r in refused])
-    responses = ", ".join(f"{status}: {n}" for status, n in summary["responses"].items()) or "none"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="refresh" content="2">
-<title>Event collector</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; }}
-td, th {{ border: 1px solid #ccc; padding: .25em .6em; text-align: left; }}
-th {{ background: #f3f3f3; }}
-</style></head>
-<body>
-<h1>Event collector</h1>
-<p>{summary["total"]} events stored, {summary["duplicates"]} duplicate receipts
-ignored, {summary["refused"]} events refused. Answers by status: {escape(responses)}.
-JSON: <a href="/api/events">/api/events</a>.</p>
-<h2>Counts per source and action</h2>
-<table><tr><th>source</th><th>action</th><th>events</th></tr>
-{counts}
-</table>
-<h2>Latest events</h2>
-<table><tr><th>uuid</th><th>version</th><th>source</th><th>action</th><th>noun</th>
-<th>received (UTC)</th><th>put&rarr;stored</th><th>receipts</th><th>fields</th></tr>
-{events}
-</table>
-<h2>Latest refused events</h2>
-<table><tr><th>received (UTC)</th><th>stream</th><th>index in batch</th><th>uuid</th>
-<th>reason</th></tr>
-{refusals}
-</table>
-</body></html>
-"""
+def asset_view(request: Request) -> Response:
+    name, content_type = ASSETS[request.path_info]
+    body = files("demo_app").joinpath("page", name).read_bytes()
+    response = Response(body=body, content_type=content_type, charset="utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    return response

@@ -417,8 +417,7 @@ def test_a_storage_failure_is_a_503_the_publisher_will_retry(collector: Collecto
     """A sink that cannot take the batch answers 503 with Retry-After, not 500."""
     collector.store.close()
     response = post(collector, "/v2", v2_batch([v2_event()]))
-    assert (503, "the sink is unavailable: sqlite: ProgrammingError: Cannot operate on a "
-                 "closed database.", "5") == (
+    assert (503, "the sink is unavailable: sqlite: the sink for :memory: is closed", "5") == (
         response.status_code, response.json()["error"], response.headers["Retry-After"])
 
 
@@ -436,16 +435,6 @@ def test_the_json_endpoint_lists_counts_total_and_events(collector: Collector) -
             {"source": "other", "action": "view", "count": 1}] == document["counts"]
     assert {"200": 1, "400": 1} == document["responses"]
     assert sorted(e.uuid for e in events) == sorted(e["uuid"] for e in document["events"])
-
-
-def test_the_page_shows_counts_and_escapes_event_data(collector: Collector) -> None:
-    """GET / is HTML with the counts; event values are escaped."""
-    post(collector, "/v2", v2_batch([v2_event(noun="<script>alert(1)</script>")]))
-    response = requests.get(collector.url + "/", timeout=10)
-    assert "text/html; charset=utf-8" == response.headers["Content-Type"]
-    assert "<td>test</td><td>click</td><td>1</td>" in response.text
-    assert "&lt;script&gt;" in response.text
-    assert "<script>" not in response.text
 
 
 # -- command line --------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_a_malformed_content_length_is_a_400(collector: Collector) -> None:
 
 
 def test_refused_events_are_listed_with_their_reasons(collector: Collector) -> None:
-    """/api/events lists each refused event: stream, index, uuid, reason; the page shows it."""
+    """/api/events lists each refused event: stream, index, uuid, reason."""
     good, bad = v2_event(), v2_event()
     body = v2_batch([good, bad]).replace(bad.uuid.encode(), b"not-a-uuid")
     assert 422 == post(collector, "/v2", body).status_code
@@ -127,8 +127,6 @@ def test_refused_events_are_listed_with_their_reasons(collector: Collector) -> N
              "reason": "no top-level string field holds a UUID; give the uuid field's id with "
                        "--uuid-field ID (or --schema module:Struct with a 'uuid' field)"}
             ] == document["refused"]
-    page = requests.get(collector.url + "/", timeout=10).text
-    assert "no top-level string field holds a UUID" in page
 
 
 def test_a_posted_batch_is_not_taken_by_get(collector: Collector) -> None:

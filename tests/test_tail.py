@@ -29,6 +29,7 @@ from baseplate_events.collector.tail.__main__ import main
 from baseplate_events.collector.tail.files import JSONLReader
 from baseplate_events.collector.tail.sqlite import SQLiteReader
 from event_schemas.event.ttypes import Event
+from publisher.paths import owner_name
 from tests.support_users import needs_root, throwaway_uid
 
 SCHEMA = "event_schemas.event.ttypes:Event"
@@ -258,8 +259,9 @@ def test_a_file_of_another_user_is_refused(
     with caplog.at_level(logging.WARNING):
         status, printed = tail(*jsonl_flags(tmp_path))
     assert (0, ["a0"]) == (status, actions(printed))
-    assert [f"jsonl: refused {planted}: owned by uid {uid}, not by the directory's owner "
-            f"(uid {os.geteuid()})"] == [r.getMessage() for r in caplog.records]
+    assert [f"jsonl: refused {planted}: it belongs to {owner_name(uid)}, not to the "
+            f"directory's owner {owner_name(os.geteuid())}"] == [
+        r.getMessage() for r in caplog.records]
 
 
 def test_a_missing_directory_is_an_error_naming_it(
@@ -396,15 +398,40 @@ def test_a_missing_database_is_an_error_and_is_not_created(
             "may this user read it and its directory?)\n") == capsys.readouterr().err
 
 
-def test_sqlite_without_a_path_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """No sqlite.path: exit 2 naming the option and the fix."""
+def test_sqlite_without_a_path_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sqlite.path and no $STATE_DIRECTORY: exit 2 naming the option and the fix."""
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     with pytest.raises(SystemExit) as exit_:
         main(["--sink", "sqlite"], io.BytesIO())
     assert 2 == exit_.value.code
     assert capsys.readouterr().err.endswith(
-        "error: sqlite.path: give the collector's database file, e.g. "
-        "--option sqlite.path=/var/lib/events/events.sqlite3 (a :memory: database lives only "
-        "inside the collector's process)\n")
+        "error: sqlite.path: required: the collector answers 200 only for events on disk, and "
+        "$STATE_DIRECTORY is not set; give the database file, e.g. --option "
+        "sqlite.path=/var/lib/baseplate-events/events.sqlite3\n")
+
+
+def test_sqlite_in_memory_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """sqlite.path = :memory: names no database the tail could read: exit 2 saying why."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--sink", "sqlite", "--option", "sqlite.path=:memory:"], io.BytesIO())
+    assert 2 == exit_.value.code
+    assert capsys.readouterr().err.endswith(
+        "error: sqlite.path: a :memory: database lives only inside the collector's process; "
+        "give its database file, e.g. --option "
+        "sqlite.path=/var/lib/baseplate-events/events.sqlite3\n")
+
+
+def test_sqlite_without_a_path_reads_the_collectors_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No sqlite.path: $STATE_DIRECTORY/events.sqlite3, where the collector keeps it."""
+    sink = sqlite_db(tmp_path / "events.sqlite3", [v2(0)])
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    status, printed = tail("--sink", "sqlite")
+    sink.close()
+    assert (0, ["a0"]) == (status, actions(printed))
 
 
 # -- the command line and the table ---------------------------------------------------------

@@ -26,17 +26,37 @@ The contract
     event's: the publisher would set a good event aside.
 
 ``SinkUnavailable``
-    Raised by ``store`` when the sink cannot take the batch now (database
-    locked or gone, broker unreachable, a delivery timeout). The app answers
-    503 with ``Retry-After``; the publisher keeps the batch and retries, so
-    nothing is lost. Any other exception out of ``store`` is a bug in the sink;
-    the app logs it and answers 503 too (never 500: the publisher would
-    bisect and dead-letter good events).
+    Raised by ``store`` when the sink's infrastructure cannot take the batch
+    now (a disk full or read-only, a file not permitted, a lock held past its
+    timeout, a broker down, a producer being recreated, a delivery timeout),
+    and only then. The app answers 503 with ``Retry-After``; the publisher
+    keeps the batch and retries, so nothing is lost. Any other exception out
+    of ``store`` is a bug in the sink: the app logs it and answers 500 with
+    the reason, which the publisher bisects; it sets an event aside only once
+    the collector has accepted others since, so a bug stalls nothing and a
+    blanket 500 sets nothing aside. A 503 for a bug would stall the queue:
+    the publisher retries a 503 for ever.
 
 ``Sink.ready() -> bool``
     Whether the sink can take a batch now; ``GET /readyz`` answers 503 while
     it is False, so that a load balancer sends batches elsewhere. It must be
-    cheap (it is polled) and must not raise.
+    cheap (it is polled), must not raise and must not wait (for a lock held by
+    a batch, for I/O): a probe that waits behind batches is a probe that
+    times out.
+
+``Sink.probe() -> None`` (optional)
+    Check the sink itself, as a batch would use it: a write in a savepoint
+    (SQLite), a small file written and synced (JSONL), broker metadata
+    (Kafka), within the sink's own bound; raise :class:`SinkUnavailable` if
+    it cannot. After a batch the sink could not take, ``/readyz`` answers 503
+    and the collector probes the sink, at most every 2 s, in a thread of its
+    own, until a probe succeeds (see
+    ``baseplate_events.collector.service.SinkHealth``). A sink without
+    it is probed with ``ready()``.
+
+``Sink.describe() -> str`` (optional)
+    Where the sink keeps events, for the start line (``sqlite
+    /var/lib/baseplate-events/events.sqlite3 (WAL, shared by every worker)``).
 
 ``Sink.reads_documents`` (optional, default True)
     False for a sink that reads only ``uuid`` and ``raw`` (Kafka, JSONL):

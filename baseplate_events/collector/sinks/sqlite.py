@@ -3,9 +3,16 @@
 The embedded default (``sink = sqlite``, ``sqlite.path = FILE``), what the
 demo's page and ``/api/events`` read. Every gunicorn worker opens the same
 file (WAL mode, so readers never wait for the writer; a writer waits up to
-``sqlite.busy_timeout`` seconds, default 5, for another, then the batch is
-answered 503). ``:memory:`` (the default path) is private to one process: for
-tests and the demo, not for several workers.
+``sqlite.busy_timeout`` seconds, default 2.5, for another, then the batch is
+answered 503: under the publisher's 3 s timeout, so that it hears why).
+
+The file is created 0600 whatever the umask (its WAL files follow). The
+collector acknowledges only what is on disk, so the file is required:
+without ``sqlite.path`` it is ``$STATE_DIRECTORY/events.sqlite3`` where
+systemd sets ``STATE_DIRECTORY`` (``StateDirectory=`` in the unit), and the
+collector refuses to start otherwise. ``sqlite.path = :memory:`` keeps events
+in the process only, for tests: it must be asked for by name, and a warning
+at start says that acknowledged events die with the process.
 
 The publisher delivers at least once, so the same event may arrive twice (a
 retry after a lost response, a replay from its spool). The canonical uuid is
@@ -20,20 +27,41 @@ from the fields of those names (``client_timestamp`` for the time; v1:
 
 A batch is one transaction. A value SQLite cannot store (an integer past 64
 bits, a string holding a lone surrogate) is that event's refusal, and nothing
-of the batch is kept; a database that is locked, read-only, full or gone is
-:class:`SinkUnavailable`.
+of the batch is kept; a database that is locked past ``sqlite.busy_timeout``,
+read-only, not permitted, full, unreadable or gone is :class:`SinkUnavailable`
+(503). Any other SQLite error is a bug, left to the app's 500.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from ...errors import ConfigError
 from . import SinkUnavailable, StoredEvent
 
-__all__ = ["SQLiteSink", "StoreResult", "create"]
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "EventCursor",
+    "EventPage",
+    "SQLiteSink",
+    "StoreResult",
+    "create",
+    "default_path",
+]
+
+logger = logging.getLogger(__name__)
+
+#: seconds a batch waits for the database (another worker's write, a lock)
+DEFAULT_BUSY_TIMEOUT = 2.5
+#: milliseconds the page's tallies of answers and refusals wait for it
+JOURNAL_WAIT_MS = 100
+MEMORY = ":memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -54,6 +82,10 @@ CREATE TABLE IF NOT EXISTS responses (
     status INTEGER PRIMARY KEY,
     count  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refused (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms INTEGER NOT NULL,
@@ -73,6 +105,20 @@ _LABELS = {"1": ("event_topic", "event_type", None, "event_ts")}
 _V2_LABELS = ("source", "action", "noun", "client_timestamp")
 #: what a per-event value error looks like when SQLite binds it
 _VALUE_ERRORS = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)
+#: SQLite's primary result codes that say the database cannot take a batch now: its
+#: infrastructure (a lock held past the busy timeout, a read-only or full disk, a file
+#: not permitted, unreadable or gone), not the batch
+_UNAVAILABLE = frozenset(
+    getattr(sqlite3, name) for name in (
+        "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY",
+        "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+        "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_NOTADB"))
+
+
+def unavailable(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database is unavailable (rather than that we misused it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -81,6 +127,42 @@ class StoreResult:
 
     accepted: int
     duplicates: int
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where a newest-first listing stopped; the next page holds the events stored before it.
+
+    It is the row's place in the order of storage (SQLite's rowid), which a
+    later event never takes: paging on from a cursor neither repeats nor skips
+    an event, however many arrive meanwhile. ``str(cursor)`` is its text, the
+    ``next`` of ``/api/events``; :meth:`parse` reads it back from ``?before=``.
+    (``VACUUM`` may renumber the rows: a cursor is for one walk through a file.)
+    """
+
+    position: int
+
+    def __str__(self) -> str:
+        return str(self.position)
+
+    @classmethod
+    def parse(cls, text: str) -> "EventCursor":
+        """The cursor whose text is ``text``.
+
+        :raises ValueError: ``text`` is not the ``next`` of an earlier page.
+        """
+        if not (text.isascii() and text.isdigit() and len(text) <= 19
+                and 0 < int(text) < 1 << 63):  # a rowid is a signed 64-bit integer
+            raise ValueError(f"before: expected the 'next' cursor of an earlier page "
+                             f"(a whole number above 0), got {text[:40]!r}")
+        return cls(int(text))
+
+
+class EventPage(NamedTuple):
+    """A page of stored events, newest first, and the cursor of the next (older) page."""
+
+    events: List[Dict[str, Any]]
+    next: Optional[EventCursor]  # None: this page holds the oldest event
 
 
 def _text(value: Any) -> Optional[str]:
@@ -109,18 +191,24 @@ class SQLiteSink:
     a single writer is what SQLite wants anyway.
 
     :param path: a database file, or ``":memory:"`` (the default) for tests.
+    :param busy_timeout: seconds a batch waits for the database and for the
+        other threads' batches before it is answered 503.
     """
 
-    def __init__(self, path: str = ":memory:", busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str = MEMORY, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self.busy_timeout = busy_timeout
+        self._lock = _TimedLock(busy_timeout, path)
         self._closed = False
         try:
+            if path != MEMORY:
+                _create_private(path)
             self._db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            if path != ":memory:":
+            if path != MEMORY:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a 2xx survives a power cut
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
@@ -133,6 +221,8 @@ class SQLiteSink:
         reasons: List[Optional[str]] = [None] * len(events)
         accepted = duplicates = 0
         with self._lock:
+            if self._closed:
+                raise SinkUnavailable(f"sqlite: the sink for {self.path} is closed")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -155,7 +245,10 @@ class SQLiteSink:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
+                if not unavailable(exc):
+                    raise  # not the database's state: a bug, answered 500
+                raise SinkUnavailable(f"sqlite: {exc} ({exc.sqlite_errorname}; "
+                                      f"{self.path})") from None
             self._last.result = StoreResult(accepted, duplicates)
         return reasons
 
@@ -164,15 +257,39 @@ class SQLiteSink:
         result = getattr(self._last, "result", None)
         return 0 if result is None else result.duplicates
 
+    def describe(self) -> str:
+        """For the start line: the file, or a warning that there is none."""
+        if self.path == MEMORY:
+            return "sqlite :memory: (in this process only: acknowledged events die with it)"
+        return f"sqlite {os.path.abspath(self.path)} (WAL, shared by every worker)"
+
     def ready(self) -> bool:
-        if self._closed:
-            return False
-        try:
-            with self._lock:
-                self._db.execute("SELECT 1 FROM events LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return False
-        return True
+        """False once closed (cheap: :meth:`probe` checks the file)."""
+        return not self._closed
+
+    def probe(self) -> None:
+        """Commit a one-row write, as a batch would.
+
+        :raises SinkUnavailable: the database cannot take it (full, read-only, locked, gone).
+        """
+        import time
+
+        with self._lock:
+            if self._closed:
+                raise SinkUnavailable("sqlite: the sink is closed")
+            try:
+                self._db.execute("SAVEPOINT probe")
+                try:
+                    self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)",
+                                     (time.time(),))
+                    self._db.execute("RELEASE probe")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK TO probe")
+                        self._db.execute("RELEASE probe")
+                    raise
+            except sqlite3.Error as exc:
+                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -182,9 +299,24 @@ class SQLiteSink:
 
     # -- the journal: what the app refused, and how it answered -------------------
 
+    @contextmanager
+    def _journal_write(self) -> Iterator[None]:
+        """The page's tallies: best effort, so they wait briefly for the database, never
+        as long as a batch, and never leave a transaction open."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {JOURNAL_WAIT_MS}")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
     def count_response(self, status: int) -> None:
         """Tally one HTTP answer, so the page can show what was refused and why."""
-        with self._lock:
+        with self._journal_write():
             self._db.execute(
                 "INSERT INTO responses (status, count) VALUES (?, 1)"
                 " ON CONFLICT (status) DO UPDATE SET count = count + 1",
@@ -197,7 +329,7 @@ class SQLiteSink:
         rows = [(received_ms, stream, r["index"], r.get("uuid"),
                  str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
                 for r in refusals[:KEEP_REFUSED]]
-        with self._lock:
+        with self._journal_write():
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
                                  " reason) VALUES (?, ?, ?, ?, ?)", rows)
@@ -259,6 +391,58 @@ class SQLiteSink:
                 row["named"] = None if row["named"] is None else json.loads(row["named"])
         return rows
 
+    def newest_events(self, limit: Optional[int] = None, before: Optional[EventCursor] = None
+                      ) -> EventPage:
+        """Stored events, the last stored first, with their documents (as :meth:`events`).
+
+        :param limit: at most this many, at least 1 (None: every one).
+        :param before: only the events stored before this cursor (the ``next``
+            of the page before).
+        :raises ValueError: ``limit`` is below 1.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit: expected at least 1 event, got {limit}")
+        query = ("SELECT rowid AS position, uuid, version, source, action, noun, timestamp_ms,"
+                 " received_ms, receipts, fields, named FROM events")
+        parameters: List[int] = []
+        if before is not None:
+            query += " WHERE rowid < ?"
+            parameters.append(before.position)
+        query += " ORDER BY rowid DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit + 1)  # one more: is there a next page?
+        with self._lock:
+            rows = [dict(row) for row in self._db.execute(query, parameters)]
+        cursor = None
+        if limit is not None and len(rows) > limit:
+            del rows[limit:]
+            cursor = EventCursor(rows[-1]["position"])
+        for row in rows:
+            del row["position"]
+            row["fields"] = json.loads(row["fields"])
+            row["named"] = None if row["named"] is None else json.loads(row["named"])
+        return EventPage(rows, cursor)
+
+    def stream_counts(self) -> List[Dict[str, Any]]:
+        """Stored events per stream (``v1``, ``v2``, ``v2j``), source and action, most first."""
+        with self._lock:
+            return [dict(row) for row in self._db.execute(
+                "SELECT 'v' || version AS stream, source, action, COUNT(*) AS count FROM events"
+                " GROUP BY version, source, action ORDER BY count DESC, stream, source, action")]
+
+    def delays(self, latest: int) -> List[int]:
+        """Milliseconds from put (the event's timestamp) to stored, of the last ``latest`` stored.
+
+        Events without a timestamp are left out; a negative delay is a client
+        clock ahead of the collector's.
+        """
+        with self._lock:
+            return [row[0] for row in self._db.execute(
+                "SELECT received_ms - timestamp_ms FROM (SELECT received_ms, timestamp_ms"
+                " FROM events ORDER BY rowid DESC LIMIT ?) WHERE timestamp_ms IS NOT NULL",
+                (latest,))]
+
     def refusals(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """The latest refused events first: when, stream, position in its batch, uuid, reason."""
         query = ("SELECT received_ms, stream, position AS \"index\", uuid, reason FROM refused"
@@ -278,9 +462,66 @@ class SQLiteSink:
         return None if row is None else str(row["raw"])
 
 
+def _create_private(path: str) -> None:
+    """Create the database file 0600 whatever the umask (SQLite gives its WAL and
+    shared-memory files the same mode); an existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot create the file: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class _TimedLock:
+    """The connection's lock; a batch waits for it at most the busy timeout, then 503."""
+
+    def __init__(self, timeout: float, path: str) -> None:
+        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._path = path
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self._timeout):
+            raise SinkUnavailable(f"sqlite: other batches held {self._path} for over "
+                                  f"{self._timeout:g} s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def default_path(environ: Mapping[str, str] = os.environ) -> str:
+    """``$STATE_DIRECTORY/events.sqlite3`` (the first directory systemd gives).
+
+    :raises ConfigError: ``STATE_DIRECTORY`` is not set: the path must be given.
+    """
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not state:
+        raise ConfigError("sqlite.path", "required: the collector answers 200 only for events "
+                          "on disk, and $STATE_DIRECTORY is not set; give the database file, "
+                          "e.g. --option sqlite.path=/var/lib/baseplate-events/events.sqlite3")
+    return os.path.join(state, "events.sqlite3")
+
+
 def create(options: Mapping[str, str]) -> SQLiteSink:
-    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped)."""
+    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped).
+
+    :raises ConfigError: no path and no ``$STATE_DIRECTORY``, or a bad option.
+    """
     from ..settings import parse_float
 
-    return SQLiteSink(options.get("path", ":memory:"),
-                      parse_float("sqlite.busy_timeout", options.get("busy_timeout", "5")))
+    unknown = sorted(set(options) - {"path", "busy_timeout"})
+    if unknown:
+        raise ConfigError(f"sqlite.{unknown[0]}",
+                          "unknown option; known: sqlite.path, sqlite.busy_timeout")
+    path = options.get("path", "").strip() or default_path()
+    if path == MEMORY:
+        logger.warning("sqlite.path = :memory: keeps events in this process only: events "
+                       "answered 200 die with it; give a file for anything but a test")
+    return SQLiteSink(path, parse_float("sqlite.busy_timeout",
+                                        options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT)))

@@ -12,10 +12,11 @@
   lines added since: a ``.part`` file is followed through its rename to
   ``.jsonl`` by its inode.
 
-The reader runs as the collector's user or in its group (``jsonl.mode``); it
-only reads. A file that is a symbolic link or not a regular file, or that
-belongs to another user than the directory, is refused with a warning naming
-it, never read.
+The reader runs as the collector's user or in its group (``jsonl.mode``
+0640 or 0660 lets a group read); it only reads. A file that is a symbolic
+link or not a regular file, belongs to another user than the directory, has
+more than one link or that anyone may write is refused with a warning naming
+it and why, never read.
 """
 from __future__ import annotations
 
@@ -162,15 +163,28 @@ class JSONLReader(Reader):
             else:
                 logger.warning("jsonl: cannot read %s: %s", path, exc.strerror)
             return None
-        info = os.fstat(fd)
-        problem = ("not a regular file" if not stat.S_ISREG(info.st_mode) else
-                   f"owned by uid {info.st_uid}, not by the directory's owner (uid {self._owner})"
-                   if info.st_uid != self._owner else "")
+        problem = self._foreign(os.fstat(fd))
         if problem:
             os.close(fd)
             logger.warning("jsonl: refused %s: %s", path, problem)
             return None
         return fd
+
+    def _foreign(self, info: os.stat_result) -> Optional[str]:
+        """Why a file is not one the collector wrote, or None."""
+        from publisher.paths import owner_name
+
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode):
+            return "it is not a regular file"
+        if info.st_uid != self._owner:
+            return (f"it belongs to {owner_name(info.st_uid)}, not to the directory's owner "
+                    f"{owner_name(self._owner)}")
+        if info.st_nlink != 1:
+            return f"it has {info.st_nlink} links"
+        if mode & 0o002:
+            return f"anyone may write it (mode {mode:04o})"
+        return None
 
     def _read(self, path: str, cursors: Dict[Tuple[int, int], _Cursor],
               offset: int) -> Iterator[TailedEvent]:

@@ -27,7 +27,7 @@ class SQLiteReader(Reader):
     :param poll: seconds between looks for new rows with ``follow``.
     """
 
-    def __init__(self, path: str, busy_timeout: float = 5.0, poll: float = 0.5) -> None:
+    def __init__(self, path: str, busy_timeout: float = 2.5, poll: float = 0.5) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self.poll = poll
@@ -36,16 +36,21 @@ class SQLiteReader(Reader):
     def from_options(cls, options: Mapping[str, str]) -> "SQLiteReader":
         """From the collector's ``sqlite.*`` options (prefix stripped).
 
-        :raises ConfigError: ``sqlite.path`` is missing or names no file.
+        Without ``sqlite.path``, the collector's own default:
+        ``$STATE_DIRECTORY/events.sqlite3``.
+
+        :raises ConfigError: no path (and no ``$STATE_DIRECTORY``), or ``:memory:``.
         """
         from ..settings import parse_float
+        from ..sinks.sqlite import DEFAULT_BUSY_TIMEOUT, MEMORY, default_path
 
-        path = options.get("path", "").strip()
-        if not path or path == ":memory:":
-            raise ConfigError("sqlite.path", "give the collector's database file, e.g. "
-                              "--option sqlite.path=/var/lib/events/events.sqlite3 (a "
-                              ":memory: database lives only inside the collector's process)")
-        return cls(path, parse_float("sqlite.busy_timeout", options.get("busy_timeout", "5")))
+        path = options.get("path", "").strip() or default_path()
+        if path == MEMORY:
+            raise ConfigError("sqlite.path", "a :memory: database lives only inside the "
+                              "collector's process; give its database file, e.g. --option "
+                              "sqlite.path=/var/lib/baseplate-events/events.sqlite3")
+        return cls(path, parse_float("sqlite.busy_timeout",
+                                     options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT)))
 
     def events(self, request: TailRequest,
                stop: threading.Event) -> Events:
