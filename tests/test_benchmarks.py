@@ -55,4 +55,7 @@ def test_quick_bench_prints_every_row_and_cleans_up():
         assert re.search(rf"collector stage: store: {sink}\s+[\d.]+ us CPU/ev", out), (sink, out)
     for stage in ("gunzip", "HMAC-SHA256 check", "decode into documents"):
         assert re.search(rf"collector stage: {stage}\s+[\d.]+ us CPU/ev", out), (stage, out)
+    for label in ("jsonl file, fields by id", "jsonl file, --schema (fields by name)"):
+        assert re.search(rf"baseplate-events-tail, {re.escape(label)}\s+[\d,]+ ev/s\s+"
+                         r"[\d.]+x the 50,000 ev/s target", out), (label, out)
     assert before == _bench_queues()
