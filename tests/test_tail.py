@@ -470,3 +470,70 @@ def test_the_table_is_aligned_and_newest_last(tmp_path: Path) -> None:
     assert [lines[0].index("FIELDS")] * 2 == [lines[1].index('{"source"'),
                                              lines[2].index('{"source"')]
     assert '"action":"a1"' in lines[2]
+
+
+# -- who may read: the collector's user, or its group ------------------------------------------
+
+
+def group_readable_directory(events: List[StoredEvent]) -> Tuple[Path, int]:
+    """A JSONL directory with jsonl.mode 0640 under a fresh /tmp directory anyone may
+    traverse, its group a throwaway gid: (the directory, the gid)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="bpe-tail-", dir="/tmp"))
+    os.chmod(base, 0o711)
+    directory = base / "events"
+    sink = JSONLSink(str(directory), fsync=False, mode=0o640)
+    sink.store("v2", events)
+    sink.close()
+    gid = throwaway_uid()
+    for path in [directory, *directory.iterdir()]:
+        os.chown(path, -1, gid)
+    os.chmod(directory, 0o2750)  # as the sink makes it: chown took the setgid bit away
+    return directory, gid
+
+
+def read_as(uid: int, gid: int, directory: Path) -> Any:
+    """What the tail prints (or the error it gives) run as ``uid``:``gid``."""
+    def work() -> Any:
+        out = io.BytesIO()
+        err = io.StringIO()
+        import contextlib
+
+        with contextlib.redirect_stderr(err):
+            status = main(jsonl_flags(directory), out)
+        return [status, [json.loads(line)["uuid"] for line in out.getvalue().splitlines()],
+                err.getvalue()]
+
+    from tests.support_users import run_as
+
+    return run_as(uid, gid, work)
+
+
+@needs_root
+def test_a_member_of_the_collectors_group_reads_its_files() -> None:
+    """jsonl.mode 0640: another user in the directory's group reads every event."""
+    import shutil
+
+    events = [v2(0), v2(1)]
+    directory, gid = group_readable_directory(events)
+    try:
+        result = read_as(throwaway_uid(), gid, directory)
+    finally:
+        shutil.rmtree(directory.parent)
+    assert [0, [e.uuid for e in events], ""] == result
+
+
+@needs_root
+def test_a_user_outside_the_group_is_told_who_may_read() -> None:
+    """Neither the collector's user nor in its group: exit 1 naming the directory and the fix."""
+    import shutil
+
+    directory, gid = group_readable_directory([v2(0)])
+    try:
+        result = read_as(throwaway_uid(), throwaway_uid(), directory)
+    finally:
+        shutil.rmtree(directory.parent)
+    assert [1, [], f"baseplate-events-tail: jsonl.directory: cannot list {directory}: "
+            "permission denied; run the tail as the collector's user or in its group "
+            "(jsonl.mode)\n"] == result
