@@ -104,3 +104,29 @@ def test_the_tail_commits_no_offsets(
     finally:
         consumer.close()
     assert [-1001] * len(partitions) == [tp.offset for tp in committed]  # OFFSET_INVALID
+
+
+@pytest.mark.system
+def test_follow_reads_a_topic_made_after_the_start(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str]
+) -> None:
+    """--follow: a stream's first event, on a topic that did not exist at the start, is read."""
+    store(kafka_broker, kafka_topics, 3)
+    stop = threading.Event()
+    events = KafkaReader(KafkaSettings(kafka_broker.bootstrap, dict(kafka_topics))).events(
+        TailRequest(last=None, follow=True, idle=0.2), stop)
+    first = []
+    for event in events:
+        if event is None:
+            break
+        first.append(event.stream)
+    sink = KafkaSink(KafkaSettings(kafka_broker.bootstrap, dict(kafka_topics)))
+    try:
+        late = stored_event("1")
+        assert [None] == sink.store("v1", [late])
+    finally:
+        sink.close()
+    later = next(event for event in events if event is not None)
+    stop.set()
+    events.close()
+    assert (["v2j"] * 3, "v1", late.uuid) == (first, later.stream, later.uuid)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition
@@ -44,6 +44,10 @@ PASSED_THROUGH = ("security.", "sasl.", "ssl.")
 #: How long a read may go without a message before the reader says, on
 #: stderr, which partitions it still waits for.
 _WAIT_NOTICE = 10.0
+
+#: With ``--follow``, how often the reader looks for topics and partitions made
+#: since the start (a stream's first event creates its topic).
+_RESCAN = 5.0
 
 _Key = Tuple[str, int]
 
@@ -90,13 +94,14 @@ def read_messages(config: Mapping[str, Any], topics: Iterable[str], last: Option
             marks[(tp.topic, tp.partition)] = high
             tp.offset = OFFSET_BEGINNING if last is None else max(low, high - last)
         consumer.assign(partitions)
-        yield from _consume(consumer, marks, last, follow, idle, stop)
+        yield from _consume(consumer, marks, last, follow, idle, stop,
+                            lambda: _partitions(consumer, topics, config, quiet=True))
     finally:
         consumer.close()
 
 
-def _partitions(consumer: Consumer, topics: Iterable[str],
-                config: Mapping[str, Any]) -> List[TopicPartition]:
+def _partitions(consumer: Consumer, topics: Iterable[str], config: Mapping[str, Any],
+                quiet: bool = False) -> List[TopicPartition]:
     try:
         metadata = consumer.list_topics(timeout=10)
     except KafkaException as exc:
@@ -106,14 +111,16 @@ def _partitions(consumer: Consumer, topics: Iterable[str],
     for topic in topics:
         found = metadata.topics.get(topic)
         if found is None or found.error is not None or not found.partitions:
-            logger.info("kafka: no topic %s yet: nothing was stored on it", topic)
+            if not quiet:
+                logger.info("kafka: no topic %s yet: nothing was stored on it", topic)
             continue
         partitions += [TopicPartition(topic, number) for number in sorted(found.partitions)]
     return partitions
 
 
 def _consume(consumer: Consumer, marks: Dict[_Key, int], last: Optional[int], follow: bool,
-             idle: float, stop: threading.Event) -> Iterator[Optional[Message]]:
+             idle: float, stop: threading.Event,
+             rescan: Callable[[], List[TopicPartition]]) -> Iterator[Optional[Message]]:
     reached = {key: -1 for key in marks}
     at_end: set = set()
     # --last N: each partition's last N wait here until the reader is caught up
@@ -122,7 +129,7 @@ def _consume(consumer: Consumer, marks: Dict[_Key, int], last: Optional[int], fo
     caught_up = False
     caught_up_at: Optional[float] = None
     last_message = time.monotonic()
-    noticed = last_message
+    noticed = rescanned = last_message
     unflushed = False
     while not stop.is_set():
         messages = consumer.consume(1000, 0.1)
@@ -166,9 +173,32 @@ def _consume(consumer: Consumer, marks: Dict[_Key, int], last: Optional[int], fo
                           or (t, p) not in at_end]
                 logger.warning("kafka: still reading to the high watermarks taken at the "
                                "start: %s", ", ".join(behind) or "none")
-        elif unflushed and not messages:
-            unflushed = False
-            yield CAUGHT_UP
+        else:
+            if unflushed and not messages:
+                unflushed = False
+                yield CAUGHT_UP
+            if now - rescanned >= _RESCAN:
+                rescanned = now
+                _assign_new(consumer, marks, reached, at_end, rescan)
+
+
+def _assign_new(consumer: Consumer, marks: Dict[_Key, int], reached: Dict[_Key, int],
+                at_end: set, rescan: Callable[[], List[TopicPartition]]) -> None:
+    """``--follow``: read a topic (or partition) created since the start from its beginning."""
+    try:
+        found = rescan()
+    except UnreadableSink:
+        return  # the broker is away for now; the next look tries again
+    new = [tp for tp in found if (tp.topic, tp.partition) not in marks]
+    for tp in new:
+        tp.offset = OFFSET_BEGINNING
+        key = (tp.topic or "", tp.partition or 0)
+        marks[key], reached[key] = 0, -1
+        at_end.add(key)
+    if new:
+        logger.info("kafka: reading %s from its beginning (new since the start)",
+                    ", ".join(sorted({tp.topic or "" for tp in new})))
+        consumer.incremental_assign(new)
 
 
 def _where(message: Message) -> Tuple[str, int, int]:
