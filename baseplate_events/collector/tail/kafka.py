@@ -13,6 +13,10 @@ The idle wait also catches what a watermark misses: Tansu answers ListOffsets
 with less than the partition holds (13 for a partition of 15 messages), and
 a reader that stopped there found 1920 of 2000 events.
 
+With ``--follow`` it reads on, and every few seconds looks for topics and
+partitions made since the start (a stream's first event creates its topic),
+which it reads from their beginning.
+
 ``--last N`` counts per partition: each partition is read from N before its
 watermark (or its start), and only the last N of each are printed, sorted by
 the messages' timestamps, which are the collector's receipt times.
