@@ -205,7 +205,7 @@ def test_a_uuid_spelled_with_a_dotted_i_stalls_nothing_on_kafka(
 
     def stored() -> Set[str]:
         return set(count_keys(read_topics(kafka_broker.bootstrap, [kafka_topics["v2j"]],
-                                          idle=0.2, first=0.5)))
+                                          idle=0.2)))
 
     with waitress_collector(tmp_path, "--sink", "kafka",
                             "--option", f"kafka.bootstrap_servers={kafka_broker.bootstrap}",
