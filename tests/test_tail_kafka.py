@@ -130,3 +130,14 @@ def test_follow_reads_a_topic_made_after_the_start(
     stop.set()
     events.close()
     assert (["v2j"] * 3, "v1", late.uuid) == (first, later.stream, later.uuid)
+
+
+@pytest.mark.system
+def test_no_broker_is_one_line_naming_the_brokers(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens at the bootstrap address: exit 1, the brokers and librdkafka's reason
+    (after its 10 s metadata timeout)."""
+    status = main(["--sink", "kafka", "--option", "kafka.bootstrap_servers=127.0.0.1:1"],
+                  io.BytesIO())
+    assert 1 == status
+    assert ("baseplate-events-tail: kafka: cannot reach 127.0.0.1:1: Failed to get metadata: "
+            "Local: Broker transport failure") == capsys.readouterr().err.splitlines()[-1]

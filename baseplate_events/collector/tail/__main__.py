@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
@@ -131,7 +132,9 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[IO[bytes]] = None) 
     except (ConfigError, SchemaError) as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format=f"{_PROG}: %(message)s", stream=sys.stderr)
-    logging.getLogger("baseplate_events.collector.tail.kafka.librdkafka").setLevel(logging.WARNING)
+    librdkafka = logging.getLogger("baseplate_events.collector.tail.kafka.librdkafka")
+    librdkafka.setLevel(logging.WARNING)
+    librdkafka.addFilter(_Once())
     request = TailRequest(last=None if args.from_beginning else args.last, follow=args.follow,
                           idle=args.idle, pending=args.pending, merge=args.merge)
     stop = threading.Event()
@@ -154,6 +157,22 @@ def main(argv: Optional[Sequence[str]] = None, out: Optional[IO[bytes]] = None) 
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class _Once(logging.Filter):
+    """Lets each of librdkafka's lines through once: it repeats a refused connection at
+    every retry, a few times a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = re.sub(r"\d+", "N", record.getMessage())
+        if text in self._seen:
+            return False
+        self._seen.add(text)
+        return True
 
 
 def _run(reader: Reader, request: TailRequest, writer: Union[JSONWriter, TableWriter],
