@@ -51,10 +51,23 @@ def post(app: Any, body: bytes, path: str = "/v2j") -> Any:
         "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
 
 
+_MADE: List[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    """Close the collectors a test made (their sinks, and what their log held back)."""
+    yield
+    while _MADE:
+        _MADE.pop().registry["collector"].close()
+
+
 def webtest(settings: Dict[str, Any], **options: Any) -> Any:
     from webtest import TestApp
 
-    return TestApp(make_app({"keys": KEYS, "retry_after": "7", **settings}, **options))
+    app = make_app({"keys": KEYS, "retry_after": "7", **settings}, **options)
+    _MADE.append(app)
+    return TestApp(app)
 
 
 def answer(response: Any) -> Tuple[int, Optional[str], str]:
