@@ -168,6 +168,18 @@ def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
         status, retry_after, error)
 
 
+def test_jsonl_held_by_another_batch_past_its_timeout_is_a_503(tmp_path: Path) -> None:
+    """Another thread's batch holds the sink past jsonl.timeout: 503 with Retry-After."""
+    directory = tmp_path / "events"
+    app = webtest({"sink": "jsonl", "jsonl.directory": str(directory), "jsonl.timeout": "0.1"})
+    sink = app.app.registry["collector"].sink
+    with sink._lock:  # as a batch being written (a slow disk) holds it
+        response = post(app, v2j_batch())
+    assert (503, "7", f"the sink is unavailable: jsonl: another batch held {directory} for "
+                      f"over 0.1 s") == answer(response)
+    assert 200 == post(app, v2j_batch()).status_int
+
+
 # -- Kafka --------------------------------------------------------------------------------
 
 
