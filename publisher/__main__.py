@@ -29,6 +29,7 @@ from .metrics import Metrics
 from .post import Sender
 from .sections import QueueSection
 from .spool import Spool, SpoolError
+from .transport import ProxyVariableError, check_proxy_environment
 from .upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
@@ -119,6 +120,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         cfg = config_module.load(args.config_file, args.queue_name)
     except ConfigError as exc:
+        return _fail(str(exc))
+    try:
+        check_proxy_environment()
+    except ProxyVariableError as exc:
         return _fail(str(exc))
     for warning in cfg.warnings:
         logger.warning("%s", warning)

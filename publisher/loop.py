@@ -356,11 +356,14 @@ class Publisher:
                 self.events_sent += count
             except Exception:
                 # A bug or a disk error must not stop delivery for good: start again
-                # from the last acknowledged position (at-least-once).
-                logger.exception("sender: unexpected error; resuming from the spool in 1s")
+                # from the last acknowledged position (at-least-once), after the backoff.
+                delay = self.deliverer.backoff.next_delay()
+                logger.exception("sender: unexpected error; resuming from the spool in %.1fs",
+                                 delay)
+                self.metrics.incr("retry")
                 self.assembler.cursor = self.spool.ack_position
                 self.spool.rewind()
-                if self.abandon.wait(1.0):
+                if self.abandon.wait(delay):
                     return
 
     @staticmethod
