@@ -23,9 +23,10 @@ Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+from baseplate_events.statsd_target import StatsdTarget
 
 from .sections import MetricsSection
 
@@ -54,21 +55,13 @@ class Metrics:
         self.endpoint = endpoint
         self.totals: Dict[str, int] = {}
         self._lock = threading.Lock()
-        self._client = None
+        self._client: Optional[StatsdTarget] = None
         self._exporter: "Optional[Exporter]" = None
         if prometheus is not None:
             self._exporter = _start_exporter(queue_name, prometheus)
         if endpoint is not None:
-            import statsd
-
-            try:
-                self._client = statsd.StatsClient(
-                    endpoint[0], endpoint[1], prefix=namespace or None
-                )
-            except (OSError, socket.gaierror) as exc:
-                # A metrics problem must never stop the events; say so and carry on.
-                logger.error("metrics: cannot use %s:%d (%s); counting locally only",
-                             endpoint[0], endpoint[1], exc)
+            self._client = StatsdTarget(endpoint[0], endpoint[1], namespace or None,
+                                        key="metrics.endpoint")
 
     @classmethod
     def from_config(cls, section: MetricsSection, queue_name: str) -> "Metrics":
@@ -83,7 +76,9 @@ class Metrics:
             where = "metrics off (no metrics.endpoint)"
         else:
             prefix = f" as {self.namespace}.*" if self.namespace else ""
-            where = f"metrics to statsd {self.endpoint[0]}:{self.endpoint[1]}{prefix}"
+            host = self.endpoint[0]
+            host = f"[{host}]" if ":" in host else host
+            where = f"metrics to statsd {host}:{self.endpoint[1]}{prefix}"
         if self._exporter is not None:
             where += f"; Prometheus metrics on {self._exporter.url}"
         return where
@@ -102,10 +97,7 @@ class Metrics:
     def _send(self, kind: str, name: str, value: float) -> None:
         """Pass one ``incr``, ``timing`` or ``gauge`` on to statsd and Prometheus."""
         if self._client is not None:
-            try:
-                getattr(self._client, kind)(name, value)
-            except OSError:
-                pass
+            getattr(self._client, kind)(name, value)
         if self._exporter is not None:
             getattr(self._exporter, kind)(name, value)
 
