@@ -304,6 +304,11 @@ class Publisher:
         self.metrics.gauge("queue.depth", self.queue.depth)
         self.metrics.gauge("spool.events", self.spool.pending_events)
         self.metrics.gauge("spool.bytes", self.spool.pending_bytes())
+        # A batch that keeps failing: how often in a row, and how long its oldest event waits.
+        self.metrics.gauge("batch.failed_tries", self.deliverer.failed_tries)
+        oldest = self.spool.oldest_pending_ms()
+        self.metrics.gauge("spool.oldest_age_seconds",
+                           0.0 if oldest is None else max(0.0, time.time() - oldest / 1000))
 
     def health(self) -> dict:
         return health.report(
@@ -314,6 +319,7 @@ class Publisher:
             oldest_spooled_ms=self.spool.oldest_pending_ms(),
             last_success=self.last_success,
             counters=self.metrics.snapshot(),
+            batch_failed_tries=self.deliverer.failed_tries,
         )
 
     # -- sender thread -----------------------------------------------------------

@@ -5,8 +5,11 @@ whether or not ``metrics.endpoint`` is set. With ``metrics.prometheus`` the
 same counts, timings and gauges are also served on ``/metrics`` under
 Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 
-- ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), timer ``post``;
-- gauges ``queue.depth``, ``spool.events``, ``spool.bytes``;
+- ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), ``error.answer``
+  (a success status whose answer does not say the batch was stored), ``error.redirect``
+  (a 3xx), timer ``post``;
+- gauges ``queue.depth``, ``spool.events``, ``spool.bytes``, and for a batch that keeps
+  failing ``batch.failed_tries`` (failed POSTs in a row) and ``spool.oldest_age_seconds``;
 - loss and rescue: ``drained`` (events taken off the queue into the spool), ``split`` (batches
   halved after a 413 or a refusal), ``dead_letter`` (refused events set aside),
   ``dead_letter.dropped`` (refused events beyond ``dead_letter.max_bytes``),
