@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -461,3 +461,116 @@ def test_a_dead_letter_replay_uses_collector_ca_file(
          "--replay-dead-letter", str(dead), str(config)],
         cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert (0, uuids_of(events)) == (done.returncode, collector.uuids()), done.stderr
+
+
+# -- interim answers, redirects and faults of the HTTP stack ---------------------------------
+
+
+def test_101_is_an_error_and_the_next_post_reconnects(servers):
+    """101 Switching Protocols is no interim answer to a POST: an I/O error, a new connection."""
+    server = scripted(servers, answer(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                                      b"Connection: Upgrade\r\n\r\n"), answer(OK))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    answers = [sender.post(BODY, 1) for _ in range(2)]
+    sender.close()
+    assert [Answer(None, "InterimAnswerError: the collector answered 101 Switching Protocols "
+                         "(an interim answer that switches protocols) to a POST"),
+            Answer(200, "")] == answers
+    assert 2 == len(set(server.client_ports))
+
+
+def test_endless_interim_answers_are_cut_at_the_deadline(servers):
+    """103 after 103 for ever: read past each one, and the whole POST still ends at 1 s."""
+    server = scripted(servers, endless(b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                                       0.1))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", timeout=1.0)
+    assert Answer(None, DEADLINE) == sender.post(BODY, 1)
+    sender.close()
+
+
+def test_a_redirects_body_is_read_only_up_to_the_answer_bound(servers):
+    """A 301 whose body never ends: the redirect is the answer once 1 MiB is read."""
+    from publisher.transport import MAX_ANSWER
+
+    head = (b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere/v2j\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    server = scripted(servers, endless(head, b"x" * 65536, 0.0))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", timeout=5.0)
+    started = time.monotonic()
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert Answer(301, "301 (Location: https://elsewhere/v2j)") == result
+    assert (True, 1) == (time.monotonic() - started < 4.0, sender.metrics.totals["error.redirect"])
+    assert 1 << 20 == MAX_ANSWER
+
+
+def _deliver_through_a_fault(servers, tmp_path: Path, inject: Callable[[], None]) -> List[float]:
+    """Deliver one batch while ``inject`` makes the first two POSTs fail; the waits taken."""
+    from publisher.backoff import Backoff
+    from publisher.delivery import Deliverer
+
+    collector = Collector(SECRET, version="2j")
+    servers.append(collector.start())
+    sender = sender_for(f"http://{collector.hostname}/v2j")
+    waits: List[float] = []
+    deliverer = Deliverer(sender.post, "2j", sender.metrics,
+                          DeadLetters(str(tmp_path / "dead.jsonl"), "q"),
+                          Backoff(0.01, 0.04, 1.0), lambda delay: waits.append(delay) or False)
+    inject()
+    assert deliverer.deliver(BODY, 1, lambda: [make_event(0)])
+    sender.close()
+    assert (BODY, 2) == (collector.received[-1].body, sender.metrics.totals["error.io"])
+    return waits
+
+
+def _twice(exc: BaseException) -> Callable[..., None]:
+    """A replacement that raises ``exc`` on its first two calls, then calls the original."""
+    calls: List[int] = []
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def raising(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) <= 2:
+                raise exc
+            return original(*args, **kwargs)
+        return raising
+
+    return wrap  # type: ignore[return-value]
+
+
+def test_a_requests_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """requests failing inside the adapter (the one monkeypatch: build_response raises)."""
+    import requests.adapters
+
+    original = requests.adapters.HTTPAdapter.build_response
+    fault = _twice(requests.exceptions.InvalidHeader("injected"))
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        requests.adapters.HTTPAdapter, "build_response", fault(original)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+
+
+def test_a_urllib3_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """urllib3's pool closed under the sender (the one monkeypatch: _get_conn raises)."""
+    import urllib3.connectionpool
+    import urllib3.exceptions
+
+    pool = urllib3.connectionpool.HTTPConnectionPool
+    fault = _twice(urllib3.exceptions.ClosedPoolError(None, "injected"))  # type: ignore[arg-type]
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        pool, "_get_conn", fault(pool._get_conn)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+
+
+def test_a_watchdog_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture):
+    """The deadline thread cannot start (the one monkeypatch: Watchdog.arm raises)."""
+    from publisher.deadline import Watchdog
+
+    fault = _twice(RuntimeError("can't start new thread"))
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        Watchdog, "arm", fault(Watchdog.arm)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+    # Not the network's doing: its traceback is logged, once a minute (once for two faults).
+    [message] = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert (True, True) == (message.startswith("POST to http://127.0.0.1:"),
+                            message.endswith("/v2j: unexpected error (treated as no answer)"))
