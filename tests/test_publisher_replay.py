@@ -27,7 +27,7 @@ def replay(queue_name: str, config: Path, dead: Path) -> "subprocess.CompletedPr
 
 
 def dead_letter_file(path: Path, count: int, queue: str) -> List[str]:
-    """A dead-letter file of ``count`` events, as the publisher of ``queue`` writes it; their uuids."""
+    """A dead-letter file of ``count`` events as ``queue``'s publisher writes it; their uuids."""
     events = [make_event(n) for n in range(count)]
     DeadLetters(str(path), queue).write(events, 422, "poison event")
     return [json.loads(e)["uuid"] for e in events]

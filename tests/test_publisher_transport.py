@@ -574,3 +574,28 @@ def test_a_watchdog_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest
     [message] = [r.getMessage() for r in caplog.records if r.exc_info]
     assert (True, True) == (message.startswith("POST to http://127.0.0.1:"),
                             message.endswith("/v2j: unexpected error (treated as no answer)"))
+
+
+@pytest.mark.parametrize("value, masked", [
+    ("http://user:p@ss@[bad", "http://user:***@[bad"),
+    ("http://TOKEN@proxy:3128/", "http://***@proxy:3128/"),
+    ("user:secret@proxy:3128", "user:***@proxy:3128"),
+    ("http://proxy:3128", "http://proxy:3128"),
+])
+def test_proxy_credentials_are_masked_even_in_a_broken_url(value: str, masked: str):
+    """The password (or a lone user name, often a token) never reaches the error line."""
+    from publisher.transport import mask_credentials
+
+    assert masked == mask_credentials(value)
+
+
+def test_only_the_proxy_variable_requests_reads_is_checked():
+    """The lower-case variable wins over the capitals; a good one passes, an ftp:// one fails."""
+    from publisher.transport import ProxyVariableError, check_proxy_environment
+
+    check_proxy_environment({"https_proxy": "http://proxy:3128", "HTTPS_PROXY": "http://[::1"})
+    check_proxy_environment({"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://[::1"})
+    with pytest.raises(ProxyVariableError) as info:
+        check_proxy_environment({"ALL_PROXY": "ftp://proxy:21"})
+    assert str(info.value).startswith(
+        "ALL_PROXY=ftp://proxy:21: not a proxy URL: scheme 'ftp' (expected http or https); ")
