@@ -14,6 +14,21 @@ from typing import Any, Dict, Optional
 
 logger = logging.getLogger(__name__)
 
+#: Each figure of the health file -> the metric (statsd name) that carries it
+#: on ``/metrics``: gauges, and moments as Unix times (an age there is
+#: ``time() - <name>_timestamp_seconds``). ``counters`` are the counters of
+#: ``publisher.metric_names``, each one ``<name>_total``; ``time``, ``pid``
+#: and ``queue`` stamp the report itself (``queue`` is every metric's label).
+ON_METRICS: Dict[str, str] = {
+    "queue_depth": "queue.depth",
+    "spool_events": "spool.events",
+    "spool_bytes": "spool.bytes",
+    "oldest_spooled_age_seconds": "spool.oldest",
+    "last_success": "last_success",
+    "seconds_since_last_success": "last_success",
+    "batch_failed_tries": "batch.failed_tries",
+}
+
 
 def _iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
@@ -72,7 +87,8 @@ def line(doc: Dict[str, Any]) -> str:
     """The one-line form for the log.
 
     ``health: queue /events-v2 depth=0 spool=0 events/0 bytes oldest=-
-    last_success=2026-11-28T16:20:01Z sent=120400 dead_letter=0 dropped=0``
+    last_success=2026-11-28T16:20:01Z drained=120400 sent=120400 held=0 dead_letter=0
+    dropped=0``
     """
     oldest = doc["oldest_spooled_age_seconds"]
     return (
@@ -80,7 +96,9 @@ def line(doc: Dict[str, Any]) -> str:
         f"spool={doc['spool_events']} events/{doc['spool_bytes']} bytes "
         f"oldest={'-' if oldest is None else f'{oldest:.1f}s'} "
         f"last_success={doc['last_success'] or 'never'} "
+        f"drained={doc['counters'].get('drained', 0)} "
         f"sent={doc['counters'].get('sent', 0)} "
+        f"held={doc['counters'].get('held', 0)} "
         f"dead_letter={doc['counters'].get('dead_letter', 0)} "
         f"dropped={doc['counters'].get('dropped.spool_full', 0)}"
     )

@@ -266,6 +266,11 @@ class KafkaSink:
         self._pid = os.getpid()
         _LIVE.add(self)
 
+    def describe(self) -> str:
+        """For the start line: the brokers and the topic of each stream."""
+        topics = ", ".join(f"{stream} -> {self.settings.topics[stream]}" for stream in STREAMS)
+        return f"kafka brokers {self.settings.bootstrap_servers} (topics {topics})"
+
     @property
     def producer(self) -> Producer:
         """The current producer (a new one after a fatal error)."""
@@ -308,19 +313,31 @@ class KafkaSink:
         with self._lock:
             if self._producer is not producer:
                 return
-            self._producer = self._new_producer()
+            self._producer = self._recreated(reason)
             self._fatal = None
         logger.warning("kafka sink: producer recreated after: %s", reason)
         # In-flight batches of other threads hold the old producer and see
         # their own reports fail; its unsent messages go now.
         producer.purge()
 
+    def _recreated(self, reason: str) -> Producer:
+        """A new producer in place of a broken one; SinkUnavailable while none can be made.
+
+        The configuration made a producer before, so a failure now is the
+        process's state (threads, memory), not the settings.
+        """
+        try:
+            return self._new_producer()
+        except ConfigError as exc:
+            raise SinkUnavailable(f"kafka: cannot recreate the producer (after {reason}): "
+                                  f"{exc}") from None
+
     def _after_fork(self) -> None:
         """A new producer in a forked child (gunicorn ``--preload`` made the sink in its master)."""
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._producer = self._new_producer()  # the inherited one is pinned at the fork
+            self._producer = self._recreated("a fork")  # the inherited one is pinned at the fork
             self._fatal = None
             self._brokers_up = None
             self._pid = os.getpid()
@@ -338,6 +355,8 @@ class KafkaSink:
             broker is unreachable, or the new producer failed too.
         """
         topic = self.settings.topics[stream]
+        if self._closed:
+            raise SinkUnavailable("kafka: the sink is closed")
         if self._pid != os.getpid():
             self._after_fork()
         try:
