@@ -151,11 +151,11 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'baseplate_events_publisher_error_answer_total{{queue="v2", instance="app1:9100"}}'
+      - series: 'baseplate_events_publisher_error_answer_total{{queue="v2", instance="a:9"}}'
         values: '0 0 1 2 3'
-      - series: 'baseplate_events_publisher_error_redirect_total{{queue="v2", instance="app1:9100"}}'
+      - series: 'baseplate_events_publisher_error_redirect_total{{queue="v2", instance="a:9"}}'
         values: '0 0 0 0 0'
-      - series: 'baseplate_events_publisher_batch_failed_tries{{queue="v2", instance="app1:9100"}}'
+      - series: 'baseplate_events_publisher_batch_failed_tries{{queue="v2", instance="a:9"}}'
         values: '0 1 2 3 4 5 6 7 8 9 10 11 12 13'
     alert_rule_test:
       - eval_time: 1m
@@ -164,9 +164,9 @@ tests:
       - eval_time: 4m
         alertname: EventPublisherAnswerNotFromTheCollector
         exp_alerts:
-          - exp_labels: {{severity: critical, queue: v2, instance: "app1:9100"}}
+          - exp_labels: {{severity: critical, queue: v2, instance: "a:9"}}
             exp_annotations:
-              summary: "Something other than the collector answers app1:9100 (queue v2)"
+              summary: "Something other than the collector answers a:9 (queue v2)"
               description: "A success status that does not say the batch was stored (an HTML \\
                 page, a short accepted count, a status outside collector.success_statuses) or \\
                 a redirect: the events are kept and retried. The publisher's log names what \\
@@ -177,9 +177,9 @@ tests:
       - eval_time: 11m
         alertname: EventPublisherBatchStuck
         exp_alerts:
-          - exp_labels: {{severity: critical, queue: v2, instance: "app1:9100"}}
+          - exp_labels: {{severity: critical, queue: v2, instance: "a:9"}}
             exp_annotations:
-              summary: "A batch from app1:9100 (queue v2) has failed for 10 minutes"
+              summary: "A batch from a:9 (queue v2) has failed for 10 minutes"
               description: "The oldest unsent batch failed 11 POSTs in a row and none was \\
                 accepted since; baseplate_events_publisher_spool_oldest_age_seconds says how \\
                 long its events have waited. The publisher's log says why."
