@@ -24,7 +24,8 @@ from .transport import Reply, Transport, TransportError
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
 MAX_REASON = 1000
-#: How much of a kept 2xx answer's body its log line shows (escaped).
+#: How much of a kept answer's body (and of its reason, Content-Type or Location)
+#: its log line shows, escaped.
 SHOWN_BODY = 200
 #: ``collector.success_statuses`` by default: what a collector answers to a batch it stored.
 DEFAULT_SUCCESS = frozenset({200, 202, 204})
@@ -58,6 +59,12 @@ def _escaped(text: bytes) -> str:
     return repr(text)[1:]
 
 
+def _printable(text: str) -> str:
+    """``text`` cut to :data:`SHOWN_BODY` characters, quoted and escaped unless plain ASCII."""
+    text = text[:SHOWN_BODY]
+    return text if text.isascii() and text.isprintable() else repr(text)
+
+
 def _json_type(content_type: str) -> bool:
     kind = content_type.split(";", 1)[0].strip().lower()
     return kind == "application/json" or kind.endswith("+json")
@@ -79,11 +86,12 @@ def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html
     if _json_type(content_type):
         try:
             document = json.loads(reply.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the stack
             return None
         if isinstance(document, dict) and type(document.get("accepted")) is int:
-            duplicates = document.get("duplicates", 0)
-            if type(duplicates) is not int or document["accepted"] + duplicates != count:
+            accepted, duplicates = document["accepted"], document.get("duplicates", 0)
+            if (type(duplicates) is not int or min(accepted, duplicates) < 0
+                    or accepted + duplicates != count):
                 return (f"no setting accepts it, as it counts other events than the {count} "
                         "sent: check that collector.hostname names the event collector")
         return None
@@ -232,13 +240,14 @@ class Sender:
         self.metrics.incr("error.answer")
         content_type = reply.headers.get("Content-Type")
         kept = (
-            f"collector answered {reply.status} {reply.reason}".rstrip()
-            + f" (Content-Type: {'none' if content_type is None else repr(content_type)}, "
+            f"collector answered {reply.status} {_printable(reply.reason)}".rstrip()
+            + f" (Content-Type: "
+            f"{'none' if content_type is None else repr(content_type[:SHOWN_BODY])}, "
             f"first {SHOWN_BODY} bytes: {_escaped(reply.body[:SHOWN_BODY])}), which does not "
             f"say the batch was stored; {accepting}"
         )
-        return Answer(reply.status, f"{reply.status} {reply.reason}".rstrip(), delivered=False,
-                      kept=kept)
+        return Answer(reply.status, f"{reply.status} {_printable(reply.reason)}".rstrip(),
+                      delivered=False, kept=kept)
 
     def _redirect(self, reply: Reply) -> Answer:
         """A 3xx: never followed (a POST's body would not go along); kept, counted, retried."""
@@ -246,7 +255,7 @@ class Sender:
         location = reply.headers.get("Location")
         shown = "none"
         if location is not None:
-            shown = _escaped(location.encode("latin-1", "replace"))[1:-1]
+            shown = _escaped(location[:SHOWN_BODY].encode("latin-1", "replace"))[1:-1]
         kept = (
             f"collector answered {reply.status} (Location: {shown}); redirects are not "
             f"followed: set collector.hostname and collector.scheme to where events go "

@@ -599,3 +599,31 @@ def test_only_the_proxy_variable_requests_reads_is_checked():
         check_proxy_environment({"ALL_PROXY": "ftp://proxy:21"})
     assert str(info.value).startswith(
         "ALL_PROXY=ftp://proxy:21: not a proxy URL: scheme 'ftp' (expected http or https); ")
+
+
+def test_a_json_answer_nested_past_the_stack_is_an_answer(servers):
+    """A 200 JSON body nested 200,000 deep: no RecursionError; no count in it, so it delivers."""
+    body = b"[" * 200_000 + b"]" * 200_000
+    server = scripted(servers, answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(body) + body))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert (Answer(200, ""), True) == (result, result.ok)
+
+
+def test_a_kept_answer_escapes_what_the_peer_wrote(servers):
+    """Control bytes in the reason, Content-Type and body reach the log line escaped."""
+    server = scripted(servers, answer(
+        b"HTTP/1.1 201 Made\x1b[2J\r\nContent-Type: text/\x7fodd\r\nContent-Length: 5\r\n\r\n"
+        b"a\nb\x1bc"))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert (
+        "collector answered 201 'Made\\x1b[2J' (Content-Type: 'text/\\x7fodd', first 200 bytes: "
+        "'a\\nb\\x1bc'), which does not say the batch was stored; to accept it, add 201 to "
+        "collector.success_statuses (default 200,202,204; 2xx takes any status below 400)"
+    ) == result.kept
+    assert (False, 1) == (result.ok, sender.metrics.totals["error.answer"])
