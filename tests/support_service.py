@@ -11,10 +11,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .support_processes import LISTENING, REPO, reap
 from .support_publisher import SECRET_B64
+
+if TYPE_CHECKING:
+    import requests
 
 KEY = f"TestKey={SECRET_B64}"
 
@@ -115,3 +118,36 @@ def v1_event(number: int) -> bytes:
     return json.dumps({"event_topic": "service", "event_type": "test",
                        "event_ts": int(time.time() * 1000), "uuid": str(uuid.uuid4()),
                        "payload": {"n": number}}, separators=(",", ":")).encode()
+
+
+def post_batch(url: str, events: "List[bytes]", timeout: float = 10.0,
+               secret: "bytes | None" = None) -> "requests.Response":
+    """POST ``events`` as a signed, gzipped v1 batch (key ``TestKey``)."""
+    import email.utils
+    import gzip
+
+    import requests
+
+    from baseplate_events.collector.intake import sign
+
+    from .support_publisher import SECRET
+
+    body = b"[" + b",".join(events) + b"]"
+    return requests.post(url + "/v1", data=gzip.compress(body), timeout=timeout, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip",
+        "Date": email.utils.formatdate(usegmt=True),
+        "X-Signature": f"key=TestKey, mac={sign(secret or SECRET, body)}"})
+
+
+def scrape(url: str) -> Dict[str, float]:
+    """A /metrics page as ``{'name{label="v",...}': value}`` (labels sorted)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: Dict[str, float] = {}
+    text = requests.get(url, timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values

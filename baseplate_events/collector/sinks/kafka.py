@@ -452,6 +452,28 @@ class KafkaSink:
         recent_failure = time.monotonic() - self._failed_at < _READY_HOLDOFF
         return self._fatal is None and self._brokers_up is not False and not recent_failure
 
+    def probe(self) -> None:
+        """Ask the brokers for metadata, within the batch's bound; a success ends the hold-off.
+
+        :raises SinkUnavailable: no broker answered in time.
+        """
+        bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
+        try:
+            if self._pid != os.getpid():
+                self._after_fork()
+            metadata = self._producer.list_topics(timeout=bound)
+        except KafkaException as exc:
+            error = exc.args[0]
+            reason = error.str() if isinstance(error, KafkaError) else str(exc)
+            raise SinkUnavailable(f"kafka: no metadata from brokers "
+                                  f"{self.settings.bootstrap_servers}: {reason}") from None
+        if not metadata.brokers:
+            raise SinkUnavailable(f"kafka: brokers {self.settings.bootstrap_servers} "
+                                  "listed no broker")
+        if self._fatal is not None:
+            raise SinkUnavailable(f"kafka: the producer failed: {self._fatal.str()}")
+        self._failed_at = float("-inf")
+
     def close(self) -> None:
         """Wait up to the message timeout for what is in flight, then stop the producer.
 

@@ -37,8 +37,9 @@ import logging
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
 from . import SinkUnavailable, StoredEvent
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds a batch waits for the database (another worker's write, a lock)
 DEFAULT_BUSY_TIMEOUT = 2.5
+#: milliseconds the page's tallies of answers and refusals wait for it
+JOURNAL_WAIT_MS = 100
 MEMORY = ":memory:"
 
 _SCHEMA = """
@@ -249,9 +252,24 @@ class SQLiteSink:
 
     # -- the journal: what the app refused, and how it answered -------------------
 
+    @contextmanager
+    def _journal_write(self) -> Iterator[None]:
+        """The page's tallies: best effort, so they wait briefly for the database, never
+        as long as a batch, and never leave a transaction open."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {JOURNAL_WAIT_MS}")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
     def count_response(self, status: int) -> None:
         """Tally one HTTP answer, so the page can show what was refused and why."""
-        with self._lock:
+        with self._journal_write():
             self._db.execute(
                 "INSERT INTO responses (status, count) VALUES (?, 1)"
                 " ON CONFLICT (status) DO UPDATE SET count = count + 1",
@@ -264,7 +282,7 @@ class SQLiteSink:
         rows = [(received_ms, stream, r["index"], r.get("uuid"),
                  str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
                 for r in refusals[:KEEP_REFUSED]]
-        with self._lock:
+        with self._journal_write():
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
                                  " reason) VALUES (?, ?, ?, ?, ?)", rows)
