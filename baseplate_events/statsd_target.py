@@ -76,7 +76,7 @@ class StatsdTarget:
 
     def _retry(self) -> None:
         if self._connect() is None:
-            logger.warning("%s: statsd host %s resolves now; sending counters to it",
+            logger.info("%s: statsd host %s resolves now; sending counters to it",
                            self.key, self.host)
         else:
             self._next_try = time.monotonic() + self.retry_interval
