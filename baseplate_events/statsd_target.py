@@ -77,7 +77,7 @@ class StatsdTarget:
     def _retry(self) -> None:
         if self._connect() is None:
             logger.info("%s: statsd host %s resolves now; sending counters to it",
-                           self.key, self.host)
+                        self.key, self.host)
         else:
             self._next_try = time.monotonic() + self.retry_interval
         self._trying_in = None
