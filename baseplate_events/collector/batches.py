@@ -51,10 +51,10 @@ from .documents import (
     StructShape,
     TJSONError,
     canonical_uuid,
-    is_plain_struct,
     read_struct,
 )
 from .sinks import UNREAD, StoredEvent
+from .typed import TypedReader
 
 __all__ = [
     "VERSIONS",
@@ -131,6 +131,7 @@ class EventReader:
     uuid_field: Optional[int] = None
     _uuid_id: Optional[int] = field(init=False, default=None, repr=False)
     _uuid_name: str = field(init=False, default="", repr=False)
+    _typed: Any = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fid = self.uuid_field
@@ -139,6 +140,7 @@ class EventReader:
         known = self.schema.fields.get(fid) if self.schema is not None and fid is not None else None
         object.__setattr__(self, "_uuid_id", fid)
         object.__setattr__(self, "_uuid_name", known.name if known is not None else f"field {fid}")
+        object.__setattr__(self, "_typed", TypedReader(self.schema, fid))
 
     @property
     def struct_name(self) -> str:
@@ -169,37 +171,6 @@ class EventReader:
                       f"--uuid-field ID")
 
 
-    def plain_uuid(self, obj: Dict[str, Any]) -> Optional[str]:
-        """The uuid of an event :func:`is_plain_struct` took, or None: let :meth:`uuid_of` say why.
-
-        Such an event's keys are its field ids written canonically, so its
-        ``str`` and ``uid`` fields are the document's string fields (a ``uid``
-        there in canonical form, always a UUID).
-        """
-        fid = self._uuid_id
-        if fid is not None:
-            typed = obj.get(str(fid))
-            if typed is None:
-                return None
-            value = typed.get("uid")
-            if value is not None:
-                return canonical_uuid(value)
-            return canonical_uuid(typed.get("str"))
-        found = None
-        for typed in obj.values():
-            value = typed.get("str")
-            if value is not None:
-                canonical = canonical_uuid(value) if 32 <= len(value) <= 45 else None
-            else:
-                value = typed.get("uid")
-                canonical = None if value is None else canonical_uuid(value)
-            if canonical is not None:
-                if found is not None:
-                    return None
-                found = canonical
-        return found
-
-
 def decode_batch(
     version: str, body: bytes, reader: EventReader = EventReader(), received_ms: int = 0,
     documents: bool = False,
@@ -218,10 +189,16 @@ def decode_batch(
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBatch(f"body is not UTF-8: {exc}") from None
-    if version != "1" and reader.schema is None and not documents:
-        taken = _decode_plain(version, body, reader, received_ms)
+    if version != "1":
+        taken = _decode_v2(version, body, reader, received_ms, documents)
         if taken is not None:
             return taken
+    return _decode_general(version, text, reader, received_ms)
+
+
+def _decode_general(version: str, text: str, reader: EventReader, received_ms: int
+                    ) -> List[StoredEvent]:
+    """Every version, into documents, with the library JSON parser (see the module's notes)."""
     elements = _split_fast(version, text)
     if elements is None:
         elements = _split_slow(version, text)
@@ -247,18 +224,19 @@ def decode_batch(
     return events
 
 
-def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: int
-                  ) -> Optional[List[StoredEvent]]:
-    """The events of a v2/v2j batch, each surely well-formed with its uuid; None to go slow.
+def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
+               documents: bool) -> Optional[List[StoredEvent]]:
+    """The events of a v2/v2j batch, or :class:`RefusedEvents`; None to take the general path.
 
-    The fast path, for a sink that needs only each event's bytes and uuid:
-    msgspec splits the batch into each event's bytes as received (``Raw``)
-    and parses each event; :func:`is_plain_struct` proves it a struct that
-    :func:`read_struct` takes, and :meth:`EventReader.plain_uuid` finds its
-    uuid, without building the document. Anything unusual (an envelope off
-    the publisher's shape, an event it is not sure of, JSON that msgspec
-    reads otherwise than the library parser) sends the whole batch down the
-    general path, which gives the same events or the exact reasons.
+    msgspec splits the batch into each event's bytes as received (``Raw``).
+    For a sink that needs only bytes and uuid, each event is decoded by the
+    reader's compiled decoder (:mod:`~baseplate_events.collector.typed`),
+    which checks it while parsing and finds its uuid; an event it does not
+    take, or every event for a sink that reads documents, is parsed by msgspec
+    and read by :func:`read_struct`, which builds the document or says why
+    not. JSON msgspec will not parse (a bare NaN, ``1e400``, a lone
+    surrogate, an envelope off the publisher's shape) sends the whole batch
+    down the general path, whose library parser says what is wrong.
     """
     try:
         if version == "2":
@@ -276,20 +254,43 @@ def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: i
     except (msgspec.DecodeError, RecursionError):
         return None
     events: List[StoredEvent] = []
-    append = events.append
-    plain_uuid = reader.plain_uuid
-    try:
-        for item in items:
-            raw = bytes(item)
-            obj = _parse(raw)
-            if not is_plain_struct(obj):
-                return None
-            event_uuid = plain_uuid(obj)
-            if event_uuid is None:
-                return None
-            append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms))
-    except (msgspec.DecodeError, RecursionError):
-        return None
+    refusals: List[Refusal] = []
+    typed = reader._typed
+    check = typed.check
+    schema = reader.schema
+    for index, item in enumerate(items):
+        raw = bytes(item)
+        if not documents:
+            try:
+                event_uuid = check(raw)
+            except Exception:  # a bug in the compiled check: read_struct judges the event
+                logger.exception("collector: the compiled check failed on event %d", index)
+                event_uuid = None
+            if event_uuid is not None:
+                if not refusals:
+                    events.append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms,
+                                              schema))
+                continue
+        try:
+            parsed = _parse(raw)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        try:
+            event_uuid, document, reason = _check_v2(parsed, None, reader)
+            if reason is None and not documents and typed.learning:
+                typed.learn(parsed)
+                check = typed.check
+        except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
+            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
+            event_uuid, document = None, None
+            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            refusals.append(Refusal(index, reason, event_uuid))
+        elif not refusals:
+            events.append(StoredEvent(event_uuid, version, raw,  # type: ignore[arg-type]
+                                      document, received_ms, schema))
+    if refusals:
+        raise RefusedEvents(refusals, len(items))
     return events
 
 

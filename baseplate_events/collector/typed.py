@@ -21,15 +21,23 @@ Tests hold the two to each other and to Thrift's own reader.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from typing_extensions import Annotated
 
-from .documents import _INT_RANGES, _SPECIAL_DOUBLES, _UUID_SPELLING, FieldShape, StructShape
+from .documents import (
+    _INT_RANGES,
+    _SPECIAL_DOUBLES,
+    _UUID_SPELLING,
+    FieldShape,
+    StructShape,
+    canonical_uuid,
+)
 
-__all__ = ["Untypable", "compile_shape", "learn_shape"]
+__all__ = ["MAX_COMPILES", "TypedReader", "Untypable", "compile_shape", "learn_shape"]
 
 _DBL_MAX = sys.float_info.max
 _UUID_PATTERN = "^(?:" + _UUID_SPELLING.pattern + r")\Z"
@@ -274,40 +282,140 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
     return msgspec.json.Decoder(cls).decode
 
 
-def learn_shape(document: Any, shape: Optional[StructShape] = None, name: str = "Learned"
-                ) -> StructShape:
-    """``shape`` widened by what a parsed TJSON event read_struct took holds (no schema given).
+def learn_shape(document: Any, shape: StructShape) -> bool:
+    """Widen ``shape`` by the type tags of a parsed TJSON struct read_struct took.
 
-    Field by field, the type tags the event carries; a field seen before with
-    another tag keeps the first (the event then goes to read_struct).
+    Field by field; a field seen before with another tag keeps the first (such
+    an event keeps going to read_struct). True if anything was added.
     """
-    shape = shape if shape is not None else StructShape(name)
+    changed = False
     for key, typed in document.items():
         ((tag, value),) = typed.items()
         fid = int(key)
         field = shape.fields.get(fid)
         if field is None:
             field = shape.fields[fid] = FieldShape(tag, None)
-        _learn_value(field, tag, value)
-    return shape
+            changed = True
+        changed = _learn_value(field, tag, value) or changed
+    return changed
 
 
-def _learn_value(field: FieldShape, tag: str, value: Any) -> None:
+def _learn_value(field: FieldShape, tag: str, value: Any) -> bool:
     if field.tag != tag:
-        return
+        return False
+    changed = False
     if tag == "rec":
         if field.struct is None:
             field.struct = StructShape("Learned")
-        learn_shape(value, field.struct)
-    elif tag in ("lst", "set"):
+            changed = True
+        return learn_shape(value, field.struct) or changed
+    if tag in ("lst", "set"):
         if field.element is None:
             field.element = FieldShape(value[0])
+            changed = True
         for item in value[2:]:
-            _learn_value(field.element, value[0], item)
+            changed = _learn_value(field.element, value[0], item) or changed
     elif tag == "map":
-        if field.key is None:
-            field.key = FieldShape(value[0])
-            field.element = FieldShape(value[1])
-        assert field.element is not None
+        if field.key is None or field.element is None:
+            field.key, field.element = FieldShape(value[0]), FieldShape(value[1])
+            changed = True
         for item in value[3].values():
-            _learn_value(field.element, value[1], item)
+            changed = _learn_value(field.element, value[1], item) or changed
+    return changed
+
+
+#: how often a reader with no schema compiles a wider learned shape, at most
+MAX_COMPILES = 32
+#: how many fields a learned shape holds, at most (ids come from the network)
+MAX_LEARNED_FIELDS = 2048
+
+
+class TypedReader:
+    """An :class:`~.batches.EventReader`'s compiled decoder, with the event's uuid.
+
+    With a schema, compiled once from it. Without one, compiled from the
+    shapes of the events taken so far (:func:`learn_shape`): an event of a
+    shape not yet seen goes to read_struct, and if taken widens the learned
+    shape, compiled again (at most :data:`MAX_COMPILES` times).
+
+    :meth:`check` answers an event's canonical uuid if the compiled decoder
+    takes the event and finds its uuid, else None: read_struct then judges.
+    """
+
+    def __init__(self, schema: Optional[StructShape], uuid_id: Optional[int]) -> None:
+        self.learning = schema is None
+        self.shape = schema if schema is not None else StructShape("Learned")
+        self.uuid_id = uuid_id
+        self.compiles = 0
+        self.fields = 0
+        self._lock = threading.Lock()
+        self.check: Callable[[bytes], Optional[str]] = _never
+        if schema is not None:
+            self._compile()
+
+    def _compile(self) -> None:
+        try:
+            cls = _Compiler().struct(self.shape, 0)
+        except Untypable:
+            self.check = _never
+            return
+        self.compiles += 1
+        decode = msgspec.json.Decoder(cls).decode
+        self.check = _uuid_check(decode, self.shape, self.uuid_id)
+
+    def learn(self, parsed: Dict[str, Any]) -> None:
+        """Widen the learned shape by an event read_struct took, and compile it again."""
+        if not self.learning or self.compiles >= MAX_COMPILES:
+            return
+        with self._lock:
+            if self.compiles >= MAX_COMPILES or self.fields > MAX_LEARNED_FIELDS:
+                return
+            self.fields += _count_fields(parsed)
+            if learn_shape(parsed, self.shape):
+                self._compile()
+
+
+def _never(raw: bytes) -> Optional[str]:
+    return None
+
+
+def _count_fields(parsed: Any) -> int:
+    return len(parsed) if type(parsed) is dict else 0
+
+
+def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Optional[int]
+                ) -> Callable[[bytes], Optional[str]]:
+    """``check(raw)``: the decoded event's canonical uuid, or None (also if it is not taken).
+
+    As :meth:`~.batches.EventReader.uuid_of` finds it: the field ``uuid_id``,
+    or else the one top-level ``str`` or ``uid`` field holding a UUID.
+    """
+    if uuid_id is not None:
+        field = shape.fields.get(uuid_id)
+        candidates = [(uuid_id, field.tag)] if field is not None and field.tag in (
+            "str", "uid") else []
+    else:
+        candidates = [(fid, f.tag) for fid, f in sorted(shape.fields.items())
+                      if f.tag in ("str", "uid")]
+    lines = ["def check(raw):",
+             "    try:",
+             "        event = decode(raw)",
+             "    except DecodeError:",
+             "        return None",
+             "    found = None"]
+    for fid, tag in candidates:
+        attribute = f"f{fid}".replace("-", "_")
+        lines += [f"    value = event.{attribute}",
+                  "    if value is not UNSET:",
+                  f"        value = value.{tag}",
+                  "        if 32 <= len(value) <= 45:",
+                  "            value = canonical_uuid(value)",
+                  "            if value is not None:",
+                  "                if found is not None:",
+                  "                    return None",
+                  "                found = value"]
+    lines.append("    return found")
+    scope: Dict[str, Any] = {"decode": decode, "DecodeError": msgspec.DecodeError,
+                             "UNSET": UNSET, "canonical_uuid": canonical_uuid}
+    exec("\n".join(lines), scope)  # noqa: S102 - names are f<digits> and tags from a table
+    return scope["check"]  # type: ignore[no-any-return]
