@@ -70,102 +70,8 @@ def _scalar(tag: str) -> Any:
     raise Untypable(tag)
 
 
-class _Compiler:
-    def __init__(self) -> None:
-        self.structs: Dict[int, Any] = {}
-        self.counter = 0
-
-    def struct(self, shape: StructShape, depth: int) -> Any:
-        known = self.structs.get(id(shape))
-        if known is not None:
-            return known
-        if depth > _MAX_DEPTH:
-            raise Untypable("nesting")
-        self.counter += 1
-        name = f"{shape.name}_{self.counter}"
-        # Placeholder for recursion: a recursive shape is read by read_struct.
-        self.structs[id(shape)] = None
-        fields: List[Any] = []
-        checks: List[Tuple[str, str, Callable[[Any], None]]] = []
-        for fid, field in sorted(shape.fields.items()):
-            wrapped, hook = self.tagged(field, depth)
-            attribute = f"f{fid}".replace("-", "_")
-            if hook is not None:
-                checks.append((attribute, field.tag, hook))
-            if fid in shape.required:
-                fields.append((attribute, wrapped))
-            else:
-                fields.append((attribute, Union[wrapped, UnsetType], UNSET))
-        rename = {f"f{fid}".replace("-", "_"): str(fid) for fid in shape.fields}
-        namespace: Dict[str, Any] = {}
-        if checks:
-            namespace["__post_init__"] = _struct_hook(checks)
-        cls = msgspec.defstruct(name, fields, rename=rename, forbid_unknown_fields=True,
-                                gc=False, namespace=namespace)
-        self.structs[id(shape)] = cls
-        return cls
-
-    def tagged(self, field: FieldShape, depth: int
-               ) -> Tuple[Any, Optional[Callable[[Any], None]]]:
-        """``{"TAG": value}``: a Struct whose only field is the tag; the check of its value."""
-        value_type, hook = self.value(field, depth)
-        self.counter += 1
-        wrapper = msgspec.defstruct(f"T{self.counter}", [(field.tag, value_type)],
-                                    forbid_unknown_fields=True, gc=False)
-        return wrapper, hook
-
-    def value(self, field: FieldShape, depth: int
-              ) -> Tuple[Any, Optional[Callable[[Any], None]]]:
-        """(msgspec type of a value of ``field``, a check of what msgspec cannot say, or None)."""
-        tag = field.tag
-        if tag == "rec":
-            if field.struct is None:
-                raise Untypable("rec")
-            cls = self.struct(field.struct, depth + 1)
-            if cls is None:
-                raise Untypable("recursive")
-            return cls, None
-        if tag in ("lst", "set"):
-            element = field.element
-            if element is None:
-                raise Untypable(tag)
-            item, struct, hook = self.item(element, depth)
-            return List[item], _list_check(element.tag, struct, hook)  # type: ignore[valid-type]
-        if tag == "map":
-            key, element = field.key, field.element
-            if key is None or element is None:
-                raise Untypable(tag)
-            key_type = _KEY_TYPES.get(key.tag)
-            if key_type is None:
-                raise Untypable("map key")
-            if element.tag in _SCALARS:
-                inner, inner_hook = _scalar(element.tag), None
-            else:
-                inner, inner_hook = self.value(element, depth + 1)
-            pairs = Dict[key_type, inner]  # type: ignore[valid-type]
-            tags = Literal[key.tag, element.tag]  # type: ignore[valid-type]
-            return (List[Union[tags, int, pairs]],  # type: ignore[valid-type]
-                    _map_check(key.tag, element.tag, inner_hook))
-        return _scalar(tag), None
-
-    def item(self, element: FieldShape, depth: int
-             ) -> Tuple[Any, Any, Optional[Callable[[Any], None]]]:
-        """(type of any item of ``[tag, count, v1, ...]``, the struct class, the items' check)."""
-        tag = element.tag
-        if tag in _INT_RANGES:  # the count is within the range too, or read_struct judges
-            return Union[Literal[tag], _scalar(tag)], None, None  # type: ignore[valid-type]
-        if tag == "tf":
-            return Union[Literal[tag], int], None, None  # type: ignore[valid-type]
-        if tag in ("str", "uid"):
-            return Union[str, int], None, None
-        if tag == "dbl":
-            return Union[str, int, float], None, None
-        inner, hook = self.value(element, depth + 1)
-        struct = inner if tag == "rec" else None
-        return Union[Literal[tag], int, inner], struct, hook  # type: ignore[valid-type]
-
-
 _SCALARS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid")
+_CONTAINERS = ("lst", "set", "map")
 _KEY_TYPES: Dict[str, Any] = {
     "str": str,
     "uid": _UUID,
@@ -173,113 +79,171 @@ _KEY_TYPES: Dict[str, Any] = {
 }
 
 
-def _struct_hook(checks: List[Tuple[str, str, Callable[[Any], None]]]) -> Any:
-    """A struct's ``__post_init__`` checking the heads of all its containers.
-
-    One hook per struct, its lines written out once per schema (a call per
-    container, or a loop over them, cost as much as the parse itself).
-    """
-    lines = ["def __post_init__(self):"]
-    scope: Dict[str, Any] = {"UNSET": UNSET}
-    for number, (attribute, tag, check) in enumerate(checks):
-        scope[f"check{number}"] = check
-        lines += [f"    value = self.{attribute}",
-                  "    if value is not UNSET:",
-                  f"        check{number}(value.{tag})"]
-    exec("\n".join(lines), scope)  # noqa: S102 - attribute names are f<digits>, tags from a table
-    return scope["__post_init__"]
-
-
-def _list_check(tag: str, struct: Any, hook: Optional[Callable[[Any], None]]
-                ) -> Callable[[Any], None]:
-    """The check of ``[tag, count, v1, ...]`` once msgspec has typed its items.
-
-    msgspec typed each item as the element type, the tag or an int: this
-    says the tag and count are where they belong and the items all elements.
-    """
-    if tag in _INT_RANGES:
-        def ints(value: List[Any]) -> None:  # msgspec checked the range of every int
-            n = len(value) - 2
-            if (n < 0 or value[0] != tag or value[1] != n or type(value[1]) is not int
-                    or value.count(tag) != 1):
+def _doubles(items: List[Any]) -> None:
+    """The items of a dbl list: numbers a double holds, or "NaN", "Infinity", "-Infinity"."""
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if item not in _SPECIAL_DOUBLES:
                 raise _Bad()
-        return ints
-    if tag == "str":
-        def strings(value: List[Any]) -> None:  # join() of anything but str raises TypeError
-            n = len(value) - 2
-            if n < 0 or value[0] != tag or value[1] != n or type(value[1]) is not int:
+        elif kind is int:
+            if not -_DBL_MAX <= item <= _DBL_MAX:
                 raise _Bad()
-            "".join(value[2:])
-        return strings
-    if struct is not None:
-        def structs(value: List[Any]) -> None:
-            n = len(value) - 2
-            if n < 0 or value[0] != tag or value[1] != n or type(value[1]) is not int:
-                raise _Bad()
-            if n and set(map(type, value[2:])) != {struct}:
-                raise _Bad()
-        return structs
-    uuid = _UUID_SPELLING.fullmatch
-
-    def check(value: List[Any]) -> None:
-        n = len(value) - 2
-        if n < 0 or value[0] != tag or value[1] != n or type(value[1]) is not int:
+        elif kind is not float:
             raise _Bad()
-        if not n:
-            return
-        items = value[2:]
-        kinds = set(map(type, items))
-        if tag == "tf":
-            if kinds != {int} or not set(items) <= {0, 1}:
-                raise _Bad()
-        elif tag == "dbl":
-            for item in items:
-                kind = type(item)
-                if kind is str:
-                    if item not in _SPECIAL_DOUBLES:
-                        raise _Bad()
-                elif kind is int and not -_DBL_MAX <= item <= _DBL_MAX:
-                    raise _Bad()
-        elif tag == "uid":
-            if kinds != {str} or not all(uuid(item) for item in items):
-                raise _Bad()
-        else:  # lists, sets and maps
-            if kinds != {list}:
-                raise _Bad()
-            if hook is not None:
-                for item in items:
-                    hook(item)
-
-    return check
 
 
-def _map_check(key_tag: str, value_tag: str, hook: Optional[Callable[[Any], None]]
-               ) -> Callable[[Any], None]:
-    """The check of ``[key type, value type, count, {...}]`` once msgspec has typed the pairs."""
+class _Compiler:
+    """Compiles a :class:`StructShape` into msgspec Struct types and their checks.
 
-    def check(value: List[Any]) -> None:
-        if (len(value) != 4 or value[0] != key_tag or value[1] != value_tag
-                or type(value[2]) is not int or type(value[3]) is not dict
-                or value[2] != len(value[3])):
-            raise _Bad()
-        if hook is not None:
-            for item in value[3].values():
-                hook(item)
+    What msgspec cannot say of a container (``[type, count, v1, ...]``: the
+    tag and count where they belong, the count right, every item an element)
+    is written out as Python source, once per schema, into the
+    ``__post_init__`` of the struct holding the container: one call per
+    struct, not per container.
+    """
 
-    return check
+    def __init__(self) -> None:
+        self.structs: Dict[int, Any] = {}
+        self.counter = 0
+        self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
+                                      "_uuid": _UUID_SPELLING.fullmatch}
+
+    def name(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def struct(self, shape: StructShape, depth: int) -> Any:
+        known = self.structs.get(id(shape))
+        if known is not None:
+            return known
+        if depth > _MAX_DEPTH or id(shape) in self.structs:
+            raise Untypable("recursive or nested too deeply")
+        self.structs[id(shape)] = None  # a recursive shape meets this: read_struct reads it
+        fields: List[Any] = []
+        lines: List[str] = []
+        for fid, field in sorted(shape.fields.items()):
+            attribute = f"f{fid}".replace("-", "_")
+            value_type = self.value(field, depth)
+            wrapper = msgspec.defstruct(self.name("T"), [(field.tag, value_type)],
+                                        forbid_unknown_fields=True, gc=False)
+            if fid in shape.required:
+                fields.append((attribute, wrapper))
+            else:
+                fields.append((attribute, Union[wrapper, UnsetType], UNSET))
+            if field.tag in _CONTAINERS:
+                lines += [f"    v = self.{attribute}",
+                          "    if v is not UNSET:",
+                          f"        v = v.{field.tag}"]
+                lines += self.check(field, "v", "        ", depth)
+        namespace: Dict[str, Any] = {}
+        if lines:
+            scope = dict(self.scope)
+            exec("\n".join(["def __post_init__(self):", *lines]), scope)  # noqa: S102
+            namespace["__post_init__"] = scope["__post_init__"]
+        cls = msgspec.defstruct(self.name(shape.name), fields,
+                                rename={f"f{fid}".replace("-", "_"): str(fid)
+                                        for fid in shape.fields},
+                                forbid_unknown_fields=True, gc=False, namespace=namespace)
+        self.structs[id(shape)] = cls
+        return cls
+
+    def value(self, field: FieldShape, depth: int) -> Any:
+        """The msgspec type of the JSON value of ``field`` (its tag's value)."""
+        tag = field.tag
+        if tag == "rec":
+            if field.struct is None:
+                raise Untypable("rec")
+            return self.struct(field.struct, depth + 1)
+        if tag in ("lst", "set"):
+            element = field.element
+            if element is None:
+                raise Untypable(tag)
+            etag = element.tag
+            if etag in _INT_RANGES:  # the count is in the range too, or read_struct judges
+                return List[Union[Literal[etag], _scalar(etag)]]  # type: ignore[valid-type]
+            if etag == "tf":
+                return List[Union[Literal["tf"], int]]
+            if etag in ("str", "uid"):
+                return List[Union[str, int]]
+            if etag == "dbl":
+                return List[Union[str, int, float]]
+            inner = self.value(element, depth + 1)
+            return List[Union[Literal[etag], int, inner]]  # type: ignore[valid-type]
+        if tag == "map":
+            key, element = field.key, field.element
+            if key is None or element is None or key.tag not in _KEY_TYPES:
+                raise Untypable("map")
+            if element.tag in _SCALARS:
+                inner = _scalar(element.tag)
+            else:
+                inner = self.value(element, depth + 1)
+            pairs = Dict[_KEY_TYPES[key.tag], inner]  # type: ignore[valid-type]
+            return List[Union[Literal[key.tag, element.tag], int, pairs]]  # type: ignore
+        return _scalar(tag)
+
+    def check(self, field: FieldShape, var: str, indent: str, depth: int) -> List[str]:
+        """Source lines checking the container ``var`` of ``field`` (msgspec typed its items)."""
+        if depth > _MAX_DEPTH:
+            raise Untypable("nesting")
+        tag = field.tag
+        if tag == "map":
+            key, element = field.key, field.element
+            assert key is not None and element is not None
+            lines = [f"{indent}if (len({var}) != 4 or {var}[0] != {key.tag!r} "
+                     f"or {var}[1] != {element.tag!r} or type({var}[3]) is not dict "
+                     f"or {var}[2] != len({var}[3])):",
+                     f"{indent}    raise _Bad"]
+            if element.tag in _CONTAINERS:
+                item = self.name("v")
+                lines.append(f"{indent}for {item} in {var}[3].values():")
+                lines += self.check(element, item, indent + "    ", depth + 1)
+            return lines
+        element = field.element
+        assert element is not None
+        etag = element.tag
+        # [tag, count, ...]: msgspec typed each item as an element, the tag or an int.
+        lines = [f"{indent}if {var}[1] != len({var}) - 2 or {var}[0] != {etag!r}:",
+                 f"{indent}    raise _Bad"]
+        items = f"{var}[2:]"
+        if etag in _INT_RANGES:
+            lines += [f"{indent}if {var}.count({etag!r}) != 1:", f"{indent}    raise _Bad"]
+        elif etag == "tf":
+            lines += [f"{indent}if not set({items}) <= {{0, 1}}:", f"{indent}    raise _Bad"]
+        elif etag == "str":
+            lines += [f"{indent}''.join({items})"]  # TypeError (refused) for an int
+        elif etag == "uid":
+            item = self.name("v")
+            lines += [f"{indent}for {item} in {items}:",
+                      f"{indent}    if not _uuid({item}):",
+                      f"{indent}        raise _Bad"]
+        elif etag == "dbl":
+            lines += [f"{indent}_doubles({items})"]
+        elif etag == "rec":
+            assert element.struct is not None
+            check = self.name("is_struct")
+            self.scope[check] = self.structs[id(element.struct)].__instancecheck__
+            lines += [f"{indent}if not all(map({check}, {items})):", f"{indent}    raise _Bad"]
+        else:
+            item = self.name("v")
+            lines += [f"{indent}for {item} in {items}:",
+                      f"{indent}    if type({item}) is not list:",
+                      f"{indent}        raise _Bad"]
+            lines += self.check(element, item, indent + "    ", depth + 1)
+        return lines
 
 
 def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
     """A decoder of one event's bytes that checks it against ``shape`` as it parses.
 
-    It raises ``msgspec.DecodeError`` (``ValidationError`` included) for
-    anything :func:`~.documents.read_struct` would have to judge.
+    It raises ``msgspec.DecodeError`` (``ValidationError`` included), or
+    another exception from a check, for anything :func:`~.documents.read_struct`
+    would have to judge.
 
     :raises Untypable: the shape cannot be typed (recursive structs, maps
         keyed by containers, nesting past 32).
     """
-    cls = _Compiler().struct(shape, 0)
-    return msgspec.json.Decoder(cls).decode
+    return msgspec.json.Decoder(_Compiler().struct(shape, 0)).decode
 
 
 def learn_shape(document: Any, shape: StructShape) -> bool:
@@ -355,12 +319,11 @@ class TypedReader:
 
     def _compile(self) -> None:
         try:
-            cls = _Compiler().struct(self.shape, 0)
+            decode = compile_shape(self.shape)
         except Untypable:
             self.check = _never
             return
         self.compiles += 1
-        decode = msgspec.json.Decoder(cls).decode
         self.check = _uuid_check(decode, self.shape, self.uuid_id)
 
     def learn(self, parsed: Dict[str, Any]) -> None:
@@ -400,7 +363,7 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
     lines = ["def check(raw):",
              "    try:",
              "        event = decode(raw)",
-             "    except DecodeError:",
+             "    except Exception:  # DecodeError, or a check's IndexError: read_struct judges",
              "        return None",
              "    found = None"]
     for fid, tag in candidates:
