@@ -29,6 +29,7 @@ from msgspec import UNSET, Meta, UnsetType
 from typing_extensions import Annotated
 
 from .documents import (
+    _DOUBLE_KEY,
     _INT_RANGES,
     _SPECIAL_DOUBLES,
     _UUID_SPELLING,
@@ -40,7 +41,9 @@ from .documents import (
 __all__ = ["MAX_COMPILES", "TypedReader", "Untypable", "compile_shape", "learn_shape"]
 
 _DBL_MAX = sys.float_info.max
-_UUID_PATTERN = "^(?:" + _UUID_SPELLING.pattern + r")\Z"
+#: as a msgspec constraint (re.search, no flags of its own): anchored, ASCII only, as
+#: _UUID_SPELLING is (without it, case folding takes "İ" and "ı" for "i")
+_UUID_PATTERN = "(?a)^(?:" + _UUID_SPELLING.pattern + r")\Z"
 _UUID = Annotated[str, Meta(pattern=_UUID_PATTERN)]
 #: how deeply a compiled type nests (read_struct's own limit is MAX_DEPTH)
 _MAX_DEPTH = 32
@@ -72,9 +75,12 @@ def _scalar(tag: str) -> Any:
 
 _SCALARS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid")
 _CONTAINERS = ("lst", "set", "map")
+#: the JSON key of a map entry, by key type; "dbl" and "tf" keys are checked by the map's check
 _KEY_TYPES: Dict[str, Any] = {
     "str": str,
     "uid": _UUID,
+    "dbl": str,
+    "tf": Literal["0", "1"],
     **{tag: Annotated[int, Meta(ge=low, le=high)] for tag, (low, high) in _INT_RANGES.items()},
 }
 
@@ -107,7 +113,8 @@ class _Compiler:
         self.structs: Dict[int, Any] = {}
         self.counter = 0
         self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
-                                      "_uuid": _UUID_SPELLING.fullmatch}
+                                      "_uuid": _UUID_SPELLING.fullmatch,
+                                      "_double_key": _DOUBLE_KEY.fullmatch}
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -194,6 +201,11 @@ class _Compiler:
                      f"or {var}[1] != {element.tag!r} or type({var}[3]) is not dict "
                      f"or {var}[2] != len({var}[3])):",
                      f"{indent}    raise _Bad"]
+            if key.tag == "dbl":
+                item = self.name("k")
+                lines += [f"{indent}for {item} in {var}[3]:",
+                          f"{indent}    if not _double_key({item}):",
+                          f"{indent}        raise _Bad"]
             if element.tag in _CONTAINERS:
                 item = self.name("v")
                 lines.append(f"{indent}for {item} in {var}[3].values():")
