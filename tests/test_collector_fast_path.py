@@ -423,3 +423,24 @@ def test_with_a_schema_a_required_field_missing_inside_a_list_is_refused_naming_
                          "not a TJSON Checkout: field 5.[0]: LineItem: required "
                          "field missing: sku (field 1)"}]
             ) == assert_same("2j", body, EventReader(struct_shape(Checkout)))
+
+
+@pytest.mark.parametrize("where", ['"9":{"rec":{"1":{"uid":"%s"}}}', '"9":{"lst":["uid",1,"%s"]}',
+                                   '"9":{"map":["uid","i8",1,{"%s":1}]}'])
+@pytest.mark.parametrize("spelling", ["urn:uu\u0130d:", "URN:UU\u0131D:"])
+def test_a_uuid_spelled_with_a_turkish_i_is_refused_by_the_compiled_check(
+        where: str, spelling: str) -> None:
+    """A uid after urn:uuİd: (U+0130) or URN:UUıD: where a uid was learned: a 422."""
+    event = '{"5":{"str":"%s"},%s}' % (UUID, where)
+    reader = taught(EventReader(), (event % OTHER).encode())
+    answer = assert_same("2j", batch("2j", [(event % (spelling + OTHER)).encode()]), reader)
+    assert "refused" == answer[0]
+
+
+@pytest.mark.parametrize("key", ["1_0", " 1", "\u0661", "INFINITY", "0x1"])
+def test_a_dbl_map_key_off_the_number_syntax_is_refused_by_the_compiled_check(key: str) -> None:
+    """Map keys of type dbl learned from "1.5": "1_0", " 1", "١"... are refused alike."""
+    event = '{"5":{"str":"%s"},"9":{"map":["dbl","i8",1,{"%s":1}]}}'
+    reader = taught(EventReader(), (event % (OTHER, "1.5")).encode())
+    answer = assert_same("2j", batch("2j", [(event % (UUID, key)).encode()]), reader)
+    assert "refused" == answer[0]
