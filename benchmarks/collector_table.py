@@ -1,4 +1,4 @@
-"""The collector process's CPU per event on a mix, beside the floor: ``python -m benchmarks.collector_table``.
+"""The collector process's CPU per event beside the floor: ``python -m benchmarks.collector_table``.
 
 Each row runs ``python -m baseplate_events.collector`` (waitress, one
 process) with one sink, with or without ``--schema``, and POSTs it signed,

@@ -401,7 +401,7 @@ def test_with_a_schema_an_event_changed_in_one_place_gets_read_structs_answer(
 @given(data=st.data())
 def test_without_a_schema_an_event_changed_in_one_place_gets_read_structs_answer(
         cls: Any, data: st.DataObject) -> None:
-    """No schema: the decoder learned from valid events takes or leaves one changed as read_struct."""
+    """No schema: the decoder learned from valid events answers one changed as read_struct."""
     structs = data.draw(st.lists(struct_strategy(cls, VALID), min_size=1, max_size=3))
     events = [with_uuid(serialize_v2_event(s), str(__import__("uuid").uuid4()))
               for s in structs]

@@ -217,6 +217,7 @@ def _decode_general(version: str, text: str, reader: EventReader, received_ms: i
     events: List[StoredEvent] = []
     refusals: List[Refusal] = []
     check = _check_v1 if version == "1" else _check_v2
+    reason: Optional[str]
     for index, (item, raw) in enumerate(elements):
         try:
             if type(item) is Unreadable:  # the last element: the split stopped at it

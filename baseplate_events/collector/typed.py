@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, Union
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -55,6 +55,11 @@ class Untypable(Exception):
 
 class _Bad(ValueError):
     """A container head or element that read_struct would judge: decode it again there."""
+
+
+def _literal(*values: str) -> Any:
+    """``Literal[values]``, of values known only at run time."""
+    return Literal[values]  # type: ignore[valid-type]
 
 
 def _scalar(tag: str) -> Any:
@@ -168,7 +173,7 @@ class _Compiler:
                 raise Untypable(tag)
             etag = element.tag
             if etag in _INT_RANGES:  # the count is in the range too, or read_struct judges
-                return List[Union[Literal[etag], _scalar(etag)]]  # type: ignore[valid-type]
+                return List[Union[_literal(etag), _scalar(etag)]]  # type: ignore[misc]
             if etag == "tf":
                 return List[Union[Literal["tf"], int]]
             if etag in ("str", "uid"):
@@ -176,7 +181,7 @@ class _Compiler:
             if etag == "dbl":
                 return List[Union[str, int, float]]
             inner = self.value(element, depth + 1)
-            return List[Union[Literal[etag], int, inner]]  # type: ignore[valid-type]
+            return List[Union[_literal(etag), int, inner]]  # type: ignore[misc]
         if tag == "map":
             key, element = field.key, field.element
             if key is None or element is None or key.tag not in _KEY_TYPES:
@@ -185,8 +190,8 @@ class _Compiler:
                 inner = _scalar(element.tag)
             else:
                 inner = self.value(element, depth + 1)
-            pairs = Dict[_KEY_TYPES[key.tag], inner]  # type: ignore[valid-type]
-            return List[Union[Literal[key.tag, element.tag], int, pairs]]  # type: ignore
+            pairs = Dict[_KEY_TYPES[key.tag], inner]  # type: ignore[valid-type,name-defined]
+            return List[Union[_literal(key.tag, element.tag), int, pairs]]  # type: ignore[misc]
         return _scalar(tag)
 
     def check(self, field: FieldShape, var: str, indent: str, depth: int) -> List[str]:
