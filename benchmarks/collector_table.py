@@ -15,7 +15,10 @@ Beside them, measured in the same run:
 - Thrift's ``TJSONProtocol`` reading the events into the generated classes;
 - with ``--reference PATH``, an older collector started from the checkout
   at PATH (``python -m demo_app.collector --db FILE``, the reference
-  collector before the fast path; PYTHONPATH is set to PATH).
+  collector before the fast path; PYTHONPATH is set to PATH);
+- with ``--before PATH``, every row again with the collector of the checkout
+  at PATH (another commit, to compare before and after in one sitting;
+  PYTHONPATH is PATH, then this checkout for the schema's module).
 
 Options: ``--mix varied|sample`` (default varied: ``benchmarks/varied.thrift``),
 ``--events N`` per row (default 20000), ``--rows ROW,...`` (``kafka``,
@@ -48,6 +51,8 @@ from publisher.post import gzip_compress, sign
 
 from .pipeline import cpu_seconds, stop_process
 
+#: this checkout (its collector, and the schema modules under benchmarks/)
+HERE = str(Path(__file__).resolve().parent.parent)
 KEY_NAME = "bench"
 SECRET = b"benchmark-secret"
 ROWS = ("kafka", "kafka+schema", "jsonl", "jsonl+schema", "sqlite", "sqlite+schema")
@@ -111,10 +116,13 @@ def bodies(events: List[bytes], batch: int) -> List[Tuple[bytes, str]]:
 class Server:
     """A collector command printing ``listening on http://HOST:PORT``; ``pid`` is its process."""
 
-    def __init__(self, command: List[str], env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, command: List[str], path: str, cwd: Path) -> None:
+        # In another directory: ``python -m`` puts the current one first on sys.path,
+        # before PYTHONPATH, and that must not choose which checkout's code runs.
         self.log = tempfile.NamedTemporaryFile(prefix="bpe-table-", suffix=".log", delete=False)
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=env)
+                                        stdin=subprocess.DEVNULL, cwd=cwd,
+                                        env={**os.environ, "PYTHONPATH": path})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             match = re.search(r"listening on http://[^:]+:(\d+)", self._text())
@@ -151,11 +159,15 @@ class Server:
 
 
 def measure(server: Server, batches: List[Tuple[bytes, str]], per_batch: int,
-            clients: int = 2) -> Tuple[float, float]:
-    """(CPU µs per event, events/s) of ``server`` taking ``batches`` from ``clients`` threads."""
+            clients: int = 2, answers: Sequence[int] = (200,)) -> Tuple[float, float]:
+    """(CPU µs per event, events/s) of ``server`` taking ``batches`` from ``clients`` threads.
+
+    :param answers: the statuses expected (the reference collector reads only the
+        sample schema: it decodes every event of another and answers 422).
+    """
     for body, signature in batches[:2]:  # warm-up: imports, the producer, the file
         status, answer = server.post(body, signature)
-        if status != 200:
+        if status not in answers:
             raise RuntimeError(f"warm-up batch answered {status}: {answer[:300]!r}")
     timed = batches[2:]
     statuses: List[Tuple[int, bytes]] = []
@@ -179,7 +191,7 @@ def measure(server: Server, batches: List[Tuple[bytes, str]], per_batch: int,
     for thread in threads:
         thread.join()
     seconds, cpu = time.monotonic() - start, cpu_seconds(server.pid) - cpu_start
-    bad = [answer for answer in statuses if answer[0] != 200]
+    bad = [answer for answer in statuses if answer[0] not in answers]
     if bad:
         raise RuntimeError(f"answers {bad[0][0]}: {bad[0][1][:300]!r}")
     events = len(timed) * per_batch
@@ -211,6 +223,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--reference", metavar="PATH",
                         help="a checkout whose python -m demo_app.collector --db FILE to run too")
+    parser.add_argument("--before", metavar="PATH",
+                        help="a checkout whose collector runs every row too (before and after)")
     args = parser.parse_args(argv)
     rows = args.rows.split(",")
     unknown = set(rows) - set(ROWS)
@@ -220,7 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     mix = Mix(args.mix)
     per_row = args.events + 2 * args.batch
-    labels = rows + (["reference"] if args.reference else [])
+    labels = rows + ([f"before:{row}" for row in rows] if args.before else []) + (
+        ["reference"] if args.reference else [])
     results: Dict[str, List[Tuple[float, float]]] = {label: [] for label in labels}
     seed = 1000
     floors: List[float] = []
@@ -233,16 +248,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     floors.append(floor_us(events))
                     workdir = Path(tempfile.mkdtemp(dir=top))
                     if label == "reference":
-                        env = {**os.environ, "PYTHONPATH": args.reference}
                         command = [sys.executable, "-m", "demo_app.collector", "--port", "0",
                                    "--key", f"{KEY_NAME}={base64.b64encode(SECRET).decode()}",
                                    "--db", str(workdir / "reference.sqlite3")]
-                        server = Server(command, env)
+                        server = Server(command, args.reference, workdir)
+                    elif label.startswith("before:"):
+                        server = Server(collector_command(label.split(":", 1)[1], mix, workdir,
+                                                          broker.bootstrap),
+                                        f"{args.before}:{HERE}", workdir)
                     else:
-                        server = Server(collector_command(label, mix, workdir, broker.bootstrap))
+                        server = Server(collector_command(label, mix, workdir, broker.bootstrap),
+                                        HERE, workdir)
+                    answers = (200, 422) if label == "reference" and mix.name != "sample" else (
+                        200,)
                     try:
                         results[label].append(measure(server, bodies(events, args.batch),
-                                                      args.batch))
+                                                      args.batch, answers=answers))
                     finally:
                         server.stop()
                         shutil.rmtree(workdir, ignore_errors=True)
@@ -258,9 +279,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for label in labels:
         cpu = statistics.median(c for c, _ in results[label])
         rate = statistics.median(r for _, r in results[label])
-        sink, _, schema = label.partition("+")
-        name = ("reference: demo_app.collector --db FILE" if label == "reference"
-                else f"{sink} sink" + (", --schema" if schema else ""))
+        before, _, row = label.rpartition(":")
+        sink, _, schema = row.partition("+")
+        name = ("reference: demo_app.collector --db FILE" + (" (422s)" if mix.name != "sample"
+                                                              else "") if label == "reference"
+                else ("before: " if before else "") + f"{sink} sink"
+                + (", --schema" if schema else ""))
         extra = f"  {cpu / reference:.2f}x reference" if reference and label != "reference" else ""
         print(f"{name:<38} {cpu:8.1f} µs {rate:9,.0f} {cpu / floor:7.2f}x{extra}")
     print(f"{'floor: msgspec.json.decode per event':<38} {floor:8.1f} µs "
