@@ -29,6 +29,7 @@ from msgspec import UNSET, Meta, UnsetType
 from typing_extensions import Annotated
 
 from .documents import (
+    _CANONICAL_UUID,
     _DOUBLE_KEY,
     _INT_RANGES,
     _SPECIAL_DOUBLES,
@@ -381,9 +382,18 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
              "    try:",
              "        event = decode(raw)",
              "    except Exception:  # DecodeError, or a check's IndexError: read_struct judges",
-             "        return None",
-             "    found = None"]
-    for fid, tag in candidates:
+             "        return None"]
+    if uuid_id is not None:  # the one field: canonical already (the usual case), or made so
+        for fid, tag in candidates:
+            lines += [f"    value = event.f{fid}".replace("-", "_"),
+                      "    if value is UNSET:",
+                      "        return None",
+                      f"    value = value.{tag}",
+                      "    if canonical(value) is not None:",
+                      "        return value",
+                      "    return canonical_uuid(value)"]
+    lines.append("    found = None")
+    for fid, tag in candidates if uuid_id is None else []:
         attribute = f"f{fid}".replace("-", "_")
         lines += [f"    value = event.{attribute}",
                   "    if value is not UNSET:",
@@ -395,7 +405,7 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
                   "                    return None",
                   "                found = value"]
     lines.append("    return found")
-    scope: Dict[str, Any] = {"decode": decode, "DecodeError": msgspec.DecodeError,
-                             "UNSET": UNSET, "canonical_uuid": canonical_uuid}
+    scope: Dict[str, Any] = {"decode": decode, "UNSET": UNSET, "canonical_uuid": canonical_uuid,
+                             "canonical": _CANONICAL_UUID.fullmatch}
     exec("\n".join(lines), scope)  # noqa: S102 - names are f<digits> and tags from a table
     return scope["check"]  # type: ignore[no-any-return]
