@@ -444,3 +444,21 @@ def test_a_dbl_map_key_off_the_number_syntax_is_refused_by_the_compiled_check(ke
     reader = taught(EventReader(), (event % (OTHER, "1.5")).encode())
     answer = assert_same("2j", batch("2j", [(event % (UUID, key)).encode()]), reader)
     assert "refused" == answer[0]
+
+
+def test_a_reader_without_a_schema_compiles_new_shapes_at_a_bounded_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 new shapes compile at once; the 33rd waits RECOMPILE_INTERVAL (then it compiles)."""
+    from baseplate_events.collector import typed
+
+    now = [1000.0]
+    monkeypatch.setattr(typed.time, "monotonic", lambda: now[0])
+    reader = typed.TypedReader(None, None)
+    for fid in range(1, typed.MAX_COMPILES + 2):
+        reader.learn({str(fid): {"str": "x"}})
+    assert typed.MAX_COMPILES == reader.compiles
+    now[0] += typed.RECOMPILE_INTERVAL
+    reader.learn({"999": {"i32": 1}})
+    assert (typed.MAX_COMPILES + 1, None) == (reader.compiles, reader.check(b'{"999":{"i32":1}}'))
+    assert UUID == reader.check(b'{"999":{"i32":1},"32":{"str":"%s"}}' % UUID.encode())
+    assert None is reader.check(b'{"33":{"str":"%s"}}' % UUID.encode())  # dropped, not queued

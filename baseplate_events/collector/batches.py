@@ -17,23 +17,28 @@ A body that is not the batch shape of its version raises :class:`MalformedBatch`
 will not take raises :class:`RefusedEvents` naming each one (422); nothing of
 such a batch is stored, so that a publisher can bisect it.
 
-Speed, for a sink that keeps only each event's bytes and uuid (Kafka, JSONL;
-``documents=False``): msgspec splits the batch into each event's bytes as
-received and parses each, :func:`~.documents.is_plain_struct` checks it
-without building its document, and the uuid is read off the parsed JSON; with
-the publisher's events that is about 8 µs per event against 19 µs into
-documents (``make bench``, "collector stage" rows). An event that path is not
-sure of sends the batch down the general one, which follows.
+One reader for v2 events, whatever their schema: msgspec splits the batch
+into each event's bytes as received. For a sink that keeps only each event's
+bytes and uuid (Kafka, JSONL; ``documents=False``), each event is decoded by
+a msgspec decoder compiled from the struct's shape
+(:mod:`~baseplate_events.collector.typed`: from ``--schema``, or learned from
+the events taken so far), which checks every type tag, range, count and
+required field while it parses and finds the uuid, without building the
+document. An event it does not take, and every event for a sink that reads
+documents (SQLite), is parsed by msgspec and read by
+:func:`~.documents.read_struct`, which builds the document or says why not
+(the reason of a 422). ``make bench`` measures both ("collector stage" rows).
 
-Speed, into documents: the body is parsed by the library's JSON scanner one event at a time
+The general path, for v1 and for what msgspec will not parse: the body is
+parsed by the library's JSON scanner one event at a time
 (:meth:`json.JSONDecoder.raw_decode`), which returns each event's end offset,
 so that every event's own bytes are kept as received without serializing it
-again (``json.dumps`` would cost more than the whole decode). A body the fast
-path cannot walk (odd whitespace, an error) is parsed whole with
-:func:`json.loads` to say what is wrong, or, if nothing is, to be taken anyway.
-The library parser takes a bare ``NaN`` or ``Infinity``, which are not JSON:
-it reads them as :class:`~.documents.BareConstant`, and the event holding one
-is refused naming the field (msgspec refuses them, and ``1e400``, outright).
+again. A body the scanner cannot walk (odd whitespace, an error) is parsed
+whole with :func:`json.loads` to say what is wrong, or, if nothing is, to be
+taken anyway. The library parser takes a bare ``NaN`` or ``Infinity``, which
+are not JSON: it reads them as :class:`~.documents.BareConstant`, and the
+event holding one is refused naming the field (msgspec refuses them, and
+``1e400``, outright, which sends the batch down this path).
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from typing import Any, Callable, Dict, List, Literal, Optional, Union
 
 import msgspec
@@ -306,8 +307,10 @@ def _learn_value(field: FieldShape, tag: str, value: Any) -> bool:
     return changed
 
 
-#: how often a reader with no schema compiles a wider learned shape, at most
+#: how often a reader with no schema compiles a wider learned shape at once; then once
+#: per RECOMPILE_INTERVAL seconds at most (a schema gains fields while workers run)
 MAX_COMPILES = 32
+RECOMPILE_INTERVAL = 60.0
 #: how many fields a learned shape holds, at most (ids come from the network)
 MAX_LEARNED_FIELDS = 2048
 
@@ -329,6 +332,8 @@ class TypedReader:
         self.shape = schema if schema is not None else StructShape("Learned")
         self.uuid_id = uuid_id
         self.compiles = 0
+        self._compiled_at = 0.0
+        #: fields in the learned shape, nested ones included (bounded: ids come from the network)
         self.fields = 0
         self._lock = threading.Lock()
         self.check: Callable[[bytes], Optional[str]] = _never
@@ -346,22 +351,45 @@ class TypedReader:
 
     def learn(self, parsed: Dict[str, Any]) -> None:
         """Widen the learned shape by an event read_struct took, and compile it again."""
-        if not self.learning or self.compiles >= MAX_COMPILES:
+        if not self.learning or not self._may_compile():
             return
         with self._lock:
-            if self.compiles >= MAX_COMPILES or self.fields > MAX_LEARNED_FIELDS:
+            if not self._may_compile() or self.fields > MAX_LEARNED_FIELDS:
                 return
-            self.fields += _count_fields(parsed)
             if learn_shape(parsed, self.shape):
+                self.fields = _count_fields(self.shape)
                 self._compile()
+                self._compiled_at = time.monotonic()
+
+    def _may_compile(self) -> bool:
+        return (self.compiles < MAX_COMPILES
+                or time.monotonic() - self._compiled_at >= RECOMPILE_INTERVAL)
 
 
 def _never(raw: bytes) -> Optional[str]:
     return None
 
 
-def _count_fields(parsed: Any) -> int:
-    return len(parsed) if type(parsed) is dict else 0
+def _count_fields(shape: StructShape) -> int:
+    """The fields of ``shape`` and of the structs in it, each struct counted once."""
+    seen: Dict[int, None] = {}
+    todo = [shape]
+    count = 0
+    while todo:
+        struct = todo.pop()
+        if id(struct) in seen:
+            continue
+        seen[id(struct)] = None
+        count += len(struct.fields)
+        for field in struct.fields.values():
+            inner: Optional[FieldShape] = field
+            while inner is not None:
+                if inner.struct is not None:
+                    todo.append(inner.struct)
+                if inner.key is not None and inner.key.struct is not None:
+                    todo.append(inner.key.struct)
+                inner = inner.element
+    return count
 
 
 def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Optional[int]
