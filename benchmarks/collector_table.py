@@ -205,7 +205,7 @@ def collector_command(row: str, mix: Mix, workdir: Path, bootstrap: str) -> List
     if sink == "kafka":
         command += ["--option", f"kafka.bootstrap_servers={bootstrap}"]
     elif sink == "jsonl":
-        (workdir / "jsonl").mkdir(exist_ok=True)
+        (workdir / "jsonl").mkdir(mode=0o700, exist_ok=True)
         command += ["--option", f"jsonl.directory={workdir / 'jsonl'}"]
     else:
         command += ["--option", f"sqlite.path={workdir / 'events.sqlite3'}"]

@@ -170,7 +170,7 @@ def run_sink(sink: str, bodies: List[Tuple[bytes, str]], per_batch: int, warmup:
     """POST every body to a one-worker collector with ``sink``; see the module docstring."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bpe-bench-{sink}-"))
     if sink == "jsonl":
-        (workdir / "jsonl").mkdir()
+        (workdir / "jsonl").mkdir(mode=0o700)
     options = sink_options(sink, workdir, bootstrap)
     if schema:
         options["schema"] = MIXES[mix][1]
@@ -318,7 +318,7 @@ def stage_rows(rounds: int, mix: str = "sample") -> List[Tuple[str, float]]:
     decoded = [decode_batch("2", plain, reader, received_ms, documents=True) for plain in plains]
     workdir = Path(tempfile.mkdtemp(prefix="bpe-bench-stages-"))
     try:
-        (workdir / "jsonl").mkdir()
+        (workdir / "jsonl").mkdir(mode=0o700)
         with TansuBroker.start(workdir) as broker:
             for sink_name in SINKS:
                 options = {k.split(".", 1)[1]: v for k, v in

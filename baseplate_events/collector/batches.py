@@ -226,9 +226,10 @@ def _decode_general(version: str, text: str, reader: EventReader, received_ms: i
     for index, (item, raw) in enumerate(elements):
         try:
             if type(item) is Unreadable:  # the last element: the split stopped at it
-                event_uuid, document, reason = None, None, item.reason
+                checked: Checked = (None, None, item.reason)
             else:
-                event_uuid, document, reason = check(item, raw, reader)
+                checked = check(item, raw, reader)
+            event_uuid, document, reason = checked
             if reason is None and not refusals:
                 data = raw.encode("utf-8") if raw is not None else _written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
@@ -440,15 +441,33 @@ def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
     Nesting past :data:`MAX_DEPTH` (as v2 events are capped: a sink writing the
     event again, ``json.dumps``, would reach the recursion limit); a bare NaN or
     Infinity; a number the parser read as infinite (``1e400``), which could not be
-    written anew (:func:`_written`) as JSON.
+    written anew (:func:`_written`) as JSON. Walked without paths, which
+    :func:`_v1_where` builds only for an event that has a problem.
     """
+    stack: List[Tuple[Any, int]] = [(item, 0)]
+    while stack:
+        container, depth = stack.pop()
+        for value in (container.values() if type(container) is dict else container):
+            kind = type(value)
+            if kind is dict or kind is list:
+                if depth + 1 >= MAX_DEPTH:
+                    return _v1_where(item)
+                stack.append((value, depth + 1))
+            elif kind is BareConstant or (kind is float and not -_DBL_MAX <= value <= _DBL_MAX):
+                return _v1_where(item)
+    return None
+
+
+def _v1_where(item: Dict[str, Any]) -> Optional[str]:
+    """:func:`_v1_problem`'s reason, naming where in the event it is."""
     stack: List[Tuple[str, Any, int]] = [(key, value, 1) for key, value in item.items()]
     while stack:
         path, value, depth = stack.pop()
         kind = type(value)
         if kind is dict or kind is list:
             if depth >= MAX_DEPTH:
-                return (f"{path[:64]}: nested more than {MAX_DEPTH} levels deep; an event "
+                shown = path if len(path) <= 64 else path[:61] + "..."
+                return (f"{shown}: nested more than {MAX_DEPTH} levels deep; an event "
                         f"may nest at most {MAX_DEPTH}")
             if kind is dict:
                 stack.extend((f"{path}.{key}", inner, depth + 1) for key, inner in value.items())

@@ -5,7 +5,7 @@
 from the batches' port: a scrape reaches the instance it names, not whichever
 one a load balancer picks. Under gunicorn, every worker writes its figures
 to prometheus_client's multiprocess directory, and the master serves their
-sums once per instance (:mod:`baseplate_events.collector.gunicorn_conf`).
+sums once per instance (``baseplate_events.collector.gunicorn_conf``).
 
 Every metric is named ``baseplate_events_collector_<name>``:
 
@@ -83,6 +83,8 @@ class CollectorMetrics:
             self.events.labels(outcome)
         for reason in ("invalid", "sink"):
             self.events_refused.labels(reason)
+        for reason in sorted(set(_BATCH_REASONS.values())):
+            self.batches_refused.labels(reason)
 
     def request(self, path: str, status: int) -> None:
         self.requests.labels(path if path in PATHS else "other", str(status)).inc()
@@ -117,5 +119,5 @@ def serve_metrics(registry: Optional[CollectorRegistry], address: Tuple[str, int
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     server, _ = start_http_server(address[1], address[0], registry=registry)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     return server, f"http://{'[' + host + ']' if ':' in host else host}:{port}/metrics"

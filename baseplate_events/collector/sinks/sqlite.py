@@ -6,7 +6,8 @@ file (WAL mode, so readers never wait for the writer; a writer waits up to
 ``sqlite.busy_timeout`` seconds, default 2.5, for another, then the batch is
 answered 503: under the publisher's 3 s timeout, so that it hears why).
 
-The collector acknowledges only what is on disk, so the file is required:
+The file is created 0600 whatever the umask (its WAL files follow). The
+collector acknowledges only what is on disk, so the file is required:
 without ``sqlite.path`` it is ``$STATE_DIRECTORY/events.sqlite3`` where
 systemd sets ``STATE_DIRECTORY`` (``StateDirectory=`` in the unit), and the
 collector refuses to start otherwise. ``sqlite.path = :memory:`` keeps events
@@ -37,8 +38,9 @@ import logging
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
 from . import SinkUnavailable, StoredEvent
@@ -49,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds a batch waits for the database (another worker's write, a lock)
 DEFAULT_BUSY_TIMEOUT = 2.5
+#: milliseconds the page's tallies of answers and refusals wait for it
+JOURNAL_WAIT_MS = 100
 MEMORY = ":memory:"
 
 _SCHEMA = """
@@ -117,6 +121,12 @@ class StoreResult:
     duplicates: int
 
 
+def _storable(text: Optional[str]) -> Optional[str]:
+    """``text`` with what SQLite cannot hold (a lone surrogate, from a refused event's
+    own uuid or reason) replaced."""
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def _text(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
 
@@ -153,6 +163,8 @@ class SQLiteSink:
         self._lock = _TimedLock(busy_timeout, path)
         self._closed = False
         try:
+            if path != MEMORY:
+                _create_private(path)
             self._db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
@@ -249,9 +261,24 @@ class SQLiteSink:
 
     # -- the journal: what the app refused, and how it answered -------------------
 
+    @contextmanager
+    def _journal_write(self) -> Iterator[None]:
+        """The page's tallies: best effort, so they wait briefly for the database, never
+        as long as a batch, and never leave a transaction open."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {JOURNAL_WAIT_MS}")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
     def count_response(self, status: int) -> None:
         """Tally one HTTP answer, so the page can show what was refused and why."""
-        with self._lock:
+        with self._journal_write():
             self._db.execute(
                 "INSERT INTO responses (status, count) VALUES (?, 1)"
                 " ON CONFLICT (status) DO UPDATE SET count = count + 1",
@@ -261,10 +288,10 @@ class SQLiteSink:
     def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
                         received_ms: int) -> None:
         """Keep the latest refused events, with their reasons, for the page and the API."""
-        rows = [(received_ms, stream, r["index"], r.get("uuid"),
-                 str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
+        rows = [(received_ms, stream, r["index"], _storable(r.get("uuid")),
+                 _storable(str(r["reason"])))
                 for r in refusals[:KEEP_REFUSED]]
-        with self._lock:
+        with self._journal_write():
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
                                  " reason) VALUES (?, ?, ?, ?, ?)", rows)
@@ -343,6 +370,22 @@ class SQLiteSink:
             row = self._db.execute("SELECT raw FROM events WHERE uuid = ?",
                                    (event_uuid,)).fetchone()
         return None if row is None else str(row["raw"])
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 whatever the umask (SQLite gives its WAL and
+    shared-memory files the same mode); an existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot create the file: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class _TimedLock:
