@@ -462,3 +462,13 @@ def test_a_reader_without_a_schema_compiles_new_shapes_at_a_bounded_rate(
     assert (typed.MAX_COMPILES + 1, None) == (reader.compiles, reader.check(b'{"999":{"i32":1}}'))
     assert UUID == reader.check(b'{"999":{"i32":1},"32":{"str":"%s"}}' % UUID.encode())
     assert None is reader.check(b'{"33":{"str":"%s"}}' % UUID.encode())  # dropped, not queued
+
+
+def test_a_list_of_structs_first_seen_empty_does_not_stop_the_compiled_check() -> None:
+    """Learned from ["rec",0], then a list with a struct: that one is learned, the next compiled."""
+    empty = b'{"5":{"str":"%s"},"2":{"lst":["rec",0]}}'
+    full = b'{"5":{"str":"%s"},"2":{"lst":["rec",1,{"1":{"i32":7}}]}}'
+    reader = taught(EventReader(), empty % OTHER.encode())
+    assert UUID == reader._typed.check(empty % UUID.encode())
+    taught(reader, full % OTHER.encode())
+    assert UUID == reader._typed.check(full % UUID.encode())

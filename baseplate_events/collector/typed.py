@@ -166,8 +166,8 @@ class _Compiler:
         """The msgspec type of the JSON value of ``field`` (its tag's value)."""
         tag = field.tag
         if tag == "rec":
-            if field.struct is None:
-                raise Untypable("rec")
+            if field.struct is None:  # learned from empty lists only: no fields seen yet
+                field.struct = StructShape("Unseen")
             return self.struct(field.struct, depth + 1)
         if tag in ("lst", "set"):
             element = field.element
