@@ -472,3 +472,17 @@ def test_a_list_of_structs_first_seen_empty_does_not_stop_the_compiled_check() -
     assert UUID == reader._typed.check(empty % UUID.encode())
     taught(reader, full % OTHER.encode())
     assert UUID == reader._typed.check(full % UUID.encode())
+
+
+@pytest.mark.parametrize("depth", [63, 64, 500, 3000])
+def test_nesting_gets_the_same_answer_from_every_path_at_any_depth(depth: int) -> None:
+    """Structs nested 63 deep are taken, 64 and more refused, on every path alike."""
+    def nested(levels: int, uuid: str) -> bytes:
+        inner = '{"1":{"i32":1}}'
+        for _ in range(levels):
+            inner = '{"1":{"rec":%s}}' % inner
+        return ('{"5":{"str":"%s"},"2":{"rec":%s}}' % (uuid, inner)).encode()
+
+    reader = taught(EventReader(), nested(62, OTHER))  # the compiled check knows 62 levels
+    answer = assert_same("2j", batch("2j", [nested(depth, UUID)]), reader)
+    assert ("taken" if depth < 64 else "refused") == answer[0]
