@@ -81,6 +81,11 @@ class SinkHealth:
         #: how many probes were started (each one a thread)
         self.probes = 0
 
+    @property
+    def probing(self) -> bool:
+        """Whether a probe is running now."""
+        return self._probing
+
     def failed(self, problem: str) -> None:
         """A batch could not be stored."""
         with self._lock:
