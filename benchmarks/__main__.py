@@ -17,9 +17,13 @@ Every ratio is measured in the same run, candidates interleaved. Options:
 - ``--tail-events N``: events in the JSONL file ``baseplate-events-tail``
   reads back (default 100000; :mod:`benchmarks.tail`).
 
-The collector rows (:mod:`benchmarks.sinks`): events/s and CPU per event of
-one gunicorn worker for each sink, the same CPU as busy workers per 100,000
-events/s, and the CPU per event of each stage of a batch.
+The collector rows (:mod:`benchmarks.sinks`), for two mixes (the sample
+schema's events, and the varied schema's: ``benchmarks/varied.thrift``, every
+TJSON shape), each without and with ``--schema``: events/s and CPU per event
+of one gunicorn worker for each sink, the same CPU as busy workers per
+100,000 events/s and as a multiple of the floor (``msgspec.json.decode`` of
+each event in a Python loop, measured in the same run), and the CPU per event
+of each stage of a batch.
 """
 from __future__ import annotations
 
@@ -124,18 +128,25 @@ def outage_rows(commands: Dict[str, Sequence[str]], seconds: float) -> List[Row]
 
 def collector_rows(events: int, stage_rounds: int) -> List[Row]:
     rows: List[Row] = []
-    results = sinks.run_all(events)
-    size = sinks.event_bytes()
+    results, floors = sinks.run_all(events, tuple(sinks.MIXES), (False, True))
     for r in results:
+        schema = ", --schema" if r.schema else ""
         rows.append((
-            f"collector, varied events: {r.sink} sink",
+            f"collector, {r.mix} schema{schema}: {r.sink} sink",
             f"{r.events_per_second:,.0f} ev/s, {r.cpu_us_per_event:.1f} us CPU/ev per worker",
+            f"{r.cpu_us_per_event / floors[r.mix]:.1f}x floor, "
             f"{r.workers_per_100k:.1f} busy workers per 100k ev/s",
         ))
-    for stage, micros in sinks.stage_rows(stage_rounds):
-        rows.append((f"collector stage: {stage}", f"{micros:.2f} us CPU/ev", ""))
-    rows.append(("collector, 100k ev/s of this mix", f"{100_000 * size / 1e6:.0f} MB/s of event "
-                 f"JSON ({size:.0f} B/ev) into Kafka", ""))
+    for mix, floor in floors.items():
+        rows.append((f"collector, {mix} schema: floor (msgspec.json.decode per event)",
+                     f"{floor:.2f} us CPU/ev", ""))
+    for mix in sinks.MIXES:
+        for stage, micros in sinks.stage_rows(stage_rounds, mix):
+            rows.append((f"collector stage, {mix} schema: {stage}", f"{micros:.2f} us CPU/ev",
+                         f"{micros / floors[mix]:.2f}x floor"))
+    size = sinks.event_bytes("varied")
+    rows.append(("collector, 100k ev/s of the varied mix", f"{100_000 * size / 1e6:.0f} MB/s of "
+                 f"event JSON ({size:.0f} B/ev) into Kafka", ""))
     return rows
 
 

@@ -16,7 +16,8 @@ import dataclasses
 import os
 import re
 import ssl
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import (Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple,
+                    TypeVar)
 
 from baseplate_events import validation
 from baseplate_events.errors import ConfigError
@@ -55,6 +56,8 @@ KNOWN_KEYS = frozenset(
         "collector.timeout",
         "collector.gzip_level",
         "collector.ca_file",
+        "collector.success_statuses",
+        "collector.accept_html",
         "key.name",
         "key.secret",
         "key.secret_file",
@@ -167,6 +170,23 @@ def _hostname(key: str, value: str) -> str:
     return value
 
 
+def _success_statuses(key: str, value: str) -> FrozenSet[int]:
+    """``200,202,204``: statuses from 200 to 299; or ``2xx``, any status below 400."""
+    if value.strip().lower() == "2xx":
+        return frozenset(range(200, 400))
+    statuses = set()
+    for word in value.split(","):
+        word = word.strip()
+        if not (word.isascii() and word.isdigit() and 200 <= int(word) <= 299):
+            raise ConfigError(
+                key,
+                f"expected statuses from 200 to 299 separated by commas (default "
+                f"200,202,204), or 2xx for any status below 400, got {value!r}",
+            )
+        statuses.add(int(word))
+    return frozenset(statuses)
+
+
 def _scheme(key: str, value: str) -> str:
     return validation.choice(key, value, ("http", "https"))
 
@@ -178,6 +198,10 @@ def _version(key: str, value: str) -> str:
 def _listen_address(key: str, value: str) -> Tuple[str, int]:
     """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
     return validation.host_port(key, value, lowest_port=0, what="host:port to listen on")
+
+
+def _boolean(key: str, value: str) -> bool:
+    return validation.boolean(key, value, expected="true or false")
 
 
 def _switch(key: str, value: str) -> bool:
@@ -308,6 +332,9 @@ def _parse_known_keys(
     collector_version = r.get("collector.version", _version, "2")
     collector_timeout = r.get("collector.timeout", _positive_seconds, 3.0)
     gzip_level = r.get("collector.gzip_level", _int_in(1, 9), 6)
+    success_statuses = r.get("collector.success_statuses", _success_statuses,
+                             frozenset({200, 202, 204}))
+    accept_html = r.get("collector.accept_html", _boolean, False)
     key = KeySection(name=r.get("key.name", _key_name), secret=_secret(r, warnings))
     queue = QueueSection(
         name=queue_name,
@@ -362,6 +389,8 @@ def _parse_known_keys(
         timeout=collector_timeout,
         gzip_level=gzip_level,
         ca_file=_ca_file("collector.ca_file", ca_file) if ca_file else None,
+        success_statuses=success_statuses,
+        accept_html=accept_html,
     )
     return PublisherConfig(
         queue=queue,

@@ -26,6 +26,7 @@ ON_METRICS: Dict[str, str] = {
     "oldest_spooled_age_seconds": "spool.oldest",
     "last_success": "last_success",
     "seconds_since_last_success": "last_success",
+    "batch_failed_tries": "batch.failed_tries",
 }
 
 
@@ -45,6 +46,7 @@ def report(
     last_success: Optional[float],
     counters: Dict[str, int],
     now: Optional[float] = None,
+    batch_failed_tries: int = 0,
 ) -> Dict[str, Any]:
     """The health document, as written to ``health.path``.
 
@@ -56,9 +58,11 @@ def report(
     :param last_success: when the collector last accepted a batch (epoch s), or None.
     :param counters: every counter the publisher keeps (``publisher.metrics``).
     :param now: the time of the report (default: now).
+    :param batch_failed_tries: failed POSTs in a row for the oldest unsent batch.
     :returns: a JSON-ready dict: ``time``, ``pid``, ``queue``, ``queue_depth``,
         ``spool_events``, ``spool_bytes``, ``oldest_spooled_age_seconds``,
-        ``last_success``, ``seconds_since_last_success`` and ``counters``.
+        ``last_success``, ``seconds_since_last_success``, ``batch_failed_tries`` and
+        ``counters``.
     """
     now = time.time() if now is None else now
     oldest_age = None if oldest_spooled_ms is None else max(0.0, now - oldest_spooled_ms / 1000)
@@ -74,6 +78,7 @@ def report(
         "seconds_since_last_success": (
             None if last_success is None else round(now - last_success, 3)
         ),
+        "batch_failed_tries": batch_failed_tries,
         "counters": counters,
     }
 

@@ -300,15 +300,19 @@ class Publisher:
             pass
 
     def _gauges(self) -> None:
+        now = time.time()
+        oldest = self.spool.oldest_pending_ms()
         if self.metrics.exports_moments:
-            oldest = self.spool.oldest_pending_ms()
-            self.metrics.moment("spool.oldest",
-                                time.time() if oldest is None else oldest / 1000)
+            self.metrics.moment("spool.oldest", now if oldest is None else oldest / 1000)
         self.metrics.gauge("queue.depth", self.queue.depth)
         self.metrics.gauge("queue.capacity", self.queue.max_messages)
         self.metrics.gauge("spool.max_bytes", self.spool.max_bytes)
         self.metrics.gauge("spool.events", self.spool.pending_events)
         self.metrics.gauge("spool.bytes", self.spool.pending_bytes())
+        # A batch that keeps failing: how often in a row, and how long its oldest event waits.
+        self.metrics.gauge("batch.failed_tries", self.deliverer.failed_tries)
+        self.metrics.gauge("spool.oldest_age_seconds",
+                           0.0 if oldest is None else max(0.0, now - oldest / 1000))
 
     def health(self) -> dict:
         return health.report(
@@ -319,6 +323,7 @@ class Publisher:
             oldest_spooled_ms=self.spool.oldest_pending_ms(),
             last_success=self.last_success,
             counters=self.metrics.snapshot(),
+            batch_failed_tries=self.deliverer.failed_tries,
         )
 
     # -- sender thread -----------------------------------------------------------
@@ -362,11 +367,14 @@ class Publisher:
                 self.events_sent += count
             except Exception:
                 # A bug or a disk error must not stop delivery for good: start again
-                # from the last acknowledged position (at-least-once).
-                logger.exception("sender: unexpected error; resuming from the spool in 1s")
+                # from the last acknowledged position (at-least-once), after the backoff.
+                delay = self.deliverer.backoff.next_delay()
+                logger.exception("sender: unexpected error; resuming from the spool in %.1fs",
+                                 delay)
+                self.metrics.incr("retry")
                 self.assembler.cursor = self.spool.ack_position
                 self.spool.rewind()
-                if self.abandon.wait(1.0):
+                if self.abandon.wait(delay):
                     return
 
     @staticmethod

@@ -32,6 +32,10 @@ COUNTERS: Dict[str, str] = {
     "spool.damaged_bytes": "Bytes of damaged spool records skipped.",
     "dropped.landing_damaged": "Events lost because another process overwrote the landing ring.",
     "spool.write_error": "Spool writes that failed (a full disk); retried every second.",
+    "error.answer": "POSTs answered with a success status that does not say the batch was "
+    "stored (a status outside collector.success_statuses, an HTML page, a JSON count "
+    "short of the batch); kept and retried.",
+    "error.redirect": "POSTs answered with a redirect (3xx), never followed; kept and retried.",
 }
 #: statsd gauge name -> what it measures.
 GAUGES: Dict[str, str] = {
@@ -41,6 +45,9 @@ GAUGES: Dict[str, str] = {
     "spool.stalled": "1 while the spool cannot be written and draining has stopped, else 0.",
     "queue.capacity": "Messages the POSIX message queue holds when full.",
     "spool.max_bytes": "The spool's budget (spool.max_bytes): beyond it the oldest events go.",
+    "batch.failed_tries": "Failed POSTs in a row for the oldest unsent batch (0 once one is "
+    "accepted).",
+    "spool.oldest_age_seconds": "Age of the oldest event in the spool, 0 when it is empty.",
 }
 #: statsd timer name (milliseconds) -> what it times (in seconds on /metrics).
 TIMERS: Dict[str, str] = {

@@ -49,12 +49,21 @@ def test_quick_bench_prints_every_row_and_cleans_up():
     for mode in ("down", "slow"):
         assert re.search(rf"collector {mode} \S+: ours\s+peak RSS \d+ MiB .*spool \d+ MiB", out)
         assert re.search(rf"collector {mode} \S+: baseplate 2.7.1 model\s+peak RSS \d+ MiB", out)
-    for sink in ("sqlite", "jsonl", "kafka"):
-        assert re.search(rf"collector, varied events: {sink} sink\s+[\d,]+ ev/s, [\d.]+ us CPU/ev "
-                         r"per worker\s+[\d.]+ busy workers per 100k ev/s", out), (sink, out)
-        assert re.search(rf"collector stage: store: {sink}\s+[\d.]+ us CPU/ev", out), (sink, out)
-    for stage in ("gunzip", "HMAC-SHA256 check", "decode into documents"):
-        assert re.search(rf"collector stage: {stage}\s+[\d.]+ us CPU/ev", out), (stage, out)
+    for mix in ("sample", "varied"):
+        for schema in ("", ", --schema"):
+            for sink in ("sqlite", "jsonl", "kafka"):
+                assert re.search(rf"collector, {mix} schema{schema}: {sink} sink\s+[\d,]+ ev/s, "
+                                 r"[\d.]+ us CPU/ev per worker\s+[\d.]+x floor, [\d.]+ busy "
+                                 r"workers per 100k ev/s", out), (mix, schema, sink, out)
+        assert re.search(rf"collector, {mix} schema: floor \(msgspec.json.decode per event\)"
+                         r"\s+[\d.]+ us CPU/ev", out), (mix, out)
+        for stage in ("gunzip", "HMAC-SHA256 check", "parse (msgspec.json.decode: the floor)",
+                      "parse + walk + uuid, compiled (kafka, jsonl)",
+                      "walk into documents (read_struct, sqlite)", "uuid of a document",
+                      "decode into documents (sqlite)", "store: sqlite", "store: jsonl",
+                      "store: kafka"):
+            assert re.search(rf"collector stage, {mix} schema: {re.escape(stage)}\s+[\d.]+ us "
+                             r"CPU/ev\s+[\d.]+x floor", out), (mix, stage, out)
     for label in ("jsonl file, fields by id", "jsonl file, --schema (fields by name)"):
         assert re.search(rf"baseplate-events-tail, {re.escape(label)}\s+[\d,]+ ev/s\s+"
                          r"[\d.]+x the 50,000 ev/s target", out), (label, out)

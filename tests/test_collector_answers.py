@@ -203,9 +203,12 @@ def test_a_uuid_spelled_with_a_dotted_i_stalls_nothing_on_kafka(
     poison = b'{"1":{"str":"shop"},"5":{"str":"%s"}}' % ("urn:uu\u0130d:" + poison_uuid).encode()
     good = [v2_event() for _ in range(20)]
 
-    def stored() -> Set[str]:
-        return set(count_keys(read_topics(kafka_broker.bootstrap, [kafka_topics["v2j"]],
-                                          idle=0.2)))
+    seen: Set[str] = set()
+
+    def stored() -> Set[str]:  # what each read found: a short read may miss some
+        seen.update(count_keys(read_topics(kafka_broker.bootstrap, [kafka_topics["v2j"]],
+                                           idle=0.2)))
+        return seen
 
     with waitress_collector(tmp_path, "--sink", "kafka",
                             "--option", f"kafka.bootstrap_servers={kafka_broker.bootstrap}",

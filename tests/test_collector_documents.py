@@ -1,8 +1,10 @@
 """The collector's generic TJSON reading: any struct, every type, checked against a schema.
 
 The property tests hold our reading to Thrift's own ``TJSONProtocol`` reader:
-for any value of the identity schema's structs, what we read (turned back into
-the Thrift class through the schema) equals what Thrift reads.
+for any value of the identity schema's structs and of the benchmarks' varied
+schema (every TJSON shape), what we read (turned back into the Thrift class
+through the schema) equals what Thrift reads, whether read_struct or the
+decoder compiled from the schema took the event.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ from baseplate_events.collector.batches import (
 )
 from baseplate_events.collector.documents import MAX_DEPTH, StructShape, TJSONError, read_struct
 from baseplate_events.collector.schema import SchemaError, load_schema, struct_shape
+from baseplate_events.collector.sinks import UNREAD
+from benchmarks.varied.ttypes import Checkout
+from event_schemas.event.ttypes import Event
 from tests.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, read_back, struct_strategy
 from tests.thrift_gen.shop.ttypes import ShopEvent
 
@@ -253,7 +258,7 @@ def without_required(shape: StructShape, seen: Any = None) -> StructShape:
     return shape
 
 
-@pytest.mark.parametrize("cls", ROUND_TRIP_CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [*ROUND_TRIP_CLASSES, Checkout], ids=lambda c: c.__name__)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_generic_reading_matches_thrifts_reader(cls: Any, data: st.DataObject) -> None:
@@ -264,3 +269,19 @@ def test_generic_reading_matches_thrifts_reader(cls: Any, data: st.DataObject) -
     encoded = serialize_v2_event(struct)
     ours = read_struct(json.loads(encoded), without_required(struct_shape(cls)))
     assert comparable(read_back(cls, encoded)) == comparable(to_thrift(ours, cls))
+
+
+@pytest.mark.parametrize("cls", [Event, Checkout], ids=lambda c: c.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_compiled_decoder_takes_thrifts_values(cls: Any, data: st.DataObject) -> None:
+    """--schema: an event is taken without building its document, and reads as Thrift reads it."""
+    from tests.test_tjson_identity import comparable
+
+    struct = data.draw(struct_strategy(cls, VALID))
+    struct.uuid = UUID
+    encoded = serialize_v2_event(struct)
+    reader = EventReader(without_required(struct_shape(cls)))  # Thrift does not check them
+    (stored,) = decode_batch("2j", b"[" + encoded + b"]", reader)
+    assert (UUID, UNREAD) == (stored.uuid, stored._document)
+    assert comparable(read_back(cls, encoded)) == comparable(to_thrift(stored.document, cls))

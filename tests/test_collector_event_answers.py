@@ -133,3 +133,13 @@ def test_no_answer_carries_a_hop_by_hop_header() -> None:
             "proxy-authenticate", "proxy-authorization")] for response in got]
     assert ["missing Content-Length", "body ended after 2 of 10 bytes"] == [
         json.loads(got[i].body)["error"] for i in (0, 2)]
+
+
+def test_a_refused_uuid_with_a_lone_surrogate_is_kept_for_the_page() -> None:
+    """The journal keeps it, the surrogate replaced: nothing is logged as failed."""
+    sink = SQLiteSink(":memory:")
+    try:
+        sink.record_refusals("v1", [{"index": 0, "uuid": "a\ud800b", "reason": "r\udfff"}], 1)
+        assert [("a?b", "r?")] == [(r["uuid"], r["reason"]) for r in sink.refusals()]
+    finally:
+        sink.close()

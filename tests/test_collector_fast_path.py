@@ -1,9 +1,12 @@
 """The collector's fast path for sinks that keep only bytes and uuid (Kafka, JSONL).
 
-``decode_batch(..., documents=False)`` checks each event without building its
-document. It must take exactly the events, uuids and bytes the general path
-(``documents=True``) takes, and refuse the rest with the same reasons: the
-property tests hold the two paths to each other on valid and on mangled events.
+``decode_batch(..., documents=False)`` checks each event with a decoder
+compiled from the struct's shape (the schema's, or the one learned from the
+events taken before) without building its document. It must take exactly the
+events, uuids and bytes that read_struct takes (``documents=True``, and the
+general path with the library JSON parser), and refuse the rest with the same
+reasons: the property tests hold the paths to each other on valid and on
+mangled events, with a schema and without.
 """
 from __future__ import annotations
 
@@ -15,26 +18,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
+from baseplate_events.collector import batches
 from baseplate_events.collector.batches import (
     EventReader,
     MalformedBatch,
     RefusedEvents,
     decode_batch,
 )
+from baseplate_events.collector.schema import struct_shape
 from baseplate_events.collector.sinks import UNREAD
-from tests.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, struct_strategy
+from benchmarks.varied.ttypes import Checkout
+from benchmarks.varied_events import varied_event
+from event_schemas.event.ttypes import Event
+from tests.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, read_back, struct_strategy
 
 UUID = "6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"
 OTHER = "0b7e4a52-3f7e-4c56-8a3b-1f5d9c2e7a10"
 
 
-def outcome(version: str, body: bytes, reader: EventReader, documents: bool) -> Tuple[Any, ...]:
+def outcome(version: str, body: bytes, reader: EventReader, documents: Optional[bool]
+            ) -> Tuple[Any, ...]:
     """What decode_batch answers: the events (uuid, bytes, document) or why not.
 
+    ``documents=None``: the general path alone (the library JSON parser).
     Documents are compared by repr: a NaN map key is not equal to itself.
     """
     try:
-        events = decode_batch(version, body, reader, 7, documents)
+        if documents is None:
+            events = batches._decode_general(version, body.decode("utf-8"), reader, 7)
+        else:
+            events = decode_batch(version, body, reader, 7, documents)
     except RefusedEvents as exc:
         return ("refused", [r.as_dict() for r in exc.refusals])
     except MalformedBatch as exc:
@@ -57,11 +70,23 @@ def with_uuid(encoded: bytes, value: str = UUID) -> bytes:
 
 def assert_same(version: str, body: bytes, reader: Optional[EventReader] = None
                 ) -> Tuple[Any, ...]:
-    """Both paths' answer to ``body``, after checking that they are the same."""
+    """Every path's answer to ``body``, after checking that they are the same.
+
+    The general path, read_struct on msgspec's parse, and the compiled check
+    twice (a reader with no schema learns from the first what it compiles).
+    """
     reader = EventReader() if reader is None else reader
-    fast = outcome(version, body, reader, documents=False)
-    assert outcome(version, body, reader, documents=True) == fast
-    return fast
+    general = outcome(version, body, reader, documents=None)
+    assert outcome(version, body, reader, documents=True) == general
+    assert outcome(version, body, reader, documents=False) == general
+    assert outcome(version, body, reader, documents=False) == general
+    return general
+
+
+def taught(reader: EventReader, *events: bytes) -> EventReader:
+    """``reader`` after taking ``events`` (a reader with no schema learns their shape)."""
+    decode_batch("2j", batch("2j", list(events)), reader)
+    return reader
 
 
 @pytest.mark.parametrize("cls", ROUND_TRIP_CLASSES, ids=lambda c: c.__name__)
@@ -153,9 +178,10 @@ def test_mangled_events_get_the_same_answer_from_both_paths(
 
 
 def test_the_publishers_batch_is_checked_without_building_documents() -> None:
-    """A well-formed batch takes the fast path: each document is read only when asked for."""
-    event = b'{"1":{"str":"shop"},"5":{"str":"%s"},"6":{"rec":{"1":{"i64":3}}}}' % UUID.encode()
-    (stored,) = decode_batch("2", batch("2", [event]))
+    """An event of a shape seen before takes the fast path: its document is read when asked."""
+    event = b'{"1":{"str":"shop"},"5":{"str":"%s"},"6":{"rec":{"1":{"i64":3}}}}'
+    reader = taught(EventReader(), event % OTHER.encode())
+    (stored,) = decode_batch("2", batch("2", [event % UUID.encode()]), reader)
     assert (UUID, UNREAD) == (stored.uuid, stored._document)
     assert {1: "shop", 5: UUID, 6: {1: 3}} == stored.document
 
@@ -215,7 +241,7 @@ def test_the_uuid_field_written_again_as_an_integer_is_refused_by_both_paths() -
 def test_a_uid_field_is_the_uuid_in_canonical_form_on_the_fast_path() -> None:
     """A uid field in braces and upper case is the event's uuid, canonical, without documents."""
     event = b'{"1":{"str":"shop"},"9":{"uid":"{%s}"}}' % UUID.upper().encode()
-    (stored,) = decode_batch("2j", batch("2j", [event]))
+    (stored,) = decode_batch("2j", batch("2j", [event]), taught(EventReader(), event))
     assert (UUID, UNREAD) == (stored.uuid, stored._document)
     assert ("taken", [(UUID, "2j", event, 7, repr({1: "shop", 9: UUID}))]) == assert_same(
         "2j", batch("2j", [event]))
@@ -258,12 +284,13 @@ def test_an_integer_beyond_a_double_is_refused_by_both_paths_without_a_traceback
     assert [] == caplog.records
 
 
-def test_the_plain_check_is_false_for_a_double_it_cannot_hold() -> None:
-    """is_plain_struct leaves NaN, infinities and a 401-digit integer to read_struct."""
-    from baseplate_events.collector.documents import is_plain_struct
-
-    values = [float("nan"), float("inf"), float("-inf"), 10**400, -(10**400)]
-    assert [False] * 5 == [is_plain_struct({"1": {"dbl": v}}) for v in values]
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 400])
+def test_the_compiled_check_leaves_a_double_it_cannot_hold_to_read_struct(value: str) -> None:
+    """A dbl field learned from 1.5, then a bare NaN, 1e400 or a 401-digit integer: refused."""
+    event = b'{"5":{"str":"%s"},"2":{"dbl":%s}}'
+    reader = taught(EventReader(), event % (OTHER.encode(), b"1.5"))
+    answer = assert_same("2j", batch("2j", [event % (UUID.encode(), value.encode())]), reader)
+    assert "refused" == answer[0]
 
 
 @pytest.mark.parametrize("space", ["\u00a0", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u2028"])
@@ -280,3 +307,182 @@ def test_the_v2_count_must_be_a_json_integer(count: str) -> None:
     """An Arabic-Indic digit or a leading zero as the v2 event count is not JSON: a 400."""
     body = ('{"1":{"lst":["rec",%s,{"5":{"str":"%s"}}]}}' % (count, UUID)).encode()
     assert "malformed" == assert_same("2", body)[0]
+
+
+# -- the compiled check against read_struct, on valid events changed in one place ----------
+
+
+def _paths(node: Any, path: Tuple[Any, ...] = ()) -> List[Tuple[Any, ...]]:
+    """Every place in a parsed JSON document, the root excepted."""
+    found: List[Tuple[Any, ...]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found.append(path + (key,))
+            found += _paths(value, path + (key,))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.append(path + (index,))
+            found += _paths(value, path + (index,))
+    return found
+
+
+def _replaced(node: Any, path: Tuple[Any, ...], value: Any, rename: Optional[str]) -> Any:
+    """``node`` with the value at ``path`` replaced (or, in an object, its key renamed)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(node, dict):
+        out = {}
+        for key, inner in node.items():
+            if key != head:
+                out[key] = inner
+            elif rename is not None and not rest:
+                out[rename] = inner
+            else:
+                out[key] = _replaced(inner, rest, value, rename)
+        return out
+    out_list = list(node)
+    out_list[head] = _replaced(node[head], rest, value, rename)
+    return out_list
+
+
+REPLACEMENTS = st.one_of(SCALARS, TYPED, st.sampled_from(
+    ["i8", "i16", "i32", "i64", "dbl", "str", "uid", "tf", "rec", "lst", "set", "map", 0, 1, 2,
+     -1, 128, 32768, 2**31, 2**63, 1.5, "NaN", [], {}, ["i32", 0], ["str", "str", 0, {}]]))
+RENAMES = st.sampled_from(["0", "01", "+1", "-1", "7", "32001", "x", "", "1.0", "\u0661",
+                           "i32", "str", "rec"])
+
+
+@st.composite
+def changed_in_one_place(draw: st.DrawFn, event: bytes) -> bytes:
+    """``event`` with one value replaced, or one key renamed, somewhere inside it."""
+    tree = json.loads(event)
+    paths = _paths(tree)
+    path = draw(st.sampled_from(paths))
+    rename = draw(st.none() | RENAMES)
+    value = draw(REPLACEMENTS)
+    return json.dumps(_replaced(tree, path, value, rename), separators=(",", ":")).encode()
+
+
+def _varied(data: st.DataObject) -> Any:
+    import random
+
+    return varied_event(random.Random(data.draw(st.integers(0, 2**32))))
+
+
+SCHEMA_CASES = {
+    "Event": lambda data: data.draw(struct_strategy(Event, VALID)),
+    "Checkout": _varied,
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEMA_CASES))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_with_a_schema_an_event_changed_in_one_place_gets_read_structs_answer(
+        name: str, data: st.DataObject) -> None:
+    """--schema: the decoder compiled from it takes or leaves each event as read_struct does."""
+    cls = {"Event": Event, "Checkout": Checkout}[name]
+    struct = SCHEMA_CASES[name](data)
+    struct.uuid = UUID
+    good = serialize_v2_event(struct)
+    reader = EventReader(struct_shape(cls))
+    bad = data.draw(changed_in_one_place(good))
+    version = data.draw(st.sampled_from(["2", "2j"]))
+    answer = assert_same(version, batch(version, [good, bad]), reader)
+    try:
+        read_back(cls, bad)
+    except Exception:  # what Thrift's own reader refuses, the collector refuses too
+        assert answer[0] in ("refused", "malformed")
+
+
+@pytest.mark.parametrize("cls", [*ROUND_TRIP_CLASSES, Checkout], ids=lambda c: c.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_without_a_schema_an_event_changed_in_one_place_gets_read_structs_answer(
+        cls: Any, data: st.DataObject) -> None:
+    """No schema: the decoder learned from valid events answers one changed as read_struct."""
+    structs = data.draw(st.lists(struct_strategy(cls, VALID), min_size=1, max_size=3))
+    events = [with_uuid(serialize_v2_event(s), str(__import__("uuid").uuid4()))
+              for s in structs]
+    reader = taught(EventReader(), *events)
+    bad = data.draw(changed_in_one_place(events[0]))
+    version = data.draw(st.sampled_from(["2", "2j"]))
+    assert_same(version, batch(version, [events[-1], bad]), reader)
+
+
+def test_with_a_schema_a_required_field_missing_inside_a_list_is_refused_naming_it() -> None:
+    """--schema: a line item without its required sku: a 422 naming the struct and field."""
+    import random
+
+    struct = varied_event(random.Random(5))
+    struct.uuid = UUID
+    struct.items[0].sku = None
+    body = batch("2j", [serialize_v2_event(struct)])
+    assert ("refused", [{"index": 0, "uuid": None, "reason":
+                         "not a TJSON Checkout: field 5.[0]: LineItem: required "
+                         "field missing: sku (field 1)"}]
+            ) == assert_same("2j", body, EventReader(struct_shape(Checkout)))
+
+
+@pytest.mark.parametrize("where", ['"9":{"rec":{"1":{"uid":"%s"}}}', '"9":{"lst":["uid",1,"%s"]}',
+                                   '"9":{"map":["uid","i8",1,{"%s":1}]}'])
+@pytest.mark.parametrize("spelling", ["urn:uu\u0130d:", "URN:UU\u0131D:"])
+def test_a_uuid_spelled_with_a_turkish_i_is_refused_by_the_compiled_check(
+        where: str, spelling: str) -> None:
+    """A uid after urn:uuİd: (U+0130) or URN:UUıD: where a uid was learned: a 422."""
+    event = '{"5":{"str":"%s"},%s}' % (UUID, where)
+    reader = taught(EventReader(), (event % OTHER).encode())
+    answer = assert_same("2j", batch("2j", [(event % (spelling + OTHER)).encode()]), reader)
+    assert "refused" == answer[0]
+
+
+@pytest.mark.parametrize("key", ["1_0", " 1", "\u0661", "INFINITY", "0x1"])
+def test_a_dbl_map_key_off_the_number_syntax_is_refused_by_the_compiled_check(key: str) -> None:
+    """Map keys of type dbl learned from "1.5": "1_0", " 1", "١"... are refused alike."""
+    event = '{"5":{"str":"%s"},"9":{"map":["dbl","i8",1,{"%s":1}]}}'
+    reader = taught(EventReader(), (event % (OTHER, "1.5")).encode())
+    answer = assert_same("2j", batch("2j", [(event % (UUID, key)).encode()]), reader)
+    assert "refused" == answer[0]
+
+
+def test_a_reader_without_a_schema_compiles_new_shapes_at_a_bounded_rate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 new shapes compile at once; the 33rd waits RECOMPILE_INTERVAL (then it compiles)."""
+    from baseplate_events.collector import typed
+
+    now = [1000.0]
+    monkeypatch.setattr(typed.time, "monotonic", lambda: now[0])
+    reader = typed.TypedReader(None, None)
+    for fid in range(1, typed.MAX_COMPILES + 2):
+        reader.learn({str(fid): {"str": "x"}})
+    assert typed.MAX_COMPILES == reader.compiles
+    now[0] += typed.RECOMPILE_INTERVAL
+    reader.learn({"999": {"i32": 1}})
+    assert (typed.MAX_COMPILES + 1, None) == (reader.compiles, reader.check(b'{"999":{"i32":1}}'))
+    assert UUID == reader.check(b'{"999":{"i32":1},"32":{"str":"%s"}}' % UUID.encode())
+    assert None is reader.check(b'{"33":{"str":"%s"}}' % UUID.encode())  # dropped, not queued
+
+
+def test_a_list_of_structs_first_seen_empty_does_not_stop_the_compiled_check() -> None:
+    """Learned from ["rec",0], then a list with a struct: that one is learned, the next compiled."""
+    empty = b'{"5":{"str":"%s"},"2":{"lst":["rec",0]}}'
+    full = b'{"5":{"str":"%s"},"2":{"lst":["rec",1,{"1":{"i32":7}}]}}'
+    reader = taught(EventReader(), empty % OTHER.encode())
+    assert UUID == reader._typed.check(empty % UUID.encode())
+    taught(reader, full % OTHER.encode())
+    assert UUID == reader._typed.check(full % UUID.encode())
+
+
+@pytest.mark.parametrize("depth", [63, 64, 500, 3000])
+def test_nesting_gets_the_same_answer_from_every_path_at_any_depth(depth: int) -> None:
+    """Structs nested 63 deep are taken, 64 and more refused, on every path alike."""
+    def nested(levels: int, uuid: str) -> bytes:
+        inner = '{"1":{"i32":1}}'
+        for _ in range(levels):
+            inner = '{"1":{"rec":%s}}' % inner
+        return ('{"5":{"str":"%s"},"2":{"rec":%s}}' % (uuid, inner)).encode()
+
+    reader = taught(EventReader(), nested(62, OTHER))  # the compiled check knows 62 levels
+    answer = assert_same("2j", batch("2j", [nested(depth, UUID)]), reader)
+    assert ("taken" if depth < 64 else "refused") == answer[0]

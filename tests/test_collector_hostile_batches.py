@@ -257,7 +257,7 @@ def decoded(version: str, body: bytes, documents: bool) -> Any:
     return [event.uuid for event in events]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[
+@settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=batches())
 @example(batch=DOTTED_I)
@@ -279,7 +279,7 @@ def test_a_healthy_sink_never_answers_5xx_and_names_every_refused_event(
             assert all(0 <= r["index"] < count and r["reason"] for r in document["refused"])
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=batches())
 @example(batch=DOTTED_I)
@@ -312,7 +312,7 @@ class BrokenSink:
         pass
 
 
-@settings(max_examples=100, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(batch=batches())
 def test_a_500_comes_only_from_a_broken_sink_raising(batch: Tuple[str, bytes, int]) -> None:

@@ -51,10 +51,23 @@ def post(app: Any, body: bytes, path: str = "/v2j") -> Any:
         "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
 
 
+_MADE: List[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    """Close the collectors a test made (their sinks, and what their log held back)."""
+    yield
+    while _MADE:
+        _MADE.pop().registry["collector"].close()
+
+
 def webtest(settings: Dict[str, Any], **options: Any) -> Any:
     from webtest import TestApp
 
-    return TestApp(make_app({"keys": KEYS, "retry_after": "7", **settings}, **options))
+    app = make_app({"keys": KEYS, "retry_after": "7", **settings}, **options)
+    _MADE.append(app)
+    return TestApp(app)
 
 
 def answer(response: Any) -> Tuple[int, Optional[str], str]:
@@ -109,6 +122,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_a_503(tmp_path: Path) -> None:
     assert 200 == post(app, v2j_batch()).status_int
 
 
+@pytest.mark.system  # mounts a tmpfs
 def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
     """The database's file system is full: 503 with Retry-After, never a 500 or a 422."""
     path = os.path.join(small_disk, "events.db")
@@ -133,6 +147,7 @@ def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
 # -- JSONL --------------------------------------------------------------------------------
 
 
+@pytest.mark.system  # mounts a tmpfs
 def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
     """The directory's file system is full: 503 with Retry-After."""
     directory = os.path.join(small_disk, "events")
@@ -151,6 +166,18 @@ def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     assert (503, "7", f"the sink is unavailable: this process cannot make its sink: "
                       f"jsonl.directory: cannot open {unwritable}: Permission denied") == (
         status, retry_after, error)
+
+
+def test_jsonl_held_by_another_batch_past_its_timeout_is_a_503(tmp_path: Path) -> None:
+    """Another thread's batch holds the sink past jsonl.timeout: 503 with Retry-After."""
+    directory = tmp_path / "events"
+    app = webtest({"sink": "jsonl", "jsonl.directory": str(directory), "jsonl.timeout": "0.1"})
+    sink = app.app.registry["collector"].sink
+    with sink._lock:  # as a batch being written (a slow disk) holds it
+        response = post(app, v2j_batch())
+    assert (503, "7", f"the sink is unavailable: jsonl: another batch held {directory} for "
+                      f"over 0.1 s") == answer(response)
+    assert 200 == post(app, v2j_batch()).status_int
 
 
 # -- Kafka --------------------------------------------------------------------------------

@@ -17,23 +17,28 @@ A body that is not the batch shape of its version raises :class:`MalformedBatch`
 will not take raises :class:`RefusedEvents` naming each one (422); nothing of
 such a batch is stored, so that a publisher can bisect it.
 
-Speed, for a sink that keeps only each event's bytes and uuid (Kafka, JSONL;
-``documents=False``): msgspec splits the batch into each event's bytes as
-received and parses each, :func:`~.documents.is_plain_struct` checks it
-without building its document, and the uuid is read off the parsed JSON; with
-the publisher's events that is about 8 µs per event against 19 µs into
-documents (``make bench``, "collector stage" rows). An event that path is not
-sure of sends the batch down the general one, which follows.
+One reader for v2 events, whatever their schema: msgspec splits the batch
+into each event's bytes as received. For a sink that keeps only each event's
+bytes and uuid (Kafka, JSONL; ``documents=False``), each event is decoded by
+a msgspec decoder compiled from the struct's shape
+(:mod:`~baseplate_events.collector.typed`: from ``--schema``, or learned from
+the events taken so far), which checks every type tag, range, count and
+required field while it parses and finds the uuid, without building the
+document. An event it does not take, and every event for a sink that reads
+documents (SQLite), is parsed by msgspec and read by
+:func:`~.documents.read_struct`, which builds the document or says why not
+(the reason of a 422). ``make bench`` measures both ("collector stage" rows).
 
-Speed, into documents: the body is parsed by the library's JSON scanner one event at a time
+The general path, for v1 and for what msgspec will not parse: the body is
+parsed by the library's JSON scanner one event at a time
 (:meth:`json.JSONDecoder.raw_decode`), which returns each event's end offset,
 so that every event's own bytes are kept as received without serializing it
-again (``json.dumps`` would cost more than the whole decode). A body the fast
-path cannot walk (odd whitespace, an error) is parsed whole with
-:func:`json.loads` to say what is wrong, or, if nothing is, to be taken anyway.
-The library parser takes a bare ``NaN`` or ``Infinity``, which are not JSON:
-it reads them as :class:`~.documents.BareConstant`, and the event holding one
-is refused naming the field (msgspec refuses them, and ``1e400``, outright).
+again. A body the scanner cannot walk (odd whitespace, an error) is parsed
+whole with :func:`json.loads` to say what is wrong, or, if nothing is, to be
+taken anyway. The library parser takes a bare ``NaN`` or ``Infinity``, which
+are not JSON: it reads them as :class:`~.documents.BareConstant`, and the
+event holding one is refused naming the field (msgspec refuses them, and
+``1e400``, outright, which sends the batch down this path).
 """
 from __future__ import annotations
 
@@ -52,10 +57,10 @@ from .documents import (
     StructShape,
     TJSONError,
     canonical_uuid,
-    is_plain_struct,
     read_struct,
 )
 from .sinks import UNREAD, StoredEvent
+from .typed import TypedReader
 
 __all__ = [
     "VERSIONS",
@@ -143,6 +148,7 @@ class EventReader:
     uuid_field: Optional[int] = None
     _uuid_id: Optional[int] = field(init=False, default=None, repr=False)
     _uuid_name: str = field(init=False, default="", repr=False)
+    _typed: Any = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fid = self.uuid_field
@@ -151,6 +157,7 @@ class EventReader:
         known = self.schema.fields.get(fid) if self.schema is not None and fid is not None else None
         object.__setattr__(self, "_uuid_id", fid)
         object.__setattr__(self, "_uuid_name", known.name if known is not None else f"field {fid}")
+        object.__setattr__(self, "_typed", TypedReader(self.schema, fid))
 
     @property
     def struct_name(self) -> str:
@@ -181,37 +188,6 @@ class EventReader:
                       f"--uuid-field ID")
 
 
-    def plain_uuid(self, obj: Dict[str, Any]) -> Optional[str]:
-        """The uuid of an event :func:`is_plain_struct` took, or None: let :meth:`uuid_of` say why.
-
-        Such an event's keys are its field ids written canonically, so its
-        ``str`` and ``uid`` fields are the document's string fields (a ``uid``
-        there in canonical form, always a UUID).
-        """
-        fid = self._uuid_id
-        if fid is not None:
-            typed = obj.get(str(fid))
-            if typed is None:
-                return None
-            value = typed.get("uid")
-            if value is not None:
-                return canonical_uuid(value)
-            return canonical_uuid(typed.get("str"))
-        found = None
-        for typed in obj.values():
-            value = typed.get("str")
-            if value is not None:
-                canonical = canonical_uuid(value) if 32 <= len(value) <= 45 else None
-            else:
-                value = typed.get("uid")
-                canonical = None if value is None else canonical_uuid(value)
-            if canonical is not None:
-                if found is not None:
-                    return None
-                found = canonical
-        return found
-
-
 def decode_batch(
     version: str, body: bytes, reader: EventReader = EventReader(), received_ms: int = 0,
     documents: bool = False,
@@ -226,20 +202,27 @@ def decode_batch(
     """
     if version not in VERSIONS:
         raise MalformedBatch(f"unknown batch version {version!r}; expected one of 1, 2, 2j")
+    if version != "1":  # msgspec checks the UTF-8 as it parses every byte
+        taken = _decode_v2(version, body, reader, received_ms, documents)
+        if taken is not None:
+            return taken
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBatch(f"body is not UTF-8: {exc}") from None
-    if version != "1" and reader.schema is None and not documents:
-        taken = _decode_plain(version, body, reader, received_ms)
-        if taken is not None:
-            return taken
+    return _decode_general(version, text, reader, received_ms)
+
+
+def _decode_general(version: str, text: str, reader: EventReader, received_ms: int
+                    ) -> List[StoredEvent]:
+    """Every version, into documents, with the library JSON parser (see the module's notes)."""
     elements = _split_fast(version, text)
     if elements is None:
         elements = _split_slow(version, text)
     events: List[StoredEvent] = []
     refusals: List[Refusal] = []
     check = _check_v1 if version == "1" else _check_v2
+    reason: Optional[str]
     for index, (item, raw) in enumerate(elements):
         try:
             if type(item) is Unreadable:  # the last element: the split stopped at it
@@ -263,18 +246,19 @@ def decode_batch(
     return events
 
 
-def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: int
-                  ) -> Optional[List[StoredEvent]]:
-    """The events of a v2/v2j batch, each surely well-formed with its uuid; None to go slow.
+def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
+               documents: bool) -> Optional[List[StoredEvent]]:
+    """The events of a v2/v2j batch, or :class:`RefusedEvents`; None to take the general path.
 
-    The fast path, for a sink that needs only each event's bytes and uuid:
-    msgspec splits the batch into each event's bytes as received (``Raw``)
-    and parses each event; :func:`is_plain_struct` proves it a struct that
-    :func:`read_struct` takes, and :meth:`EventReader.plain_uuid` finds its
-    uuid, without building the document. Anything unusual (an envelope off
-    the publisher's shape, an event it is not sure of, JSON that msgspec
-    reads otherwise than the library parser) sends the whole batch down the
-    general path, which gives the same events or the exact reasons.
+    msgspec splits the batch into each event's bytes as received (``Raw``).
+    For a sink that needs only bytes and uuid, each event is decoded by the
+    reader's compiled decoder (:mod:`~baseplate_events.collector.typed`),
+    which checks it while parsing and finds its uuid; an event it does not
+    take, or every event for a sink that reads documents, is parsed by msgspec
+    and read by :func:`read_struct`, which builds the document or says why
+    not. JSON msgspec will not parse (a bare NaN, ``1e400``, a lone
+    surrogate, an envelope off the publisher's shape) sends the whole batch
+    down the general path, whose library parser says what is wrong.
     """
     try:
         if version == "2":
@@ -292,20 +276,39 @@ def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: i
     except Exception:  # msgspec.DecodeError, RecursionError...: the general path says what
         return None
     events: List[StoredEvent] = []
+    refusals: List[Refusal] = []
+    typed = reader._typed
+    check = typed.check
+    schema = reader.schema
     append = events.append
-    plain_uuid = reader.plain_uuid
-    try:
-        for item in items:
-            raw = bytes(item)
-            obj = _parse(raw)
-            if not is_plain_struct(obj):
-                return None
-            event_uuid = plain_uuid(obj)
-            if event_uuid is None:
-                return None
-            append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms))
-    except Exception:  # whatever this path did not expect, the general one answers per event
-        return None
+    for index, item in enumerate(items):
+        raw = bytes(item)
+        if not documents:
+            event_uuid = check(raw)  # never raises: None leaves the event to read_struct
+            if event_uuid is not None:
+                if not refusals:
+                    append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms, schema))
+                continue
+        try:
+            parsed = _parse(raw)
+        except Exception:  # msgspec.DecodeError, RecursionError...: the general path says what
+            return None
+        try:
+            event_uuid, document, reason = _check_v2(parsed, None, reader)
+            if reason is None and not documents and typed.learning:
+                typed.learn(parsed)
+                check = typed.check
+        except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
+            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
+            event_uuid, document = None, None
+            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            refusals.append(Refusal(index, reason, event_uuid))
+        elif not refusals:
+            events.append(StoredEvent(event_uuid, version, raw,  # type: ignore[arg-type]
+                                      document, received_ms, schema))
+    if refusals:
+        raise RefusedEvents(refusals, len(items))
     return events
 
 

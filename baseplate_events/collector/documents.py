@@ -29,9 +29,13 @@ Anything else raises :class:`TJSONError`, whose message names the field by its
 path of ids (and names, with a schema): ``field 6.1 (cart.items): expected
 "i32", got "str"``.
 
-Why not Thrift's own ``TJSONProtocol``: it needs the class, and it costs about
-60 µs per event against about 8 µs here (``make bench``); the wire format is
-still parsed by the library JSON parser, only its type tags are read here.
+This walk is the grammar's reference and gives the reasons: the collector
+checks most events with a msgspec decoder compiled from the struct's shape
+(:mod:`baseplate_events.collector.typed`), which takes only what this walk
+takes, and leaves the rest to it. Why not Thrift's own ``TJSONProtocol``: it
+needs the class, and it costs 200-300 µs per event (``python -m
+benchmarks.collector_decode``); the wire format is still parsed by a library
+JSON parser, only its type tags are read here.
 """
 from __future__ import annotations
 
@@ -48,7 +52,6 @@ __all__ = [
     "StructShape",
     "TJSONError",
     "canonical_uuid",
-    "is_plain_struct",
     "read_struct",
 ]
 
@@ -403,106 +406,3 @@ _KEY_READERS: Dict[str, Callable[[str, str], Any]] = {
     "dbl": _double_key,
     "tf": _bool_key,
 }
-
-
-# -- checking without building -----------------------------------------------------------
-#
-# A sink that keeps only the event's bytes and uuid (Kafka, JSONL) needs the proof
-# that the event is a well-formed struct, not its document: is_plain_struct walks
-# the parsed JSON as read_struct does, building nothing and raising nothing (about
-# a third of read_struct's CPU). It answers True only where read_struct(obj)
-# succeeds with no schema, and False wherever it is not sure: a value read_struct
-# refuses, but also a field id not written canonically ("01", "+1": two keys could
-# then be one field), a map with keys other than strings, nesting past
-# _FAST_DEPTH. The caller then runs read_struct for the document or the reason.
-
-#: Deeper than this, is_plain_struct leaves the event to read_struct.
-_FAST_DEPTH = 16
-#: field id text → True, for the canonical ids seen so far (bounded like _FIELD_IDS)
-_CANONICAL_KEYS: Dict[str, bool] = {}
-
-
-def _canonical_key(key: str) -> bool:
-    try:
-        fid = _field_id(key)
-    except TJSONError:
-        return False
-    canonical = str(fid) == key
-    if canonical and len(_CANONICAL_KEYS) < 4096:
-        _CANONICAL_KEYS[key] = True
-    return canonical
-
-
-def is_plain_struct(obj: Any, depth: int = 0) -> bool:
-    """Whether ``read_struct(obj)`` (no schema) surely succeeds; False when unsure."""
-    if type(obj) is not dict or depth >= _FAST_DEPTH:
-        return False
-    for key, typed in obj.items():
-        if key not in _CANONICAL_KEYS and not _canonical_key(key):
-            return False
-        if type(typed) is not dict or len(typed) != 1:
-            return False
-        for tag, value in typed.items():
-            if not _is_plain_value(tag, value, depth):
-                return False
-    return True
-
-
-def _is_plain_value(tag: Any, value: Any, depth: int) -> bool:
-    kind = type(value)
-    if kind is str:
-        if tag == "str":
-            return True
-        if tag == "uid":
-            return _is_uuid(value)
-        return tag == "dbl" and value in _SPECIAL_DOUBLES
-    if kind is int:
-        bounds = _INT_RANGES.get(tag)
-        if bounds is not None:
-            return bounds[0] <= value <= bounds[1]
-        if tag == "dbl":
-            return -_DBL_MAX <= value <= _DBL_MAX  # float() of a longer one overflows
-        return tag == "tf" and (value == 0 or value == 1)
-    if kind is float:
-        return tag == "dbl" and -_DBL_MAX <= value <= _DBL_MAX
-    if kind is dict:
-        return tag == "rec" and is_plain_struct(value, depth + 1)
-    if kind is list:
-        if tag == "lst" or tag == "set":
-            return _is_plain_list(value, depth)
-        return tag == "map" and _is_plain_map(value, depth)
-    return False
-
-
-def _is_uuid(value: str) -> bool:
-    return _UUID_SPELLING.fullmatch(value) is not None
-
-
-def _is_plain_list(value: List[Any], depth: int) -> bool:
-    if len(value) < 2:
-        return False
-    element_tag, count = value[0], value[1]
-    if type(element_tag) is not str or element_tag not in _READERS:
-        return False
-    if type(count) is not int or count != len(value) - 2 or depth + 1 >= _FAST_DEPTH:
-        return False
-    for index in range(2, len(value)):
-        if not _is_plain_value(element_tag, value[index], depth + 1):
-            return False
-    return True
-
-
-def _is_plain_map(value: List[Any], depth: int) -> bool:
-    if len(value) != 4:
-        return False
-    key_tag, value_tag, count, pairs = value
-    if key_tag != "str" or type(pairs) is not dict:  # other key types: read_struct's
-        return False
-    if type(value_tag) is not str or value_tag not in _READERS:
-        return False
-    if type(count) is not int or count != len(pairs) or depth + 1 >= _FAST_DEPTH:
-        return False
-    for item in pairs.values():
-        if not _is_plain_value(value_tag, item, depth + 1):
-            return False
-    return True

@@ -164,6 +164,11 @@ class EventPage(NamedTuple):
     events: List[Dict[str, Any]]
     next: Optional[EventCursor]  # None: this page holds the oldest event
 
+def _storable(text: Optional[str]) -> Optional[str]:
+    """``text`` with what SQLite cannot hold (a lone surrogate, from a refused event's
+    own uuid or reason) replaced."""
+    return None if text is None else text.encode("utf-8", "replace").decode("utf-8")
+
 
 def _text(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
@@ -326,8 +331,8 @@ class SQLiteSink:
     def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
                         received_ms: int) -> None:
         """Keep the latest refused events, with their reasons, for the page and the API."""
-        rows = [(received_ms, stream, r["index"], r.get("uuid"),
-                 str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
+        rows = [(received_ms, stream, r["index"], _storable(r.get("uuid")),
+                 _storable(str(r["reason"])))
                 for r in refusals[:KEEP_REFUSED]]
         with self._journal_write():
             self._db.execute("BEGIN")

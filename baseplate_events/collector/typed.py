@@ -1,0 +1,439 @@
+"""A struct's shape compiled into msgspec types: TJSON events checked in C.
+
+:func:`~.documents.read_struct` walks an event's parsed JSON in Python,
+one value at a time, and gives the exact reason for anything wrong. For a
+sink that keeps only the event's bytes and uuid, the collector instead
+decodes the event with a msgspec decoder compiled from the struct's shape
+(:class:`~.documents.StructShape`, from ``--schema`` or learned from the
+events themselves): the fields become a ``msgspec.Struct`` keyed by field id,
+each ``{"TAG": value}`` a one-field Struct that forbids any other key, the
+integer ranges, ``tf``'s 1 and 0 and the UUID spellings msgspec constraints;
+a container's head (``[type, count, ...]``) is checked by a small Python
+hook, and the values inside are typed again. So the whole event is checked
+while it is parsed.
+
+The compiled decoder takes only events :func:`~.documents.read_struct`
+takes, with the same values: anything it refuses (an unknown field id, a
+field id written ``"01"``, a wrong type, a bad count, a NaN...) is read
+again by :func:`~.documents.read_struct`, which takes it or says why not.
+Tests hold the two to each other and to Thrift's own reader.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Literal, Optional, Union
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+from typing_extensions import Annotated
+
+from .documents import (
+    _CANONICAL_UUID,
+    _DOUBLE_KEY,
+    _INT_RANGES,
+    _SPECIAL_DOUBLES,
+    _UUID_SPELLING,
+    FieldShape,
+    StructShape,
+    canonical_uuid,
+)
+
+__all__ = ["MAX_COMPILES", "TypedReader", "Untypable", "compile_shape", "learn_shape"]
+
+_DBL_MAX = sys.float_info.max
+#: as a msgspec constraint (re.search, no flags of its own): anchored, ASCII only, as
+#: _UUID_SPELLING is (without it, case folding takes "İ" and "ı" for "i")
+_UUID_PATTERN = "(?a)^(?:" + _UUID_SPELLING.pattern + r")\Z"
+_UUID = Annotated[str, Meta(pattern=_UUID_PATTERN)]
+#: how deeply a compiled type nests (read_struct's own limit is MAX_DEPTH)
+_MAX_DEPTH = 32
+
+
+class Untypable(Exception):
+    """A shape with no msgspec type (a map keyed by structs...): read_struct serves it."""
+
+
+class _Bad(ValueError):
+    """A container head or element that read_struct would judge: decode it again there."""
+
+
+def _literal(*values: str) -> Any:
+    """``Literal[values]``, of values known only at run time."""
+    return Literal[values]  # type: ignore[valid-type]
+
+
+def _scalar(tag: str) -> Any:
+    """The msgspec type of a scalar's JSON value."""
+    if tag in _INT_RANGES:
+        low, high = _INT_RANGES[tag]
+        return Annotated[int, Meta(ge=low, le=high)]
+    if tag == "tf":
+        return Literal[0, 1]
+    if tag == "str":
+        return str
+    if tag == "uid":
+        return _UUID
+    if tag == "dbl":
+        return Union[float, Literal["NaN", "Infinity", "-Infinity"]]
+    raise Untypable(tag)
+
+
+_SCALARS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid")
+_CONTAINERS = ("lst", "set", "map")
+#: the JSON key of a map entry, by key type; "dbl" and "tf" keys are checked by the map's check
+_KEY_TYPES: Dict[str, Any] = {
+    "str": str,
+    "uid": _UUID,
+    "dbl": str,
+    "tf": Literal["0", "1"],
+    **{tag: Annotated[int, Meta(ge=low, le=high)] for tag, (low, high) in _INT_RANGES.items()},
+}
+
+
+def _doubles(items: List[Any]) -> None:
+    """The items of a dbl list: numbers a double holds, or "NaN", "Infinity", "-Infinity"."""
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if item not in _SPECIAL_DOUBLES:
+                raise _Bad()
+        elif kind is int:
+            if not -_DBL_MAX <= item <= _DBL_MAX:
+                raise _Bad()
+        elif kind is not float:
+            raise _Bad()
+
+
+class _Compiler:
+    """Compiles a :class:`StructShape` into msgspec Struct types and their checks.
+
+    What msgspec cannot say of a container (``[type, count, v1, ...]``: the
+    tag and count where they belong, the count right, every item an element)
+    is written out as Python source, once per schema, into the
+    ``__post_init__`` of the struct holding the container: one call per
+    struct, not per container.
+    """
+
+    def __init__(self) -> None:
+        self.structs: Dict[int, Any] = {}
+        self.counter = 0
+        self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
+                                      "_uuid": _UUID_SPELLING.fullmatch,
+                                      "_double_key": _DOUBLE_KEY.fullmatch}
+
+    def name(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def struct(self, shape: StructShape, depth: int) -> Any:
+        known = self.structs.get(id(shape))
+        if known is not None:
+            return known
+        if depth > _MAX_DEPTH or id(shape) in self.structs:
+            raise Untypable("recursive or nested too deeply")
+        self.structs[id(shape)] = None  # a recursive shape meets this: read_struct reads it
+        fields: List[Any] = []
+        lines: List[str] = []
+        for fid, field in sorted(shape.fields.items()):
+            attribute = f"f{fid}".replace("-", "_")
+            value_type = self.value(field, depth)
+            wrapper = msgspec.defstruct(self.name("T"), [(field.tag, value_type)],
+                                        forbid_unknown_fields=True, gc=False)
+            if fid in shape.required:
+                fields.append((attribute, wrapper))
+            else:
+                fields.append((attribute, Union[wrapper, UnsetType], UNSET))
+            if field.tag in _CONTAINERS:
+                lines += [f"    v = self.{attribute}",
+                          "    if v is not UNSET:",
+                          f"        v = v.{field.tag}"]
+                lines += self.check(field, "v", "        ", depth)
+        namespace: Dict[str, Any] = {}
+        if lines:
+            scope = dict(self.scope)
+            exec("\n".join(["def __post_init__(self):", *lines]), scope)  # noqa: S102
+            namespace["__post_init__"] = scope["__post_init__"]
+        cls = msgspec.defstruct(self.name(shape.name), fields,
+                                rename={f"f{fid}".replace("-", "_"): str(fid)
+                                        for fid in shape.fields},
+                                forbid_unknown_fields=True, gc=False, namespace=namespace)
+        self.structs[id(shape)] = cls
+        return cls
+
+    def value(self, field: FieldShape, depth: int) -> Any:
+        """The msgspec type of the JSON value of ``field`` (its tag's value)."""
+        tag = field.tag
+        if tag == "rec":
+            if field.struct is None:  # learned from empty lists only: no fields seen yet
+                field.struct = StructShape("Unseen")
+            return self.struct(field.struct, depth + 1)
+        if tag in ("lst", "set"):
+            element = field.element
+            if element is None:
+                raise Untypable(tag)
+            etag = element.tag
+            if etag in _INT_RANGES:  # the count is in the range too, or read_struct judges
+                return List[Union[_literal(etag), _scalar(etag)]]  # type: ignore[misc]
+            if etag == "tf":
+                return List[Union[Literal["tf"], int]]
+            if etag in ("str", "uid"):
+                return List[Union[str, int]]
+            if etag == "dbl":
+                return List[Union[str, int, float]]
+            inner = self.value(element, depth + 1)
+            return List[Union[_literal(etag), int, inner]]  # type: ignore[misc]
+        if tag == "map":
+            key, element = field.key, field.element
+            if key is None or element is None or key.tag not in _KEY_TYPES:
+                raise Untypable("map")
+            if element.tag in _SCALARS:
+                inner = _scalar(element.tag)
+            else:
+                inner = self.value(element, depth + 1)
+            pairs = Dict[_KEY_TYPES[key.tag], inner]  # type: ignore[valid-type,name-defined]
+            return List[Union[_literal(key.tag, element.tag), int, pairs]]  # type: ignore[misc]
+        return _scalar(tag)
+
+    def check(self, field: FieldShape, var: str, indent: str, depth: int) -> List[str]:
+        """Source lines checking the container ``var`` of ``field`` (msgspec typed its items)."""
+        if depth > _MAX_DEPTH:
+            raise Untypable("nesting")
+        tag = field.tag
+        if tag == "map":
+            key, element = field.key, field.element
+            assert key is not None and element is not None
+            lines = [f"{indent}if (len({var}) != 4 or {var}[0] != {key.tag!r} "
+                     f"or {var}[1] != {element.tag!r} or type({var}[3]) is not dict "
+                     f"or {var}[2] != len({var}[3])):",
+                     f"{indent}    raise _Bad"]
+            if key.tag == "dbl":
+                item = self.name("k")
+                lines += [f"{indent}for {item} in {var}[3]:",
+                          f"{indent}    if not _double_key({item}):",
+                          f"{indent}        raise _Bad"]
+            if element.tag in _CONTAINERS:
+                item = self.name("v")
+                lines.append(f"{indent}for {item} in {var}[3].values():")
+                lines += self.check(element, item, indent + "    ", depth + 1)
+            return lines
+        element = field.element
+        assert element is not None
+        etag = element.tag
+        # [tag, count, ...]: msgspec typed each item as an element, the tag or an int.
+        lines = [f"{indent}if {var}[1] != len({var}) - 2 or {var}[0] != {etag!r}:",
+                 f"{indent}    raise _Bad"]
+        items = f"{var}[2:]"
+        if etag in _INT_RANGES:
+            lines += [f"{indent}if {var}.count({etag!r}) != 1:", f"{indent}    raise _Bad"]
+        elif etag == "tf":
+            lines += [f"{indent}if not set({items}) <= {{0, 1}}:", f"{indent}    raise _Bad"]
+        elif etag == "str":
+            lines += [f"{indent}''.join({items})"]  # TypeError (refused) for an int
+        elif etag == "uid":
+            item = self.name("v")
+            lines += [f"{indent}for {item} in {items}:",
+                      f"{indent}    if not _uuid({item}):",
+                      f"{indent}        raise _Bad"]
+        elif etag == "dbl":
+            lines += [f"{indent}_doubles({items})"]
+        elif etag == "rec":
+            assert element.struct is not None
+            check = self.name("is_struct")
+            self.scope[check] = self.structs[id(element.struct)].__instancecheck__
+            lines += [f"{indent}if not all(map({check}, {items})):", f"{indent}    raise _Bad"]
+        else:
+            item = self.name("v")
+            lines += [f"{indent}for {item} in {items}:",
+                      f"{indent}    if type({item}) is not list:",
+                      f"{indent}        raise _Bad"]
+            lines += self.check(element, item, indent + "    ", depth + 1)
+        return lines
+
+
+def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
+    """A decoder of one event's bytes that checks it against ``shape`` as it parses.
+
+    It raises ``msgspec.DecodeError`` (``ValidationError`` included), or
+    another exception from a check, for anything :func:`~.documents.read_struct`
+    would have to judge.
+
+    :raises Untypable: the shape cannot be typed (recursive structs, maps
+        keyed by containers, nesting past 32).
+    """
+    return msgspec.json.Decoder(_Compiler().struct(shape, 0)).decode
+
+
+def learn_shape(document: Any, shape: StructShape) -> bool:
+    """Widen ``shape`` by the type tags of a parsed TJSON struct read_struct took.
+
+    Field by field; a field seen before with another tag keeps the first (such
+    an event keeps going to read_struct). True if anything was added.
+    """
+    changed = False
+    for key, typed in document.items():
+        ((tag, value),) = typed.items()
+        fid = int(key)
+        field = shape.fields.get(fid)
+        if field is None:
+            field = shape.fields[fid] = FieldShape(tag, None)
+            changed = True
+        changed = _learn_value(field, tag, value) or changed
+    return changed
+
+
+def _learn_value(field: FieldShape, tag: str, value: Any) -> bool:
+    if field.tag != tag:
+        return False
+    changed = False
+    if tag == "rec":
+        if field.struct is None:
+            field.struct = StructShape("Learned")
+            changed = True
+        return learn_shape(value, field.struct) or changed
+    if tag in ("lst", "set"):
+        if field.element is None:
+            field.element = FieldShape(value[0])
+            changed = True
+        for item in value[2:]:
+            changed = _learn_value(field.element, value[0], item) or changed
+    elif tag == "map":
+        if field.key is None or field.element is None:
+            field.key, field.element = FieldShape(value[0]), FieldShape(value[1])
+            changed = True
+        for item in value[3].values():
+            changed = _learn_value(field.element, value[1], item) or changed
+    return changed
+
+
+#: how often a reader with no schema compiles a wider learned shape at once; then once
+#: per RECOMPILE_INTERVAL seconds at most (a schema gains fields while workers run)
+MAX_COMPILES = 32
+RECOMPILE_INTERVAL = 60.0
+#: how many fields a learned shape holds, at most (ids come from the network)
+MAX_LEARNED_FIELDS = 2048
+
+
+class TypedReader:
+    """An :class:`~.batches.EventReader`'s compiled decoder, with the event's uuid.
+
+    With a schema, compiled once from it. Without one, compiled from the
+    shapes of the events taken so far (:func:`learn_shape`): an event of a
+    shape not yet seen goes to read_struct, and if taken widens the learned
+    shape, compiled again (at most :data:`MAX_COMPILES` times).
+
+    :meth:`check` answers an event's canonical uuid if the compiled decoder
+    takes the event and finds its uuid, else None: read_struct then judges.
+    """
+
+    def __init__(self, schema: Optional[StructShape], uuid_id: Optional[int]) -> None:
+        self.learning = schema is None
+        self.shape = schema if schema is not None else StructShape("Learned")
+        self.uuid_id = uuid_id
+        self.compiles = 0
+        self._compiled_at = 0.0
+        #: fields in the learned shape, nested ones included (bounded: ids come from the network)
+        self.fields = 0
+        self._lock = threading.Lock()
+        self.check: Callable[[bytes], Optional[str]] = _never
+        if schema is not None:
+            self._compile()
+
+    def _compile(self) -> None:
+        try:
+            decode = compile_shape(self.shape)
+        except Untypable:
+            self.check = _never
+            return
+        self.compiles += 1
+        self.check = _uuid_check(decode, self.shape, self.uuid_id)
+
+    def learn(self, parsed: Dict[str, Any]) -> None:
+        """Widen the learned shape by an event read_struct took, and compile it again."""
+        if not self.learning or not self._may_compile():
+            return
+        with self._lock:
+            if not self._may_compile() or self.fields > MAX_LEARNED_FIELDS:
+                return
+            if learn_shape(parsed, self.shape):
+                self.fields = _count_fields(self.shape)
+                self._compile()
+                self._compiled_at = time.monotonic()
+
+    def _may_compile(self) -> bool:
+        return (self.compiles < MAX_COMPILES
+                or time.monotonic() - self._compiled_at >= RECOMPILE_INTERVAL)
+
+
+def _never(raw: bytes) -> Optional[str]:
+    return None
+
+
+def _count_fields(shape: StructShape) -> int:
+    """The fields of ``shape`` and of the structs in it, each struct counted once."""
+    seen: Dict[int, None] = {}
+    todo = [shape]
+    count = 0
+    while todo:
+        struct = todo.pop()
+        if id(struct) in seen:
+            continue
+        seen[id(struct)] = None
+        count += len(struct.fields)
+        for field in struct.fields.values():
+            inner: Optional[FieldShape] = field
+            while inner is not None:
+                if inner.struct is not None:
+                    todo.append(inner.struct)
+                if inner.key is not None and inner.key.struct is not None:
+                    todo.append(inner.key.struct)
+                inner = inner.element
+    return count
+
+
+def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Optional[int]
+                ) -> Callable[[bytes], Optional[str]]:
+    """``check(raw)``: the decoded event's canonical uuid, or None (also if it is not taken).
+
+    As :meth:`~.batches.EventReader.uuid_of` finds it: the field ``uuid_id``,
+    or else the one top-level ``str`` or ``uid`` field holding a UUID.
+    """
+    if uuid_id is not None:
+        field = shape.fields.get(uuid_id)
+        candidates = [(uuid_id, field.tag)] if field is not None and field.tag in (
+            "str", "uid") else []
+    else:
+        candidates = [(fid, f.tag) for fid, f in sorted(shape.fields.items())
+                      if f.tag in ("str", "uid")]
+    lines = ["def check(raw):",
+             "    try:",
+             "        event = decode(raw)",
+             "    except Exception:  # DecodeError, or a check's IndexError: read_struct judges",
+             "        return None"]
+    if uuid_id is not None:  # the one field: canonical already (the usual case), or made so
+        for fid, tag in candidates:
+            lines += [f"    value = event.f{fid}".replace("-", "_"),
+                      "    if value is UNSET:",
+                      "        return None",
+                      f"    value = value.{tag}",
+                      "    if canonical(value) is not None:",
+                      "        return value",
+                      "    return canonical_uuid(value)"]
+    lines.append("    found = None")
+    for fid, tag in candidates if uuid_id is None else []:
+        attribute = f"f{fid}".replace("-", "_")
+        lines += [f"    value = event.{attribute}",
+                  "    if value is not UNSET:",
+                  f"        value = value.{tag}",
+                  "        if 32 <= len(value) <= 45:",
+                  "            value = canonical_uuid(value)",
+                  "            if value is not None:",
+                  "                if found is not None:",
+                  "                    return None",
+                  "                found = value"]
+    lines.append("    return found")
+    scope: Dict[str, Any] = {"decode": decode, "UNSET": UNSET, "canonical_uuid": canonical_uuid,
+                             "canonical": _CANONICAL_UUID.fullmatch}
+    exec("\n".join(lines), scope)  # noqa: S102 - names are f<digits> and tags from a table
+    return scope["check"]  # type: ignore[no-any-return]
