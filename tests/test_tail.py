@@ -162,13 +162,18 @@ def test_limit_stops_after_n_events(tmp_path: Path) -> None:
     assert (0, ["a0", "a1", "a2"]) == (status, actions(printed))
 
 
-def test_part_files_are_not_read_unless_asked(tmp_path: Path) -> None:
-    """A file still being written (.part) is left out by default."""
+def test_part_files_are_not_read_unless_asked(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file still being written (.part) is left out by default, and that is said."""
     jsonl_file(tmp_path, [v2(0)])
     sink = jsonl_file(tmp_path, [v2(1)], started=T0 / 1000 + 60, finished=False)
-    status, printed = tail(*jsonl_flags(tmp_path), "--from-beginning")
+    with caplog.at_level(logging.INFO):
+        status, printed = tail(*jsonl_flags(tmp_path), "--from-beginning")
     sink.close()
     assert (0, ["a0"]) == (status, actions(printed))
+    assert ["jsonl: 1 file(s) still being written (.jsonl.part) not read; --pending reads "
+            "their whole lines too"] == [r.getMessage() for r in caplog.records]
 
 
 def test_pending_reads_whole_lines_of_part_files_marked_pending(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ class JSONLReader(Reader):
         pending = request.pending or request.follow
         self._check_directory()
         paths = self._paths(pending)
+        if not pending:
+            unread = len(self._paths(True)) - len(paths)
+            if unread:
+                logger.info("jsonl: %d file(s) still being written (.jsonl.part) not read; "
+                            "--pending reads their whole lines too", unread)
         cursors: Dict[Tuple[int, int], _Cursor] = {}
         if request.last is None:
             streams = [self._read(path, cursors, 0) for path in paths]
