@@ -141,3 +141,20 @@ def test_no_broker_is_one_line_naming_the_brokers(capsys: pytest.CaptureFixture[
     assert 1 == status
     assert ("baseplate-events-tail: kafka: cannot reach 127.0.0.1:1: Failed to get metadata: "
             "Local: Broker transport failure") == capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.system
+def test_a_message_that_is_no_event_is_printed_with_the_error(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str]
+) -> None:
+    """Another producer's junk on a stream's topic: printed with its error, not skipped."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    producer.produce(kafka_topics["v2"], key=b"junk", value=b"not json")
+    assert 0 == producer.flush(10)
+    with pytest.raises(ValueError) as reason:
+        json.loads(b"not json")
+    [printed] = tail(*flags(kafka_broker, kafka_topics))
+    assert ("junk", f"cannot read the event: {reason.value}", "not json") == (
+        printed["uuid"], printed["error"], printed["event"])
