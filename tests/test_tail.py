@@ -542,3 +542,16 @@ def test_a_user_outside_the_group_is_told_who_may_read() -> None:
     assert [1, [], f"baseplate-events-tail: jsonl.directory: cannot list {directory}: "
             "permission denied; run the tail as the collector's user or in its group "
             "(jsonl.mode)\n"] == result
+
+
+def test_a_fifo_among_the_files_is_refused_without_waiting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A *.jsonl that is a FIFO (which would block a reader for ever) is named and skipped."""
+    jsonl_file(tmp_path, [v2(0)])
+    os.mkfifo(tmp_path / "v2-zzz.jsonl", 0o600)
+    with caplog.at_level(logging.WARNING):
+        status, printed = tail(*jsonl_flags(tmp_path))
+    assert (0, ["a0"]) == (status, actions(printed))
+    assert [f"jsonl: refused {tmp_path / 'v2-zzz.jsonl'}: it is not a regular file"] == [
+        r.getMessage() for r in caplog.records]
