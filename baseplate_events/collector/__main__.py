@@ -214,38 +214,47 @@ def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     return settings
 
 
+def _watch_parent(parent: int) -> None:
+    """SIGTERM this process once ``parent`` is gone (the demo runner's children)."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
           on_stop: Callable[[], None], watch_parent: Optional[int] = None) -> int:
     """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``."""
-    server = create_server(app, args.host, args.port, args.threads, args.max_body,
-                           args.connection_limit, args.channel_timeout)
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         # waitress's loop runs in this (main) thread; leaving it is how it stops,
         # the same way it handles Ctrl-C itself.
         raise SystemExit(0)
 
+    # Before the socket listens: a SIGTERM that arrives as soon as the port
+    # answers is then a clean stop (exit 0, the sink closed), not a kill.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if watch_parent is not None:
-        import os
-        import threading
-        import time
-
-        def watch() -> None:
-            while os.getppid() == watch_parent:
-                time.sleep(0.5)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    print(banner(f"http://{args.host}:{server.effective_port}"), flush=True)
+    server: Any = None
     try:
+        server = create_server(app, args.host, args.port, args.threads, args.max_body,
+                               args.connection_limit, args.channel_timeout)
+        if watch_parent is not None:
+            _watch_parent(watch_parent)
+        print(banner(f"http://{args.host}:{server.effective_port}"), flush=True)
         server.run()
     except SystemExit:
         pass
     finally:
-        server.close()
-        server.task_dispatcher.shutdown()
+        if server is not None:
+            server.close()
+            server.task_dispatcher.shutdown()
         on_stop()
     print("collector stopped", flush=True)
     return 0
