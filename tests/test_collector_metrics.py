@@ -145,7 +145,7 @@ def test_under_gunicorn_the_workers_figures_add_up_once_per_instance(tmp_path: P
 
 
 def test_without_prometheus_multiproc_dir_the_workers_figures_still_add_up(tmp_path: Path):
-    """gunicorn -w 3 as the docs run it (no PROMETHEUS_MULTIPROC_DIR): the master sums 20 batches."""
+    """gunicorn -w 3 as the docs run it (no PROMETHEUS_MULTIPROC_DIR): the master sums it all."""
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     gunicorn = gunicorn_with_metrics(tmp_path, None)
     try:

@@ -51,6 +51,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def _address(text: str) -> "tuple[str, int]":
     from .metrics import parse_address
 
@@ -127,7 +133,7 @@ def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every collector command takes (this one and ``python -m demo_app.collector``)."""
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port (printed)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=BASE64",
                         help="a signing key; repeat for more")
     parser.add_argument("--publisher-config", metavar="INI",
@@ -141,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and field names (e.g. shop.ttypes:Event)")
     parser.add_argument("--uuid-field", metavar="ID",
                         help="the id of the top-level field holding each v2 event's uuid")
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     parser.add_argument("--connection-limit", type=_positive, default=DEFAULT_CONNECTION_LIMIT,
                         metavar="N", help="connections held open at once, idle or slow ones "
                                           f"included (default {DEFAULT_CONNECTION_LIMIT})")
@@ -171,10 +177,22 @@ def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
-          on_stop: Callable[[], None], watch_parent: Optional[int] = None) -> int:
-    """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``."""
-    server = create_server(app, args.host, args.port, args.threads, args.max_body,
-                           args.connection_limit, args.channel_timeout)
+          on_stop: Callable[[], None], watch_parent: Optional[int] = None,
+          prog: str = "collector") -> int:
+    """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``.
+
+    A host or port it cannot listen on is one line on standard error, ``PROG: error:
+    --host, --port: cannot listen on HOST:PORT: REASON``, and status 2.
+    """
+    try:
+        server = create_server(app, args.host, args.port, args.threads, args.max_body,
+                               args.connection_limit, args.channel_timeout)
+    except (OSError, ValueError) as exc:  # in use, not ours to bind, or not resolvable
+        on_stop()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"{prog}: error: --host, --port: cannot listen on {args.host}:{args.port}: "
+              f"{reason}", file=sys.stderr, flush=True)
+        return 2
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         # waitress's loop runs in this (main) thread; leaving it is how it stops,
@@ -257,7 +275,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.make_wsgi_app(), args,
         lambda url: f"collector listening on {url} (keys: {', '.join(names)}; sink: {sink}"
                     f"{metrics})",
-        collector.close)
+        collector.close, prog=parser.prog)
 
 
 if __name__ == "__main__":
