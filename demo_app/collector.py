@@ -174,10 +174,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from baseplate_events.collector.sinks.sqlite import create as create_sqlite
 
+    from baseplate_events.collector.sinks import SinkUnavailable
+
     try:
         store = create_sqlite({"path": args.db} if args.db else {})
     except ConfigError as exc:
         parser.error(str(exc).replace("--option sqlite.path=", "--db "))
+    except SinkUnavailable as exc:
+        print(f"collector: {exc}", file=sys.stderr)
+        return 1
     try:
         app = make_app(settings_from_args(args), store, listen_host=args.host)
     except (ConfigError, SchemaError) as exc:
@@ -199,7 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     return serve(app, args, lambda url: f"collector listening on {url} (keys: {names}; "
                                         f"db: {store.describe()})",
-                 close, watch_parent=os.getppid() if args.exit_with_parent else None)
+                 close, watch_parent=os.getppid() if args.exit_with_parent else None,
+                 prog=parser.prog)
 
 
 if __name__ == "__main__":

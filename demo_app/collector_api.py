@@ -68,8 +68,14 @@ def _limit(text: Optional[str]) -> Optional[int]:
 def events_view(request: Request) -> Response:
     store: StoreReader = request.registry["store_reader"]
     try:
-        limit = _limit(request.GET.get("limit"))
-        before = request.GET.get("before")
+        query = request.GET
+    except UnicodeDecodeError:
+        return _json({"error": "limit, before: the query string is not UTF-8 once "
+                               "percent-decoded; give ?limit=N&before=NEXT in ASCII digits"},
+                     status=400)
+    try:
+        limit = _limit(query.get("limit"))
+        before = query.get("before")
         cursor = None if before is None else EventCursor.parse(before)
     except ValueError as exc:
         return _json({"error": str(exc)}, status=400)

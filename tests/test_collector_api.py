@@ -111,6 +111,16 @@ def test_a_bad_limit_or_cursor_is_a_400_naming_it(collector: Collector, query: s
     assert (400, {"error": message}) == (response.status_code, response.json())
 
 
+@pytest.mark.parametrize("query", ["limit=%ff", "limit=1&before=%ff"])
+def test_a_query_that_is_not_utf8_is_a_400_naming_the_parameters(collector: Collector,
+                                                                  query: str) -> None:
+    """?limit=%ff: a 400 naming limit and before, not the decoder's own words."""
+    response = get(collector, "/api/events?" + query)
+    assert (400, {"error": "limit, before: the query string is not UTF-8 once "
+                           "percent-decoded; give ?limit=N&before=NEXT in ASCII digits"}) == (
+        response.status_code, response.json())
+
+
 # -- /api/stats ----------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 ``$STATE_DIRECTORY/events.sqlite3``, named at start, shared by gunicorn's workers."""
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ from baseplate_events.message_queue import MessageQueue
 from .support_kafka import GunicornCollector
 from .support_publisher import SECRET_B64, PublisherProcess, put_all, uuids_of
 from .support_service import CollectorProcess, post_batch, v1_event
+from .support_users import needs_root, throwaway_uid
 
 pytestmark = pytest.mark.system
 
@@ -126,3 +128,42 @@ def test_the_database_and_its_wal_are_private_whatever_the_umask(tmp_path: Path)
         assert 0 == collector.stop()
     assert {"events.sqlite3": "0o600", "events.sqlite3-wal": "0o600",
             "events.sqlite3-shm": "0o600"} == modes
+
+
+def refusal(db: Path) -> "tuple[int, str]":
+    """The exit status and last line of a collector started on ``db``."""
+    result = CollectorProcess("--option", f"sqlite.path={db}").run()
+    return result.returncode, result.stderr.strip().splitlines()[-1]
+
+
+@needs_root
+def test_a_database_file_of_another_user_is_refused(tmp_path: Path):
+    """An events file another user made (and can delete) is not written to: exit 1 naming it."""
+    uid = throwaway_uid()
+    db = tmp_path / "events.sqlite3"
+    db.touch(mode=0o600)
+    os.chown(db, uid, uid)
+    assert (1, f"collector: sqlite: cannot open {db}: it belongs to uid {uid}, not to this "
+               f"user; another user could change or delete the events in it (check it, then "
+               f"remove it)") == refusal(db)
+
+
+def test_a_database_path_that_is_a_symlink_is_refused(tmp_path: Path):
+    """sqlite.path a symlink, even to a file of ours: exit 1, naming it; nothing is written."""
+    target = tmp_path / "target.sqlite3"
+    target.touch(mode=0o600)
+    db = tmp_path / "events.sqlite3"
+    db.symlink_to(target)
+    assert (1, f"collector: sqlite: cannot open {db}: it is a symlink; give the file "
+               f"itself") == refusal(db)
+    assert 0 == target.stat().st_size
+
+
+def test_a_database_file_others_can_write_is_refused(tmp_path: Path):
+    """Our own events file, but mode 0666: exit 1 naming the mode and the chmod that fixes it."""
+    db = tmp_path / "events.sqlite3"
+    db.touch(mode=0o600)
+    os.chmod(db, 0o666)
+    assert (1, f"collector: sqlite: cannot open {db}: it is writable by others (mode 0666); "
+               f"another user could change or delete the events in it (check it, then chmod "
+               f"0600 {db})") == refusal(db)

@@ -93,16 +93,18 @@ def test_sink_unavailability_is_counted_and_the_gauge_drops(tmp_path: Path):
         P + 'sink_store_seconds_bucket{le="5.0"}']
 
 
-def gunicorn_with_metrics(tmp_path: Path, multiproc: Path) -> GunicornCollector:
+def gunicorn_with_metrics(tmp_path: Path, multiproc: "Path | None") -> GunicornCollector:
+    """gunicorn -w 3 with the collector's settings; ``multiproc`` None: as the docs run it."""
     os.environ["BASEPLATE_EVENTS_COLLECTOR_METRICS"] = "127.0.0.1:0"
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    if multiproc is not None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     try:
         return GunicornCollector({"keys": f"TestKey={SECRET_B64}",
                                   "sqlite.path": str(tmp_path / "events.sqlite3")},
                                  tmp_path / "gunicorn.log", workers=3, extra_args=CONF)
     finally:
         del os.environ["BASEPLATE_EVENTS_COLLECTOR_METRICS"]
-        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def send(url: str, count: int, answers: List[int]) -> None:
@@ -140,6 +142,27 @@ def test_under_gunicorn_the_workers_figures_add_up_once_per_instance(tmp_path: P
                        figures[P + "batch_events_count"]))
     print(f"FIGURE gunicorn -w 3 metrics: {totals} (requests, events, batches) per run")
     assert [(60.0, 120.0, 60.0)] * 2 == totals
+
+
+def test_without_prometheus_multiproc_dir_the_workers_figures_still_add_up(tmp_path: Path):
+    """gunicorn -w 3 as the docs run it (no PROMETHEUS_MULTIPROC_DIR): the master sums it all."""
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    gunicorn = gunicorn_with_metrics(tmp_path, None)
+    try:
+        url = gunicorn.wait_for(r"collector metrics on (http://\S+) ")[0]
+        answers: List[int] = []
+        threads = [threading.Thread(target=send, args=(gunicorn.url, 5, answers))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        figures = scrape(url)
+    finally:
+        assert 0 == gunicorn.stop()
+    assert [200] * 20 == answers
+    assert (20.0, 40.0) == (figures.get(P + 'requests_total{path="/v1",status="200"}'),
+                            figures.get(P + 'events_total{outcome="accepted"}'))
 
 
 def test_a_bad_metrics_address_stops_the_start_naming_the_flag():

@@ -84,6 +84,28 @@ def test_a_sink_that_stored_a_batch_is_ready(
     assert True is sink.ready()
 
 
+def test_a_new_sink_is_not_ready_while_no_broker_is_known_up(
+    kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """Nothing listening at bootstrap: ready() is False from the start, before any batch."""
+    sink = make_sink(f"127.0.0.1:{free_port()}", kafka_topics)
+    sinks.append(sink)
+    assert False is sink.ready()
+
+
+def test_a_new_sink_is_ready_once_a_broker_connection_is_up(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """A healthy broker: ready() turns True with librdkafka's first statistics, no batch sent."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics,
+                     **{"producer.statistics.interval.ms": "100"})
+    sinks.append(sink)
+    deadline = time.monotonic() + 5
+    while not sink.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert True is sink.ready()
+
+
 def test_a_forked_child_stores_through_a_producer_of_its_own(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:

@@ -61,6 +61,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port number, 0 to 65535, got {text!r}")
+    return int(text)
+
+
 def _address(text: str) -> "tuple[str, int]":
     from .metrics import parse_address
 
@@ -143,7 +149,7 @@ def add_arguments(parser: "argparse._ActionsContainer") -> None:
 def add_serving_arguments(parser: "argparse._ActionsContainer") -> None:
     """The flags of the HTTP service: address, keys, limits, metrics."""
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port (printed)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=BASE64",
                         help="a signing key; repeat for more")
     parser.add_argument("--publisher-config", metavar="INI",
@@ -152,7 +158,7 @@ def add_serving_arguments(parser: "argparse._ActionsContainer") -> None:
                         metavar="SECONDS", help="how far a request's Date may be off")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                         help="largest body, compressed or decompressed")
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
     parser.add_argument("--connection-limit", type=_positive, default=DEFAULT_CONNECTION_LIMIT,
                         metavar="N", help="connections held open at once, idle or slow ones "
                                           f"included (default {DEFAULT_CONNECTION_LIMIT})")
@@ -229,8 +235,13 @@ def _watch_parent(parent: int) -> None:
 
 
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
-          on_stop: Callable[[], None], watch_parent: Optional[int] = None) -> int:
-    """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``."""
+          on_stop: Callable[[], None], watch_parent: Optional[int] = None,
+          prog: str = "collector") -> int:
+    """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``.
+
+    A host or port it cannot listen on is one line on standard error, ``PROG: error:
+    --host, --port: cannot listen on HOST:PORT: REASON``, and status 2.
+    """
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         # waitress's loop runs in this (main) thread; leaving it is how it stops,
@@ -243,8 +254,14 @@ def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
     signal.signal(signal.SIGINT, stop)
     server: Any = None
     try:
-        server = create_server(app, args.host, args.port, args.threads, args.max_body,
-                               args.connection_limit, args.channel_timeout)
+        try:
+            server = create_server(app, args.host, args.port, args.threads, args.max_body,
+                                   args.connection_limit, args.channel_timeout)
+        except (OSError, ValueError) as exc:  # in use, not ours to bind, or not resolvable
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"{prog}: error: --host, --port: cannot listen on {args.host}:{args.port}: "
+                  f"{reason}", file=sys.stderr, flush=True)
+            return 2
         if watch_parent is not None:
             _watch_parent(watch_parent)
         print(banner(f"http://{args.host}:{server.effective_port}"), flush=True)
@@ -301,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config.make_wsgi_app(), args,
         lambda url: f"collector listening on {url} (keys: {', '.join(names)}; sink: {sink}"
                     f"{metrics})",
-        collector.close)
+        collector.close, prog=parser.prog)
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ def _metrics_address() -> Optional[Tuple[str, int]]:
         raise SystemExit(2) from None
 
 
-METRICS_ADDRESS = _metrics_address()
+# The directory first: prometheus_client picks multiprocess mode when it is first
+# imported (parsing the address imports it), and the workers inherit that choice.
 MULTIPROCESS_DIRECTORY = _multiprocess_directory()
+METRICS_ADDRESS = _metrics_address()
 
 
 def when_ready(server: Any) -> None:

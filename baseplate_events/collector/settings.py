@@ -154,10 +154,14 @@ def keys_from_publisher_config(path: str) -> Dict[str, bytes]:
     """
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        if not parser.read(path):
+        if not parser.read(path, encoding="utf-8"):
             raise ConfigError("publisher_config", f"cannot read {path}")
     except configparser.Error as exc:
         raise ConfigError("publisher_config", f"{path} is not an INI file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("publisher_config", f"{path} is not UTF-8 text (byte "
+                          f"0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as "
+                          f"UTF-8") from None
     keys: Dict[str, bytes] = {}
     for section in parser.sections():
         values = parser[section]
@@ -167,11 +171,16 @@ def keys_from_publisher_config(path: str) -> Dict[str, bytes]:
         if not secret and values.get("key.secret_file"):
             secret_path = os.path.expandvars(values["key.secret_file"])
             try:
-                with open(secret_path) as f:
+                with open(secret_path, encoding="utf-8") as f:
                     secret = f.read().strip()
             except OSError as exc:
                 raise ConfigError(f"[{section}] key.secret_file",
                                   f"cannot read {secret_path}: {exc.strerror}") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"[{section}] key.secret_file",
+                                  f"{secret_path} is not UTF-8 text (byte "
+                                  f"0x{exc.object[exc.start]:02x} at offset {exc.start}); it "
+                                  f"holds the key in base64") from None
         name = os.path.expandvars(values["key.name"])
         keys.update([parse_key(f"{name}={secret}")])
     return keys

@@ -68,9 +68,10 @@ Running it
   not survive a fork. Without ``--preload`` the worker makes the app, and
   the producer, itself; with ``--preload`` the sink sees at its first batch
   that it is in a new process and makes a new producer there.
-- ``GET /readyz`` is 503 while no broker connection is up (librdkafka's
-  statistics, every 2 s), after a fatal error, and for 5 s after a batch
-  could not be stored; then the next batch tries again.
+- ``GET /readyz`` is 503 while no broker connection is known to be up
+  (librdkafka's statistics, every 2 s; so also from the start until the
+  first), after a fatal error, and for 5 s after a batch could not be
+  stored; then the next batch tries again.
 - librdkafka's own log lines go to the ``baseplate_events.collector.sinks.kafka``
   logger.
 """
@@ -366,7 +367,10 @@ class KafkaSink:
                     self._replace(producer, f"fatal error: {self._fatal.str()}")
                     continue
                 try:
-                    return self._store_once(producer, topic, events)
+                    reasons = self._store_once(producer, topic, events)
+                    if any(reason is None for reason in reasons):
+                        self._brokers_up = True  # a broker acknowledged an event
+                    return reasons
                 except _ProducerBroken as broken:
                     self._replace(producer, str(broken))
                     if attempt == 2:
@@ -441,7 +445,8 @@ class KafkaSink:
         return reasons
 
     def ready(self) -> bool:
-        """False without a broker connection, after a fatal error, and for a few
+        """False until a broker connection is known to be up (librdkafka's statistics,
+        a stored batch or a probe), without one, after a fatal error, and for a few
         seconds after a batch could not be stored (then the next batch tries again)."""
         try:
             if self._pid != os.getpid():
@@ -450,7 +455,9 @@ class KafkaSink:
         except Exception:  # ready() never raises
             return False
         recent_failure = time.monotonic() - self._failed_at < _READY_HOLDOFF
-        return self._fatal is None and self._brokers_up is not False and not recent_failure
+        # Not known yet (no statistics, no batch, no probe since the producer was made)
+        # is not ready: a load balancer waits the first statistics interval.
+        return self._fatal is None and self._brokers_up is True and not recent_failure
 
     def probe(self) -> None:
         """Ask the brokers for metadata, within the batch's bound; a success ends the hold-off.
@@ -472,6 +479,7 @@ class KafkaSink:
                                   "listed no broker")
         if self._fatal is not None:
             raise SinkUnavailable(f"kafka: the producer failed: {self._fatal.str()}")
+        self._brokers_up = True
         self._failed_at = float("-inf")
 
     def close(self) -> None:

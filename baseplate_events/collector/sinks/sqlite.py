@@ -6,7 +6,8 @@ file (WAL mode, so readers never wait for the writer; a writer waits up to
 ``sqlite.busy_timeout`` seconds, default 2.5, for another, then the batch is
 answered 503: under the publisher's 3 s timeout, so that it hears why).
 
-The file is created 0600 whatever the umask (its WAL files follow). The
+The file is created 0600 whatever the umask (its WAL files follow); an existing
+one that is a symlink, or that another user owns or can write, is refused. The
 collector acknowledges only what is on disk, so the file is required:
 without ``sqlite.path`` it is ``$STATE_DIRECTORY/events.sqlite3`` where
 systemd sets ``STATE_DIRECTORY`` (``StateDirectory=`` in the unit), and the
@@ -474,6 +475,9 @@ def _create_private(path: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
     except FileExistsError:
+        problem = _untrusted(path)
+        if problem:
+            raise sqlite3.OperationalError(problem) from None
         return
     except OSError as exc:
         raise sqlite3.OperationalError(f"cannot create the file: {exc.strerror}") from None
@@ -481,6 +485,36 @@ def _create_private(path: str) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+def _untrusted(path: str) -> Optional[str]:
+    """Why an existing database file is not one to keep events in, or None.
+
+    A symlink, or a file that another user owns or can write, is refused: that
+    user could change or delete events already acknowledged. A file of another
+    user that this process may not write is left to SQLite's own error.
+    """
+    import stat
+
+    from publisher.paths import owner_name
+
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None  # gone meanwhile: SQLite creates it (with the umask's mode)
+    mode = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode):
+        return "it is a symlink; give the file itself"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_uid != os.geteuid() and os.access(path, os.W_OK):
+        return (f"it belongs to {owner_name(info.st_uid)}, not to this user; another user "
+                f"could change or delete the events in it (check it, then remove it)")
+    if mode & 0o022:
+        return (f"it is writable by {'others' if mode & 0o002 else 'its group'} (mode "
+                f"{mode:04o}); another user could change or delete the events in it "
+                f"(check it, then chmod 0600 {path})")
+    return None
 
 
 class _TimedLock:
