@@ -6,13 +6,21 @@ Queue sizes stay within stock Linux limits (at most 10 messages of at most
 Under CI (which sets ``CI=true``) a skipped test is a failure: CI runs
 ``.ci/run`` as root with gcc and openssl, so a skip there (no C compiler, not root, a
 stale marker) would hide a test that must run.
+
+A test that starts a process, a broker, a server or a browser is marked
+``system`` (``pytest -m "not system"`` is the fast loop). So that the mark
+cannot drift, a test without it fails the moment it starts a subprocess, forks,
+or makes a socket listen (see :func:`_unmarked_guard`).
 """
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, NoReturn, Optional
 
 import pytest
 
@@ -48,6 +56,10 @@ def pytest_runtest_makereport(
     """Under CI, a skipped test is reported failed, with the skip's reason."""
     report = yield
     _fail_skips_in_ci(report)
+    violation = item.stash.get(_VIOLATION, None)
+    if violation is not None and report.when == "call" and not report.failed:
+        report.outcome = "failed"
+        report.longrepr = violation
     return report
 
 
@@ -59,6 +71,62 @@ def pytest_make_collect_report(
     report = yield
     _fail_skips_in_ci(report)
     return report
+
+
+class UnmarkedSystemTest(Exception):
+    """Raised where a test without the ``system`` mark starts a process or a server.
+
+    Code under test that swallows it does not hide it: the test is failed
+    afterwards all the same.
+    """
+
+
+_real_execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+_real_fork = os.fork
+_real_listen = socket.socket.listen
+
+
+@contextmanager
+def _unmarked_guard(item: pytest.Item) -> Iterator[None]:
+    """While ``item`` (not marked ``system``) runs, starting a process or listening fails it."""
+    hint = (f"{item.nodeid} is not marked system; mark it @pytest.mark.system "
+            "(or pytestmark = pytest.mark.system in its module)")
+
+    def refuse(what: str) -> "NoReturn":
+        item.stash[_VIOLATION] = f"{what}, but {hint}"
+        raise UnmarkedSystemTest(item.stash[_VIOLATION])
+
+    def execute_child(self: subprocess.Popen, args: object, *rest: object,
+                      **kwargs: object) -> None:  # type: ignore[type-arg]
+        refuse(f"it starts the process {args!r}")
+
+    def fork() -> int:
+        refuse("it forks")
+
+    def listen(self: socket.socket, *args: object) -> None:
+        refuse(f"it listens on {self.getsockname()!r}")
+
+    subprocess.Popen._execute_child = execute_child  # type: ignore[attr-defined]
+    os.fork = fork
+    socket.socket.listen = listen  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = _real_execute_child  # type: ignore[attr-defined]
+        os.fork = _real_fork
+        socket.socket.listen = _real_listen  # type: ignore[method-assign]
+
+
+_VIOLATION = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Iterator[None]:
+    """Run a test without the ``system`` mark under :func:`_unmarked_guard`."""
+    if item.get_closest_marker("system") is not None:
+        return (yield)
+    with _unmarked_guard(item):
+        return (yield)
 
 
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.

@@ -24,6 +24,8 @@ from demo_app.collector import Collector, make_server
 from tests.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
 from tests.support_processes import reap, serving_collector, signed_post
 
+pytestmark = pytest.mark.system
+
 REPO = str(Path(__file__).resolve().parent.parent)
 
 
