@@ -117,12 +117,15 @@ class SettingTable:
         """The docs' sections, in table order."""
         return tuple(dict.fromkeys(s.group for s in self.settings))
 
-    def hint(self, key: str, key_of: Callable[[str], str] = str) -> str:
+    def hint(self, key: str, key_of: Callable[[str], str] = str, *, under: str = "") -> str:
         """`` (did you mean collector.hostname?)`` for a misspelt ``key``, or ``""``.
 
         :param key_of: how the component spells a setting's full key
             (``events.`` + name in Pyramid).
+        :param under: compare only the settings under this prefix, without it
+            (a sink's options: ``jsonl.``), so that the shared prefix alone
+            does not make a name look close.
         """
-        known = sorted(key_of(name) for name in self._by_name)
-        close = difflib.get_close_matches(key, known, n=1)
-        return f" (did you mean {close[0]}?)" if close else ""
+        known = sorted(key_of(s.name)[len(under):] for s in self.under(under))
+        close = difflib.get_close_matches(key[len(under):], known, n=1)
+        return f" (did you mean {under}{close[0]}?)" if close else ""

@@ -145,7 +145,8 @@ def test_a_posted_batch_is_not_taken_by_get(collector: Collector) -> None:
 @pytest.mark.parametrize("settings, message", [
     ({"keys": "a=YQ==", "sink": "mysql"},
      "sink: expected one of sqlite, jsonl, kafka, got 'mysql'"),
-    ({"keys": "a=YQ==", "max_boddy": "1"}, "max_boddy: unknown setting; known: keys, max_body, "
+    ({"keys": "a=YQ==", "max_boddy": "1"}, "max_boddy: unknown setting (did you mean max_body?); "
+                                           "known: keys, max_body, "
                                            "publisher_config, replay_window, retry_after, schema, "
                                            "sink, uuid_field and <sink>.<option>"),
     ({}, "keys: no signing keys: give keys (NAME=BASE64) or publisher_config"),

@@ -286,7 +286,8 @@ def test_an_unknown_option_names_the_key_and_the_known_ones() -> None:
     """A misspelt kafka.* option stops start-up instead of being ignored."""
     with pytest.raises(ConfigError) as caught:
         KafkaSettings.from_options({"bootstrap_servers": "k:9092", "topic.v3": "x"})
-    assert ("kafka.topic.v3: unknown option; known: kafka.bootstrap_servers, "
+    assert ("kafka.topic.v3: unknown option (did you mean kafka.topic.v2?); known: "
+            "kafka.bootstrap_servers, "
             "kafka.message_timeout_ms, kafka.topic.v1, kafka.topic.v2, kafka.topic.v2j and "
             "kafka.producer.<librdkafka option>") == str(caught.value)
 

@@ -38,14 +38,15 @@ import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ...errors import ConfigError
+from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import STREAMS, SinkUnavailable, StoredEvent
 
 __all__ = ["JSONLSink", "create"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_SECONDS = 300.0
+DEFAULT_MAX_BYTES: int = COLLECTOR_SETTINGS["jsonl.max_bytes"].default
+DEFAULT_MAX_SECONDS: float = COLLECTOR_SETTINGS["jsonl.max_seconds"].default
 _PART = ".part"
 
 
@@ -240,22 +241,10 @@ def _line(stream: str, event: StoredEvent) -> bytes:
 
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
-    ``jsonl.max_seconds``, ``jsonl.fsync`` (prefix stripped)."""
-    from ..settings import parse_float, parse_positive_int
-
-    unknown = sorted(set(options) - {"directory", "max_bytes", "max_seconds", "fsync"})
-    if unknown:
-        raise ConfigError(f"jsonl.{unknown[0]}", "unknown option; known: jsonl.directory, "
-                          "jsonl.max_bytes, jsonl.max_seconds, jsonl.fsync")
-    directory = options.get("directory")
-    if not directory:
+    ``jsonl.max_seconds``, ``jsonl.fsync`` (prefix stripped; see
+    :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`)."""
+    values = sink_options("jsonl", options)
+    if not values["directory"]:
         raise ConfigError("jsonl.directory", "required with sink = jsonl")
-    fsync = options.get("fsync", "true").strip().lower()
-    if fsync not in ("true", "false"):
-        raise ConfigError("jsonl.fsync", f"expected true or false, got {fsync!r}")
-    return JSONLSink(directory,
-                     parse_positive_int("jsonl.max_bytes",
-                                        options.get("max_bytes", DEFAULT_MAX_BYTES)),
-                     parse_float("jsonl.max_seconds",
-                                 options.get("max_seconds", DEFAULT_MAX_SECONDS)),
-                     fsync == "true")
+    return JSONLSink(values["directory"], values["max_bytes"], values["max_seconds"],
+                     values["fsync"])

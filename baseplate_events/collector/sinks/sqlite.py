@@ -31,6 +31,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import SinkUnavailable, StoredEvent
 
 __all__ = ["SQLiteSink", "StoreResult", "create"]
@@ -111,7 +112,8 @@ class SQLiteSink:
     :param path: a database file, or ``":memory:"`` (the default) for tests.
     """
 
-    def __init__(self, path: str = ":memory:", busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str = COLLECTOR_SETTINGS["sqlite.path"].default,
+                 busy_timeout: float = COLLECTOR_SETTINGS["sqlite.busy_timeout"].default) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._closed = False
@@ -279,8 +281,7 @@ class SQLiteSink:
 
 
 def create(options: Mapping[str, str]) -> SQLiteSink:
-    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped)."""
-    from ..settings import parse_float
-
-    return SQLiteSink(options.get("path", ":memory:"),
-                      parse_float("sqlite.busy_timeout", options.get("busy_timeout", "5")))
+    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped;
+    see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`)."""
+    values = sink_options("sqlite", options)
+    return SQLiteSink(values["path"], values["busy_timeout"])
