@@ -207,7 +207,8 @@ def sink_options(sink: str, options: Mapping[str, str]) -> Dict[str, Any]:
     if unknown:
         key = prefix + sorted(unknown)[0]
         known = ", ".join(s.name for s in own) + "".join(f" and {p}" for p in patterns)
-        raise ConfigError(key, f"unknown option{COLLECTOR_SETTINGS.hint(key, under=prefix)}; known: {known}")
+        hint = COLLECTOR_SETTINGS.hint(key, under=prefix)
+        raise ConfigError(key, f"unknown option{hint}; known: {known}")
     return {s.name[len(prefix):]: _read(s.name, options.get(s.name[len(prefix):])) for s in own}
 
 
