@@ -92,6 +92,9 @@ class SettingTable:
         if len(self._by_name) != len(self.settings):
             raise ValueError(f"{component}: a setting is declared twice")
 
+    def __repr__(self) -> str:
+        return f"<SettingTable {self.component}: {len(self.settings)} settings>"
+
     def __iter__(self) -> Iterator[Setting]:
         return iter(self.settings)
 

@@ -104,64 +104,58 @@ def _prometheus(key: str, value: Any) -> bool:
 #: ``events.<name>``, Flask's ``EVENTS_<NAME>``.
 APP_SETTINGS = SettingTable("apps", [
     Setting("queue_name", _queue_name, "v2",
-            "The queue is ``/events-<queue_name>``; it picks the publisher "
-            f"(``--queue-name``). At most {_MAX_NAME_LENGTH} characters, no ``/``.",
+            "The queue is ``/events-<queue_name>``; it picks the publisher (``--queue-name``).",
             "name", python_kind="str"),
     Setting("source", _optional_string, None,
-            "Put into an event's ``source`` field when it is ``None``; empty (``None`` in "
-            "Flask) leaves ``source`` alone.",
+            "Put into an event's ``source`` field when it is ``None``.",
             "string",
             default_text="the name of the application's root package (the one that made the "
                          "``Configurator``)",
             python_kind="str or None",
             python_default="the app's ``import_name`` (``Flask(__name__)``'s ``__name__``)"),
     Setting("autofill", validation.boolean, True,
-            "Fill ``source``, ``client_timestamp`` and ``uuid`` where the struct has the "
-            "field and it is ``None``; a value the caller set is kept.",
+            "Fill ``source``, ``client_timestamp`` and ``uuid`` where the struct has the field "
+            "and it is ``None``.",
             "boolean", python_kind="bool"),
     Setting("max_messages", validation.positive_int, MAX_QUEUE_SIZE,
             "Capacity if the queue has to be created; an existing queue keeps its own.",
             "positive integer", python_kind="int"),
     Setting("max_message_size", validation.positive_int, MAX_EVENT_SIZE,
-            "Largest event in bytes if the queue has to be created.",
+            "Largest event if the queue has to be created.",
             "positive integer (bytes)", python_kind="int"),
     Setting("put_timeout", validation.seconds, 0.0,
             "Seconds a ``put`` may wait for room in a full queue; ``0`` never blocks.",
             "seconds", python_kind="float"),
     Setting("queue_mode", _mode, 0o600,
-            "The queue's permission bits: a new queue gets exactly these, a wider one of "
-            "ours is narrowed to them; ``0660`` shares it with a group.",
+            "The queue's permission bits, as the publisher's :confval:`queue.mode`.",
             "octal mode", default_text="``0600``",
             python_kind="int or octal str", python_default="``0o600``"),
     Setting("sink", _choice(SINKS), "queue",
-            "Where events go: ``queue`` (to the publisher) or ``log`` (one JSON log line "
-            "each, for development).",
+            "Where events go.",
             "``queue`` or ``log``",
             default_text="``queue``; ``log`` where the platform has no POSIX message queues",
             python_kind="str",
             python_default='``"queue"``; ``"log"`` where the platform has no POSIX message '
                            "queues"),
     Setting("errors", _choice(ERROR_POLICIES), "raise",
-            "What a failed ``put`` does: ``raise`` its ``EventError`` into the view, or "
-            "``log`` one line, count it and carry on.",
+            "What a failed ``put`` does: see :ref:`error-policy`.",
             "``raise`` or ``log``", field="error_policy", python_kind="str"),
     Setting("transactional", validation.boolean, False,
-            "Hold a request's events and send them only if it ends without an exception "
-            "and with a status below 500.",
+            "Hold the request's events and send them only if it ends without an exception and "
+            "with a status below 500: see :ref:`transactional`.",
             "boolean", python_kind="bool"),
     Setting("max_held", validation.positive_int, 1000,
-            "The most events a transactional request may hold; a put past it fails.",
+            "The most events a transactional request may hold.",
             "positive integer", python_kind="int"),
     Setting("metrics_endpoint", _endpoint, None,
-            "A statsd server (``host:port``) for counters of the events the app could not put.",
+            "A statsd server for the app-side loss counters (:ref:`app-metrics`).",
             "``host:port``", default_text="unset (off)",
             python_kind="str or None", python_default="``None`` (off)"),
     Setting("metrics_namespace", validation.string, "baseplate_events",
-            "Prefix of those counters (``<namespace>.put.failed.<Error>``, "
-            "``<namespace>.put.discarded``).",
+            "Prefix of those counters.",
             "string", python_kind="str"),
     Setting("prometheus", _prometheus, False,
-            "Count the same losses in Prometheus too (needs the ``prometheus`` extra).",
+            "Count the app-side losses in Prometheus too (:ref:`app-metrics`).",
             "boolean", python_kind="bool"),
 ])
 

@@ -197,43 +197,45 @@ _BYTES = "positive integer (bytes)"
 #: read (so that of several bad keys the same one is always reported).
 PUBLISHER_SETTINGS = SettingTable("publisher", [
     Setting("collector.hostname", _hostname, REQUIRED,
-            "Host of the collector, optionally with a port; no scheme, path, ``user@``, "
-            "``?`` or ``#``.",
+            "Host of the collector, optionally with a port; no scheme, path, ``user@``, ``?`` or "
+            "``#``.",
             "``host`` or ``host:port``", default_text="required", group="collector"),
     Setting("collector.scheme", _scheme, "https",
-            "``http`` or ``https``; TLS certificates are always verified.",
+            "TLS certificates are always verified, against requests' CA bundle (certifi) or "
+            ":confval:`collector.ca_file`; there is no way to turn that off.",
             "``http`` or ``https``", group="collector"),
     Setting("collector.version", _version, "2",
-            "The batch format and the path it is posted to (``/v1``, ``/v2``, ``/v2j``).",
+            "The batch format and the path it is posted to.",
             "``1``, ``2`` or ``2j``", group="collector"),
     Setting("collector.timeout", _positive_seconds, 3.0,
             "How long one whole POST may take: connecting, sending and the answer.",
             _SECONDS_ABOVE_0, group="collector"),
     Setting("collector.ca_file", _ca_file, None,
-            "The CA certificates (PEM) to check the collector's certificate against, for a "
-            "private CA.",
+            "The CA certificates to check the collector's certificate (and an ``https://`` "
+            "proxy's) against, for a private CA.",
             "path to a PEM bundle", default_text="unset (requests' bundle, certifi)",
             group="collector"),
     Setting("collector.gzip_level", _int_in(1, 9), 6,
-            "The gzip level of the body.", "1-9", group="collector"),
+            "The gzip level of the body (libdeflate's; see :doc:`performance` for the measured "
+            "trade-off).", "1-9", group="collector"),
     Setting("key.name", _key_name, REQUIRED,
             "The signing key's name, sent in ``X-Signature``.",
             "printable ASCII, no spaces or commas", default_text="required", group="key"),
     Setting("key.secret", _base64_secret, None,
-            "The key, in base64. Never logged.",
+            "The key, in base64.",
             "base64", default_text="required, unless key.secret_file is set", group="key"),
     Setting("key.secret_file", _string, None,
             "A file holding the base64 key, for secret stores.",
             "path", default_text="unset", group="key"),
     Setting("metrics.endpoint", _endpoint, None,
-            "A statsd server; without it nothing is sent, though every counter is still "
-            "kept for the health report.",
+            "A statsd server; without it nothing is sent, though every counter is still kept for "
+            "the health report.",
             "``host:port``", default_text="unset (off)", group="metrics"),
     Setting("metrics.namespace", _string, "",
             "Prefix of every metric name.", "string", default_text="empty", group="metrics"),
     Setting("metrics.prometheus", _listen_address, None,
-            "Serve the same metrics on ``http://host:port/metrics`` for Prometheus; port "
-            "``0`` picks a free one.",
+            "Serve the same metrics on ``http://host:port/metrics`` for Prometheus, with "
+            "``prometheus_client`` (in the ``publisher`` extra); port ``0`` picks a free one.",
             "``host:port`` to listen on", default_text="unset (off)", group="metrics"),
     Setting("max_queue_size", _positive_int, MAX_QUEUE_SIZE,
             "Queue capacity in messages, if the publisher creates the queue.",
@@ -241,32 +243,34 @@ PUBLISHER_SETTINGS = SettingTable("publisher", [
     Setting("max_event_size", _positive_int, MAX_EVENT_SIZE,
             "Largest message, if the publisher creates the queue.", _BYTES, group="queue"),
     Setting("queue.mode", _mode, 0o600,
-            "Permission bits of a queue the publisher creates; ``0660`` to share it with a "
-            "group.",
+            "Permission bits of a queue the publisher creates; ``0660`` to share it with a group "
+            "(:ref:`security`).",
             "octal mode", default_text="``0600``", group="queue"),
     Setting("drain.max_messages", _positive_int, 1000,
-            "Most events held in the landing zone before they are spooled together.",
+            "Most events held in the landing zone before they are spooled together (without the "
+            "landing zone: per wake-up, at most the queue's capacity).",
             "positive integer", group="drain"),
     Setting("drain.landing", _switch, True,
-            "Receive straight into a file-backed page; ``off`` trades that for a little "
-            "speed.",
+            "Receive straight into a file-backed page (:ref:`landing-zone`); ``off`` trades that "
+            "for a little speed.",
             "``on`` or ``off``", default_text="``on``", group="drain"),
     # 0 since the sender speaks requests: a niced thread that runs Python (and so
     # holds the GIL) gets preempted holding it and stalls the intake loop too;
     # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
     Setting("sender.nice", _int_in(0, 19), 0,
-            "How much nicer (lower priority) the sender thread runs than the intake loop "
-            "(Linux only).",
+            "How much nicer (lower priority) the sender thread runs than the intake loop (Linux "
+            "only).",
             "0-19", default_text="``0`` (off)", group="drain"),
     Setting("batch.max_bytes", _batch_bytes, MAX_BATCH_BYTES,
-            "Largest batch (500 KiB), counted as baseplate counts it; a larger event "
-            "travels alone.",
+            "Largest batch (500 KiB), counted as baseplate counts it: the format's overhead plus "
+            "each event and its comma.",
             "integer >= 64", group="batch"),
     Setting("batch.max_wait", _seconds, 1.0,
             "How long a batch waits for more events after its first one arrived.",
             "seconds", group="batch"),
     Setting("retry.backoff_initial", _positive_seconds, 1.0,
-            "First retry delay; it doubles each retry, with jitter.",
+            "First retry delay; it doubles each retry, with jitter (each delay is between half "
+            "and all of the current ceiling).",
             _SECONDS_ABOVE_0, group="batch"),
     Setting("retry.backoff_max", _positive_seconds, 60.0,
             "Longest retry delay.", "seconds, >= retry.backoff_initial", group="batch"),
@@ -274,13 +278,15 @@ PUBLISHER_SETTINGS = SettingTable("publisher", [
             "Cap on a collector's ``Retry-After`` (which is honoured, at least 0.1 s).",
             "seconds", group="batch"),
     Setting("retry.bisect_after_5xx", _int_in(1, 1000), 3,
-            "How many times in a row the same body may draw a 500 before the publisher "
-            "bisects the batch, as for a 422.",
+            "How many times in a row the same body may draw a 500 before the publisher bisects "
+            "the batch, as for a 422.",
             "1-1000", group="batch"),
     Setting("shutdown.deadline", _seconds, 10.0,
-            "How long to keep sending after SIGTERM or SIGINT.", "seconds", group="batch"),
+            "How long to keep sending after SIGTERM or SIGINT (:ref:`signals`).",
+            "seconds", group="batch"),
     Setting("spool.path", _string, None,
-            "The spool directory (mode 0700, one publisher each).",
+            "The spool directory (mode 0700, one publisher each; a relative path is relative to "
+            "the working directory).",
             "directory",
             default_text="``$STATE_DIRECTORY/<queue>`` under systemd, else "
                          "``/var/tmp/baseplate-events-<uid>/<queue>``",
@@ -292,20 +298,19 @@ PUBLISHER_SETTINGS = SettingTable("publisher", [
             "Size at which a spool file is rotated.",
             _BYTES, default_text="``8388608`` (8 MiB)", group="spool"),
     Setting("spool.fsync", _fsync, "interval",
-            "When the spool is synced to disk: every write, every spool.fsync_interval, or "
-            "when the kernel decides.",
+            "When the spool is synced to disk.",
             "``always``, ``interval`` or ``never``", group="spool"),
     Setting("spool.fsync_interval", _seconds, 1.0,
             "Seconds between syncs with ``spool.fsync = interval``.", "seconds", group="spool"),
     Setting("dead_letter.path", _string, None,
-            "Events the collector refused, one JSON line each.",
+            "Events the collector refused, one JSON line each (:ref:`dead-letters`).",
             "path", default_text="``<spool.path>/dead-letter.jsonl``", group="spool"),
     Setting("dead_letter.max_bytes", _positive_int, 100 << 20,
             "The dead-letter file's budget: refused events that would take it past this are "
-            "dropped, counted and logged.",
+            "dropped, counted (:metric:`dead_letter.dropped`) and logged.",
             _BYTES, default_text="``104857600`` (100 MiB)", group="spool"),
     Setting("health.path", _string, None,
-            "The health file, rewritten every health.interval.",
+            "The health file, rewritten every :confval:`health.interval`.",
             "path", default_text="``<spool.path>/health.json``", group="health"),
     Setting("health.interval", _positive_seconds, 5.0,
             "Seconds between health file updates.", _SECONDS_ABOVE_0, group="health"),
