@@ -30,12 +30,16 @@ import time
 from types import TracebackType
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Type
 
-import waitress
 from pyramid.request import Request
 from pyramid.response import Response
 
-from baseplate_events.collector.__main__ import add_arguments, serve, settings_from_args
-from baseplate_events.collector.app import DRAIN_FACTOR, make_configurator
+from baseplate_events.collector.__main__ import (
+    add_arguments,
+    create_server,
+    serve,
+    settings_from_args,
+)
+from baseplate_events.collector.app import make_configurator
 from baseplate_events.collector.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
@@ -145,8 +149,7 @@ def make_server(
                                 "max_body": max_body, "schema": schema, "uuid_field": uuid_field}
     store = SQLiteSink(db_path)
     app = make_app(settings, store, clock or time.time)
-    server = waitress.create_server(app, host=host, port=port, threads=threads,
-                                    max_request_body_size=DRAIN_FACTOR * max_body + 1)
+    server = create_server(app, host, port, threads, max_body)
     collector = Collector(server, store)
     return collector.start() if start else collector
 
@@ -156,15 +159,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="python -m demo_app.collector",
         description="The reference event collector with the SQLite sink and a page.")
     add_arguments(parser)
-    parser.add_argument("--db", default=":memory:",
-                        help="SQLite file to keep the events in (default: memory only)")
+    parser.add_argument("--db", help="SQLite file to keep the events in (default: "
+                                     "$STATE_DIRECTORY/events.sqlite3; :memory: for a test)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one dies (the demo runner)")
     args = parser.parse_args(argv)
     from baseplate_events.collector.schema import SchemaError
     from baseplate_events.errors import ConfigError
 
-    store = SQLiteSink(args.db)
+    from baseplate_events.collector.sinks.sqlite import create as create_sqlite
+
+    try:
+        store = create_sqlite({"path": args.db} if args.db else {})
+    except ConfigError as exc:
+        parser.error(str(exc).replace("--option sqlite.path=", "--db "))
     try:
         app = make_app(settings_from_args(args), store)
     except (ConfigError, SchemaError) as exc:
@@ -179,7 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     collector = app.registry["collector"]
     names = ", ".join(sorted(collector.settings.keys))
     return serve(app, args, lambda url: f"collector listening on {url} (keys: {names}; "
-                                        f"db: {args.db})",
+                                        f"db: {store.describe()})",
                  store.close, watch_parent=os.getppid() if args.exit_with_parent else None)
 
 

@@ -13,8 +13,11 @@ following a symlink it has not checked, and creates what is missing (mode
 - it is not writable by group or others, unless it is a sticky directory
   owned by root or by this user (``/tmp``, ``/var/tmp``, ``/dev/shm``): there
   nobody else can move or replace what we own;
-- the last one (the directory itself) is owned by this user; if it is merely
-  readable by others, it is made 0700.
+- the last one (the directory itself) is owned by this user; if its mode is
+  not the one asked for (0700 by default), it is set to it. It may be
+  writable by its group only when that mode gives the group write (a shared
+  reader group, as the collector's JSONL directory allows); ``symlink=False``
+  refuses it outright when it is a symlink.
 
 Anything else is refused with a :class:`UnsafePathError` naming the path and
 the problem. The caller keeps the returned descriptor and opens its files
@@ -50,10 +53,16 @@ def _components(path: str) -> List[str]:
     return [part for part in path.split("/") if part and part != "."]
 
 
-def open_private_directory(path: str) -> int:
+def open_private_directory(path: str, mode: int = 0o700, symlink: bool = True) -> int:
     """Open (creating as needed) ``path`` as a directory only this user controls.
 
     Returns an ``O_DIRECTORY`` descriptor the caller closes.
+
+    :param mode: the directory's mode (what is created gets it too, whatever
+        the umask): 0700, or with group bits (0750, 0770, with or without
+        setgid) for a group that shares it.
+    :param symlink: whether the directory itself may be a symlink (owned by
+        this user or root); False refuses one.
 
     :raises UnsafePathError: a component is a symlink or a directory owned by
         another user, is writable by others, is not a directory, or cannot be
@@ -74,8 +83,13 @@ def open_private_directory(path: str) -> int:
                 fd, walked = parent, os.path.dirname(walked.rstrip("/")) or "/"
                 continue
             here = os.path.join(walked, name)
-            info = _lstat_or_create(fd, name, here)
+            info = _lstat_or_create(fd, name, here, mode)
             if stat.S_ISLNK(info.st_mode):
+                if last and not symlink:
+                    raise UnsafePathError(
+                        f"{here} is a symlink; refusing to follow it (give the real "
+                        "directory's path instead)"
+                    )
                 if info.st_uid not in (0, uid):
                     raise UnsafePathError(
                         f"{here} is a symlink owned by {owner_name(info.st_uid)}, not by this "
@@ -95,20 +109,20 @@ def open_private_directory(path: str) -> int:
             child = _open_checked(fd, name, here, info)
             os.close(fd)
             fd, walked = child, here
-            _check_owner_and_mode(fd, here, uid, last)
+            _check_owner_and_mode(fd, here, uid, last, mode)
         return fd
     except BaseException:
         os.close(fd)
         raise
 
 
-def _lstat_or_create(fd: int, name: str, here: str) -> os.stat_result:
+def _lstat_or_create(fd: int, name: str, here: str, mode: int) -> os.stat_result:
     try:
         return os.stat(name, dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         pass
     try:
-        os.mkdir(name, 0o700, dir_fd=fd)
+        os.mkdir(name, mode & 0o777, dir_fd=fd)
     except FileExistsError:
         pass  # made by someone else meanwhile: checked below like any other
     except OSError as exc:
@@ -130,7 +144,7 @@ def _open_checked(fd: int, name: str, here: str, info: os.stat_result) -> int:
     return child
 
 
-def _check_owner_and_mode(fd: int, here: str, uid: int, last: bool) -> None:
+def _check_owner_and_mode(fd: int, here: str, uid: int, last: bool, wanted: int) -> None:
     info = os.fstat(fd)
     mode = stat.S_IMODE(info.st_mode)
     if last and info.st_uid != uid:
@@ -143,17 +157,17 @@ def _check_owner_and_mode(fd: int, here: str, uid: int, last: bool) -> None:
             f"{here} belongs to {owner_name(info.st_uid)}, not to this user or root; "
             "another user could replace what lies below it"
         )
-    if mode & 0o022:
+    if mode & 0o022 and not (last and not mode & 0o002 and wanted & 0o020):
         who = "others" if mode & 0o002 else "its group"
         if last:
             raise UnsafePathError(
                 f"{here} is writable by {who} (mode {mode:04o}); another user could "
-                f"have put files there (check them, then chmod 0700 {here})"
+                f"have put files there (check them, then chmod {wanted & 0o777:04o} {here})"
             )
         if not mode & stat.S_ISVTX:
             raise UnsafePathError(
                 f"{here} is writable by {who} (mode {mode:04o}) and not sticky; another "
                 "user could replace what lies below it"
             )
-    if last and mode & 0o077:
-        os.fchmod(fd, 0o700)
+    if last and mode != wanted:
+        os.fchmod(fd, wanted)

@@ -127,11 +127,19 @@ def test_arbitrary_bytes_never_crash_the_gunzip(data: bytes) -> None:
     assert refused.value.status in (400, 413)
 
 
-@pytest.mark.parametrize("version", ["1", "2", "2j"])
-def test_deeply_nested_json_is_a_400_not_a_recursion_error(version: str) -> None:
-    """100000 nested arrays (well under the body cap) are refused as malformed."""
+def test_deeply_nested_json_off_the_v2_envelope_is_a_400() -> None:
+    """100000 nested arrays on /v2 are not its envelope: malformed, not a recursion error."""
     with pytest.raises(MalformedBatch):
+        decode_batch("2", b"[" * 100_000 + b"]" * 100_000)
+
+
+@pytest.mark.parametrize("version", ["1", "2j"])
+def test_deeply_nested_json_is_the_events_422_not_a_recursion_error(version: str) -> None:
+    """100000 nested arrays (well under the body cap): event 0 is refused, naming why."""
+    with pytest.raises(RefusedEvents) as refused:
         decode_batch(version, b"[" * 100_000 + b"]" * 100_000)
+    assert [(0, None, "nested too deeply for the JSON parser; an event may nest at most 64 "
+                      "levels")] == [(r.index, r.uuid, r.reason) for r in refused.value.refusals]
 
 
 @pytest.mark.parametrize("depth", [450, 5000])

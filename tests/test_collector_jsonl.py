@@ -113,11 +113,11 @@ def test_a_live_writers_file_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_an_unknown_option_is_refused() -> None:
-    """jsonl.* takes directory, max_bytes, max_seconds and fsync only."""
+    """jsonl.* takes directory, max_bytes, max_seconds, fsync, mode and timeout only."""
     with pytest.raises(ConfigError) as raised:
         create({"directory": "/tmp", "rotate": "daily"})
     assert ("jsonl.rotate: unknown option; known: jsonl.directory, jsonl.max_bytes, "
-            "jsonl.max_seconds, jsonl.fsync") == str(raised.value)
+            "jsonl.max_seconds, jsonl.fsync, jsonl.mode, jsonl.timeout") == str(raised.value)
 
 
 def test_the_directory_is_required() -> None:

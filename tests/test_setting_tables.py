@@ -195,5 +195,5 @@ def test_an_unknown_sqlite_option_is_refused_with_the_option_it_resembles() -> N
 def test_sink_options_fill_in_the_tables_defaults() -> None:
     """An option left out has its table default; a required one is None for the sink to name."""
     expected: Dict[str, Any] = {"directory": None, "max_bytes": 64 << 20, "max_seconds": 300.0,
-                                "fsync": True}
+                                "fsync": True, "mode": 0o600, "timeout": 2.5}
     assert expected == sink_options("jsonl", {})

@@ -6,10 +6,21 @@
     python -m baseplate_events.collector --port 8080 --key demo=c2VjcmV0 \\
         --sink jsonl --option jsonl.directory=/var/lib/events
 
-``--port 0`` picks a free port; the first line printed says which. SIGTERM or
-SIGINT stops it: waitress finishes, then the sink is closed (flushed), and
-the process exits 0. For several processes, run the same app under gunicorn
-(see :mod:`baseplate_events.collector`).
+``--port 0`` picks a free port; the first line printed says which, and names
+the sink and where it keeps events. SIGTERM or SIGINT stops it: waitress
+finishes, then the sink is closed (flushed), and the process exits 0. For
+several processes, run the same app under gunicorn (see
+:mod:`baseplate_events.collector`).
+
+Slow clients: waitress reads every request whole, in its one I/O thread,
+before a worker thread sees it, so idle and trickling connections cost a
+socket each, never a thread. ``--connection-limit`` (default 1000) is how
+many it holds (past it, new ones wait in the listen backlog), and
+``--channel-timeout`` (default 60 s) closes a connection idle that long.
+``/healthz`` and ``/readyz`` are served by two threads of their own, so they
+answer while every batch thread waits for a sink. ``--metrics HOST:PORT``
+serves the collector's Prometheus metrics on a port of their own
+(:mod:`baseplate_events.collector.metrics`).
 """
 from __future__ import annotations
 
@@ -23,7 +34,94 @@ from ..errors import ConfigError
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from .settings import SINKS
 
-__all__ = ["add_arguments", "main", "serve", "settings_from_args"]
+__all__ = ["HEALTH_PATHS", "add_arguments", "create_server", "main", "serve",
+           "settings_from_args"]
+
+DEFAULT_CONNECTION_LIMIT = 1000
+DEFAULT_CHANNEL_TIMEOUT = 60
+#: the paths served by threads of their own, never queued behind batches
+HEALTH_PATHS = frozenset(("/healthz", "/readyz"))
+#: the threads that serve them
+HEALTH_THREADS = 2
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _address(text: str) -> "tuple[str, int]":
+    from .metrics import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _Lanes:
+    """waitress's task dispatcher, with a lane of its own for ``/healthz`` and ``/readyz``.
+
+    waitress hands a connection to a worker thread once a request on it is
+    whole. A connection whose next request is a health check goes to
+    :data:`HEALTH_THREADS` threads that only such requests reach first, so a
+    probe never waits behind batches that hold every worker thread.
+    """
+
+    def __init__(self, batches: Any, health: Any) -> None:
+        self.batches = batches
+        self.health = health
+
+    def add_task(self, channel: Any) -> None:
+        requests = getattr(channel, "requests", None) or [None]
+        path = getattr(requests[0], "path", None)
+        (self.health if path in HEALTH_PATHS else self.batches).add_task(channel)
+
+    def set_thread_count(self, count: int) -> None:
+        self.batches.set_thread_count(count)
+
+    def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
+        done = self.health.shutdown(cancel_pending, timeout)
+        return bool(self.batches.shutdown(cancel_pending, timeout)) and bool(done)
+
+
+def _room_for(connections: int) -> None:
+    """Raise the soft limit on open files to fit ``connections`` sockets, if it can."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 64  # the sink's files, the listening sockets, the logs
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        top = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
+def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
+                  connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+                  channel_timeout: int = DEFAULT_CHANNEL_TIMEOUT) -> Any:
+    """A waitress server for the collector: limits for slow clients, a lane for health."""
+    import waitress
+    from waitress.task import ThreadedTaskDispatcher
+
+    from .app import DRAIN_FACTOR
+
+    _room_for(connection_limit)
+    server: Any = waitress.create_server(
+        app, host=host, port=port, threads=threads,
+        # waitress reads the whole body before the app runs: past this it
+        # answers 413 itself, and the app refuses what is over --max-body.
+        max_request_body_size=DRAIN_FACTOR * max_body + 1,
+        clear_untrusted_proxy_headers=True,
+        connection_limit=connection_limit,
+        channel_timeout=channel_timeout,
+        cleanup_interval=max(1, min(30, channel_timeout // 2)),
+        # poll(), not select(): select() cannot watch a descriptor past 1023
+        asyncore_use_poll=True)
+    health = ThreadedTaskDispatcher()
+    health.set_thread_count(HEALTH_THREADS)
+    server.task_dispatcher = _Lanes(server.task_dispatcher, health)
+    return server
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +142,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uuid-field", metavar="ID",
                         help="the id of the top-level field holding each v2 event's uuid")
     parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--connection-limit", type=_positive, default=DEFAULT_CONNECTION_LIMIT,
+                        metavar="N", help="connections held open at once, idle or slow ones "
+                                          f"included (default {DEFAULT_CONNECTION_LIMIT})")
+    parser.add_argument("--channel-timeout", type=_positive, default=DEFAULT_CHANNEL_TIMEOUT,
+                        metavar="SECONDS", help="close a connection idle this long (default "
+                                                f"{DEFAULT_CHANNEL_TIMEOUT})")
+    parser.add_argument("--metrics", type=_address, metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (port 0 "
+                             "picks a free one, printed)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -66,16 +173,8 @@ def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
           on_stop: Callable[[], None], watch_parent: Optional[int] = None) -> int:
     """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``."""
-    import waitress
-
-    from .app import DRAIN_FACTOR
-
-    server: Any = waitress.create_server(
-        app, host=args.host, port=args.port, threads=args.threads,
-        # waitress reads the whole body before the app runs: past this it
-        # answers 413 itself, and the app refuses what is over --max-body.
-        max_request_body_size=DRAIN_FACTOR * args.max_body + 1,
-        clear_untrusted_proxy_headers=True)
+    server = create_server(app, args.host, args.port, args.threads, args.max_body,
+                           args.connection_limit, args.channel_timeout)
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         # waitress's loop runs in this (main) thread; leaving it is how it stops,
@@ -142,10 +241,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     collector = config.registry["collector"]
     names: List[str] = sorted(collector.settings.keys)
+    sink = collector.describe_sink()
+    metrics = ""
+    if args.metrics:
+        from .metrics import serve_metrics
+
+        try:
+            _, url = serve_metrics(collector.metrics.registry, args.metrics)
+        except OSError as exc:
+            collector.close()
+            parser.error(f"--metrics: cannot listen on {args.metrics[0]}:{args.metrics[1]}: "
+                         f"{exc.strerror}")
+        metrics = f"; metrics on {url}"
     return serve(
         config.make_wsgi_app(), args,
-        lambda url: f"collector listening on {url} (keys: {', '.join(names)}; "
-                    f"sink: {args.sink})",
+        lambda url: f"collector listening on {url} (keys: {', '.join(names)}; sink: {sink}"
+                    f"{metrics})",
         collector.close)
 
 

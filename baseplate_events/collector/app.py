@@ -7,12 +7,25 @@ Routes:
   :mod:`~baseplate_events.collector.batches`, then the sink. The answer is
   JSON: 200 ``{"accepted": N, "duplicates": D}`` only after the sink has the
   whole batch; 4xx ``{"error": ...}`` (422 with ``"refused": [{"index",
-  "uuid", "reason"}, ...]``); 503 with ``Retry-After`` while the sink is
-  unavailable. Never 500 for an event: what cannot be decoded or stored is a
-  422 naming it.
+  "uuid", "reason"}, ...]``); 503 with ``Retry-After`` only while the sink
+  is unavailable; 500 with the reason for a collector bug on this batch.
+  Never 500 or 503 for an event: what cannot be decoded or stored for a
+  reason of its own is a 422 naming it. A malformed request (a path that is
+  not UTF-8 once percent-decoded, no length, a body that cannot be read) is a
+  4xx with the reason, never a traceback.
 - ``GET /healthz``: 200 ``ok`` while the process serves (liveness).
 - ``GET /readyz``: 200 ``ready``, or 503 while the sink cannot take a batch
-  (readiness: a load balancer sends batches elsewhere meanwhile).
+  (readiness: a load balancer sends batches elsewhere meanwhile): from a
+  batch the sink could not take until a probe of the sink, at most every 2 s
+  and in a thread of its own, succeeds (see
+  :class:`~baseplate_events.collector.service.SinkHealth`). Neither health
+  view ever waits for the sink.
+
+Every answer is counted in the collector's metrics
+(:mod:`~baseplate_events.collector.metrics`).
+
+The app sets no hop-by-hop header (``Connection``): waitress and gunicorn
+own the connection, and a body the app leaves unread is theirs to drain.
 
 The app keeps no state between requests but its sink, so any number of them,
 in any number of processes, can stand behind one load balancer.
@@ -22,17 +35,21 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
+import sys
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from pyramid.config import Configurator
+from pyramid.exceptions import URLDecodeError
+from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
 from .batches import EventReader
 from .intake import Refused, declared_length
 from .schema import load_schema
-from .service import PATHS, Collector
+from .service import PATHS, Collector, internal_error
 from .settings import parse_settings
 from .sinks import Sink, create_sink
 
@@ -42,7 +59,8 @@ logger = logging.getLogger(__name__)
 
 #: A body up to this many times the cap is read and dropped before the 413, so
 #: that the client reads the answer and the connection stays usable; a bigger
-#: one is answered at once and the connection closed.
+#: one is answered at once (waitress refuses it itself, past
+#: ``max_request_body_size``; gunicorn drains it before the next request).
 DRAIN_FACTOR = 8
 
 
@@ -64,24 +82,34 @@ def _read_body(request: Request, collector: Collector
         length = declared_length(environ.get("CONTENT_LENGTH"), chunked, max_body)
     except Refused as refusal:
         declared = refusal.extra.pop("length", None)
-        headers = {}
         if declared is not None and declared <= DRAIN_FACTOR * max_body:
-            _discard(stream, declared)
-        else:
-            headers["Connection"] = "close"  # the body was not read
+            _read_quietly(_discard, stream, declared)
         status, answer = refusal.answer()
-        return None, _json(status, answer, **headers)
+        return None, _json(status, answer)
     if length is None:  # chunked: read to the end, up to the cap
-        body = stream.read(max_body + 1)
+        body, problem = _read_quietly(stream.read, max_body + 1)
+        if problem is not None:
+            return None, problem
         if len(body) > max_body:
             return None, _json(413, {"error": f"body is over {max_body} bytes; the collector "
-                                              f"takes at most {max_body}"}, Connection="close")
+                                              f"takes at most {max_body}"})
         return body, None
-    body = stream.read(length)
+    body, problem = _read_quietly(stream.read, length)
+    if problem is not None:
+        return None, problem
     if len(body) != length:
-        return None, _json(400, {"error": f"body ended after {len(body)} of {length} bytes"},
-                           Connection="close")
+        return None, _json(400, {"error": f"body ended after {len(body)} of {length} bytes"})
     return body, None
+
+
+def _read_quietly(read: Callable[..., Any], *args: Any) -> Tuple[Any, Optional[Response]]:
+    """``read(*args)``, or a 400 when the server cannot read the body (a chunk that is
+    not one, a client gone mid-body): the request's fault, never a 500."""
+    try:
+        return read(*args), None
+    except Exception as exc:  # gunicorn's InvalidChunkSize, NoMoreData (OSError)...
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return b"", _json(400, {"error": f"the body could not be read: {detail}"})
 
 
 def _discard(stream: Any, length: int) -> None:
@@ -121,23 +149,52 @@ def not_found_view(request: Request) -> Response:
                                 "POST to /v1, /v2 or /v2j"})
 
 
+def undecodable_path_view(exc: URLDecodeError, request: Request) -> Response:
+    """A path that is not UTF-8 once percent-decoded (``/%ff``): 400, naming it."""
+    path = request.environ.get("PATH_INFO", "")
+    shown = path.encode("latin-1", "replace")[:64]  # WSGI's PATH_INFO: the bytes as latin-1
+    return _json(400, {"error": f"the path {shown!r} is not UTF-8 once percent-decoded; "
+                                "POST to /v1, /v2 or /v2j"})
+
+
+def internal_error_view(exc: Exception, request: Request) -> Response:
+    """Anything else a view raised: 500 with the reason, logged with its traceback
+    (one line a minute per reason); an HTTP exception is its own answer."""
+    if isinstance(exc, HTTPException):
+        return exc
+    reason, where = internal_error(exc)
+    collector: Collector = request.registry["collector"]
+    collector.rate_limited(logging.ERROR, where, "collector: answered 500 to %s %s: %s",
+                           request.method, request.environ.get("PATH_INFO", "")[:64], reason,
+                           exc_info=exc)
+    return _json(500, {"error": reason})
+
+
 def healthz_view(request: Request) -> Response:
     return Response(body=b"ok\n", content_type="text/plain", charset=None)
 
 
 def readyz_view(request: Request) -> Response:
     collector: Collector = request.registry["collector"]
-    try:
-        ready = collector.sink.ready()
-    except Exception:
-        logger.exception("collector: the sink's readiness check failed")
-        ready = False
-    if ready:
+    if collector.health.ready():
         return Response(body=b"ready\n", content_type="text/plain", charset=None)
     response = Response(body=b"the sink is unavailable\n", status=503,
                         content_type="text/plain", charset=None)
     response.headers["Retry-After"] = str(collector.settings.retry_after)
     return response
+
+
+def metrics_tween(handler: Callable[[Request], Response], registry: Any
+                  ) -> Callable[[Request], Response]:
+    """Counts every answer by path and status in the collector's metrics."""
+    collector: Collector = registry["collector"]
+
+    def tween(request: Request) -> Response:
+        response = handler(request)
+        collector.metrics.request(request.path_info, response.status_code)
+        return response
+
+    return tween
 
 
 def make_configurator(
@@ -175,6 +232,9 @@ def make_configurator(
     config.add_route("readyz", "/readyz")
     config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
     config.add_notfound_view(not_found_view)
+    config.add_tween("baseplate_events.collector.app.metrics_tween")
+    config.add_exception_view(undecodable_path_view, context=URLDecodeError)
+    config.add_exception_view(internal_error_view, context=Exception)
     return config
 
 
@@ -184,6 +244,11 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
     """
     config = make_configurator(settings, **options)
+    collector: Collector = config.registry["collector"]
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
-        atexit.register(config.registry["collector"].close)
+        atexit.register(collector.close)
+        # the start line of this process (each gunicorn worker makes its app)
+        print(f"collector app made in process {os.getpid()} (keys: "
+              f"{', '.join(sorted(collector.settings.keys))}; sink: {collector.describe_sink()})",
+              file=sys.stderr, flush=True)
     return config.make_wsgi_app()

@@ -47,6 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import msgspec
 
 from .documents import (
+    MAX_DEPTH,
     BareConstant,
     StructShape,
     TJSONError,
@@ -86,6 +87,17 @@ _parse = msgspec.json.Decoder().decode
 _DBL_MAX = sys.float_info.max
 #: (parsed event, its JSON text as received, or None where it must be written anew)
 Element = Tuple[Any, Optional[str]]
+
+
+class Unreadable:
+    """An element the library parser cannot read for a reason of its own (nested past the
+    parser's recursion limit, an integer of more digits than Python converts): that
+    event's refusal, where a syntax error is the whole body's."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -230,7 +242,10 @@ def decode_batch(
     check = _check_v1 if version == "1" else _check_v2
     for index, (item, raw) in enumerate(elements):
         try:
-            event_uuid, document, reason = check(item, raw, reader)
+            if type(item) is Unreadable:  # the last element: the split stopped at it
+                event_uuid, document, reason = None, None, item.reason
+            else:
+                event_uuid, document, reason = check(item, raw, reader)
             if reason is None and not refusals:
                 data = raw.encode("utf-8") if raw is not None else _written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
@@ -273,7 +288,7 @@ def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: i
             items = _SPLIT_ARRAY(body)
             if not items:
                 return None
-    except (msgspec.DecodeError, RecursionError):
+    except Exception:  # msgspec.DecodeError, RecursionError...: the general path says what
         return None
     events: List[StoredEvent] = []
     append = events.append
@@ -288,7 +303,7 @@ def _decode_plain(version: str, body: bytes, reader: EventReader, received_ms: i
             if event_uuid is None:
                 return None
             append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms))
-    except (msgspec.DecodeError, RecursionError):
+    except Exception:  # whatever this path did not expect, the general one answers per event
         return None
     return events
 
@@ -308,8 +323,18 @@ def _split_fast(version: str, text: str) -> Optional[List[Element]]:
             if comma is None:
                 break
             position = comma.end()
-    except (ValueError, RecursionError):
-        return None
+    except RecursionError:
+        # The parser cannot read this event at all, so neither can it find where it
+        # ends: the event is refused, the ones before it are checked, the rest resent.
+        elements.append((Unreadable(f"nested too deeply for the JSON parser; an event may "
+                                    f"nest at most {MAX_DEPTH} levels"), None))
+        return elements
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            return None  # a syntax error: _split_slow says where
+        elements.append((Unreadable(f"a number has more digits than the collector reads: "
+                                    f"{exc}"), None))
+        return elements
     if (_V2_TAIL if version == "2" else _ARRAY_TAIL).match(text, end) is None:
         return None
     if version == "2" and int(head.group(1)) != len(elements):
@@ -400,27 +425,33 @@ def _check_v1(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
         return shown, None, f"uuid: {raw_uuid[:64]!r} is not a UUID"
     if not isinstance(item.get("payload"), dict):
         return canonical, None, "payload: missing or not a JSON object"
-    if raw is None or "NaN" in raw or "Infinity" in raw:  # a cheap test before the walk
-        bare = _bare_constant(item)
-        if bare is not None:
-            return canonical, None, bare
+    problem = _v1_problem(item)
+    if problem is not None:
+        return canonical, None, problem
     return canonical, item, None
 
 
-def _bare_constant(item: Dict[str, Any]) -> Optional[str]:
-    """Where a bare NaN or Infinity sits in a v1 event, as a reason; None if nowhere.
+def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
+    """What no sink can take in a v1 event, as a reason naming where; None if nothing.
 
-    Also a number the parser read as infinite (``1e400``): the event could not
-    be written anew (:func:`_written`) as JSON.
+    Nesting past :data:`MAX_DEPTH` (as v2 events are capped: a sink writing the
+    event again, ``json.dumps``, would reach the recursion limit); a bare NaN or
+    Infinity; a number the parser read as infinite (``1e400``), which could not be
+    written anew (:func:`_written`) as JSON.
     """
-    stack: List[Tuple[str, Any]] = [(key, value) for key, value in item.items()]
+    stack: List[Tuple[str, Any, int]] = [(key, value, 1) for key, value in item.items()]
     while stack:
-        path, value = stack.pop()
+        path, value, depth = stack.pop()
         kind = type(value)
-        if kind is dict:
-            stack.extend((f"{path}.{key}", inner) for key, inner in value.items())
-        elif kind is list:
-            stack.extend((f"{path}[{index}]", inner) for index, inner in enumerate(value))
+        if kind is dict or kind is list:
+            if depth >= MAX_DEPTH:
+                return (f"{path[:64]}: nested more than {MAX_DEPTH} levels deep; an event "
+                        f"may nest at most {MAX_DEPTH}")
+            if kind is dict:
+                stack.extend((f"{path}.{key}", inner, depth + 1) for key, inner in value.items())
+            else:
+                stack.extend((f"{path}[{index}]", inner, depth + 1)
+                             for index, inner in enumerate(value))
         elif kind is BareConstant:
             return f"{path}: bare {value.text} is not JSON; send a number, a string or null"
         elif kind is float and not -_DBL_MAX <= value <= _DBL_MAX:

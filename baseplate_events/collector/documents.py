@@ -67,11 +67,15 @@ _DBL_MAX = sys.float_info.max
 _TOO_LARGE = ('too large for "dbl" (the largest double is about 1.8e308); TJSON writes '
               'an infinite value "Infinity" or "-Infinity", as a string')
 #: the spellings of a UUID taken: 8-4-4-4-12 or 32 hex digits, bare, in braces or after
-#: urn:uuid:, either case; ASCII only (uuid.UUID alone also takes "_", spaces, "٦"...)
+#: urn:uuid:, either case; ASCII only (uuid.UUID alone also takes "_", spaces, "٦"...).
+#: re.ASCII: without it, case folding takes "İ" (U+0130) and "ı" (U+0131) for "i".
 _UUID_SPELLING = re.compile(
     r"(?i:urn:uuid:)?(?:[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1"
     r"[0-9a-fA-F]{12})|\{[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2"
-    r"[0-9a-fA-F]{12}\}")
+    r"[0-9a-fA-F]{12}\}", re.ASCII)
+#: a map key of type "dbl": a JSON number, or Thrift's spellings of the special doubles
+_DOUBLE_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+                         r"|nan|inf|-inf|NaN|Infinity|-Infinity", re.ASCII)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTAINERS = ("lst", "set", "map")
 TAGS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid", "rec", "lst", "set", "map")
@@ -285,7 +289,10 @@ def canonical_uuid(value: Any) -> Optional[str]:
         return value
     if _UUID_SPELLING.fullmatch(value) is None:  # UUID() alone takes "_", spaces, "٦"...
         return None
-    return str(uuid.UUID(value.lower()))  # UUID() knows "urn:uuid:" in lower case only
+    try:
+        return str(uuid.UUID(value.lower()))  # UUID() knows "urn:uuid:" in lower case only
+    except ValueError:  # the pattern admits nothing UUID() refuses; never an exception here
+        return None
 
 
 def _read_uuid(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> str:
@@ -360,10 +367,10 @@ def _int_key(tag: str, key: str) -> int:
 
 
 def _double_key(tag: str, key: str) -> float:
-    try:
-        return float(key)  # also "nan", "inf", "-inf" (Thrift's keys) and "NaN", "Infinity"
-    except ValueError:
-        raise TJSONError(f"map key {key[:32]!r} is not a number") from None
+    # float() alone also takes "1_0", " 1 ", "١" and "INFINITY": ASCII number syntax only.
+    if _DOUBLE_KEY.fullmatch(key) is None:
+        raise TJSONError(f"map key {key[:32]!r} is not a number")
+    return float(key)  # also "nan", "inf", "-inf" (Thrift's keys) and "NaN", "Infinity"
 
 
 def _bool_key(tag: str, key: str) -> bool:

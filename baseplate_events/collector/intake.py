@@ -19,7 +19,10 @@ Statuses, and why each:
   both, after the same HMAC work, so that key names cannot be enumerated. The
   mac is HMAC-SHA256 over the *uncompressed* body, compared with
   :func:`hmac.compare_digest`.
-- 400: a malformed ``Content-Length``; a body that is not gzip.
+- 400: a malformed ``Content-Length``; a body that is not gzip, or gzip of
+  more than :data:`MAX_GZIP_MEMBERS` members or with an empty member (both
+  publishers send one member; the bound keeps the work done before the
+  signature is checked proportional to the body).
 - 411: neither ``Content-Length`` nor a chunked body.
 - 413: the body, compressed or decompressed, is over the cap (gzip bombs).
 - 415: not ``Content-Encoding: gzip`` / ``Content-Type: application/json``.
@@ -37,6 +40,7 @@ from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_REPLAY_WINDOW",
+    "MAX_GZIP_MEMBERS",
     "Refused",
     "check_batch",
     "check_date",
@@ -52,13 +56,15 @@ __all__ = [
 #: Largest body, compressed or not, the collector reads by default (the
 #: publisher's batches hold at most 500 KiB uncompressed).
 DEFAULT_MAX_BODY = 1024 * 1024
+#: The most gzip members a body may hold (the publishers send one).
+MAX_GZIP_MEMBERS = 16
 #: How far, in seconds, a request's ``Date`` may be from the collector's clock.
 DEFAULT_REPLAY_WINDOW = 300.0
 #: The one answer to an unknown key and to a wrong mac.
 SIGNATURE_REFUSED = "signature does not match a key this collector holds"
 
 _SIGNATURE = re.compile(r"^\s*key=([^\s,]+)\s*,\s*mac=([0-9A-Fa-f]+)\s*$")
-_DIGITS = re.compile(r"^[0-9]+$")
+_DIGITS = re.compile(r"[0-9]+")
 #: a secret no key has (its HMAC is computed for an unknown key, so that the
 #: answer costs the same time as for a wrong mac)
 _NO_SECRET = b"\0" * 32
@@ -86,15 +92,22 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     """Decompress a gzip body (one member or several) without producing more than ``limit`` bytes.
 
     :raises Refused: 413 once the output would pass ``limit``; 400 if the data
-        is not complete, valid gzip.
+        is not complete, valid gzip, holds more than :data:`MAX_GZIP_MEMBERS`
+        members, or a member holding nothing.
     """
     out = bytearray()
     remaining = data
+    members = 0
     if not remaining:
         raise Refused(400, "body is empty; expected a gzip stream")
     while remaining:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise Refused(400, f"body holds more than {MAX_GZIP_MEMBERS} gzip members; "
+                               f"send the batch as one gzip stream")
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         chunk = remaining
+        before = len(out)
         try:
             while chunk and not inflater.eof:
                 # max_length bounds the work: a bomb stops at limit + 1 bytes.
@@ -106,6 +119,9 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
             raise Refused(400, f"body is not valid gzip: {exc}") from None
         if not inflater.eof:
             raise Refused(400, "body is not valid gzip: the stream is truncated")
+        if len(out) == before:
+            raise Refused(400, f"gzip member {members} of the body is empty; send the batch "
+                               f"as one gzip stream")
         remaining = inflater.unused_data
     return bytes(out)
 
@@ -132,7 +148,7 @@ def check_date(header: Optional[str], now: float, window: float) -> None:
         if parsed.tzinfo is None:  # "-0000": UTC with no zone information
             parsed = parsed.replace(tzinfo=datetime.timezone.utc)
         sent = parsed.timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         raise Refused(401, f"unparseable Date header {header[:64]!r}; expected RFC 1123") from None
     skew = now - sent
     if abs(skew) > window:
@@ -178,7 +194,7 @@ def declared_length(content_length: Optional[str], chunked: bool, max_body: int)
             return None
         raise Refused(411, "missing Content-Length")
     text = content_length.strip()
-    if not _DIGITS.match(text):
+    if not _DIGITS.fullmatch(text):
         raise Refused(400, f"malformed Content-Length {content_length[:32]!r}; expected digits")
     length = int(text)
     if length > max_body:

@@ -7,27 +7,194 @@ returns the status and JSON answer: the checks of
 (:mod:`~baseplate_events.collector.sinks`). The Pyramid app
 (:mod:`~baseplate_events.collector.app`) reads the request and writes the
 answer around it.
+
+What each answer means, so that no event can stall a publisher's queue:
+
+- 503 (with ``Retry-After``) only when the sink raised
+  :class:`~baseplate_events.collector.sinks.SinkUnavailable` (its
+  infrastructure: a disk full or read-only, a lock held too long, a broker
+  down): the publisher waits and sends the same batch again.
+- 422 for events refused for a reason of their own, each named, whatever
+  raised it (a check, the parser, the sink's value checks).
+- 500 for anything else raised while handling the batch: a collector bug on
+  this batch, answered with the exception's type and message and logged with
+  its traceback. The publisher bisects a repeating 500 and sets an event
+  aside only once the collector has accepted others since.
+
+500 and 503 log lines are rate-limited (:class:`RateLimitedLog`): one a
+minute per reason, with how many there were.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
+import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 from typing import runtime_checkable
 
 from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
+from .metrics import CollectorMetrics
 from .settings import CollectorSettings
 from .sinks import Sink, SinkUnavailable
 
-__all__ = ["PATHS", "Answer", "Collector", "Journal"]
+__all__ = ["PATHS", "PROBE_INTERVAL", "Answer", "Collector", "Journal", "RateLimitedLog",
+           "SinkHealth", "internal_error"]
 
 logger = logging.getLogger(__name__)
 
 PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
 Answer = Tuple[int, Dict[str, Any]]
+
+#: the shortest time between two probes of a sink that failed
+PROBE_INTERVAL = 2.0
+
+
+class SinkHealth:
+    """Whether the sink takes batches, as ``/readyz`` says: the truth after a failure.
+
+    A batch the sink could not take marks it unavailable. From then on
+    :meth:`ready` is False and starts a probe of the sink itself (its
+    ``probe()``: a write in a savepoint, a probe file, broker metadata), in a
+    thread of its own and at most every ``interval`` seconds, so that a probe
+    neither waits behind batches nor makes ``/readyz`` wait. A probe, or a
+    batch, that succeeds makes it available again, without waiting for the
+    traffic a load balancer no longer sends.
+    """
+
+    def __init__(self, sink: Callable[[], Sink], metrics: CollectorMetrics,
+                 interval: float = PROBE_INTERVAL,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self.interval = interval
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        #: why the sink is unavailable, or None while it takes batches
+        self.problem: Optional[str] = None
+        self._probing = False
+        self._last_probe = float("-inf")
+        #: how many probes were started (each one a thread)
+        self.probes = 0
+
+    def failed(self, problem: str) -> None:
+        """A batch could not be stored."""
+        with self._lock:
+            if self.problem is None:
+                self._last_probe = self._monotonic()  # the failure was a probe of its own
+            self.problem = problem
+        self._metrics.sink_ready.set(0)
+
+    def succeeded(self) -> None:
+        """A batch, or a probe, was stored."""
+        if self.problem is None:
+            return
+        with self._lock:
+            was, self.problem = self.problem, None
+        if was is not None:
+            logger.warning("collector: the sink takes batches again (it failed with: %s)", was)
+        self._metrics.sink_ready.set(1)
+
+    def ready(self) -> bool:
+        """Whether the sink takes batches (never blocks; may start a probe)."""
+        if self.problem is None:
+            try:
+                return bool(self._sink().ready())
+            except Exception:
+                logger.exception("collector: the sink's readiness check failed")
+                return False
+        with self._lock:
+            due = not self._probing and self._monotonic() - self._last_probe >= self.interval
+            if due:
+                self._probing = True
+                self._last_probe = self._monotonic()
+                self.probes += 1
+        if due:
+            threading.Thread(target=self._probe, name="sink-probe", daemon=True).start()
+        return False
+
+    def _probe(self) -> None:
+        try:
+            sink = self._sink()
+            probe = getattr(sink, "probe", None)
+            if callable(probe):
+                probe()
+            elif not sink.ready():
+                raise SinkUnavailable("the sink says it is not ready")
+        except SinkUnavailable as exc:
+            logger.warning("collector: the sink is still unavailable: %s", exc)
+            with self._lock:
+                self.problem = str(exc)
+        except Exception:
+            logger.exception("collector: probing the sink failed")
+        else:
+            self.succeeded()
+        finally:
+            with self._lock:
+                self._probing = False
+                self._last_probe = self._monotonic()
+
+
+#: runs of digits and hex (uuids, counts, offsets): one reason, whatever their values
+_VARYING = re.compile(r"[0-9a-fA-F]*[0-9][0-9a-fA-F-]*")
+
+
+class RateLimitedLog:
+    """Log lines rate-limited per reason: the first at once, then one per ``interval``.
+
+    A collector in trouble answers every batch of every publisher the same
+    way; one line a minute per reason, saying how many times it happened,
+    keeps the log readable. Digits and hex in a reason (uuids, counts) do not
+    make it another reason.
+
+    :param clock: seconds, monotonic; tests pass a fake one.
+    """
+
+    #: reasons remembered at most (the oldest forgotten first)
+    MAX_REASONS = 256
+
+    def __init__(self, log: logging.Logger, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: reason → (when its last line was written, times since then, held back)
+        self._seen: Dict[str, Tuple[float, int]] = {}
+
+    def __call__(self, level: int, reason: str, message: str, *args: Any,
+                 exc_info: Any = None) -> bool:
+        """Log ``message % args`` and the count, unless ``reason`` was logged within the
+        interval (then only counted); whether it was logged."""
+        key = _VARYING.sub("#", reason)
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(key)
+            if last is not None and now - last[0] < self.interval:
+                self._seen[key] = (last[0], last[1] + 1)
+                return False
+            times = 1 + (last[1] if last is not None else 0)
+            self._seen.pop(key, None)
+            if len(self._seen) >= self.MAX_REASONS:
+                del self._seen[next(iter(self._seen))]
+            self._seen[key] = (now, 0)
+        self.log.log(level, message + " (%d time%s in the last %s)", *args, times,
+                     "" if times == 1 else "s",
+                     "minute" if self.interval == 60 else f"{self.interval:g} s",
+                     exc_info=exc_info)
+        return True
+
+
+def internal_error(exc: BaseException) -> Tuple[str, str]:
+    """(the 500 answer's reason, the reason's key for the rate limit: where it was raised)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    message = str(exc)
+    reason = f"internal error: {type(exc).__name__}" + (f": {message[:200]}" if message else "")
+    return reason, f"{type(exc).__name__} at {where}"
 
 
 @runtime_checkable
@@ -51,14 +218,19 @@ class Collector:
 
     def __init__(self, settings: CollectorSettings, reader: EventReader, sink: Sink,
                  clock: Callable[[], float] = time.time,
-                 make_sink: Optional[Callable[[], Sink]] = None) -> None:
+                 make_sink: Optional[Callable[[], Sink]] = None,
+                 log_clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.reader = reader
         self.clock = clock
+        #: the 500 and 503 log lines, one a minute per reason
+        self.rate_limited = RateLimitedLog(logger, clock=log_clock)
         self._sink = sink
         self._make_sink = make_sink
         self._pid = os.getpid()
         self._fork_lock = threading.Lock()
+        self.metrics = CollectorMetrics()
+        self.health = SinkHealth(lambda: self.sink, self.metrics)
 
     @property
     def sink(self) -> Sink:
@@ -78,6 +250,11 @@ class Collector:
         if self._pid == os.getpid():
             self._sink.close()
 
+    def describe_sink(self) -> str:
+        """The sink and where it keeps events, for the start line (``sqlite /var/lib/...``)."""
+        describe = getattr(self._sink, "describe", None)
+        return describe() if callable(describe) else self.settings.sink
+
     @property
     def journal(self) -> Optional[Journal]:
         sink = self._sink
@@ -91,12 +268,25 @@ class Collector:
             status, answer = self._take(path, headers, body, received_ms)
         except Refused as refusal:
             status, answer = refusal.answer()
-        except Exception as exc:  # a bug: 503 keeps the batch at the publisher, loudly
-            logger.exception("collector: failed to handle a batch")
-            status, answer = 503, {"error": f"internal error: {type(exc).__name__}"}
+        except SinkUnavailable as exc:  # the sink cannot take the batch now: 503, Retry-After
+            status, answer = self._unavailable(exc)
+        except Exception as exc:  # a bug on this batch: 500, which the publisher bisects
+            reason, where = internal_error(exc)
+            self.rate_limited(logging.ERROR, where, "collector: answered 500 to a batch on %s: %s",
+                              stream, reason, exc_info=exc)
+            status, answer = 500, {"error": reason}
         if status == 422:
             self._record(stream, answer["refused"], received_ms)
+        self._count_answer(status, answer)
         return status, answer
+
+    def _count_answer(self, status: int, answer: Mapping[str, Any]) -> None:
+        metrics = self.metrics
+        if status == 200:
+            metrics.events.labels("accepted").inc(answer.get("accepted", 0))
+            metrics.events.labels("duplicate").inc(answer.get("duplicates", 0))
+        elif 400 <= status < 500 and status != 422:
+            metrics.batch_refused(status)
 
     def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
               ) -> Answer:
@@ -111,22 +301,30 @@ class Collector:
         except MalformedBatch as exc:
             raise Refused(400, f"not a v{version} batch: {exc}") from None
         except RefusedEvents as exc:
+            self.metrics.events_refused.labels("invalid").inc(len(exc.refusals))
             raise Refused(422, str(exc), refused=[r.as_dict() for r in exc.refusals]) from None
+        self.metrics.batch_events.observe(len(events))
+        started = time.monotonic()
         try:
-            reasons = self.sink.store("v" + version, events)
-        except SinkUnavailable as exc:
-            logger.warning("collector: sink unavailable, answering 503: %s", exc)
-            raise Refused(503, f"the sink is unavailable: {exc}") from None
-        except Exception as exc:  # a sink bug: never a 500, which would dead-letter good events
-            logger.exception("collector: the sink failed on a batch")
-            raise Refused(503, f"the sink failed: {type(exc).__name__}") from None
+            reasons = self.sink.store("v" + version, events)  # SinkUnavailable: 503, see take
+        finally:
+            self.metrics.store_seconds.observe(time.monotonic() - started)
+        self.health.succeeded()
         refusals = [Refusal(i, reason, events[i].uuid)
                     for i, reason in enumerate(reasons) if reason is not None]
         if refusals:
+            self.metrics.events_refused.labels("sink").inc(len(refusals))
             raise Refused(422, str(RefusedEvents(refusals, len(events))),
                           refused=[r.as_dict() for r in refusals])
         duplicates = self.sink.duplicates() if hasattr(self.sink, "duplicates") else 0
         return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
+
+    def _unavailable(self, exc: SinkUnavailable) -> Answer:
+        self.metrics.sink_unavailable.inc()
+        self.health.failed(str(exc))
+        self.rate_limited(logging.WARNING, str(exc),
+                          "collector: sink unavailable, answered 503: %s", exc)
+        return 503, {"error": f"the sink is unavailable: {exc}"}
 
     def _record(self, stream: str, refused: List[Dict[str, Any]], received_ms: int) -> None:
         journal = self.journal

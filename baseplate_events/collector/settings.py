@@ -65,6 +65,24 @@ def _kafka_timeout(key: str, value: Any) -> int:
     return validation.positive_int(key, value, expected="a positive integer (milliseconds)")
 
 
+#: the file modes ``jsonl.mode`` may give: private, group-readable, group-writable
+JSONL_MODES = (0o600, 0o640, 0o660)
+
+
+def parse_jsonl_mode(key: str, value: Any) -> int:
+    """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
+    text = str(value).strip()
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if mode not in JSONL_MODES:
+        raise ConfigError(key, f"expected 0600, 0640 or 0660 (the files' mode: "
+                               f"private, read by a group, moved by a group), "
+                               f"got {value!r}")
+    return mode
+
+
 def _topic(key: str, value: Any) -> str:
     topic = str(value).strip()
     if not topic:
@@ -106,10 +124,13 @@ COLLECTOR_SETTINGS = SettingTable("collector", [
             "Thrift field id", default_text="unset", group="service"),
     Setting("retry_after", parse_positive_int, 5,
             "What a 503 puts in ``Retry-After``.", "seconds", group="service"),
-    Setting("sqlite.path", _text, ":memory:",
-            "The SQLite database file.", "path", group="sqlite"),
-    Setting("sqlite.busy_timeout", parse_float, 5.0,
-            "How long a write waits for another process's lock.", "seconds", group="sqlite"),
+    Setting("sqlite.path", _text, None,
+            "The SQLite database file.", "path",
+            default_text="``$STATE_DIRECTORY/events.sqlite3`` under systemd, else required",
+            group="sqlite"),
+    Setting("sqlite.busy_timeout", parse_float, 2.5,
+            "How long a batch waits for the database (another worker's write, a lock).",
+            "seconds", group="sqlite"),
     Setting("jsonl.directory", _text, None,
             "Where the JSONL files are written.", "directory",
             default_text="required with sink = jsonl", group="jsonl"),
@@ -121,6 +142,12 @@ COLLECTOR_SETTINGS = SettingTable("collector", [
             "seconds", group="jsonl"),
     Setting("jsonl.fsync", validation.boolean, True,
             "``fsync`` each batch before the 2xx.", "boolean", group="jsonl"),
+    Setting("jsonl.mode", parse_jsonl_mode, 0o600,
+            "The files' mode: private, read by a group, or moved by a group.",
+            "``0600``, ``0640`` or ``0660``", default_text="``0600``", group="jsonl"),
+    Setting("jsonl.timeout", parse_float, 2.5,
+            "How long a batch waits for another thread's write before the answer is 503.",
+            "seconds", group="jsonl"),
     Setting("kafka.bootstrap_servers", _text, None,
             "The brokers: ``host:port[,host:port...]``.", "``host:port[,host:port...]``",
             default_text="required with sink = kafka", group="kafka"),

@@ -26,12 +26,16 @@ The contract
     event's: the publisher would set a good event aside.
 
 ``SinkUnavailable``
-    Raised by ``store`` when the sink cannot take the batch now (database
-    locked or gone, broker unreachable, a delivery timeout). The app answers
-    503 with ``Retry-After``; the publisher keeps the batch and retries, so
-    nothing is lost. Any other exception out of ``store`` is a bug in the sink;
-    the app logs it and answers 503 too (never 500: the publisher would
-    bisect and dead-letter good events).
+    Raised by ``store`` when the sink's infrastructure cannot take the batch
+    now (a disk full or read-only, a file not permitted, a lock held past its
+    timeout, a broker down, a producer being recreated, a delivery timeout),
+    and only then. The app answers 503 with ``Retry-After``; the publisher
+    keeps the batch and retries, so nothing is lost. Any other exception out
+    of ``store`` is a bug in the sink: the app logs it and answers 500 with
+    the reason, which the publisher bisects; it sets an event aside only once
+    the collector has accepted others since, so a bug stalls nothing and a
+    blanket 500 sets nothing aside. A 503 for a bug would stall the queue:
+    the publisher retries a 503 for ever.
 
 ``Sink.ready() -> bool``
     Whether the sink can take a batch now; ``GET /readyz`` answers 503 while

@@ -20,6 +20,24 @@ Files, and the rotation rule:
   the next sink that starts in the directory, or rotates: any half line at its
   end (an unanswered batch, which the publisher sends again) is cut off first.
 
+The directory is a trust boundary, as the publisher's spool is: every event
+of every publisher passes through it.
+
+- ``jsonl.mode`` (default ``0600``) is the files' mode, whatever the umask;
+  ``0640`` lets a reader group read them, ``0660`` also move or delete them.
+  The directory gets the same bits plus search: ``0700``, ``2750`` or
+  ``2770`` (setgid, so that files and new directories keep its group).
+- A directory that exists is refused at start, with an error naming it and
+  the problem, when it is a symlink, belongs to another user, is writable by
+  others, or is writable by its group while ``jsonl.mode`` gives the group
+  no write. Its parents are checked as the spool's are
+  (:func:`publisher.paths.open_private_directory`). Otherwise its mode is
+  set to the one above.
+- Files are opened relative to the directory's descriptor, never following
+  a symlink; start-up recovery adopts a ``.part`` file only if it is a
+  regular file of this user, with one link, that nobody outside ``jsonl.mode``
+  can write. Any other is left alone and logged.
+
 A batch is written in one ``write`` and, unless ``jsonl.fsync = false``,
 ``fsync``-ed before the 2xx. A write that fails (disk full) is cut back to the
 file's last good length and answered 503, so the publisher retries and no half
@@ -28,17 +46,20 @@ reader de-duplicates by ``uuid``.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
-import glob
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
+from publisher.paths import UnsafePathError, open_private_directory
+
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, sink_options
+from ..settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES, parse_jsonl_mode, sink_options
 from . import STREAMS, SinkUnavailable, StoredEvent
 
 __all__ = ["JSONLSink", "create"]
@@ -47,23 +68,38 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES: int = COLLECTOR_SETTINGS["jsonl.max_bytes"].default
 DEFAULT_MAX_SECONDS: float = COLLECTOR_SETTINGS["jsonl.max_seconds"].default
+DEFAULT_MODE: int = COLLECTOR_SETTINGS["jsonl.mode"].default
+#: how long a batch waits for another thread's write before the answer is 503
+DEFAULT_TIMEOUT: float = COLLECTOR_SETTINGS["jsonl.timeout"].default
 _PART = ".part"
+_OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def directory_mode(mode: int) -> int:
+    """The directory's mode for files of ``mode``: the same bits plus search, setgid for a group."""
+    directory = mode | 0o100 | (0o010 if mode & 0o070 else 0)
+    return directory | (stat.S_ISGID if mode & 0o070 else 0)
 
 
 class _OpenFile:
     """One stream's file being written: its descriptor (locked), name, size and age."""
 
-    def __init__(self, path: str, started: float) -> None:
+    def __init__(self, directory: int, name: str, path: str, started: float, mode: int) -> None:
+        self.name = name
         self.path = path
         self.started = started
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
-                          0o644)
-        # A sink starting beside us may lock (and, empty, remove) the file
-        # between our open and our lock; then it has no name and we start again.
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        if os.fstat(self.fd).st_nlink == 0:
+        self.fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _OPEN_FLAGS,
+                          mode, dir_fd=directory)
+        try:
+            os.fchmod(self.fd, mode)  # whatever the umask took away
+            # A sink starting beside us may lock (and, empty, remove) the file
+            # between our open and our lock; then it has no name and we start again.
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if os.fstat(self.fd).st_nlink == 0:
+                raise FileNotFoundError(path)
+        except BaseException:
             os.close(self.fd)
-            raise FileNotFoundError(path)
+            raise
         self.size = 0
 
 
@@ -71,7 +107,10 @@ class JSONLSink:
     """Appends each batch to the stream's current file; rotates by size and age.
 
     :param directory: where the files go (created if missing).
+    :param mode: the files' mode (0600, 0640 or 0660); the directory's follows.
+    :param timeout: seconds a batch waits for another thread's write.
     :param clock: seconds since the epoch, for file ages and names; tests pass a fake one.
+    :raises UnsafePathError: the directory, or a parent, is not safe (see the module).
     """
 
     #: Only each event's uuid and bytes are written: no document is built.
@@ -79,8 +118,14 @@ class JSONLSink:
 
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_seconds: float = DEFAULT_MAX_SECONDS, fsync: bool = True,
-                 clock=time.time) -> None:
+                 clock=time.time, mode: int = DEFAULT_MODE,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode:04o} is not one of "
+                             f"{', '.join(f'{m:04o}' for m in MODES)}")
         self.directory = directory
+        self.mode = mode
+        self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_seconds = max_seconds
         self.fsync = fsync
@@ -90,11 +135,12 @@ class JSONLSink:
         self._sequence = 0
         self._closed = False
         self._host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise SinkUnavailable(f"jsonl: cannot create {directory}: {exc.strerror}") from None
+        self._dir = open_private_directory(directory, directory_mode(mode), symlink=False)
         self.recover()
+
+    def describe(self) -> str:
+        """For the start line: where the files go and their mode."""
+        return f"jsonl {self.directory} (files {self.mode:04o})"
 
     # -- the sink contract ------------------------------------------------------
 
@@ -103,31 +149,64 @@ class JSONLSink:
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}")
         lines = b"".join(_line(stream, event) for event in events)
-        with self._lock:
+        if not self._lock.acquire(timeout=self.timeout):
+            raise SinkUnavailable(f"jsonl: another batch held {self.directory} for over "
+                                  f"{self.timeout:g} s")
+        try:
             if self._closed:
                 raise SinkUnavailable("jsonl: the sink is closed")
             try:
                 current = self._current(stream)
                 self._write(current, lines)
+                if current.size >= self.max_bytes:
+                    self._rotate(stream)
             except OSError as exc:
                 raise SinkUnavailable(f"jsonl: cannot write to {self.directory}: "
                                       f"{exc.strerror or exc}") from None
-            if current.size >= self.max_bytes:
-                self._rotate(stream)
+        finally:
+            self._lock.release()
         return [None] * len(events)
 
     def ready(self) -> bool:
-        with self._lock:
-            if self._closed:
-                return False
-            self._rotate_old()
-        return os.access(self.directory, os.W_OK | os.X_OK)
+        """False once closed; rotates files past their age when no batch holds the sink."""
+        if self._closed:
+            return False
+        if self._lock.acquire(blocking=False):  # never wait behind a batch
+            try:
+                self._rotate_old()
+            except OSError:
+                logger.exception("jsonl: cannot rotate in %s", self.directory)
+            finally:
+                self._lock.release()
+        return not self._closed
+
+    def probe(self) -> None:
+        """Write, sync and remove a small file in the directory.
+
+        :raises SinkUnavailable: that failed (a full disk, a read-only mount).
+        """
+        name = f".probe-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, 0o600,
+                         dir_fd=self._dir)
+            try:
+                os.write(fd, b"probe\n" * 512)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(name, dir_fd=self._dir)
+        except OSError as exc:
+            raise SinkUnavailable(f"jsonl: cannot write to {self.directory}: "
+                                  f"{exc.strerror or exc}") from None
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             for stream in list(self._files):
                 self._rotate(stream)
             self._closed = True
+            os.close(self._dir)
 
     # -- files ------------------------------------------------------------------------
 
@@ -141,7 +220,8 @@ class JSONLSink:
                 self._sequence += 1
                 name = f"{stream}-{stamp}-{self._host}-{os.getpid()}-{self._sequence}.jsonl{_PART}"
                 try:
-                    current = _OpenFile(os.path.join(self.directory, name), now)
+                    current = _OpenFile(self._dir, name, os.path.join(self.directory, name),
+                                        now, self.mode)
                     break
                 except FileNotFoundError:
                     if attempt == 2:
@@ -177,34 +257,54 @@ class JSONLSink:
         current = self._files.pop(stream)
         try:
             if current.size:
-                os.rename(current.path, current.path[: -len(_PART)])
+                os.rename(current.name, current.name[: -len(_PART)], src_dir_fd=self._dir,
+                          dst_dir_fd=self._dir)
             else:
-                os.unlink(current.path)
+                os.unlink(current.name, dir_fd=self._dir)
         finally:
             os.close(current.fd)  # releases the lock only once the name is final
 
     def recover(self) -> int:
-        """Finish the ``.part`` files of processes that died; return how many."""
+        """Finish the ``.part`` files of processes that died; return how many.
+
+        Only a regular file of this user, with one link, that nobody outside
+        ``jsonl.mode`` can write is adopted; any other is left and logged.
+        """
         finished = 0
-        for path in glob.glob(os.path.join(glob.escape(self.directory), f"*.jsonl{_PART}")):
-            if any(f.path == path for f in self._files.values()):
+        ours = {f.name for f in self._files.values()}
+        for name in sorted(os.listdir(self._dir)):
+            if not name.endswith(f".jsonl{_PART}") or name in ours:
+                continue
+            path = os.path.join(self.directory, name)
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_NONBLOCK | _OPEN_FLAGS, dir_fd=self._dir)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:  # gone: its writer rotated it meanwhile
+                    logger.warning("jsonl: left %s alone: cannot open it (%s)", path,
+                                   exc.strerror)
                 continue
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
+                problem = self._foreign(os.fstat(fd))
+                if problem:
+                    logger.warning("jsonl: left %s alone: %s; it is not ours to hand to "
+                                   "readers (check it, then remove it)", path, problem)
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     continue  # a live writer holds it
-                if not os.path.exists(path):
+                try:
+                    now = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
+                except FileNotFoundError:
                     continue  # its writer rotated it while we were opening it
+                if (now.st_dev, now.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+                    continue  # replaced meanwhile: the next start looks at it again
                 _cut_half_line(fd, path)
                 if os.fstat(fd).st_size:
-                    os.rename(path, path[: -len(_PART)])
+                    os.rename(name, name[: -len(_PART)], src_dir_fd=self._dir,
+                              dst_dir_fd=self._dir)
                 else:
-                    os.unlink(path)
+                    os.unlink(name, dir_fd=self._dir)
                 finished += 1
             finally:
                 os.close(fd)
@@ -212,6 +312,22 @@ class JSONLSink:
             logger.warning("jsonl: finished %d file(s) left by a process that stopped in %s",
                            finished, self.directory)
         return finished
+
+    def _foreign(self, info: os.stat_result) -> Optional[str]:
+        """Why a ``.part`` file is not one this sink may adopt, or None."""
+        from publisher.paths import owner_name
+
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode):
+            return "it is not a regular file"
+        if info.st_uid != os.geteuid():
+            return f"it belongs to {owner_name(info.st_uid)}"
+        if info.st_nlink != 1:
+            return f"it has {info.st_nlink} links"
+        if mode & 0o022 & ~self.mode:
+            return f"it is writable by {'others' if mode & 0o002 else 'its group'} " \
+                   f"(mode {mode:04o})"
+        return None
 
 
 def _cut_half_line(fd: int, path: str) -> None:
@@ -239,12 +355,23 @@ def _line(stream: str, event: StoredEvent) -> bytes:
         event.uuid.encode("ascii"), stream.encode("ascii"), event.received_ms, raw)
 
 
+def parse_mode(value: str) -> int:
+    """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
+    return parse_jsonl_mode("jsonl.mode", value)
+
+
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
-    ``jsonl.max_seconds``, ``jsonl.fsync`` (prefix stripped; see
-    :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`)."""
+    ``jsonl.max_seconds``, ``jsonl.fsync``, ``jsonl.mode``, ``jsonl.timeout`` (prefix
+    stripped; see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+
+    :raises ConfigError: an option is invalid, or the directory is not safe.
+    """
     values = sink_options("jsonl", options)
     if not values["directory"]:
         raise ConfigError("jsonl.directory", "required with sink = jsonl")
-    return JSONLSink(values["directory"], values["max_bytes"], values["max_seconds"],
-                     values["fsync"])
+    try:
+        return JSONLSink(values["directory"], values["max_bytes"], values["max_seconds"],
+                         values["fsync"], mode=values["mode"], timeout=values["timeout"])
+    except UnsafePathError as exc:
+        raise ConfigError("jsonl.directory", str(exc)) from None

@@ -291,19 +291,31 @@ class KafkaSink:
         with self._lock:
             if self._producer is not producer:
                 return
-            self._producer = self._new_producer()
+            self._producer = self._recreated(reason)
             self._fatal = None
         logger.warning("kafka sink: producer recreated after: %s", reason)
         # In-flight batches of other threads hold the old producer and see
         # their own reports fail; its unsent messages go now.
         producer.purge()
 
+    def _recreated(self, reason: str) -> Producer:
+        """A new producer in place of a broken one; SinkUnavailable while none can be made.
+
+        The configuration made a producer before, so a failure now is the
+        process's state (threads, memory), not the settings.
+        """
+        try:
+            return self._new_producer()
+        except ConfigError as exc:
+            raise SinkUnavailable(f"kafka: cannot recreate the producer (after {reason}): "
+                                  f"{exc}") from None
+
     def _after_fork(self) -> None:
         """A new producer in a forked child (gunicorn ``--preload`` made the sink in its master)."""
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._producer = self._new_producer()  # the inherited one is pinned at the fork
+            self._producer = self._recreated("a fork")  # the inherited one is pinned at the fork
             self._fatal = None
             self._brokers_up = None
             self._pid = os.getpid()
@@ -321,6 +333,8 @@ class KafkaSink:
             broker is unreachable, or the new producer failed too.
         """
         topic = self.settings.topics[stream]
+        if self._closed:
+            raise SinkUnavailable("kafka: the sink is closed")
         if self._pid != os.getpid():
             self._after_fork()
         try:
@@ -415,6 +429,32 @@ class KafkaSink:
             return False
         recent_failure = time.monotonic() - self._failed_at < _READY_HOLDOFF
         return self._fatal is None and self._brokers_up is not False and not recent_failure
+
+    def probe(self) -> None:
+        """Ask the brokers for metadata, within the batch's bound; a success ends the hold-off.
+
+        :raises SinkUnavailable: no broker answered in time.
+        """
+        bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
+        try:
+            if self._pid != os.getpid():
+                self._after_fork()
+            metadata = self._producer.list_topics(timeout=bound)
+        except KafkaException as exc:
+            error = exc.args[0]
+            reason = error.str() if isinstance(error, KafkaError) else str(exc)
+            raise SinkUnavailable(f"kafka: no metadata from brokers "
+                                  f"{self.settings.bootstrap_servers}: {reason}") from None
+        if not metadata.brokers:
+            raise SinkUnavailable(f"kafka: brokers {self.settings.bootstrap_servers} "
+                                  "listed no broker")
+        if self._fatal is not None:
+            raise SinkUnavailable(f"kafka: the producer failed: {self._fatal.str()}")
+        self._failed_at = float("-inf")
+
+    def describe(self) -> str:
+        """For the start line: the brokers."""
+        return f"kafka {self.settings.bootstrap_servers}"
 
     def close(self) -> None:
         """Wait up to the message timeout for what is in flight, then stop the producer.

@@ -3,9 +3,15 @@
 The embedded default (``sink = sqlite``, ``sqlite.path = FILE``), what the
 demo's page and ``/api/events`` read. Every gunicorn worker opens the same
 file (WAL mode, so readers never wait for the writer; a writer waits up to
-``sqlite.busy_timeout`` seconds, default 5, for another, then the batch is
-answered 503). ``:memory:`` (the default path) is private to one process: for
-tests and the demo, not for several workers.
+``sqlite.busy_timeout`` seconds, default 2.5, for another, then the batch is
+answered 503: under the publisher's 3 s timeout, so that it hears why).
+
+The collector acknowledges only what is on disk, so the file is required:
+without ``sqlite.path`` it is ``$STATE_DIRECTORY/events.sqlite3`` where
+systemd sets ``STATE_DIRECTORY`` (``StateDirectory=`` in the unit), and the
+collector refuses to start otherwise. ``sqlite.path = :memory:`` keeps events
+in the process only, for tests: it must be asked for by name, and a warning
+at start says that acknowledged events die with the process.
 
 The publisher delivers at least once, so the same event may arrive twice (a
 retry after a lost response, a replay from its spool). The canonical uuid is
@@ -20,21 +26,34 @@ from the fields of those names (``client_timestamp`` for the time; v1:
 
 A batch is one transaction. A value SQLite cannot store (an integer past 64
 bits, a string holding a lone surrogate) is that event's refusal, and nothing
-of the batch is kept; a database that is locked, read-only, full or gone is
-:class:`SinkUnavailable`.
+of the batch is kept; a database that is locked past ``sqlite.busy_timeout``,
+read-only, not permitted, full, unreadable or gone is :class:`SinkUnavailable`
+(503). Any other SQLite error is a bug, left to the app's 500.
 """
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from ...errors import ConfigError
 from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import SinkUnavailable, StoredEvent
 
-__all__ = ["SQLiteSink", "StoreResult", "create"]
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SQLiteSink", "StoreResult", "create", "default_path"]
+
+logger = logging.getLogger(__name__)
+
+#: seconds a batch waits for the database (another worker's write, a lock)
+DEFAULT_BUSY_TIMEOUT: float = COLLECTOR_SETTINGS["sqlite.busy_timeout"].default
+#: milliseconds the page's tallies of answers and refusals wait for it
+JOURNAL_WAIT_MS = 100
+MEMORY = ":memory:"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -55,6 +74,10 @@ CREATE TABLE IF NOT EXISTS responses (
     status INTEGER PRIMARY KEY,
     count  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS refused (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     received_ms INTEGER NOT NULL,
@@ -74,6 +97,20 @@ _LABELS = {"1": ("event_topic", "event_type", None, "event_ts")}
 _V2_LABELS = ("source", "action", "noun", "client_timestamp")
 #: what a per-event value error looks like when SQLite binds it
 _VALUE_ERRORS = (OverflowError, UnicodeEncodeError, ValueError, sqlite3.InterfaceError)
+#: SQLite's primary result codes that say the database cannot take a batch now: its
+#: infrastructure (a lock held past the busy timeout, a read-only or full disk, a file
+#: not permitted, unreadable or gone), not the batch
+_UNAVAILABLE = frozenset(
+    getattr(sqlite3, name) for name in (
+        "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_NOMEM", "SQLITE_READONLY",
+        "SQLITE_IOERR", "SQLITE_CORRUPT", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+        "SQLITE_NOLFS", "SQLITE_AUTH", "SQLITE_NOTADB"))
+
+
+def unavailable(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the database is unavailable (rather than that we misused it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -110,19 +147,22 @@ class SQLiteSink:
     a single writer is what SQLite wants anyway.
 
     :param path: a database file, or ``":memory:"`` (the default) for tests.
+    :param busy_timeout: seconds a batch waits for the database and for the
+        other threads' batches before it is answered 503.
     """
 
-    def __init__(self, path: str = COLLECTOR_SETTINGS["sqlite.path"].default,
-                 busy_timeout: float = COLLECTOR_SETTINGS["sqlite.busy_timeout"].default) -> None:
+    def __init__(self, path: str = MEMORY, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self.busy_timeout = busy_timeout
+        self._lock = _TimedLock(busy_timeout, path)
         self._closed = False
         try:
             self._db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            if path != ":memory:":
+            if path != MEMORY:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # a 2xx survives a power cut
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
@@ -135,6 +175,8 @@ class SQLiteSink:
         reasons: List[Optional[str]] = [None] * len(events)
         accepted = duplicates = 0
         with self._lock:
+            if self._closed:
+                raise SinkUnavailable(f"sqlite: the sink for {self.path} is closed")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -157,7 +199,10 @@ class SQLiteSink:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
+                if not unavailable(exc):
+                    raise  # not the database's state: a bug, answered 500
+                raise SinkUnavailable(f"sqlite: {exc} ({exc.sqlite_errorname}; "
+                                      f"{self.path})") from None
             self._last.result = StoreResult(accepted, duplicates)
         return reasons
 
@@ -166,15 +211,39 @@ class SQLiteSink:
         result = getattr(self._last, "result", None)
         return 0 if result is None else result.duplicates
 
+    def describe(self) -> str:
+        """For the start line: the file, or a warning that there is none."""
+        if self.path == MEMORY:
+            return "sqlite :memory: (in this process only: acknowledged events die with it)"
+        return f"sqlite {os.path.abspath(self.path)} (WAL, shared by every worker)"
+
     def ready(self) -> bool:
-        if self._closed:
-            return False
-        try:
-            with self._lock:
-                self._db.execute("SELECT 1 FROM events LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return False
-        return True
+        """False once closed (cheap: :meth:`probe` checks the file)."""
+        return not self._closed
+
+    def probe(self) -> None:
+        """Commit a one-row write, as a batch would.
+
+        :raises SinkUnavailable: the database cannot take it (full, read-only, locked, gone).
+        """
+        import time
+
+        with self._lock:
+            if self._closed:
+                raise SinkUnavailable("sqlite: the sink is closed")
+            try:
+                self._db.execute("SAVEPOINT probe")
+                try:
+                    self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)",
+                                     (time.time(),))
+                    self._db.execute("RELEASE probe")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK TO probe")
+                        self._db.execute("RELEASE probe")
+                    raise
+            except sqlite3.Error as exc:
+                raise SinkUnavailable(f"sqlite: {type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -184,9 +253,24 @@ class SQLiteSink:
 
     # -- the journal: what the app refused, and how it answered -------------------
 
+    @contextmanager
+    def _journal_write(self) -> Iterator[None]:
+        """The page's tallies: best effort, so they wait briefly for the database, never
+        as long as a batch, and never leave a transaction open."""
+        with self._lock:
+            self._db.execute(f"PRAGMA busy_timeout = {JOURNAL_WAIT_MS}")
+            try:
+                yield
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+
     def count_response(self, status: int) -> None:
         """Tally one HTTP answer, so the page can show what was refused and why."""
-        with self._lock:
+        with self._journal_write():
             self._db.execute(
                 "INSERT INTO responses (status, count) VALUES (?, 1)"
                 " ON CONFLICT (status) DO UPDATE SET count = count + 1",
@@ -199,7 +283,7 @@ class SQLiteSink:
         rows = [(received_ms, stream, r["index"], r.get("uuid"),
                  str(r["reason"]).encode("utf-8", "replace").decode("utf-8"))
                 for r in refusals[:KEEP_REFUSED]]
-        with self._lock:
+        with self._journal_write():
             self._db.execute("BEGIN")
             self._db.executemany("INSERT INTO refused (received_ms, stream, position, uuid,"
                                  " reason) VALUES (?, ?, ?, ?, ?)", rows)
@@ -280,8 +364,45 @@ class SQLiteSink:
         return None if row is None else str(row["raw"])
 
 
+class _TimedLock:
+    """The connection's lock; a batch waits for it at most the busy timeout, then 503."""
+
+    def __init__(self, timeout: float, path: str) -> None:
+        self._lock = threading.Lock()
+        self._timeout = timeout
+        self._path = path
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self._timeout):
+            raise SinkUnavailable(f"sqlite: other batches held {self._path} for over "
+                                  f"{self._timeout:g} s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def default_path(environ: Mapping[str, str] = os.environ) -> str:
+    """``$STATE_DIRECTORY/events.sqlite3`` (the first directory systemd gives).
+
+    :raises ConfigError: ``STATE_DIRECTORY`` is not set: the path must be given.
+    """
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if not state:
+        raise ConfigError("sqlite.path", "required: the collector answers 200 only for events "
+                          "on disk, and $STATE_DIRECTORY is not set; give the database file, "
+                          "e.g. --option sqlite.path=/var/lib/baseplate-events/events.sqlite3")
+    return os.path.join(state, "events.sqlite3")
+
+
 def create(options: Mapping[str, str]) -> SQLiteSink:
     """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped;
-    see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`)."""
+    see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+
+    :raises ConfigError: no path and no ``$STATE_DIRECTORY``, or a bad option.
+    """
     values = sink_options("sqlite", options)
-    return SQLiteSink(values["path"], values["busy_timeout"])
+    path = values["path"] or default_path()
+    if path == MEMORY:
+        logger.warning("sqlite.path = :memory: keeps events in this process only: events "
+                       "answered 200 die with it; give a file for anything but a test")
+    return SQLiteSink(path, values["busy_timeout"])

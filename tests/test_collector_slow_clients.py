@@ -1,0 +1,136 @@
+"""Slow clients and busy sinks do not starve honest ones: the real collector under waitress.
+
+200 idle or byte-a-second sockets: an honest POST is still answered within
+1 s. Every batch thread waiting on a locked database: /healthz and /readyz
+still answer within 250 ms at p95 over 20 probes.
+"""
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+import requests
+
+from .support_service import CollectorProcess, post_batch, v1_event
+
+pytestmark = pytest.mark.system
+
+SOCKETS = 200
+
+
+@contextmanager
+def slow_sockets(url: str, count: int, trickle: bool) -> Iterator[List[socket.socket]]:
+    """``count`` connections that send nothing (or one byte of a header a second)."""
+    host, port = url[len("http://"):].split(":")
+    sockets = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
+    stop = threading.Event()
+
+    def drip() -> None:
+        for sock in sockets:
+            sock.sendall(b"POST /v1 HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        while not stop.wait(1.0):
+            for sock in sockets:
+                try:
+                    sock.sendall(b"a")
+                except OSError:
+                    pass
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    if trickle:
+        dripper.start()
+    try:
+        yield sockets
+    finally:
+        stop.set()
+        if trickle:
+            dripper.join(5)
+        for sock in sockets:
+            sock.close()
+
+
+def honest_post_seconds(url: str) -> float:
+    started = time.monotonic()
+    response = post_batch(url, [v1_event(1)], timeout=10)
+    took = time.monotonic() - started
+    assert 200 == response.status_code, response.text
+    return took
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["idle", "byte-a-second"])
+def test_200_slow_sockets_leave_an_honest_post_answered_within_a_second(
+    tmp_path: Path, trickle: bool
+):
+    """With 200 idle (or trickling) connections held open, honest POSTs take under 1 s."""
+    with CollectorProcess("--option", f"sqlite.path={tmp_path / 'events.sqlite3'}") as collector:
+        with slow_sockets(collector.url, SOCKETS, trickle):
+            time.sleep(2.5 if trickle else 0.5)  # the slow ones are in, and dripping
+            took = [honest_post_seconds(collector.url) for _ in range(5)]
+        assert 0 == collector.stop()
+    print(f"FIGURE waitress {SOCKETS} {'trickling' if trickle else 'idle'} sockets: honest POST "
+          f"max {max(took):.3f} s")
+    assert max(took) < 1.0, took
+
+
+def test_the_connection_limit_and_idle_timeout_are_settable(tmp_path: Path):
+    """--connection-limit 20 --channel-timeout 1: an idle connection is closed after ~1 s."""
+    with CollectorProcess("--option", f"sqlite.path={tmp_path / 'events.sqlite3'}",
+                          "--connection-limit", "20", "--channel-timeout", "1") as collector:
+        with slow_sockets(collector.url, 1, trickle=False) as (sock,):
+            sock.settimeout(10)
+            started = time.monotonic()
+            assert b"" == sock.recv(1)  # closed by the collector
+            closed_after = time.monotonic() - started
+        assert 0 == collector.stop()
+    assert 0.9 < closed_after < 5, closed_after
+
+
+def test_health_answers_within_250_ms_while_every_batch_thread_waits_for_the_sink(
+    tmp_path: Path
+):
+    """A database locked by another process holds all 8 batch threads; probes still answer fast."""
+    db = tmp_path / "events.sqlite3"
+    with CollectorProcess("--option", f"sqlite.path={db}") as collector:
+        assert 200 == post_batch(collector.url, [v1_event(0)]).status_code
+        locker = sqlite3.connect(db, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        stop = threading.Event()
+        answers: List[int] = []
+
+        def publisher() -> None:  # one of 12, each a batch at a time, as publishers send
+            while not stop.is_set():
+                try:
+                    answers.append(post_batch(collector.url, [v1_event(1)], timeout=20)
+                                   .status_code)
+                except requests.RequestException:
+                    answers.append(0)
+
+        publishers = [threading.Thread(target=publisher, daemon=True) for _ in range(12)]
+        for thread in publishers:
+            thread.start()
+        time.sleep(1.0)  # every batch thread is now waiting for the database
+        timings = {"/healthz": [], "/readyz": []}
+        try:
+            for _ in range(20):
+                for path, taken in timings.items():
+                    started = time.monotonic()
+                    requests.get(collector.url + path, timeout=10)
+                    taken.append(time.monotonic() - started)
+                time.sleep(0.15)  # 20 probes over 4 s: past the sink's 2.5 s wait
+        finally:
+            stop.set()
+            locker.execute("ROLLBACK")
+            locker.close()
+            for thread in publishers:
+                thread.join(30)
+        assert 0 == collector.stop()
+    p95 = {path: sorted(taken)[18] for path, taken in timings.items()}  # 19th of 20
+    print(f"FIGURE waitress busy sink: p95 /healthz {p95['/healthz']:.3f} s, "
+          f"/readyz {p95['/readyz']:.3f} s; batches answered {sorted(set(answers))}")
+    assert 503 in answers  # the batch threads were busy with a sink that could not take them
+    assert p95["/healthz"] < 0.25 and p95["/readyz"] < 0.25, timings
