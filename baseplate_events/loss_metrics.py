@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from . import validation
 from .errors import ConfigError
 from .settings import EventsSettings
+from .statsd_target import StatsdTarget
 
 __all__ = ["LossMetrics"]
 
@@ -22,14 +24,15 @@ def _statsd_client(settings: EventsSettings, key: Callable[[str], str]) -> Any:
     if settings.metrics_endpoint is None:
         return None
     try:
-        import statsd
+        import statsd  # noqa: F401 - StatsdTarget's; its absence is refused up front
     except ImportError:
         raise ConfigError(
             key("metrics_endpoint"),
             "needs the statsd package (pip install 'baseplate-events[publisher]')",
         ) from None
-    host, _, port = settings.metrics_endpoint.rpartition(":")
-    return statsd.StatsClient(host, int(port), prefix=settings.metrics_namespace or None)
+    name = key("metrics_endpoint")
+    host, port = validation.host_port(name, settings.metrics_endpoint)
+    return StatsdTarget(host, port, settings.metrics_namespace or None, key=name)
 
 
 def _loss_counters(settings: EventsSettings) -> Any:

@@ -21,6 +21,7 @@ business (a default, or "required but not set").
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -210,9 +211,24 @@ def host_port(
     """
     text = string(key, value)
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
+    if not sep or not host or any(c.isspace() for c in host):
         raise ConfigError(key, f"expected {what}, got {value!r}")
-    return host.strip("[]"), port(key, port_text, lowest=lowest_port)
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1]
+        if not (host.startswith("[") and host.endswith("]") and _is_ipv6(inner)):
+            raise ConfigError(
+                key, f"expected {what} with an IPv6 address in brackets ([::1]:8125), "
+                f"got {value!r}")
+        host = inner
+    return host, port(key, port_text, lowest=lowest_port)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def choice(

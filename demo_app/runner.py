@@ -296,8 +296,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds the burst may take, and then the events to arrive")
     parser.add_argument("--publisher-module", default="publisher", metavar="MODULE",
-                        help="run another publisher with python -m MODULE, e.g. "
-                             "baseplate.events.publisher to check wire compatibility")
+                        help="run another publisher with python -m MODULE to check wire "
+                             "compatibility: baseplate.py's is "
+                             "baseplate.sidecars.event_publisher (1.0 and later, 2.7.1 "
+                             "included) or baseplate.events.publisher (0.30 and earlier)")
     parser.add_argument("--outage", type=float, default=0.0, metavar="SECONDS",
                         help="stop the collector during the burst for this long, then restart it")
     parser.add_argument("--sink", choices=("sqlite", "kafka"), default="sqlite",

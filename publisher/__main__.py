@@ -1,7 +1,8 @@
 """The command line: ``python -m publisher --queue-name NAME [--debug] config.ini``.
 
 ``--replay-dead-letter FILE`` sends the events of a dead-letter file again
-instead (see :mod:`publisher.replay`).
+instead (see :mod:`publisher.replay`); those recorded for another queue only
+with ``--any-queue``.
 
 Exit status: 0 after a clean shutdown, 2 when the configuration, the queue or
 the spool cannot be used (one line on stderr says which key and why), 128+N
@@ -29,6 +30,7 @@ from .metrics import Metrics
 from .post import Sender
 from .sections import QueueSection
 from .spool import Spool, SpoolError
+from .transport import ProxyVariableError, check_proxy_environment
 from .upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
@@ -57,6 +59,12 @@ def _arguments(argv: List[str]) -> argparse.Namespace:
         metavar="FILE",
         help="send the events of a dead-letter file again (once the collector is fixed), "
         "then exit; see publisher.replay",
+    )
+    parser.add_argument(
+        "--any-queue",
+        action="store_true",
+        help="with --replay-dead-letter: also send the lines recorded for another queue "
+        "(skipped by default)",
     )
     return parser.parse_args(argv)
 
@@ -120,6 +128,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = config_module.load(args.config_file, args.queue_name)
     except ConfigError as exc:
         return _fail(str(exc))
+    try:
+        check_proxy_environment()
+    except ProxyVariableError as exc:
+        return _fail(str(exc))
     for warning in cfg.warnings:
         logger.warning("%s", warning)
     if cfg.unknown_keys:
@@ -128,8 +140,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             cfg.queue_name,
             config_module.unknown_keys_text(cfg.unknown_keys),
         )
+    if args.any_queue and args.replay_dead_letter is None:
+        return _fail("--any-queue goes with --replay-dead-letter FILE")
     if args.replay_dead_letter is not None:
-        return replay.main(cfg, args.replay_dead_letter)
+        return replay.main(cfg, args.replay_dead_letter, any_queue=args.any_queue)
     try:
         queue, created = _open_queue(cfg.queue)
     except MessageQueueError as exc:

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import re
 import ssl
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from baseplate_events import validation
 from baseplate_events.errors import ConfigError
@@ -96,6 +96,23 @@ def _hostname(key: str, value: str) -> str:
     return value
 
 
+def _success_statuses(key: str, value: str) -> FrozenSet[int]:
+    """``200,202,204``: statuses from 200 to 299; or ``2xx``, any status below 400."""
+    if value.strip().lower() == "2xx":
+        return frozenset(range(200, 400))
+    statuses = set()
+    for word in value.split(","):
+        word = word.strip()
+        if not (word.isascii() and word.isdigit() and 200 <= int(word) <= 299):
+            raise ConfigError(
+                key,
+                f"expected statuses from 200 to 299 separated by commas (default "
+                f"200,202,204), or 2xx for any status below 400, got {value!r}",
+            )
+        statuses.add(int(word))
+    return frozenset(statuses)
+
+
 def _scheme(key: str, value: str) -> str:
     return validation.choice(key, value, ("http", "https"))
 
@@ -107,6 +124,10 @@ def _version(key: str, value: str) -> str:
 def _listen_address(key: str, value: str) -> Tuple[str, int]:
     """``host:port`` to listen on; port 0 picks a free port (logged at start-up)."""
     return validation.host_port(key, value, lowest_port=0, what="host:port to listen on")
+
+
+def _boolean(key: str, value: str) -> bool:
+    return validation.boolean(key, value, expected="true or false")
 
 
 def _switch(key: str, value: str) -> bool:
@@ -218,6 +239,13 @@ PUBLISHER_SETTINGS = SettingTable("publisher", [
     Setting("collector.gzip_level", _int_in(1, 9), 6,
             "The gzip level of the body (libdeflate's; see :doc:`performance` for the measured "
             "trade-off).", "1-9", group="collector"),
+    Setting("collector.success_statuses", _success_statuses, frozenset({200, 202, 204}),
+            "The statuses that deliver a batch (see :ref:`answers`).",
+            "statuses from 200 to 299, comma-separated, or ``2xx``",
+            default_text="``200,202,204``", group="collector"),
+    Setting("collector.accept_html", _boolean, False,
+            "Whether an answer with a success status and a ``text/html`` body delivers.",
+            "``true`` or ``false``", group="collector"),
     Setting("key.name", _key_name, REQUIRED,
             "The signing key's name, sent in ``X-Signature``.",
             "printable ASCII, no spaces or commas", default_text="required", group="key"),
@@ -230,7 +258,8 @@ PUBLISHER_SETTINGS = SettingTable("publisher", [
     Setting("metrics.endpoint", _endpoint, None,
             "A statsd server; without it nothing is sent, though every counter is still kept for "
             "the health report.",
-            "``host:port``", default_text="unset (off)", group="metrics"),
+            "``host:port`` (``[::1]:8125`` for IPv6)", default_text="unset (off)",
+            group="metrics"),
     Setting("metrics.namespace", _string, "",
             "Prefix of every metric name.", "string", default_text="empty", group="metrics"),
     Setting("metrics.prometheus", _listen_address, None,
@@ -418,6 +447,8 @@ def _parse_known_keys(
             timeout=v["collector.timeout"],
             gzip_level=v["collector.gzip_level"],
             ca_file=v["collector.ca_file"],
+            success_statuses=v["collector.success_statuses"],
+            accept_html=v["collector.accept_html"],
         ),
         key=KeySection(name=v["key.name"], secret=v["key.secret"]),
         metrics=MetricsSection(

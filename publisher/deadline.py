@@ -128,9 +128,17 @@ class _Watched:
             self.watchdog.release(self)
 
 
-def watched_pools(watchdog: Watchdog) -> Dict[str, Type[HTTPConnectionPool]]:
-    """urllib3 pool classes whose connections report to ``watchdog``."""
-    extra = {"watchdog": watchdog}
+def watched_pools(
+    watchdog: Watchdog, response_class: Optional[type] = None
+) -> Dict[str, Type[HTTPConnectionPool]]:
+    """urllib3 pool classes whose connections report to ``watchdog``.
+
+    :param response_class: the :class:`http.client.HTTPResponse` subclass their
+        connections read answers with (default: http.client's own).
+    """
+    extra: Dict[str, object] = {"watchdog": watchdog}
+    if response_class is not None:
+        extra["response_class"] = response_class
     http = type("WatchedHTTPConnection", (_Watched, HTTPConnection), extra)
     https = type("WatchedHTTPSConnection", (_Watched, HTTPSConnection), extra)
     return {

@@ -90,6 +90,7 @@ from .dead_letters import DeadLetters
 from .metrics import Metrics
 from .post import Answer
 from .sections import PublisherConfig
+from .throttle import Throttle
 
 __all__ = ["Backoff", "DeadLetters", "Deliverer"]
 
@@ -167,6 +168,9 @@ class Deliverer:
         self.accepted = 0
         #: The refusal :meth:`deliver` gave up on (``wait_for_evidence=False``).
         self.gave_up: Optional[Answer] = None
+        #: Failed POSTs in a row for the oldest unsent batch (0 once one is accepted).
+        self.failed_tries = 0
+        self._kept_lines = Throttle()
 
     @classmethod
     def from_config(cls, cfg: PublisherConfig, post: Callable[[bytes, int], Answer],
@@ -373,6 +377,7 @@ class Deliverer:
         while True:
             answer = self.post(body, count)
             if answer.ok:
+                self.failed_tries = 0
                 self.accepted += 1
                 if self.failing_since is not None:
                     logger.info("collector is accepting events again (failing since %s)",
@@ -380,6 +385,7 @@ class Deliverer:
                     self.failing_since = None
                 self.backoff.reset()
                 return answer
+            self.failed_tries += 1
             status = answer.status
             if status in REFUSED or status == 413:
                 return answer
@@ -421,7 +427,19 @@ class Deliverer:
 
     def _log_failure(self, answer: Answer, count: int, delay: float) -> None:
         status = answer.status
-        if status in (401, 403):
+        if answer.kept is not None:
+            # A redirect or a 2xx that stored nothing comes back at every retry: once a minute.
+            kind = "redirect" if status is not None and 300 <= status < 400 else "answer"
+            quiet = self._kept_lines.due(kind)
+            if quiet is not None:
+                logger.error(
+                    "%s; keeping %d events, retrying in %.1fs%s",
+                    answer.kept,
+                    count,
+                    delay,
+                    f"; {quiet} more such answers in the last minute" if quiet else "",
+                )
+        elif status in (401, 403):
             self.metrics.incr("auth_failure")
             logger.error(
                 "collector REFUSED OUR CREDENTIALS (%d: %s): check key.name and key.secret; "

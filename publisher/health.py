@@ -14,6 +14,21 @@ from typing import Any, Dict, Optional
 
 logger = logging.getLogger(__name__)
 
+#: Each figure of the health file -> the metric (statsd name) that carries it
+#: on ``/metrics``: gauges, and moments as Unix times (an age there is
+#: ``time() - <name>_timestamp_seconds``). ``counters`` are the counters of
+#: ``publisher.metric_names``, each one ``<name>_total``; ``time``, ``pid``
+#: and ``queue`` stamp the report itself (``queue`` is every metric's label).
+ON_METRICS: Dict[str, str] = {
+    "queue_depth": "queue.depth",
+    "spool_events": "spool.events",
+    "spool_bytes": "spool.bytes",
+    "oldest_spooled_age_seconds": "spool.oldest",
+    "last_success": "last_success",
+    "seconds_since_last_success": "last_success",
+    "batch_failed_tries": "batch.failed_tries",
+}
+
 
 def _iso(epoch: Optional[float]) -> Optional[str]:
     if epoch is None:
@@ -31,6 +46,7 @@ def report(
     last_success: Optional[float],
     counters: Dict[str, int],
     now: Optional[float] = None,
+    batch_failed_tries: int = 0,
 ) -> Dict[str, Any]:
     """The health document, as written to ``health.path``.
 
@@ -42,9 +58,11 @@ def report(
     :param last_success: when the collector last accepted a batch (epoch s), or None.
     :param counters: every counter the publisher keeps (``publisher.metrics``).
     :param now: the time of the report (default: now).
+    :param batch_failed_tries: failed POSTs in a row for the oldest unsent batch.
     :returns: a JSON-ready dict: ``time``, ``pid``, ``queue``, ``queue_depth``,
         ``spool_events``, ``spool_bytes``, ``oldest_spooled_age_seconds``,
-        ``last_success``, ``seconds_since_last_success`` and ``counters``.
+        ``last_success``, ``seconds_since_last_success``, ``batch_failed_tries`` and
+        ``counters``.
     """
     now = time.time() if now is None else now
     oldest_age = None if oldest_spooled_ms is None else max(0.0, now - oldest_spooled_ms / 1000)
@@ -60,6 +78,7 @@ def report(
         "seconds_since_last_success": (
             None if last_success is None else round(now - last_success, 3)
         ),
+        "batch_failed_tries": batch_failed_tries,
         "counters": counters,
     }
 
@@ -68,7 +87,8 @@ def line(doc: Dict[str, Any]) -> str:
     """The one-line form for the log.
 
     ``health: queue /events-v2 depth=0 spool=0 events/0 bytes oldest=-
-    last_success=2026-11-28T16:20:01Z sent=120400 dead_letter=0 dropped=0``
+    last_success=2026-11-28T16:20:01Z drained=120400 sent=120400 held=0 dead_letter=0
+    dropped=0``
     """
     oldest = doc["oldest_spooled_age_seconds"]
     return (
@@ -76,7 +96,9 @@ def line(doc: Dict[str, Any]) -> str:
         f"spool={doc['spool_events']} events/{doc['spool_bytes']} bytes "
         f"oldest={'-' if oldest is None else f'{oldest:.1f}s'} "
         f"last_success={doc['last_success'] or 'never'} "
+        f"drained={doc['counters'].get('drained', 0)} "
         f"sent={doc['counters'].get('sent', 0)} "
+        f"held={doc['counters'].get('held', 0)} "
         f"dead_letter={doc['counters'].get('dead_letter', 0)} "
         f"dropped={doc['counters'].get('dropped.spool_full', 0)}"
     )

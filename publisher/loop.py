@@ -76,8 +76,7 @@ class Publisher:
         self.last_success: Optional[float] = None
         self.batches_sent = 0
         self.events_sent = 0
-        self.drained = 0  # counted here, sent to statsd with the gauges
-        self._drained_reported = 0
+        self.drained = 0
         self.stall = Stall()
         self._sender = threading.Thread(target=self._send_loop, name="sender", daemon=True)
         self._wake_r, self._wake_w = os.pipe()
@@ -263,6 +262,9 @@ class Publisher:
                            "again", lasted)
             self.metrics.gauge("spool.stalled", 0)
         self.drained += count
+        # Counted as it happens, as sent is: a count reported later would trail
+        # sent mid-burst, as if events were sent before they were taken.
+        self.metrics.incr("drained", count)
         return True
 
     def _stalled(self, count: int, exc: OSError) -> None:
@@ -298,12 +300,19 @@ class Publisher:
             pass
 
     def _gauges(self) -> None:
-        if self.drained != self._drained_reported:
-            self.metrics.incr("drained", self.drained - self._drained_reported)
-            self._drained_reported = self.drained
+        now = time.time()
+        oldest = self.spool.oldest_pending_ms()
+        if self.metrics.exports_moments:
+            self.metrics.moment("spool.oldest", now if oldest is None else oldest / 1000)
         self.metrics.gauge("queue.depth", self.queue.depth)
+        self.metrics.gauge("queue.capacity", self.queue.max_messages)
+        self.metrics.gauge("spool.max_bytes", self.spool.max_bytes)
         self.metrics.gauge("spool.events", self.spool.pending_events)
         self.metrics.gauge("spool.bytes", self.spool.pending_bytes())
+        # A batch that keeps failing: how often in a row, and how long its oldest event waits.
+        self.metrics.gauge("batch.failed_tries", self.deliverer.failed_tries)
+        self.metrics.gauge("spool.oldest_age_seconds",
+                           0.0 if oldest is None else max(0.0, now - oldest / 1000))
 
     def health(self) -> dict:
         return health.report(
@@ -314,6 +323,7 @@ class Publisher:
             oldest_spooled_ms=self.spool.oldest_pending_ms(),
             last_success=self.last_success,
             counters=self.metrics.snapshot(),
+            batch_failed_tries=self.deliverer.failed_tries,
         )
 
     # -- sender thread -----------------------------------------------------------
@@ -352,15 +362,19 @@ class Publisher:
                     logger.debug("sent a batch of %d events (%d bytes)", builder.count,
                                  builder.size)
                 self.last_success = time.time()
+                self.metrics.moment("last_success", self.last_success)
                 self.batches_sent += len(taken)
                 self.events_sent += count
             except Exception:
                 # A bug or a disk error must not stop delivery for good: start again
-                # from the last acknowledged position (at-least-once).
-                logger.exception("sender: unexpected error; resuming from the spool in 1s")
+                # from the last acknowledged position (at-least-once), after the backoff.
+                delay = self.deliverer.backoff.next_delay()
+                logger.exception("sender: unexpected error; resuming from the spool in %.1fs",
+                                 delay)
+                self.metrics.incr("retry")
                 self.assembler.cursor = self.spool.ack_position
                 self.spool.rewind()
-                if self.abandon.wait(1.0):
+                if self.abandon.wait(delay):
                     return
 
     @staticmethod

@@ -5,8 +5,14 @@ whether or not ``metrics.endpoint`` is set. With ``metrics.prometheus`` the
 same counts, timings and gauges are also served on ``/metrics`` under
 Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 
-- ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), timer ``post``;
-- gauges ``queue.depth``, ``spool.events``, ``spool.bytes``;
+- ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), ``error.answer``
+  (a success status whose answer does not say the batch was stored), ``error.redirect``
+  (a 3xx), timer ``post``;
+- gauges ``queue.depth``, ``queue.capacity``, ``spool.events``, ``spool.bytes``,
+  ``spool.max_bytes``, and for a batch that keeps failing ``batch.failed_tries`` (failed
+  POSTs in a row) and ``spool.oldest_age_seconds``;
+- moments, on Prometheus only, as Unix times: ``last_success`` and
+  ``spool.oldest`` (the health file has them as times and ages);
 - loss and rescue: ``drained`` (events taken off the queue into the spool), ``split`` (batches
   halved after a 413 or a refusal), ``dead_letter`` (refused events set aside),
   ``dead_letter.dropped`` (refused events beyond ``dead_letter.max_bytes``),
@@ -23,10 +29,12 @@ Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from baseplate_events.statsd_target import StatsdTarget
+
+from .metric_names import COUNTERS
 from .sections import MetricsSection
 
 if TYPE_CHECKING:
@@ -52,23 +60,16 @@ class Metrics:
     ) -> None:
         self.namespace = namespace
         self.endpoint = endpoint
-        self.totals: Dict[str, int] = {}
+        # Every counter from the start, so the health file lists each at 0.
+        self.totals: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
-        self._client = None
+        self._client: Optional[StatsdTarget] = None
         self._exporter: "Optional[Exporter]" = None
         if prometheus is not None:
             self._exporter = _start_exporter(queue_name, prometheus)
         if endpoint is not None:
-            import statsd
-
-            try:
-                self._client = statsd.StatsClient(
-                    endpoint[0], endpoint[1], prefix=namespace or None
-                )
-            except (OSError, socket.gaierror) as exc:
-                # A metrics problem must never stop the events; say so and carry on.
-                logger.error("metrics: cannot use %s:%d (%s); counting locally only",
-                             endpoint[0], endpoint[1], exc)
+            self._client = StatsdTarget(endpoint[0], endpoint[1], namespace or None,
+                                        key="metrics.endpoint")
 
     @classmethod
     def from_config(cls, section: MetricsSection, queue_name: str) -> "Metrics":
@@ -78,15 +79,28 @@ class Metrics:
 
     @property
     def target(self) -> str:
-        """How start-up describes where metrics go."""
-        if self.endpoint is None:
-            where = "metrics off (no metrics.endpoint)"
-        else:
+        """How start-up describes where metrics go, once: statsd, Prometheus, both or off."""
+        on = []
+        if self._client is not None and self.endpoint is not None:
             prefix = f" as {self.namespace}.*" if self.namespace else ""
-            where = f"metrics to statsd {self.endpoint[0]}:{self.endpoint[1]}{prefix}"
+            host = self.endpoint[0]
+            host = f"[{host}]" if ":" in host else host
+            on.append(f"to statsd {host}:{self.endpoint[1]}{prefix}")
         if self._exporter is not None:
-            where += f"; Prometheus metrics on {self._exporter.url}"
-        return where
+            on.append(f"served for Prometheus on {self._exporter.url}")
+        if not on:
+            return "metrics off (neither metrics.endpoint nor metrics.prometheus is in use)"
+        return "metrics " + " and ".join(on)
+
+    @property
+    def exports_moments(self) -> bool:
+        """Whether :meth:`moment` goes anywhere (``/metrics`` is served)."""
+        return self._exporter is not None
+
+    def moment(self, name: str, epoch: float) -> None:
+        """A Unix time, for ``/metrics`` only (statsd has no use for one)."""
+        if self._exporter is not None:
+            self._exporter.moment(name, epoch)
 
     def incr(self, name: str, count: int = 1) -> None:
         with self._lock:
@@ -102,10 +116,7 @@ class Metrics:
     def _send(self, kind: str, name: str, value: float) -> None:
         """Pass one ``incr``, ``timing`` or ``gauge`` on to statsd and Prometheus."""
         if self._client is not None:
-            try:
-                getattr(self._client, kind)(name, value)
-            except OSError:
-                pass
+            getattr(self._client, kind)(name, value)
         if self._exporter is not None:
             getattr(self._exporter, kind)(name, value)
 

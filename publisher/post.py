@@ -11,18 +11,27 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import json
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import AbstractSet, Optional
 
 from .metrics import Metrics
 from .sections import CollectorSection, KeySection
-from .transport import Transport, TransportError
+from .transport import Reply, Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
 MAX_REASON = 1000
+#: How much of a kept answer's body (and of its reason, Content-Type or Location)
+#: its log line shows, escaped.
+SHOWN_BODY = 200
+#: ``collector.success_statuses`` by default: what a collector answers to a batch it stored.
+DEFAULT_SUCCESS = frozenset({200, 202, 204})
+#: ``collector.success_statuses = 2xx``: baseplate's rule, any status below 400 (a
+#: redirect, never followed, aside).
+ANY_SUCCESS = frozenset(range(200, 400))
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,63 @@ class Answer:
     status: Optional[int]  # None: no HTTP answer (timeout, refused, reset)
     reason: str
     retry_after: Optional[float] = None
+    #: Whether the batch counts as delivered; None: any 2xx (an answer made by hand).
+    delivered: Optional[bool] = field(default=None, compare=False)
+    #: For an answer that is kept though not a refusal (a 2xx that does not say the
+    #: batch was stored, a redirect): what it is, for its once-a-minute log line.
+    kept: Optional[str] = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
+        if self.delivered is not None:
+            return self.delivered
         return self.status is not None and 200 <= self.status < 300
+
+
+def _escaped(text: bytes) -> str:
+    """``text`` as a quoted Python literal: control bytes and non-ASCII escaped."""
+    return repr(text)[1:]
+
+
+def _printable(text: str) -> str:
+    """``text`` cut to :data:`SHOWN_BODY` characters, quoted and escaped unless plain ASCII."""
+    text = text[:SHOWN_BODY]
+    return text if text.isascii() and text.isprintable() else repr(text)
+
+
+def _json_type(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html: bool
+                ) -> Optional[str]:
+    """Why an answer with a success status does not deliver ``count`` events, or None.
+
+    A JSON object with an integer ``accepted`` must count them all
+    (``accepted`` + ``duplicates``); an HTML page (a captive portal, a load
+    balancer's error page) is no collector's answer unless
+    ``collector.accept_html``; any other body delivers.
+    """
+    if reply.status not in success:
+        return (f"to accept it, add {reply.status} to collector.success_statuses (default "
+                "200,202,204; 2xx takes any status below 400)")
+    content_type = reply.headers.get("Content-Type", "")
+    if _json_type(content_type):
+        try:
+            document = json.loads(reply.body)
+        except (ValueError, RecursionError):  # RecursionError: nested past the stack
+            return None
+        if isinstance(document, dict) and type(document.get("accepted")) is int:
+            accepted, duplicates = document["accepted"], document.get("duplicates", 0)
+            if (type(duplicates) is not int or min(accepted, duplicates) < 0
+                    or accepted + duplicates != count):
+                return (f"no setting accepts it, as it counts other events than the {count} "
+                        "sent: check that collector.hostname names the event collector")
+        return None
+    if not accept_html and content_type.split(";", 1)[0].strip().lower() == "text/html":
+        return "to accept it, set collector.accept_html = true"
+    return None
 
 
 def sign(key_name: str, secret: bytes, body: bytes) -> str:
@@ -101,8 +163,12 @@ class Sender:
         gzip_level: int,
         metrics: Metrics,
         ca_file: Optional[str] = None,
+        success_statuses: AbstractSet[int] = DEFAULT_SUCCESS,
+        accept_html: bool = False,
     ) -> None:
         self.url = url
+        self.success_statuses = success_statuses
+        self.accept_html = accept_html
         self._key_name = key_name
         self._secret = secret
         self.timeout = timeout
@@ -118,7 +184,9 @@ class Sender:
                     ) -> "Sender":
         """The sender to the collector of ``collector.*``, signing with ``key.*``."""
         return cls(collector.url, key.name, key.secret, timeout=collector.timeout,
-                   gzip_level=collector.gzip_level, metrics=metrics, ca_file=collector.ca_file)
+                   gzip_level=collector.gzip_level, metrics=metrics, ca_file=collector.ca_file,
+                   success_statuses=collector.success_statuses,
+                   accept_html=collector.accept_html)
 
     def _date(self) -> str:
         """The ``Date`` header, formatted once a second."""
@@ -150,12 +218,51 @@ class Sender:
             self.metrics.timing("post", (time.perf_counter() - started) * 1000)
         self.bytes_sent += len(compressed)
         status = reply.status
-        if 200 <= status < 300:
-            self.metrics.incr("sent", count)
-            return Answer(status, "")
+        if 300 <= status < 400 and "Location" in reply.headers:
+            return self._redirect(reply)
+        if status in self.success_statuses:
+            accepting = kept_reason(reply, count, self.success_statuses, self.accept_html)
+            if accepting is None:
+                self.metrics.incr("sent", count)
+                return Answer(status, "", delivered=True)
+            return self._kept(reply, accepting)
+        if status < 300:
+            return self._kept(reply, kept_reason(reply, count, self.success_statuses,
+                                                 self.accept_html) or "")
+        if status < 400:
+            return self._redirect(reply)
         self.metrics.incr("error.http")
         reason = reply.body[:MAX_REASON].decode("utf-8", "replace").strip() or reply.reason
         return Answer(status, reason, parse_retry_after(reply.headers.get("Retry-After")))
+
+    def _kept(self, reply: Reply, accepting: str) -> Answer:
+        """A 2xx that does not say the batch was stored: kept, counted, retried."""
+        self.metrics.incr("error.answer")
+        content_type = reply.headers.get("Content-Type")
+        kept = (
+            f"collector answered {reply.status} {_printable(reply.reason)}".rstrip()
+            + f" (Content-Type: "
+            f"{'none' if content_type is None else repr(content_type[:SHOWN_BODY])}, "
+            f"first {SHOWN_BODY} bytes: {_escaped(reply.body[:SHOWN_BODY])}), which does not "
+            f"say the batch was stored; {accepting}"
+        )
+        return Answer(reply.status, f"{reply.status} {_printable(reply.reason)}".rstrip(),
+                      delivered=False, kept=kept)
+
+    def _redirect(self, reply: Reply) -> Answer:
+        """A 3xx: never followed (a POST's body would not go along); kept, counted, retried."""
+        self.metrics.incr("error.redirect")
+        location = reply.headers.get("Location")
+        shown = "none"
+        if location is not None:
+            shown = _escaped(location[:SHOWN_BODY].encode("latin-1", "replace"))[1:-1]
+        kept = (
+            f"collector answered {reply.status} (Location: {shown}); redirects are not "
+            f"followed: set collector.hostname and collector.scheme to where events go "
+            f"(now {self.url})"
+        )
+        return Answer(reply.status, f"{reply.status} (Location: {shown})", delivered=False,
+                      kept=kept)
 
     @property
     def connections(self) -> int:

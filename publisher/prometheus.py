@@ -5,10 +5,11 @@ gauge both to statsd and, when ``metrics.prometheus = HOST:PORT`` is set, to
 an :class:`Exporter` here, which serves them with ``prometheus_client``'s own
 HTTP server (a daemon thread) from a registry of its own. A statsd name maps
 to ``baseplate_events_publisher_<name with _ for .>``, with ``_total`` on
-counters and ``_seconds`` on timers, and a ``queue`` label holding the queue
-name. Every name listed in :data:`COUNTERS`, :data:`GAUGES` and
-:data:`TIMERS` is there from the first scrape (at 0), so ``rate()`` works from
-the start; a name not listed is added at its first use.
+counters, ``_seconds`` on timers and ``_timestamp_seconds`` on moments (Unix
+times: alert on ``time() - metric``), and a ``queue`` label holding the queue
+name. Every name listed in ``publisher.metric_names`` is there from the
+first scrape (at 0), so ``rate()`` works from the start; a name not listed is
+added at its first use.
 """
 from __future__ import annotations
 
@@ -18,42 +19,11 @@ from typing import Any, Callable, Dict, Tuple, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-PREFIX = "baseplate_events_publisher_"
+from .metric_names import COUNTERS, GAUGES, MOMENTS, TIMERS
 
-#: statsd counter name -> what it counts (the metric's HELP line).
-COUNTERS: Dict[str, str] = {
-    "sent": "Events the collector accepted.",
-    "error.http": "POSTs the collector answered with an error status.",
-    "error.io": "POSTs that failed on the connection (refused, reset, timed out).",
-    "retry": "POSTs repeated after a failure.",
-    "auth_failure": "POSTs the collector refused with 401 or 403.",
-    "split": "Batches halved after a 413 answer or a refusal.",
-    "dead_letter": "Events the collector refused while accepting others, kept in the "
-    "dead-letter file.",
-    "dead_letter.dropped": "Refused events dropped because the dead-letter file reached "
-    "dead_letter.max_bytes.",
-    "held": "Times a refused event was kept, for want of evidence that the collector is healthy.",
-    "refused_unproven": "Backoffs taken because the collector refused events and accepted none.",
-    "drained": "Events taken off the queue into the spool.",
-    "dropped.spool_full": "Events dropped because the spool reached spool.max_bytes.",
-    "dropped.empty": "Empty messages taken off the queue and dropped.",
-    "dropped.spool_error": "Events lost at shutdown because the disk took nothing.",
-    "dropped.spool_damaged": "Events of damaged spool records skipped (when their count is known).",
-    "spool.damaged_bytes": "Bytes of damaged spool records skipped.",
-    "dropped.landing_damaged": "Events lost because another process overwrote the landing ring.",
-    "spool.write_error": "Spool writes that failed (a full disk); retried every second.",
-}
-#: statsd gauge name -> what it measures.
-GAUGES: Dict[str, str] = {
-    "queue.depth": "Events waiting in the POSIX message queue.",
-    "spool.events": "Events in the spool, not yet accepted by the collector.",
-    "spool.bytes": "Bytes in the spool, not yet accepted by the collector.",
-    "spool.stalled": "1 while the spool cannot be written and draining has stopped, else 0.",
-}
-#: statsd timer name (milliseconds) -> what it times (in seconds here).
-TIMERS: Dict[str, str] = {
-    "post": "Time one batch POST took, answer included.",
-}
+__all__ = ["COUNTERS", "GAUGES", "MOMENTS", "PREFIX", "TIMERS", "Exporter", "metric_name"]
+
+PREFIX = "baseplate_events_publisher_"
 
 def metric_name(statsd_name: str) -> str:
     """``dropped.spool_full`` -> ``baseplate_events_publisher_dropped_spool_full``."""
@@ -77,6 +47,9 @@ class Exporter:
         self._counters: Dict[str, Counter] = {}
         self._gauges: Dict[str, Gauge] = {}
         self._timers: Dict[str, Histogram] = {}
+        self._moments: Dict[str, Gauge] = {}
+        for name in MOMENTS:
+            self._moment(name)
         for name in COUNTERS:
             self._counter(name)
         for name in GAUGES:
@@ -119,6 +92,13 @@ class Exporter:
     def _timer(self, name: str) -> Histogram:
         return self._metric(self._timers, Histogram, name, metric_name(name) + "_seconds",
                             TIMERS.get(name, f"statsd timer {name}."))
+
+    def _moment(self, name: str) -> Gauge:
+        return self._metric(self._moments, Gauge, name, metric_name(name) + "_timestamp_seconds",
+                            MOMENTS.get(name, f"moment {name} (Unix time)."))
+
+    def moment(self, name: str, epoch: float) -> None:
+        self._moment(name).set(epoch)
 
     def incr(self, name: str, count: int = 1) -> None:
         self._counter(name).inc(count)

@@ -25,6 +25,10 @@ version). It can run beside the publisher. Every step is safe to kill:
    offset saved (the batch in flight goes twice).
 
 Lines that hold no event are reported by number and stay in the archived file.
+So do lines recorded for another queue (their ``"queue"`` is not ``--queue-name``):
+sent under this queue's key they could reach the wrong collector or schema, so
+they are skipped, counted and named in the summary, unless ``--any-queue`` is
+given (then replay the archived file with it to send them).
 
 Exit status: 0 when every event was sent or set aside again; 1 when the replay
 stopped (a signal, the collector refused events and accepted nothing: it is
@@ -40,7 +44,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional
 
 from .batching import BatchBuilder, Chunk
 from .dead_letters import DeadLetter, UnreadableLine, read
@@ -124,8 +128,14 @@ class Replay:
     """Replays one dead-letter file through ``deliverer``; see the module docstring."""
 
     def __init__(self, path: str, deliverer: Deliverer, version: str, max_bytes: int,
-                 metrics: Metrics, stop: threading.Event) -> None:
+                 metrics: Metrics, stop: threading.Event, queue: str = "",
+                 any_queue: bool = True) -> None:
         self.path = path
+        #: This publisher's queue name, and whether lines recorded for another are sent too.
+        self.queue = queue
+        self.any_queue = any_queue
+        #: Lines skipped this run because another queue recorded them, by that queue.
+        self.other_queues: Dict[str, int] = {}
         self.working = path + WORKING
         self.deliverer = deliverer
         self.version = version
@@ -165,6 +175,7 @@ class Replay:
     def _replay_working(self) -> bool:
         """Send FILE.replaying from its saved offset and archive it; False if stopped."""
         self.position = _load_progress(self.working)
+        self.other_queues = {}
         sent = self.metrics.totals.get("sent", 0)
         refused = self.metrics.totals.get("dead_letter", 0)
         self.unreadable = []
@@ -196,11 +207,21 @@ class Replay:
             f"replay of {self.path}: sent {self.metrics.totals.get('sent', 0) - sent} events; "
             f"{self.metrics.totals.get('dead_letter', 0) - refused} refused again, written to "
             f"{self.deliverer.dead_letters.path}; {len(self.unreadable)} unreadable lines "
-            f"skipped; archived as {archive}"
+            f"skipped; {self._skipped_text()}archived as {archive}"
         )
         logger.info("%s", summary)
         print(summary, flush=True)
         return True
+
+    def _skipped_text(self) -> str:
+        """The lines another queue recorded, for the summary (empty when none)."""
+        if not self.other_queues:
+            return ""
+        queues = ", ".join(f"{count} for {name!r}" for name, count in
+                           sorted(self.other_queues.items()))
+        return (f"{sum(self.other_queues.values())} events skipped because another queue "
+                f"recorded them ({queues}; this is {self.queue!r}): replay the archived file "
+                "with --any-queue to send them under this queue's key; ")
 
     def _line_count(self) -> int:
         with open(self.working, "rb") as f:
@@ -234,6 +255,8 @@ class Replay:
             self.position = item.end
             if isinstance(item, UnreadableLine):
                 self.unreadable.append(item)
+            elif not self.any_queue and item.queue and item.queue != self.queue:
+                self.other_queues[item.queue] = self.other_queues.get(item.queue, 0) + 1
             else:
                 assert isinstance(item, DeadLetter)
                 rest = builder.add(Chunk(*join_events([item.event])))
@@ -266,7 +289,7 @@ class Replay:
         print(message, flush=True)
 
 
-def main(cfg: PublisherConfig, path: str) -> int:
+def main(cfg: PublisherConfig, path: str, any_queue: bool = False) -> int:
     """``--replay-dead-letter FILE``: the exit status."""
     stop = threading.Event()
 
@@ -284,7 +307,7 @@ def main(cfg: PublisherConfig, path: str) -> int:
                 collector.url, collector.version, cfg.key.name)
     try:
         return Replay(path, deliverer, collector.version, cfg.batch.max_bytes, metrics,
-                      stop).run()
+                      stop, queue=cfg.queue_name, any_queue=any_queue).run()
     except ReplayError as exc:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc}\n")
         return 2

@@ -10,7 +10,7 @@ contract (see DESIGN.md); the attribute names here follow them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class CollectorSection:
     timeout: float
     gzip_level: int
     ca_file: Optional[str] = None
+    #: Statuses that deliver a batch (``collector.success_statuses``).
+    success_statuses: FrozenSet[int] = frozenset({200, 202, 204})
+    #: Whether a ``text/html`` body with a success status delivers (``collector.accept_html``).
+    accept_html: bool = False
 
     @property
     def url(self) -> str:

@@ -13,7 +13,8 @@ recorded in :attr:`Collector.problems`, which every test expects empty.
 It can be scripted to misbehave: a spell of 503s (or any status: a blanket
 400 or 500) with an optional ``Retry-After``, 413 for large bodies, 422 (or
 500) for poison events, a connection reset mid-request, slow answers, answers
-that never end.
+that never end, raw answers in place of its own (a redirect, an HTML page) and
+interim 1xx answers before its own.
 """
 from __future__ import annotations
 
@@ -100,6 +101,12 @@ class Collector:
         # again, a quarter second apart, until the client hangs up (at most 60 s).
         self.stall_next = 0
         self.stall_with = b"HTTP/1.1 100 Continue\r\n\r\n"
+        #: Raw answers (status line on) written in place of the next POSTs' own, which
+        #: are then not stored: a load balancer, a proxy or a portal answering instead.
+        self.raw_answers: List[bytes] = []
+        #: Written before each answer of the collector's own (interim 1xx answers of a
+        #: front end).
+        self.interim = b""
         self.connections: Set[socket.socket] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
@@ -243,6 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
             stall = collector.stall_with if collector.stall_next > 0 else None
             if stall is not None:
                 collector.stall_next -= 1
+            raw = collector.raw_answers.pop(0) if collector.raw_answers else None
             scripted = None
             if collector.script:
                 scripted = collector.script.pop(0)
@@ -262,6 +270,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if stall is not None:
             self._stall(stall)
+            return
+        if raw is not None:
+            self.wfile.write(raw)
             return
         if scripted is not None:
             self._answer(collector, scripted, f"scripted {scripted}", collector.retry_after)
@@ -309,6 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
         with collector.lock:
             collector.answers.append(status)
         payload = reason.encode()
+        if collector.interim:
+            self.wfile.write(collector.interim)
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(payload)))

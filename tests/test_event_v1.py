@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import types
 import uuid
+from unittest import mock
 
 import pytest
 
@@ -229,6 +231,36 @@ class Serializable:
 def test_subclass_serialize_is_used():
     """An Event subclass that overrides serialize() gets its own output, as bytes."""
     assert b'{"custom": true}' == serialize_v1_event(CustomEvent("t", "e"))
+
+
+def test_a_mock_with_autospec_event_is_serialized_by_its_own_serialize():
+    """mock.Mock(autospec=Event), as baseplate 0.30's tests make, gives its serialize()'s JSON."""
+    event = mock.Mock(autospec=Event)
+    event.serialize.return_value = '{"event_topic": "t", "payload": {}}'
+    assert b'{"event_topic": "t", "payload": {}}' == serialize_v1_event(event)
+
+
+def test_serialize_set_on_the_instance_is_called():
+    """A serialize attribute of the object itself (not of its class) is called."""
+    event = types.SimpleNamespace(serialize=lambda: '{"on": "instance"}')
+    assert b'{"on": "instance"}' == serialize_v1_event(event)
+
+
+def test_serialize_set_on_an_event_instance_overrides_the_class():
+    """An Event whose instance has its own serialize() gets that output, not Event's."""
+    event = Event("t", "e")
+    event.serialize = lambda: '{"replaced": 1}'  # type: ignore[method-assign]
+    assert b'{"replaced": 1}' == serialize_v1_event(event)
+
+
+def test_a_serialize_that_is_not_callable_is_refused():
+    """An object whose serialize is data, not a method, is refused like one without it."""
+    with pytest.raises(EventSerializationError) as info:
+        serialize_v1_event(types.SimpleNamespace(serialize='{"a": 1}'))
+    assert (
+        "event: serialize_v1_event expects a baseplate_events.Event (or an object with a "
+        "serialize() method), got SimpleNamespace" == str(info.value)
+    )
 
 
 @pytest.mark.parametrize("output", ['{"a": "\u00e9"}', '{"a": "\u00e9"}'.encode()])

@@ -331,3 +331,34 @@ def test_a_ca_file_path_with_a_nul_byte_names_the_key():
     """collector.ca_file holding a NUL byte is a ConfigError naming it, not a ValueError."""
     expected = "collector.ca_file: cannot read 'a\\x00b': not a valid path"
     assert expected == error_of(dict(MINIMAL, **{"collector.ca_file": "a\x00b"}))
+
+
+def test_success_statuses_default_and_list():
+    """collector.success_statuses: 200,202,204 by default, or the statuses listed."""
+    default = parse_section("q", dict(MINIMAL), environ={}).collector
+    listed = parse_section("q", dict(MINIMAL, **{"collector.success_statuses": "200, 201"}),
+                           environ={}).collector
+    assert (frozenset({200, 202, 204}), False) == (default.success_statuses, default.accept_html)
+    assert frozenset({200, 201}) == listed.success_statuses
+
+
+def test_success_statuses_2xx_is_baseplates_rule():
+    """2xx takes any status below 400, as baseplate 2.7.1 does."""
+    cfg = parse_section("q", dict(MINIMAL, **{"collector.success_statuses": "2xx",
+                                              "collector.accept_html": "true"}), environ={})
+    assert (frozenset(range(200, 400)), True) == (cfg.collector.success_statuses,
+                                                  cfg.collector.accept_html)
+
+
+@pytest.mark.parametrize("value", ["200,404", "ok", "200,,204", "3xx"])
+def test_bad_success_statuses(value: str):
+    """Anything but statuses 200-299 or 2xx names the key and the expected form."""
+    assert (f"collector.success_statuses: expected statuses from 200 to 299 separated by commas "
+            f"(default 200,202,204), or 2xx for any status below 400, got {value!r}"
+            ) == error_of(dict(MINIMAL, **{"collector.success_statuses": value}))
+
+
+def test_bad_accept_html():
+    """collector.accept_html is true or false."""
+    assert "collector.accept_html: expected true or false, got 'maybe'" == error_of(
+        dict(MINIMAL, **{"collector.accept_html": "maybe"}))

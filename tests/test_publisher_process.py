@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import uuid
@@ -96,6 +97,46 @@ def test_startup_line_names_queue_collector_version_and_metrics(
         "metrics to statsd 127.0.0.1:8125 as events.pub.*"
     )
     assert line.endswith(expected)
+
+
+def _metrics_part(publisher: PublisherProcess) -> str:
+    [line] = [x for x in publisher.log().splitlines() if " starting: " in x]
+    return line.split("key TestKey); ", 1)[1]
+
+
+def test_startup_line_says_metrics_off_once_without_statsd_or_prometheus(
+    start_publisher: Callable[..., PublisherProcess]
+):
+    """With neither metrics.endpoint nor metrics.prometheus, the line says metrics are off."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector)
+        assert 0 == publisher.stop()
+    assert "metrics off (neither metrics.endpoint nor metrics.prometheus is in use)" == (
+        _metrics_part(publisher))
+
+
+def test_startup_line_with_prometheus_only_does_not_say_metrics_off(
+    start_publisher: Callable[..., PublisherProcess]
+):
+    """With only metrics.prometheus, the line names /metrics and nothing about statsd."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
+        assert 0 == publisher.stop()
+    assert re.fullmatch(r"metrics served for Prometheus on http://127\.0\.0\.1:\d+/metrics",
+                        _metrics_part(publisher)), publisher.log()
+
+
+def test_startup_line_names_statsd_and_prometheus_together(
+    start_publisher: Callable[..., PublisherProcess]
+):
+    """With both, one phrase names statsd and /metrics."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0",
+                                                  "metrics.endpoint": "127.0.0.1:8125"})
+        assert 0 == publisher.stop()
+    assert re.fullmatch(r"metrics to statsd 127\.0\.0\.1:8125 and served for Prometheus on "
+                        r"http://127\.0\.0\.1:\d+/metrics", _metrics_part(publisher)), (
+        publisher.log())
 
 
 def test_queue_created_with_mode_0600(
@@ -253,6 +294,24 @@ def test_health_line_and_debug_batches(
         assert 0 == publisher.stop()
     assert "DEBUG sent a batch of " in log
     assert f"health: queue /events-{queue_name} depth=0 spool=0 events/0 bytes" in log
+
+
+def test_health_line_shows_drained_and_held(
+    publisher_for: Callable[..., PublisherProcess], publisher_queue: MessageQueue
+):
+    """The health line counts drained, sent and held events, drained never behind sent."""
+    with Collector(SECRET, version="2j") as collector:
+        publisher = publisher_for(collector.hostname, **{
+            "health.log_interval": "0.1", "health.interval": "0.1"}).start()
+        put_all(publisher_queue, [make_event(1), make_event(2)])
+        collector.wait_for_events(2)
+        log = publisher.wait_for_log(" sent=2 ")
+        assert 0 == publisher.stop()
+    lines = [x for x in log.splitlines() if " health: " in x]
+    assert any(" drained=2 sent=2 held=0 dead_letter=0 dropped=0" in x for x in lines), log
+    pairs = [tuple(int(n) for n in re.search(r" drained=(\d+) sent=(\d+) ", x).groups())
+             for x in lines]
+    assert [] == [(drained, sent) for drained, sent in pairs if drained < sent]
 
 
 def _nice_of_threads(pid: int) -> Tuple[int, List[int]]:

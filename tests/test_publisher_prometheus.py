@@ -32,7 +32,8 @@ Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
 def metrics_url(publisher: PublisherProcess) -> str:
     """The URL the start-up line says /metrics is served on."""
-    found = re.search(r"Prometheus metrics on (http://\S+/metrics)", publisher.log())
+    found = re.search(r"metrics (?:.* and )?served for Prometheus on (http://\S+/metrics)",
+                      publisher.log())
     assert found is not None, publisher.log()
     return found.group(1)
 
@@ -49,7 +50,7 @@ def scrape(url: str) -> Samples:
 
 
 def scrape_until(url: str, name: str, labels: Dict[str, str], value: float) -> Samples:
-    """Scrape until ``name{labels}`` reaches ``value`` (gauges and drained follow within 1 s)."""
+    """Scrape until ``name{labels}`` reaches ``value`` (gauges follow within 1 s)."""
     key = (name, tuple(sorted(labels.items())))
     deadline = time.monotonic() + 10
     while True:
@@ -71,7 +72,8 @@ def test_a_scrape_shows_the_statsd_counts_under_prometheus_names(
         put_all(publisher_queue, [make_event(1), make_event(2)])
         collector.wait_for_events(2)
         label = {"queue": queue_name}
-        samples = scrape_until(url, "baseplate_events_publisher_drained_total", label, 2.0)
+        scrape_until(url, "baseplate_events_publisher_drained_total", label, 2.0)
+        samples = scrape_until(url, "baseplate_events_publisher_queue_depth", label, 0.0)
         assert 0 == publisher.stop()
         posts = len(collector.received) + 1  # the accepted batches and the 503
     q = (("queue", queue_name),)

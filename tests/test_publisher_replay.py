@@ -29,17 +29,17 @@ def replay(queue_name: str, config: Path, dead: Path) -> "subprocess.CompletedPr
                           capture_output=True, text=True, timeout=60)
 
 
-def dead_letter_file(path: Path, count: int) -> List[str]:
-    """A dead-letter file of ``count`` events, as the publisher writes it; their uuids."""
+def dead_letter_file(path: Path, count: int, queue: str) -> List[str]:
+    """A dead-letter file of ``count`` events as ``queue``'s publisher writes it; their uuids."""
     events = [make_event(n) for n in range(count)]
-    DeadLetters(str(path), "q").write(events, 422, "poison event")
+    DeadLetters(str(path), queue).write(events, 422, "poison event")
     return [json.loads(e)["uuid"] for e in events]
 
 
 def test_replay_sends_the_events_and_archives_the_file(queue_name: str, tmp_path: Path):
     """Once the collector takes them, every event is sent, and FILE becomes FILE.replayed."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    ids = dead_letter_file(dead, 5)
+    ids = dead_letter_file(dead, 5, queue_name)
     with Collector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
@@ -58,7 +58,7 @@ def test_replay_sets_aside_again_what_the_collector_still_refuses(
 ):
     """An event still refused while its neighbours are accepted goes back to the dead letters."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    ids = dead_letter_file(dead, 6)
+    ids = dead_letter_file(dead, 6, queue_name)
     with Collector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e["uuid"] == ids[2]
         config = config_file(queue_name, collector.hostname, tmp_path)
@@ -73,7 +73,7 @@ def test_replay_sets_aside_again_what_the_collector_still_refuses(
 def test_replay_stops_while_the_collector_refuses_everything(queue_name: str, tmp_path: Path):
     """A collector still answering 400 to all: exit 1, nothing dead-lettered, a rerun finishes."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    ids = dead_letter_file(dead, 4)
+    ids = dead_letter_file(dead, 4, queue_name)
     with Collector(SECRET, version="2j") as collector:
         collector.fail_for(60, 400)
         config = config_file(queue_name, collector.hostname, tmp_path)
@@ -94,7 +94,7 @@ def test_replay_stops_while_the_collector_refuses_everything(queue_name: str, tm
 def test_replay_killed_midway_resumes_without_losing_an_event(queue_name: str, tmp_path: Path):
     """kill -9 during a replay of 240 events: a rerun sends the rest; at most one batch twice."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    ids = dead_letter_file(dead, 240)
+    ids = dead_letter_file(dead, 240, queue_name)
     with Collector(SECRET, version="2j") as collector:
         collector.delay = 0.02
         config = config_file(queue_name, collector.hostname, tmp_path,
@@ -120,7 +120,7 @@ def test_replay_killed_midway_resumes_without_losing_an_event(queue_name: str, t
 def test_replay_reports_unreadable_lines_and_keeps_them(queue_name: str, tmp_path: Path):
     """A garbage line is named by number, skipped, and kept in the archived file."""
     dead = tmp_path / "dead.jsonl"
-    [good] = encode([make_event(0)], "q", 422, "x")
+    [good] = encode([make_event(0)], queue_name, 422, "x")
     dead.write_bytes(good + b"garbage\n" + good)
     with Collector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
@@ -143,7 +143,7 @@ def test_replay_of_a_missing_file_is_an_error(queue_name: str, tmp_path: Path):
 def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: Path):
     """While one replay runs, another in the same directory exits 2 saying so."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    dead_letter_file(dead, 20)
+    dead_letter_file(dead, 20, queue_name)
     with Collector(SECRET, version="2j") as collector:
         collector.delay = 0.5
         config = config_file(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "400"})
@@ -168,11 +168,11 @@ def test_a_leftover_of_an_interrupted_replay_goes_first_from_its_saved_offset(
 ):
     """FILE.replaying with 2 of 4 lines sent, and FILE: the 2 left, then FILE; both archived."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    old_ids = dead_letter_file(tmp_path / "spool" / "dead-letter.jsonl.replaying", 4)
+    old_ids = dead_letter_file(tmp_path / "spool" / "dead-letter.jsonl.replaying", 4, queue_name)
     lines = (tmp_path / "spool" / "dead-letter.jsonl.replaying").read_bytes().splitlines(True)
     (tmp_path / "spool" / "dead-letter.jsonl.replaying.sent").write_text(
         f"{len(lines[0]) + len(lines[1])}\n")
-    new_ids = dead_letter_file(dead, 2)
+    new_ids = dead_letter_file(dead, 2, queue_name)
     with Collector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
@@ -194,11 +194,11 @@ def test_an_offset_left_by_a_replay_killed_after_archiving_is_not_applied_to_a_f
     """kill -9 between archiving and removing FILE.replaying.sent: the next FILE goes whole."""
     spool = tmp_path / "spool"
     dead = spool / "dead-letter.jsonl"
-    dead_letter_file(spool / "dead-letter.jsonl.replayed", 5)
+    dead_letter_file(spool / "dead-letter.jsonl.replayed", 5, queue_name)
     # What that kill leaves: the archive, and the offset at its end beside no FILE.replaying.
     (spool / "dead-letter.jsonl.replaying.sent").write_text(
         f"{(spool / 'dead-letter.jsonl.replayed').stat().st_size}\n")
-    ids = dead_letter_file(dead, 8)
+    ids = dead_letter_file(dead, 8, queue_name)
     with Collector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
@@ -216,7 +216,7 @@ def test_replay_on_a_full_disk_stops_with_one_line_and_resumes(
 ):
     """No room for the offset file: exit 1 naming it, nothing half-written; a rerun resumes."""
     dead = Path(small_disk) / "dead-letter.jsonl"
-    ids = dead_letter_file(dead, 10)
+    ids = dead_letter_file(dead, 10, queue_name)
     filler = Path(small_disk) / "filler"
     fill_disk(str(filler))
     with Collector(SECRET, version="2j") as collector:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
@@ -154,8 +154,8 @@ def test_answers_keep_one_connection(servers):
     assert (1, 1) == (len(set(server.client_ports)), sender.connections)
 
 
-def test_an_interim_answer_other_than_100_drops_the_connection(servers):
-    """A 103 before the final answer: an I/O error and a fresh connection, never a skewed answer."""
+def test_interim_answers_are_read_past_on_the_same_connection(servers):
+    """A 103 before the final answer: the final answer counts, the connection is kept."""
     server = scripted(
         servers,
         answer(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
@@ -165,12 +165,8 @@ def test_an_interim_answer_other_than_100_drops_the_connection(servers):
     sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
     answers = [sender.post(BODY, 1) for _ in range(2)]
     sender.close()
-    expected = [
-        Answer(None, "interim answer 103 Early Hints in place of the final one; connection closed"),
-        Answer(200, ""),
-    ]
-    assert expected == answers
-    assert 2 == len(set(server.client_ports))
+    assert [Answer(422, "nope"), Answer(200, "")] == answers
+    assert 1 == len(set(server.client_ports))
 
 
 def test_a_close_delimited_answer_ends_the_connection(servers):
@@ -467,3 +463,169 @@ def test_a_dead_letter_replay_uses_collector_ca_file(
          "--replay-dead-letter", str(dead), str(config)],
         cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert (0, uuids_of(events)) == (done.returncode, collector.uuids()), done.stderr
+
+
+# -- interim answers, redirects and faults of the HTTP stack ---------------------------------
+
+
+def test_101_is_an_error_and_the_next_post_reconnects(servers):
+    """101 Switching Protocols is no interim answer to a POST: an I/O error, a new connection."""
+    server = scripted(servers, answer(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n"
+                                      b"Connection: Upgrade\r\n\r\n"), answer(OK))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    answers = [sender.post(BODY, 1) for _ in range(2)]
+    sender.close()
+    assert [Answer(None, "InterimAnswerError: the collector answered 101 Switching Protocols "
+                         "(an interim answer that switches protocols) to a POST"),
+            Answer(200, "")] == answers
+    assert 2 == len(set(server.client_ports))
+
+
+def test_endless_interim_answers_are_cut_at_the_deadline(servers):
+    """103 after 103 for ever: read past each one, and the whole POST still ends at 1 s."""
+    server = scripted(servers, endless(b"", b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                                       0.1))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", timeout=1.0)
+    assert Answer(None, DEADLINE) == sender.post(BODY, 1)
+    sender.close()
+
+
+def test_a_redirects_body_is_read_only_up_to_the_answer_bound(servers):
+    """A 301 whose body never ends: the redirect is the answer once 1 MiB is read."""
+    from publisher.transport import MAX_ANSWER
+
+    head = (b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere/v2j\r\n"
+            b"Content-Length: 1000000000\r\n\r\n")
+    server = scripted(servers, endless(head, b"x" * 65536, 0.0))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j", timeout=5.0)
+    started = time.monotonic()
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert Answer(301, "301 (Location: https://elsewhere/v2j)") == result
+    assert (True, 1) == (time.monotonic() - started < 4.0, sender.metrics.totals["error.redirect"])
+    assert 1 << 20 == MAX_ANSWER
+
+
+def _deliver_through_a_fault(servers, tmp_path: Path, inject: Callable[[], None]) -> List[float]:
+    """Deliver one batch while ``inject`` makes the first two POSTs fail; the waits taken."""
+    from publisher.backoff import Backoff
+    from publisher.delivery import Deliverer
+
+    collector = Collector(SECRET, version="2j")
+    servers.append(collector.start())
+    sender = sender_for(f"http://{collector.hostname}/v2j")
+    waits: List[float] = []
+    deliverer = Deliverer(sender.post, "2j", sender.metrics,
+                          DeadLetters(str(tmp_path / "dead.jsonl"), "q"),
+                          Backoff(0.01, 0.04, 1.0), lambda delay: waits.append(delay) or False)
+    inject()
+    assert deliverer.deliver(BODY, 1, lambda: [make_event(0)])
+    sender.close()
+    assert (BODY, 2) == (collector.received[-1].body, sender.metrics.totals["error.io"])
+    return waits
+
+
+def _twice(exc: BaseException) -> Callable[..., None]:
+    """A replacement that raises ``exc`` on its first two calls, then calls the original."""
+    calls: List[int] = []
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def raising(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) <= 2:
+                raise exc
+            return original(*args, **kwargs)
+        return raising
+
+    return wrap  # type: ignore[return-value]
+
+
+def test_a_requests_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """requests failing inside the adapter (the one monkeypatch: build_response raises)."""
+    import requests.adapters
+
+    original = requests.adapters.HTTPAdapter.build_response
+    fault = _twice(requests.exceptions.InvalidHeader("injected"))
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        requests.adapters.HTTPAdapter, "build_response", fault(original)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+
+
+def test_a_urllib3_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """urllib3's pool closed under the sender (the one monkeypatch: _get_conn raises)."""
+    import urllib3.connectionpool
+    import urllib3.exceptions
+
+    pool = urllib3.connectionpool.HTTPConnectionPool
+    fault = _twice(urllib3.exceptions.ClosedPoolError(None, "injected"))  # type: ignore[arg-type]
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        pool, "_get_conn", fault(pool._get_conn)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+
+
+def test_a_watchdog_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    caplog: pytest.LogCaptureFixture):
+    """The deadline thread cannot start (the one monkeypatch: Watchdog.arm raises)."""
+    from publisher.deadline import Watchdog
+
+    fault = _twice(RuntimeError("can't start new thread"))
+    waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
+        Watchdog, "arm", fault(Watchdog.arm)))
+    assert 2 == len(waits) and all(w > 0 for w in waits)
+    # Not the network's doing: its traceback is logged, once a minute (once for two faults).
+    [message] = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert (True, True) == (message.startswith("POST to http://127.0.0.1:"),
+                            message.endswith("/v2j: unexpected error (treated as no answer)"))
+
+
+@pytest.mark.parametrize("value, masked", [
+    ("http://user:p@ss@[bad", "http://user:***@[bad"),
+    ("http://TOKEN@proxy:3128/", "http://***@proxy:3128/"),
+    ("user:secret@proxy:3128", "user:***@proxy:3128"),
+    ("http://proxy:3128", "http://proxy:3128"),
+])
+def test_proxy_credentials_are_masked_even_in_a_broken_url(value: str, masked: str):
+    """The password (or a lone user name, often a token) never reaches the error line."""
+    from publisher.transport import mask_credentials
+
+    assert masked == mask_credentials(value)
+
+
+def test_only_the_proxy_variable_requests_reads_is_checked():
+    """The lower-case variable wins over the capitals; a good one passes, an ftp:// one fails."""
+    from publisher.transport import ProxyVariableError, check_proxy_environment
+
+    check_proxy_environment({"https_proxy": "http://proxy:3128", "HTTPS_PROXY": "http://[::1"})
+    check_proxy_environment({"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://[::1"})
+    with pytest.raises(ProxyVariableError) as info:
+        check_proxy_environment({"ALL_PROXY": "ftp://proxy:21"})
+    assert str(info.value).startswith(
+        "ALL_PROXY=ftp://proxy:21: not a proxy URL: scheme 'ftp' (expected http or https); ")
+
+
+def test_a_json_answer_nested_past_the_stack_is_an_answer(servers):
+    """A 200 JSON body nested 200,000 deep: no RecursionError; no count in it, so it delivers."""
+    body = b"[" * 200_000 + b"]" * 200_000
+    server = scripted(servers, answer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % len(body) + body))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert (Answer(200, ""), True) == (result, result.ok)
+
+
+def test_a_kept_answer_escapes_what_the_peer_wrote(servers):
+    """Control bytes in the reason, Content-Type and body reach the log line escaped."""
+    server = scripted(servers, answer(
+        b"HTTP/1.1 201 Made\x1b[2J\r\nContent-Type: text/\x7fodd\r\nContent-Length: 5\r\n\r\n"
+        b"a\nb\x1bc"))
+    sender = sender_for(f"http://127.0.0.1:{server.port}/v2j")
+    result = sender.post(BODY, 1)
+    sender.close()
+    assert (
+        "collector answered 201 'Made\\x1b[2J' (Content-Type: 'text/\\x7fodd', first 200 bytes: "
+        "'a\\nb\\x1bc'), which does not say the batch was stored; to accept it, add 201 to "
+        "collector.success_statuses (default 200,202,204; 2xx takes any status below 400)"
+    ) == result.kept
+    assert (False, 1) == (result.ok, sender.metrics.totals["error.answer"])

@@ -238,6 +238,35 @@ def make_configurator(
     return config
 
 
+def log_through_gunicorn() -> bool:
+    """Under gunicorn, send the collector's log lines to gunicorn's error log.
+
+    gunicorn configures only its own loggers; the collector's lines would
+    otherwise go nowhere (no handler) or, below WARNING, be dropped. When the
+    process runs gunicorn and the application has configured no logging of its
+    own (no handler on the root logger or on ``baseplate_events``), the
+    ``baseplate_events`` loggers take gunicorn's error-log handlers and level:
+    ``--error-logfile``, ``--log-level`` and ``--log-config`` apply to them.
+
+    :returns: whether the collector's lines now reach gunicorn's error log.
+    """
+    if "gunicorn" not in sys.modules:
+        return False
+    ours = logging.getLogger("baseplate_events")
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if not gunicorn_log.handlers:
+        return False
+    if any(h in ours.handlers for h in gunicorn_log.handlers):
+        return True  # a second app in this process (gunicorn --reload)
+    if ours.handlers or logging.getLogger().handlers:
+        return False  # the application's own logging configuration decides
+    for handler in gunicorn_log.handlers:
+        ours.addHandler(handler)
+    ours.setLevel(gunicorn_log.getEffectiveLevel())
+    ours.propagate = False
+    return True
+
+
 def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     """The collector's WSGI app from its settings (see :mod:`~baseplate_events.collector.settings`).
 
@@ -248,7 +277,11 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
         atexit.register(collector.close)
         # the start line of this process (each gunicorn worker makes its app)
-        print(f"collector app made in process {os.getpid()} (keys: "
-              f"{', '.join(sorted(collector.settings.keys))}; sink: {collector.describe_sink()})",
-              file=sys.stderr, flush=True)
+        line = (f"collector app made in process {os.getpid()} (keys: "
+                f"{', '.join(sorted(collector.settings.keys))}; sink: "
+                f"{collector.describe_sink()})")
+        if log_through_gunicorn():
+            logger.info("%s", line)
+        else:
+            print(line, file=sys.stderr, flush=True)
     return config.make_wsgi_app()

@@ -249,6 +249,11 @@ class KafkaSink:
         self._pid = os.getpid()
         _LIVE.add(self)
 
+    def describe(self) -> str:
+        """For the start line: the brokers and the topic of each stream."""
+        topics = ", ".join(f"{stream} -> {self.settings.topics[stream]}" for stream in STREAMS)
+        return f"kafka brokers {self.settings.bootstrap_servers} (topics {topics})"
+
     @property
     def producer(self) -> Producer:
         """The current producer (a new one after a fatal error)."""
@@ -451,10 +456,6 @@ class KafkaSink:
         if self._fatal is not None:
             raise SinkUnavailable(f"kafka: the producer failed: {self._fatal.str()}")
         self._failed_at = float("-inf")
-
-    def describe(self) -> str:
-        """For the start line: the brokers."""
-        return f"kafka {self.settings.bootstrap_servers}"
 
     def close(self) -> None:
         """Wait up to the message timeout for what is in flight, then stop the producer.
