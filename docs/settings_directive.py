@@ -13,11 +13,17 @@ help, so that the pages cannot drift from the code. Options:
 The directive's content, optional, is a definition list: more prose for a
 setting, under its key as the entry spells it. A term that is no setting of
 the selection stops the build.
+
+``.. command-flags:: MODULE:FUNCTION``: a command's flags, from the
+``argparse`` parser ``FUNCTION()`` builds (where each flag is declared once):
+a definition list of each flag, its help and its default, then the same kind
+of extra prose under the flag's name (``--port``).
 """
 from __future__ import annotations
 
+import argparse
 import importlib
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -103,23 +109,71 @@ class SettingsDirective(SphinxDirective):
         return list(generated.children)
 
     def _extras(self) -> Dict[str, List[nodes.Node]]:
-        """The content's definition list: key -> more paragraphs for it."""
-        if not self.content:
-            return {}
-        holder = nodes.container()
-        self.state.nested_parse(self.content, self.content_offset, holder)
-        extras: Dict[str, List[nodes.Node]] = {}
-        for child in holder.children:
-            if not isinstance(child, nodes.definition_list):
-                raise self.error("settings: the content must be a definition list "
-                                 "(a setting's key, then its extra paragraphs)")
-            for item in child.children:
-                term = item.next_node(nodes.term).astext()
-                definition = item.next_node(nodes.definition)
-                extras[term] = list(definition.children)
-        return extras
+        return parse_extras(self)
+
+
+def parse_extras(directive: SphinxDirective) -> Dict[str, List[nodes.Node]]:
+    """A directive's content, a definition list: key -> more paragraphs for it."""
+    if not directive.content:
+        return {}
+    holder = nodes.container()
+    directive.state.nested_parse(directive.content, directive.content_offset, holder)
+    extras: Dict[str, List[nodes.Node]] = {}
+    for child in holder.children:
+        if not isinstance(child, nodes.definition_list):
+            raise directive.error(f"{directive.name}: the content must be a definition list "
+                                  "(a key, then its extra paragraphs)")
+        for item in child.children:
+            term = item.next_node(nodes.term).astext()
+            definition = item.next_node(nodes.definition)
+            extras[term] = list(definition.children)
+    return extras
+
+
+def flags(function: str) -> List[Tuple[str, str, str]]:
+    """``(name, spelling, help)`` of each flag of the parser ``module:function`` builds."""
+    module, _, name = function.partition(":")
+    parser: argparse.ArgumentParser = getattr(importlib.import_module(module), name)()
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+            continue
+        flag = action.option_strings[-1]
+        if action.nargs == 0:
+            spelling = flag
+        elif action.choices:
+            spelling = f"{flag} {'|'.join(map(str, action.choices))}"
+        else:
+            spelling = f"{flag} {action.metavar or action.dest.upper()}"
+        text = action.help or ""
+        default = action.default
+        if default not in (None, False, [], argparse.SUPPRESS) and "default" not in text:
+            text += f" (default {default})"
+        found.append((flag, spelling, text))
+    return found
+
+
+class CommandFlagsDirective(SphinxDirective):
+    """See the module docstring."""
+
+    required_arguments = 1
+    has_content = True
+
+    def run(self) -> List[nodes.Node]:
+        extras = parse_extras(self)
+        listing = nodes.definition_list()
+        for flag, spelling, text in flags(self.arguments[0]):
+            definition = nodes.definition("", nodes.paragraph(text, text))
+            definition.extend(extras.pop(flag, []))
+            listing += nodes.definition_list_item(
+                "", nodes.term("", "", nodes.literal(spelling, spelling)), definition)
+        if extras:
+            raise self.error(f"command-flags: {', '.join(sorted(extras))}: no such flag of "
+                             f"{self.arguments[0]}")
+        return [listing]
 
 
 def setup(app: Any) -> Dict[str, Any]:
     app.add_directive("settings", SettingsDirective)
+    app.add_directive("command-flags", CommandFlagsDirective)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

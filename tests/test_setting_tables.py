@@ -197,3 +197,16 @@ def test_sink_options_fill_in_the_tables_defaults() -> None:
     expected: Dict[str, Any] = {"directory": None, "max_bytes": 64 << 20, "max_seconds": 300.0,
                                 "fsync": True, "mode": 0o600, "timeout": 2.5}
     assert expected == sink_options("jsonl", {})
+
+
+def test_the_collector_commands_flags_are_listed_from_its_parser() -> None:
+    """docs/collector.rst lists the flags from build_parser(); its extra prose names real flags."""
+    from baseplate_events.collector.__main__ import build_parser
+
+    text = (DOCS / "collector.rst").read_text(encoding="utf-8")
+    match = re.search(r"^\.\. command-flags:: baseplate_events\.collector\.__main__:build_parser\n"
+                      r"((?:(?:   .*)?\n)*)", text, re.M)
+    assert match is not None
+    flags = {option for action in build_parser()._actions for option in action.option_strings}
+    terms = re.findall(r"^   ``(\S+)``$", match.group(1), re.M)
+    assert terms and [] == [term for term in terms if term not in flags]

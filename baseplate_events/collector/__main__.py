@@ -34,7 +34,7 @@ from ..errors import ConfigError
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 from .settings import SINKS
 
-__all__ = ["HEALTH_PATHS", "add_arguments", "create_server", "main", "serve",
+__all__ = ["HEALTH_PATHS", "add_arguments", "build_parser", "create_server", "main", "serve",
            "settings_from_args"]
 
 DEFAULT_CONNECTION_LIMIT = 1000
@@ -126,8 +126,10 @@ def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every collector command takes (this one and ``python -m demo_app.collector``)."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed)")
+    parser.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                        help="the address to listen on")
+    parser.add_argument("--port", type=int, default=8080, metavar="PORT",
+                        help="0 picks a free port (printed)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=BASE64",
                         help="a signing key; repeat for more")
     parser.add_argument("--publisher-config", metavar="INI",
@@ -141,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and field names (e.g. shop.ttypes:Event)")
     parser.add_argument("--uuid-field", metavar="ID",
                         help="the id of the top-level field holding each v2 event's uuid")
-    parser.add_argument("--threads", type=int, default=8, help="waitress worker threads")
+    parser.add_argument("--threads", type=int, default=8, metavar="N",
+                        help="waitress worker threads")
     parser.add_argument("--connection-limit", type=_positive, default=DEFAULT_CONNECTION_LIMIT,
                         metavar="N", help="connections held open at once, idle or slow ones "
                                           f"included (default {DEFAULT_CONNECTION_LIMIT})")
@@ -207,7 +210,8 @@ def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags, each declared once (docs/collector.rst lists them from here)."""
     parser = argparse.ArgumentParser(prog="python -m baseplate_events.collector",
                                      description="The event collector, served by waitress.")
     add_arguments(parser)
@@ -216,6 +220,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--option", action="append", default=[], metavar="SINK.NAME=VALUE",
                         help="a sink option, e.g. sqlite.path=events.db or "
                              "jsonl.directory=/var/lib/events; repeat for more")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
         import logging
