@@ -14,6 +14,7 @@ or makes a socket listen (see :func:`_unmarked_guard`).
 """
 from __future__ import annotations
 
+import _posixsubprocess  # type: ignore[import-not-found]
 import os
 import socket
 import subprocess
@@ -81,9 +82,14 @@ class UnmarkedSystemTest(Exception):
     """
 
 
-_real_execute_child = subprocess.Popen._execute_child  # type: ignore[attr-defined]
-_real_fork = os.fork
-_real_listen = socket.socket.listen
+#: Every way a test could start a process, as (module, name): each is replaced
+#: while an unmarked test runs. subprocess (and multiprocessing's spawn and
+#: forkserver) end in _posixsubprocess.fork_exec; Popen._execute_child is
+#: replaced too, to name the command in the error.
+_PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (_posixsubprocess, "fork_exec")] + [
+    (os, name) for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp")
+    if hasattr(os, name)
+]
 
 
 @contextmanager
@@ -96,25 +102,29 @@ def _unmarked_guard(item: pytest.Item) -> Iterator[None]:
         item.stash[_VIOLATION] = f"{what}, but {hint}"
         raise UnmarkedSystemTest(item.stash[_VIOLATION])
 
-    def execute_child(self: subprocess.Popen, args: object, *rest: object,
-                      **kwargs: object) -> None:  # type: ignore[type-arg]
+    def execute_child(self: object, args: object, *rest: object, **kwargs: object) -> None:
         refuse(f"it starts the process {args!r}")
 
-    def fork() -> int:
-        refuse("it forks")
+    def starter(name: str) -> Callable[..., NoReturn]:
+        def start(*args: object, **kwargs: object) -> "NoReturn":
+            refuse("it forks" if name in ("fork", "forkpty")
+                   else f"it starts a process ({name} {args[0]!r})")
+
+        return start
 
     def listen(self: socket.socket, *args: object) -> None:
         refuse(f"it listens on {self.getsockname()!r}")
 
-    subprocess.Popen._execute_child = execute_child  # type: ignore[attr-defined]
-    os.fork = fork
+    saved = [(owner, name, getattr(owner, name)) for owner, name in _PROCESS_STARTERS]
+    saved.append((socket.socket, "listen", socket.socket.listen))
+    for owner, name in _PROCESS_STARTERS:
+        setattr(owner, name, execute_child if name == "_execute_child" else starter(name))
     socket.socket.listen = listen  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        subprocess.Popen._execute_child = _real_execute_child  # type: ignore[attr-defined]
-        os.fork = _real_fork
-        socket.socket.listen = _real_listen  # type: ignore[method-assign]
+        for owner, name, original in saved:
+            setattr(owner, name, original)
 
 
 _VIOLATION = pytest.StashKey[str]()

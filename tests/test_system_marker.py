@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import textwrap
+from typing import Callable
 
 import pytest
 
@@ -48,6 +49,32 @@ def test_an_unmarked_test_cannot_fork(request: pytest.FixtureRequest) -> None:
         os.fork()
     _forget_violation(request)
     assert str(raised.value).startswith("it forks, but tests/")
+
+
+@pytest.mark.parametrize("start, expected", [
+    (lambda: os.system("true"), "it starts a process (system 'true'), but tests/"),
+    (lambda: os.posix_spawnp("true", ["true"], {}),
+     "it starts a process (posix_spawnp 'true'), but tests/"),
+])
+def test_an_unmarked_test_cannot_start_a_process_by_other_means(
+    request: pytest.FixtureRequest, start: Callable[[], object], expected: str
+) -> None:
+    """os.system and os.posix_spawnp are refused as subprocess is."""
+    with pytest.raises(UnmarkedSystemTest) as raised:
+        start()
+    _forget_violation(request)
+    assert str(raised.value).startswith(expected)
+
+
+def test_multiprocessing_spawn_is_refused(request: pytest.FixtureRequest) -> None:
+    """A spawned multiprocessing child (its own fork_exec) is a process too."""
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(target=print)
+    with pytest.raises(UnmarkedSystemTest) as raised:
+        process.start()
+    _forget_violation(request)
+    assert str(raised.value).startswith("it starts a process (fork_exec ")
 
 
 def test_a_client_socket_is_no_server(request: pytest.FixtureRequest) -> None:
