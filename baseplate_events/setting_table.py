@@ -116,10 +116,6 @@ class SettingTable:
         """The settings whose names start with ``prefix`` (a sink's ``jsonl.``)."""
         return tuple(s for s in self.settings if s.name.startswith(prefix))
 
-    def groups(self) -> Tuple[str, ...]:
-        """The docs' sections, in table order."""
-        return tuple(dict.fromkeys(s.group for s in self.settings))
-
     def hint(self, key: str, key_of: Callable[[str], str] = str, *, under: str = "") -> str:
         """`` (did you mean collector.hostname?)`` for a misspelt ``key``, or ``""``.
 
