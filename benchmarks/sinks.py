@@ -139,7 +139,7 @@ def run_sink(sink: str, bodies: List[Tuple[bytes, str]], per_batch: int, warmup:
     """POST every body to a one-worker collector with ``sink``; see the module docstring."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bpe-bench-{sink}-"))
     if sink == "jsonl":
-        (workdir / "jsonl").mkdir()
+        (workdir / "jsonl").mkdir(mode=0o700)
     worker = Worker(sink, workdir, sink_options(sink, workdir, bootstrap))
     try:
         for body, signature in bodies[:warmup]:  # imports, the producer's start, the file
@@ -243,7 +243,7 @@ def stage_rows(rounds: int) -> List[Tuple[str, float]]:
     decoded = [decode_batch("2", plain, reader, received_ms, documents=True) for plain in plains]
     workdir = Path(tempfile.mkdtemp(prefix="bpe-bench-stages-"))
     try:
-        (workdir / "jsonl").mkdir()
+        (workdir / "jsonl").mkdir(mode=0o700)
         with TansuBroker.start(workdir) as broker:
             for sink_name in SINKS:
                 options = {k.split(".", 1)[1]: v for k, v in

@@ -115,3 +115,14 @@ def test_gunicorn_workers_name_the_state_file_and_share_it(
     assert [f"sqlite {db} (WAL, shared by every worker)"] * 3 == lines
     assert [200] * 60 == answers
     assert sorted(uuids_of(events)) == sorted(stored(db))
+
+
+def test_the_database_and_its_wal_are_private_whatever_the_umask(tmp_path: Path):
+    """Under umask 000 the file SQLite keeps events in, and its WAL files, are 0600."""
+    db = tmp_path / "events.sqlite3"
+    with CollectorProcess("--option", f"sqlite.path={db}", umask=0) as collector:
+        assert 200 == post_batch(collector.url, [v1_event(0)]).status_code
+        modes = {path.name: oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()}
+        assert 0 == collector.stop()
+    assert {"events.sqlite3": "0o600", "events.sqlite3-wal": "0o600",
+            "events.sqlite3-shm": "0o600"} == modes

@@ -140,3 +140,45 @@ def test_under_gunicorn_the_workers_figures_add_up_once_per_instance(tmp_path: P
                        figures[P + "batch_events_count"]))
     print(f"FIGURE gunicorn -w 3 metrics: {totals} (requests, events, batches) per run")
     assert [(60.0, 120.0, 60.0)] * 2 == totals
+
+
+def test_a_bad_metrics_address_stops_the_start_naming_the_flag():
+    """--metrics nowhere: exit 2 naming the flag and the form it takes."""
+    result = CollectorProcess("--option", "sqlite.path=:memory:", "--metrics", "nowhere").run()
+    assert 2 == result.returncode
+    assert result.stderr.splitlines()[-1] == (
+        "python -m baseplate_events.collector: error: argument --metrics: expected HOST:PORT "
+        "(e.g. 127.0.0.1:9102), got 'nowhere'")
+
+
+def test_a_metrics_port_in_use_stops_the_start_naming_it():
+    """--metrics on a port another process listens on: exit 2 naming the address."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CollectorProcess("--option", "sqlite.path=:memory:", "--metrics",
+                                  f"127.0.0.1:{port}").run()
+    assert 2 == result.returncode
+    assert result.stderr.splitlines()[-1] == (
+        "python -m baseplate_events.collector: error: --metrics: cannot listen on "
+        f"127.0.0.1:{port}: Address already in use")
+
+
+def test_gunicorn_refuses_a_bad_metrics_address_before_it_binds():
+    """BASEPLATE_EVENTS_COLLECTOR_METRICS=nowhere: gunicorn exits 2 with one line naming it."""
+    import subprocess
+    import sys
+
+    from .support_processes import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", *CONF, "-b", "127.0.0.1:0",
+         "baseplate_events.collector:make_app({'keys': 'a=YWJj', 'sqlite.path': ':memory:'})"],
+        env=dict(os.environ, BASEPLATE_EVENTS_COLLECTOR_METRICS="nowhere"), cwd=REPO,
+        capture_output=True, text=True, timeout=60)
+    assert 2 == result.returncode
+    assert ["collector: BASEPLATE_EVENTS_COLLECTOR_METRICS: expected HOST:PORT "
+            "(e.g. 127.0.0.1:9102), got 'nowhere'"] == result.stderr.splitlines()

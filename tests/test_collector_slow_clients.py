@@ -12,12 +12,15 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List
+from typing import TYPE_CHECKING, Dict, Iterator, List
 
 import pytest
 import requests
 
 from .support_service import CollectorProcess, post_batch, v1_event
+
+if TYPE_CHECKING:
+    from demo_app.tansu import TansuBroker
 
 pytestmark = pytest.mark.system
 
@@ -99,38 +102,74 @@ def test_health_answers_within_250_ms_while_every_batch_thread_waits_for_the_sin
         assert 200 == post_batch(collector.url, [v1_event(0)]).status_code
         locker = sqlite3.connect(db, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
-        stop = threading.Event()
-        answers: List[int] = []
-
-        def publisher() -> None:  # one of 12, each a batch at a time, as publishers send
-            while not stop.is_set():
-                try:
-                    answers.append(post_batch(collector.url, [v1_event(1)], timeout=20)
-                                   .status_code)
-                except requests.RequestException:
-                    answers.append(0)
-
-        publishers = [threading.Thread(target=publisher, daemon=True) for _ in range(12)]
-        for thread in publishers:
-            thread.start()
-        time.sleep(1.0)  # every batch thread is now waiting for the database
-        timings = {"/healthz": [], "/readyz": []}
         try:
-            for _ in range(20):
-                for path, taken in timings.items():
-                    started = time.monotonic()
-                    requests.get(collector.url + path, timeout=10)
-                    taken.append(time.monotonic() - started)
-                time.sleep(0.15)  # 20 probes over 4 s: past the sink's 2.5 s wait
+            p95, answers = probe_while_busy(collector.url)
         finally:
-            stop.set()
             locker.execute("ROLLBACK")
             locker.close()
-            for thread in publishers:
-                thread.join(30)
         assert 0 == collector.stop()
-    p95 = {path: sorted(taken)[18] for path, taken in timings.items()}  # 19th of 20
     print(f"FIGURE waitress busy sink: p95 /healthz {p95['/healthz']:.3f} s, "
           f"/readyz {p95['/readyz']:.3f} s; batches answered {sorted(set(answers))}")
     assert 503 in answers  # the batch threads were busy with a sink that could not take them
-    assert p95["/healthz"] < 0.25 and p95["/readyz"] < 0.25, timings
+    assert p95["/healthz"] < 0.25 and p95["/readyz"] < 0.25, p95
+
+
+def test_health_answers_within_250_ms_while_the_kafka_broker_is_paused(
+    kafka_broker: "TansuBroker", kafka_topics: Dict[str, str]
+):
+    """12 clients posting to a paused broker hold every batch thread; probes answer fast,
+    and /readyz is 200 again after the broker resumes, with no batch sent."""
+    topics = [f"kafka.topic.{stream}={topic}" for stream, topic in kafka_topics.items()]
+    options = [item for option in [f"kafka.bootstrap_servers={kafka_broker.bootstrap}", *topics]
+               for item in ("--option", option)]
+    with CollectorProcess("--sink", "kafka", *options) as collector:
+        assert 200 == post_batch(collector.url, [v1_event(0)]).status_code
+        kafka_broker.pause()
+        try:
+            p95, answers = probe_while_busy(collector.url)
+            unready = requests.get(collector.url + "/readyz", timeout=5).status_code
+        finally:
+            kafka_broker.resume()
+        started = time.monotonic()
+        while requests.get(collector.url + "/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() - started < 15, "never ready again"
+            time.sleep(0.1)
+        again = time.monotonic() - started
+        assert 0 == collector.stop()
+    print(f"FIGURE waitress, Kafka broker paused: p95 /healthz {p95['/healthz']:.3f} s, "
+          f"/readyz {p95['/readyz']:.3f} s; batches answered {sorted(set(answers))}; ready "
+          f"{again:.2f} s after the broker resumed")
+    assert 503 in answers and 503 == unready
+    assert p95["/healthz"] < 0.25 and p95["/readyz"] < 0.25, p95
+
+
+def probe_while_busy(url: str) -> "tuple[Dict[str, float], List[int]]":
+    """12 clients post batch after batch while 20 probes of each health path are timed:
+    the p95 of each, and the statuses the batches got."""
+    stop = threading.Event()
+    answers: List[int] = []
+
+    def publisher() -> None:  # one of 12, each a batch at a time, as publishers send
+        while not stop.is_set():
+            try:
+                answers.append(post_batch(url, [v1_event(1)], timeout=20).status_code)
+            except requests.RequestException:
+                answers.append(0)
+
+    publishers = [threading.Thread(target=publisher, daemon=True) for _ in range(12)]
+    for thread in publishers:
+        thread.start()
+    time.sleep(1.0)  # every batch thread is now waiting for the sink
+    timings: Dict[str, List[float]] = {"/healthz": [], "/readyz": []}
+    try:
+        for _ in range(20):
+            for path, taken in timings.items():
+                started = time.monotonic()
+                requests.get(url + path, timeout=10)
+                taken.append(time.monotonic() - started)
+            time.sleep(0.15)  # 20 probes over 4 s: past the sink's 2.5 s wait
+    finally:
+        stop.set()
+        for thread in publishers:
+            thread.join(30)
+    return {path: sorted(taken)[18] for path, taken in timings.items()}, answers  # 19th of 20

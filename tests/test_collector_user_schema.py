@@ -90,7 +90,8 @@ def collector_process(tmp_path: Path) -> Iterator[str]:
     keys.write_text(f"[event-publisher:keys]\nkey.name = {KEY}\n"
                     f"key.secret = {base64.b64encode(SECRET).decode()}\n")
     with serving_collector("demo_app.collector", "--port", "0", "--publisher-config",
-                           str(keys), "--schema", SCHEMA) as url:
+                           str(keys), "--schema", SCHEMA,
+                           "--db", str(tmp_path / "events.sqlite3")) as url:
         yield url
 
 

@@ -191,7 +191,8 @@ def metrics_tween(handler: Callable[[Request], Response], registry: Any
 
     def tween(request: Request) -> Response:
         response = handler(request)
-        collector.metrics.request(request.path_info, response.status_code)
+        # PATH_INFO as the server gave it: request.path_info raises on a path not UTF-8
+        collector.metrics.request(request.environ.get("PATH_INFO", ""), response.status_code)
         return response
 
     return tween

@@ -243,9 +243,10 @@ def decode_batch(
     for index, (item, raw) in enumerate(elements):
         try:
             if type(item) is Unreadable:  # the last element: the split stopped at it
-                event_uuid, document, reason = None, None, item.reason
+                checked: Checked = (None, None, item.reason)
             else:
-                event_uuid, document, reason = check(item, raw, reader)
+                checked = check(item, raw, reader)
+            event_uuid, document, reason = checked
             if reason is None and not refusals:
                 data = raw.encode("utf-8") if raw is not None else _written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
@@ -445,7 +446,8 @@ def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
         kind = type(value)
         if kind is dict or kind is list:
             if depth >= MAX_DEPTH:
-                return (f"{path[:64]}: nested more than {MAX_DEPTH} levels deep; an event "
+                shown = path if len(path) <= 64 else path[:61] + "..."
+                return (f"{shown}: nested more than {MAX_DEPTH} levels deep; an event "
                         f"may nest at most {MAX_DEPTH}")
             if kind is dict:
                 stack.extend((f"{path}.{key}", inner, depth + 1) for key, inner in value.items())

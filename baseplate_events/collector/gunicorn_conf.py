@@ -29,7 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from publisher.paths import open_private_directory
 
@@ -61,21 +61,36 @@ def _remove(directory: str, master: int) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _metrics_address() -> Optional[Tuple[str, int]]:
+    """``BASEPLATE_EVENTS_COLLECTOR_METRICS``, checked before anything starts."""
+    from .metrics import parse_address
+
+    text = os.environ.get(METRICS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        print(f"collector: {METRICS_ENV}: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+METRICS_ADDRESS = _metrics_address()
 MULTIPROCESS_DIRECTORY = _multiprocess_directory()
 
 
 def when_ready(server: Any) -> None:
     """Serve the workers' summed metrics from the master, if asked for."""
-    address = os.environ.get(METRICS_ENV)
-    if not address:
+    if METRICS_ADDRESS is None:
         return
-    from .metrics import parse_address, serve_metrics
+    from .metrics import serve_metrics
 
     try:
-        _, url = serve_metrics(None, parse_address(address))
-    except (ValueError, OSError) as exc:
-        print(f"collector: {METRICS_ENV}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        _, url = serve_metrics(None, METRICS_ADDRESS)
+    except OSError as exc:
+        print(f"collector: {METRICS_ENV}: cannot listen on {METRICS_ADDRESS[0]}:"
+              f"{METRICS_ADDRESS[1]}: {exc.strerror}", file=sys.stderr, flush=True)
+        server.halt(reason="cannot serve metrics", exit_status=2)
     print(f"collector metrics on {url} (every worker's figures, summed)", file=sys.stderr,
           flush=True)
 

@@ -35,6 +35,7 @@ import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 from typing import runtime_checkable
 
+from ..errors import ConfigError
 from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
 from .metrics import CollectorMetrics
@@ -241,7 +242,13 @@ class Collector:
         if self._make_sink is not None and self._pid != os.getpid():
             with self._fork_lock:
                 if self._pid != os.getpid():
-                    self._sink = self._make_sink()
+                    try:
+                        self._sink = self._make_sink()
+                    except SinkUnavailable:
+                        raise
+                    except (OSError, ConfigError) as exc:  # the files' state, not the batch's
+                        raise SinkUnavailable(f"this process cannot make its sink: "
+                                              f"{exc}") from None
                     self._pid = os.getpid()
         return self._sink
 
@@ -332,8 +339,10 @@ class Collector:
             return
         try:
             journal.record_refusals(stream, refused, received_ms)
-        except Exception:  # the journal is for the page; never let it cost the answer
-            logger.exception("collector: failed to record refused events")
+        except Exception as exc:  # the journal is for the page; never let it cost the answer
+            self.rate_limited(logging.WARNING, f"record {type(exc).__name__}: {exc}",
+                              "collector: failed to record refused events: %s: %s",
+                              type(exc).__name__, exc)
 
     def count(self, status: int) -> None:
         journal = self.journal
@@ -341,5 +350,7 @@ class Collector:
             return
         try:
             journal.count_response(status)
-        except Exception:
-            logger.exception("collector: failed to count a response")
+        except Exception as exc:  # as above; a locked database fails every count at once
+            self.rate_limited(logging.WARNING, f"count {type(exc).__name__}: {exc}",
+                              "collector: failed to count a response: %s: %s",
+                              type(exc).__name__, exc)

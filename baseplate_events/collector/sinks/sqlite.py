@@ -6,7 +6,8 @@ file (WAL mode, so readers never wait for the writer; a writer waits up to
 ``sqlite.busy_timeout`` seconds, default 2.5, for another, then the batch is
 answered 503: under the publisher's 3 s timeout, so that it hears why).
 
-The collector acknowledges only what is on disk, so the file is required:
+The file is created 0600 whatever the umask (its WAL files follow). The
+collector acknowledges only what is on disk, so the file is required:
 without ``sqlite.path`` it is ``$STATE_DIRECTORY/events.sqlite3`` where
 systemd sets ``STATE_DIRECTORY`` (``StateDirectory=`` in the unit), and the
 collector refuses to start otherwise. ``sqlite.path = :memory:`` keeps events
@@ -157,6 +158,8 @@ class SQLiteSink:
         self._lock = _TimedLock(busy_timeout, path)
         self._closed = False
         try:
+            if path != MEMORY:
+                _create_private(path)
             self._db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
@@ -362,6 +365,22 @@ class SQLiteSink:
             row = self._db.execute("SELECT raw FROM events WHERE uuid = ?",
                                    (event_uuid,)).fetchone()
         return None if row is None else str(row["raw"])
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 whatever the umask (SQLite gives its WAL and
+    shared-memory files the same mode); an existing file is left as it is."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise sqlite3.OperationalError(f"cannot create the file: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class _TimedLock:

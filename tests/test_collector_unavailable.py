@@ -1,0 +1,314 @@
+"""503 means only that the sink is unavailable; a bug on a batch is a 500 with the reason.
+
+Each sink's infrastructure failures (a full disk, a file it may not write, a
+lock held past its timeout, a broker down, a producer being recreated) are
+``SinkUnavailable``, answered 503 with ``Retry-After``; anything else raised
+while handling a batch is a 500 naming the exception. Both log lines are
+rate-limited: one a minute per reason, with a count. Through WebTest, on real
+SQLite files, real directories, a real tmpfs and a real broker.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+import gzip
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import pytest
+
+from baseplate_events import serialize_v2_event
+from baseplate_events.collector import make_app
+from baseplate_events.collector.app import make_configurator
+from baseplate_events.collector.intake import sign
+from baseplate_events.collector.sinks import StoredEvent
+from event_schemas.event.ttypes import Event
+from tests.conftest import fill_disk
+from tests.support_users import run_as, throwaway_uid
+
+SECRET = b"a collector answers test secret."
+KEYS = f"demo={base64.b64encode(SECRET).decode()}"
+
+
+def v2j_batch(count: int = 1, noun: str = "button") -> bytes:
+    return b"[" + b",".join(serialize_v2_event(Event(
+        source="shop", action="click", noun=noun, client_timestamp=int(time.time() * 1000),
+        uuid=str(uuid.uuid4()))) for _ in range(count)) + b"]"
+
+
+def post(app: Any, body: bytes, path: str = "/v2j") -> Any:
+    return app.post(path, gzip.compress(body), expect_errors=True, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip",
+        "Date": email.utils.formatdate(time.time(), usegmt=True),
+        "X-Signature": f"key=demo, mac={sign(SECRET, body)}"})
+
+
+def webtest(settings: Dict[str, Any], **options: Any) -> Any:
+    from webtest import TestApp
+
+    return TestApp(make_app({"keys": KEYS, "retry_after": "7", **settings}, **options))
+
+
+def answer(response: Any) -> Tuple[int, Optional[str], str]:
+    return response.status_int, response.headers.get("Retry-After"), response.json["error"]
+
+
+def answer_in_a_forked_worker(settings: Dict[str, Any], body: bytes) -> List[Any]:
+    """Make the app here, then answer ``body`` in a forked child (a gunicorn ``--preload``
+    worker, which makes its own sink) running as a user who may not write the sink's files:
+    a throwaway uid when root, else this user (the test takes the write bits away)."""
+    from webtest import TestApp
+
+    config = make_configurator({"keys": KEYS, "retry_after": "7", **settings})
+    app = TestApp(config.make_wsgi_app())
+    assert 200 == post(app, v2j_batch()).status_int  # the parent's sink works
+
+    def work() -> List[Any]:
+        return list(answer(post(app, body)))
+
+    uid = throwaway_uid() if os.geteuid() == 0 else None
+    try:
+        return run_as(uid, uid, work)  # type: ignore[no-any-return]
+    finally:
+        config.registry["collector"].close()
+
+
+@pytest.fixture
+def unwritable() -> Iterator[Path]:
+    """A directory anyone may enter and only its owner write (pytest's are private)."""
+    directory = Path(tempfile.mkdtemp(prefix="unwritable-", dir="/tmp"))
+    os.chmod(directory, 0o755)
+    yield directory
+    for path in [directory, *directory.iterdir()]:
+        os.chmod(path, 0o755)
+    shutil.rmtree(directory)
+
+
+def take_write_bits(directory: Path) -> None:
+    if os.geteuid() != 0:  # root's throwaway uid owns nothing here already
+        for path in [*directory.iterdir(), directory]:
+            os.chmod(path, 0o555 if path.is_dir() else 0o444)
+
+
+# -- SQLite -------------------------------------------------------------------------------
+
+
+def test_sqlite_locked_past_the_busy_timeout_is_a_503(tmp_path: Path) -> None:
+    """Another writer holds the database: after sqlite.busy_timeout, 503 with Retry-After."""
+    path = tmp_path / "events.db"
+    app = webtest({"sink": "sqlite", "sqlite.path": str(path), "sqlite.busy_timeout": "0.1"})
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        response = post(app, v2j_batch())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (503, "7", f"the sink is unavailable: sqlite: database is locked (SQLITE_BUSY; "
+                      f"{path})") == answer(response)
+    assert 200 == post(app, v2j_batch()).status_int
+
+
+def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
+    """The database's file system is full: 503 with Retry-After, never a 500 or a 422."""
+    path = os.path.join(small_disk, "events.db")
+    app = webtest({"sink": "sqlite", "sqlite.path": path})
+    fill_disk(os.path.join(small_disk, "filler"))
+    response = post(app, v2j_batch(200, noun="n" * 2000))
+    assert (503, "7", f"the sink is unavailable: sqlite: database or disk is full (SQLITE_FULL; "
+                      f"{path})") == answer(response)
+
+
+def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
+    """A forked worker whose user may not write the database: 503 with Retry-After."""
+    path = unwritable / "events.db"
+    settings = {"sink": "sqlite", "sqlite.path": str(path)}
+    from webtest import TestApp
+
+    TestApp(make_app(settings | {"keys": KEYS})).app.registry["collector"].close()
+    take_write_bits(unwritable)
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
+    assert (503, "7") == (status, retry_after), error
+    # root's throwaway uid opens the file read-only; this user, once the bits are gone, not
+    assert re.fullmatch(f"the sink is unavailable: sqlite: (attempt to write a readonly database "
+                        f"\\(SQLITE_READONLY; {path}\\)|cannot open {path}: .*)", error), error
+
+
+# -- JSONL --------------------------------------------------------------------------------
+
+
+def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
+    """The directory's file system is full: 503 with Retry-After."""
+    directory = os.path.join(small_disk, "events")
+    app = webtest({"sink": "jsonl", "jsonl.directory": directory})
+    fill_disk(os.path.join(small_disk, "filler"))
+    response = post(app, v2j_batch(50, noun="n" * 2000))
+    assert (503, "7", f"the sink is unavailable: jsonl: cannot write to {directory}: No space "
+                      f"left on device") == answer(response)
+
+
+def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
+    """A forked worker whose user may not create files in the directory: 503."""
+    settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}
+    take_write_bits(unwritable)
+    status, retry_after, error = answer_in_a_forked_worker(settings, v2j_batch())
+    assert (503, "7") == (status, retry_after), error
+    if os.geteuid() == 0:  # the throwaway uid cannot even open the directory
+        assert (f"the sink is unavailable: this process cannot make its sink: jsonl.directory: "
+                f"cannot open {unwritable}: Permission denied") == error
+    else:
+        assert error.startswith("the sink is unavailable: "), error
+
+
+# -- Kafka --------------------------------------------------------------------------------
+
+
+@pytest.mark.system
+def test_kafka_a_producer_recreated_while_the_broker_is_down_is_a_503(
+    kafka_broker: Any, kafka_topics: Dict[str, str]
+) -> None:
+    """A fatal producer error, then a new producer the paused broker does not answer: 503."""
+    from tests.support_kafka import raise_fatal_error
+
+    app = webtest({"sink": "kafka", "kafka.bootstrap_servers": kafka_broker.bootstrap,
+                   "kafka.message_timeout_ms": "500",
+                   **{f"kafka.topic.{stream}": t for stream, t in kafka_topics.items()}})
+    sink = app.app.registry["collector"].sink
+    try:
+        assert 200 == post(app, v2j_batch()).status_int
+        first = sink.producer
+        raise_fatal_error(first, "fenced by the test")
+        kafka_broker.pause()
+        try:
+            response = post(app, v2j_batch())
+        finally:
+            kafka_broker.resume()
+        batch = v2j_batch()
+        deadline = time.monotonic() + 20
+        again = post(app, batch)  # the publisher sends it again until the broker is back
+        while again.status_int == 503 and time.monotonic() < deadline:
+            again = post(app, batch)
+    finally:
+        sink.close()
+    status, retry_after, error = answer(response)
+    assert (503, "7") == (status, retry_after), error
+    assert error.startswith("the sink is unavailable: kafka: "), error
+    assert first is not sink.producer
+    assert 200 == again.status_int, again.text
+
+
+# -- bugs: 500 with the reason ------------------------------------------------------------
+
+
+class BrokenSink:
+    """A sink with a bug: ``store`` raises what it is given (a deliberately broken sink)."""
+
+    reads_documents = False
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+        raise self.error
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_sink_bug_is_a_500_with_the_reason_and_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not SinkUnavailable: 500 naming the exception; the traceback goes to the log only."""
+    app = webtest({}, sink=BrokenSink(KeyError("partition")))
+    with caplog.at_level(logging.ERROR, logger="baseplate_events.collector.service"):
+        response = post(app, v2j_batch())
+    assert (500, None, "internal error: KeyError: 'partition'") == answer(response)
+    assert "Traceback" not in response.text
+    assert ["collector: answered 500 to a batch on v2j: internal error: KeyError: 'partition' "
+            "(1 time in the last minute)"] == [r.getMessage() for r in caplog.records]
+    assert caplog.records[0].exc_info is not None
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_500_log_lines_are_one_a_minute_per_reason_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Five 500s for one reason in a minute: one line, then the next minute's says 4 times."""
+    config = make_configurator({"keys": KEYS}, sink=BrokenSink(ValueError("bug")))
+    clock = FakeClock()
+    config.registry["collector"].rate_limited.clock = clock
+    from webtest import TestApp
+
+    app = TestApp(config.make_wsgi_app())
+    with caplog.at_level(logging.ERROR, logger="baseplate_events.collector.service"):
+        statuses = [post(app, v2j_batch()).status_int for _ in range(4)]
+        clock.now += 61
+        statuses.append(post(app, v2j_batch()).status_int)
+    assert [500] * 5 == statuses
+    assert ["collector: answered 500 to a batch on v2j: internal error: ValueError: bug "
+            "(1 time in the last minute)",
+            "collector: answered 500 to a batch on v2j: internal error: ValueError: bug "
+            "(4 times in the last minute)"] == [r.getMessage() for r in caplog.records]
+
+
+def test_503_log_lines_are_one_a_minute_per_reason_with_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three 503s for a locked database in a minute make one warning line."""
+    path = tmp_path / "events.db"
+    app = webtest({"sink": "sqlite", "sqlite.path": str(path), "sqlite.busy_timeout": "0.05"})
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="baseplate_events.collector.service"):
+            statuses = [post(app, v2j_batch()).status_int for _ in range(3)]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [503] * 3 == statuses
+    assert [f"collector: sink unavailable, answered 503: sqlite: database is locked "
+            f"(SQLITE_BUSY; {path}) (1 time in the last minute)",
+            "collector: failed to count a response: OperationalError: database is locked "
+            "(1 time in the last minute)"] == [r.getMessage() for r in caplog.records]
+
+
+def test_an_exception_outside_the_batch_handling_is_a_json_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A view that raises (here /readyz's sink property failing oddly) is a JSON 500."""
+    config = make_configurator({"keys": KEYS}, sink=BrokenSink(ValueError("x")))
+
+    def broken_view(request: Any) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    config.add_route("broken", "/broken")
+    config.add_view(broken_view, route_name="broken")
+    from webtest import TestApp
+
+    app = TestApp(config.make_wsgi_app())
+    with caplog.at_level(logging.ERROR, logger="baseplate_events.collector.service"):
+        response = app.get("/broken", expect_errors=True)
+    assert (500, {"error": "internal error: ZeroDivisionError: division by zero"}) == (
+        response.status_int, json.loads(response.text))
+    assert ["collector: answered 500 to GET /broken: internal error: ZeroDivisionError: "
+            "division by zero (1 time in the last minute)"] == [
+        r.getMessage() for r in caplog.records]
