@@ -284,6 +284,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGINT, stop)
     log_path = args.log.resolve()
     try:
+        open(log_path, "ab").close()
+    except OSError as exc:
+        print(f"tansu: cannot write its log {log_path}: {exc.strerror}; give another file "
+              f"with --log", file=sys.stderr)
+        return 1
+    try:
         broker = TansuBroker.start(log_path.parent, port=args.port or None, host=args.host,
                                    log_path=log_path, die_with_parent=True)
     except BrokerUnavailable as exc:

@@ -1,4 +1,10 @@
-"""The fenced code blocks of README.md, with the markers that say how each is tested.
+"""The code blocks of README.md and of the docs' pages, with the markers that say how
+each is tested (tests/test_readme.py and tests/test_docs.py).
+
+In the docs' ``.rst`` pages a block is a ``.. code-block:: LANG`` directive and
+a marker is an rst comment above it (blank lines between are allowed), the
+same markers as below: ``.. not-run: REASON``, ``.. file: PATH``,
+``.. run: SCENARIO``, ``.. pending: needs MODULE (REASON)``.
 
 A marker is an HTML comment on the line(s) right above a block's fence:
 
@@ -18,6 +24,7 @@ config loader, shell runs in bash from the repository's root.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
@@ -38,10 +45,12 @@ class Block:
     text: str
     line: int
     markers: Dict[str, str] = field(default_factory=dict)
+    #: the file it is in, relative to the repository's root
+    source: str = "README.md"
 
     @property
     def label(self) -> str:
-        return f"README.md:{self.line} ({self.language or 'plain'})"
+        return f"{self.source}:{self.line} ({self.language or 'plain'})"
 
 
 def blocks(path: Path = README) -> List[Block]:
@@ -79,3 +88,46 @@ def runnable(language: str) -> List[Block]:
         if block.language == language
         and not {"not-run", "file", "run"} & set(block.markers)
     ]
+
+
+DOCS = ROOT / "docs"
+_DIRECTIVE = re.compile(r"^\.\. code-block::\s*(\S*)\s*$")
+_RST_MARKER = re.compile(r"^\.\.\s+([a-z-]+):\s+(.*?)\s*$")
+
+
+def pages() -> List[Path]:
+    """The docs' ``.rst`` pages, in name order."""
+    return sorted(DOCS.glob("*.rst"))
+
+
+def rst_blocks(path: Path) -> List[Block]:
+    """Every ``.. code-block::`` of an ``.rst`` page (at the left margin), in order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    source = str(path.relative_to(ROOT))
+    found: List[Block] = []
+    for index, line in enumerate(lines):
+        opening = _DIRECTIVE.match(line)
+        if opening is None:
+            continue
+        markers: Dict[str, str] = {}
+        above = index - 1
+        while above >= 0 and (not lines[above].strip() or _RST_MARKER.match(lines[above])):
+            marker = _RST_MARKER.match(lines[above])
+            if marker is not None:
+                markers[marker.group(1)] = marker.group(2)
+            above -= 1
+        body = index + 1
+        while body < len(lines) and (not lines[body].strip()
+                                     or lines[body].lstrip().startswith(":")):
+            body += 1
+        end = body
+        while end < len(lines) and (not lines[end].strip() or lines[end].startswith(" ")):
+            end += 1
+        text = textwrap.dedent("\n".join(lines[body:end])).strip("\n") + "\n"
+        found.append(Block(opening.group(1), text, index + 1, markers, source))
+    return found
+
+
+def doc_blocks() -> List[Block]:
+    """The code blocks of every page of the docs."""
+    return [block for page in pages() for block in rst_blocks(page)]

@@ -199,3 +199,27 @@ def test_kept_answers_and_a_batch_stuck_10_minutes_fire(tmp_path: Path) -> None:
     result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True,
                             text=True, timeout=60)
     assert 0 == result.returncode, result.stdout + result.stderr
+
+
+def test_the_publisher_page_documents_exactly_the_metrics_the_publisher_has() -> None:
+    """Each ``.. metric::`` of docs/publisher.rst is a publisher metric, and each one is there."""
+    from publisher.metric_names import GAUGES, MOMENTS, TIMERS
+
+    page = (ROOT / "docs" / "publisher.rst").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\.\. metric:: (\S+)$", page, re.MULTILINE))
+    assert set(COUNTERS) | set(GAUGES) | set(TIMERS) | set(MOMENTS) == documented
+
+
+@pytest.mark.system
+def test_every_prometheus_name_on_the_operations_page_is_on_a_real_publishers_metrics(
+    start_publisher: Callable[..., PublisherProcess],
+) -> None:
+    """Each full ``baseplate_events_publisher_…`` name docs/operations.rst gives is scraped."""
+    page = (ROOT / "docs" / "operations.rst").read_text(encoding="utf-8")
+    named = set(re.findall(r"baseplate_events_publisher_[a-z_]*[a-z]", page))
+    assert named, "no full metric name on the page: is the pattern still right?"
+    with Collector(SECRET, version="2j") as collector:
+        publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
+        scraped = _scraped_names(publisher)
+        assert 0 == publisher.stop()
+    assert set() == named - scraped

@@ -139,9 +139,13 @@ def test_shell_blocks_run(block: Block) -> None:
 # -- the quick start -----------------------------------------------------------
 
 
-def _quickstart() -> Block:
-    (block,) = [b for b in blocks() if b.markers.get("run") == "quickstart"]
-    return block
+def _quickstarts() -> List[Block]:
+    """The README's quick start and the docs' blocks marked ``run: quickstart``."""
+    from tests.readme_blocks import doc_blocks
+
+    found = [b for b in blocks() + doc_blocks() if b.markers.get("run") == "quickstart"]
+    assert "README.md" in {b.source for b in found}, "the README's quick start is not marked"
+    return found
 
 
 def _free_port() -> int:
@@ -195,9 +199,9 @@ def _unlink_queue(name: str) -> None:
 
 
 @pytest.mark.system
-def test_quickstart_puts_the_users_event_on_the_collector(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", _quickstarts(), ids=lambda b: b.label)
+def test_quickstart_puts_the_users_event_on_the_collector(block: Block, tmp_path: Path) -> None:
     """The quick start's commands, run as written, bring the app's event to the collector."""
-    block = _quickstart()
     _skip_if_pending(block)
     collector_port, app_port = _free_port(), _free_port()
     queue = unique_queue_name("qs")

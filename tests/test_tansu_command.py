@@ -115,3 +115,13 @@ def test_kill_9_of_the_command_takes_the_broker_with_it(tmp_path: Path) -> None:
         raise AssertionError(f"a broker still answers on port {port} after kill -9")
     log = (tmp_path / "tansu.log").read_text()
     assert re.search(rf"listening on: tcp://127\.0\.0\.1:{port}\b", log), log
+
+
+def test_a_log_that_cannot_be_written_is_refused_naming_it(tmp_path: Path) -> None:
+    """--log in a missing directory: status 1 and one line naming the file and the fix."""
+    log = tmp_path / "missing" / "tansu.log"
+    result = subprocess.run([sys.executable, "-m", "demo_app.tansu", "--port", "0", "--log",
+                             str(log)], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (1, "", f"tansu: cannot write its log {log}: No such file or directory; give another "
+                   f"file with --log\n") == (result.returncode, result.stdout, result.stderr)
