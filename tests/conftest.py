@@ -139,6 +139,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) 
         return (yield)
 
 
+#: In the fast loop (``-m "not system"``) a property test runs at most this many
+#: examples; ``make test`` and CI run each test's own number.
+FAST_LOOP_EXAMPLES = 25
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """In the fast loop, cap every Hypothesis test at :data:`FAST_LOOP_EXAMPLES` examples.
+
+    Hypothesis reads a test's settings when it runs, from the attribute its
+    ``@given`` keeps them in; a test without it is left as it is.
+    """
+    if " ".join(str(config.getoption("markexpr", "")).split()) != "not system":
+        return
+    from hypothesis import settings
+
+    for item in items:
+        test = getattr(item, "obj", None)
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if isinstance(current, settings) and current.max_examples > FAST_LOOP_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+                current, max_examples=FAST_LOOP_EXAMPLES)
+
+
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.
 TEST_MAX_MESSAGES = 10
 TEST_MAX_MESSAGE_SIZE = 8192

@@ -118,6 +118,7 @@ def test_sqlite_locked_past_the_busy_timeout_is_a_503(tmp_path: Path) -> None:
     assert 200 == post(app, v2j_batch()).status_int
 
 
+@pytest.mark.system
 def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
     """The database's file system is full: 503 with Retry-After, never a 500 or a 422."""
     path = os.path.join(small_disk, "events.db")
@@ -128,6 +129,7 @@ def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
                       f"{path})") == answer(response)
 
 
+@pytest.mark.system
 def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not write the database: 503 with Retry-After."""
     path = unwritable / "events.db"
@@ -146,6 +148,7 @@ def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
 # -- JSONL --------------------------------------------------------------------------------
 
 
+@pytest.mark.system
 def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
     """The directory's file system is full: 503 with Retry-After."""
     directory = os.path.join(small_disk, "events")
@@ -156,6 +159,7 @@ def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
                       f"left on device") == answer(response)
 
 
+@pytest.mark.system
 def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not create files in the directory: 503."""
     settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}

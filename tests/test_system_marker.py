@@ -119,3 +119,35 @@ def test_a_swallowed_violation_still_fails_and_a_marked_test_may_start_processes
         "system; mark it @pytest.mark.system (or pytestmark = pytest.mark.system in its "
         "module)"
     ) in result.stdout.lines
+
+
+_COUNTING_TEST = textwrap.dedent(
+    """
+    from hypothesis import given, settings, strategies as st
+
+    RUNS = []
+
+    @settings(max_examples=200, database=None)
+    @given(st.integers())
+    def test_counts(number):
+        RUNS.append(number)
+
+    def test_report():
+        print(f"examples run: {len(RUNS)}")
+    """
+)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("-m", "not system"), "examples run: 25"),
+    ((), "examples run: 200"),
+])
+def test_the_fast_loop_caps_hypothesis_examples(
+    pytester: pytest.Pytester, args: "tuple[str, ...]", expected: str
+) -> None:
+    """-m "not system" runs 25 examples of a 200-example test; a plain run runs all 200."""
+    pytester.makeconftest("from tests.conftest import pytest_collection_modifyitems\n")
+    pytester.makepyfile(test_counting=_COUNTING_TEST)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-s", *args)
+    result.assert_outcomes(passed=2)
+    assert expected in result.stdout.str()
