@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
-from .settings import SINKS
+from .settings import COLLECTOR_SETTINGS, SINKS
 
 __all__ = ["HEALTH_PATHS", "add_arguments", "build_parser", "create_server", "main", "serve",
            "settings_from_args"]
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m baseplate_events.collector",
                                      description="The event collector, served by waitress.")
     add_arguments(parser)
-    parser.add_argument("--sink", choices=SINKS, default="sqlite",
+    parser.add_argument("--sink", choices=SINKS, default=COLLECTOR_SETTINGS["sink"].default,
                         help="where accepted events go (default: sqlite)")
     parser.add_argument("--option", action="append", default=[], metavar="SINK.NAME=VALUE",
                         help="a sink option, e.g. sqlite.path=events.db or "

@@ -167,7 +167,7 @@ class CollectorSettings:
 
     #: key name → raw secret
     keys: Mapping[str, bytes]
-    sink: str = "sqlite"
+    sink: str = COLLECTOR_SETTINGS["sink"].default
     #: the chosen sink's options, without the ``<sink>.`` prefix
     sink_options: Mapping[str, str] = field(default_factory=dict)
     replay_window: float = DEFAULT_REPLAY_WINDOW
@@ -182,7 +182,7 @@ def parse_settings(raw: Mapping[str, Any]) -> CollectorSettings:
 
     :raises ConfigError: a value is invalid, a key unknown, or no key is given.
     """
-    sink = _sink("sink", raw.get("sink", "sqlite")).strip()
+    sink = _sink("sink", raw.get("sink", COLLECTOR_SETTINGS["sink"].default)).strip()
     unknown = sorted(k for k in raw if k not in _TOP_LEVEL and k.split(".", 1)[0] not in SINKS)
     if unknown:
         raise ConfigError(unknown[0], f"unknown setting{COLLECTOR_SETTINGS.hint(unknown[0])}; "
