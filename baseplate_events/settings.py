@@ -17,16 +17,19 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from . import validation
 from .errors import ConfigError
 from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from .setting_table import Setting, SettingTable
 
 __all__ = [
+    "APP_SETTINGS",
     "ERROR_POLICIES",
     "SETTING_NAMES",
     "SINKS",
+    "WORKED_OUT",
     "EventsSettings",
     "default_source",
     "flask_key",
@@ -36,8 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: Where events go: ``queue`` (the POSIX queue, to the publisher) or ``log``
 #: (one JSON log line per event, for development where there are no queues).
@@ -51,46 +52,151 @@ ERROR_POLICIES = ("raise", "log")
 _MAX_NAME_LENGTH = 255 - len("/events-") - 1
 
 
+def _queue_name(key: str, value: Any) -> str:
+    name = validation.string(key, value)
+    if not name or "/" in name or len(name) > _MAX_NAME_LENGTH:
+        raise ConfigError(
+            key,
+            f"expected a name of 1 to {_MAX_NAME_LENGTH} characters without '/', got {value!r}",
+        )
+    return name
+
+
+def _mode(key: str, value: Any) -> int:
+    """Permission bits the app itself can read and write the queue with."""
+    return validation.mode(key, value, owner_read_write=True)
+
+
+def _optional_string(key: str, value: Any) -> Optional[str]:
+    text = validation.string(key, value)
+    return text or None
+
+
+def _choice(choices: Tuple[str, ...]) -> Callable[[str, Any], str]:
+    """A validator of one of ``choices``, in any case, named quoted in the error."""
+
+    def check(key: str, value: Any) -> str:
+        return validation.choice(key, value, choices, quoted=True, any_case=True)
+
+    return check
+
+
+def _endpoint(key: str, value: Any) -> Optional[str]:
+    """``host:port`` of a statsd server, or None when empty."""
+    text = validation.string(key, value)
+    if not text:
+        return None
+    validation.host_port(key, value)
+    return text
+
+
+def _prometheus(key: str, value: Any) -> bool:
+    """The switch, refused up front when prometheus_client is not installed."""
+    wanted = validation.boolean(key, value)
+    if wanted and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError(
+            key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
+        )
+    return wanted
+
+
+#: Every setting of the apps, in the order they are read: Pyramid's
+#: ``events.<name>``, Flask's ``EVENTS_<NAME>``.
+APP_SETTINGS = SettingTable("apps", [
+    Setting("queue_name", _queue_name, "v2",
+            "The queue is ``/events-<queue_name>``; it picks the publisher (``--queue-name``).",
+            "name", python_kind="str"),
+    Setting("source", _optional_string, None,
+            "Put into an event's ``source`` field when it is ``None``.",
+            "string",
+            default_text="the name of the application's root package (the one that made the "
+                         "``Configurator``)",
+            python_kind="str or None",
+            python_default="the app's ``import_name`` (``Flask(__name__)``'s ``__name__``)"),
+    Setting("autofill", validation.boolean, True,
+            "Fill ``source``, ``client_timestamp`` and ``uuid`` where the struct has the field "
+            "and it is ``None``.",
+            "boolean", python_kind="bool"),
+    Setting("max_messages", validation.positive_int, MAX_QUEUE_SIZE,
+            "Capacity if the queue has to be created; an existing queue keeps its own.",
+            "positive integer", python_kind="int"),
+    Setting("max_message_size", validation.positive_int, MAX_EVENT_SIZE,
+            "Largest event if the queue has to be created.",
+            "positive integer (bytes)", python_kind="int"),
+    Setting("put_timeout", validation.seconds, 0.0,
+            "Seconds a ``put`` may wait for room in a full queue; ``0`` never blocks.",
+            "seconds", python_kind="float"),
+    Setting("queue_mode", _mode, 0o600,
+            "The queue's permission bits, as the publisher's :confval:`queue.mode`.",
+            "octal mode", default_text="``0600``",
+            python_kind="int or octal str", python_default="``0o600``"),
+    Setting("sink", _choice(SINKS), "queue",
+            "Where events go.",
+            "``queue`` or ``log``",
+            default_text="``queue``; ``log`` where the platform has no POSIX message queues",
+            python_kind="str",
+            python_default='``"queue"``; ``"log"`` where the platform has no POSIX message '
+                           "queues"),
+    Setting("errors", _choice(ERROR_POLICIES), "raise",
+            "What a failed ``put`` does: see :ref:`error-policy`.",
+            "``raise`` or ``log``", field="error_policy", python_kind="str"),
+    Setting("transactional", validation.boolean, False,
+            "Hold the request's events and send them only if it ends without an exception and "
+            "with a status below 500: see :ref:`transactional`.",
+            "boolean", python_kind="bool"),
+    Setting("max_held", validation.positive_int, 1000,
+            "The most events a transactional request may hold.",
+            "positive integer", python_kind="int"),
+    Setting("metrics_endpoint", _endpoint, None,
+            "A statsd server for the app-side loss counters (:ref:`app-metrics`).",
+            "``host:port``", default_text="unset (off)",
+            python_kind="str or None", python_default="``None`` (off)"),
+    Setting("metrics_namespace", validation.string, "baseplate_events",
+            "Prefix of those counters.",
+            "string", python_kind="str"),
+    Setting("prometheus", _prometheus, False,
+            "Count the app-side losses in Prometheus too (:ref:`app-metrics`).",
+            "boolean", python_kind="bool"),
+])
+
+#: Settings whose default is worked out at start-up (see :func:`parse_settings`),
+#: so that Flask's ``app.config`` gets it only then.
+WORKED_OUT = ("source", "sink")
+
+
+def _default(name: str) -> Any:
+    return APP_SETTINGS[name].default
+
+
 @dataclass(frozen=True)
 class EventsSettings:
-    """Everything the request-scoped queue needs to know, already validated."""
+    """Everything the request-scoped queue needs to know, already validated.
 
-    #: The queue is ``/events-<queue_name>``; it picks the publisher.
-    queue_name: str = "v2"
-    #: Auto-filled into an event's ``source`` field; ``None`` leaves it alone.
-    source: Optional[str] = None
-    #: Fill ``source``, ``client_timestamp`` and ``uuid`` where they are None.
-    autofill: bool = True
-    #: Capacity if the queue has to be created (an existing queue's own rules).
-    max_messages: int = MAX_QUEUE_SIZE
-    #: Largest message if the queue has to be created.
-    max_message_size: int = MAX_EVENT_SIZE
-    #: Seconds a put may wait for room in a full queue; 0 never blocks.
-    put_timeout: float = 0.0
+    Each field is a setting of :data:`APP_SETTINGS`, which holds its default
+    and help.
+    """
+
+    queue_name: str = _default("queue_name")
+    source: Optional[str] = _default("source")
+    autofill: bool = _default("autofill")
+    max_messages: int = _default("max_messages")
+    max_message_size: int = _default("max_message_size")
+    put_timeout: float = _default("put_timeout")
     #: ``raise`` or ``log``; see :data:`ERROR_POLICIES`. Set by ``events.errors``
     #: / ``EVENTS_ERRORS`` (see :data:`SETTING_NAMES`).
-    error_policy: str = "raise"
-    #: Hold a request's events and send them only if it succeeds.
-    transactional: bool = False
-    #: statsd ``host:port`` for counters of events the app could not put; off if None.
-    metrics_endpoint: Optional[str] = None
-    #: Prefix of those counters (``<namespace>.put.failed.<Error>``, ``….put.discarded``).
-    metrics_namespace: str = "baseplate_events"
-    #: Count the same losses in Prometheus (see :mod:`baseplate_events.prometheus`).
-    prometheus: bool = False
-    #: Permission bits of the queue: a new one gets exactly these, a wider one
-    #: of ours is narrowed to them; ``0660`` shares it with a group.
-    queue_mode: int = 0o600
-    #: ``queue`` or ``log``; see :data:`SINKS`. The default is ``queue``
-    #: wherever the platform has POSIX message queues.
-    sink: str = "queue"
-    #: The most events a transactional request may hold; a put past it fails.
-    max_held: int = 1000
+    error_policy: str = _default("errors")
+    transactional: bool = _default("transactional")
+    metrics_endpoint: Optional[str] = _default("metrics_endpoint")
+    metrics_namespace: str = _default("metrics_namespace")
+    prometheus: bool = _default("prometheus")
+    queue_mode: int = _default("queue_mode")
+    sink: str = _default("sink")
+    max_held: int = _default("max_held")
 
 
 #: The setting that sets each field, where the two names differ: users write
 #: ``events.errors`` / ``EVENTS_ERRORS``, which the code calls the error policy.
-SETTING_NAMES = {"error_policy": "errors"}
+SETTING_NAMES = {s.attribute: s.name for s in APP_SETTINGS if s.attribute != s.name}
 
 
 def setting_name(field: str) -> str:
@@ -146,45 +252,19 @@ def parse_settings(
     :param default_source: ``source`` when the mapping does not set one.
     :raises ConfigError: a value is invalid; the message names the full key.
     """
-    defaults = EventsSettings()
-
-    def get(name: str) -> Any:
-        return raw.get(key(name))
-
-    def read(name: str, parse: Callable[[str, Any], T], default: T) -> T:
-        """``parse`` the setting ``name``, or ``default`` when it is not set."""
-        value = get(name)
-        return default if value is None else parse(key(name), value)
-
     _warn_unknown(raw, key)
-    return EventsSettings(
-        queue_name=read("queue_name", _queue_name, defaults.queue_name),
-        source=read("source", _optional_string, default_source),
-        autofill=read("autofill", validation.boolean, defaults.autofill),
-        max_messages=read("max_messages", validation.positive_int, defaults.max_messages),
-        max_message_size=read(
-            "max_message_size", validation.positive_int, defaults.max_message_size
-        ),
-        put_timeout=read("put_timeout", validation.seconds, defaults.put_timeout),
-        queue_mode=read("queue_mode", _mode, defaults.queue_mode),
-        sink=read("sink", _choice(SINKS), None) or default_sink(key),
-        error_policy=read("errors", _choice(ERROR_POLICIES), defaults.error_policy),
-        transactional=read("transactional", validation.boolean, defaults.transactional),
-        max_held=read("max_held", validation.positive_int, defaults.max_held),
-        metrics_endpoint=read("metrics_endpoint", _endpoint, None),
-        metrics_namespace=read("metrics_namespace", validation.string, defaults.metrics_namespace),
-        prometheus=_prometheus(key("prometheus"), get("prometheus")),
-    )
-
-
-def _prometheus(key: str, value: Any) -> bool:
-    """The switch, refused up front when prometheus_client is not installed."""
-    wanted = False if value is None else validation.boolean(key, value)
-    if wanted and importlib.util.find_spec("prometheus_client") is None:
-        raise ConfigError(
-            key, "needs the prometheus_client package (pip install 'baseplate-events[prometheus]')"
+    values: Dict[str, Any] = {}
+    for setting in APP_SETTINGS:
+        full_key = key(setting.name)
+        value = raw.get(full_key)
+        values[setting.attribute] = (
+            setting.default if value is None else setting.parse(full_key, value)
         )
-    return wanted
+    if raw.get(key("source")) is None:
+        values["source"] = default_source
+    if raw.get(key("sink")) is None:
+        values["sink"] = default_sink(key)
+    return EventsSettings(**values)
 
 
 def default_sink(key: Callable[[str], str]) -> str:
@@ -202,50 +282,13 @@ def default_sink(key: Callable[[str], str]) -> str:
     return "log"
 
 
-def _endpoint(key: str, value: Any) -> Optional[str]:
-    """``host:port`` of a statsd server, or None when empty."""
-    text = validation.string(key, value)
-    if not text:
-        return None
-    validation.host_port(key, value)
-    return text
-
-
 def _warn_unknown(raw: Mapping[str, Any], key: Callable[[str], str]) -> None:
     """Log keys under our prefix that we do not know: usually a typo."""
-    known = {key(setting_name(field)) for field in EventsSettings.__dataclass_fields__}
+    known = {key(name) for name in APP_SETTINGS.names}
     prefix = key("")
     for name in raw:
         if isinstance(name, str) and name.startswith(prefix) and name not in known:
             logger.warning(
-                "%s: unknown setting, ignored (known: %s)", name, ", ".join(sorted(known))
+                "%s: unknown setting, ignored%s (known: %s)",
+                name, APP_SETTINGS.hint(name, key), ", ".join(sorted(known)),
             )
-
-
-def _queue_name(key: str, value: Any) -> str:
-    name = validation.string(key, value)
-    if not name or "/" in name or len(name) > _MAX_NAME_LENGTH:
-        raise ConfigError(
-            key,
-            f"expected a name of 1 to {_MAX_NAME_LENGTH} characters without '/', got {value!r}",
-        )
-    return name
-
-
-def _mode(key: str, value: Any) -> int:
-    """Permission bits the app itself can read and write the queue with."""
-    return validation.mode(key, value, owner_read_write=True)
-
-
-def _optional_string(key: str, value: Any) -> Optional[str]:
-    text = validation.string(key, value)
-    return text or None
-
-
-def _choice(choices: Tuple[str, ...]) -> Callable[[str, Any], str]:
-    """A validator of one of ``choices``, in any case, named quoted in the error."""
-
-    def check(key: str, value: Any) -> str:
-        return validation.choice(key, value, choices, quoted=True, any_case=True)
-
-    return check

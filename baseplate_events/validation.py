@@ -1,10 +1,16 @@
 """The one set of value validators behind every configuration this project reads.
 
-Both ends of the pipeline parse their configuration once, at start-up, with
-these: the apps' settings (:mod:`baseplate_events.settings`: Pyramid's
-``events.*``, Flask's ``EVENTS_*``) and the publisher's INI section
-(:mod:`publisher.config`). So a boolean, a size, a number of seconds, a
-permission mode or a ``host:port`` means the same on both sides.
+Every component parses its configuration once, at start-up, with these: the
+apps' settings (:mod:`baseplate_events.settings`: Pyramid's ``events.*``,
+Flask's ``EVENTS_*``), the publisher's INI section (:mod:`publisher.config`)
+and the collector's settings and sink options
+(:mod:`baseplate_events.collector.settings`). So a boolean, a size, a number
+of seconds, a permission mode or a ``host:port`` means the same everywhere,
+and a boolean takes the same words (:data:`TRUE_WORDS`, :data:`FALSE_WORDS`).
+
+Where a component's errors have always said it in their own words (the
+collector's ``expected a positive integer``), the validator takes that
+wording as ``expected``; what it accepts stays the same.
 
 Each validator is ``validator(key, value) -> typed value``: ``key`` is the full
 key as the user wrote it, named in the :class:`~baseplate_events.ConfigError`
@@ -83,12 +89,15 @@ def _integer(value: Any) -> Optional[int]:
     return None
 
 
-def positive_int(key: str, value: Any) -> int:
+def positive_int(key: str, value: Any, *, expected: Optional[str] = None) -> int:
     """An integer of at least 1.
 
+    :param expected: one wording for every refusal (``a positive integer``).
     :raises ConfigError: not an integer, or below 1.
     """
     number = _integer(value)
+    if expected is not None and (number is None or number < 1):
+        raise ConfigError(key, f"expected {expected}, got {value!r}")
     if number is None:
         raise ConfigError(key, f"expected an integer, got {value!r}")
     if number < 1:
@@ -96,16 +105,33 @@ def positive_int(key: str, value: Any) -> int:
     return number
 
 
-def int_in(low: int, high: int) -> Callable[[str, Any], int]:
-    """A validator of integers from ``low`` to ``high``."""
+def int_in(low: int, high: int, *, expected: Optional[str] = None) -> Callable[[str, Any], int]:
+    """A validator of integers from ``low`` to ``high``.
+
+    :param expected: what the error says is expected (default: ``an integer
+        from LOW to HIGH``).
+    """
+    wanted = expected or f"an integer from {low} to {high}"
 
     def check(key: str, value: Any) -> int:
         number = _integer(value)
         if number is None or not low <= number <= high:
-            raise ConfigError(key, f"expected an integer from {low} to {high}, got {value!r}")
+            raise ConfigError(key, f"expected {wanted}, got {value!r}")
         return number
 
     return check
+
+
+def _number(value: Any) -> Optional[float]:
+    """A float from an int or float (never a bool) or a string of one; else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def seconds(key: str, value: Any) -> float:
@@ -113,14 +139,7 @@ def seconds(key: str, value: Any) -> float:
 
     :raises ConfigError: not a finite number, or negative.
     """
-    number: Optional[float] = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
+    number = _number(value)
     if number is None or not math.isfinite(number):
         raise ConfigError(key, f"expected a number of seconds, got {value!r}")
     if number < 0:
@@ -128,11 +147,20 @@ def seconds(key: str, value: Any) -> float:
     return number
 
 
-def positive_seconds(key: str, value: Any) -> float:
+def positive_seconds(key: str, value: Any, *, expected: Optional[str] = None) -> float:
     """A finite number of seconds above 0.
 
+    :param expected: the wording for a number that is not finite and above 0
+        (``a positive number of seconds``).
     :raises ConfigError: not a finite number, or 0 or less.
     """
+    if expected is not None:
+        number = _number(value)
+        if number is None:
+            raise ConfigError(key, f"expected a number of seconds, got {value!r}")
+        if not math.isfinite(number) or number <= 0:
+            raise ConfigError(key, f"expected {expected}, got {value!r}")
+        return number
     number = seconds(key, value)
     if number == 0:
         raise ConfigError(key, f"expected a number of seconds > 0, got {value!r}")
@@ -204,13 +232,15 @@ def _is_ipv6(text: str) -> bool:
 
 
 def choice(
-    key: str, value: Any, choices: Sequence[str], *, quoted: bool = False, any_case: bool = False
+    key: str, value: Any, choices: Sequence[str], *, quoted: bool = False,
+    any_case: bool = False, one_of: bool = False,
 ) -> str:
     """One of ``choices``.
 
     :param quoted: name the choices in the error as Python strings (``'raise' or
         'log'``), as the apps' settings do; else bare (``always, interval or never``).
     :param any_case: accept the choices in any case, as the apps' settings do.
+    :param one_of: name them ``one of sqlite, jsonl, kafka``, as the collector does.
     :raises ConfigError: not one of them.
     """
     word = value.strip() if isinstance(value, str) else value
@@ -218,6 +248,11 @@ def choice(
         word = word.lower()
     if word not in choices:
         names = [repr(c) if quoted else c for c in choices]
-        options = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        if one_of:
+            options = "one of " + ", ".join(names)
+        elif len(names) == 1:
+            options = names[0]
+        else:
+            options = ", ".join(names[:-1]) + " or " + names[-1]
         raise ConfigError(key, f"expected {options}, got {value!r}")
     return str(word)

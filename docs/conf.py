@@ -12,6 +12,9 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+# settings_directive.py, beside this file: ``.. settings::`` renders the
+# settings tables as confval entries.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 project = "baseplate_events"
 author = "the baseplate_events authors"
@@ -21,6 +24,7 @@ release = "0.1.0"
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "settings_directive",
 ]
 
 html_theme = "furo"

@@ -11,17 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import configparser
-import difflib
 import dataclasses
 import os
 import re
 import ssl
-from typing import (Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple,
-                    TypeVar)
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from baseplate_events import validation
 from baseplate_events.errors import ConfigError
 from baseplate_events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from baseplate_events.setting_table import Setting, SettingTable
 
 from .secret_permissions import check_secret_file
 from .sections import (
@@ -43,53 +42,7 @@ from .sections import (
 MAX_BATCH_BYTES = 500 * 1024
 VERSIONS = ("1", "2", "2j")
 
-T = TypeVar("T")
-
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-#: Every key the publisher understands; anything else in the section is reported.
-KNOWN_KEYS = frozenset(
-    {
-        "collector.hostname",
-        "collector.scheme",
-        "collector.version",
-        "collector.timeout",
-        "collector.gzip_level",
-        "collector.ca_file",
-        "collector.success_statuses",
-        "collector.accept_html",
-        "key.name",
-        "key.secret",
-        "key.secret_file",
-        "metrics.namespace",
-        "metrics.endpoint",
-        "metrics.prometheus",
-        "max_queue_size",
-        "max_event_size",
-        "queue.mode",
-        "drain.max_messages",
-        "drain.landing",
-        "sender.nice",
-        "batch.max_bytes",
-        "batch.max_wait",
-        "retry.backoff_initial",
-        "retry.backoff_max",
-        "retry.retry_after_max",
-        "retry.bisect_after_5xx",
-        "shutdown.deadline",
-        "spool.path",
-        "spool.max_bytes",
-        "spool.segment_bytes",
-        "spool.fsync",
-        "spool.fsync_interval",
-        "dead_letter.path",
-        "dead_letter.max_bytes",
-        "health.path",
-        "health.interval",
-        "health.log_interval",
-    }
-)
-
 
 def legacy_spool_path(queue_name: str) -> str:
     """``/var/tmp/baseplate-events-<uid>/<queue name>``: survives reboots, private to the user."""
@@ -117,33 +70,6 @@ def expand_env(key: str, value: str, environ: Mapping[str, str]) -> str:
         return environ[name]
 
     return _ENV.sub(replace, value)
-
-
-class _Reader:
-    """Typed access to the raw section; each getter names the full key on error."""
-
-    def __init__(self, raw: Dict[str, str]) -> None:
-        self.raw = raw
-
-    def get(self, key: str, parse: Callable[[str, str], T], default: Optional[T] = None) -> T:
-        value = self.raw.get(key)
-        if value is None or value.strip() == "":
-            if default is None:
-                raise ConfigError(key, "required but not set")
-            return default
-        return parse(key, value.strip())
-
-    def optional(self, key: str) -> Optional[str]:
-        value = self.raw.get(key)
-        if value is None or value.strip() == "":
-            return None
-        return value.strip()
-
-
-def _optional(reader: _Reader, key: str, parse: Callable[[str, str], T]) -> Optional[T]:
-    """``parse`` the key's value, or None when it is not set."""
-    value = reader.optional(key)
-    return None if value is None else parse(key, value)
 
 
 # The kinds of value the apps' settings read too come from the one shared set
@@ -252,9 +178,191 @@ def _ca_file(key: str, value: str) -> str:
     return value
 
 
-def _secret(reader: _Reader, warnings: List[str]) -> bytes:
-    inline = reader.optional("key.secret")
-    path = reader.optional("key.secret_file")
+def _batch_bytes(key: str, value: str) -> int:
+    number = _positive_int(key, value)
+    if number < 64:
+        raise ConfigError(key, f"expected at least 64, got {number}")
+    return number
+
+
+#: A setting that must be given: reading the section without it is an error.
+REQUIRED: Any = object()
+
+
+def _spool_default(queue_name: str, env: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    return default_spool_path(queue_name, env)
+
+
+def _in_spool(name: str) -> Callable[[str, Mapping[str, str], Mapping[str, Any]], str]:
+    def default(queue_name: str, env: Mapping[str, str], values: Mapping[str, Any]) -> str:
+        return os.path.join(values["spool.path"], name)
+
+    return default
+
+
+#: Settings whose default is worked out from the queue's name, the environment
+#: or the settings read before them.
+_WORKED_OUT = {
+    "spool.path": _spool_default,
+    "dead_letter.path": _in_spool("dead-letter.jsonl"),
+    "health.path": _in_spool("health.json"),
+}
+
+#: Read together by :func:`_secret` (one or the other), not one by one.
+_SECRET_KEYS = ("key.secret", "key.secret_file")
+
+_SECONDS_ABOVE_0 = "seconds, > 0"
+_BYTES = "positive integer (bytes)"
+
+#: Every key of an ``[event-publisher:NAME]`` section, in the order they are
+#: read (so that of several bad keys the same one is always reported).
+PUBLISHER_SETTINGS = SettingTable("publisher", [
+    Setting("collector.hostname", _hostname, REQUIRED,
+            "Host of the collector, optionally with a port; no scheme, path, ``user@``, ``?`` or "
+            "``#``.",
+            "``host`` or ``host:port``", default_text="required", group="collector"),
+    Setting("collector.scheme", _scheme, "https",
+            "TLS certificates are always verified, against requests' CA bundle (certifi) or "
+            ":confval:`collector.ca_file`; there is no way to turn that off.",
+            "``http`` or ``https``", group="collector"),
+    Setting("collector.version", _version, "2",
+            "The batch format and the path it is posted to.",
+            "``1``, ``2`` or ``2j``", group="collector"),
+    Setting("collector.timeout", _positive_seconds, 3.0,
+            "How long one whole POST may take: connecting, sending and the answer.",
+            _SECONDS_ABOVE_0, group="collector"),
+    Setting("collector.ca_file", _ca_file, None,
+            "The CA certificates to check the collector's certificate (and an ``https://`` "
+            "proxy's) against, for a private CA.",
+            "path to a PEM bundle", default_text="unset (requests' bundle, certifi)",
+            group="collector"),
+    Setting("collector.gzip_level", _int_in(1, 9), 6,
+            "The gzip level of the body (libdeflate's; see :doc:`performance` for the measured "
+            "trade-off).", "1-9", group="collector"),
+    Setting("collector.success_statuses", _success_statuses, frozenset({200, 202, 204}),
+            "The statuses that deliver a batch (see :ref:`answers`).",
+            "statuses from 200 to 299, comma-separated, or ``2xx``",
+            default_text="``200,202,204``", group="collector"),
+    Setting("collector.accept_html", _boolean, False,
+            "Whether an answer with a success status and a ``text/html`` body delivers.",
+            "``true`` or ``false``", group="collector"),
+    Setting("key.name", _key_name, REQUIRED,
+            "The signing key's name, sent in ``X-Signature``.",
+            "printable ASCII, no spaces or commas", default_text="required", group="key"),
+    Setting("key.secret", _base64_secret, None,
+            "The key, in base64.",
+            "base64", default_text="required, unless key.secret_file is set", group="key"),
+    Setting("key.secret_file", _string, None,
+            "A file holding the base64 key, for secret stores.",
+            "path", default_text="unset", group="key"),
+    Setting("metrics.endpoint", _endpoint, None,
+            "A statsd server; without it nothing is sent, though every counter is still kept for "
+            "the health report.",
+            "``host:port`` (``[::1]:8125`` for IPv6)", default_text="unset (off)",
+            group="metrics"),
+    Setting("metrics.namespace", _string, "",
+            "Prefix of every metric name.", "string", default_text="empty", group="metrics"),
+    Setting("metrics.prometheus", _listen_address, None,
+            "Serve the same metrics on ``http://host:port/metrics`` for Prometheus, with "
+            "``prometheus_client`` (in the ``publisher`` extra); port ``0`` picks a free one.",
+            "``host:port`` to listen on", default_text="unset (off)", group="metrics"),
+    Setting("max_queue_size", _positive_int, MAX_QUEUE_SIZE,
+            "Queue capacity in messages, if the publisher creates the queue.",
+            "positive integer", group="queue"),
+    Setting("max_event_size", _positive_int, MAX_EVENT_SIZE,
+            "Largest message, if the publisher creates the queue.", _BYTES, group="queue"),
+    Setting("queue.mode", _mode, 0o600,
+            "Permission bits of a queue the publisher creates; ``0660`` to share it with a group "
+            "(:ref:`security`).",
+            "octal mode", default_text="``0600``", group="queue"),
+    Setting("drain.max_messages", _positive_int, 1000,
+            "Most events held in the landing zone before they are spooled together (without the "
+            "landing zone: per wake-up, at most the queue's capacity).",
+            "positive integer", group="drain"),
+    Setting("drain.landing", _switch, True,
+            "Receive straight into a file-backed page (:ref:`landing-zone`); ``off`` trades that "
+            "for a little speed.",
+            "``on`` or ``off``", default_text="``on``", group="drain"),
+    # 0 since the sender speaks requests: a niced thread that runs Python (and so
+    # holds the GIL) gets preempted holding it and stalls the intake loop too;
+    # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
+    Setting("sender.nice", _int_in(0, 19), 0,
+            "How much nicer (lower priority) the sender thread runs than the intake loop (Linux "
+            "only).",
+            "0-19", default_text="``0`` (off)", group="drain"),
+    Setting("batch.max_bytes", _batch_bytes, MAX_BATCH_BYTES,
+            "Largest batch (500 KiB), counted as baseplate counts it: the format's overhead plus "
+            "each event and its comma.",
+            "integer >= 64", group="batch"),
+    Setting("batch.max_wait", _seconds, 1.0,
+            "How long a batch waits for more events after its first one arrived.",
+            "seconds", group="batch"),
+    Setting("retry.backoff_initial", _positive_seconds, 1.0,
+            "First retry delay; it doubles each retry, with jitter (each delay is between half "
+            "and all of the current ceiling).",
+            _SECONDS_ABOVE_0, group="batch"),
+    Setting("retry.backoff_max", _positive_seconds, 60.0,
+            "Longest retry delay.", "seconds, >= retry.backoff_initial", group="batch"),
+    Setting("retry.retry_after_max", _seconds, 300.0,
+            "Cap on a collector's ``Retry-After`` (which is honoured, at least 0.1 s).",
+            "seconds", group="batch"),
+    Setting("retry.bisect_after_5xx", _int_in(1, 1000), 3,
+            "How many times in a row the same body may draw a 500 before the publisher bisects "
+            "the batch, as for a 422.",
+            "1-1000", group="batch"),
+    Setting("shutdown.deadline", _seconds, 10.0,
+            "How long to keep sending after SIGTERM or SIGINT (:ref:`signals`).",
+            "seconds", group="batch"),
+    Setting("spool.path", _string, None,
+            "The spool directory (mode 0700, one publisher each; a relative path is relative to "
+            "the working directory).",
+            "directory",
+            default_text="``$STATE_DIRECTORY/<queue>`` under systemd, else "
+                         "``/var/tmp/baseplate-events-<uid>/<queue>``",
+            group="spool"),
+    Setting("spool.max_bytes", _positive_int, 1 << 30,
+            "The spool's budget; beyond it the oldest events are dropped, counted and logged.",
+            _BYTES, default_text="``1073741824`` (1 GiB)", group="spool"),
+    Setting("spool.segment_bytes", _positive_int, 8 << 20,
+            "Size at which a spool file is rotated.",
+            _BYTES, default_text="``8388608`` (8 MiB)", group="spool"),
+    Setting("spool.fsync", _fsync, "interval",
+            "When the spool is synced to disk.",
+            "``always``, ``interval`` or ``never``", group="spool"),
+    Setting("spool.fsync_interval", _seconds, 1.0,
+            "Seconds between syncs with ``spool.fsync = interval``.", "seconds", group="spool"),
+    Setting("dead_letter.path", _string, None,
+            "Events the collector refused, one JSON line each (:ref:`dead-letters`).",
+            "path", default_text="``<spool.path>/dead-letter.jsonl``", group="spool"),
+    Setting("dead_letter.max_bytes", _positive_int, 100 << 20,
+            "The dead-letter file's budget: refused events that would take it past this are "
+            "dropped, counted (:metric:`dead_letter.dropped`) and logged.",
+            _BYTES, default_text="``104857600`` (100 MiB)", group="spool"),
+    Setting("health.path", _string, None,
+            "The health file, rewritten every :confval:`health.interval`.",
+            "path", default_text="``<spool.path>/health.json``", group="health"),
+    Setting("health.interval", _positive_seconds, 5.0,
+            "Seconds between health file updates.", _SECONDS_ABOVE_0, group="health"),
+    Setting("health.log_interval", _seconds, 60.0,
+            "Seconds between health lines in the log; ``0``: never.",
+            "seconds", group="health"),
+])
+
+#: Every key the publisher understands; anything else in the section is reported.
+KNOWN_KEYS = frozenset(PUBLISHER_SETTINGS.names)
+
+
+def _value(raw: Mapping[str, str], key: str) -> Optional[str]:
+    """The key's value, stripped; None when it is not set or empty."""
+    value = raw.get(key)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _secret(raw: Mapping[str, str], warnings: List[str]) -> bytes:
+    inline = _value(raw, "key.secret")
+    path = _value(raw, "key.secret_file")
     if inline is not None and path is not None:
         raise ConfigError("key.secret", "set either key.secret or key.secret_file, not both")
     if path is not None:
@@ -275,11 +383,7 @@ def _secret(reader: _Reader, warnings: List[str]) -> bytes:
 
 def unknown_keys_text(keys: Sequence[str]) -> str:
     """``unknown key 'colector.hostname' (did you mean collector.hostname?)``, for each key."""
-    parts = []
-    for key in keys:
-        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        parts.append(f"{key!r}{hint}")
+    parts = [f"{key!r}{PUBLISHER_SETTINGS.hint(key)}" for key in keys]
     return ("unknown key " if len(parts) == 1 else "unknown keys ") + ", ".join(parts)
 
 
@@ -306,106 +410,78 @@ def _parse_known_keys(
 ) -> PublisherConfig:
     env = os.environ if environ is None else environ
     expanded = {k: expand_env(k, v, env) for k, v in raw.items() if k in KNOWN_KEYS}
-    r = _Reader(expanded)
-
-    spool_path = r.get("spool.path", _string, default_spool_path(queue_name, env))
-    max_event_size = r.get("max_event_size", _positive_int, MAX_EVENT_SIZE)
-    batch_max_bytes = r.get("batch.max_bytes", _positive_int, MAX_BATCH_BYTES)
-    if batch_max_bytes < 64:
-        raise ConfigError("batch.max_bytes", f"expected at least 64, got {batch_max_bytes}")
-    endpoint = r.optional("metrics.endpoint")
-    metrics_endpoint = _endpoint("metrics.endpoint", endpoint) if endpoint else None
-    namespace = r.get("metrics.namespace", _string, "")
-    backoff_initial = r.get("retry.backoff_initial", _positive_seconds, 1.0)
-    backoff_max = r.get("retry.backoff_max", _positive_seconds, 60.0)
-    if backoff_max < backoff_initial:
+    warnings: List[str] = []
+    v: Dict[str, Any] = {}
+    for setting in PUBLISHER_SETTINGS:
+        name = setting.name
+        if name in _SECRET_KEYS:
+            if name == _SECRET_KEYS[0]:
+                v[name] = _secret(expanded, warnings)
+            continue
+        value = _value(expanded, name)
+        if value is not None:
+            v[name] = setting.parse(name, value)
+        elif name in _WORKED_OUT:
+            v[name] = _WORKED_OUT[name](queue_name, env, v)
+        elif setting.default is REQUIRED:
+            raise ConfigError(name, "required but not set")
+        else:
+            v[name] = setting.default
+    if v["retry.backoff_max"] < v["retry.backoff_initial"]:
         raise ConfigError(
             "retry.backoff_max",
-            f"must be at least retry.backoff_initial ({backoff_initial:g}), got {backoff_max:g}",
+            f"must be at least retry.backoff_initial ({v['retry.backoff_initial']:g}), "
+            f"got {v['retry.backoff_max']:g}",
         )
-    ca_file = r.optional("collector.ca_file")
-    unknown = tuple(sorted(k for k in raw if k not in KNOWN_KEYS))
-    warnings: List[str] = []
-    # Read in this order, so that of several bad keys the same one is reported first.
-    collector_hostname = r.get("collector.hostname", _hostname)
-    collector_scheme = r.get("collector.scheme", _scheme, "https")
-    collector_version = r.get("collector.version", _version, "2")
-    collector_timeout = r.get("collector.timeout", _positive_seconds, 3.0)
-    gzip_level = r.get("collector.gzip_level", _int_in(1, 9), 6)
-    success_statuses = r.get("collector.success_statuses", _success_statuses,
-                             frozenset({200, 202, 204}))
-    accept_html = r.get("collector.accept_html", _boolean, False)
-    key = KeySection(name=r.get("key.name", _key_name), secret=_secret(r, warnings))
-    queue = QueueSection(
-        name=queue_name,
-        max_queue_size=r.get("max_queue_size", _positive_int, MAX_QUEUE_SIZE),
-        max_event_size=max_event_size,
-        mode=r.get("queue.mode", _mode, 0o600),
-    )
-    drain = DrainSection(
-        max_messages=r.get("drain.max_messages", _positive_int, 1000),
-        landing=r.get("drain.landing", _switch, True),
-    )
-    # 0 since the sender speaks requests: a niced thread that runs Python (and so
-    # holds the GIL) gets preempted holding it and stalls the intake loop too;
-    # median of 8 interleaved bench runs, 179k ev/s at 10 against 285k at 0.
-    sender = SenderSection(nice=r.get("sender.nice", _int_in(0, 19), 0))
-    batch = BatchSection(
-        max_bytes=batch_max_bytes,
-        max_wait=r.get("batch.max_wait", _seconds, 1.0),
-    )
-    retry = RetrySection(
-        backoff_initial=backoff_initial,
-        backoff_max=backoff_max,
-        retry_after_max=r.get("retry.retry_after_max", _seconds, 300.0),
-        bisect_after_5xx=r.get("retry.bisect_after_5xx", _int_in(1, 1000), 3),
-    )
-    shutdown = ShutdownSection(deadline=r.get("shutdown.deadline", _seconds, 10.0))
-    spool = SpoolSection(
-        path=spool_path,
-        max_bytes=r.get("spool.max_bytes", _positive_int, 1 << 30),
-        segment_bytes=r.get("spool.segment_bytes", _positive_int, 8 << 20),
-        fsync=r.get("spool.fsync", _fsync, "interval"),
-        fsync_interval=r.get("spool.fsync_interval", _seconds, 1.0),
-    )
-    dead_letter = DeadLetterSection(
-        path=r.get("dead_letter.path", _string, os.path.join(spool_path, "dead-letter.jsonl")),
-        max_bytes=r.get("dead_letter.max_bytes", _positive_int, 100 << 20),
-    )
-    health = HealthSection(
-        path=r.get("health.path", _string, os.path.join(spool_path, "health.json")),
-        interval=r.get("health.interval", _positive_seconds, 5.0),
-        log_interval=r.get("health.log_interval", _seconds, 60.0),
-    )
-    metrics = MetricsSection(
-        namespace=namespace,
-        endpoint=metrics_endpoint,
-        prometheus=_optional(r, "metrics.prometheus", _listen_address),
-    )
-    collector = CollectorSection(
-        hostname=collector_hostname,
-        scheme=collector_scheme,
-        version=collector_version,
-        timeout=collector_timeout,
-        gzip_level=gzip_level,
-        ca_file=_ca_file("collector.ca_file", ca_file) if ca_file else None,
-        success_statuses=success_statuses,
-        accept_html=accept_html,
-    )
     return PublisherConfig(
-        queue=queue,
-        collector=collector,
-        key=key,
-        metrics=metrics,
-        drain=drain,
-        sender=sender,
-        batch=batch,
-        retry=retry,
-        shutdown=shutdown,
-        spool=spool,
-        dead_letter=dead_letter,
-        health=health,
-        unknown_keys=unknown,
+        queue=QueueSection(
+            name=queue_name,
+            max_queue_size=v["max_queue_size"],
+            max_event_size=v["max_event_size"],
+            mode=v["queue.mode"],
+        ),
+        collector=CollectorSection(
+            hostname=v["collector.hostname"],
+            scheme=v["collector.scheme"],
+            version=v["collector.version"],
+            timeout=v["collector.timeout"],
+            gzip_level=v["collector.gzip_level"],
+            ca_file=v["collector.ca_file"],
+            success_statuses=v["collector.success_statuses"],
+            accept_html=v["collector.accept_html"],
+        ),
+        key=KeySection(name=v["key.name"], secret=v["key.secret"]),
+        metrics=MetricsSection(
+            namespace=v["metrics.namespace"],
+            endpoint=v["metrics.endpoint"],
+            prometheus=v["metrics.prometheus"],
+        ),
+        drain=DrainSection(max_messages=v["drain.max_messages"], landing=v["drain.landing"]),
+        sender=SenderSection(nice=v["sender.nice"]),
+        batch=BatchSection(max_bytes=v["batch.max_bytes"], max_wait=v["batch.max_wait"]),
+        retry=RetrySection(
+            backoff_initial=v["retry.backoff_initial"],
+            backoff_max=v["retry.backoff_max"],
+            retry_after_max=v["retry.retry_after_max"],
+            bisect_after_5xx=v["retry.bisect_after_5xx"],
+        ),
+        shutdown=ShutdownSection(deadline=v["shutdown.deadline"]),
+        spool=SpoolSection(
+            path=v["spool.path"],
+            max_bytes=v["spool.max_bytes"],
+            segment_bytes=v["spool.segment_bytes"],
+            fsync=v["spool.fsync"],
+            fsync_interval=v["spool.fsync_interval"],
+        ),
+        dead_letter=DeadLetterSection(
+            path=v["dead_letter.path"], max_bytes=v["dead_letter.max_bytes"]
+        ),
+        health=HealthSection(
+            path=v["health.path"],
+            interval=v["health.interval"],
+            log_interval=v["health.log_interval"],
+        ),
+        unknown_keys=tuple(sorted(k for k in raw if k not in KNOWN_KEYS)),
         warnings=tuple(warnings),
     )
 

@@ -22,11 +22,12 @@ class CollectorSection:
     version: str
     timeout: float
     gzip_level: int
-    ca_file: Optional[str] = None
-    #: Statuses that deliver a batch (``collector.success_statuses``).
-    success_statuses: FrozenSet[int] = frozenset({200, 202, 204})
+    ca_file: Optional[str]
+    #: Statuses that deliver a batch (``collector.success_statuses``); the
+    #: defaults of these fields are in :data:`publisher.config.PUBLISHER_SETTINGS`.
+    success_statuses: FrozenSet[int]
     #: Whether a ``text/html`` body with a success status delivers (``collector.accept_html``).
-    accept_html: bool = False
+    accept_html: bool
 
     @property
     def url(self) -> str:

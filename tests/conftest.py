@@ -6,13 +6,22 @@ Queue sizes stay within stock Linux limits (at most 10 messages of at most
 Under CI (which sets ``CI=true``) a skipped test is a failure: CI runs
 ``.ci/run`` as root with gcc and openssl, so a skip there (no C compiler, not root, a
 stale marker) would hide a test that must run.
+
+A test that starts a process, a broker, a server or a browser is marked
+``system`` (``pytest -m "not system"`` is the fast loop). So that the mark
+cannot drift, a test without it fails the moment it starts a subprocess, forks,
+or makes a socket listen (see :func:`_unmarked_guard`).
 """
 from __future__ import annotations
 
+import _posixsubprocess  # type: ignore[import-not-found]
 import os
+import socket
+import subprocess
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, NoReturn, Optional
 
 import pytest
 
@@ -48,6 +57,10 @@ def pytest_runtest_makereport(
     """Under CI, a skipped test is reported failed, with the skip's reason."""
     report = yield
     _fail_skips_in_ci(report)
+    violation = item.stash.get(_VIOLATION, None)
+    if violation is not None and report.when == "call" and not report.failed:
+        report.outcome = "failed"
+        report.longrepr = violation
     return report
 
 
@@ -59,6 +72,94 @@ def pytest_make_collect_report(
     report = yield
     _fail_skips_in_ci(report)
     return report
+
+
+class UnmarkedSystemTest(Exception):
+    """Raised where a test without the ``system`` mark starts a process or a server.
+
+    Code under test that swallows it does not hide it: the test is failed
+    afterwards all the same.
+    """
+
+
+#: Every way a test could start a process, as (module, name): each is replaced
+#: while an unmarked test runs. subprocess (and multiprocessing's spawn and
+#: forkserver) end in _posixsubprocess.fork_exec; Popen._execute_child is
+#: replaced too, to name the command in the error.
+_PROCESS_STARTERS = [(subprocess.Popen, "_execute_child"), (_posixsubprocess, "fork_exec")] + [
+    (os, name) for name in ("fork", "forkpty", "system", "posix_spawn", "posix_spawnp")
+    if hasattr(os, name)
+]
+
+
+@contextmanager
+def _unmarked_guard(item: pytest.Item) -> Iterator[None]:
+    """While ``item`` (not marked ``system``) runs, starting a process or listening fails it."""
+    hint = (f"{item.nodeid} is not marked system; mark it @pytest.mark.system "
+            "(or pytestmark = pytest.mark.system in its module)")
+
+    def refuse(what: str) -> "NoReturn":
+        item.stash[_VIOLATION] = f"{what}, but {hint}"
+        raise UnmarkedSystemTest(item.stash[_VIOLATION])
+
+    def execute_child(self: object, args: object, *rest: object, **kwargs: object) -> None:
+        refuse(f"it starts the process {args!r}")
+
+    def starter(name: str) -> Callable[..., NoReturn]:
+        def start(*args: object, **kwargs: object) -> "NoReturn":
+            refuse("it forks" if name in ("fork", "forkpty")
+                   else f"it starts a process ({name} {args[0]!r})")
+
+        return start
+
+    def listen(self: socket.socket, *args: object) -> None:
+        refuse(f"it listens on {self.getsockname()!r}")
+
+    saved = [(owner, name, getattr(owner, name)) for owner, name in _PROCESS_STARTERS]
+    saved.append((socket.socket, "listen", socket.socket.listen))
+    for owner, name in _PROCESS_STARTERS:
+        setattr(owner, name, execute_child if name == "_execute_child" else starter(name))
+    socket.socket.listen = listen  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+_VIOLATION = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]) -> Iterator[None]:
+    """Run a test without the ``system`` mark under :func:`_unmarked_guard`."""
+    if item.get_closest_marker("system") is not None:
+        return (yield)
+    with _unmarked_guard(item):
+        return (yield)
+
+
+#: In the fast loop (``-m "not system"``) a property test runs at most this many
+#: examples; ``make test`` and CI run each test's own number.
+FAST_LOOP_EXAMPLES = 25
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    """In the fast loop, cap every Hypothesis test at :data:`FAST_LOOP_EXAMPLES` examples.
+
+    Hypothesis reads a test's settings when it runs, from the attribute its
+    ``@given`` keeps them in; a test without it is left as it is.
+    """
+    if " ".join(str(config.getoption("markexpr", "")).split()) != "not system":
+        return
+    from hypothesis import settings
+
+    for item in items:
+        test = getattr(item, "obj", None)
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if isinstance(current, settings) and current.max_examples > FAST_LOOP_EXAMPLES:
+            test._hypothesis_internal_use_settings = settings(  # type: ignore[union-attr]
+                current, max_examples=FAST_LOOP_EXAMPLES)
 
 
 #: Queue sizes that fit `fs.mqueue.msg_max=10`, `msgsize_max=8192`.

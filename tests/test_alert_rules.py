@@ -44,6 +44,7 @@ def _metrics_named(expr: str) -> Set[str]:
     return words - PROMQL_WORDS
 
 
+@pytest.mark.system
 def test_promtool_accepts_the_publisher_rules() -> None:
     """``promtool check rules`` passes on docs/alerts/publisher.rules.yml."""
     promtool = shutil.which("promtool")

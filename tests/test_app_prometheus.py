@@ -163,6 +163,7 @@ def scrape(registry: CollectorRegistry) -> Dict[Tuple[str, Tuple[Tuple[str, str]
     }
 
 
+@pytest.mark.system
 def test_forked_workers_counts_add_up_in_multiprocess_mode(queue_name: str, tmp_path: Path):
     """gunicorn-style: a master forks two workers (3 and 4 losses); one collector reads 7."""
     multiproc_dir = tmp_path / "prometheus"

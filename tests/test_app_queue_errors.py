@@ -170,6 +170,7 @@ def test_flask_default_sizes_fail_naming_flask_settings(
     )
 
 
+@pytest.mark.system
 @needs_root
 def test_pyramid_warns_at_start_up_about_a_planted_queue(
     pyramid_app: Callable[..., TestApp],
@@ -198,6 +199,7 @@ def test_pyramid_warns_at_start_up_about_a_planted_queue(
 # -- ulimit -q: EMFILE, told apart from EINVAL ---------------------------------------
 
 
+@pytest.mark.system
 def test_a_queue_bigger_than_the_whole_budget_says_so() -> None:
     """With ulimit -q below one queue's size, the error says this queue alone is too big."""
     name = "/" + unique_queue_name()
@@ -222,6 +224,7 @@ def test_a_queue_bigger_than_the_whole_budget_says_so() -> None:
     assert [errno.EMFILE, expected] == run_as(uid, uid, open_big_queue)
 
 
+@pytest.mark.system
 @needs_root
 def test_a_spent_budget_lists_the_users_queues_and_the_fix(mqueue_dir: str) -> None:
     """A throwaway user fills its ulimit -q; the error lists its queues and the unlink command."""

@@ -6,11 +6,14 @@ runs delivered what they were asked to, and that nothing is left behind.
 """
 from __future__ import annotations
 
+import pytest
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,6 +21,8 @@ from event_schemas.event.ttypes import Event
 
 from .support_processes import serving_collector, signed_post
 
+pytestmark = pytest.mark.system
+
 SECRET = b"collector-test-secret"
 SCHEMA = f"{Event.__module__}:{Event.__name__}"  # the sample schema: strict checks and names
 NOW = 1_800_000_000.0

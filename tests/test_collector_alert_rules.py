@@ -23,6 +23,7 @@ def promtool(*args: str) -> "subprocess.CompletedProcess[str]":
     return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.system
 def test_promtool_checks_the_collector_rules():
     """promtool check rules: the file is valid, with its six rules."""
     result = promtool("check", "rules", str(RULES))
@@ -30,6 +31,7 @@ def test_promtool_checks_the_collector_rules():
     assert "SUCCESS: 6 rules found" in result.stdout
 
 
+@pytest.mark.system
 def test_the_sink_alerts_fire_for_the_collector_whose_sink_fails(tmp_path: Path):
     """promtool test rules: a collector answering 503 and unready fires both, the other not."""
     test = tmp_path / "rules_test.yml"

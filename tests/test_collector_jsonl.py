@@ -127,6 +127,7 @@ def test_the_directory_is_required() -> None:
     assert "jsonl.directory: required with sink = jsonl" == str(raised.value)
 
 
+@pytest.mark.system
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_is_a_503_and_leaves_no_half_line(tmp_path: Path) -> None:
     """On a full tmpfs: SinkUnavailable, the file cut back to whole lines; then it resumes."""

@@ -24,6 +24,8 @@ from demo_app.collector import Collector, make_server
 from tests.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
 from tests.support_processes import reap, serving_collector, signed_post
 
+pytestmark = pytest.mark.system
+
 REPO = str(Path(__file__).resolve().parent.parent)
 
 
@@ -141,7 +143,8 @@ def test_a_posted_batch_is_not_taken_by_get(collector: Collector) -> None:
 @pytest.mark.parametrize("settings, message", [
     ({"keys": "a=YQ==", "sink": "mysql"},
      "sink: expected one of sqlite, jsonl, kafka, got 'mysql'"),
-    ({"keys": "a=YQ==", "max_boddy": "1"}, "max_boddy: unknown setting; known: keys, max_body, "
+    ({"keys": "a=YQ==", "max_boddy": "1"}, "max_boddy: unknown setting (did you mean max_body?); "
+                                           "known: keys, max_body, "
                                            "publisher_config, replay_window, retry_after, schema, "
                                            "sink, uuid_field and <sink>.<option>"),
     ({}, "keys: no signing keys: give keys (NAME=BASE64) or publisher_config"),

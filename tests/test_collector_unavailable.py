@@ -134,6 +134,7 @@ def test_sqlite_on_a_full_disk_is_a_503(small_disk: str) -> None:
 
 
 @needs_root
+@pytest.mark.system  # forks a worker as another user
 def test_sqlite_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not write the database: 503 with Retry-After."""
     path = unwritable / "events.db"
@@ -159,6 +160,7 @@ def test_jsonl_on_a_full_disk_is_a_503(small_disk: str) -> None:
 
 
 @needs_root
+@pytest.mark.system  # forks a worker as another user
 def test_jsonl_a_worker_may_not_write_is_a_503(unwritable: Path) -> None:
     """A forked worker whose user may not create files in the directory: 503."""
     settings = {"sink": "jsonl", "jsonl.directory": str(unwritable)}

@@ -30,6 +30,8 @@ from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES
 from tests.thrift_gen.shop.ttypes import Cart, Item, ShopEvent
 from tests.support_processes import reap, serving_collector
 
+pytestmark = pytest.mark.system
+
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "shop"
 SECRET = secrets.token_bytes(32)

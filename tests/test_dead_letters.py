@@ -1,6 +1,7 @@
 """The dead-letter file: what is written reads back byte for byte, within its budget, whole."""
 from __future__ import annotations
 
+import pytest
 import fcntl
 import os
 import subprocess
@@ -81,6 +82,7 @@ def _opened_twice(path: Path) -> bool:
     return targets.count(str(path)) >= 2
 
 
+@pytest.mark.system
 def test_a_full_disk_leaves_no_half_line(tmp_path: Path):
     """A write cut short by the file size limit is undone, raised, and the file stays whole."""
     path = tmp_path / "dead.jsonl"

@@ -13,6 +13,8 @@ from typing import List
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 FLASK_APP = '''
 import logging
 from flask import Flask, g

@@ -16,6 +16,8 @@ from baseplate_events.message_queue import MessageQueue, MessageQueueError
 from demo_app.progress import table
 from demo_app.report import Delivery, percentile, summarize
 
+pytestmark = pytest.mark.system
+
 REPO = str(Path(__file__).resolve().parent.parent)
 
 

@@ -154,6 +154,7 @@ def test_shell_blocks_run(block: Block, tmp_path: Path) -> None:
     assert (0, "") == (result.returncode, result.stderr)
 
 
+@pytest.mark.system
 def test_the_thrift_command_regenerates_the_committed_code(tmp_path: Path) -> None:
     """The getting-started page's thrift command gives exactly the committed shop_events/."""
     (block,) = [b for b in _blocks("sh") if "thrift --gen py" in b.text]

@@ -26,6 +26,8 @@ from event_schemas.event.ttypes import Event as SampleEvent
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
 from tests.support_processes import reap
 
+pytestmark = pytest.mark.system
+
 REPO = str(Path(__file__).resolve().parent.parent)
 KEY = "e2e"
 # the sample schema: the collector checks events against it and names their fields

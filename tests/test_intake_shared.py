@@ -1,6 +1,7 @@
 """The tests' and the benchmark's collectors check requests with the collector's one intake."""
 from __future__ import annotations
 
+import pytest
 import gzip
 import http.client
 import json
@@ -11,6 +12,8 @@ from typing import Dict, Tuple
 from baseplate_events.collector.intake import sign
 from benchmarks.collector import serve
 from tests.support_collector import Collector
+
+pytestmark = pytest.mark.system
 
 SECRET = b"intake-secret"
 BODY = b'{"1":{"lst":["rec",1,{"5":{"str":"6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"}}]}}'

@@ -29,6 +29,8 @@ from tests.support_kafka import GunicornCollector
 from tests.support_publisher import PublisherProcess
 from tests.test_e2e import send
 
+pytestmark = pytest.mark.system
+
 KEY = "chain"
 
 

@@ -26,6 +26,8 @@ from event_schemas.event.ttypes import Event
 from tests.support_kafka import GunicornCollector
 from tests.test_collector import v2_event
 
+pytestmark = pytest.mark.system
+
 SECRET = b"a kafka collector test secret..."
 
 

@@ -36,6 +36,7 @@ def sinks() -> "List[KafkaSink]":
         sink.close()
 
 
+@pytest.mark.system
 def test_a_batch_is_stored_keyed_by_uuid_with_the_raw_json(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -51,6 +52,7 @@ def test_a_batch_is_stored_keyed_by_uuid_with_the_raw_json(
     assert {e.uuid.encode(): e.raw for e in events} == {r.key: r.value for r in records}
 
 
+@pytest.mark.system
 def test_threads_storing_at_once_each_get_their_own_reports(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -74,6 +76,7 @@ def test_threads_storing_at_once_each_get_their_own_reports(
     assert {e.uuid: 1 for batch in batches for e in batch} == dict(counts)
 
 
+@pytest.mark.system
 def test_a_sink_that_stored_a_batch_is_ready(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -93,6 +96,7 @@ def test_a_new_sink_is_not_ready_while_no_broker_is_known_up(
     assert False is sink.ready()
 
 
+@pytest.mark.system
 def test_a_new_sink_is_ready_once_a_broker_connection_is_up(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -106,6 +110,7 @@ def test_a_new_sink_is_ready_once_a_broker_connection_is_up(
     assert True is sink.ready()
 
 
+@pytest.mark.system
 def test_a_forked_child_stores_through_a_producer_of_its_own(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -126,6 +131,7 @@ def test_a_forked_child_stores_through_a_producer_of_its_own(
     assert 1 == stored[event.uuid]
 
 
+@pytest.mark.system
 def test_each_stream_goes_to_its_own_topic(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -140,6 +146,7 @@ def test_each_stream_goes_to_its_own_topic(
     assert expected == {r.topic: r.key for r in records}
 
 
+@pytest.mark.system
 def test_an_event_over_message_max_bytes_is_refused_and_the_rest_stored(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -157,6 +164,7 @@ def test_an_event_over_message_max_bytes_is_refused_and_the_rest_stored(
     assert {events[0].uuid: 1, events[2].uuid: 1} == dict(count_keys(records))
 
 
+@pytest.mark.system
 def test_a_paused_broker_makes_the_batch_unavailable_and_the_next_one_lands(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -201,6 +209,7 @@ def test_an_unreachable_broker_is_unavailable_and_not_ready(
     assert False is sink.ready()
 
 
+@pytest.mark.system
 def test_a_peer_that_is_not_kafka_makes_the_batch_unavailable(
     kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -237,6 +246,7 @@ def test_a_peer_that_is_not_kafka_makes_the_batch_unavailable(
     assert waited < 1.0 + 0.5
 
 
+@pytest.mark.system
 def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink],
     caplog: pytest.LogCaptureFixture,
@@ -299,7 +309,8 @@ def test_an_unknown_option_names_the_key_and_the_known_ones() -> None:
     """A misspelt kafka.* option stops start-up instead of being ignored."""
     with pytest.raises(ConfigError) as caught:
         KafkaSettings.from_options({"bootstrap_servers": "k:9092", "topic.v3": "x"})
-    assert ("kafka.topic.v3: unknown option; known: kafka.bootstrap_servers, "
+    assert ("kafka.topic.v3: unknown option (did you mean kafka.topic.v2?); known: "
+            "kafka.bootstrap_servers, "
             "kafka.message_timeout_ms, kafka.topic.v1, kafka.topic.v2, kafka.topic.v2j and "
             "kafka.producer.<librdkafka option>") == str(caught.value)
 

@@ -18,6 +18,8 @@ from typing import Iterator, List, NamedTuple
 
 import pytest
 
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(
     ".venv", ".git", "__pycache__", "*.so", "build", "*.egg-info",

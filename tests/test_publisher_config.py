@@ -136,6 +136,7 @@ def test_missing_section(tmp_path: Path):
     assert expected == str(info.value)
 
 
+@pytest.mark.system
 def test_bad_key_exits_2_with_one_line(tmp_path: Path):
     """The real command exits 2 and prints one line naming the key, no traceback."""
     path = write_config(tmp_path / "c.ini", "q", dict(MINIMAL, **{"collector.version": "9"}))
@@ -147,6 +148,7 @@ def test_bad_key_exits_2_with_one_line(tmp_path: Path):
     assert expected == result.stderr
 
 
+@pytest.mark.system
 def test_a_typo_is_named_in_the_same_line_as_the_missing_key(tmp_path: Path):
     """colector.hostname: exit 2, one line naming the missing key and the typo beside it."""
     raw = dict(MINIMAL)
@@ -169,6 +171,7 @@ def test_every_unknown_key_is_named_beside_an_invalid_one():
     assert expected == error_of(raw)
 
 
+@pytest.mark.system
 def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(
     queue_name: str, start_publisher: Callable[..., PublisherProcess]
 ):
@@ -188,6 +191,7 @@ def test_prometheus_address_must_be_host_and_port():
     assert "metrics.prometheus: expected host:port to listen on, got 'localhost'" == error_of(raw)
 
 
+@pytest.mark.system
 def test_default_queue_size_reports_kernel_limits(tmp_path: Path):
     """The default 10000 x 102400 queue is refused on a stock kernel: one line, exit 2."""
     raw = dict(MINIMAL, **{"spool.path": str(tmp_path / "spool")})
@@ -222,6 +226,7 @@ def test_fuzzed_sections_parse_or_fail_clearly(raw: Dict[str, str]):
         assert "\n" not in str(exc)
 
 
+@pytest.mark.system
 def test_unusable_spool_path_exits_2(tmp_path: Path, queue_name: str):
     """A spool.path that cannot be created stops the publisher with one line and status 2."""
     blocker = tmp_path / "file"
@@ -275,6 +280,7 @@ def test_ca_file_that_holds_no_certificate(tmp_path: Path):
     assert expected == error_of(raw)
 
 
+@pytest.mark.system
 def test_ca_file_is_kept(tmp_path: Path):
     """A readable PEM bundle is taken as it is; without the key there is none."""
     bundle = PrivateCA(tmp_path / "ca").ca_file
@@ -283,6 +289,7 @@ def test_ca_file_is_kept(tmp_path: Path):
     assert parse_section("q", dict(MINIMAL), environ={}).collector.ca_file is None
 
 
+@pytest.mark.system
 def test_unreadable_ca_file_exits_2_with_one_line(tmp_path: Path):
     """The real command stops with status 2 and one line naming collector.ca_file."""
     raw = dict(MINIMAL, **{"collector.ca_file": str(tmp_path)})

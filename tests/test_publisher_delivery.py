@@ -20,6 +20,8 @@ from .support_collector import Collector
 from .support_publisher import SECRET, make_event
 from .test_publisher_sending import Rig, events
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:

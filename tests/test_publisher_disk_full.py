@@ -5,6 +5,7 @@ without).
 """
 from __future__ import annotations
 
+import pytest
 import json
 import os
 import time
@@ -28,6 +29,8 @@ from .support_publisher import (
     put_all,
     uuids_of,
 )
+
+pytestmark = pytest.mark.system
 
 STALLED = "stopped taking events off the queue"
 

@@ -7,6 +7,7 @@ refused it, in the dead-letter file. Duplicates are allowed (at-least-once).
 """
 from __future__ import annotations
 
+import pytest
 import json
 import signal
 import time
@@ -16,6 +17,8 @@ from typing import Callable
 
 from .support_collector import Collector, free_port
 from .support_publisher import SECRET, Ledger, PublisherProcess
+
+pytestmark = pytest.mark.system
 
 
 def test_collector_down_then_up(

@@ -53,6 +53,7 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.system
 def test_unspooled_events_are_left_over_in_order(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -70,6 +71,7 @@ def test_unspooled_events_are_left_over_in_order(
     landing.close()
 
 
+@pytest.mark.system
 def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kind: str):
     """gather: the events joined with commas and their u32 lengths, across receives."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
@@ -89,6 +91,7 @@ def test_gather_makes_one_spool_record(reader: MessageQueue, tmp_path: Path, kin
     landing.close()
 
 
+@pytest.mark.system
 def test_receive_stops_at_the_limit_and_when_the_ring_is_full(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -115,6 +118,7 @@ def test_receive_stops_at_the_limit_and_when_the_ring_is_full(
     landing.close()
 
 
+@pytest.mark.system
 def test_length_word_lost_is_recovered_from_the_data(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -137,6 +141,7 @@ def test_remove_landings(tmp_path: Path, reader: MessageQueue):
     assert [] == list(tmp_path.glob("landing-*"))
 
 
+@pytest.mark.system
 def test_leftovers_are_delivered_at_start(
     tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
@@ -161,6 +166,7 @@ def test_leftovers_are_delivered_at_start(
     )
 
 
+@pytest.mark.system
 def test_landing_off_still_delivers(
     publisher_queue: MessageQueue, start_publisher: Callable[..., PublisherProcess]
 ):
@@ -174,6 +180,7 @@ def test_landing_off_still_delivers(
     assert uuids_of(events) == collector.uuids()
 
 
+@pytest.mark.system
 def test_drain_waits_for_the_queue_until_the_timeout(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -186,6 +193,7 @@ def test_drain_waits_for_the_queue_until_the_timeout(
     landing.close()
 
 
+@pytest.mark.system
 def test_drain_returns_a_linger_after_the_first_event(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -202,6 +210,7 @@ def test_drain_returns_a_linger_after_the_first_event(
     landing.close()
 
 
+@pytest.mark.system
 def test_drain_stops_at_the_limit_or_the_byte_target(
     reader: MessageQueue, tmp_path: Path, kind: str
 ):
@@ -250,6 +259,7 @@ def test_an_event_without_its_length_word_must_be_whole_json():
     assert [] == scan(bytes(ring), 32)
 
 
+@pytest.mark.system
 def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, kind: str):
     """A byte on wake_fd (a signal arrived) ends the wait at once, reported as woken."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
@@ -267,6 +277,7 @@ def test_drain_wakes_for_the_signal_pipe(reader: MessageQueue, tmp_path: Path, k
         landing.close()
 
 
+@pytest.mark.system
 def test_drain_on_a_closed_descriptor_raises(tmp_path: Path, kind: str):
     """A receive error with nothing taken is raised (EBADF here), not swallowed."""
     landing = Landing(str(tmp_path), 1 << 16, 64, kind)
@@ -279,6 +290,7 @@ def test_drain_on_a_closed_descriptor_raises(tmp_path: Path, kind: str):
     landing.close()
 
 
+@pytest.mark.system
 def test_gather_stops_at_a_damaged_length_word(reader: MessageQueue, tmp_path: Path, kind: str):
     """A word another process overwrote ends the gather there: the events before it, and where."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
@@ -310,6 +322,7 @@ def scribble(path: str, offset: int, seconds: float, *words: int) -> "subprocess
                              *map(str, words)])
 
 
+@pytest.mark.system
 def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path, kind: str):
     """A word flipping between a length and garbage under gather never makes it read past."""
     landing = Landing(str(tmp_path), 1 << 16, reader.max_message_size, kind)
@@ -329,6 +342,7 @@ def test_gather_reads_each_length_word_once(reader: MessageQueue, tmp_path: Path
     landing.close()
 
 
+@pytest.mark.system
 def test_a_second_process_writing_the_ring_costs_counted_events_only(
     tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):

@@ -136,6 +136,7 @@ def test_state_directory_is_the_default_under_systemd():
     assert f"/var/tmp/baseplate-events-{os.getuid()}/main" == legacy_spool_path("main")
 
 
+@pytest.mark.system
 def test_a_spool_left_at_the_old_default_is_replayed(
     queue_name: str, tmp_path: Path, publisher_queue: MessageQueue,
     start_publisher: Callable[..., PublisherProcess], monkeypatch: pytest.MonkeyPatch,
@@ -168,6 +169,7 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     assert (tmp_path / "state" / queue_name / "health.json").exists()
 
 
+@pytest.mark.system
 @needs_root
 def test_a_symlink_planted_by_another_user_is_refused(queue_name: str, tmp_path: Path,
                                                       shared: Path):
@@ -186,6 +188,7 @@ def test_a_symlink_planted_by_another_user_is_refused(queue_name: str, tmp_path:
     assert ([], 0o755) == (list(victim.iterdir()), stat.S_IMODE(victim.stat().st_mode))
 
 
+@pytest.mark.system
 @needs_root
 def test_a_directory_planted_by_another_user_is_refused(queue_name: str, tmp_path: Path,
                                                         shared: Path):
@@ -201,6 +204,7 @@ def test_a_directory_planted_by_another_user_is_refused(queue_name: str, tmp_pat
     assert [] == list(planted.iterdir())
 
 
+@pytest.mark.system
 @needs_root
 def test_a_landing_symlink_planted_in_dev_shm_is_refused(queue_name: str, tmp_path: Path):
     """Another user's symlink where the landing zone goes: exit 2; the target's files stay."""

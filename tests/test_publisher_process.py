@@ -28,6 +28,8 @@ from .support_publisher import (
     uuids_of,
 )
 
+pytestmark = pytest.mark.system
+
 
 def v2_event(number: int) -> V2Event:
     return V2Event(

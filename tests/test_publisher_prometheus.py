@@ -23,6 +23,8 @@ from .support_publisher import (
     put_all,
 )
 
+pytestmark = pytest.mark.system
+
 PUBLISHER = Path(__file__).resolve().parent.parent / "publisher"
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]

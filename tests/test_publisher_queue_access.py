@@ -6,6 +6,7 @@ start-up; ``queue.mode = 0660`` means 0660 whatever the umask.
 """
 from __future__ import annotations
 
+import pytest
 import os
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,8 @@ from .support_publisher import (
     uuids_of,
 )
 from .support_users import needs_root, squat, throwaway_uid
+
+pytestmark = pytest.mark.system
 
 
 def baseplate_queue(full_name: str) -> "posix_ipc.MessageQueue":

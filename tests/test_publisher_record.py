@@ -34,6 +34,7 @@ def test_join_events_bytes():
     assert expected == (joined, lengths.tobytes())
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("kind", IMPLEMENTATIONS)
 def test_gather_makes_the_bytes_of_join_events(kind: str):
     """The C gather and its ctypes twin give, byte for byte, join_events' two parts."""

@@ -16,6 +16,8 @@ import pytest
 from .support_collector import Collector
 from .support_publisher import SECRET, Ledger, PublisherProcess
 
+pytestmark = pytest.mark.system
+
 
 def dead_letters(path: Path) -> List[tuple]:
     """(status, uuid) of each line of the dead-letter file."""

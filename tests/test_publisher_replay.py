@@ -1,6 +1,7 @@
 """``python -m publisher --replay-dead-letter FILE config.ini``, run for real."""
 from __future__ import annotations
 
+import pytest
 import json
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from publisher.dead_letters import DeadLetters, encode
 from .conftest import fill_disk
 from .support_collector import Collector
 from .support_publisher import ROOT, SECRET, config_file, make_event
+
+pytestmark = pytest.mark.system
 
 
 def replay_command(queue_name: str, config: Path, dead: Path) -> List[str]:

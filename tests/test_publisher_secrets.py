@@ -149,6 +149,7 @@ def test_a_config_taking_the_secret_from_the_environment_is_not_judged(tmp_path:
     assert (b"hunter2", ()) == (cfg.key.secret, cfg.warnings)
 
 
+@pytest.mark.system
 def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None:
     """The real publisher stops at start-up with the refusal on one line."""
     path = secret_file(tmp_path, 0o666)
@@ -162,6 +163,7 @@ def test_the_publisher_exits_2_on_a_writable_secret_file(tmp_path: Path) -> None
     assert (2, expected) == (result.returncode, result.stderr)
 
 
+@pytest.mark.system
 def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
     open_dir: Path, publisher_for: Callable[..., PublisherProcess]
 ) -> None:

@@ -16,6 +16,8 @@ from publisher.post import Sender, gzip_compress, parse_retry_after, sign
 from .support_collector import Collector
 from .support_publisher import SECRET, make_event
 
+pytestmark = pytest.mark.system
+
 
 def test_known_answer_signature():
     """The X-Signature of a fixed body and key matches a value computed with openssl."""

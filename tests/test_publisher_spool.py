@@ -280,6 +280,7 @@ def test_odd_entries_in_the_spool_directory_are_skipped_with_a_warning(
     again.close()
 
 
+@pytest.mark.system
 def test_a_failed_write_on_a_full_disk_leaves_no_partial_record(small_disk: str):
     """ENOSPC mid-record: the segment is cut back; later records follow whole ones only."""
     from .conftest import fill_disk

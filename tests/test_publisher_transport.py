@@ -39,6 +39,8 @@ from .support_publisher import (
     uuids_of,
 )
 
+pytestmark = pytest.mark.system
+
 BODY = b"[" + make_event(0) + b"]"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 

@@ -19,6 +19,8 @@ from publisher.spool import Spool
 from .support_collector import Collector
 from .support_publisher import SECRET, PublisherProcess, make_event, uuids_of
 
+pytestmark = pytest.mark.system
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

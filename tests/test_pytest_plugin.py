@@ -48,6 +48,7 @@ LAYOUTS: Dict[str, Dict[str, str]] = {
 }
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_captured_events_works_in_a_users_run(layout: str, tmp_path: Path):
     """One passing test, no plugin error, whether or not the user names the plugin."""

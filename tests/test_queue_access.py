@@ -147,6 +147,7 @@ def squatter_message(full: str, uid: int, gid_text: str, mode: str, problem: str
     )
 
 
+@pytest.mark.system
 @needs_root
 def test_another_users_world_writable_queue_is_refused(queue_name: str) -> None:
     """A queue another user made 0666 is refused, naming owner, mode and fix."""
@@ -161,6 +162,7 @@ def test_another_users_world_writable_queue_is_refused(queue_name: str) -> None:
     assert expected == str(info.value)
 
 
+@pytest.mark.system
 @needs_root
 def test_a_group_queue_is_refused_when_our_mode_shares_nothing(queue_name: str) -> None:
     """Another user's 0660 queue in our group is refused while our mode is 0600."""
@@ -169,6 +171,7 @@ def test_a_group_queue_is_refused_when_our_mode_shares_nothing(queue_name: str) 
         EventQueue(queue_name, max_messages=2, max_message_size=64, mode=0o600)
 
 
+@pytest.mark.system
 @needs_root
 def test_a_group_queue_of_a_group_not_ours_is_refused(queue_name: str) -> None:
     """Another user's 0660 queue whose group we are not in is refused."""
@@ -183,6 +186,7 @@ def test_a_group_queue_of_a_group_not_ours_is_refused(queue_name: str) -> None:
     assert expected == str(info.value)
 
 
+@pytest.mark.system
 @needs_root
 def test_a_group_queue_open_to_others_is_refused(queue_name: str) -> None:
     """Another user's queue in our group that also lets others in (0666) is refused."""
@@ -196,6 +200,7 @@ def test_a_group_queue_open_to_others_is_refused(queue_name: str) -> None:
     assert expected == str(info.value)
 
 
+@pytest.mark.system
 @needs_root
 def test_a_queue_shared_by_group_as_configured_is_used(queue_name: str) -> None:
     """The documented deployment: another user's 0660 queue in our group, our mode 0660."""
@@ -206,6 +211,7 @@ def test_a_queue_shared_by_group_as_configured_is_used(queue_name: str) -> None:
         assert (b"shared", 0o660) == (queue.queue.get(timeout=1), mode_of(full))
 
 
+@pytest.mark.system
 @needs_root
 def test_the_queue_tool_can_still_remove_a_squatted_queue(queue_name: str) -> None:
     """baseplate-events-queue NAME --unlink works on the queue the error tells you to remove."""

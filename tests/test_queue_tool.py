@@ -1,6 +1,7 @@
 """The operator's queue tool, on real queues."""
 from __future__ import annotations
 
+import pytest
 import io
 import subprocess
 import sys
@@ -67,6 +68,7 @@ def test_missing_queue_is_an_error(capsys):
     assert f"error: message queue /events-{name} does not exist\n" == capsys.readouterr().err
 
 
+@pytest.mark.system
 def test_runs_as_a_module():
     """python -m baseplate_events.queue_tool works from the shell."""
     name = unique_queue_name("tool")

@@ -124,6 +124,7 @@ def test_ini_blocks_load_as_publisher_configs(block: Block, tmp_path: Path) -> N
         assert () == publisher_config.load(str(path), name).unknown_keys
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("block", runnable("sh"), ids=lambda b: b.label)
 def test_shell_blocks_run(block: Block) -> None:
     """Each shell block exits 0 from the repository's root."""

@@ -275,6 +275,7 @@ def test_close_then_put_reopens(make_runtime: Any, small_reader: MessageQueue) -
     assert ["first", "second"] == received
 
 
+@pytest.mark.system
 def test_forked_child_opens_its_own_descriptor(
     make_runtime: Any, small_reader: MessageQueue
 ) -> None:
@@ -415,6 +416,7 @@ def test_startup_problem_is_none_within_limits(make_runtime: Any, queue_name: st
         posix_ipc.MessageQueue("/events-" + queue_name)
 
 
+@pytest.mark.system
 def test_lock_held_at_fork_does_not_block_the_child(
     make_runtime: Any, small_reader: MessageQueue
 ) -> None:

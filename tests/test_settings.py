@@ -137,11 +137,12 @@ def test_invalid_value_names_the_full_key(raw: Dict[str, Any], key: Any, message
 
 
 def test_unknown_key_under_the_prefix_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    """A misspelt key is reported, not silently ignored."""
+    """A misspelt key is reported with the setting it resembles, not silently ignored."""
     with caplog.at_level(logging.WARNING, logger="baseplate_events.settings"):
         parse_settings({"events.max_message": "10"}, pyramid_key)
     expected = (
-        "events.max_message: unknown setting, ignored (known: events.autofill, "
+        "events.max_message: unknown setting, ignored (did you mean events.max_messages?) "
+        "(known: events.autofill, "
         "events.errors, events.max_held, events.max_message_size, events.max_messages, "
         "events.metrics_endpoint, events.metrics_namespace, events.prometheus, "
         "events.put_timeout, events.queue_mode, events.queue_name, events.sink, "

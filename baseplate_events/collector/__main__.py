@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
-from .settings import SINKS
+from .settings import COLLECTOR_SETTINGS, SINKS
 
 __all__ = [
     "HEALTH_PATHS",
@@ -40,6 +40,7 @@ __all__ = [
     "add_schema_arguments",
     "add_serving_arguments",
     "add_sink_arguments",
+    "build_parser",
     "create_server",
     "main",
     "serve",
@@ -148,8 +149,10 @@ def add_arguments(parser: "argparse._ActionsContainer") -> None:
 
 def add_serving_arguments(parser: "argparse._ActionsContainer") -> None:
     """The flags of the HTTP service: address, keys, limits, metrics."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=_port, default=8080, help="0 picks a free port (printed)")
+    parser.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                        help="the address to listen on")
+    parser.add_argument("--port", type=_port, default=8080, metavar="PORT",
+                        help="0 picks a free port (printed)")
     parser.add_argument("--key", action="append", default=[], metavar="NAME=BASE64",
                         help="a signing key; repeat for more")
     parser.add_argument("--publisher-config", metavar="INI",
@@ -158,7 +161,8 @@ def add_serving_arguments(parser: "argparse._ActionsContainer") -> None:
                         metavar="SECONDS", help="how far a request's Date may be off")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                         help="largest body, compressed or decompressed")
-    parser.add_argument("--threads", type=_positive, default=8, help="waitress worker threads")
+    parser.add_argument("--threads", type=_positive, default=8, metavar="N",
+                        help="waitress worker threads")
     parser.add_argument("--connection-limit", type=_positive, default=DEFAULT_CONNECTION_LIMIT,
                         metavar="N", help="connections held open at once, idle or slow ones "
                                           f"included (default {DEFAULT_CONNECTION_LIMIT})")
@@ -182,7 +186,7 @@ def add_schema_arguments(parser: "argparse._ActionsContainer") -> None:
 
 def add_sink_arguments(parser: "argparse._ActionsContainer", verb: str = "go") -> None:
     """``--sink`` and ``--option``: where accepted events go (or, for the tail, are read)."""
-    parser.add_argument("--sink", choices=SINKS, default="sqlite",
+    parser.add_argument("--sink", choices=SINKS, default=COLLECTOR_SETTINGS["sink"].default,
                         help=f"where accepted events {verb} (default: sqlite)")
     parser.add_argument("--option", action="append", default=[], metavar="SINK.NAME=VALUE",
                         help="a sink option, e.g. sqlite.path=events.db or "
@@ -277,11 +281,17 @@ def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags, each declared once (docs/collector.rst lists them from here)."""
     parser = argparse.ArgumentParser(prog="python -m baseplate_events.collector",
                                      description="The event collector, served by waitress.")
     add_arguments(parser)
     add_sink_arguments(parser)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose:
         import logging

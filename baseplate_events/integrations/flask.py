@@ -12,42 +12,9 @@ Thrift event and puts it on one process-wide queue (v2 serializer), see
         return app
 
 Config keys, all optional, read once by ``init_app`` (a bad value raises
-:class:`~baseplate_events.ConfigError` naming the key):
-
-``EVENTS_QUEUE_NAME`` (default ``"v2"``)
-    the queue is ``/events-<name>``; it picks the publisher.
-``EVENTS_SOURCE`` (default: the app's ``import_name``; for a script run as
-    ``python app.py``, the file name without ``.py``)
-    filled into an event's ``source`` field when it is None; ``None`` to leave it alone.
-``EVENTS_AUTOFILL`` (default ``True``)
-    fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
-    the struct has the field and it is None; a value the caller set is kept.
-``EVENTS_MAX_MESSAGES`` (default ``10000``)
-    capacity if the queue has to be created; an existing queue keeps its own.
-``EVENTS_MAX_MESSAGE_SIZE`` (default ``102400``)
-    largest event in bytes if the queue has to be created.
-``EVENTS_PUT_TIMEOUT`` (default ``0.0``)
-    seconds a put may wait for room in a full queue; 0 never blocks.
-``EVENTS_ERRORS`` (default ``"raise"``)
-    ``"raise"``: a failed put raises its ``EventError`` into the view;
-    ``"log"``: one log line, counted, and the request carries on.
-``EVENTS_TRANSACTIONAL`` (default ``False``)
-    hold the request's events and send them at teardown only if the request
-    ended without an unhandled exception and with a status below 500.
-``EVENTS_PROMETHEUS`` (default ``False``)
-    count failed and discarded puts in Prometheus too (needs the
-    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
-``EVENTS_MAX_HELD`` (default ``1000``)
-    the most events a transactional request may hold; a put past it fails
-    with ``TooManyHeldEventsError`` under the error policy, and is counted.
-``EVENTS_QUEUE_MODE`` (default ``0o600``)
-    the queue's permission bits (an int or an octal string such as
-    ``"0660"``); ``0o660`` shares it with a group, as the publisher's
-    ``queue.mode`` does. A wider queue of ours is narrowed to this; another
-    user's queue is used only when shared with one of our groups this way.
-``EVENTS_SINK`` (default ``"queue"``; ``"log"`` where there are no POSIX queues)
-    ``"log"`` writes each event as one JSON log line instead of queueing it,
-    after every other step of a put: for development.
+:class:`~baseplate_events.ConfigError` naming the key): ``EVENTS_<NAME>`` for
+each setting of :data:`baseplate_events.settings.APP_SETTINGS`, whose defaults
+``init_app`` writes into ``app.config``.
 """
 from __future__ import annotations
 
@@ -59,8 +26,7 @@ from flask.signals import appcontext_pushed, request_started
 
 from ..errors import EventError
 from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import default_source, flask_key, parse_settings
-from ..queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from ..settings import APP_SETTINGS, WORKED_OUT, default_source, flask_key, parse_settings
 
 __all__ = ["EXTENSION_KEY", "EventsExtension"]
 
@@ -151,17 +117,11 @@ class EventsExtension:
                 f"{app.import_name!r}; call init_app once per app"
             )
         config = app.config
-        config.setdefault("EVENTS_QUEUE_NAME", "v2")
+        for setting in APP_SETTINGS:
+            if setting.name not in WORKED_OUT:
+                config.setdefault(flask_key(setting.name), setting.default)
         if "EVENTS_SOURCE" not in config:
             config["EVENTS_SOURCE"] = default_source(app.import_name, "EVENTS_SOURCE")
-        config.setdefault("EVENTS_AUTOFILL", True)
-        config.setdefault("EVENTS_MAX_MESSAGES", MAX_QUEUE_SIZE)
-        config.setdefault("EVENTS_MAX_MESSAGE_SIZE", MAX_EVENT_SIZE)
-        config.setdefault("EVENTS_PUT_TIMEOUT", 0.0)
-        config.setdefault("EVENTS_ERRORS", "raise")
-        config.setdefault("EVENTS_TRANSACTIONAL", False)
-        config.setdefault("EVENTS_MAX_HELD", 1000)
-        config.setdefault("EVENTS_QUEUE_MODE", 0o600)
         settings = parse_settings(config, flask_key)
         config.setdefault("EVENTS_SINK", settings.sink)
         runtime = EventsRuntime(settings, self._fillers, flask_key)

@@ -4,42 +4,8 @@
 process-wide queue (v2 serializer), see :mod:`baseplate_events.request_queue`.
 
 Settings, all optional, read once at include time (a bad value raises
-:class:`~baseplate_events.ConfigError` naming the key):
-
-``events.queue_name`` (default ``v2``)
-    the queue is ``/events-<queue_name>``; it picks the publisher.
-``events.source`` (default: the name of the application's root package; for
-    a script run as ``python app.py``, the file name without ``.py``)
-    filled into an event's ``source`` field when it is None; empty to leave it alone.
-``events.autofill`` (default ``true``)
-    fill ``source``, ``client_timestamp`` (int ms) and ``uuid`` (uuid4) where
-    the struct has the field and it is None; a value the caller set is kept.
-``events.max_messages`` (default ``10000``)
-    capacity if the queue has to be created; an existing queue keeps its own.
-``events.max_message_size`` (default ``102400``)
-    largest event in bytes if the queue has to be created.
-``events.put_timeout`` (default ``0``)
-    seconds a put may wait for room in a full queue; 0 never blocks.
-``events.errors`` (default ``raise``)
-    ``raise``: a failed put raises its ``EventError`` into the view; ``log``:
-    one log line, counted, and the request carries on.
-``events.transactional`` (default ``false``)
-    hold the request's events and send them only if it ends without an
-    exception and with a status below 500.
-``events.prometheus`` (default ``false``)
-    count failed and discarded puts in Prometheus too (needs the
-    ``prometheus`` extra); see :mod:`baseplate_events.prometheus`.
-``events.max_held`` (default ``1000``)
-    the most events a transactional request may hold; a put past it fails
-    with ``TooManyHeldEventsError`` under the error policy, and is counted.
-``events.queue_mode`` (default ``0600``)
-    the queue's permission bits, in octal; ``0660`` shares it with a group,
-    as the publisher's ``queue.mode`` does. A wider queue of ours is narrowed
-    to this; another user's queue is used only when shared with one of our
-    groups this way.
-``events.sink`` (default ``queue``; ``log`` where there are no POSIX queues)
-    ``log`` writes each event as one JSON log line instead of queueing it,
-    after every other step of a put: for development.
+:class:`~baseplate_events.ConfigError` naming the key): ``events.<name>`` for
+each setting of :data:`baseplate_events.settings.APP_SETTINGS`.
 
 More fields can be filled from the request with
 ``config.add_event_filler(filler)``, ``filler(event, request)``.

@@ -62,19 +62,18 @@ import msgspec
 from publisher.paths import UnsafePathError, open_private_directory
 
 from ...errors import ConfigError
+from ..settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES, parse_jsonl_mode, sink_options
 from . import STREAMS, SinkUnavailable, StoredEvent
 
 __all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_SECONDS = 300.0
-DEFAULT_MODE = 0o600
-#: the file modes ``jsonl.mode`` may give: private, group-readable, group-writable
-MODES = (0o600, 0o640, 0o660)
+DEFAULT_MAX_BYTES: int = COLLECTOR_SETTINGS["jsonl.max_bytes"].default
+DEFAULT_MAX_SECONDS: float = COLLECTOR_SETTINGS["jsonl.max_seconds"].default
+DEFAULT_MODE: int = COLLECTOR_SETTINGS["jsonl.mode"].default
 #: how long a batch waits for another thread's write before the answer is 503
-DEFAULT_TIMEOUT = 2.5
+DEFAULT_TIMEOUT: float = COLLECTOR_SETTINGS["jsonl.timeout"].default
 #: the suffix of a file still being written (``….jsonl.part``)
 PART_SUFFIX = _PART = ".part"
 _OPEN_FLAGS = os.O_CLOEXEC | os.O_NOFOLLOW
@@ -363,16 +362,7 @@ def _line(stream: str, event: StoredEvent) -> bytes:
 
 def parse_mode(value: str) -> int:
     """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
-    text = value.strip()
-    try:
-        mode = int(text, 8)
-    except ValueError:
-        mode = -1
-    if mode not in MODES:
-        raise ConfigError("jsonl.mode", f"expected 0600, 0640 or 0660 (the files' mode: "
-                                        f"private, read by a group, moved by a group), "
-                                        f"got {value!r}")
-    return mode
+    return parse_jsonl_mode("jsonl.mode", value)
 
 
 class Line(msgspec.Struct, frozen=True):
@@ -406,7 +396,7 @@ def read_line(line: bytes) -> Line:
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
     ``jsonl.max_seconds``, ``jsonl.fsync``, ``jsonl.mode``, ``jsonl.timeout`` (prefix
-    stripped).
+    stripped; see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
 
     :raises ConfigError: an option is invalid, or the directory is not safe.
     """
@@ -420,24 +410,10 @@ def create(options: Mapping[str, str]) -> JSONLSink:
 def sink_arguments(options: Mapping[str, str]) -> Dict[str, Any]:
     """:class:`JSONLSink`'s arguments from its options (prefix stripped), checked.
 
-    :raises ConfigError: an option is missing or invalid (named in full).
+    :raises ConfigError: an option is missing, unknown or invalid (named in full).
     """
-    from ..settings import parse_float, parse_positive_int
-
-    known = ("directory", "max_bytes", "max_seconds", "fsync", "mode", "timeout")
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(f"jsonl.{unknown[0]}", "unknown option; known: "
-                          + ", ".join(f"jsonl.{k}" for k in known))
-    directory = options.get("directory")
-    if not directory:
+    values = sink_options("jsonl", options)
+    if not values["directory"]:
         raise ConfigError("jsonl.directory", "required with sink = jsonl")
-    fsync = options.get("fsync", "true").strip().lower()
-    if fsync not in ("true", "false"):
-        raise ConfigError("jsonl.fsync", f"expected true or false, got {fsync!r}")
-    max_bytes = parse_positive_int("jsonl.max_bytes", options.get("max_bytes", DEFAULT_MAX_BYTES))
-    max_seconds = parse_float("jsonl.max_seconds", options.get("max_seconds", DEFAULT_MAX_SECONDS))
-    mode = parse_mode(options.get("mode", "0600"))
-    timeout = parse_float("jsonl.timeout", options.get("timeout", DEFAULT_TIMEOUT))
-    return {"directory": directory, "max_bytes": max_bytes, "max_seconds": max_seconds,
-            "fsync": fsync == "true", "mode": mode, "timeout": timeout}
+    return {name: values[name]
+            for name in ("directory", "max_bytes", "max_seconds", "fsync", "mode", "timeout")}

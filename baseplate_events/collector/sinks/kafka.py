@@ -90,6 +90,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import ConfigError
+from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import STREAMS, SinkUnavailable, StoredEvent
 
 __all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
@@ -97,7 +98,7 @@ __all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
 logger = logging.getLogger(__name__)
 
 #: The topic of each stream unless ``kafka.topic.<stream>`` says otherwise.
-DEFAULT_TOPICS = {"v1": "events.v1", "v2": "events.v2", "v2j": "events.v2j"}
+DEFAULT_TOPICS = {s: COLLECTOR_SETTINGS[f"kafka.topic.{s}"].default for s in STREAMS}
 
 #: Producer options the sink's guarantees rest on; ``kafka.producer.*`` may not change them.
 _FIXED = {"enable.idempotence": "true", "acks": "all"}
@@ -152,7 +153,7 @@ class KafkaSettings:
 
     bootstrap_servers: str
     topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
-    message_timeout_ms: int = 2000
+    message_timeout_ms: int = COLLECTOR_SETTINGS["kafka.message_timeout_ms"].default
     #: further librdkafka options, by their librdkafka name
     producer: Mapping[str, str] = field(default_factory=dict)
 
@@ -162,31 +163,13 @@ class KafkaSettings:
 
         :raises ConfigError: an option is missing or invalid (the message names its full key).
         """
-        known = {"bootstrap_servers", "message_timeout_ms", *(f"topic.{s}" for s in STREAMS)}
-        unknown = sorted(k for k in options if k not in known and not k.startswith("producer."))
-        if unknown:
-            raise ConfigError(f"kafka.{unknown[0]}", "unknown option; known: "
-                              + ", ".join(f"kafka.{k}" for k in sorted(known))
-                              + " and kafka.producer.<librdkafka option>")
-        servers = options.get("bootstrap_servers", "").strip()
+        values = sink_options("kafka", options)
+        servers = values["bootstrap_servers"]
         if not servers:
             raise ConfigError("kafka.bootstrap_servers", "required with sink = kafka, "
                               "e.g. kafka.bootstrap_servers = kafka-1:9092,kafka-2:9092")
-        topics = {}
-        for stream in STREAMS:
-            topic = options.get(f"topic.{stream}", DEFAULT_TOPICS[stream]).strip()
-            if not topic:
-                raise ConfigError(f"kafka.topic.{stream}",
-                                  "expected a topic name, got an empty value")
-            topics[stream] = topic
-        raw_timeout = options.get("message_timeout_ms", "2000")
-        try:
-            timeout = int(raw_timeout)
-        except ValueError:
-            timeout = 0
-        if timeout <= 0:
-            raise ConfigError("kafka.message_timeout_ms", f"expected a positive integer "
-                              f"(milliseconds), got {raw_timeout!r}")
+        topics = {stream: values[f"topic.{stream}"] for stream in STREAMS}
+        timeout = values["message_timeout_ms"]
         producer: Dict[str, str] = {}
         for key, value in options.items():
             if not key.startswith("producer."):

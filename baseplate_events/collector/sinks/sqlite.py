@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ...errors import ConfigError
+from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import SinkUnavailable, StoredEvent
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: seconds a batch waits for the database (another worker's write, a lock)
-DEFAULT_BUSY_TIMEOUT = 2.5
+DEFAULT_BUSY_TIMEOUT: float = COLLECTOR_SETTINGS["sqlite.busy_timeout"].default
 #: milliseconds the page's tallies of answers and refusals wait for it
 JOURNAL_WAIT_MS = 100
 MEMORY = ":memory:"
@@ -548,19 +549,14 @@ def default_path(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def create(options: Mapping[str, str]) -> SQLiteSink:
-    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped).
+    """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped;
+    see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
 
     :raises ConfigError: no path and no ``$STATE_DIRECTORY``, or a bad option.
     """
-    from ..settings import parse_float
-
-    unknown = sorted(set(options) - {"path", "busy_timeout"})
-    if unknown:
-        raise ConfigError(f"sqlite.{unknown[0]}",
-                          "unknown option; known: sqlite.path, sqlite.busy_timeout")
-    path = options.get("path", "").strip() or default_path()
+    values = sink_options("sqlite", options)
+    path = values["path"] or default_path()
     if path == MEMORY:
         logger.warning("sqlite.path = :memory: keeps events in this process only: events "
                        "answered 200 die with it; give a file for anything but a test")
-    return SQLiteSink(path, parse_float("sqlite.busy_timeout",
-                                        options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT)))
+    return SQLiteSink(path, values["busy_timeout"])
