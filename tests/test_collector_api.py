@@ -19,6 +19,9 @@ from .support_processes import serving_collector
 from .test_collector import NOW, SCHEMA, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
 from .test_collector import v2j_batch
 
+#: every test serves the demo collector on a port of its own
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture
 def clock() -> FakeClock:

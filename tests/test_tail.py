@@ -515,6 +515,7 @@ def read_as(uid: int, gid: int, directory: Path) -> Any:
     return run_as(uid, gid, work)
 
 
+@pytest.mark.system  # forks as another user
 @needs_root
 def test_a_member_of_the_collectors_group_reads_its_files() -> None:
     """jsonl.mode 0640: another user in the directory's group reads every event."""
@@ -529,6 +530,7 @@ def test_a_member_of_the_collectors_group_reads_its_files() -> None:
     assert [0, [e.uuid for e in events], ""] == result
 
 
+@pytest.mark.system  # forks as another user
 @needs_root
 def test_a_user_outside_the_group_is_told_who_may_read() -> None:
     """Neither the collector's user nor in its group: exit 1 naming the directory and the fix."""
