@@ -93,6 +93,18 @@ def test_the_connection_limit_and_idle_timeout_are_settable(tmp_path: Path):
     assert 0.9 < closed_after < 5, closed_after
 
 
+def test_past_the_connection_limit_a_post_waits_for_the_idle_timeout(tmp_path: Path):
+    """--connection-limit 5 --channel-timeout 2: five idle sockets hold the 6th connection
+    until waitress closes them as idle."""
+    with CollectorProcess("--option", f"sqlite.path={tmp_path / 'events.sqlite3'}",
+                          "--connection-limit", "5", "--channel-timeout", "2") as collector:
+        with slow_sockets(collector.url, 5, trickle=False):
+            time.sleep(0.3)
+            took = honest_post_seconds(collector.url)
+        assert 0 == collector.stop()
+    assert 1.5 < took < 6, took
+
+
 def test_health_answers_within_250_ms_while_every_batch_thread_waits_for_the_sink(
     tmp_path: Path
 ):

@@ -438,8 +438,25 @@ def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
     Nesting past :data:`MAX_DEPTH` (as v2 events are capped: a sink writing the
     event again, ``json.dumps``, would reach the recursion limit); a bare NaN or
     Infinity; a number the parser read as infinite (``1e400``), which could not be
-    written anew (:func:`_written`) as JSON.
+    written anew (:func:`_written`) as JSON. Walked without paths, which
+    :func:`_v1_where` builds only for an event that has a problem.
     """
+    stack: List[Tuple[Any, int]] = [(item, 0)]
+    while stack:
+        container, depth = stack.pop()
+        for value in (container.values() if type(container) is dict else container):
+            kind = type(value)
+            if kind is dict or kind is list:
+                if depth + 1 >= MAX_DEPTH:
+                    return _v1_where(item)
+                stack.append((value, depth + 1))
+            elif kind is BareConstant or (kind is float and not -_DBL_MAX <= value <= _DBL_MAX):
+                return _v1_where(item)
+    return None
+
+
+def _v1_where(item: Dict[str, Any]) -> Optional[str]:
+    """:func:`_v1_problem`'s reason, naming where in the event it is."""
     stack: List[Tuple[str, Any, int]] = [(key, value, 1) for key, value in item.items()]
     while stack:
         path, value, depth = stack.pop()

@@ -81,6 +81,11 @@ class SinkHealth:
         #: how many probes were started (each one a thread)
         self.probes = 0
 
+    @property
+    def probing(self) -> bool:
+        """Whether a probe is running now."""
+        return self._probing
+
     def failed(self, problem: str) -> None:
         """A batch could not be stored."""
         with self._lock:
@@ -163,8 +168,9 @@ class RateLimitedLog:
         self.interval = interval
         self.clock = clock
         self._lock = threading.Lock()
-        #: reason → (when its last line was written, times since then, held back)
-        self._seen: Dict[str, Tuple[float, int]] = {}
+        #: reason → (when its last line was written, times held back since, that line's
+        #: level, message and arguments)
+        self._seen: Dict[str, Tuple[float, int, int, str, Tuple[Any, ...]]] = {}
 
     def __call__(self, level: int, reason: str, message: str, *args: Any,
                  exc_info: Any = None) -> bool:
@@ -175,18 +181,27 @@ class RateLimitedLog:
         with self._lock:
             last = self._seen.get(key)
             if last is not None and now - last[0] < self.interval:
-                self._seen[key] = (last[0], last[1] + 1)
+                self._seen[key] = (last[0], last[1] + 1, *last[2:])
                 return False
             times = 1 + (last[1] if last is not None else 0)
             self._seen.pop(key, None)
             if len(self._seen) >= self.MAX_REASONS:
                 del self._seen[next(iter(self._seen))]
-            self._seen[key] = (now, 0)
+            self._seen[key] = (now, 0, level, message, args)
         self.log.log(level, message + " (%d time%s in the last %s)", *args, times,
                      "" if times == 1 else "s",
                      "minute" if self.interval == 60 else f"{self.interval:g} s",
                      exc_info=exc_info)
         return True
+
+    def flush(self) -> None:
+        """Log the count of every reason held back since its last line (at shutdown)."""
+        with self._lock:
+            held = [entry for entry in self._seen.values() if entry[1]]
+            self._seen.clear()
+        for _, times, level, message, args in held:
+            self.log.log(level, message + " (%d more time%s before stopping)", *args, times,
+                         "" if times == 1 else "s")
 
 
 def internal_error(exc: BaseException) -> Tuple[str, str]:
@@ -254,6 +269,7 @@ class Collector:
 
     def close(self) -> None:
         """Close the sink, if this process made it (a fork leaves the parent's alone)."""
+        self.rate_limited.flush()
         if self._pid == os.getpid():
             self._sink.close()
 

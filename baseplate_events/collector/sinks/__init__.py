@@ -40,7 +40,23 @@ The contract
 ``Sink.ready() -> bool``
     Whether the sink can take a batch now; ``GET /readyz`` answers 503 while
     it is False, so that a load balancer sends batches elsewhere. It must be
-    cheap (it is polled) and must not raise.
+    cheap (it is polled), must not raise and must not wait (for a lock held by
+    a batch, for I/O): a probe that waits behind batches is a probe that
+    times out.
+
+``Sink.probe() -> None`` (optional)
+    Check the sink itself, as a batch would use it: a write in a savepoint
+    (SQLite), a small file written and synced (JSONL), broker metadata
+    (Kafka), within the sink's own bound; raise :class:`SinkUnavailable` if
+    it cannot. After a batch the sink could not take, ``/readyz`` answers 503
+    and the collector probes the sink, at most every 2 s, in a thread of its
+    own, until a probe succeeds (see
+    ``baseplate_events.collector.service.SinkHealth``). A sink without
+    it is probed with ``ready()``.
+
+``Sink.describe() -> str`` (optional)
+    Where the sink keeps events, for the start line (``sqlite
+    /var/lib/baseplate-events/events.sqlite3 (WAL, shared by every worker)``).
 
 ``Sink.reads_documents`` (optional, default True)
     False for a sink that reads only ``uuid`` and ``raw`` (Kafka, JSONL):

@@ -50,6 +50,7 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
 import socket
 import stat
 import threading
@@ -185,9 +186,10 @@ class JSONLSink:
 
         :raises SinkUnavailable: that failed (a full disk, a read-only mount).
         """
-        name = f".probe-{os.getpid()}-{threading.get_ident()}"
+        # A fresh name, created new: never a file someone else put (or linked) there.
+        name = f".probe-{os.getpid()}-{secrets.token_hex(8)}"
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _OPEN_FLAGS, 0o600,
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o600,
                          dir_fd=self._dir)
             try:
                 os.write(fd, b"probe\n" * 512)

@@ -466,7 +466,11 @@ class KafkaSink:
             return  # closed, or a forked child's copy of the parent's producer
         self._closed = True
         producer = self._producer
-        left = producer.flush(self.settings.message_timeout_ms / 1000)
+        try:
+            left = producer.flush(self.settings.message_timeout_ms / 1000)
+        except KafkaException as exc:  # a producer in librdkafka's fatal state flushes nothing
+            logger.warning("kafka sink: closed a producer that cannot flush: %s", exc)
+            left = len(producer)
         if left:
             logger.warning("kafka sink: closed with %d messages not acknowledged; their "
                            "batches were answered 503 and the publishers resend them", left)
