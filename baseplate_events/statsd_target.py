@@ -76,8 +76,8 @@ class StatsdTarget:
 
     def _retry(self) -> None:
         if self._connect() is None:
-            logger.warning("%s: statsd host %s resolves now; sending counters to it",
-                           self.key, self.host)
+            logger.info("%s: statsd host %s resolves now; sending counters to it",
+                        self.key, self.host)
         else:
             self._next_try = time.monotonic() + self.retry_interval
         self._trying_in = None

@@ -292,11 +292,12 @@ class Transport:
         return Reply(response.status_code, response.reason or "", response.headers, content)
 
     def _request(self, headers: Dict[str, str], body: bytes) -> requests.PreparedRequest:
-        """The POST, prepared by hand for ``Session.send``.
+        """The POST, prepared by hand for the adapter.
 
         ``Session.request`` merges settings that never change here and, measured
         with ``benchmarks.post``, doubled the HTTP's CPU per POST (420 µs, 215 µs
-        this way, against 25-45 µs for the hand-written client it replaced).
+        prepared by hand, against 25-45 µs for the hand-written client it
+        replaced); the adapter alone takes about 206 µs.
         """
         request = requests.PreparedRequest()
         request.method = "POST"

@@ -146,61 +146,6 @@ def test_the_health_file_lists_every_counter_from_the_start(
     assert dict.fromkeys(COUNTERS, 0) == doc["counters"]
 
 
-PROMTOOL_TEST = """
-rule_files: [{rules}]
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'baseplate_events_publisher_error_answer_total{{queue="v2", instance="a:9"}}'
-        values: '0 0 1 2 3'
-      - series: 'baseplate_events_publisher_error_redirect_total{{queue="v2", instance="a:9"}}'
-        values: '0 0 0 0 0'
-      - series: 'baseplate_events_publisher_batch_failed_tries{{queue="v2", instance="a:9"}}'
-        values: '0 1 2 3 4 5 6 7 8 9 10 11 12 13'
-    alert_rule_test:
-      - eval_time: 1m
-        alertname: EventPublisherAnswerNotFromTheCollector
-        exp_alerts: []
-      - eval_time: 4m
-        alertname: EventPublisherAnswerNotFromTheCollector
-        exp_alerts:
-          - exp_labels: {{severity: critical, queue: v2, instance: "a:9"}}
-            exp_annotations:
-              summary: "Something other than the collector answers a:9 (queue v2)"
-              description: "A success status that does not say the batch was stored (an HTML \\
-                page, a short accepted count, a status outside collector.success_statuses) or \\
-                a redirect: the events are kept and retried. The publisher's log names what \\
-                answered and the setting to fix."
-      - eval_time: 9m
-        alertname: EventPublisherBatchStuck
-        exp_alerts: []
-      - eval_time: 11m
-        alertname: EventPublisherBatchStuck
-        exp_alerts:
-          - exp_labels: {{severity: critical, queue: v2, instance: "a:9"}}
-            exp_annotations:
-              summary: "A batch from a:9 (queue v2) has failed for 10 minutes"
-              description: "The oldest unsent batch failed 11 POSTs in a row and none was \\
-                accepted since; baseplate_events_publisher_spool_oldest_age_seconds says how \\
-                long its events have waited. The publisher's log says why."
-"""
-
-
-@pytest.mark.system
-def test_kept_answers_and_a_batch_stuck_10_minutes_fire(tmp_path: Path) -> None:
-    """promtool test rules: a kept 2xx fires at once, a failing batch after 10 minutes."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is missing: sudo apt-get install prometheus (Debian/Ubuntu) "
-                    "or brew install prometheus (macOS)")
-    spec = tmp_path / "publisher.rules.test.yml"
-    spec.write_text(PROMTOOL_TEST.format(rules=json.dumps(str(RULES))), encoding="utf-8")
-    result = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True,
-                            text=True, timeout=60)
-    assert 0 == result.returncode, result.stdout + result.stderr
-
-
 def test_the_publisher_page_documents_exactly_the_metrics_the_publisher_has() -> None:
     """Each ``.. metric::`` of docs/publisher.rst is a publisher metric, and each one is there."""
     from publisher.metric_names import GAUGES, MOMENTS, TIMERS

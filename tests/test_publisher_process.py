@@ -342,3 +342,44 @@ def test_sender_thread_is_nicer_than_the_drain_loop(
             assert time.monotonic() < deadline, found
             time.sleep(0.02)
         assert 0 == publisher.stop()
+
+
+def test_the_health_file_never_shows_drained_behind_sent_mid_burst(
+    tmp_path: Path, publisher_for: Callable[..., PublisherProcess],
+    publisher_queue: MessageQueue,
+):
+    """Through a 300-event burst, every health file read has drained >= sent."""
+    import threading
+
+    health = tmp_path / "spool" / "health.json"
+    snapshots: List[Tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                counters = json.loads(health.read_text())["counters"]
+            except (OSError, ValueError):
+                continue
+            snapshots.append((counters["drained"], counters["sent"]))
+            time.sleep(0.005)
+
+    with Collector(SECRET, version="2j") as collector:
+        collector.delay = 0.03  # batches of about 15 events go out over a second or so
+        publisher = publisher_for(collector.hostname, **{
+            "health.interval": "0.01", "batch.max_bytes": "2000"}).start()
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            put_all(publisher_queue, [make_event(i) for i in range(300)])
+            collector.wait_for_events(300, timeout=30)
+            deadline = time.monotonic() + 10
+            while (not snapshots or snapshots[-1][1] < 300) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            done.set()
+            watcher.join(10)
+        assert 0 == publisher.stop()
+    assert (300, 300) == snapshots[-1]
+    assert len({sent for _, sent in snapshots}) > 2, (len(snapshots), sorted(set(snapshots)))
+    assert [] == [(drained, sent) for drained, sent in snapshots if drained < sent]
