@@ -73,6 +73,7 @@ tests:
 """
 
 
+@pytest.mark.system
 def test_the_rules_fire_on_old_events_no_success_and_a_full_spool(tmp_path: Path) -> None:
     """promtool: events waiting, nothing accepted with a backlog (not with an empty spool),
     and a spool over 80% each fire after their ``for``, and not before."""

@@ -41,6 +41,7 @@ def queue_name() -> Iterator[str]:
         pass
 
 
+@pytest.mark.system
 def test_baseplates_open_takes_a_queue_our_tool_created_at_its_own_size(queue_name: str) -> None:
     """After baseplate-events-queue NAME --create, baseplate.py's open works, at 10 x 8192."""
     made = subprocess.run([str(Path(sys.executable).parent / "baseplate-events-queue"),
