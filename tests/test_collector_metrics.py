@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import List
+from typing import List, Set
 
 import pytest
 import requests
@@ -114,34 +114,42 @@ def send(url: str, count: int, answers: List[int]) -> None:
 
 
 def test_under_gunicorn_the_workers_figures_add_up_once_per_instance(tmp_path: Path):
-    """gunicorn -w 3: 60 batches over 6 connections at once; the master's /metrics sums them,
-    and a second run in the same directory starts from 0."""
+    """gunicorn -w 3: rounds of 60 batches over 6 connections at once until two workers or
+    more have served; the master's /metrics sums them, and a second run in the same
+    directory starts from 0."""
     multiproc = tmp_path / "metrics"
-    totals = []
+    totals, expected = [], []
     for _ in range(2):
         gunicorn = gunicorn_with_metrics(tmp_path, multiproc)
         try:
             url = gunicorn.wait_for(r"collector metrics on (http://\S+) ")[0]
             answers: List[int] = []
-
-            threads = [threading.Thread(target=send, args=(gunicorn.url, 10, answers))
-                       for _ in range(6)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(60)
-            serving = {int(name.split("_")[-1].split(".")[0])
-                       for name in os.listdir(multiproc) if name.startswith("counter_")}
+            serving: Set[int] = set()
+            # A worker that is still loading the app serves nothing: on a busy machine
+            # one round can land on a single worker, so send until two have served.
+            for _ in range(5):
+                threads = [threading.Thread(target=send, args=(gunicorn.url, 10, answers))
+                           for _ in range(6)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+                serving = {int(name.split("_")[-1].split(".")[0])
+                           for name in os.listdir(multiproc) if name.startswith("counter_")}
+                if len(serving) >= 2:
+                    break
             figures = scrape(url)
         finally:
             assert 0 == gunicorn.stop()
-        assert [200] * 60 == answers
+        assert [200] * len(answers) == answers
         assert len(serving) >= 2  # several workers counted their share
+        batches = float(len(answers))
+        expected.append((batches, 2 * batches, batches))
         totals.append((figures[P + 'requests_total{path="/v1",status="200"}'],
                        figures[P + 'events_total{outcome="accepted"}'],
                        figures[P + "batch_events_count"]))
     print(f"FIGURE gunicorn -w 3 metrics: {totals} (requests, events, batches) per run")
-    assert [(60.0, 120.0, 60.0)] * 2 == totals
+    assert expected == totals
 
 
 def test_without_prometheus_multiproc_dir_the_workers_figures_still_add_up(tmp_path: Path):
