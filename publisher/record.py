@@ -4,7 +4,7 @@ The intake loop appends the events it took off the queue as one *record*; the
 sender reads records back and cuts batches from them. Only this module packs,
 unpacks and checks a record; ``spool.py``, ``spool_recovery.py``,
 ``landing.py`` and ``batching.py`` call it, and ``publisher/_landing.c``
-mirrors :func:`join_events` (``tests/test_publisher_record.py`` pins both to the
+mirrors :func:`join_events` (``tests/publisher/test_publisher_record.py`` pins both to the
 same bytes).
 
 A record is a 24-byte header (magic, event count, payload length, CRC-32 of

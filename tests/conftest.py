@@ -27,7 +27,7 @@ import pytest
 
 from baseplate_events.message_queue import MessageQueue
 
-from .support_publisher import (
+from tests.support.publisher import (
     Ledger,
     PublisherProcess,
     config_file,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from baseplate_events.request_queue import EventsRuntime
     from demo_app.tansu import TansuBroker
 
-    from .support_collector import Collector
+    from tests.support.collector import Collector
 
 #: Every test must run here: see the module docstring.
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -210,7 +210,7 @@ def reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> Message
 @pytest.fixture
 def small_reader(queue_name: str, open_queues: Callable[..., MessageQueue]) -> MessageQueue:
     """The publisher's end of the test queue: 10 messages of 2048 bytes."""
-    from .support_apps import MESSAGE_SIZE
+    from tests.support.apps import MESSAGE_SIZE
 
     return open_queues("/events-" + queue_name, 10, MESSAGE_SIZE)
 
