@@ -2,6 +2,6 @@
 
 Everything is measured side by side in one run, interleaved, and reported as
 medians, because the machine is small and shared. Nothing here is a test: the
-test suite asserts correctness only (``tests/test_bench_smoke.py`` just runs
+test suite asserts correctness only (``tests/system/test_benchmarks.py`` just runs
 this code on tiny counts).
 """
