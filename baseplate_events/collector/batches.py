@@ -285,8 +285,8 @@ def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
         # never raises: None leaves the event to read_struct
         uuids: List[Optional[str]] = list(map(check, raws))
         if None not in uuids:  # the usual batch: every event taken by the compiled decoder
-            return [StoredEvent(event_uuid, version, raw, UNREAD, received_ms, schema)
-                    for event_uuid, raw in zip(uuids, raws)]  # type: ignore[arg-type]
+            return [StoredEvent(event_uuid, version, raw, UNREAD,  # type: ignore[arg-type]
+                                received_ms, schema) for event_uuid, raw in zip(uuids, raws)]
         first_check = check
     append = events.append
     for index, raw in enumerate(raws):

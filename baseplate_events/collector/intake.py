@@ -99,7 +99,7 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
     """Decompress a gzip body (one member or several) without producing more than ``limit`` bytes.
 
     Inflated by ISA-L (``isal``, the collector extra; at about a third of
-    zlib's CPU) where it is installed, else by :mod:`zlib`: the same
+    zlib's CPU) where it is installed, else by ``zlib``: the same
     streaming interface, so the bound and the member checks are the same.
 
     :raises Refused: 413 once the output would pass ``limit``; 400 if the data
