@@ -132,8 +132,9 @@ class Server:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        text = self._text()  # before stop() removes the log
         self.stop()
-        raise RuntimeError(f"{command} did not start:\n{self._text()[-2000:]}")
+        raise RuntimeError(f"{command} did not start:\n{text[-2000:]}")
 
     def _text(self) -> str:
         return Path(self.log.name).read_text(errors="replace")

@@ -50,6 +50,8 @@ __all__ = [
 
 DEFAULT_CONNECTION_LIMIT = 1000
 DEFAULT_CHANNEL_TIMEOUT = 60
+#: how much waitress's I/O thread reads from a connection at once (its default: 8192)
+RECV_BYTES = 65536
 #: the paths served by threads of their own, never queued behind batches
 HEALTH_PATHS = frozenset(("/healthz", "/readyz"))
 #: the threads that serve them
@@ -134,7 +136,10 @@ def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
         channel_timeout=channel_timeout,
         cleanup_interval=max(1, min(30, channel_timeout // 2)),
         # poll(), not select(): select() cannot watch a descriptor past 1023
-        asyncore_use_poll=True)
+        asyncore_use_poll=True,
+        # a gzipped batch (75 KB of 500 events of 750 bytes) in two reads, not ten:
+        # each read is a turn of the I/O thread's loop, in Python
+        recv_bytes=RECV_BYTES)
     health = ThreadedTaskDispatcher()
     health.set_thread_count(HEALTH_THREADS)
     server.task_dispatcher = _Lanes(server.task_dispatcher, health)

@@ -280,11 +280,20 @@ def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
     typed = reader._typed
     check = typed.check
     schema = reader.schema
+    raws = list(map(bytes, items))
+    if not documents:
+        # never raises: None leaves the event to read_struct
+        uuids: List[Optional[str]] = list(map(check, raws))
+        if None not in uuids:  # the usual batch: every event taken by the compiled decoder
+            return [StoredEvent(event_uuid, version, raw, UNREAD,  # type: ignore[arg-type]
+                                received_ms, schema) for event_uuid, raw in zip(uuids, raws)]
+        first_check = check
     append = events.append
-    for index, item in enumerate(items):
-        raw = bytes(item)
+    for index, raw in enumerate(raws):
         if not documents:
-            event_uuid = check(raw)  # never raises: None leaves the event to read_struct
+            event_uuid = uuids[index]
+            if event_uuid is None and check is not first_check:  # a wider shape learned since
+                event_uuid = check(raw)
             if event_uuid is not None:
                 if not refusals:
                     append(StoredEvent(event_uuid, version, raw, UNREAD, received_ms, schema))

@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import re
 import zlib
+from types import ModuleType
 from typing import Any, Dict, Mapping, Optional, Protocol, Tuple
 
 __all__ = [
@@ -62,6 +63,12 @@ MAX_GZIP_MEMBERS = 16
 DEFAULT_REPLAY_WINDOW = 300.0
 #: The one answer to an unknown key and to a wrong mac.
 SIGNATURE_REFUSED = "signature does not match a key this collector holds"
+
+_inflate: ModuleType
+try:
+    from isal import isal_zlib as _inflate
+except ImportError:  # the core install: the standard library's zlib
+    _inflate = zlib
 
 _SIGNATURE = re.compile(r"^\s*key=([^\s,]+)\s*,\s*mac=([0-9A-Fa-f]+)\s*$")
 _DIGITS = re.compile(r"[0-9]+")
@@ -91,11 +98,16 @@ class Refused(Exception):
 def gunzip_bounded(data: bytes, limit: int) -> bytes:
     """Decompress a gzip body (one member or several) without producing more than ``limit`` bytes.
 
+    Inflated by ISA-L (``isal``, the collector extra; at about a third of
+    zlib's CPU) where it is installed, else by ``zlib``: the same
+    streaming interface, so the bound and the member checks are the same.
+
     :raises Refused: 413 once the output would pass ``limit``; 400 if the data
         is not complete, valid gzip, holds more than :data:`MAX_GZIP_MEMBERS`
         members, or a member holding nothing.
     """
-    out = bytearray()
+    parts = []
+    produced = 0
     remaining = data
     members = 0
     if not remaining:
@@ -105,25 +117,27 @@ def gunzip_bounded(data: bytes, limit: int) -> bytes:
         if members > MAX_GZIP_MEMBERS:
             raise Refused(400, f"body holds more than {MAX_GZIP_MEMBERS} gzip members; "
                                f"send the batch as one gzip stream")
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflater = _inflate.decompressobj(16 + _inflate.MAX_WBITS)
         chunk = remaining
-        before = len(out)
+        before = produced
         try:
             while chunk and not inflater.eof:
                 # max_length bounds the work: a bomb stops at limit + 1 bytes.
-                out += inflater.decompress(chunk, limit + 1 - len(out))
-                if len(out) > limit:
+                part = inflater.decompress(chunk, limit + 1 - produced)
+                produced += len(part)
+                if produced > limit:
                     raise Refused(413, f"decompressed body is over {limit} bytes")
+                parts.append(part)
                 chunk = inflater.unconsumed_tail
-        except zlib.error as exc:
+        except _inflate.error as exc:
             raise Refused(400, f"body is not valid gzip: {exc}") from None
         if not inflater.eof:
             raise Refused(400, "body is not valid gzip: the stream is truncated")
-        if len(out) == before:
+        if produced == before:
             raise Refused(400, f"gzip member {members} of the body is empty; send the batch "
                                f"as one gzip stream")
         remaining = inflater.unused_data
-    return bytes(out)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def parse_signature(header: Optional[str]) -> Tuple[str, str]:

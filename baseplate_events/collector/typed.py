@@ -158,9 +158,8 @@ class _Compiler:
         cls = msgspec.defstruct(self.name(shape.name), fields,
                                 rename={f"f{fid}".replace("-", "_"): str(fid)
                                         for fid in shape.fields},
-                                # keyword-only: a required field may follow optional ones
-                                kw_only=True,
-                                forbid_unknown_fields=True, gc=False, namespace=namespace)
+                                forbid_unknown_fields=True, gc=False, namespace=namespace,
+                                kw_only=True)  # a required field may follow optional ones
         self.structs[id(shape)] = cls
         return cls
 

@@ -178,3 +178,17 @@ def test_a_bare_nan_as_the_v2_count_is_a_400_that_shows_it_as_written() -> None:
         decode_batch("2", body)
     assert ('expected {"1":{"lst":["rec",N,event,...]}}: the list says NaN events but holds 1'
             == str(raised.value))
+
+
+def test_a_required_field_after_optional_ones_is_checked_by_the_compiled_decoder() -> None:
+    """A schema whose required field follows optional ones compiles, and its events are taken."""
+    from baseplate_events.collector.documents import FieldShape, StructShape
+
+    shape = StructShape("Late")
+    shape.fields = {1: FieldShape("str", "note"), 2: FieldShape("str", "uuid")}
+    shape.required = (2,)
+    reader = EventReader(shape)
+    event_uuid = str(uuid.uuid4())
+    raw = json.dumps({"2": {"str": event_uuid}}).encode()
+    check = reader._typed.check
+    assert (event_uuid, None) == (check(raw), check(b'{"1":{"str":"x"}}'))

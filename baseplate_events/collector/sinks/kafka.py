@@ -368,8 +368,12 @@ class KafkaSink:
         batch = _Batch(len(events))
         bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
         deadline = time.monotonic() + bound
+        produce, on_delivery = producer.produce, batch.on_delivery
         for event in events:
-            self._produce(producer, topic, event, batch, deadline)
+            try:
+                produce(topic, event.raw, event.uuid, on_delivery=on_delivery)
+            except (BufferError, KafkaException):  # _produce tries again and says what it was
+                self._produce(producer, topic, event, batch, deadline)
         while batch.pending > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
