@@ -557,3 +557,34 @@ def test_a_fifo_among_the_files_is_refused_without_waiting(
     assert (0, ["a0"]) == (status, actions(printed))
     assert [f"jsonl: refused {tmp_path / 'v2-zzz.jsonl'}: it is not a regular file"] == [
         r.getMessage() for r in caplog.records]
+
+
+def test_the_console_script_imports_the_schema_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """baseplate-events-tail --schema finds generated code in the directory it runs from."""
+    import shutil
+    import sys
+
+    from baseplate_events.collector.tail.__main__ import console_main
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+    shutil.copytree(examples / "shop_events", tmp_path / "shop_events")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from shop_events.ttypes import CartEvent
+
+    event = CartEvent(source="shop", action="add", uuid=str(uuid.uuid4()))
+    sqlite_db(tmp_path / "e.db", [StoredEvent(event.uuid, "2", serialize_v2_event(event),
+                                              received_ms=T0)]).close()
+    for name in [name for name in sys.modules if name.split(".")[0] == "shop_events"]:
+        monkeypatch.delitem(sys.modules, name)
+    # a console script's sys.path: its bin directory first, not the current directory
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["baseplate-events-tail", *sqlite_flags(tmp_path / "e.db"),
+                                      "--schema", "shop_events.ttypes:CartEvent"])
+    with pytest.raises(SystemExit) as exited:
+        console_main()
+    (line,) = capsysbinary.readouterr().out.splitlines()
+    assert (0, {"source": "shop", "action": "add", "uuid": event.uuid}) == (
+        exited.value.code, json.loads(line)["fields"])
