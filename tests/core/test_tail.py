@@ -588,3 +588,43 @@ def test_the_console_script_imports_the_schema_from_the_current_directory(
     (line,) = capsysbinary.readouterr().out.splitlines()
     assert (0, {"source": "shop", "action": "add", "uuid": event.uuid}) == (
         exited.value.code, json.loads(line)["fields"])
+
+
+def _without_confluent_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a venv without the kafka extra: confluent_kafka cannot be imported."""
+    import sys
+
+    for name in [name for name in sys.modules
+                 if name.split(".")[0] == "confluent_kafka" or name in (
+                     "baseplate_events.collector.sinks.kafka",
+                     "baseplate_events.collector.tail.kafka")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # type: ignore[arg-type]
+
+
+def test_kafka_without_the_kafka_extra_is_a_usage_error_naming_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--sink kafka without confluent-kafka: exit 2 saying which extra to install."""
+    _without_confluent_kafka(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--sink", "kafka", "--option", "kafka.bootstrap_servers=127.0.0.1:9092"],
+             io.BytesIO())
+    assert 2 == exit_.value.code
+    assert capsys.readouterr().err.endswith(
+        "error: sink: kafka needs confluent-kafka, which is not installed: "
+        "pip install 'baseplate-events[kafka]'\n")
+
+
+def test_the_collectors_kafka_sink_without_the_extra_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """create_sink("kafka") without confluent-kafka raises the ConfigError the collector prints."""
+    from baseplate_events.collector.sinks import create_sink
+    from baseplate_events.errors import ConfigError
+
+    _without_confluent_kafka(monkeypatch)
+    with pytest.raises(ConfigError) as raised:
+        create_sink("kafka", {"bootstrap_servers": "127.0.0.1:9092"})
+    assert ("sink: kafka needs confluent-kafka, which is not installed: "
+            "pip install 'baseplate-events[kafka]'") == str(raised.value)
