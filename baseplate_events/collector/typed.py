@@ -23,11 +23,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Union
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
-from typing_extensions import Annotated
 
 from .documents import (
     _CANONICAL_UUID,

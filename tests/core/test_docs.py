@@ -471,3 +471,19 @@ def test_baseplates_module_names_are_given_for_each_version(where: str) -> None:
     for name in ("baseplate.events.publisher", "baseplate.sidecars.event_publisher"):
         assert name in text, f"{where} does not name {name}"
     assert "0.30" in text and "2.7.1" in text, f"{where} does not give the versions"
+
+
+def test_every_extra_is_named_where_the_docs_list_them() -> None:
+    """The README's Install names every extra a user installs; getting-started lists them all."""
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"])
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    install = readme.split("## Install", 1)[1].split("```", 1)[0]
+    guide = (ROOT / "docs" / "getting-started.rst").read_text(encoding="utf-8")
+    listed = guide.split("The extras:", 1)[1].split("\nThe core itself", 1)[0]
+    assert (set(), set()) == (
+        {name for name in extras - {"test", "dev", "docs"} if f"`{name}`" not in install},
+        {name for name in extras
+         if not re.search(rf"^(``[a-z]+``, )*``{name}``(, ``[a-z]+``)*$", listed, re.MULTILINE)})

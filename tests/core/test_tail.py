@@ -557,3 +557,74 @@ def test_a_fifo_among_the_files_is_refused_without_waiting(
     assert (0, ["a0"]) == (status, actions(printed))
     assert [f"jsonl: refused {tmp_path / 'v2-zzz.jsonl'}: it is not a regular file"] == [
         r.getMessage() for r in caplog.records]
+
+
+def test_the_console_script_imports_the_schema_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """baseplate-events-tail --schema finds generated code in the directory it runs from."""
+    import shutil
+    import sys
+
+    from baseplate_events.collector.tail.__main__ import console_main
+
+    examples = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+    shutil.copytree(examples / "shop_events", tmp_path / "shop_events")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from shop_events.ttypes import CartEvent
+
+    event = CartEvent(source="shop", action="add", uuid=str(uuid.uuid4()))
+    sqlite_db(tmp_path / "e.db", [StoredEvent(event.uuid, "2", serialize_v2_event(event),
+                                              received_ms=T0)]).close()
+    for name in [name for name in sys.modules if name.split(".")[0] == "shop_events"]:
+        monkeypatch.delitem(sys.modules, name)
+    # a console script's sys.path: its bin directory first, not the current directory
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["baseplate-events-tail", *sqlite_flags(tmp_path / "e.db"),
+                                      "--schema", "shop_events.ttypes:CartEvent"])
+    with pytest.raises(SystemExit) as exited:
+        console_main()
+    (line,) = capsysbinary.readouterr().out.splitlines()
+    assert (0, {"source": "shop", "action": "add", "uuid": event.uuid}) == (
+        exited.value.code, json.loads(line)["fields"])
+
+
+def _without_confluent_kafka(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a venv without the kafka extra: confluent_kafka cannot be imported."""
+    import sys
+
+    for name in [name for name in sys.modules
+                 if name.split(".")[0] == "confluent_kafka" or name in (
+                     "baseplate_events.collector.sinks.kafka",
+                     "baseplate_events.collector.tail.kafka")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # type: ignore[arg-type]
+
+
+def test_kafka_without_the_kafka_extra_is_a_usage_error_naming_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--sink kafka without confluent-kafka: exit 2 saying which extra to install."""
+    _without_confluent_kafka(monkeypatch)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--sink", "kafka", "--option", "kafka.bootstrap_servers=127.0.0.1:9092"],
+             io.BytesIO())
+    assert 2 == exit_.value.code
+    assert capsys.readouterr().err.endswith(
+        "error: sink: kafka needs confluent-kafka, which is not installed: "
+        "pip install 'baseplate-events[kafka]'\n")
+
+
+def test_the_collectors_kafka_sink_without_the_extra_names_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """create_sink("kafka") without confluent-kafka raises the ConfigError the collector prints."""
+    from baseplate_events.collector.sinks import create_sink
+    from baseplate_events.errors import ConfigError
+
+    _without_confluent_kafka(monkeypatch)
+    with pytest.raises(ConfigError) as raised:
+        create_sink("kafka", {"bootstrap_servers": "127.0.0.1:9092"})
+    assert ("sink: kafka needs confluent-kafka, which is not installed: "
+            "pip install 'baseplate-events[kafka]'") == str(raised.value)

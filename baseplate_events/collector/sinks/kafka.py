@@ -87,11 +87,18 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-
 from ...errors import ConfigError
 from ..settings import COLLECTOR_SETTINGS, sink_options
 from . import STREAMS, SinkUnavailable, StoredEvent
+
+#: why ``sink = kafka`` cannot start without the kafka extra (the tail says the same)
+MISSING_CLIENT = ("kafka needs confluent-kafka, which is not installed: "
+                  "pip install 'baseplate-events[kafka]'")
+
+try:
+    from confluent_kafka import KafkaError, KafkaException, Producer
+except ImportError as exc:
+    raise ConfigError("sink", MISSING_CLIENT) from exc
 
 __all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
@@ -203,6 +204,10 @@ def _silence_stdout() -> None:
 
 
 def console_main() -> None:
+    # As under ``python -m`` and gunicorn, --schema imports from the current
+    # directory too: the collector's command line, run from the same place, works.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     sys.exit(main())
 
 

@@ -29,10 +29,10 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+# first: without confluent-kafka, this raises the ConfigError that names the fix
+from ..sinks.kafka import KafkaSettings
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition
-
-from ..sinks.kafka import KafkaSettings
 from . import CAUGHT_UP, Events, KafkaPosition, Reader, TailedEvent, TailRequest, UnreadableSink
 
 __all__ = ["PASSED_THROUGH", "KafkaReader", "consumer_config", "read_messages"]
