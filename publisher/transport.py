@@ -162,12 +162,16 @@ def check_proxy_environment(environ: Optional[Mapping[str, str]] = None) -> None
         name = base if base in env else base.upper()
         if name == "HTTP_PROXY" and "REQUEST_METHOD" in env:
             continue  # as urllib: under CGI, HTTP_PROXY is a request header
-        value = env.get(name, "").strip()
-        if not value:
+        # Checked as requests reads it: unstripped (a trailing space makes the port unreadable).
+        value = env.get(name, "")
+        if not value.strip():
             continue
         problem = _proxy_problem(value)
         if problem is not None:
-            raise ProxyVariableError(f"{name}={mask_credentials(value)}: {problem}; {PROXY_FIX}")
+            shown = mask_credentials(value)
+            if not shown.isprintable():  # a newline in it would break the one line
+                shown = repr(shown)[1:-1]
+            raise ProxyVariableError(f"{name}={shown}: {problem}; {PROXY_FIX}")
 
 
 def _describe(exc: BaseException) -> str:
