@@ -280,11 +280,13 @@ def run(queue_name: str, config: Path, **env: str) -> "subprocess.CompletedProce
     ("http://proxy:99999", "http://proxy:99999",
      "not a valid proxy URL (Port out of range 0-65535)"),
     ("http://user:p@ss@[bad", "http://user:***@[bad", "not a valid proxy URL (Invalid IPv6 URL)"),
-    ("http://user:secret@proxy:3128 ", "http://user:***@proxy:3128 ",
+    ("http://user:secret@proxy:3128 ", "'http://user:***@proxy:3128 '",
      "not a valid proxy URL (Port could not be cast to integer value as '3128 ')"),
-    ("http://user:secret@proxy:3128\nx", "http://user:***@proxy:3128\\nx",
+    ("http://user:secret@proxy:3128\nx", "'http://user:***@proxy:3128\\nx'",
      "not a valid proxy URL (Port could not be cast to integer value as '3128x')"),
-], ids=["unclosed-bracket", "port-out-of-range", "credentials", "trailing-space", "newline"])
+    (" ", "' '", "not a valid proxy URL (its host or port cannot be read)"),
+], ids=["unclosed-bracket", "port-out-of-range", "credentials", "trailing-space", "newline",
+        "blank"])
 def test_a_malformed_proxy_variable_stops_the_start_before_the_queue(
     queue_name: str, tmp_path: Path, value: str, shown: str, problem: str
 ):
