@@ -19,7 +19,7 @@ from typing import AbstractSet, Optional
 
 from .metrics import Metrics
 from .sections import CollectorSection, KeySection
-from .transport import Reply, Transport, TransportError
+from .transport import MAX_ANSWER, Reply, Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
@@ -96,6 +96,10 @@ def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html
     if reply.status not in success:
         return (f"to accept it, add {reply.status} to collector.success_statuses (default "
                 "200,202,204; 2xx takes any status below 400)")
+    if len(reply.body) >= MAX_ANSWER:
+        # Cut at the answer bound (a stream that never ends): no collector's answer.
+        return (f"no setting accepts it, as its body runs past {MAX_ANSWER} bytes: check that "
+                "collector.hostname names the event collector")
     content_type = reply.headers.get("Content-Type", "")
     if _json_type(content_type):
         try:

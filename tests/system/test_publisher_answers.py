@@ -112,6 +112,13 @@ KEPT_2XX = {
         "setting accepts it, as it counts other events than the 5 sent: check that "
         "collector.hostname names the event collector; keeping 5 events, retrying in ",
     ),
+    "body-past-the-answer-bound": (
+        raw("200 OK", {"Content-Type": "text/plain"}, b"x" * (2 << 20)),
+        "collector answered 200 OK (Content-Type: 'text/plain', first 200 bytes: '"
+        + "x" * 200 + "'), which does not say the batch was stored; no setting accepts it, "
+        "as its body runs past 1048576 bytes: check that collector.hostname names the event "
+        "collector; keeping 5 events, retrying in ",
+    ),
     "html-content-type-twice": (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/html\r\n"
         b"Content-Length: %d\r\n\r\n" % len(PORTAL) + PORTAL,
