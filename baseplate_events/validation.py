@@ -195,7 +195,8 @@ def port(key: str, text: str, *, lowest: int = 1) -> int:
 
     :raises ConfigError: not such a number.
     """
-    if not text.isdigit() or not lowest <= int(text) < 65536:
+    # isascii: int() also reads other scripts' digits ("٨125" is 8125).
+    if not (text.isascii() and text.isdigit()) or not lowest <= int(text) < 65536:
         raise ConfigError(key, f"port must be a number from {lowest} to 65535, got {text!r}")
     return int(text)
 
@@ -213,7 +214,8 @@ def host_port(
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or any(c.isspace() for c in host):
         raise ConfigError(key, f"expected {what}, got {value!r}")
-    if host.startswith("[") or host.endswith("]"):
+    # An IPv6 address without brackets ("::1:8125") reads either way: refused too.
+    if host.startswith("[") or host.endswith("]") or ":" in host:
         inner = host[1:-1]
         if not (host.startswith("[") and host.endswith("]") and _is_ipv6(inner)):
             raise ConfigError(

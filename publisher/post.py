@@ -19,7 +19,7 @@ from typing import AbstractSet, Optional
 
 from .metrics import Metrics
 from .sections import CollectorSection, KeySection
-from .transport import Reply, Transport, TransportError
+from .transport import MAX_ANSWER, Reply, Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
@@ -65,9 +65,23 @@ def _printable(text: str) -> str:
     return text if text.isascii() and text.isprintable() else repr(text)
 
 
+def _media_type(content_type: str) -> str:
+    """The type of a Content-Type, lower case; of the first, when the header came twice
+    (joined with ", ")."""
+    return content_type.split(";", 1)[0].split(",", 1)[0].strip().lower()
+
+
 def _json_type(content_type: str) -> bool:
-    kind = content_type.split(";", 1)[0].strip().lower()
+    kind = _media_type(content_type)
     return kind == "application/json" or kind.endswith("+json")
+
+
+def _count(digits: str) -> int:
+    """A JSON integer; one past int()'s digit limit counts no batch, so -1 (never a match)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return -1
 
 
 def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html: bool
@@ -82,10 +96,14 @@ def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html
     if reply.status not in success:
         return (f"to accept it, add {reply.status} to collector.success_statuses (default "
                 "200,202,204; 2xx takes any status below 400)")
+    if len(reply.body) >= MAX_ANSWER:
+        # Cut at the answer bound (a stream that never ends): no collector's answer.
+        return (f"no setting accepts it, as its body runs past {MAX_ANSWER} bytes: check that "
+                "collector.hostname names the event collector")
     content_type = reply.headers.get("Content-Type", "")
     if _json_type(content_type):
         try:
-            document = json.loads(reply.body)
+            document = json.loads(reply.body, parse_int=_count)
         except (ValueError, RecursionError):  # RecursionError: nested past the stack
             return None
         if isinstance(document, dict) and type(document.get("accepted")) is int:
@@ -95,7 +113,7 @@ def kept_reason(reply: Reply, count: int, success: AbstractSet[int], accept_html
                 return (f"no setting accepts it, as it counts other events than the {count} "
                         "sent: check that collector.hostname names the event collector")
         return None
-    if not accept_html and content_type.split(";", 1)[0].strip().lower() == "text/html":
+    if not accept_html and _media_type(content_type) == "text/html":
         return "to accept it, set collector.accept_html = true"
     return None
 

@@ -162,12 +162,18 @@ def check_proxy_environment(environ: Optional[Mapping[str, str]] = None) -> None
         name = base if base in env else base.upper()
         if name == "HTTP_PROXY" and "REQUEST_METHOD" in env:
             continue  # as urllib: under CGI, HTTP_PROXY is a request header
-        value = env.get(name, "").strip()
+        # Checked as requests reads it: unstripped (a trailing space makes the port
+        # unreadable), and only an empty value is unset (" " is a proxy no POST gets through).
+        value = env.get(name, "")
         if not value:
             continue
         problem = _proxy_problem(value)
         if problem is not None:
-            raise ProxyVariableError(f"{name}={mask_credentials(value)}: {problem}; {PROXY_FIX}")
+            shown = mask_credentials(value)
+            if not shown.isprintable() or shown != shown.strip():
+                # Quoted and escaped: a newline would break the one line, a space is unseen.
+                shown = repr(shown)
+            raise ProxyVariableError(f"{name}={shown}: {problem}; {PROXY_FIX}")
 
 
 def _describe(exc: BaseException) -> str:

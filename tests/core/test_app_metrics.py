@@ -169,3 +169,15 @@ def test_a_malformed_ipv6_endpoint_names_the_key(queue_name):
         make_app(queue_name, {"EVENTS_METRICS_ENDPOINT": "[::1:8125"})
     assert ("EVENTS_METRICS_ENDPOINT: expected host:port with an IPv6 address in brackets "
             "([::1]:8125), got '[::1:8125'") == str(info.value)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("::1:8125", "expected host:port with an IPv6 address in brackets ([::1]:8125), got "
+                 "'::1:8125'"),
+    ("[::1]:\u0668125", "port must be a number from 1 to 65535, got '\u0668125'"),
+], ids=["ipv6-without-brackets", "non-ascii-digit-port"])
+def test_an_ambiguous_endpoint_names_the_key(queue_name, value, problem):
+    """An unbracketed IPv6 address or a port in another script's digits: refused, key named."""
+    with pytest.raises(ConfigError) as info:
+        make_app(queue_name, {"EVENTS_METRICS_ENDPOINT": value})
+    assert f"EVENTS_METRICS_ENDPOINT: {problem}" == str(info.value)

@@ -104,6 +104,29 @@ KEPT_2XX = {
         "collector.success_statuses (default 200,202,204; 2xx takes any status below 400); "
         "keeping 5 events, retrying in ",
     ),
+    "accepted-past-the-digit-limit": (
+        raw("200 OK", {"Content-Type": "application/json"},
+            b'{"accepted": 1' + b"0" * 5000 + b"}"),
+        "collector answered 200 OK (Content-Type: 'application/json', first 200 bytes: "
+        "'{\"accepted\": 1" + "0" * 186 + "'), which does not say the batch was stored; no "
+        "setting accepts it, as it counts other events than the 5 sent: check that "
+        "collector.hostname names the event collector; keeping 5 events, retrying in ",
+    ),
+    "body-past-the-answer-bound": (
+        raw("200 OK", {"Content-Type": "text/plain"}, b"x" * (2 << 20)),
+        "collector answered 200 OK (Content-Type: 'text/plain', first 200 bytes: '"
+        + "x" * 200 + "'), which does not say the batch was stored; no setting accepts it, "
+        "as its body runs past 1048576 bytes: check that collector.hostname names the event "
+        "collector; keeping 5 events, retrying in ",
+    ),
+    "html-content-type-twice": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/html\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(PORTAL) + PORTAL,
+        "collector answered 200 OK (Content-Type: 'text/html, text/html', first 200 bytes: "
+        "'<html><body>Sign in to the Wi-Fi\\r\\n</body></html>'), which does not say the "
+        "batch was stored; to accept it, set collector.accept_html = true; keeping 5 events, "
+        "retrying in ",
+    ),
 }
 
 
@@ -264,7 +287,13 @@ def run(queue_name: str, config: Path, **env: str) -> "subprocess.CompletedProce
     ("http://proxy:99999", "http://proxy:99999",
      "not a valid proxy URL (Port out of range 0-65535)"),
     ("http://user:p@ss@[bad", "http://user:***@[bad", "not a valid proxy URL (Invalid IPv6 URL)"),
-], ids=["unclosed-bracket", "port-out-of-range", "credentials"])
+    ("http://user:secret@proxy:3128 ", "'http://user:***@proxy:3128 '",
+     "not a valid proxy URL (Port could not be cast to integer value as '3128 ')"),
+    ("http://user:secret@proxy:3128\nx", "'http://user:***@proxy:3128\\nx'",
+     "not a valid proxy URL (Port could not be cast to integer value as '3128x')"),
+    (" ", "' '", "not a valid proxy URL (its host or port cannot be read)"),
+], ids=["unclosed-bracket", "port-out-of-range", "credentials", "trailing-space", "newline",
+        "blank"])
 def test_a_malformed_proxy_variable_stops_the_start_before_the_queue(
     queue_name: str, tmp_path: Path, value: str, shown: str, problem: str
 ):
