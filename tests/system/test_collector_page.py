@@ -280,6 +280,25 @@ def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: Coll
     assert len(heights) == 12 and min(heights) >= 10, heights
 
 
+def test_the_rate_labels_fit_the_chart_at_ten_thousand_events_a_second(
+        browser: Any, tmp_path: Path) -> None:
+    """12,000 events in one second put a 20000/s label on the axis, drawn whole inside the chart."""
+    now = time.time()
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET}, schema=SCHEMA, clock=lambda: now,
+                     db_path=str(tmp_path / "events.sqlite3")) as collector:
+        for _ in range(20):
+            assert 200 == send(collector.url, *[event() for _ in range(600)])
+        context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+        page = Page(context.new_page())
+        page.tab.goto(collector.url + "/")
+        page.wait_for_text("#total", "12000")
+        labels = page.tab.locator("#rate-chart text").evaluate_all(
+            "labels => labels.map(label => [label.textContent, label.getBBox().x])")
+        context.close()
+    assert "20000/s" in [text for text, _ in labels]
+    assert [] == [(text, x) for text, x in labels if x < 0]
+
+
 def test_the_page_loads_nothing_from_another_site(browser: Any, collector: Collector) -> None:
     """Every request the page makes goes to the collector itself: it works offline."""
     context = browser.new_context()
