@@ -195,7 +195,7 @@ def port(key: str, text: str, *, lowest: int = 1) -> int:
 
     :raises ConfigError: not such a number.
     """
-    if not text.isdigit() or not lowest <= int(text) < 65536:
+    if not text.isdecimal() or not lowest <= int(text) < 65536:
         raise ConfigError(key, f"port must be a number from {lowest} to 65535, got {text!r}")
     return int(text)
 
