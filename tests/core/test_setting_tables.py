@@ -210,3 +210,24 @@ def test_the_collector_commands_flags_are_listed_from_its_parser() -> None:
     flags = {option for action in build_parser()._actions for option in action.option_strings}
     terms = re.findall(r"^   ``(\S+)``$", match.group(1), re.M)
     assert terms and [] == [term for term in terms if term not in flags]
+
+
+def _written_defaults() -> List[Tuple[str, Setting, str]]:
+    """(component, setting, literal) for each default the docs write by hand as ``literal``."""
+    written = []
+    for table in (APP_SETTINGS, PUBLISHER_SETTINGS, COLLECTOR_SETTINGS):
+        for setting in table:
+            if setting.default_text is None or setting.default in (None, REQUIRED, ""):
+                continue
+            literal = re.match(r"``([^`]+)``", setting.default_text)
+            written.append((table.component, setting, literal.group(1) if literal else ""))
+    return written
+
+
+def test_a_default_the_docs_write_by_hand_is_the_tables_default() -> None:
+    """The docs' own words for a default (``1073741824`` (1 GiB)) read back as the table's value."""
+    drifted = [(component, setting.name, literal) for component, setting, literal
+               in _written_defaults()
+               if not literal or setting.parse(setting.name, literal) != setting.default]
+    assert len(_written_defaults()) >= 10
+    assert [] == drifted
