@@ -169,7 +169,7 @@
     byId("counts-more").textContent = more ? "… and " + more + " more, fewer events each." : "";
   }
 
-  function drawDelays(delays) {
+  function drawDelays(delays, stored) {
     const most = Math.max(1, ...delays.buckets.map((b) => b.count));
     byId("delays").replaceChildren(...delays.buckets.map((bucket) => {
       const bar = element("div", "bar");
@@ -184,7 +184,10 @@
     byId("delays-note").textContent = delays.events
       ? "Last " + delays.events + " stored events with a timestamp: median " + duration(delays.p50_ms) +
         ", 90% within " + duration(delays.p90_ms) + ", longest " + duration(delays.max_ms) + "."
-      : "No events with a timestamp yet.";
+      : stored
+        ? "No delay to show: none of the last events stored has a timestamp the collector read" +
+          " (a v2 event's client_timestamp is read with --schema)."
+        : "No events with a timestamp yet.";
     byId("delay-median").textContent = duration(delays.p50_ms);
   }
 
@@ -243,7 +246,7 @@
     byId("total").textContent = stats.total;
     drawStatuses(stats.rates.statuses);
     drawCounts(stats.counts, stats.counts_left_out);
-    drawDelays(stats.delays);
+    drawDelays(stats.delays, stats.total);
     drawList("events", latest.events, eventCard);
     const refusals = latest.refused.concat(stats.rates.requests)
       .sort((a, b) => b.received_ms - a.received_ms).slice(0, LATEST);

@@ -154,6 +154,22 @@ def test_fields_are_shown_by_id_without_a_schema(browser: Any, tmp_path: Path) -
     assert ["field 1", "field 2", "field 3", "field 4", "field 5", "field 10"] == names
 
 
+def test_without_a_schema_the_delays_say_why_v2_events_have_none(browser: Any,
+                                                                tmp_path: Path) -> None:
+    """Stored v2 events whose timestamps need --schema are not called events without one."""
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET},
+                     db_path=str(tmp_path / "events.sqlite3")) as collector:
+        context = browser.new_context()
+        page = Page(context.new_page())
+        page.tab.goto(collector.url + "/")
+        assert 200 == send(collector.url, event(), event())
+        page.wait_for_text("#total", "2")
+        page.wait_for_text("#delays-note", "No delay to show: none of the last events stored "
+                           "has a timestamp the collector read (a v2 event's client_timestamp "
+                           "is read with --schema).")
+        context.close()
+
+
 def test_the_delay_distribution_counts_each_event(page: Page, collector: Collector) -> None:
     """Each event's put-to-stored delay lands in one bucket; the headline gives the median."""
     now = int(time.time() * 1000)
