@@ -231,3 +231,18 @@ def test_a_default_the_docs_write_by_hand_is_the_tables_default() -> None:
                if not literal or setting.parse(setting.name, literal) != setting.default]
     assert len(_written_defaults()) >= 10
     assert [] == drifted
+
+
+def test_jsonl_mode_given_as_a_python_int_is_that_mode(tmp_path: Path) -> None:
+    """make_app's settings may hold Python values: jsonl.mode 0o640 is 0640, not '416'."""
+    from baseplate_events.collector.app import make_app
+
+    directory = tmp_path / "events"
+    directory.mkdir(mode=0o700)
+    app = make_app({"keys": {"demo": b"secret"}, "sink": "jsonl",
+                    "jsonl.directory": str(directory), "jsonl.mode": 0o640})
+    sink = app.registry["collector"].sink
+    try:
+        assert 0o640 == sink.mode
+    finally:
+        sink.close()
