@@ -100,7 +100,7 @@ def parse_address(text: str) -> Tuple[str, int]:
     """
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not port.isdecimal() or int(port) > 65535:
         raise ValueError(f"expected HOST:PORT (e.g. 127.0.0.1:9102), got {text!r}")
     return host, int(port)
 

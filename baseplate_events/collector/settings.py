@@ -71,10 +71,9 @@ JSONL_MODES = (0o600, 0o640, 0o660)
 
 def parse_jsonl_mode(key: str, value: Any) -> int:
     """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
-    text = str(value).strip()
     try:
-        mode = int(text, 8)
-    except ValueError:
+        mode = validation.mode(key, value)
+    except ConfigError:
         mode = -1
     if mode not in JSONL_MODES:
         raise ConfigError(key, f"expected 0600, 0640 or 0660 (the files' mode: "
@@ -197,7 +196,10 @@ def parse_settings(raw: Mapping[str, Any], keys_needed: bool = True) -> Collecto
         keys.update(keys_from_publisher_config(values["publisher_config"]))
     if not keys and keys_needed:
         raise ConfigError("keys", "no signing keys: give keys (NAME=BASE64) or publisher_config")
-    options = {k.split(".", 1)[1]: str(v) for k, v in raw.items() if k.startswith(sink + ".")}
+    # The table's options keep their Python values for their parsers (jsonl.mode 0o640);
+    # the free ones (kafka.producer.*) go to the sink as text.
+    options = {k.split(".", 1)[1]: v if k in COLLECTOR_SETTINGS else str(v)
+               for k, v in raw.items() if k.startswith(sink + ".")}
     return CollectorSettings(
         keys=keys,
         sink=sink,

@@ -84,6 +84,23 @@
     return 10 * power;
   }
 
+  function rateLabel(value) {
+    return (Number.isInteger(value) ? value : value.toFixed(1)) + "/s";
+  }
+
+  // The charts' left margin: room for the widest rate label of either (20000/s
+  // included), measured as drawn, so that both keep one time axis.
+  function leftMargin(charts) {
+    let widest = 0;
+    for (const [id, values] of charts) {
+      const chart = byId(id);
+      const top = niceCeiling(Math.max(1, ...values));
+      chart.replaceChildren(...[0, 0.5, 1].map((fraction) => svg("text", {}, rateLabel(top * fraction))));
+      for (const label of chart.children) widest = Math.max(widest, label.getComputedTextLength());
+    }
+    return Math.max(MARGIN.left, Math.ceil(widest) + 8);
+  }
+
   // One series as a filled step shape, a step per second.
   function stepPath(values, x, y) {
     let d = "M" + x(0) + "," + y(0);
@@ -96,13 +113,13 @@
   // One series per second on its own scale, into the SVG chart ``id``.
   // Drawn in CSS pixels (the viewBox follows the chart's width), so that its
   // text stays readable on a phone.
-  function drawChart(id, values, className) {
+  function drawChart(id, values, className, left) {
     const chart = byId(id);
     const box = { width: Math.max(280, Math.round(chart.clientWidth) || 800),
       height: Number(chart.dataset.height) };
     chart.setAttribute("viewBox", "0 0 " + box.width + " " + box.height);
     const top = niceCeiling(Math.max(1, ...values));
-    const c = MARGIN;
+    const c = Object.assign({}, MARGIN, { left: left });
     const plotWidth = box.width - c.left - c.right;
     const plotHeight = box.height - c.top - c.bottom;
     const x = (i) => (c.left + (i * plotWidth) / values.length).toFixed(1);
@@ -113,7 +130,7 @@
       parts.push(svg("line", { class: fraction ? "grid" : "axis", x1: c.left, x2: box.width - c.right,
         y1: y(value), y2: y(value) }));
       parts.push(svg("text", { x: c.left - 4, y: Number(y(value)) + 4, "text-anchor": "end" },
-        (Number.isInteger(value) ? value : value.toFixed(1)) + "/s"));
+        rateLabel(value)));
     }
     const minutes = Math.round(values.length / 60);
     for (const [at, label, anchor] of [[0, "−" + minutes + " min", "start"],
@@ -126,8 +143,9 @@
 
   function drawRates(rates) {
     const refused = rates.refused_events.map((n, i) => n + rates.refused_requests[i]);
-    drawChart("rate-chart", rates.stored, "stored");
-    drawChart("refused-chart", refused, "refused");
+    const left = leftMargin([["rate-chart", rates.stored], ["refused-chart", refused]]);
+    drawChart("rate-chart", rates.stored, "stored", left);
+    drawChart("refused-chart", refused, "refused", left);
     return { stored: sum(rates.stored), refused: sum(refused),
       recent: sum(rates.stored, rates.stored.length - 10) / 10 };
   }
@@ -151,7 +169,7 @@
     byId("counts-more").textContent = more ? "… and " + more + " more, fewer events each." : "";
   }
 
-  function drawDelays(delays) {
+  function drawDelays(delays, stored) {
     const most = Math.max(1, ...delays.buckets.map((b) => b.count));
     byId("delays").replaceChildren(...delays.buckets.map((bucket) => {
       const bar = element("div", "bar");
@@ -166,7 +184,10 @@
     byId("delays-note").textContent = delays.events
       ? "Last " + delays.events + " stored events with a timestamp: median " + duration(delays.p50_ms) +
         ", 90% within " + duration(delays.p90_ms) + ", longest " + duration(delays.max_ms) + "."
-      : "No events with a timestamp yet.";
+      : stored
+        ? "No delay to show: none of the last events stored has a timestamp the collector read" +
+          " (a v2 event's client_timestamp is read with --schema)."
+        : "No events with a timestamp yet.";
     byId("delay-median").textContent = duration(delays.p50_ms);
   }
 
@@ -225,7 +246,7 @@
     byId("total").textContent = stats.total;
     drawStatuses(stats.rates.statuses);
     drawCounts(stats.counts, stats.counts_left_out);
-    drawDelays(stats.delays);
+    drawDelays(stats.delays, stats.total);
     drawList("events", latest.events, eventCard);
     const refusals = latest.refused.concat(stats.rates.requests)
       .sort((a, b) => b.received_ms - a.received_ms).slice(0, LATEST);

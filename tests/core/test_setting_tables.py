@@ -210,3 +210,39 @@ def test_the_collector_commands_flags_are_listed_from_its_parser() -> None:
     flags = {option for action in build_parser()._actions for option in action.option_strings}
     terms = re.findall(r"^   ``(\S+)``$", match.group(1), re.M)
     assert terms and [] == [term for term in terms if term not in flags]
+
+
+def _written_defaults() -> List[Tuple[str, Setting, str]]:
+    """(component, setting, literal) for each default the docs write by hand as ``literal``."""
+    written = []
+    for table in (APP_SETTINGS, PUBLISHER_SETTINGS, COLLECTOR_SETTINGS):
+        for setting in table:
+            if setting.default_text is None or setting.default in (None, REQUIRED, ""):
+                continue
+            literal = re.match(r"``([^`]+)``", setting.default_text)
+            written.append((table.component, setting, literal.group(1) if literal else ""))
+    return written
+
+
+def test_a_default_the_docs_write_by_hand_is_the_tables_default() -> None:
+    """The docs' own words for a default (``1073741824`` (1 GiB)) read back as the table's value."""
+    drifted = [(component, setting.name, literal) for component, setting, literal
+               in _written_defaults()
+               if not literal or setting.parse(setting.name, literal) != setting.default]
+    assert len(_written_defaults()) >= 10
+    assert [] == drifted
+
+
+def test_jsonl_mode_given_as_a_python_int_is_that_mode(tmp_path: Path) -> None:
+    """make_app's settings may hold Python values: jsonl.mode 0o640 is 0640, not '416'."""
+    from baseplate_events.collector.app import make_app
+
+    directory = tmp_path / "events"
+    directory.mkdir(mode=0o700)
+    app = make_app({"keys": {"demo": b"secret"}, "sink": "jsonl",
+                    "jsonl.directory": str(directory), "jsonl.mode": 0o640})
+    sink = app.registry["collector"].sink
+    try:
+        assert 0o640 == sink.mode
+    finally:
+        sink.close()

@@ -91,3 +91,13 @@ def test_a_publisher_key_words_a_shared_kind_as_the_apps_do(
     with pytest.raises(ConfigError) as caught:
         parse_section("q", dict(MINIMAL, **{key: value}), environ={})
     assert message == str(caught.value)
+
+
+@pytest.mark.parametrize("port", ["²", "①"])
+def test_a_port_of_a_digit_int_cannot_read_is_a_config_error(port: str) -> None:
+    """A superscript or circled digit in collector.hostname's port is refused naming the key."""
+    with pytest.raises(ConfigError) as caught:
+        parse_section("q", dict(MINIMAL, **{"collector.hostname": "collector:" + port}),
+                      environ={})
+    assert (f"collector.hostname: port must be a number from 1 to 65535, got '{port}'"
+            == str(caught.value))

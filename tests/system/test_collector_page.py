@@ -154,6 +154,22 @@ def test_fields_are_shown_by_id_without_a_schema(browser: Any, tmp_path: Path) -
     assert ["field 1", "field 2", "field 3", "field 4", "field 5", "field 10"] == names
 
 
+def test_without_a_schema_the_delays_say_why_v2_events_have_none(browser: Any,
+                                                                tmp_path: Path) -> None:
+    """Stored v2 events whose timestamps need --schema are not called events without one."""
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET},
+                     db_path=str(tmp_path / "events.sqlite3")) as collector:
+        context = browser.new_context()
+        page = Page(context.new_page())
+        page.tab.goto(collector.url + "/")
+        assert 200 == send(collector.url, event(), event())
+        page.wait_for_text("#total", "2")
+        page.wait_for_text("#delays-note", "No delay to show: none of the last events stored "
+                           "has a timestamp the collector read (a v2 event's client_timestamp "
+                           "is read with --schema).")
+        context.close()
+
+
 def test_the_delay_distribution_counts_each_event(page: Page, collector: Collector) -> None:
     """Each event's put-to-stored delay lands in one bucket; the headline gives the median."""
     now = int(time.time() * 1000)
@@ -278,6 +294,25 @@ def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: Coll
         "labels => labels.map(label => label.getBoundingClientRect().height)")
     context.close()
     assert len(heights) == 12 and min(heights) >= 10, heights
+
+
+def test_the_rate_labels_fit_the_chart_at_ten_thousand_events_a_second(
+        browser: Any, tmp_path: Path) -> None:
+    """12,000 events in one second put a 20000/s label on the axis, drawn whole inside the chart."""
+    now = time.time()
+    with make_server("127.0.0.1", 0, keys={"demo": SECRET}, schema=SCHEMA, clock=lambda: now,
+                     db_path=str(tmp_path / "events.sqlite3")) as collector:
+        for _ in range(20):
+            assert 200 == send(collector.url, *[event() for _ in range(600)])
+        context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+        page = Page(context.new_page())
+        page.tab.goto(collector.url + "/")
+        page.wait_for_text("#total", "12000")
+        labels = page.tab.locator("#rate-chart text").evaluate_all(
+            "labels => labels.map(label => [label.textContent, label.getBBox().x])")
+        context.close()
+    assert "20000/s" in [text for text, _ in labels]
+    assert [] == [(text, x) for text, x in labels if x < 0]
 
 
 def test_the_page_loads_nothing_from_another_site(browser: Any, collector: Collector) -> None:
