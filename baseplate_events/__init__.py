@@ -17,8 +17,8 @@ from .errors import (
     QueuesUnsupportedError,
     TooManyHeldEventsError,
 )
-from .event import Event, FieldKind
-from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE, EventQueue
+from .v1 import Event, FieldKind
+from .runtime.event_queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE, EventQueue
 from .serializers import serialize_v1_event, serialize_v2_event
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 A serializer is any ``Callable[[T], bytes]``. ``serialize_v1_event`` writes the
 legacy schemaless JSON; ``serialize_v2_event`` writes a Thrift struct exactly
-as Thrift's ``TJSONProtocol`` does (see :mod:`baseplate_events.tjson`).
+as Thrift's ``TJSONProtocol`` does (see :mod:`baseplate_events.tjson.encode`).
 """
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import json
 import math
 from typing import Any, Callable, TypeVar
 
-from . import tjson
+from .tjson import encode as tjson
 from .errors import EventSerializationError
-from .event import Event
+from .v1 import Event
 
 T = TypeVar("T")
 Serializer = Callable[[T], bytes]

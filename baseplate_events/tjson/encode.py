@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from thrift.Thrift import TType
 
-from .errors import EventSerializationError
+from ..errors import EventSerializationError
 
 __all__ = ["encode", "encoder_for", "source_for"]
 
