@@ -10,7 +10,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 from ..errors import EventQueueFullError, EventTooLargeError, TimedOutError
 from ..mqueue.posix import DEFAULT_MODE, MessageQueue
 from ..mqueue.limits import EVENT_QUEUE_NAMES, QueueSettingNames
-from ..serializers import serialize_v1_event
+from ..v1 import serialize_v1_event
 
 #: Largest serialized event, in bytes, of a queue opened with the defaults.
 MAX_EVENT_SIZE = 102400
