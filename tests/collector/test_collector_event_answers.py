@@ -15,6 +15,7 @@ from webob import Request
 from baseplate_events.collector import make_app
 from baseplate_events.collector.batches import RefusedEvents, decode_batch
 from baseplate_events.collector.documents import TJSONError, canonical_uuid, read_struct
+from baseplate_events.collector.sinks import STORED
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
 UUID = "6f0c6b36-2d1e-4b3c-9d7a-0e6f5b1c2a3d"
@@ -90,7 +91,7 @@ def test_a_v1_event_nested_64_levels_is_stored_by_sqlite() -> None:
     events = decode_batch("1", v1('{"a":' + "[" * 62 + "]" * 62 + "}"), documents=True)
     sink = SQLiteSink(":memory:")
     try:
-        assert [None] == sink.store("v1", events)
+        assert [STORED] == sink.store("v1", events)
     finally:
         sink.close()
 

@@ -11,7 +11,7 @@ from typing import Iterator, List
 
 import pytest
 
-from baseplate_events.collector.sinks import SinkUnavailable, StoredEvent
+from baseplate_events.collector.sinks import STORED, SinkUnavailable, StoredEvent
 from baseplate_events.collector.sinks.jsonl import JSONLSink, create
 from baseplate_events.errors import ConfigError
 
@@ -54,7 +54,7 @@ def test_a_line_holds_the_uuid_stream_time_and_the_event_as_received(
 ) -> None:
     """One line per event: uuid, stream, received_ms and the raw event JSON."""
     stored = event()
-    assert [None] == sink.store("v2j", [stored])
+    assert [STORED] == sink.store("v2j", [stored])
     sink.close()
     assert [{"uuid": stored.uuid, "stream": "v2j", "received_ms": 1_800_000_000_000,
              "event": {"1": {"str": "x"}}}] == lines(finished(tmp_path)[0])

@@ -29,7 +29,7 @@ from baseplate_events import serialize_v2_event
 from baseplate_events.collector import make_app
 from baseplate_events.collector.app import make_configurator
 from baseplate_events.collector.intake import sign
-from baseplate_events.collector.sinks import StoredEvent
+from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
 from event_schemas.event.ttypes import Event
 from tests.conftest import fill_disk
 from tests.support.users import needs_root, run_as, throwaway_uid
@@ -253,7 +253,7 @@ def test_kafka_a_producer_that_cannot_be_recreated_is_a_503(
 # -- bugs: 500 with the reason ------------------------------------------------------------
 
 
-class BrokenSink:
+class BrokenSink(Sink):
     """A sink with a bug: ``store`` raises what it is given (a deliberately broken sink)."""
 
     reads_documents = False
@@ -261,14 +261,9 @@ class BrokenSink:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         raise self.error
 
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_sink_bug_is_a_500_with_the_reason_and_no_traceback(

@@ -85,13 +85,13 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import ConfigError
 from ..settings import COLLECTOR_SETTINGS, sink_options
-from . import STREAMS, SinkUnavailable, StoredEvent
+from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
 
@@ -226,7 +226,7 @@ class _Batch:
         self.done.append(None)
 
 
-class KafkaSink:
+class KafkaSink(Sink):
     """Stores each batch in Kafka and returns once the broker acknowledged every event.
 
     Thread-safe: waitress and gunicorn's threaded workers call :meth:`store`
@@ -234,6 +234,7 @@ class KafkaSink:
     """
 
     #: Only each event's uuid and bytes are written: no document is built.
+    name = "kafka"
     reads_documents = False
 
     def __init__(self, settings: KafkaSettings) -> None:
@@ -328,7 +329,7 @@ class KafkaSink:
         logger.info("kafka sink: a new producer for process %d (the sink was made before a "
                     "fork)", self._pid)
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         """Produce every event to the stream's topic and wait for every delivery report.
 
         A producer that librdkafka declared fatal, or that the broker fenced
@@ -344,27 +345,32 @@ class KafkaSink:
         if self._pid != os.getpid():
             self._after_fork()
         try:
-            for attempt in (1, 2):
-                producer = self._producer
-                if self._fatal is not None:
-                    self._replace(producer, f"fatal error: {self._fatal.str()}")
-                    continue
-                try:
-                    reasons = self._store_once(producer, topic, events)
-                    if any(reason is None for reason in reasons):
-                        self._brokers_up = True  # a broker acknowledged an event
-                    return reasons
-                except _ProducerBroken as broken:
-                    self._replace(producer, str(broken))
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+            outcomes = retry_once(lambda: self._attempt(topic, events), _ProducerBroken)
         except SinkUnavailable:
             self._failed_at = time.monotonic()
             raise
+        if any(outcome.kind == "stored" for outcome in outcomes):
+            self._brokers_up = True  # a broker acknowledged an event
+        return outcomes
+
+    def _attempt(self, topic: str, events: Sequence[StoredEvent]) -> List[Outcome]:
+        """The batch on the current producer; one found broken is replaced, then raised.
+
+        :raises _ProducerBroken: the producer was fatal, fenced or unknown (now replaced).
+        """
+        producer = self._producer
+        if self._fatal is not None:
+            problem = f"fatal error: {self._fatal.str()}"
+            self._replace(producer, problem)
+            raise _ProducerBroken(f"kafka: the producer had a {problem}")
+        try:
+            return self._store_once(producer, topic, events)
+        except _ProducerBroken as broken:
+            self._replace(producer, str(broken))
+            raise
 
     def _store_once(self, producer: Producer, topic: str,
-                    events: Sequence[StoredEvent]) -> List[Optional[str]]:
+                    events: Sequence[StoredEvent]) -> List[Outcome]:
         batch = _Batch(len(events))
         bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
         deadline = time.monotonic() + bound
@@ -410,14 +416,14 @@ class KafkaSink:
                 raise SinkUnavailable(problem) from None
 
     def _reasons(self, topic: str, events: Sequence[StoredEvent],
-                 batch: _Batch) -> List[Optional[str]]:
+                 batch: _Batch) -> List[Outcome]:
         """One entry per event from the batch's failed reports.
 
         :raises SinkUnavailable: a failure was not the message's own.
         """
-        reasons: List[Optional[str]] = [None] * len(events)
+        outcomes: List[Outcome] = [STORED] * len(events)
         if not batch.errors:
-            return reasons
+            return outcomes
         for key, error in batch.errors:
             if error.code() in _MESSAGE_ERRORS:
                 continue
@@ -428,8 +434,10 @@ class KafkaSink:
             raise SinkUnavailable(problem)
         refused = {key: _refusal(error, topic) for key, error in batch.errors}
         for index, event in enumerate(events):
-            reasons[index] = refused.get(event.uuid.encode())
-        return reasons
+            reason = refused.get(event.uuid.encode())
+            if reason is not None:
+                outcomes[index] = Outcome.refused(reason)
+        return outcomes
 
     def ready(self) -> bool:
         """False until a broker connection is known to be up (librdkafka's statistics,
@@ -532,6 +540,18 @@ def create(options: Mapping[str, str]) -> KafkaSink:
 
 class _ProducerBroken(SinkUnavailable):
     """The producer cannot go on (fatal, fenced, unknown to the broker): replace it."""
+
+
+_T = TypeVar("_T")
+
+
+def retry_once(attempt: Callable[[], _T], retried: Type[BaseException]) -> _T:
+    """``attempt()``; if it raised ``retried``, once more, whose error then propagates."""
+    try:
+        return attempt()
+    except retried:
+        pass
+    return attempt()
 
 
 def _breaks_producer(error: KafkaError) -> bool:

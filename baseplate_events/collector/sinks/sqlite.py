@@ -45,14 +45,13 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 
 from ...errors import ConfigError
 from ..settings import COLLECTOR_SETTINGS, sink_options
-from . import SinkUnavailable, StoredEvent
+from . import DUPLICATE, STORED, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "EventCursor",
     "EventPage",
     "SQLiteSink",
-    "StoreResult",
     "create",
     "default_path",
 ]
@@ -124,14 +123,6 @@ def unavailable(exc: sqlite3.Error) -> bool:
 
 
 @dataclass(frozen=True)
-class StoreResult:
-    """What one accepted batch did to the store."""
-
-    accepted: int
-    duplicates: int
-
-
-@dataclass(frozen=True)
 class EventCursor:
     """Where a newest-first listing stopped; the next page holds the events stored before it.
 
@@ -191,7 +182,7 @@ def _row(event: StoredEvent) -> Tuple[Any, ...]:
     )
 
 
-class SQLiteSink:
+class SQLiteSink(Sink):
     """A thread-safe SQLite store of events keyed by canonical uuid.
 
     One connection behind a lock: a worker's threads write small batches, and
@@ -219,14 +210,13 @@ class SQLiteSink:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
-        self._last = threading.local()  # what this thread's last batch did
 
     # -- the sink contract ------------------------------------------------------
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
-        """Store a batch in one transaction; events already present count as duplicates."""
-        reasons: List[Optional[str]] = [None] * len(events)
-        accepted = duplicates = 0
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
+        """Store a batch in one transaction; events already present are duplicates."""
+        outcomes: List[Outcome] = [STORED] * len(events)
+        refused = False
         with self._lock:
             if self._closed:
                 raise SinkUnavailable(f"sqlite: the sink for {self.path} is closed")
@@ -237,16 +227,16 @@ class SQLiteSink:
                         try:
                             inserted = self._db.execute(_INSERT, _row(event)).rowcount == 1
                         except _VALUE_ERRORS as exc:
-                            reasons[index] = f"SQLite cannot store this event: {exc}"
+                            outcomes[index] = Outcome.refused(
+                                f"SQLite cannot store this event: {exc}")
+                            refused = True
                             continue
-                        if inserted:
-                            accepted += 1
-                        else:
-                            duplicates += 1
+                        if not inserted:
+                            outcomes[index] = DUPLICATE
                             self._db.execute(
                                 "UPDATE events SET receipts = receipts + 1 WHERE uuid = ?",
                                 (event.uuid,))
-                    self._db.execute("ROLLBACK" if any(reasons) else "COMMIT")
+                    self._db.execute("ROLLBACK" if refused else "COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
@@ -256,13 +246,7 @@ class SQLiteSink:
                     raise  # not the database's state: a bug, answered 500
                 raise SinkUnavailable(f"sqlite: {exc} ({exc.sqlite_errorname}; "
                                       f"{self.path})") from None
-            self._last.result = StoreResult(accepted, duplicates)
-        return reasons
-
-    def duplicates(self) -> int:
-        """How many events of this thread's last batch were already stored (the app's answer)."""
-        result = getattr(self._last, "result", None)
-        return 0 if result is None else result.duplicates
+        return outcomes
 
     def describe(self) -> str:
         """For the start line: the file, or a warning that there is none."""
