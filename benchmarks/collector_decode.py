@@ -26,7 +26,7 @@ import msgspec
 from thrift.protocol.TJSONProtocol import TJSONProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
-from baseplate_events.collector.service import Collector
+from baseplate_events.collector.service import CollectorService
 from baseplate_events.collector.batches import EventReader, decode_batch
 from baseplate_events.collector.intake import sign
 from baseplate_events.collector.schema import struct_shape
@@ -87,7 +87,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as directory:
             sink = JSONLSink(directory, fsync=False)
             now = time.time()
-            collector = Collector(parse_settings({"keys": {"k": b"s"}}), generic, sink,
+            collector = CollectorService(parse_settings({"keys": {"k": b"s"}}), generic, sink,
                                   functools.partial(float, now))
             body = gzip.compress(v2, 1)
             headers = {"X-Signature": f"key=k, mac={sign(b's', v2)}",

@@ -229,24 +229,13 @@ def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     return settings
 
 
-def _watch_parent(parent: int) -> None:
-    """SIGTERM this process once ``parent`` is gone (the demo runner's children)."""
-    import os
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
-          on_stop: Callable[[], None], watch_parent: Optional[int] = None,
+          on_stop: Callable[[], None], on_listening: Optional[Callable[[], None]] = None,
           prog: str = "collector") -> int:
     """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``.
+
+    ``on_listening()`` is called once the socket listens, before the banner is
+    printed (a SIGTERM from then on is a clean stop).
 
     A host or port it cannot listen on is one line on standard error, ``PROG: error:
     --host, --port: cannot listen on HOST:PORT: REASON``, and status 2.
@@ -271,8 +260,8 @@ def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
             print(f"{prog}: error: --host, --port: cannot listen on {args.host}:{args.port}: "
                   f"{reason}", file=sys.stderr, flush=True)
             return 2
-        if watch_parent is not None:
-            _watch_parent(watch_parent)
+        if on_listening is not None:
+            on_listening()
         print(banner(f"http://{args.host}:{server.effective_port}"), flush=True)
         server.run()
     except SystemExit:

@@ -49,7 +49,7 @@ from pyramid.response import Response
 from .batches import EventReader
 from .intake import Refused, declared_length
 from .schema import load_schema
-from .service import PATHS, Collector, internal_error
+from .service import PATHS, CollectorService, internal_error
 from .settings import parse_settings
 from .sinks import Sink, create_sink
 
@@ -71,7 +71,7 @@ def _json(status: int, answer: Dict[str, Any], **headers: str) -> Response:
     return response
 
 
-def _read_body(request: Request, collector: Collector
+def _read_body(request: Request, collector: CollectorService
                ) -> Tuple[Optional[bytes], Optional[Response]]:
     """The request body, or the answer refusing it (411, 400, 413) before it is read."""
     environ = request.environ
@@ -125,7 +125,7 @@ _HEADERS = {"X-Signature": "HTTP_X_SIGNATURE", "Date": "HTTP_DATE",
 
 
 def batch_view(request: Request) -> Response:
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     body, refusal = _read_body(request, collector)
     if refusal is not None:
         collector.count(refusal.status_code)
@@ -163,7 +163,7 @@ def internal_error_view(exc: Exception, request: Request) -> Response:
     if isinstance(exc, HTTPException):
         return exc
     reason, where = internal_error(exc)
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     collector.rate_limited(logging.ERROR, where, "collector: answered 500 to %s %s: %s",
                            request.method, request.environ.get("PATH_INFO", "")[:64], reason,
                            exc_info=exc)
@@ -175,7 +175,7 @@ def healthz_view(request: Request) -> Response:
 
 
 def readyz_view(request: Request) -> Response:
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     if collector.health.ready():
         return Response(body=b"ready\n", content_type="text/plain", charset=None)
     response = Response(body=b"the sink is unavailable\n", status=503,
@@ -187,7 +187,7 @@ def readyz_view(request: Request) -> Response:
 def metrics_tween(handler: Callable[[Request], Response], registry: Any
                   ) -> Callable[[Request], Response]:
     """Counts every answer by path and status in the collector's metrics."""
-    collector: Collector = registry["collector"]
+    collector: CollectorService = registry["collector"]
 
     def tween(request: Request) -> Response:
         response = handler(request)
@@ -222,7 +222,7 @@ def make_configurator(
 
         sink = make_sink()
     config = Configurator()
-    config.registry["collector"] = Collector(parsed, reader, sink, clock, make_sink)
+    config.registry["collector"] = CollectorService(parsed, reader, sink, clock, make_sink)
     for path in PATHS:
         name = "batch" + path.replace("/", "-")
         config.add_route(name, path)
@@ -274,7 +274,7 @@ def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
     For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
     """
     config = make_configurator(settings, **options)
-    collector: Collector = config.registry["collector"]
+    collector: CollectorService = config.registry["collector"]
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
         atexit.register(collector.close)
         # the start line of this process (each gunicorn worker makes its app)

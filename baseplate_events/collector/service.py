@@ -1,6 +1,6 @@
 """The collector's handling of one batch, apart from any web framework.
 
-:class:`Collector` takes the path, the headers and the body of a POST and
+:class:`CollectorService` takes the path, the headers and the body of a POST and
 returns the status and JSON answer: the checks of
 :mod:`~baseplate_events.collector.intake`, the decoding of
 :mod:`~baseplate_events.collector.batches`, then the sink
@@ -41,13 +41,13 @@ from .metrics import CollectorMetrics
 from .settings import CollectorSettings
 from .sinks import Sink, SinkUnavailable
 
-__all__ = ["PATHS", "PROBE_INTERVAL", "Answer", "Collector", "RateLimitedLog",
+__all__ = ["PATHS", "PROBE_INTERVAL", "BatchAnswer", "CollectorService", "RateLimitedLog",
            "SinkHealth", "internal_error"]
 
 logger = logging.getLogger(__name__)
 
 PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
-Answer = Tuple[int, Dict[str, Any]]
+BatchAnswer = Tuple[int, Dict[str, Any]]
 
 #: the shortest time between two probes of a sink that failed
 PROBE_INTERVAL = 2.0
@@ -208,7 +208,7 @@ def internal_error(exc: BaseException) -> Tuple[str, str]:
     return reason, f"{type(exc).__name__} at {where}"
 
 
-class Collector:
+class CollectorService:
     """The app's one object: settings, how v2 events are read, the sink, the clock.
 
     :param make_sink: how to make the sink again; given, a process forked after
@@ -262,7 +262,7 @@ class Collector:
         """The sink and where it keeps events, for the start line (``sqlite /var/lib/...``)."""
         return self._sink.describe()
 
-    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> BatchAnswer:
         """Check, decode and store one batch; the status and JSON answer (never raises)."""
         received_ms = int(self.clock() * 1000)
         stream = "v" + PATHS.get(path, "?")
@@ -291,7 +291,7 @@ class Collector:
             metrics.batch_refused(status)
 
     def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
-              ) -> Answer:
+              ) -> BatchAnswer:
         version = PATHS.get(path)
         if version is None:
             raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
@@ -323,7 +323,7 @@ class Collector:
         duplicates = sum(1 for outcome in outcomes if outcome.kind == "duplicate")
         return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
 
-    def _unavailable(self, exc: SinkUnavailable) -> Answer:
+    def _unavailable(self, exc: SinkUnavailable) -> BatchAnswer:
         self.metrics.sink_unavailable.inc()
         self.health.failed(str(exc))
         self.rate_limited(logging.WARNING, str(exc),

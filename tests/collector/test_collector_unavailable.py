@@ -30,6 +30,7 @@ from baseplate_events.collector import make_app
 from baseplate_events.collector.app import make_configurator
 from baseplate_events.collector.intake import sign
 from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
+from demo_app.page_store import PageStore
 from event_schemas.event.ttypes import Event
 from tests.conftest import fill_disk
 from tests.support.users import needs_root, run_as, throwaway_uid
@@ -330,7 +331,7 @@ def test_503_log_lines_are_one_a_minute_per_reason_with_a_count(
 ) -> None:
     """Three 503s for a locked database in a minute make one warning line."""
     path = tmp_path / "events.db"
-    app = webtest({"sink": "sqlite", "sqlite.path": str(path), "sqlite.busy_timeout": "0.05"})
+    app = webtest({}, sink=PageStore(str(path), busy_timeout=0.05))  # the demo's, with a journal
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
