@@ -45,6 +45,8 @@ import sys
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..tjson.tags import CONTAINER_TAGS, TAGS
+
 __all__ = [
     "MAX_DEPTH",
     "BareConstant",
@@ -80,8 +82,7 @@ _UUID_SPELLING = re.compile(
 _DOUBLE_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
                          r"|nan|inf|-inf|NaN|Infinity|-Infinity", re.ASCII)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_CONTAINERS = ("lst", "set", "map")
-TAGS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid", "rec", "lst", "set", "map")
+_CONTAINERS = CONTAINER_TAGS
 #: "1" → 1 for the field ids seen so far (a handful per schema); checked once each
 _FIELD_IDS: Dict[str, int] = {}
 
