@@ -7,7 +7,7 @@
         --schema shop.ttypes:Event
 
 It is the collector a site runs (the same WSGI app, the same checks: see
-:mod:`baseplate_events.collector.app`), storing into SQLite
+:mod:`baseplate_events.collector.service.app`), storing into SQLite
 (:mod:`demo_app.page_store`, the library's SQLite sink with the page's
 columns and journal), plus what a developer wants
 to look at: ``GET /`` is a live page (:mod:`demo_app.collector_page`): events
@@ -45,8 +45,8 @@ from baseplate_events.collector.__main__ import (
     serve,
     settings_from_args,
 )
-from baseplate_events.collector.app import make_configurator
-from baseplate_events.collector.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
+from baseplate_events.collector.service.app import make_configurator
+from baseplate_events.collector.service.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 
 from .answer_tally import AnswerTally, count_answer
 from .collector_api import events_view, stats_view
@@ -173,7 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one dies (the demo runner)")
     args = parser.parse_args(argv)
-    from baseplate_events.collector.schema import SchemaError
+    from baseplate_events.collector.decode.schema import SchemaError
     from baseplate_events.errors import ConfigError
 
     from baseplate_events.collector.sinks import SinkUnavailable

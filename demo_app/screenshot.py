@@ -33,7 +33,7 @@ import requests
 
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 
 from .collector import DemoCollector, make_server
 from .event_schemas.event.ttypes import Event, Request

@@ -20,7 +20,7 @@ many it holds (past it, new ones wait in the listen backlog), and
 ``/healthz`` and ``/readyz`` are served by two threads of their own, so they
 answer while every batch thread waits for a sink. ``--metrics HOST:PORT``
 serves the collector's Prometheus metrics on a port of their own
-(:mod:`baseplate_events.collector.metrics`).
+(:mod:`baseplate_events.collector.service.metrics`).
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
-from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
-from .settings import COLLECTOR_SETTINGS, SINKS
+from .service.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
+from .service.settings import COLLECTOR_SETTINGS, SINKS
 
 __all__ = [
     "HEALTH_PATHS",
@@ -71,7 +71,7 @@ def _port(text: str) -> int:
 
 
 def _address(text: str) -> "tuple[str, int]":
-    from .metrics import parse_address
+    from .service.metrics import parse_address
 
     try:
         return parse_address(text)
@@ -123,7 +123,7 @@ def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
     import waitress
     from waitress.task import ThreadedTaskDispatcher
 
-    from .app import DRAIN_FACTOR
+    from .service.app import DRAIN_FACTOR
 
     _room_for(connection_limit)
     server: Any = waitress.create_server(
@@ -293,8 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO)
     settings = settings_from_args(args)
     settings.update(sink_settings_from_args(args, parser))
-    from .app import make_configurator
-    from .schema import SchemaError
+    from .service.app import make_configurator
+    from .decode.schema import SchemaError
     from .sinks import SinkUnavailable
 
     try:
@@ -309,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sink = collector.describe_sink()
     metrics = ""
     if args.metrics:
-        from .metrics import serve_metrics
+        from .service.metrics import serve_metrics
 
         try:
             _, url = serve_metrics(collector.metrics.registry, args.metrics)

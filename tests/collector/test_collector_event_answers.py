@@ -13,8 +13,8 @@ import pytest
 from webob import Request
 
 from baseplate_events.collector import make_app
-from baseplate_events.collector.batches import RefusedEvents, decode_batch
-from baseplate_events.collector.documents import TJSONError, canonical_uuid, read_struct
+from baseplate_events.collector.decode.batches import RefusedEvents, decode_batch
+from baseplate_events.collector.decode.documents import TJSONError, canonical_uuid, read_struct
 from baseplate_events.collector.sinks import STORED
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 from demo_app.page_store import PageStore

@@ -23,14 +23,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events.collector import make_app
-from baseplate_events.collector.batches import (
+from baseplate_events.collector.decode.batches import (
     EventReader,
     MalformedBatch,
     RefusedEvents,
     decode_batch,
 )
-from baseplate_events.collector.documents import TAGS
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.decode.documents import TAGS
+from baseplate_events.collector.service.intake import sign
 from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
 
 SECRET = b"hostile batches test secret....."

@@ -170,7 +170,7 @@ def test_the_app_stores_a_lone_surrogate_of_a_batch_parsed_whole_as_valid_json(
     from webtest import TestApp
 
     from baseplate_events.collector import make_app
-    from baseplate_events.collector.intake import sign
+    from baseplate_events.collector.service.intake import sign
 
     secret = b"a jsonl collector test secret..."
     wsgi = make_app({"keys": f"demo={base64.b64encode(secret).decode()}", "sink": "jsonl",

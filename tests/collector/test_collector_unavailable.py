@@ -27,8 +27,8 @@ import pytest
 
 from baseplate_events import serialize_v2_event
 from baseplate_events.collector import make_app
-from baseplate_events.collector.app import make_configurator
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.app import make_configurator
+from baseplate_events.collector.service.intake import sign
 from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
 from demo_app.page_store import PageStore
 from event_schemas.event.ttypes import Event

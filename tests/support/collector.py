@@ -1,7 +1,7 @@
 """A strict, scriptable event collector on 127.0.0.1, port 0, for the publisher's tests.
 
 It checks what the reference collector checks, with the reference collector's
-own intake (:func:`baseplate_events.collector.intake.check_batch`: the
+own intake (:func:`baseplate_events.collector.service.intake.check_batch`: the
 signature, a ``Date`` within five minutes, the encodings, the gzip body and
 its HMAC-SHA256), and, more strictly, that the publisher sends each header in
 its one canonical form: the path ``/v{version}``, ``Content-Type:
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from baseplate_events.collector.intake import Refused, check_batch
+from baseplate_events.collector.service.intake import Refused, check_batch
 
 SIGNATURE = re.compile(r"^key=([^,\s]+), mac=([0-9a-f]{64})$")
 MAX_BODY = 8 << 20

@@ -16,7 +16,7 @@ import requests
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
 from demo_app.collector import DemoCollector, make_server
-from baseplate_events.collector.intake import Refused, gunzip_bounded, sign
+from baseplate_events.collector.service.intake import Refused, gunzip_bounded, sign
 from event_schemas.event.ttypes import Event
 
 from tests.support.processes import serving_collector, signed_post

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from baseplate_events.collector.settings import parse_settings
+from baseplate_events.collector.service.settings import parse_settings
 from baseplate_events.errors import ConfigError
 from demo_app.collector import DemoCollector, make_server
 from tests.system.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
@@ -173,7 +173,7 @@ def test_settings_keep_the_chosen_sinks_options_only() -> None:
 
 def test_a_forked_process_makes_its_own_sink(tmp_path: Path) -> None:
     """After a fork (gunicorn --preload) the child uses a new sink, not the parent's connection."""
-    from baseplate_events.collector.app import make_configurator
+    from baseplate_events.collector.service.app import make_configurator
 
     collector = make_configurator({"keys": {"demo": SECRET}, "sqlite.path": str(tmp_path / "db")}
                                   ).registry["collector"]

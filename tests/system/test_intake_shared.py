@@ -9,7 +9,7 @@ import threading
 from email.utils import formatdate
 from typing import Dict, Tuple
 
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 from benchmarks.collector import serve
 from tests.support.collector import LocalCollector
 

@@ -1,6 +1,6 @@
 """The collector's sinks: where an accepted batch goes, and the contract every sink keeps.
 
-The collector (:mod:`baseplate_events.collector.service`) checks and
+The collector (:mod:`baseplate_events.collector.service.handler`) checks and
 decodes a POSTed batch into :class:`StoredEvent` objects, then hands them to
 one sink, chosen in the settings (``sink = sqlite | jsonl | kafka``). The app
 answers 2xx only after the sink has returned for the whole batch, so a sink
@@ -56,7 +56,7 @@ class's attributes and methods, never found by duck typing.
     it cannot. After a batch the sink could not take, ``/readyz`` answers 503
     and the collector probes the sink, at most every 2 s, in a thread of its
     own, until a probe succeeds (see
-    ``baseplate_events.collector.service.SinkHealth``). The base class
+    ``baseplate_events.collector.service.handler.SinkHealth``). The base class
     probes with ``ready()``.
 
 ``Sink.describe() -> str``
@@ -93,8 +93,8 @@ import importlib
 import json
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence
 
-from ..documents import StructShape, read_struct
-from ..schema import named_document
+from ..decode.documents import StructShape, read_struct
+from ..decode.schema import named_document
 
 __all__ = ["DUPLICATE", "STORED", "STREAMS", "UNREAD", "Outcome", "Sink", "SinkUnavailable",
            "StoredEvent", "create_sink"]
@@ -150,7 +150,7 @@ class StoredEvent:
         v1: the JSON object. v2/v2j: a dict of field id (int) → value, where a
         nested struct is again such a dict, a list or set a list, a map a dict,
         and i8..i64 int, dbl float, tf bool, str str (binary fields stay their
-        base64 text); see :mod:`baseplate_events.collector.documents`. An
+        base64 text); see :mod:`baseplate_events.collector.decode.documents`. An
         event decoded without it (the Kafka and JSONL sinks never read it) has
         it read from ``raw`` on first use.
         """

@@ -62,7 +62,8 @@ import msgspec
 from publisher.paths import UnsafePathError, open_private_directory
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES, parse_jsonl_mode, sink_options
+from ..service.settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES
+from ..service.settings import parse_jsonl_mode, sink_options
 from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
@@ -397,7 +398,7 @@ def read_line(line: bytes) -> Line:
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
     ``jsonl.max_seconds``, ``jsonl.fsync``, ``jsonl.mode``, ``jsonl.timeout`` (prefix
-    stripped; see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+    stripped; see :data:`~baseplate_events.collector.service.settings.COLLECTOR_SETTINGS`).
 
     :raises ConfigError: an option is invalid, or the directory is not safe.
     """

@@ -90,7 +90,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, sink_options
+from ..service.settings import COLLECTOR_SETTINGS, sink_options
 from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]

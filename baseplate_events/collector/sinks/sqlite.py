@@ -42,7 +42,7 @@ import threading
 from typing import Any, ClassVar, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, sink_options
+from ..service.settings import COLLECTOR_SETTINGS, sink_options
 from . import DUPLICATE, STORED, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = [
@@ -309,7 +309,7 @@ _S = TypeVar("_S", bound=SQLiteSink)
 
 def create(options: Mapping[str, str], kind: Type[_S] = SQLiteSink) -> _S:  # type: ignore[assignment]
     """The sink from its settings: ``sqlite.path``, ``sqlite.busy_timeout`` (prefix stripped;
-    see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+    see :data:`~baseplate_events.collector.service.settings.COLLECTOR_SETTINGS`).
 
     :param kind: the class to make (a subclass that keeps more, such as the demo's).
 

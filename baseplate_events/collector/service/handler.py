@@ -2,10 +2,10 @@
 
 :class:`CollectorService` takes the path, the headers and the body of a POST and
 returns the status and JSON answer: the checks of
-:mod:`~baseplate_events.collector.intake`, the decoding of
-:mod:`~baseplate_events.collector.batches`, then the sink
+:mod:`~baseplate_events.collector.service.intake`, the decoding of
+:mod:`~baseplate_events.collector.decode.batches`, then the sink
 (:mod:`~baseplate_events.collector.sinks`). The Pyramid app
-(:mod:`~baseplate_events.collector.app`) reads the request and writes the
+(:mod:`~baseplate_events.collector.service.app`) reads the request and writes the
 answer around it.
 
 What each answer means, so that no event can stall a publisher's queue:
@@ -34,17 +34,17 @@ import time
 import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import ConfigError
-from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
+from ...errors import ConfigError
+from ..decode.batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
 from .metrics import CollectorMetrics
 from .settings import CollectorSettings
-from .sinks import Sink, SinkUnavailable
+from ..sinks import Sink, SinkUnavailable
 
 __all__ = ["PATHS", "PROBE_INTERVAL", "BatchAnswer", "CollectorService", "RateLimitedLog",
            "SinkHealth", "internal_error"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.collector.service")  # the name users configure
 
 PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
 BatchAnswer = Tuple[int, Dict[str, Any]]

@@ -3,8 +3,8 @@
 Routes:
 
 - ``POST /v1``, ``/v2``, ``/v2j``: a signed, gzipped batch. The checks of
-  :mod:`~baseplate_events.collector.intake`, then the decoding of
-  :mod:`~baseplate_events.collector.batches`, then the sink. The answer is
+  :mod:`~baseplate_events.collector.service.intake`, then the decoding of
+  :mod:`~baseplate_events.collector.decode.batches`, then the sink. The answer is
   JSON: 200 ``{"accepted": N, "duplicates": D}`` only after the sink has the
   whole batch; 4xx ``{"error": ...}`` (422 with ``"refused": [{"index",
   "uuid", "reason"}, ...]``); 503 with ``Retry-After`` only while the sink
@@ -18,11 +18,11 @@ Routes:
   (readiness: a load balancer sends batches elsewhere meanwhile): from a
   batch the sink could not take until a probe of the sink, at most every 2 s
   and in a thread of its own, succeeds (see
-  :class:`~baseplate_events.collector.service.SinkHealth`). Neither health
+  :class:`~baseplate_events.collector.service.handler.SinkHealth`). Neither health
   view ever waits for the sink.
 
 Every answer is counted in the collector's metrics
-(:mod:`~baseplate_events.collector.metrics`).
+(:mod:`~baseplate_events.collector.service.metrics`).
 
 The app sets no hop-by-hop header (``Connection``): waitress and gunicorn
 own the connection, and a body the app leaves unread is theirs to drain.
@@ -46,16 +46,16 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .batches import EventReader
+from ..decode.batches import EventReader
 from .intake import Refused, declared_length
-from .schema import load_schema
-from .service import PATHS, CollectorService, internal_error
+from ..decode.schema import load_schema
+from .handler import PATHS, CollectorService, internal_error
 from .settings import parse_settings
-from .sinks import Sink, create_sink
+from ..sinks import Sink, create_sink
 
 __all__ = ["DRAIN_FACTOR", "make_app", "make_configurator"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.collector.app")  # the name users configure
 
 #: A body up to this many times the cap is read and dropped before the 413, so
 #: that the client reads the answer and the connection stays usable; a bigger
@@ -233,7 +233,7 @@ def make_configurator(
     config.add_route("readyz", "/readyz")
     config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
     config.add_notfound_view(not_found_view)
-    config.add_tween("baseplate_events.collector.app.metrics_tween")
+    config.add_tween("baseplate_events.collector.service.app.metrics_tween")
     config.add_exception_view(undecodable_path_view, context=URLDecodeError)
     config.add_exception_view(internal_error_view, context=Exception)
     return config
@@ -269,7 +269,8 @@ def log_through_gunicorn() -> bool:
 
 
 def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
-    """The collector's WSGI app from its settings (see :mod:`~baseplate_events.collector.settings`).
+    """The collector's WSGI app from its settings (see
+    :mod:`~baseplate_events.collector.service.settings`).
 
     For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
     """

@@ -29,7 +29,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from typing_extensions import Annotated
 
-from ..tjson.tags import CONTAINER_TAGS, SCALAR_TAGS
+from ...tjson.tags import CONTAINER_TAGS, SCALAR_TAGS
 from .documents import (
     _CANONICAL_UUID,
     _DOUBLE_KEY,
