@@ -60,7 +60,7 @@ from .documents import (
 )
 from ..sinks import UNREAD, StoredEvent
 from .envelope import MalformedBatch, array_events, v2_events, written
-from .typed import TypedReader
+from .typed_reader import TypedReader
 from .v1_events import Checked, check_v1
 
 __all__ = [
