@@ -2,8 +2,8 @@
 
 First stage of the data path. A request's :class:`~.request_events.RequestEvents`
 fills in the event (:mod:`.autofill`), serializes it and hands it to the
-process-wide queue (:mod:`.shared_queue`, over :mod:`.event_queue`), the log
+process-wide queue (:mod:`.shared_queue`, over ``event_queue``), the log
 sink (:mod:`.log_sink`) or, under test, a recorder (:mod:`.capture`). What a put
-loses is counted (:mod:`.loss_metrics`, :mod:`.prometheus`, :mod:`.statsd_target`);
+loses is counted (:mod:`.loss_metrics`, :mod:`.prometheus`, ``statsd_target``);
 :mod:`.settings` parses the apps' ``events.*`` settings.
 """

@@ -1,4 +1,4 @@
-"""The request-scoped event queue that the Pyramid and Flask integrations share.
+"""A request's events and the runtime that puts them: RequestEvents, EventsRuntime.
 
 Each request gets a :class:`RequestEvents` (``request.events_v2`` in Pyramid,
 ``flask.g.events_v2`` in Flask). Its ``put(event)`` runs the registered
@@ -45,7 +45,7 @@ logger = logging.getLogger("baseplate_events.request_queue")
 Filler = Callable[[Any, Any], None]
 
 
-class Sink(Protocol):
+class SerializedEventSink(Protocol):
     """Where a runtime sends serialized events: a
     :class:`~baseplate_events.runtime.shared_queue.SharedQueue` or a
     :class:`~baseplate_events.runtime.log_sink.LogSink`."""
@@ -82,7 +82,7 @@ class EventsRuntime:
         #: The process-wide queue; opened at the first put, and only with the queue sink.
         self.queue = SharedQueue(settings, key)
         #: Where events go: :attr:`queue`, or a :class:`~baseplate_events.runtime.log_sink.LogSink`.
-        self.sink: Sink = (
+        self.sink: SerializedEventSink = (
             self.queue
             if settings.sink == "queue"
             else LogSink(settings.queue_name, settings.max_message_size)
