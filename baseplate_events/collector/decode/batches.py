@@ -1,6 +1,6 @@
 """Decode and check the batches the publisher POSTs, one format per version.
 
-The collector's reading of the wire formats in DESIGN.md:
+The collector's reading of the publisher's three wire formats:
 
 - ``/v1``: ``[e1, e2, ...]``, each a legacy object with ``event_topic``,
   ``event_type``, ``event_ts``, ``uuid`` and ``payload``;
