@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from baseplate_events.collector.metrics import parse_address
+from baseplate_events.collector.service.metrics import parse_address
 
 
 @pytest.mark.parametrize("port", ["²", "①"])

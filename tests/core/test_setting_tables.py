@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from flask import Flask
 
-from baseplate_events.collector.settings import COLLECTOR_SETTINGS, sink_options
+from baseplate_events.collector.service.settings import COLLECTOR_SETTINGS, sink_options
 from baseplate_events.collector.sinks import jsonl
 from baseplate_events.errors import ConfigError
 from baseplate_events.flask import EventsExtension
@@ -235,7 +235,7 @@ def test_a_default_the_docs_write_by_hand_is_the_tables_default() -> None:
 
 def test_jsonl_mode_given_as_a_python_int_is_that_mode(tmp_path: Path) -> None:
     """make_app's settings may hold Python values: jsonl.mode 0o640 is 0640, not '416'."""
-    from baseplate_events.collector.app import make_app
+    from baseplate_events.collector import make_app
 
     directory = tmp_path / "events"
     directory.mkdir(mode=0o700)

@@ -57,13 +57,14 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import msgspec
 
 from publisher.paths import UnsafePathError, open_private_directory
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES, parse_jsonl_mode, sink_options
-from . import STREAMS, SinkUnavailable, StoredEvent
+from ..service.settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES
+from ..service.settings import parse_jsonl_mode, sink_options
+from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
+from .jsonl_lines import Line, read_line, write_line
 
 __all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
 
@@ -107,7 +108,7 @@ class _OpenFile:
         self.size = 0
 
 
-class JSONLSink:
+class JSONLSink(Sink):
     """Appends each batch to the stream's current file; rotates by size and age.
 
     :param directory: where the files go (created if missing).
@@ -118,6 +119,7 @@ class JSONLSink:
     """
 
     #: Only each event's uuid and bytes are written: no document is built.
+    name = "jsonl"
     reads_documents = False
 
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -148,11 +150,11 @@ class JSONLSink:
 
     # -- the sink contract ------------------------------------------------------
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         """Append the batch as one write (and fsync) to the stream's file."""
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}")
-        lines = b"".join(_line(stream, event) for event in events)
+        lines = b"".join(write_line(stream, event) for event in events)
         if not self._lock.acquire(timeout=self.timeout):
             raise SinkUnavailable(f"jsonl: another batch held {self.directory} for over "
                                   f"{self.timeout:g} s")
@@ -169,7 +171,7 @@ class JSONLSink:
                                       f"{exc.strerror or exc}") from None
         finally:
             self._lock.release()
-        return [None] * len(events)
+        return [STORED] * len(events)
 
     def ready(self) -> bool:
         """False once closed; rotates files past their age when no batch holds the sink."""
@@ -353,50 +355,15 @@ def _cut_half_line(fd: int, path: str) -> None:
         os.ftruncate(fd, keep)
 
 
-def _line(stream: str, event: StoredEvent) -> bytes:
-    # JSON strings cannot hold a raw newline, so one in the event is whitespace.
-    raw = event.raw.replace(b"\n", b" ").replace(b"\r", b" ")
-    return b'{"uuid":"%s","stream":"%s","received_ms":%d,"event":%s}\n' % (
-        event.uuid.encode("ascii"), stream.encode("ascii"), event.received_ms, raw)
-
-
 def parse_mode(value: str) -> int:
     """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
     return parse_jsonl_mode("jsonl.mode", value)
 
 
-class Line(msgspec.Struct, frozen=True):
-    """One line of a JSONL file, as :func:`_line` writes it; ``event`` is left as its bytes."""
-
-    uuid: str
-    stream: str
-    received_ms: int
-    #: the event's JSON exactly as received (``bytes(line.event)``)
-    event: msgspec.Raw
-
-
-_read_line = msgspec.json.Decoder(Line).decode
-
-
-def read_line(line: bytes) -> Line:
-    """Unpack one line of a JSONL file (what :class:`JSONLSink` wrote).
-
-    :raises ValueError: the line is not one of ours (not JSON, a key missing or
-        of the wrong type, an unknown stream); the message says what is wrong.
-    """
-    try:
-        parsed = _read_line(line)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"not a line of the jsonl sink: {exc}") from None
-    if parsed.stream not in STREAMS:
-        raise ValueError(f"not a line of the jsonl sink: unknown stream {parsed.stream!r}")
-    return parsed
-
-
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
     ``jsonl.max_seconds``, ``jsonl.fsync``, ``jsonl.mode``, ``jsonl.timeout`` (prefix
-    stripped; see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+    stripped; see :data:`~baseplate_events.collector.service.settings.COLLECTOR_SETTINGS`).
 
     :raises ConfigError: an option is invalid, or the directory is not safe.
     """
