@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from publisher.batching import build_body
-from publisher.metrics import Metrics
-from publisher.post import Sender, gzip_compress, sign
+from publisher.send.batches import build_body
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Sender, gzip_compress, sign
 
 from .pipeline import Collector
 from .sample import event_pool

@@ -1,7 +1,7 @@
 """The command line: ``python -m publisher --queue-name NAME [--debug] config.ini``.
 
 ``--replay-dead-letter FILE`` sends the events of a dead-letter file again
-instead (see :mod:`publisher.replay`); those recorded for another queue only
+instead (see :mod:`publisher.send.replay`); those recorded for another queue only
 with ``--any-queue``.
 
 Exit status: 0 after a clean shutdown, 2 when the configuration, the queue or
@@ -21,17 +21,17 @@ from baseplate_events.errors import ConfigError, MessageQueueError
 from baseplate_events.message_queue import MessageQueue
 from baseplate_events.queue_limits import QueueSettingNames
 
-from . import config as config_module
-from . import replay
-from .delivery import Deliverer
-from .landing import LandingError, landing_directory
-from .loop import Publisher
-from .metrics import Metrics
-from .post import Sender
-from .sections import QueueSection
-from .spool import Spool, SpoolError
-from .transport import ProxyVariableError, check_proxy_environment
-from .upgrade import replay_old_spool
+from publisher.config import parse as config_module
+from publisher.send import replay
+from publisher.send.delivery import Deliverer
+from publisher.intake.landing import LandingError, landing_directory
+from publisher.daemon import Publisher
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Sender
+from publisher.config.sections import QueueSection
+from publisher.spool.store import Spool, SpoolError
+from publisher.send.transport import ProxyVariableError, check_proxy_environment
+from publisher.spool.upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1
@@ -58,7 +58,7 @@ def _arguments(argv: List[str]) -> argparse.Namespace:
         "--replay-dead-letter",
         metavar="FILE",
         help="send the events of a dead-letter file again (once the collector is fixed), "
-        "then exit; see publisher.replay",
+        "then exit; see publisher.send.replay",
     )
     parser.add_argument(
         "--any-queue",

@@ -29,7 +29,7 @@ from baseplate_events.settings import (
     parse_settings,
     pyramid_key,
 )
-from publisher.config import KNOWN_KEYS, PUBLISHER_SETTINGS, REQUIRED, parse_section
+from publisher.config.parse import KNOWN_KEYS, PUBLISHER_SETTINGS, REQUIRED, parse_section
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 sys.path.insert(0, str(DOCS))

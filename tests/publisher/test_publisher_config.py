@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baseplate_events.errors import ConfigError
-from publisher.config import KNOWN_KEYS, load, parse_section
+from publisher.config.parse import KNOWN_KEYS, load, parse_section
 
 from tests.support.collector import Collector
 from tests.support.http import PrivateCA

@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from baseplate_events.message_queue import MessageQueue
-from publisher import prometheus
+from publisher.metrics import prometheus
 
 from tests.support.collector import Collector
 from tests.support.publisher import (

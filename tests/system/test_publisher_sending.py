@@ -8,10 +8,10 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from publisher.batching import build_body
-from publisher.delivery import Backoff, DeadLetters, Deliverer
-from publisher.metrics import Metrics
-from publisher.post import Sender, gzip_compress, parse_retry_after, sign
+from publisher.send.batches import build_body
+from publisher.send.delivery import Backoff, DeadLetters, Deliverer
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Sender, gzip_compress, parse_retry_after, sign
 
 from tests.support.collector import Collector
 from tests.support.publisher import SECRET, make_event

@@ -84,17 +84,17 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, List, Optional
 
-from .backoff import Backoff
-from .batching import BatchBuilder, build_body
-from .dead_letters import DeadLetters
-from .metrics import Metrics
-from .post import Answer
-from .sections import PublisherConfig
-from .throttle import Throttle
+from publisher.send.backoff import Backoff
+from publisher.send.batches import BatchBuilder, build_body
+from publisher.send.dead_letters import DeadLetters
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Answer
+from publisher.config.sections import PublisherConfig
+from publisher.send.throttle import Throttle
 
 __all__ = ["Backoff", "DeadLetters", "Deliverer"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("publisher.send.delivery")
 
 #: Answers that say "this content will never be accepted".
 REFUSED = frozenset({400, 422})
@@ -197,7 +197,7 @@ class Deliverer:
         collector with while refused events wait for evidence; a batch taken
         is the caller's to acknowledge with this one. ``peek`` hands out the
         next event after those (each call the next one, and after the last
-        one spooled the first again; see :class:`publisher.batching.Peeker`),
+        one spooled the first again; see :class:`publisher.send.assembler.Peeker`),
         if any, to probe with once that batch was refused too; it stays the
         caller's to send. False means the process
         is stopping (or, with ``wait_for_evidence=False``, gave up) and the

@@ -5,38 +5,20 @@ are kept as appended (:class:`RecentRecords`, up to ``spool.RECENT_BYTES``
 of events) and taken from there. A sender that fell behind (an outage, a
 restart) reads them back from the segment files through
 :class:`SegmentReader`: one ``pread`` brings many records, each checked whole
-(:func:`publisher.record.check_record`) before it is trusted. Locking is the
+(:func:`publisher.spool.framing.check_record`) before it is trusted. Locking is the
 spool's: these classes hold no lock of their own.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
-from .batching import Chunk
-from .record import HEADER, check_record, next_record, unpack_events, unpack_header
-from .spool_format import Position
-from .spool_recovery import Damage, damage
+from publisher.spool.framing import HEADER, check_record, next_record, unpack_events, unpack_header
+from publisher.spool.chunk import Chunk
+from publisher.spool.format import Damage, Record, damage
 
 #: Bytes the sender reads from a segment at once.
 _READ_AHEAD = 256 * 1024
-
-
-@dataclass
-class Record:
-    """One record read back from the spool."""
-
-    segment: int
-    offset: int
-    next_offset: int
-    chunk: Chunk
-    time_ms: int
-
-    def rest(self, position: Position) -> Chunk:
-        """The events of this record at or after ``position``."""
-        taken = position.taken_in(self)
-        return self.chunk.split(taken)[1] if taken else self.chunk
 
 
 class RecentRecords(Dict[Tuple[int, int], Record]):

@@ -1,6 +1,6 @@
 """The publisher's configuration: ``[event-publisher:NAME]`` parsed once into frozen objects.
 
-The objects, one per INI section, are :mod:`publisher.sections`'.
+The objects, one per INI section, are :mod:`publisher.config.sections`'.
 
 Every problem is a :class:`~baseplate_events.errors.ConfigError` naming the
 full key and what is wrong, so that ``__main__`` can print it on one line and
@@ -22,8 +22,8 @@ from baseplate_events.errors import ConfigError
 from baseplate_events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 from baseplate_events.setting_table import Setting, SettingTable
 
-from .secret_permissions import check_secret_file
-from .sections import (
+from publisher.config.secrets import check_secret_file
+from publisher.config.sections import (
     BatchSection,
     CollectorSection,
     DeadLetterSection,

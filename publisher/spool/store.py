@@ -34,15 +34,16 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from baseplate_events.errors import EventError
 
-from .batching import Chunk
-from .paths import UnsafePathError, open_private_directory
-from .record import HEADER, join_events, pack_record, unpack_header, unpack_lengths
-from .spool_format import Position, pack_ack, segment_name, segment_number
-from .sections import SpoolSection
-from .spool_reader import Record, RecentRecords, SegmentReader
-from .spool_recovery import Damage, recover
+from publisher.spool.chunk import Chunk
+from publisher.paths import UnsafePathError, open_private_directory
+from publisher.spool.framing import HEADER, join_events, pack_record, unpack_header, unpack_lengths
+from publisher.spool.format import Position, pack_ack, segment_name, segment_number
+from publisher.config.sections import SpoolSection
+from publisher.spool.format import Damage, Record
+from publisher.spool.reader import RecentRecords, SegmentReader
+from publisher.spool.recovery import recover
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("publisher.spool.store")
 
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20

@@ -26,17 +26,18 @@ from typing import Callable, List, Optional
 
 from baseplate_events.message_queue import MessageQueue
 
-from . import health
-from .batching import Assembler, Batch, BatchBuilder, Peeker
-from .delivery import Deliverer
-from .landing import Landing, collect_leftovers, landing_directory, remove_landings
-from .metrics import Metrics
-from .record import unpack_lengths
-from .sections import PublisherConfig
-from .spool import Position, Spool
-from .stall import Stall
+from publisher.metrics import health
+from publisher.send.assembler import Assembler, Batch, Peeker
+from publisher.send.batches import BatchBuilder
+from publisher.send.delivery import Deliverer
+from publisher.intake.landing import Landing, collect_leftovers, landing_directory, remove_landings
+from publisher.metrics.counters import Metrics
+from publisher.spool.framing import unpack_lengths
+from publisher.config.sections import PublisherConfig
+from publisher.spool.store import Position, Spool
+from publisher.intake.stall import Stall
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("publisher.daemon")
 
 #: How often the queue-depth and spool gauges are sent.
 GAUGE_INTERVAL = 1.0
@@ -339,7 +340,7 @@ class Publisher:
                 builder = batch.builder
                 # While refused events wait for evidence that the collector is
                 # healthy, the deliverer may take the next batch as a probe: then
-                # both are acknowledged together (see publisher.delivery).
+                # both are acknowledged together (see publisher.send.delivery).
                 taken = [batch]
 
                 def more(taken: List[Batch] = taken) -> Optional[BatchBuilder]:
