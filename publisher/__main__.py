@@ -22,6 +22,7 @@ from baseplate_events.message_queue import MessageQueue
 from baseplate_events.queue_limits import QueueSettingNames
 
 from publisher.config import parse as config_module
+from publisher.config import table as settings_table
 from publisher.send import replay
 from publisher.send.delivery import Deliverer
 from publisher.intake.landing import LandingError, landing_directory
@@ -160,8 +161,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         queue.close()
         spool.close()
         return _fail(str(exc))
-    old_default = config_module.legacy_spool_path(cfg.queue_name)
-    if cfg.spool.path == config_module.default_spool_path(cfg.queue_name) != old_default:
+    old_default = settings_table.legacy_spool_path(cfg.queue_name)
+    if cfg.spool.path == settings_table.default_spool_path(cfg.queue_name) != old_default:
         replay_old_spool(spool, old_default)
 
     metrics = Metrics.from_config(cfg.metrics, cfg.queue_name)

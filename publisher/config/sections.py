@@ -24,7 +24,7 @@ class CollectorSection:
     gzip_level: int
     ca_file: Optional[str]
     #: Statuses that deliver a batch (``collector.success_statuses``); the
-    #: defaults of these fields are in :data:`publisher.config.parse.PUBLISHER_SETTINGS`.
+    #: defaults of these fields are in :data:`publisher.config.table.PUBLISHER_SETTINGS`.
     success_statuses: FrozenSet[int]
     #: Whether a ``text/html`` body with a success status delivers (``collector.accept_html``).
     accept_html: bool
