@@ -37,7 +37,8 @@ from publisher.config.sections import PublisherConfig
 from publisher.spool.store import Position, Spool
 from publisher.intake.stall import Stall
 
-logger = logging.getLogger("publisher.daemon")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.loop")
 
 #: How often the queue-depth and spool gauges are sent.
 GAUGE_INTERVAL = 1.0

@@ -41,7 +41,8 @@ from publisher.paths import UnsafePathError, open_private_directory
 from publisher.spool.framing import join_events
 from publisher.spool.store import SpoolError
 
-logger = logging.getLogger("publisher.intake.landing")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.landing")
 
 _LENGTH = struct.Struct("<Q")
 _FULL = 1 << 63

@@ -40,7 +40,8 @@ from publisher.config.sections import MetricsSection
 if TYPE_CHECKING:
     from publisher.metrics.prometheus import Exporter
 
-logger = logging.getLogger("publisher.metrics.counters")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.metrics")
 
 
 class Metrics:

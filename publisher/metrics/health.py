@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-logger = logging.getLogger("publisher.metrics.health")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.health")
 
 #: Each figure of the health file -> the metric (statsd name) that carries it
 #: on ``/metrics``: gauges, and moments as Unix times (an age there is

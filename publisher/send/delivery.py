@@ -94,7 +94,8 @@ from publisher.send.throttle import Throttle
 
 __all__ = ["Backoff", "DeadLetters", "Deliverer"]
 
-logger = logging.getLogger("publisher.send.delivery")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.delivery")
 
 #: Answers that say "this content will never be accepted".
 REFUSED = frozenset({400, 422})

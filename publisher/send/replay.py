@@ -55,7 +55,8 @@ from publisher.send.post import Sender
 from publisher.spool.framing import join_events
 from publisher.config.sections import PublisherConfig
 
-logger = logging.getLogger("publisher.send.replay")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.replay")
 
 WORKING = ".replaying"
 PROGRESS = ".replaying.sent"

@@ -34,7 +34,8 @@ from requests.structures import CaseInsensitiveDict
 from publisher.send.deadline import Watchdog, watched_pools
 from publisher.send.throttle import Throttle
 
-logger = logging.getLogger("publisher.send.transport")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.transport")
 
 #: Most of an answer's body read; a longer one is cut and its connection closed.
 MAX_ANSWER = 1 << 20

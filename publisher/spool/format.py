@@ -2,8 +2,7 @@
 
 Only this module packs, unpacks and checks these bytes; the records inside a
 segment are :mod:`publisher.spool.framing`'s. A :class:`Record` is one record
-read back, at its place; a :class:`Damage` is a stretch of a segment that
-holds no whole record.
+read back, at its place.
 
 A segment file (``00000000000000000001.seg``) is a run of records, appended.
 
@@ -19,7 +18,6 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple
 
 from publisher.spool.chunk import Chunk
-from publisher.spool.framing import Header
 
 ACK_MAGIC = 0xBE5BA001
 ACK = struct.Struct("<IQQII")
@@ -92,31 +90,3 @@ class Record:
         """The events of this record at or after ``position``."""
         taken = position.taken_in(self)
         return self.chunk.split(taken)[1] if taken else self.chunk
-
-
-@dataclass(frozen=True)
-class Damage:
-    """A damaged stretch of a segment: from ``offset`` to ``resume``, the next whole record."""
-
-    segment: int
-    offset: int
-    resume: int
-    #: Events lost with it, when its header could be trusted for that; else 0.
-    events: int
-
-    @property
-    def size(self) -> int:
-        return self.resume - self.offset
-
-
-def damage(segment: int, offset: int, resume: int, header: Optional[Header],
-           delivered: int = 0) -> Damage:
-    """The :class:`Damage` from ``offset`` to ``resume``.
-
-    ``header`` is what its first bytes read as: if it spans the stretch exactly,
-    the loss is that record's events (less ``delivered``, those before the ack
-    position); otherwise it cannot be told.
-    """
-    whole = header is not None and offset + header.record_size == resume
-    events = max(0, header.event_count - delivered) if header and whole else 0
-    return Damage(segment, offset, resume, events)

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 from publisher.spool.framing import check_record, next_record, unpack_header
+from publisher.spool.damage import Damage, damage
 from publisher.spool.format import (
-    Damage,
     Position,
-    damage,
     segment_name,
     segment_number,
     unpack_ack,
 )
 
-logger = logging.getLogger("publisher.spool.recovery")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.spool_recovery")
 
 #: Names other than segments that belong in a spool directory (the default
 #: dead-letter and health files sit there, and the landing zone when /dev/shm

@@ -16,7 +16,8 @@ from publisher.intake.landing import LandingError, collect_leftovers, landing_di
 from publisher.intake.landing import landing_path, remove_landings
 from publisher.spool.store import Position, Spool, SpoolError
 
-logger = logging.getLogger("publisher.spool.upgrade")
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.upgrade")
 
 
 def replay_old_spool(spool: Spool, old_path: str) -> int:
