@@ -220,7 +220,7 @@ def test_dead_letters_beyond_max_bytes_are_counted_and_logged(
     collector.poison = lambda e: e["uuid"] in (ids[1], ids[3])
     [line] = encode([batch[1]], "q", 422, "poison event")
     rig.deliverer.dead_letters = DeadLetters(str(rig.dead_path), "q", max_bytes=len(line) + 10)
-    with caplog.at_level(logging.ERROR, logger="publisher.send.delivery"):
+    with caplog.at_level(logging.ERROR, logger="publisher.delivery"):
         assert deliver(rig, batch)
     assert [(422, ids[1])] == letters(rig)
     assert (1, 1) == (rig.metrics.totals["dead_letter"], rig.metrics.totals["dead_letter.dropped"])

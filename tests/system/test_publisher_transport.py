@@ -334,7 +334,7 @@ def test_credentials_in_https_proxy_go_in_the_connect(servers, ca: PrivateCA, mo
 def test_the_proxy_is_logged_without_its_credentials(monkeypatch, caplog):
     """The proxy taken from the environment is logged once, its password left out."""
     monkeypatch.setenv("https_proxy", "http://events:hunter2@proxy.example:3128")
-    with caplog.at_level("INFO", logger="publisher.send.transport"):
+    with caplog.at_level("INFO", logger="publisher.transport"):
         sender = sender_for("https://collector.example/v2")
     sender.close()
     assert ["posting to https://collector.example/v2 through the proxy "
