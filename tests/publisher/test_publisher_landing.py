@@ -26,7 +26,7 @@ from publisher.intake.landing import (
     remove_landings,
     scan,
 )
-from publisher.daemon import LANDING_LINGER
+from publisher.intake.sources import LANDING_LINGER
 
 from tests.support.collector import Collector
 from tests.support.landing import receive
