@@ -28,7 +28,7 @@ from publisher.send.delivery import Deliverer
 from publisher.intake.landing import LandingError, landing_directory
 from publisher.daemon import Publisher
 from publisher.metrics.counters import Metrics
-from publisher.send.post import Sender
+from publisher.send.post import Poster
 from publisher.config.sections import QueueSection
 from publisher.spool.store import Spool, SpoolError
 from publisher.send.transport import ProxyVariableError, check_proxy_environment
@@ -169,9 +169,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
     spool.on_damage = lambda events, size: _count_damage(metrics, events, size)
     _count_damage(metrics, spool.damaged_events, spool.damaged_bytes)
-    sender = Sender.from_config(cfg.collector, cfg.key, metrics)
+    poster = Poster.from_config(cfg.collector, cfg.key, metrics)
     stopping = threading.Event()
-    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stopping.wait)
+    deliverer = Deliverer.from_config(cfg, poster.post, metrics, stopping.wait)
     logger.info(
         "starting: queue %s (%s, mode %s, %d messages x %d bytes, %d waiting); "
         "collector %s (version %s, key %s); %s",
@@ -203,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return publisher.run()
     finally:
-        sender.close()
+        poster.close()
         metrics.close()
 
 

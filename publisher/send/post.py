@@ -146,8 +146,10 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class Sender:
+class Poster:
     """POSTs batch bodies to the collector, one at a time, over one keep-alive connection.
+
+    The sender thread (:mod:`publisher.daemon`, ``sender.*``) posts through one.
 
     The HTTP is :class:`~publisher.send.transport.Transport`'s (requests); each POST,
     connect to answer, ends within ``timeout`` seconds.
@@ -181,7 +183,7 @@ class Sender:
 
     @classmethod
     def from_config(cls, collector: CollectorSection, key: KeySection, metrics: Metrics
-                    ) -> "Sender":
+                    ) -> "Poster":
         """The sender to the collector of ``collector.*``, signing with ``key.*``."""
         return cls(collector.url, key.name, key.secret, timeout=collector.timeout,
                    gzip_level=collector.gzip_level, metrics=metrics, ca_file=collector.ca_file,

@@ -51,7 +51,7 @@ from publisher.spool.chunk import Chunk
 from publisher.send.dead_letters import DeadLetter, UnreadableLine, read
 from publisher.send.delivery import Deliverer
 from publisher.metrics.counters import Metrics
-from publisher.send.post import Sender
+from publisher.send.post import Poster
 from publisher.spool.framing import join_events
 from publisher.config.sections import PublisherConfig
 
@@ -302,8 +302,8 @@ def main(cfg: PublisherConfig, path: str, any_queue: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     metrics = Metrics(cfg.metrics.namespace, cfg.metrics.endpoint)
     collector = cfg.collector
-    sender = Sender.from_config(collector, cfg.key, metrics)
-    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stop.wait,
+    poster = Poster.from_config(collector, cfg.key, metrics)
+    deliverer = Deliverer.from_config(cfg, poster.post, metrics, stop.wait,
                                       wait_for_evidence=False)
     logger.info("replay: sending the events of %s to %s (version %s, key %s)", path,
                 collector.url, collector.version, cfg.key.name)
@@ -322,4 +322,4 @@ def main(cfg: PublisherConfig, path: str, any_queue: bool = False) -> int:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc.filename}: {exc.strerror}\n")
         return 2
     finally:
-        sender.close()
+        poster.close()

@@ -17,7 +17,7 @@ import pytest
 from baseplate_events.mqueue.posix import MessageQueue
 from publisher.send.dead_letters import DeadLetters
 from publisher.metrics.counters import Metrics
-from publisher.send.post import Answer, Sender, sign
+from publisher.send.post import Answer, Poster, sign
 
 from tests.support.collector import Collector
 from tests.support.http import (
@@ -79,8 +79,8 @@ def scripted(servers: List, *scripts: Script, tls=None) -> ScriptedServer:
     return server
 
 
-def sender_for(url: str, timeout: float = 5.0, ca_file=None) -> Sender:
-    return Sender(url, "TestKey", SECRET, timeout=timeout, gzip_level=6, metrics=Metrics(),
+def sender_for(url: str, timeout: float = 5.0, ca_file=None) -> Poster:
+    return Poster(url, "TestKey", SECRET, timeout=timeout, gzip_level=6, metrics=Metrics(),
                   ca_file=None if ca_file is None else str(ca_file))
 
 
