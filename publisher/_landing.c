@@ -141,7 +141,7 @@ static PyObject *landing_receive_into(PyObject *self, PyObject *args)
  * The events of the records in ring[:end], joined with commas, and their
  * lengths as native unsigned 32-bit integers: a spool record's two parts,
  * byte for byte what publisher/spool/framing.py's join_events() makes of the same
- * events (tests/test_publisher_record.py pins the two together).
+ * events (the record tests pin the two together).
  * `stop` is the offset where gathering stopped: `end`, or the first word that
  * is not a record's (the ring was damaged: another process wrote to the file).
  *

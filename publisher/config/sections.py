@@ -5,7 +5,7 @@
 one object below per group, and each part of the publisher takes its own
 (``Spool.from_config(cfg.spool)``, ``Poster.from_config(cfg.collector, cfg.key,
 ...)``) instead of ``__main__`` unpacking fields by hand. The INI keys are the
-contract (see DESIGN.md); the attribute names here follow them.
+contract (see docs/publisher.rst); the attribute names here follow them.
 """
 from __future__ import annotations
 

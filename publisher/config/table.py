@@ -187,7 +187,7 @@ WORKED_OUT = {
     "health.path": _in_spool("health.json"),
 }
 
-#: Read together by :func:`_secret` (one or the other), not one by one.
+#: Read together by :mod:`publisher.config.parse` (one or the other), not one by one.
 SECRET_KEYS = ("key.secret", "key.secret_file")
 
 _SECONDS_ABOVE_0 = "seconds, > 0"

@@ -2,7 +2,7 @@
 
 Before the publisher appends to a spool it reads back every segment after the
 ack position and checks every record whole (bounds and CRC, see
-``record.py``). A damaged record (a flipped byte) costs that record
+:mod:`.framing`). A damaged record (a flipped byte) costs that record
 only: the check resumes at the next whole record, and the stretch skipped is
 reported as a :class:`Damage` for the spool to log and count. A torn record
 at the very end (a crash or a full disk mid-write) is cut off. Anything in

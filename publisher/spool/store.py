@@ -360,7 +360,7 @@ class Spool:
     def destroy(self) -> None:
         """Remove the spool's files and close it; its directory too, if nothing else is there.
 
-        For a spool whose events were all moved elsewhere (see ``upgrade.py``).
+        For a spool whose events were all moved elsewhere (see :mod:`.upgrade`).
         """
         self._reader.close_all()
         for name in os.listdir(self._dir):
