@@ -1,4 +1,4 @@
-"""The request-scoped event queue that the Pyramid and Flask integrations share.
+"""A request's events and the runtime that puts them: RequestEvents, EventsRuntime.
 
 Each request gets a :class:`RequestEvents` (``request.events_v2`` in Pyramid,
 ``flask.g.events_v2`` in Flask). Its ``put(event)`` runs the registered
