@@ -8,9 +8,9 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from publisher import stall as stall_module
-from publisher import spool as spool_module
-from publisher.spool import Position, Spool, SpoolError
+from publisher.intake import stall as stall_module
+from publisher.spool import store as spool_module
+from publisher.spool.store import Position, Spool, SpoolError
 
 
 def drain(spool: Spool, position: Optional[Position] = None) -> Tuple[List[bytes], Position]:
@@ -169,7 +169,7 @@ def test_acked_and_dropped_records_leave_memory(tmp_path: Path):
     spool.close()
 
 
-def records_of(spool: Spool) -> List[spool_module.Record]:
+def records_of(spool: Spool) -> List[spool_module.SpooledRecord]:
     out = []
     position = spool.ack_position
     while (record := spool.read(position)) is not None:
@@ -184,7 +184,7 @@ def flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def three_records(path: Path) -> List[spool_module.Record]:
+def three_records(path: Path) -> List[spool_module.SpooledRecord]:
     """A spool at ``path`` of records of 1, 2 and 1 events, closed; their positions."""
     spool = Spool(str(path), fsync="never")
     spool.append([ev(0)])
