@@ -7,6 +7,11 @@ change can be set side by side. Modules are grouped by folder; each row is the
 file name, its line count (as ``wc -l`` counts them) and the first line of its
 docstring, which should name the one concept the module holds. ``--markdown``
 prints the same as Markdown tables, for a pull request or an issue's note.
+
+``--graph`` prints the import graph instead: every import statement counts
+(under ``if TYPE_CHECKING:`` and inside functions too), each module circle is
+named, then each folder with the folders it imports.
+``tests/core/test_architecture.py`` holds the code to the same graph.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import ast
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -22,12 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("baseplate_events", "publisher", "demo_app")
 
 
-def tree_sources(root: Optional[Path] = None) -> Dict[str, str]:
+def tree_sources(
+    root: Optional[Path] = None, packages: Sequence[str] = PACKAGES
+) -> Dict[str, str]:
     """Path (from the root, with /) -> text, for every .py file in the working tree."""
     root = root or ROOT
     return {
         path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
-        for package in PACKAGES
+        for package in packages
         for path in sorted((root / package).rglob("*.py"))
     }
 
@@ -70,6 +79,150 @@ def summary(text: str) -> str:
     return "(no docstring)" if text.strip() else "(empty)"
 
 
+@dataclass(frozen=True)
+class Module:
+    """One module's source, as the import graph sees it."""
+
+    name: str  # dotted: "publisher.spool"
+    rel: str  # path from the root: "publisher/spool.py"
+    is_package: bool  # an __init__.py
+    source: str
+
+    @cached_property
+    def tree(self) -> ast.Module:
+        return ast.parse(self.source, filename=self.rel)
+
+
+def _resolve(importer: Module, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` names, relative levels resolved."""
+    if not node.level:
+        return node.module or ""
+    package = importer.name if importer.is_package else importer.name.rpartition(".")[0]
+    parts = package.split(".")
+    base = parts[: len(parts) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _ours(known: dict[str, Module], dotted: str) -> str | None:
+    """The longest prefix of ``dotted`` that is one of our modules, if any."""
+    parts = dotted.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in known:
+            return candidate
+        parts.pop()
+    return None
+
+
+def import_graph(known: dict[str, Module]) -> dict[str, dict[str, int]]:
+    """importer -> {imported: first line}, for every import statement anywhere
+    in a module (under ``if TYPE_CHECKING:``, in functions, in try blocks)."""
+    graph: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, module in known.items():
+        targets: list[tuple[str | None, int]] = []
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Import):
+                targets += [(_ours(known, alias.name), node.lineno) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _resolve(module, node)
+                for alias in node.names:
+                    # "from pkg import sub" imports the submodule pkg.sub;
+                    # "from pkg import Name" runs pkg's __init__.
+                    sub = f"{base}.{alias.name}" if base else alias.name
+                    targets.append((sub if sub in known else _ours(known, base), node.lineno))
+        for target, line in targets:
+            if target is not None and target != name:
+                previous = graph[name].get(target)
+                graph[name][target] = line if previous is None else min(previous, line)
+    return graph
+
+
+def strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative; components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, {}))))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, {})))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(sorted(component))
+    return components
+
+
+def shortest_cycle(graph: dict[str, dict[str, int]], members: list[str]) -> list[str]:
+    """A shortest circle through the first member, within one component."""
+    inside = set(members)
+    start = members[0]
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for child in sorted(graph.get(node, {})):
+                if child not in inside:
+                    continue
+                if child == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [*reversed(path), start]
+                if child not in previous:
+                    previous[child] = node
+                    following.append(child)
+        frontier = following
+    raise AssertionError(f"no circle through {start} in {members}")
+
+
+def as_modules(sources: Dict[str, str]) -> Dict[str, Module]:
+    """Path -> text (as :func:`tree_sources` gives) to dotted name -> :class:`Module`."""
+    found: Dict[str, Module] = {}
+    for rel, text in sources.items():
+        parts = rel[: -len(".py")].split("/")
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts.pop()
+        name = ".".join(parts)
+        found[name] = Module(name, rel, is_package, text)
+    return found
+
+
 Row = Tuple[str, int, str]  # file name, lines, first docstring line
 
 
@@ -87,7 +240,7 @@ def grouped(sources: Dict[str, str]) -> Dict[str, List[Row]]:
 def render_text(folders: Dict[str, List[Row]], title: str) -> Iterable[str]:
     total = sum(lines for rows in folders.values() for _, lines, _ in rows)
     count = sum(len(rows) for rows in folders.values())
-    yield f"{title}: {count} modules, {total} lines"
+    yield f"module map {title}: {count} modules, {total} lines"
     width = max(len(name) for rows in folders.values() for name, _, _ in rows)
     for folder, rows in folders.items():
         yield ""
@@ -99,7 +252,7 @@ def render_text(folders: Dict[str, List[Row]], title: str) -> Iterable[str]:
 def render_markdown(folders: Dict[str, List[Row]], title: str) -> Iterable[str]:
     total = sum(lines for rows in folders.values() for _, lines, _ in rows)
     count = sum(len(rows) for rows in folders.values())
-    yield f"### {title}: {count} modules, {total} lines"
+    yield f"### module map {title}: {count} modules, {total} lines"
     for folder, rows in folders.items():
         yield ""
         yield f"**`{folder}/`** ({len(rows)} modules, {sum(r[1] for r in rows)} lines)"
@@ -108,6 +261,35 @@ def render_markdown(folders: Dict[str, List[Row]], title: str) -> Iterable[str]:
         yield "|---|---:|---|"
         for name, lines, doc in rows:
             yield f"| `{name}` | {lines} | {doc.replace('|', '&#124;')} |"
+
+
+def render_graph(known: Dict[str, Module], title: str) -> Iterable[str]:
+    """Module circles (there should be none), then which folder imports which."""
+    graph = import_graph(known)
+    yield (f"import graph {title}: {len(known)} modules, "
+           f"{sum(len(targets) for targets in graph.values())} imports between them")
+    circles = strongly_connected(graph)
+    for members in circles:
+        yield f"  module circle: {' -> '.join(shortest_cycle(graph, members))}"
+        yield f"    (all of {', '.join(members)})"
+    if not circles:
+        yield "  no module circle"
+    folders: Dict[str, Dict[str, int]] = defaultdict(dict)
+    for importer, targets in graph.items():
+        source_folder = known[importer].rel.rpartition("/")[0]
+        for target in targets:
+            folder = known[target].rel.rpartition("/")[0]
+            if folder != source_folder:
+                folders[source_folder][folder] = folders[source_folder].get(folder, 0) + 1
+    folder_circles = strongly_connected(folders)
+    yield ""
+    yield "folders, each with the folders it imports (how many module-to-module imports):"
+    for folder in sorted({m.rel.rpartition("/")[0] for m in known.values()}):
+        targets = folders.get(folder, {})
+        listed = ", ".join(f"{t}/ ({n})" for t, n in sorted(targets.items())) or "nothing"
+        yield f"  {folder}/ -> {listed}"
+    for members in folder_circles:
+        yield f"  folder circle: {' -> '.join(f + '/' for f in shortest_cycle(folders, members))}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -120,6 +302,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "instead of the working tree",
     )
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument(
+        "--graph", action="store_true",
+        help="print the import graph instead: module circles, then folder to folder",
+    )
     args = parser.parse_args(argv)
     if args.rev:
         try:
@@ -127,12 +313,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except subprocess.CalledProcessError as error:
             message = error.stderr.decode("utf-8", "replace").strip()
             parser.error(f"--rev {args.rev}: git says: {message}")
-        title = f"module map at {args.rev}"
+        title = f"at {args.rev}"
     else:
         sources = tree_sources()
-        title = "module map of the working tree"
-    render = render_markdown if args.markdown else render_text
-    for line in render(grouped(sources), title):
+        title = "of the working tree"
+    if args.graph:
+        lines = render_graph(as_modules(sources), title)
+    elif args.markdown:
+        lines = render_markdown(grouped(sources), title)
+    else:
+        lines = render_text(grouped(sources), title)
+    for line in lines:
         print(line)
     return 0
 

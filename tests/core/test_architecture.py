@@ -3,6 +3,7 @@ hold in mind, class names that are unique, comments that speak of the code.
 
 Everything here reads source files with :mod:`ast` and :mod:`tokenize`; nothing
 is imported, so a circle that only bites in one import order is still found.
+The graph is :mod:`benchmarks.module_map`'s, which prints it (``--graph``).
 """
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ import io
 import re
 import tokenize
 from collections import defaultdict
-from dataclasses import dataclass
 from collections.abc import Iterator
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
+
+from benchmarks.module_map import (
+    Module,
+    as_modules,
+    import_graph,
+    shortest_cycle,
+    strongly_connected,
+    tree_sources,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("baseplate_events", "publisher", "demo_app")
@@ -37,159 +46,20 @@ GENERATED = ("demo_app/event_schemas/",)
 ISSUE_CITATION = re.compile(r"\bissues?\s*#?\s*\d+|\bDESIGN\.md\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Module:
-    name: str  # dotted: "publisher.spool"
-    rel: str  # path from the root: "publisher/spool.py"
-    is_package: bool  # an __init__.py
-    source: str
-
-    @cached_property
-    def tree(self) -> ast.Module:
-        return ast.parse(self.source, filename=self.rel)
-
-
 @lru_cache(maxsize=None)
 def modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Module]:
     """Every .py module of the packages under ``root``, by dotted name."""
-    found: dict[str, Module] = {}
-    for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
-            is_package = parts[-1] == "__init__"
-            if is_package:
-                parts.pop()
-            name = ".".join(parts)
-            rel = path.relative_to(root).as_posix()
-            found[name] = Module(name, rel, is_package, path.read_text(encoding="utf-8"))
-    return found
+    return as_modules(tree_sources(root, packages))
 
 
 def _under(rel: str, prefixes: tuple[str, ...]) -> bool:
     return any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in prefixes)
 
 
-def _resolve(importer: Module, node: ast.ImportFrom) -> str:
-    """The absolute module a ``from ... import`` names, relative levels resolved."""
-    if not node.level:
-        return node.module or ""
-    package = importer.name if importer.is_package else importer.name.rpartition(".")[0]
-    parts = package.split(".")
-    base = parts[: len(parts) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _ours(known: dict[str, Module], dotted: str) -> str | None:
-    """The longest prefix of ``dotted`` that is one of our modules, if any."""
-    parts = dotted.split(".")
-    while parts:
-        candidate = ".".join(parts)
-        if candidate in known:
-            return candidate
-        parts.pop()
-    return None
-
-
-def import_edges(known: dict[str, Module]) -> dict[str, dict[str, int]]:
-    """importer -> {imported: first line}, for every import statement anywhere
-    in a module (under ``if TYPE_CHECKING:``, in functions, in try blocks)."""
-    graph: dict[str, dict[str, int]] = defaultdict(dict)
-    for name, module in known.items():
-        targets: list[tuple[str | None, int]] = []
-        for node in ast.walk(module.tree):
-            if isinstance(node, ast.Import):
-                targets += [(_ours(known, alias.name), node.lineno) for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = _resolve(module, node)
-                for alias in node.names:
-                    # "from pkg import sub" imports the submodule pkg.sub;
-                    # "from pkg import Name" runs pkg's __init__.
-                    sub = f"{base}.{alias.name}" if base else alias.name
-                    targets.append((sub if sub in known else _ours(known, base), node.lineno))
-        for target, line in targets:
-            if target is not None and target != name:
-                previous = graph[name].get(target)
-                graph[name][target] = line if previous is None else min(previous, line)
-    return graph
-
-
-def _strongly_connected(graph: dict[str, dict[str, int]]) -> list[list[str]]:
-    """Tarjan's algorithm, iterative; components of more than one module."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    components: list[list[str]] = []
-    counter = 0
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(graph.get(start, {}))))]
-        index[start] = low[start] = counter
-        counter += 1
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            advanced = False
-            for child in children:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph.get(child, {})))))
-                    advanced = True
-                    break
-                if child in on_stack:
-                    low[node] = min(low[node], index[child])
-            if advanced:
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    components.append(sorted(component))
-    return components
-
-
-def _shortest_cycle(graph: dict[str, dict[str, int]], members: list[str]) -> list[str]:
-    """A shortest circle through the first member, within one component."""
-    inside = set(members)
-    start = members[0]
-    previous: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        following = []
-        for node in frontier:
-            for child in sorted(graph.get(node, {})):
-                if child not in inside:
-                    continue
-                if child == start:
-                    path = [node]
-                    while path[-1] != start:
-                        path.append(previous[path[-1]])
-                    return [*reversed(path), start]
-                if child not in previous:
-                    previous[child] = node
-                    following.append(child)
-        frontier = following
-    raise AssertionError(f"no circle through {start} in {members}")
-
-
 def _describe_circle(
     known: dict[str, Module], graph: dict[str, dict[str, int]], members: list[str]
 ) -> str:
-    cycle = _shortest_cycle(graph, members)
+    cycle = shortest_cycle(graph, members)
     inside = "\n".join(
         f"      {known[a].rel}:{line} imports {b}"
         for a in members
@@ -205,8 +75,8 @@ def _describe_circle(
 
 def import_circles(known: dict[str, Module]) -> list[str]:
     """One description per circle (strongly connected set of modules)."""
-    graph = import_edges(known)
-    return [_describe_circle(known, graph, members) for members in _strongly_connected(graph)]
+    graph = import_graph(known)
+    return [_describe_circle(known, graph, members) for members in strongly_connected(graph)]
 
 
 def test_imports_form_no_circle() -> None:

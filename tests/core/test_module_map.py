@@ -59,3 +59,23 @@ def test_unknown_revision_is_named_in_the_error(
         "python -m benchmarks.module_map: error: --rev no-such-rev: "
         "git says: fatal: Not a valid object name no-such-rev"
     )
+
+
+def test_graph_names_each_circle_and_each_folders_imports() -> None:
+    """--graph names a module circle and lists, per folder, the folders it imports."""
+    known = module_map.as_modules({
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from pkg.sub import b\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/b.py": "def f():\n    from pkg import a\n",
+    })
+    assert list(module_map.render_graph(known, "of the test")) == [
+        "import graph of the test: 4 modules, 2 imports between them",
+        "  module circle: pkg.a -> pkg.sub.b -> pkg.a",
+        "    (all of pkg.a, pkg.sub.b)",
+        "",
+        "folders, each with the folders it imports (how many module-to-module imports):",
+        "  pkg/ -> pkg/sub/ (1)",
+        "  pkg/sub/ -> pkg/ (1)",
+        "  folder circle: pkg/ -> pkg/sub/ -> pkg/",
+    ]
