@@ -28,7 +28,7 @@ from typing import Any, Iterator, List, Type, TypeVar
 from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
 from thrift.TSerialization import deserialize
 
-from .recorders import pop_recorder, push_recorder
+from .runtime.capture import pop_recorder, push_recorder
 
 __all__ = ["CapturedEvent", "CapturedEvents", "capture_events"]
 

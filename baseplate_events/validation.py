@@ -1,7 +1,7 @@
 """The one set of value validators behind every configuration this project reads.
 
 Every component parses its configuration once, at start-up, with these: the
-apps' settings (:mod:`baseplate_events.settings`: Pyramid's ``events.*``,
+apps' settings (:mod:`baseplate_events.runtime.settings`: Pyramid's ``events.*``,
 Flask's ``EVENTS_*``), the publisher's INI section (:mod:`publisher.config`)
 and the collector's settings and sink options
 (:mod:`baseplate_events.collector.settings`). So a boolean, a size, a number

@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from .micro import QUEUE_MESSAGE_SIZE, QUEUE_MESSAGES, with_retries
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence, Tuple
 
 from baseplate_events.errors import QueueLimitError
-from baseplate_events.message_queue import MessageQueue, kernel_limits
+from baseplate_events.mqueue.posix import MessageQueue, kernel_limits
 
 #: The kernel's stock limits: fs.mqueue.msg_max, fs.mqueue.msgsize_max, ulimit -q.
 STOCK_MSG_MAX, STOCK_MSGSIZE_MAX, STOCK_ULIMIT_Q = 10, 8192, 819200

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from baseplate_events.errors import QueueLimitError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from .event_schemas.event.ttypes import Event as SampleEvent
 from .outage import Outage

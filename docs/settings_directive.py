@@ -33,7 +33,7 @@ from sphinx.util.docutils import SphinxDirective
 
 #: Where each component's table lives.
 TABLES = {
-    "apps": "baseplate_events.settings:APP_SETTINGS",
+    "apps": "baseplate_events.runtime.settings:APP_SETTINGS",
     "publisher": "publisher.config:PUBLISHER_SETTINGS",
     "collector": "baseplate_events.collector.settings:COLLECTOR_SETTINGS",
 }
@@ -47,7 +47,7 @@ def load_table(component: str) -> Any:
 
 def key_function(component: str, spelling: str) -> Callable[[str], str]:
     """How the entries spell a setting's key."""
-    from baseplate_events.settings import flask_key, pyramid_key
+    from baseplate_events.runtime.settings import flask_key, pyramid_key
 
     if component != "apps":
         return str

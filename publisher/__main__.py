@@ -18,8 +18,8 @@ import threading
 from typing import List, Optional
 
 from baseplate_events.errors import ConfigError, MessageQueueError
-from baseplate_events.message_queue import MessageQueue
-from baseplate_events.queue_limits import QueueSettingNames
+from baseplate_events.mqueue.posix import MessageQueue
+from baseplate_events.mqueue.limits import QueueSettingNames
 
 from . import config as config_module
 from . import replay
@@ -83,7 +83,7 @@ def _open_queue(section: QueueSection) -> "tuple[MessageQueue, bool]":
     """Open the queue, creating it with mode ``queue.mode`` if the apps have not yet.
 
     One the apps (or another user) made is checked before use: see
-    :mod:`baseplate_events.queue_access`.
+    :mod:`baseplate_events.mqueue.access`.
     """
     queue = MessageQueue(
         section.path,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequ
 
 from baseplate_events import validation
 from baseplate_events.errors import ConfigError
-from baseplate_events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from baseplate_events.runtime.event_queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 from baseplate_events.setting_table import Setting, SettingTable
 
 from .secret_permissions import check_secret_file

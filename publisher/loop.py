@@ -24,7 +24,7 @@ import time
 from types import FrameType
 from typing import Callable, List, Optional
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from . import health
 from .batching import Assembler, Batch, BatchBuilder, Peeker

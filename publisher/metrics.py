@@ -32,7 +32,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from baseplate_events.statsd_target import StatsdTarget
+from baseplate_events.runtime.statsd_target import StatsdTarget
 
 from .metric_names import COUNTERS
 from .sections import MetricsSection

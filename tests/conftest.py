@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterator, List, NoR
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from tests.support.publisher import (
     Ledger,
@@ -34,7 +34,7 @@ from tests.support.publisher import (
 )
 
 if TYPE_CHECKING:
-    from baseplate_events.request_queue import EventsRuntime
+    from baseplate_events.runtime.request_events import EventsRuntime
     from demo_app.tansu import TansuBroker
 
     from tests.support.collector import Collector

@@ -1,4 +1,4 @@
-"""The framework integrations: thin layers over :mod:`baseplate_events.request_queue`.
+"""The framework integrations (Pyramid, Flask): thin layers over :mod:`baseplate_events.runtime`.
 
 ``baseplate_events.integrations.pyramid`` (``config.include("baseplate_events.pyramid")``)
 and ``baseplate_events.integrations.flask`` (``EventsExtension(app)``) only tell

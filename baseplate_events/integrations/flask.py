@@ -2,7 +2,7 @@
 
 The same object is ``flask.request.events_v2``; its ``put(event)`` completes a
 Thrift event and puts it on one process-wide queue (v2 serializer), see
-:mod:`baseplate_events.request_queue`. With an application factory::
+:mod:`baseplate_events.runtime.request_events`. With an application factory::
 
     events = EventsExtension()
 
@@ -13,7 +13,7 @@ Thrift event and puts it on one process-wide queue (v2 serializer), see
 
 Config keys, all optional, read once by ``init_app`` (a bad value raises
 :class:`~baseplate_events.ConfigError` naming the key): ``EVENTS_<NAME>`` for
-each setting of :data:`baseplate_events.settings.APP_SETTINGS`, whose defaults
+each setting of :data:`baseplate_events.runtime.settings.APP_SETTINGS`, whose defaults
 ``init_app`` writes into ``app.config``.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.signals import appcontext_pushed, request_started
 
 from ..errors import EventError
-from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import APP_SETTINGS, WORKED_OUT, default_source, flask_key, parse_settings
+from ..runtime.request_events import EventsRuntime, Filler, RequestEvents
+from ..runtime.settings import APP_SETTINGS, WORKED_OUT, default_source, flask_key, parse_settings
 
 __all__ = ["EXTENSION_KEY", "EventsExtension"]
 

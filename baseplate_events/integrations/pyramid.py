@@ -1,11 +1,11 @@
 """Pyramid: ``config.include("baseplate_events.pyramid")``; each request has ``events_v2``.
 
 ``request.events_v2.put(event)`` completes a Thrift event and puts it on one
-process-wide queue (v2 serializer), see :mod:`baseplate_events.request_queue`.
+process-wide queue (v2 serializer), see :mod:`baseplate_events.runtime.request_events`.
 
 Settings, all optional, read once at include time (a bad value raises
 :class:`~baseplate_events.ConfigError` naming the key): ``events.<name>`` for
-each setting of :data:`baseplate_events.settings.APP_SETTINGS`.
+each setting of :data:`baseplate_events.runtime.settings.APP_SETTINGS`.
 
 More fields can be filled from the request with
 ``config.add_event_filler(filler)``, ``filler(event, request)``.
@@ -22,15 +22,15 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 
-from ..request_queue import EventsRuntime, Filler, RequestEvents
-from ..settings import default_source, parse_settings, pyramid_key
+from ..runtime.request_events import EventsRuntime, Filler, RequestEvents
+from ..runtime.settings import default_source, parse_settings, pyramid_key
 
 __all__ = ["REGISTRY_KEY", "add_event_filler", "events_tween_factory", "includeme"]
 
 logger = logging.getLogger(__name__)
 
 #: Where the integration keeps its
-#: :class:`~baseplate_events.request_queue.EventsRuntime`: ``registry[REGISTRY_KEY]``.
+#: :class:`~baseplate_events.runtime.request_events.EventsRuntime`: ``registry[REGISTRY_KEY]``.
 REGISTRY_KEY = "baseplate_events"
 
 Handler = Callable[[Request], Response]

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Set
 import pytest
 import yaml
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from publisher import health
 from publisher.metric_names import COUNTERS
 from publisher.prometheus import metric_name

@@ -142,7 +142,7 @@ def test_a_statsd_host_that_resolves_later_gets_the_counts_kept_meanwhile(
 
     The one monkeypatch: getaddrinfo fails once, a DNS fault no local peer can make.
     """
-    from baseplate_events import statsd_target
+    from baseplate_events.runtime import statsd_target
 
     real = socket.getaddrinfo
     failures = [socket.gaierror(socket.EAI_NONAME, "Name or service not known")]

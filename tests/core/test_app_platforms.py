@@ -21,12 +21,12 @@ from webtest import TestApp
 
 from baseplate_events import EventQueue, serialize_v2_event
 from baseplate_events.errors import QueuesUnsupportedError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
-from baseplate_events.queue_limits import kernel_limits
-from baseplate_events.settings import parse_settings, pyramid_key
+from baseplate_events.mqueue.limits import kernel_limits
+from baseplate_events.runtime.settings import parse_settings, pyramid_key
 from baseplate_events.testing import capture_events
-from baseplate_events.request_queue import EventsRuntime
+from baseplate_events.runtime.request_events import EventsRuntime
 from event_schemas.event.ttypes import Event
 
 from tests.support.apps import flask_config, flask_test_app, pyramid_settings, pyramid_test_app

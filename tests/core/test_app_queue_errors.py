@@ -22,14 +22,14 @@ from pyramid.response import Response
 from webtest import TestApp
 
 from baseplate_events import ConfigError, QueueLimitError
-from baseplate_events import queue_limits
+from baseplate_events.mqueue import limits as queue_limits
 from baseplate_events.errors import TooManyHeldEventsError
 from baseplate_events.flask import EXTENSION_KEY
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
-from baseplate_events.queue_limits import budget_message, kernel_limits, queue_bytes
-from baseplate_events.request_queue import EventsRuntime
-from baseplate_events.settings import flask_key, parse_settings, pyramid_key
+from baseplate_events.mqueue.limits import budget_message, kernel_limits, queue_bytes
+from baseplate_events.runtime.request_events import EventsRuntime
+from baseplate_events.runtime.settings import flask_key, parse_settings, pyramid_key
 from event_schemas.event.ttypes import Event
 
 from tests.conftest import unique_queue_name

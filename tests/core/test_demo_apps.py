@@ -9,7 +9,7 @@ from thrift.protocol.TJSONProtocol import TJSONProtocolFactory
 from thrift.TSerialization import deserialize
 from webtest import TestApp
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from demo_app import flask_app, pyramid_app
 from event_schemas.event.ttypes import Event
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name

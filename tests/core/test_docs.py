@@ -355,7 +355,7 @@ def test_queue_python_blocks_put_one_event_on_a_private_queue(
     block: Block, private_queue: str, tmp_path: Path,
 ) -> None:
     """The block, its queue swapped for a private 10 x 8192 one, puts exactly one event."""
-    from baseplate_events.message_queue import MessageQueue
+    from baseplate_events.mqueue.posix import MessageQueue
 
     names = set(re.findall(r"EventQueue\(\"([\w-]+)\"", block.text))
     assert 1 == len(names), f"{block.label}: expected one EventQueue(\"NAME\"), got {names}"

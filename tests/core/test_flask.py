@@ -14,8 +14,8 @@ from flask import Blueprint, Flask, abort, g, request
 
 from baseplate_events import ConfigError, EventError, EventTooLargeError
 from baseplate_events.flask import EXTENSION_KEY, EventsExtension
-from baseplate_events.message_queue import MessageQueue
-from baseplate_events.request_queue import EventsRuntime
+from baseplate_events.mqueue.posix import MessageQueue
+from baseplate_events.runtime.request_events import EventsRuntime
 from event_schemas.event.ttypes import Event
 from event_schemas.event.ttypes import Request as RequestInfo
 

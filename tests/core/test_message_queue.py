@@ -14,7 +14,7 @@ from baseplate_events.errors import (
     QueueLimitError,
     TimedOutError,
 )
-from baseplate_events.message_queue import MessageQueue, kernel_limits
+from baseplate_events.mqueue.posix import MessageQueue, kernel_limits
 
 from tests.conftest import unique_queue_name
 

@@ -19,9 +19,9 @@ from pyramid.tweens import EXCVIEW
 from webtest import TestApp
 
 from baseplate_events import ConfigError, EventTooLargeError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.pyramid import REGISTRY_KEY
-from baseplate_events.request_queue import EventsRuntime
+from baseplate_events.runtime.request_events import EventsRuntime
 from event_schemas.event.ttypes import Event
 from event_schemas.event.ttypes import Request as RequestInfo
 

@@ -14,7 +14,7 @@ import pytest
 
 from baseplate_events import EventQueue
 from baseplate_events.errors import QueueAccessError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from tests.support.users import needs_root, squat, throwaway_uid
 
@@ -215,7 +215,7 @@ def test_a_queue_shared_by_group_as_configured_is_used(queue_name: str) -> None:
 @needs_root
 def test_the_queue_tool_can_still_remove_a_squatted_queue(queue_name: str) -> None:
     """baseplate-events-queue NAME --unlink works on the queue the error tells you to remove."""
-    from baseplate_events.queue_tool import main
+    from baseplate_events.mqueue.tool import main
 
     squat("/events-" + queue_name, throwaway_uid(), os.getegid(), 0o666)
     assert 0 == main([queue_name, "--unlink"])

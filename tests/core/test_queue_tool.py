@@ -6,7 +6,7 @@ import io
 import subprocess
 import sys
 
-from baseplate_events.queue_tool import main
+from baseplate_events.mqueue.tool import main
 
 from tests.conftest import unique_queue_name
 

@@ -26,9 +26,9 @@ from baseplate_events import (
     QueueLimitError,
     serialize_v2_event,
 )
-from baseplate_events.message_queue import MessageQueue
-from baseplate_events.request_queue import EventsRuntime
-from baseplate_events.settings import EventsSettings
+from baseplate_events.mqueue.posix import MessageQueue
+from baseplate_events.runtime.request_events import EventsRuntime
+from baseplate_events.runtime.settings import EventsSettings
 from event_schemas.event.ttypes import Event, Request
 
 from tests.support.apps import MESSAGE_SIZE, decode

@@ -22,7 +22,7 @@ from baseplate_events.collector.sinks import jsonl
 from baseplate_events.errors import ConfigError
 from baseplate_events.flask import EventsExtension
 from baseplate_events.setting_table import Setting, SettingTable
-from baseplate_events.settings import (
+from baseplate_events.runtime.settings import (
     APP_SETTINGS,
     WORKED_OUT,
     flask_key,

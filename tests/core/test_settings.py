@@ -8,7 +8,7 @@ from typing import Any, Dict
 import pytest
 
 from baseplate_events import ConfigError
-from baseplate_events.settings import EventsSettings, flask_key, parse_settings, pyramid_key
+from baseplate_events.runtime.settings import EventsSettings, flask_key, parse_settings, pyramid_key
 
 
 def test_defaults_when_nothing_is_set() -> None:

@@ -11,10 +11,10 @@ from pyramid.response import Response
 from webtest import TestApp
 
 from baseplate_events import EventTooLargeError, serialize_v2_event
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.testing import CapturedEvents, capture_events
 from baseplate_events.testing import captured_events  # noqa: F401 - the pytest fixture
-from baseplate_events.request_queue import EventsRuntime
+from baseplate_events.runtime.request_events import EventsRuntime
 from event_schemas.event.ttypes import Event
 
 from tests.support.apps import flask_test_app, pyramid_settings, pyramid_test_app

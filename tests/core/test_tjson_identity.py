@@ -27,7 +27,7 @@ from thrift.Thrift import TType
 from thrift.TSerialization import deserialize, serialize
 
 from baseplate_events import EventSerializationError, serialize_v2_event
-from baseplate_events import tjson
+from baseplate_events.tjson import encode as tjson
 from event_schemas.event.ttypes import (
     Device,
     Event,

@@ -6,7 +6,7 @@ import base64
 import pytest
 
 from baseplate_events import ConfigError
-from baseplate_events.settings import parse_settings, pyramid_key
+from baseplate_events.runtime.settings import parse_settings, pyramid_key
 from baseplate_events.validation import FALSE_WORDS, TRUE_WORDS
 from publisher.config import parse_section
 

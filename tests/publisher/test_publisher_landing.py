@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 import pytest
 
 from publisher import landing as landing_module

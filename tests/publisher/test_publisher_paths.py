@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from publisher.config import default_spool_path, legacy_spool_path
 from publisher.landing import Landing, landing_directory, landing_path
 from publisher.paths import UnsafePathError, open_private_directory

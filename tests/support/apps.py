@@ -21,7 +21,7 @@ from webtest import TestApp
 
 from baseplate_events.flask import EXTENSION_KEY, EventsExtension
 from baseplate_events.pyramid import REGISTRY_KEY
-from baseplate_events.request_queue import EventsRuntime
+from baseplate_events.runtime.request_events import EventsRuntime
 from event_schemas.event.ttypes import Event
 
 #: The message size of the tests' small queues (10 messages of it).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from baseplate_events.errors import TimedOutError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from publisher.landing import landing_path
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Callable, List
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from tests.support.kafka import GunicornCollector
 from tests.support.publisher import SECRET_B64, PublisherProcess, put_all, uuids_of

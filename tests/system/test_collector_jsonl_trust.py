@@ -13,7 +13,7 @@ import pytest
 
 from baseplate_events.collector.sinks.jsonl import JSONLSink, create
 from baseplate_events.errors import ConfigError
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from tests.support.publisher import PublisherProcess, put_all, uuids_of
 from tests.support.service import CollectorProcess, jsonl_uuids, v1_event, wait_for_lines

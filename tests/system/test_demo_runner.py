@@ -12,7 +12,7 @@ from typing import List
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue, MessageQueueError
+from baseplate_events.mqueue.posix import MessageQueue, MessageQueueError
 from demo_app.progress import table
 from demo_app.report import Delivery, percentile, summarize
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from demo_app.collector import Collector, make_server
 from demo_app.traffic import PlannedRequest, plan
 from event_schemas.event.ttypes import Event as SampleEvent

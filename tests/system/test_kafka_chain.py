@@ -22,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from demo_app.tansu import TansuBroker, count_keys, read_topics
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
 from tests.support.kafka import GunicornCollector

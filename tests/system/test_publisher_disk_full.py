@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from baseplate_events.errors import EventQueueFullError
-from baseplate_events.message_queue import MessageQueue
-from baseplate_events.queue import EventQueue
+from baseplate_events.mqueue.posix import MessageQueue
+from baseplate_events.runtime.event_queue import EventQueue
 from publisher.landing import Landing, landing_directory
 
 from tests.conftest import fill_disk

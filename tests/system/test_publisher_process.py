@@ -13,7 +13,7 @@ from typing import Callable, List, Tuple
 import pytest
 
 from baseplate_events import Event, EventQueue, serialize_v1_event, serialize_v2_event
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from event_schemas.event.ttypes import Event as V2Event
 from publisher.batching import build_body
 

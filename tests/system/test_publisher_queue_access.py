@@ -13,7 +13,7 @@ from typing import Callable
 
 import posix_ipc
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 
 from tests.support.collector import Collector
 from tests.support.publisher import (

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from publisher.dead_letters import DeadLetters
 from publisher.metrics import Metrics
 from publisher.post import Answer, Sender, sign

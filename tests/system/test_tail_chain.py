@@ -21,7 +21,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from baseplate_events import serialize_v2_event
-from baseplate_events.message_queue import MessageQueue
+from baseplate_events.mqueue.posix import MessageQueue
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES
 from tests.support.kafka import ROOT, GunicornCollector
 from tests.support.publisher import PublisherProcess, config_file, put_all

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 
-from .errors import EventTooLargeError
+from ..errors import EventTooLargeError
 
 __all__ = ["LogSink"]
 

@@ -1,6 +1,6 @@
 """Why the kernel refused to open a queue, said in terms an operator can act on.
 
-:class:`~baseplate_events.message_queue.MessageQueue` calls these when
+:class:`~baseplate_events.mqueue.posix.MessageQueue` calls these when
 ``mq_open`` fails. Two limits differ and need different fixes:
 
 - ``EINVAL``: more messages or bigger ones than ``fs.mqueue.msg_max`` /

@@ -1,9 +1,9 @@
 """Where events go instead of a queue while a test captures them.
 
 A put's last step, on the app side, is to hand the serialized event to the
-process-wide queue (:mod:`baseplate_events.shared_queue`) or the log sink;
+process-wide queue (:mod:`baseplate_events.runtime.shared_queue`) or the log sink;
 while a :func:`baseplate_events.testing.capture_events` block is active, the
-runtime (:mod:`baseplate_events.request_queue`) hands it to the innermost
+runtime (:mod:`baseplate_events.runtime.request_events`) hands it to the innermost
 recorder pushed here instead, and no queue is touched.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Union
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.statsd_target")
 
 #: Seconds between two tries to resolve a statsd host that did not resolve.
 RETRY_INTERVAL = 30.0

@@ -1,16 +1,16 @@
-"""The request-scoped event queue that the Pyramid and Flask integrations share.
+"""A request's events and the runtime that puts them: RequestEvents, EventsRuntime.
 
 Each request gets a :class:`RequestEvents` (``request.events_v2`` in Pyramid,
 ``flask.g.events_v2`` in Flask). Its ``put(event)`` runs the registered
 fillers, auto-fills ``source``, ``client_timestamp`` and ``uuid`` where the
 struct has such a field and it is still ``None``
-(:mod:`baseplate_events.autofill`), serializes the event with
+(:mod:`baseplate_events.runtime.autofill`), serializes the event with
 :func:`~baseplate_events.serialize_v2_event` and hands the bytes to one
 process-wide :class:`~baseplate_events.EventQueue` (a
-:class:`~baseplate_events.shared_queue.SharedQueue`), or holds them until the request ends
+:class:`~baseplate_events.runtime.shared_queue.SharedQueue`), or holds them until the request ends
 when the integration is transactional. A failed put follows the error policy
-and is counted (:mod:`baseplate_events.loss_metrics`); while a test captures
-events, they go to its recorder instead (:mod:`baseplate_events.recorders`).
+and is counted (:mod:`baseplate_events.runtime.loss_metrics`); while a test captures
+events, they go to its recorder instead (:mod:`baseplate_events.runtime.capture`).
 
 Everything framework-specific (when a request starts and how it ended) lives
 in :mod:`baseplate_events.integrations`; the rest of a put is tied together here.
@@ -22,11 +22,11 @@ import threading
 from typing import Any, Callable, List, Optional, Protocol, Tuple
 
 from .autofill import Autofill
-from .errors import EventError, EventTooLargeError, TooManyHeldEventsError
+from ..errors import EventError, EventTooLargeError, TooManyHeldEventsError
 from .log_sink import LogSink
 from .loss_metrics import LossMetrics
-from .recorders import active_recorders as _recorders
-from .serializers import serialize_v2_event
+from .capture import active_recorders as _recorders
+from ..serializers import serialize_v2_event
 from .settings import EventsSettings, pyramid_key
 from .shared_queue import SharedQueue
 
@@ -37,7 +37,7 @@ __all__ = [
     "SharedQueue",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.request_queue")
 
 #: A filler completes an event from the request it was put in:
 #: ``filler(event, request)``. It runs before auto-fill, on every put, and
@@ -45,10 +45,10 @@ logger = logging.getLogger(__name__)
 Filler = Callable[[Any, Any], None]
 
 
-class Sink(Protocol):
+class SerializedEventSink(Protocol):
     """Where a runtime sends serialized events: a
-    :class:`~baseplate_events.shared_queue.SharedQueue` or a
-    :class:`~baseplate_events.log_sink.LogSink`."""
+    :class:`~baseplate_events.runtime.shared_queue.SharedQueue` or a
+    :class:`~baseplate_events.runtime.log_sink.LogSink`."""
 
     @property
     def max_message_size(self) -> int: ...
@@ -62,11 +62,11 @@ class EventsRuntime:
     The Pyramid integration keeps it in ``registry["baseplate_events"]``, the
     Flask one in ``app.extensions["baseplate_events"]``.
 
-    :param settings: parsed by :func:`~baseplate_events.settings.parse_settings`.
+    :param settings: parsed by :func:`~baseplate_events.runtime.settings.parse_settings`.
     :param fillers: the list fillers are registered in; it is shared, not copied,
         so fillers added later still run.
     :param key: how the framework spells a setting's full key
-        (:func:`~baseplate_events.settings.pyramid_key` or ``flask_key``), for
+        (:func:`~baseplate_events.runtime.settings.pyramid_key` or ``flask_key``), for
         error messages that name the setting to change.
     """
 
@@ -81,8 +81,8 @@ class EventsRuntime:
         self.fillers: List[Filler] = fillers if fillers is not None else []
         #: The process-wide queue; opened at the first put, and only with the queue sink.
         self.queue = SharedQueue(settings, key)
-        #: Where events go: :attr:`queue`, or a :class:`~baseplate_events.log_sink.LogSink`.
-        self.sink: Sink = (
+        #: Where events go: :attr:`queue`, or a :class:`~baseplate_events.runtime.log_sink.LogSink`.
+        self.sink: SerializedEventSink = (
             self.queue
             if settings.sink == "queue"
             else LogSink(settings.queue_name, settings.max_message_size)
@@ -97,9 +97,9 @@ class EventsRuntime:
         #: Held events dropped because their request failed (transactional mode).
         self.discarded = 0
         self._count_lock = threading.Lock()
-        #: Completes events; see :mod:`baseplate_events.autofill`.
+        #: Completes events; see :mod:`baseplate_events.runtime.autofill`.
         self.autofiller = Autofill(settings.source)
-        #: Counts what puts lose; see :mod:`baseplate_events.loss_metrics`.
+        #: Counts what puts lose; see :mod:`baseplate_events.runtime.loss_metrics`.
         self.losses = LossMetrics(settings, key)
 
     def add_filler(self, filler: Filler) -> None:

@@ -34,28 +34,14 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from thrift.Thrift import TType
 
-from .errors import EventSerializationError
+from ..errors import EventSerializationError
+from .tags import INT_BITS, INT_TAGS, TYPE_TAGS, UUID_TTYPE
 
 __all__ = ["encode", "encoder_for", "source_for"]
 
-_UUID = getattr(TType, "UUID", 16)
-_INT_BITS = {TType.BYTE: 8, TType.I16: 16, TType.I32: 32, TType.I64: 64}
-#: The TJSON name of each Thrift type (the collector reads them back by it).
-TYPE_TAGS = {
-    TType.BOOL: "tf",
-    TType.BYTE: "i8",
-    TType.I16: "i16",
-    TType.I32: "i32",
-    TType.I64: "i64",
-    TType.DOUBLE: "dbl",
-    TType.STRING: "str",
-    TType.STRUCT: "rec",
-    TType.MAP: "map",
-    TType.SET: "set",
-    TType.LIST: "lst",
-    _UUID: "uid",
-}
-_INT_NAMES = {8: "i8", 16: "i16", 32: "i32", 64: "i64"}
+_UUID = UUID_TTYPE
+_INT_BITS = INT_BITS
+_INT_NAMES = INT_TAGS
 _SEQUENCE_TYPES = (list, tuple, set, frozenset)
 
 Encoder = Callable[[Any], bytes]

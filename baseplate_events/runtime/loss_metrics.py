@@ -1,18 +1,18 @@
 """The apps' loss counters: events a request could not put, or held and dropped.
 
-Fed by the runtime (:mod:`baseplate_events.request_queue`) whenever a put
+Fed by the runtime (:mod:`baseplate_events.runtime.request_events`) whenever a put
 fails (``put.failed.<Error>``, under either error policy) or a transactional
 request's held events are dropped (``put.discarded``). They go to statsd over
 UDP (``events.metrics_endpoint`` / ``EVENTS_METRICS_ENDPOINT``, under
 ``metrics_namespace``) and to Prometheus (``events.prometheus``; the counters
-themselves live in :mod:`baseplate_events.prometheus`), each when configured.
+themselves live in :mod:`baseplate_events.runtime.prometheus`), each when configured.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from . import validation
-from .errors import ConfigError
+from .. import validation
+from ..errors import ConfigError
 from .settings import EventsSettings
 from .statsd_target import StatsdTarget
 

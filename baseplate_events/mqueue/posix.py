@@ -3,9 +3,9 @@
 A thin, ``select()``-able wrapper over :mod:`posix_ipc`. The web process puts
 serialized events here; the publisher daemon takes them off. When the kernel
 refuses to open a queue, the error says why in terms an operator can act on
-(:mod:`baseplate_events.queue_limits`). A queue this opens gets exactly its
+(:mod:`baseplate_events.mqueue.limits`). A queue this opens gets exactly its
 mode if it made it, and is checked for who else may use it if it found it
-(:mod:`baseplate_events.queue_access`).
+(:mod:`baseplate_events.mqueue.access`).
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from typing import List, Optional, Type
 
 import posix_ipc
 
-from .errors import (
+from ..errors import (
     EventTooLargeError,
     MessageQueueError,
     QueueLimitError,
     QueuesUnsupportedError,
     TimedOutError,
 )
-from .queue_access import access_problem, check_queue_access, set_mode
-from .queue_limits import (
+from .access import access_problem, check_queue_access, set_mode
+from .limits import (
     EVENT_QUEUE_NAMES,
     QueueSettingNames,
     budget_message,
@@ -85,7 +85,7 @@ class MessageQueue:
     :param create: create the queue if it does not exist (default); otherwise
         :class:`MessageQueueError` when it is missing.
     :param check_access: check a queue that already exists
-        (:mod:`baseplate_events.queue_access`): narrow our own to ``mode``,
+        (:mod:`baseplate_events.mqueue.access`): narrow our own to ``mode``,
         refuse another user's unless it is shared by group as ``mode`` allows.
         Only tools that inspect or remove queues turn this off.
     :param setting_names: how the caller's configuration spells the size and

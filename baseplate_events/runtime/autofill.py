@@ -1,6 +1,6 @@
 """Auto-fill: ``source``, ``client_timestamp`` and ``uuid`` for a request's events.
 
-One step of a put on the app side (:mod:`baseplate_events.request_queue`):
+One step of a put on the app side (:mod:`baseplate_events.runtime.request_events`):
 after the registered fillers, before serialization, each of these fields that
 the event's struct has and that is still ``None`` gets a value. Which fields a
 generated struct has, and of which Thrift type, is read once per class from

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, Optional, TypeVar
 
-from .errors import EventQueueFullError, EventTooLargeError, TimedOutError
-from .message_queue import DEFAULT_MODE, MessageQueue
-from .queue_limits import EVENT_QUEUE_NAMES, QueueSettingNames
-from .serializers import serialize_v1_event
+from ..errors import EventQueueFullError, EventTooLargeError, TimedOutError
+from ..mqueue.posix import DEFAULT_MODE, MessageQueue
+from ..mqueue.limits import EVENT_QUEUE_NAMES, QueueSettingNames
+from ..v1 import serialize_v1_event
 
 #: Largest serialized event, in bytes, of a queue opened with the defaults.
 MAX_EVENT_SIZE = 102400
@@ -35,7 +35,7 @@ class EventQueue(Generic[T]):
         creates gets exactly these whatever the umask; an existing one of ours
         with more is narrowed to them; another user's is refused unless it is
         shared with one of our groups and ``mode`` gives the group access
-        (``0o660``), see :mod:`baseplate_events.queue_access`.
+        (``0o660``), see :mod:`baseplate_events.mqueue.access`.
     :param setting_names: how the caller's configuration spells the size and
         mode settings, for error messages (default: these parameters' names).
 

@@ -23,12 +23,12 @@ import pwd
 import stat
 from typing import Optional
 
-from .errors import QueueAccessError
-from .queue_limits import QueueSettingNames, tool_name
+from ..errors import QueueAccessError
+from .limits import QueueSettingNames, tool_name
 
 __all__ = ["access_problem", "check_queue_access", "set_mode"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.queue_access")
 
 
 def set_mode(fd: int, mode: int) -> None:

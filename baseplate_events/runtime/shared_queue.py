@@ -1,6 +1,6 @@
 """The process-wide queue every request's events go to: :class:`SharedQueue`.
 
-The last step of a put on the app side: :mod:`baseplate_events.request_queue`
+The last step of a put on the app side: :mod:`baseplate_events.runtime.request_events`
 completes and serializes an event, and hands the bytes here, to one
 :class:`~baseplate_events.EventQueue` per process (``/events-<queue_name>``)
 that the publisher drains. This module knows how to open that queue safely in
@@ -13,11 +13,11 @@ import threading
 import weakref
 from typing import Any, Callable, Optional
 
-from .errors import MessageQueueError
-from .message_queue import MessageQueue, queues_supported
-from .queue import EventQueue
-from .queue_limits import QueueSettingNames, kernel_limits
-from .serializers import serialize_v2_event
+from ..errors import MessageQueueError
+from ..mqueue.posix import MessageQueue, queues_supported
+from .event_queue import EventQueue
+from ..mqueue.limits import QueueSettingNames, kernel_limits
+from ..serializers import serialize_v2_event
 from .settings import EventsSettings, pyramid_key
 
 __all__ = ["SharedQueue"]

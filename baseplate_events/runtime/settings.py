@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from . import validation
-from .errors import ConfigError
-from .queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
-from .setting_table import Setting, SettingTable
+from .. import validation
+from ..errors import ConfigError
+from .event_queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
+from ..setting_table import Setting, SettingTable
 
 __all__ = [
     "APP_SETTINGS",
@@ -38,7 +38,7 @@ __all__ = [
     "setting_name",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.settings")
 
 #: Where events go: ``queue`` (the POSIX queue, to the publisher) or ``log``
 #: (one JSON log line per event, for development where there are no queues).
@@ -269,7 +269,7 @@ def parse_settings(
 
 def default_sink(key: Callable[[str], str]) -> str:
     """``queue``; ``log`` where the platform has no POSIX message queues (warned once)."""
-    from .message_queue import queues_supported
+    from ..mqueue.posix import queues_supported
 
     if queues_supported():
         return "queue"
