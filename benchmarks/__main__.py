@@ -83,7 +83,7 @@ def post_rows(quick: bool) -> List[Row]:
     posts, rounds = (50, 3) if quick else (1000, 5)
     r = post.measure(posts=posts, rounds=rounds)
     return [(
-        f"Sender.post, {post.EVENTS} events ({r.body_bytes / 1000:.0f} KB)",
+        f"Poster.post, {post.EVENTS} events ({r.body_bytes / 1000:.0f} KB)",
         f"{r.post_us:.0f} us CPU/POST",
         f"gzip + HMAC {r.gzip_sign_us:.0f} us, HTTP {r.http_us:.0f} us",
     )]

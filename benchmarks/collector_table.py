@@ -46,8 +46,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import msgspec
 
-from publisher.batching import build_body
-from publisher.post import gzip_compress, sign
+from publisher.send.batches import build_body
+from publisher.send.post import gzip_compress, sign
 
 from .pipeline import cpu_seconds, stop_process
 

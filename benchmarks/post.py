@@ -1,12 +1,12 @@
-"""The cost of one POST: CPU per ``Sender.post`` of the same batch to the counting collector.
+"""The cost of one POST: CPU per ``Poster.post`` of the same batch to the counting collector.
 
 The collector (``benchmarks.collector``) runs in its own process, so the CPU
 time of this one is the sender's alone (all its threads, the deadline watchdog
 included). The batch is 100 typical v2 events (about 54 KB, 13 KB gzipped).
-Reported: the whole ``Sender.post`` (gzip, HMAC, HTTP) and, measured apart in
+Reported: the whole ``Poster.post`` (gzip, HMAC, HTTP) and, measured apart in
 the same run, gzip and HMAC alone, so that the HTTP share is their
 difference. ``python -m benchmarks.post`` prints the figures; it only uses
-``Sender(url, key_name, secret, timeout=, gzip_level=, metrics=)`` and
+``Poster(url, key_name, secret, timeout=, gzip_level=, metrics=)`` and
 ``post(body, count)``, so the same file measures an older sender too.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from publisher.batching import build_body
-from publisher.metrics import Metrics
-from publisher.post import Sender, gzip_compress, sign
+from publisher.send.batches import build_body
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Poster, gzip_compress, sign
 
 from .pipeline import Collector
 from .sample import event_pool
@@ -30,7 +30,7 @@ EVENTS = 100
 @dataclass
 class PostResult:
     body_bytes: int
-    post_us: float  # CPU per Sender.post
+    post_us: float  # CPU per Poster.post
     gzip_sign_us: float  # CPU per gzip + HMAC of the same body
 
     @property
@@ -53,7 +53,7 @@ def measure(posts: int = 1000, rounds: int = 5) -> PostResult:
     body = build_body("2", event_pool(EVENTS))
     collector = Collector()
     try:
-        sender = Sender(f"http://127.0.0.1:{collector.port}/v2", "BenchKey", b"bench secret",
+        sender = Poster(f"http://127.0.0.1:{collector.port}/v2", "BenchKey", b"bench secret",
                         timeout=10.0, gzip_level=6, metrics=Metrics())
         try:
             def post() -> None:
@@ -74,7 +74,7 @@ def measure(posts: int = 1000, rounds: int = 5) -> PostResult:
 
 def main() -> int:
     r = measure()
-    print(f"Sender.post of a {r.body_bytes}-byte batch: {r.post_us:.1f} us CPU; "
+    print(f"Poster.post of a {r.body_bytes}-byte batch: {r.post_us:.1f} us CPU; "
           f"gzip + HMAC {r.gzip_sign_us:.1f} us; HTTP {r.http_us:.1f} us")
     return 0
 

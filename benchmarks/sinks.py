@@ -40,8 +40,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from publisher.batching import build_body
-from publisher.post import gzip_compress, sign
+from publisher.send.batches import build_body
+from publisher.send.post import gzip_compress, sign
 
 import msgspec
 

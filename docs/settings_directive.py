@@ -34,7 +34,7 @@ from sphinx.util.docutils import SphinxDirective
 #: Where each component's table lives.
 TABLES = {
     "apps": "baseplate_events.runtime.settings:APP_SETTINGS",
-    "publisher": "publisher.config:PUBLISHER_SETTINGS",
+    "publisher": "publisher.config.table:PUBLISHER_SETTINGS",
     "collector": "baseplate_events.collector.settings:COLLECTOR_SETTINGS",
 }
 

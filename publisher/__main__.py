@@ -1,7 +1,7 @@
 """The command line: ``python -m publisher --queue-name NAME [--debug] config.ini``.
 
 ``--replay-dead-letter FILE`` sends the events of a dead-letter file again
-instead (see :mod:`publisher.replay`); those recorded for another queue only
+instead (see :mod:`publisher.send.replay`); those recorded for another queue only
 with ``--any-queue``.
 
 Exit status: 0 after a clean shutdown, 2 when the configuration, the queue or
@@ -21,17 +21,18 @@ from baseplate_events.errors import ConfigError, MessageQueueError
 from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.mqueue.limits import QueueSettingNames
 
-from . import config as config_module
-from . import replay
-from .delivery import Deliverer
-from .landing import LandingError, landing_directory
-from .loop import Publisher
-from .metrics import Metrics
-from .post import Sender
-from .sections import QueueSection
-from .spool import Spool, SpoolError
-from .transport import ProxyVariableError, check_proxy_environment
-from .upgrade import replay_old_spool
+from publisher.config import parse as config_module
+from publisher.config import table as settings_table
+from publisher.send import replay
+from publisher.send.delivery import Deliverer
+from publisher.intake.landing import LandingError, landing_directory
+from publisher.daemon import Publisher
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Poster
+from publisher.config.sections import QueueSection
+from publisher.spool.store import Spool, SpoolError
+from publisher.send.transport import ProxyVariableError, check_proxy_environment
+from publisher.spool.upgrade import replay_old_spool
 
 # glibc's mallopt(3) parameters.
 _M_TRIM_THRESHOLD = -1
@@ -58,7 +59,7 @@ def _arguments(argv: List[str]) -> argparse.Namespace:
         "--replay-dead-letter",
         metavar="FILE",
         help="send the events of a dead-letter file again (once the collector is fixed), "
-        "then exit; see publisher.replay",
+        "then exit; see publisher.send.replay",
     )
     parser.add_argument(
         "--any-queue",
@@ -160,17 +161,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         queue.close()
         spool.close()
         return _fail(str(exc))
-    old_default = config_module.legacy_spool_path(cfg.queue_name)
-    if cfg.spool.path == config_module.default_spool_path(cfg.queue_name) != old_default:
+    old_default = settings_table.legacy_spool_path(cfg.queue_name)
+    if cfg.spool.path == settings_table.default_spool_path(cfg.queue_name) != old_default:
         replay_old_spool(spool, old_default)
 
     metrics = Metrics.from_config(cfg.metrics, cfg.queue_name)
     spool.on_drop = lambda events, size: metrics.incr("dropped.spool_full", events)
     spool.on_damage = lambda events, size: _count_damage(metrics, events, size)
     _count_damage(metrics, spool.damaged_events, spool.damaged_bytes)
-    sender = Sender.from_config(cfg.collector, cfg.key, metrics)
+    poster = Poster.from_config(cfg.collector, cfg.key, metrics)
     stopping = threading.Event()
-    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stopping.wait)
+    deliverer = Deliverer.from_config(cfg, poster.post, metrics, stopping.wait)
     logger.info(
         "starting: queue %s (%s, mode %s, %d messages x %d bytes, %d waiting); "
         "collector %s (version %s, key %s); %s",
@@ -202,7 +203,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return publisher.run()
     finally:
-        sender.close()
+        poster.close()
         metrics.close()
 
 

@@ -1,7 +1,7 @@
 /* The landing zone's two per-event loops in C: receive into the ring, and
  * gather the ring into a spool record.
  *
- * publisher/landing.py has the same two functions in Python (ctypes); this
+ * publisher/intake/landing.py has the same two functions in Python (ctypes); this
  * module is an optional accelerator and the tests run both. The ring layout
  * is documented there: from offset 0, records of an 8-byte little-endian word
  * (the event's length with the top bit set) and the event, each record
@@ -140,8 +140,8 @@ static PyObject *landing_receive_into(PyObject *self, PyObject *args)
  *
  * The events of the records in ring[:end], joined with commas, and their
  * lengths as native unsigned 32-bit integers: a spool record's two parts,
- * byte for byte what publisher/record.py's join_events() makes of the same
- * events (tests/test_publisher_record.py pins the two together).
+ * byte for byte what publisher/spool/framing.py's join_events() makes of the same
+ * events (the record tests pin the two together).
  * `stop` is the offset where gathering stopped: `end`, or the first word that
  * is not a record's (the ring was damaged: another process wrote to the file).
  *
@@ -223,7 +223,7 @@ static PyMethodDef landing_methods[] = {
 
 static struct PyModuleDef landing_module = {
     PyModuleDef_HEAD_INIT, "_landing",
-    "C loops of the landing zone (see publisher/landing.py).", -1, landing_methods,
+    "C loops of the landing zone (see publisher/intake/landing.py).", -1, landing_methods,
 };
 
 PyMODINIT_FUNC PyInit__landing(void)

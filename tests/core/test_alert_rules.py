@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from baseplate_events.mqueue.posix import MessageQueue
-from publisher import health
-from publisher.metric_names import COUNTERS
-from publisher.prometheus import metric_name
+from publisher.metrics import health
+from publisher.metrics.names import COUNTERS
+from publisher.metrics.prometheus import metric_name
 
 from tests.support.collector import Collector
 from tests.support.publisher import SECRET, PublisherProcess, make_event, put_all
@@ -148,7 +148,7 @@ def test_the_health_file_lists_every_counter_from_the_start(
 
 def test_the_publisher_page_documents_exactly_the_metrics_the_publisher_has() -> None:
     """Each ``.. metric::`` of docs/publisher.rst is a publisher metric, and each one is there."""
-    from publisher.metric_names import GAUGES, MOMENTS, TIMERS
+    from publisher.metrics.names import GAUGES, MOMENTS, TIMERS
 
     page = (ROOT / "docs" / "publisher.rst").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\.\. metric:: (\S+)$", page, re.MULTILINE))

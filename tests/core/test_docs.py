@@ -26,7 +26,7 @@ from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
-from publisher import config as publisher_config
+from publisher.config import parse as publisher_config
 from tests.conftest import unique_queue_name
 from tests.support.readme_blocks import KNOWN_MARKERS, ROOT, Block, doc_blocks, pages
 from tests.core.test_readme import _env, _skip_if_pending

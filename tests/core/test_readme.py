@@ -18,7 +18,7 @@ from typing import Dict, List
 
 import pytest
 
-from publisher import config as publisher_config
+from publisher.config import parse as publisher_config
 from tests.conftest import unique_queue_name
 from tests.support.readme_blocks import KNOWN_MARKERS, ROOT, Block, blocks, runnable
 

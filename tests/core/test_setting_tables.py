@@ -29,7 +29,8 @@ from baseplate_events.runtime.settings import (
     parse_settings,
     pyramid_key,
 )
-from publisher.config import KNOWN_KEYS, PUBLISHER_SETTINGS, REQUIRED, parse_section
+from publisher.config.parse import parse_section
+from publisher.config.table import KNOWN_KEYS, PUBLISHER_SETTINGS, REQUIRED
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 sys.path.insert(0, str(DOCS))

@@ -8,7 +8,7 @@ import pytest
 from baseplate_events import ConfigError
 from baseplate_events.runtime.settings import parse_settings, pyramid_key
 from baseplate_events.validation import FALSE_WORDS, TRUE_WORDS
-from publisher.config import parse_section
+from publisher.config.parse import parse_section
 
 MINIMAL = {
     "collector.hostname": "collector.example.com",

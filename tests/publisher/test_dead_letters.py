@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from publisher.dead_letters import DeadLetter, DeadLetters, UnreadableLine, encode, read
+from publisher.send.dead_letters import DeadLetter, DeadLetters, UnreadableLine, encode, read
 
 from tests.support.publisher import ROOT
 
@@ -91,7 +91,7 @@ def test_a_full_disk_leaves_no_half_line(tmp_path: Path):
     # RLIMIT_FSIZE makes the kernel write only part of the data, as a full disk does.
     script = (
         "import resource, signal, sys\n"
-        "from publisher.dead_letters import DeadLetters\n"
+        "from publisher.send.dead_letters import DeadLetters\n"
         "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({len(before) + 50}, resource.RLIM_INFINITY))\n"
         "try:\n"

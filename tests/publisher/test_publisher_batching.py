@@ -7,7 +7,8 @@ from typing import List
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.batching import BatchBuilder, Chunk, build_body, overhead
+from publisher.send.batches import BatchBuilder, build_body, overhead
+from publisher.spool.chunk import Chunk
 
 from tests.support.batching import batches_of, chunk_of
 

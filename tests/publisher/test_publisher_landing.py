@@ -17,8 +17,8 @@ from typing import Callable
 from baseplate_events.mqueue.posix import MessageQueue
 import pytest
 
-from publisher import landing as landing_module
-from publisher.landing import (
+from publisher.intake import landing as landing_module
+from publisher.intake.landing import (
     Landing,
     collect_leftovers,
     landing_directory,
@@ -26,7 +26,7 @@ from publisher.landing import (
     remove_landings,
     scan,
 )
-from publisher.loop import LANDING_LINGER
+from publisher.intake.sources import LANDING_LINGER
 
 from tests.support.collector import Collector
 from tests.support.landing import receive

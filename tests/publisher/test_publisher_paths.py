@@ -17,10 +17,10 @@ from typing import Callable, Iterator
 import pytest
 
 from baseplate_events.mqueue.posix import MessageQueue
-from publisher.config import default_spool_path, legacy_spool_path
-from publisher.landing import Landing, landing_directory, landing_path
+from publisher.config.table import default_spool_path, legacy_spool_path
+from publisher.intake.landing import Landing, landing_directory, landing_path
 from publisher.paths import UnsafePathError, open_private_directory
-from publisher.spool import Spool, SpoolError
+from publisher.spool.store import Spool, SpoolError
 
 from tests.support.collector import Collector
 from tests.support.landing import receive

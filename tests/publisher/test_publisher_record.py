@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from publisher.landing import receiver
-from publisher.record import HEADER, MAGIC, join_events, pack_record, unpack_events, unpack_header
-from publisher.spool import Spool
+from publisher.intake.landing import receiver
+from publisher.spool.framing import HEADER, MAGIC, join_events, pack_record
+from publisher.spool.framing import unpack_events, unpack_header
+from publisher.spool.store import Spool
 
 from tests.publisher.test_publisher_landing import IMPLEMENTATIONS
 

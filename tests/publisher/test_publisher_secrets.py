@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import pytest
 
 from baseplate_events.errors import ConfigError
-from publisher.config import load
+from publisher.config.parse import load
 
 from tests.support.collector import Collector
 from tests.support.publisher import (

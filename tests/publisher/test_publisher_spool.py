@@ -8,9 +8,9 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from publisher import stall as stall_module
-from publisher import spool as spool_module
-from publisher.spool import Position, Spool, SpoolError
+from publisher.intake import stall as stall_module
+from publisher.spool import store as spool_module
+from publisher.spool.store import Position, Spool, SpoolError
 
 
 def drain(spool: Spool, position: Optional[Position] = None) -> Tuple[List[bytes], Position]:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
-from publisher.batching import Chunk, overhead
-from publisher.record import join_events
+from publisher.send.batches import overhead
+from publisher.spool.chunk import Chunk
+from publisher.spool.framing import join_events
 
 
 def chunk_of(events: Sequence[bytes]) -> Chunk:

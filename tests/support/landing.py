@@ -1,7 +1,7 @@
 """Test helper for the landing zone: take what is waiting on a queue, never waiting."""
 from __future__ import annotations
 
-from publisher.landing import Landing
+from publisher.intake.landing import Landing
 
 
 def receive(landing: Landing, mqd: int, limit: int) -> int:

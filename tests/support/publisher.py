@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from baseplate_events.errors import TimedOutError
 from baseplate_events.mqueue.posix import MessageQueue
-from publisher.landing import landing_path
+from publisher.intake.landing import landing_path
 
 if TYPE_CHECKING:
     from tests.support.collector import Collector

@@ -42,7 +42,7 @@ def test_quick_bench_prints_every_row_and_cleans_up():
         "raw mq_send, pre-serialized (limit)",
     ):
         assert re.search(re.escape(name) + r"\s+\d+\.\d\d us/op", out), name
-    assert re.search(r"Sender\.post, 100 events \(\d+ KB\)\s+\d+ us CPU/POST\s+gzip \+ HMAC", out)
+    assert re.search(r"Poster\.post, 100 events \(\d+ KB\)\s+\d+ us CPU/POST\s+gzip \+ HMAC", out)
     for mix in ("varied events", "one event repeated"):
         for who in ("ours", "baseplate 2.7.1 model"):
             line = re.search(rf"publisher, {mix}: {re.escape(who)}\s+([\d,]+) ev/s, "

@@ -34,7 +34,7 @@ from baseplate_events import serialize_v1_event, serialize_v2_event
 from baseplate_events.collector.intake import sign
 from baseplate_events.mqueue.posix import MessageQueue
 from event_schemas.event.ttypes import Event
-from publisher.dead_letters import DeadLetter, read
+from publisher.send.dead_letters import DeadLetter, read
 from tests.conftest import TEST_MAX_MESSAGE_SIZE
 from tests.support.kafka import GunicornCollector
 from tests.support.processes import LISTENING, REPO, reap

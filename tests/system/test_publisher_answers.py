@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict
 import posix_ipc
 import pytest
 
-from publisher.dead_letters import DeadLetters
+from publisher.send.dead_letters import DeadLetters
 
 from tests.support.collector import Collector
 from tests.support.publisher import (

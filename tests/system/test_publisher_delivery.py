@@ -12,8 +12,8 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
-from publisher.batching import BatchBuilder, build_body
-from publisher.dead_letters import DeadLetters, encode
+from publisher.send.batches import BatchBuilder, build_body
+from publisher.send.dead_letters import DeadLetters, encode
 
 from tests.support.batching import chunk_of
 from tests.support.collector import Collector
@@ -304,8 +304,8 @@ def test_after_a_refused_probe_the_next_event_alone_is_the_evidence(
 
 def test_peek_walks_the_spooled_events_one_by_one_and_leaves_the_cursor(tmp_path: Path):
     """Peeking past two records yields each event in order, then None; the cursor stays."""
-    from publisher.batching import Assembler
-    from publisher.spool import Spool
+    from publisher.send.assembler import Assembler
+    from publisher.spool.store import Spool
 
     spool = Spool(str(tmp_path / "spool"), fsync="never")
     try:
@@ -327,8 +327,8 @@ def test_an_event_peeked_during_a_blanket_refusal_is_peeked_again_on_a_quiet_str
     collector: Collector, tmp_path: Path
 ):
     """Peeks start over at the spool's end: a good event refused by an outage is the evidence."""
-    from publisher.batching import Assembler, Peeker
-    from publisher.spool import Spool
+    from publisher.send.assembler import Assembler, Peeker
+    from publisher.spool.store import Spool
 
     rig = Rig(collector, tmp_path)
     rig.stop_after = 20  # stuck, it would back off for ever
@@ -357,8 +357,8 @@ def test_an_event_peeked_during_a_blanket_refusal_is_peeked_again_on_a_quiet_str
 
 def test_peeker_starts_again_after_the_last_spooled_event(tmp_path: Path):
     """Peeker hands out each event after its start, then the first one again; none: None."""
-    from publisher.batching import Assembler, Peeker
-    from publisher.spool import Spool
+    from publisher.send.assembler import Assembler, Peeker
+    from publisher.spool.store import Spool
 
     spool = Spool(str(tmp_path / "spool"), fsync="never")
     try:

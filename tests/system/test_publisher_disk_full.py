@@ -15,7 +15,7 @@ from typing import Callable
 from baseplate_events.errors import EventQueueFullError
 from baseplate_events.mqueue.posix import MessageQueue
 from baseplate_events.runtime.event_queue import EventQueue
-from publisher.landing import Landing, landing_directory
+from publisher.intake.landing import Landing, landing_directory
 
 from tests.conftest import fill_disk
 from tests.support.collector import Collector, free_port

@@ -15,7 +15,7 @@ import pytest
 from baseplate_events import Event, EventQueue, serialize_v1_event, serialize_v2_event
 from baseplate_events.mqueue.posix import MessageQueue
 from event_schemas.event.ttypes import Event as V2Event
-from publisher.batching import build_body
+from publisher.send.batches import build_body
 
 from tests.support.collector import Collector
 from tests.support.publisher import (

@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from baseplate_events.mqueue.posix import MessageQueue
-from publisher import prometheus
+from publisher.metrics import prometheus
 
 from tests.support.collector import Collector
 from tests.support.publisher import (
@@ -130,7 +130,7 @@ def receiver(node: ast.expr) -> str:
 def names_fed(method: str) -> List[str]:
     """Every literal name the publisher's code passes to ``metrics.<method>(...)``."""
     names = []
-    for path in sorted(PUBLISHER.glob("*.py")):
+    for path in sorted(PUBLISHER.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr == method and receiver(node.func.value) == "metrics"

@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List
 
-from publisher.dead_letters import DeadLetters, encode
+from publisher.send.dead_letters import DeadLetters, encode
 
 from tests.conftest import fill_disk
 from tests.support.collector import Collector

@@ -8,10 +8,10 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from publisher.batching import build_body
-from publisher.delivery import Backoff, DeadLetters, Deliverer
-from publisher.metrics import Metrics
-from publisher.post import Sender, gzip_compress, parse_retry_after, sign
+from publisher.send.batches import build_body
+from publisher.send.delivery import Backoff, DeadLetters, Deliverer
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Poster, gzip_compress, parse_retry_after, sign
 
 from tests.support.collector import Collector
 from tests.support.publisher import SECRET, make_event
@@ -50,7 +50,7 @@ class Rig:
 
     def __init__(self, collector: Collector, tmp_path: Path, timeout: float = 2.0) -> None:
         self.metrics = Metrics()
-        self.sender = Sender(
+        self.sender = Poster(
             f"http://{collector.hostname}/v2j",
             "TestKey",
             SECRET,

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator, List
 import pytest
 
 from baseplate_events.mqueue.posix import MessageQueue
-from publisher.dead_letters import DeadLetters
-from publisher.metrics import Metrics
-from publisher.post import Answer, Sender, sign
+from publisher.send.dead_letters import DeadLetters
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Answer, Poster, sign
 
 from tests.support.collector import Collector
 from tests.support.http import (
@@ -79,8 +79,8 @@ def scripted(servers: List, *scripts: Script, tls=None) -> ScriptedServer:
     return server
 
 
-def sender_for(url: str, timeout: float = 5.0, ca_file=None) -> Sender:
-    return Sender(url, "TestKey", SECRET, timeout=timeout, gzip_level=6, metrics=Metrics(),
+def sender_for(url: str, timeout: float = 5.0, ca_file=None) -> Poster:
+    return Poster(url, "TestKey", SECRET, timeout=timeout, gzip_level=6, metrics=Metrics(),
                   ca_file=None if ca_file is None else str(ca_file))
 
 
@@ -492,7 +492,7 @@ def test_endless_interim_answers_are_cut_at_the_deadline(servers):
 
 def test_a_redirects_body_is_read_only_up_to_the_answer_bound(servers):
     """A 301 whose body never ends: the redirect is the answer once 1 MiB is read."""
-    from publisher.transport import MAX_ANSWER
+    from publisher.send.transport import MAX_ANSWER
 
     head = (b"HTTP/1.1 301 Moved Permanently\r\nLocation: https://elsewhere/v2j\r\n"
             b"Content-Length: 1000000000\r\n\r\n")
@@ -508,8 +508,8 @@ def test_a_redirects_body_is_read_only_up_to_the_answer_bound(servers):
 
 def _deliver_through_a_fault(servers, tmp_path: Path, inject: Callable[[], None]) -> List[float]:
     """Deliver one batch while ``inject`` makes the first two POSTs fail; the waits taken."""
-    from publisher.backoff import Backoff
-    from publisher.delivery import Deliverer
+    from publisher.send.backoff import Backoff
+    from publisher.send.delivery import Deliverer
 
     collector = Collector(SECRET, version="2j")
     servers.append(collector.start())
@@ -566,7 +566,7 @@ def test_a_urllib3_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.
 def test_a_watchdog_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     caplog: pytest.LogCaptureFixture):
     """The deadline thread cannot start (the one monkeypatch: Watchdog.arm raises)."""
-    from publisher.deadline import Watchdog
+    from publisher.send.deadline import Watchdog
 
     fault = _twice(RuntimeError("can't start new thread"))
     waits = _deliver_through_a_fault(servers, tmp_path, lambda: monkeypatch.setattr(
@@ -586,14 +586,14 @@ def test_a_watchdog_fault_backs_off(servers, tmp_path: Path, monkeypatch: pytest
 ])
 def test_proxy_credentials_are_masked_even_in_a_broken_url(value: str, masked: str):
     """The password (or a lone user name, often a token) never reaches the error line."""
-    from publisher.transport import mask_credentials
+    from publisher.send.transport import mask_credentials
 
     assert masked == mask_credentials(value)
 
 
 def test_only_the_proxy_variable_requests_reads_is_checked():
     """The lower-case variable wins over the capitals; a good one passes, an ftp:// one fails."""
-    from publisher.transport import ProxyVariableError, check_proxy_environment
+    from publisher.send.transport import ProxyVariableError, check_proxy_environment
 
     check_proxy_environment({"https_proxy": "http://proxy:3128", "HTTPS_PROXY": "http://[::1"})
     check_proxy_environment({"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://[::1"})

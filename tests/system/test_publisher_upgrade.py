@@ -13,8 +13,8 @@ from typing import Callable
 
 import pytest
 
-from publisher.landing import landing_path
-from publisher.spool import Spool
+from publisher.intake.landing import landing_path
+from publisher.spool.store import Spool
 
 from tests.support.collector import Collector
 from tests.support.publisher import SECRET, PublisherProcess, make_event, uuids_of

@@ -2,10 +2,10 @@
 
 The intake loop appends the events it took off the queue as one *record*; the
 sender reads records back and cuts batches from them. Only this module packs,
-unpacks and checks a record; ``spool.py``, ``spool_recovery.py``,
-``landing.py`` and ``batching.py`` call it, and ``publisher/_landing.c``
-mirrors :func:`join_events` (``tests/publisher/test_publisher_record.py`` pins both to the
-same bytes).
+unpacks and checks a record; the spool (:mod:`.store`, :mod:`.reader`,
+:mod:`.recovery`), the landing zone and the batches call it, and
+``publisher/_landing.c`` mirrors :func:`join_events` (the record tests pin
+both to the same bytes).
 
 A record is a 24-byte header (magic, event count, payload length, CRC-32 of
 what follows the header, append time in ms, little-endian), the event

@@ -6,7 +6,7 @@ the publisher's own batching, signing, POST and delivery policy (the section
 version). It can run beside the publisher. Every step is safe to kill:
 
 1. FILE is renamed FILE.replaying; a running publisher starts a new FILE for
-   new dead letters (see :mod:`publisher.dead_letters`). A FILE.replaying left
+   new dead letters (see :mod:`publisher.send.dead_letters`). A FILE.replaying left
    by a killed replay is finished first, from where it stopped.
 2. Its events are sent in batches of ``batch.max_bytes``. Refused again, with
    evidence that the collector is otherwise healthy, they go to
@@ -46,15 +46,17 @@ import sys
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Optional
 
-from .batching import BatchBuilder, Chunk
-from .dead_letters import DeadLetter, UnreadableLine, read
-from .delivery import Deliverer
-from .metrics import Metrics
-from .post import Sender
-from .record import join_events
-from .sections import PublisherConfig
+from publisher.send.batches import BatchBuilder
+from publisher.spool.chunk import Chunk
+from publisher.send.dead_letters import DeadLetter, UnreadableLine, read
+from publisher.send.delivery import Deliverer
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Poster
+from publisher.spool.framing import join_events
+from publisher.config.sections import PublisherConfig
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.replay")
 
 WORKING = ".replaying"
 PROGRESS = ".replaying.sent"
@@ -300,8 +302,8 @@ def main(cfg: PublisherConfig, path: str, any_queue: bool = False) -> int:
     signal.signal(signal.SIGINT, on_signal)
     metrics = Metrics(cfg.metrics.namespace, cfg.metrics.endpoint)
     collector = cfg.collector
-    sender = Sender.from_config(collector, cfg.key, metrics)
-    deliverer = Deliverer.from_config(cfg, sender.post, metrics, stop.wait,
+    poster = Poster.from_config(collector, cfg.key, metrics)
+    deliverer = Deliverer.from_config(cfg, poster.post, metrics, stop.wait,
                                       wait_for_evidence=False)
     logger.info("replay: sending the events of %s to %s (version %s, key %s)", path,
                 collector.url, collector.version, cfg.key.name)
@@ -320,4 +322,4 @@ def main(cfg: PublisherConfig, path: str, any_queue: bool = False) -> int:
         sys.stderr.write(f"baseplate-events-publisher: error: {exc.filename}: {exc.strerror}\n")
         return 2
     finally:
-        sender.close()
+        poster.close()

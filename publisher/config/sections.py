@@ -1,11 +1,11 @@
 """The publisher's configuration as typed objects: one small frozen object per INI section.
 
 ``[event-publisher:NAME]`` groups its keys by prefix (``collector.*``,
-``key.*``, ``spool.*``, ...); :func:`publisher.config.parse_section` builds
+``key.*``, ``spool.*``, ...); :func:`publisher.config.parse.parse_section` builds
 one object below per group, and each part of the publisher takes its own
 (``Spool.from_config(cfg.spool)``, ``Poster.from_config(cfg.collector, cfg.key,
 ...)``) instead of ``__main__`` unpacking fields by hand. The INI keys are the
-contract (see DESIGN.md); the attribute names here follow them.
+contract (see docs/publisher.rst); the attribute names here follow them.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class CollectorSection:
     gzip_level: int
     ca_file: Optional[str]
     #: Statuses that deliver a batch (``collector.success_statuses``); the
-    #: defaults of these fields are in :data:`publisher.config.PUBLISHER_SETTINGS`.
+    #: defaults of these fields are in :data:`publisher.config.table.PUBLISHER_SETTINGS`.
     success_statuses: FrozenSet[int]
     #: Whether a ``text/html`` body with a success status delivers (``collector.accept_html``).
     accept_html: bool

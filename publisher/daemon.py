@@ -26,29 +26,26 @@ from typing import Callable, List, Optional
 
 from baseplate_events.mqueue.posix import MessageQueue
 
-from . import health
-from .batching import Assembler, Batch, BatchBuilder, Peeker
-from .delivery import Deliverer
-from .landing import Landing, collect_leftovers, landing_directory, remove_landings
-from .metrics import Metrics
-from .record import unpack_lengths
-from .sections import PublisherConfig
-from .spool import Position, Spool
-from .stall import Stall
+from publisher.metrics import health
+from publisher.send.assembler import Assembler, Batch, Peeker
+from publisher.send.batches import BatchBuilder
+from publisher.send.delivery import Deliverer
+from publisher.intake.landing import Landing, collect_leftovers, landing_directory, remove_landings
+from publisher.metrics.counters import Metrics
+from publisher.config.sections import PublisherConfig
+from publisher.spool.store import Position, Spool
+from publisher.intake.sources import LandingIntake, MemoryIntake
+from publisher.intake.stall import Stall
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.loop")
 
 #: How often the queue-depth and spool gauges are sent.
 GAUGE_INTERVAL = 1.0
 #: Size of the landing zone (receive buffers backed by a file).
 LANDING_BYTES = 4 << 20
-#: Longest an event waits in the landing zone before it is spooled.
-LANDING_LINGER = 0.02
 #: How often a spool that cannot be written (a full disk) is retried, and logged.
 SPOOL_RETRY_INTERVAL = 1.0
-#: Landing bytes spooled as one record: a quarter of a default batch, so that a
-#: batch takes whole records and splits at most its last one.
-RECORD_BYTES = 128 << 10
 
 
 class Publisher:
@@ -104,47 +101,7 @@ class Publisher:
         return self._shutdown()
 
     def _intake(self) -> None:
-        queue_fd = self.queue.fileno()
-        wake_fd = self._wake_r
-        landing = self._open_landing()
-        if landing is not None:
-            # Received events are safe in the landing zone, so one call (in C, with
-            # the GIL released) takes and waits until RECORD_BYTES, drain.max_messages
-            # or LANDING_LINGER after the first event; then they are spooled together:
-            # one spool write and one CRC per few hundred events.
-            limit = self.cfg.drain.max_messages
-
-            def take(timeout: float) -> bool:
-                return landing.fill(queue_fd, limit, wake_fd, timeout, LANDING_LINGER,
-                                    RECORD_BYTES)
-
-            def holding() -> int:
-                return landing.count
-
-            def spool() -> bool:
-                return self._store_landed(landing)
-        else:
-            # Without a landing zone, held events are only in memory: spool every wake-up.
-            held: List[bytes] = []
-            get_many = self.queue.get_many
-            limit = min(self.cfg.drain.max_messages, self.queue.max_messages)
-
-            def take(timeout: float) -> bool:
-                ready, _, _ = select.select([queue_fd, wake_fd], [], [], timeout)
-                if wake_fd in ready:
-                    return True
-                if ready:
-                    held.extend(get_many(limit))
-                return False
-
-            def holding() -> int:
-                return len(held)
-
-            def spool() -> bool:
-                if self._store(held):
-                    held.clear()
-                    return True
-                return False
+        source = self._intake_source()
         next_gauge = next_health = time.monotonic()
         next_log = next_health + self.cfg.health.log_interval
         while not self.signals:
@@ -159,14 +116,22 @@ class Publisher:
                 if self.cfg.health.log_interval and now >= next_log:
                     next_log = now + self.cfg.health.log_interval
                     logger.info("%s", health.line(doc))
-            if take(max(0.0, min(next_gauge, next_health) - now)):
+            if source.take(max(0.0, min(next_gauge, next_health) - now)):
                 self._empty_wake_pipe()
-            if holding():
-                spool()
-        if holding():
-            spool()
-        if landing is not None:
-            landing.close()
+            if source.holding():
+                source.spool()
+        if source.holding():
+            source.spool()
+        source.close()
+
+    def _intake_source(self) -> "LandingIntake | MemoryIntake":
+        """The landing zone if it can be had; else memory, spooled every wake-up."""
+        landing = self._open_landing()
+        limit = self.cfg.drain.max_messages
+        if landing is None:
+            return MemoryIntake(self.queue, self._wake_r, limit, self._store)
+        return LandingIntake(landing, self.queue.fileno(), self._wake_r, limit,
+                             self.spool.append_joined, self._store, self._write, self.metrics)
 
     def _open_landing(self) -> Optional[Landing]:
         """Spool what a killed predecessor left in its landing zone, then open ours."""
@@ -196,32 +161,6 @@ class Publisher:
             logger.warning("landing: unavailable (%s); a kill -9 may lose the events of "
                            "one wake-up", exc)
             return None
-
-    def _store_landed(self, landing: Landing) -> bool:
-        """Spool the landing zone's events and clear it; see :meth:`_store`."""
-        gathered = landing.gather()
-        if gathered.stop != landing.end:
-            # Another process wrote to the ring file: what follows the damage
-            # cannot be told from garbage. Spool what came before, count the rest.
-            lost = landing.count - gathered.event_count
-            logger.error(
-                "landing: the ring file %s was overwritten at offset %d (by another process?); "
-                "spooled the %d events before it, lost %d", landing.path, gathered.stop,
-                gathered.event_count, lost,
-            )
-            self.metrics.incr("dropped.landing_damaged", lost)
-            if not gathered.event_count:
-                landing.clear()
-                return True
-        if unpack_lengths(gathered.lengths).count(0):
-            stored = self._store(landing.events()[: gathered.event_count], landed=True)
-        else:
-            stored = self._write(
-                lambda: self.spool.append_joined(gathered.joined, gathered.lengths),
-                gathered.event_count, landed=True)
-        if stored:
-            landing.clear()
-        return stored
 
     def _store(self, messages: List[bytes], landed: bool = False) -> bool:
         """Put what was taken off the queue in the spool; see :meth:`_write`."""
@@ -339,7 +278,7 @@ class Publisher:
                 builder = batch.builder
                 # While refused events wait for evidence that the collector is
                 # healthy, the deliverer may take the next batch as a probe: then
-                # both are acknowledged together (see publisher.delivery).
+                # both are acknowledged together (see publisher.send.delivery).
                 taken = [batch]
 
                 def more(taken: List[Batch] = taken) -> Optional[BatchBuilder]:

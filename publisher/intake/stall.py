@@ -1,7 +1,7 @@
 """The intake loop's stall: a spool it cannot write (a full disk) stops it, and is told.
 
 While the spool takes nothing the intake loop holds what it took and retries
-(see :meth:`publisher.loop.Publisher._write`); this keeps when that began and
+(see :meth:`publisher.daemon.Publisher._write`); this keeps when that began and
 when to say so again.
 """
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The spool's disk format: segment names, the ack file and the position it holds.
 
 Only this module packs, unpacks and checks these bytes; the records inside a
-segment are :mod:`publisher.record`'s.
+segment are :mod:`publisher.spool.framing`'s. A :class:`Record` is one record
+read back, at its place.
 
 A segment file (``00000000000000000001.seg``) is a run of records, appended.
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from typing import TYPE_CHECKING, NamedTuple, Optional, Tuple
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple
 
-if TYPE_CHECKING:
-    from .spool_reader import Record
+from publisher.spool.chunk import Chunk
 
 ACK_MAGIC = 0xBE5BA001
 ACK = struct.Struct("<IQQII")
@@ -36,17 +37,17 @@ class Position(NamedTuple):
         """The record this position is in: (segment, byte offset)."""
         return self.segment, self.offset
 
-    def taken_in(self, record: "Record") -> int:
+    def taken_in(self, record: Record) -> int:
         """How many events of ``record`` lie before this position."""
         return self.taken if (record.segment, record.offset) == self.place else 0
 
     @classmethod
-    def inside(cls, record: "Record", taken: int) -> "Position":
+    def inside(cls, record: Record, taken: int) -> "Position":
         """After the first ``taken`` events of ``record``."""
         return cls(record.segment, record.offset, taken)
 
     @classmethod
-    def after(cls, record: "Record") -> "Position":
+    def after(cls, record: Record) -> "Position":
         """Just after the whole of ``record``: the start of the next one."""
         return cls(record.segment, record.next_offset, 0)
 
@@ -73,3 +74,19 @@ def unpack_ack(data: bytes) -> Optional[Position]:
     if magic != ACK_MAGIC or crc != zlib.crc32(data[:-4]):
         return None
     return Position(segment, offset, index)
+
+
+@dataclass
+class Record:
+    """One record read back from the spool."""
+
+    segment: int
+    offset: int
+    next_offset: int
+    chunk: Chunk
+    time_ms: int
+
+    def rest(self, position: Position) -> Chunk:
+        """The events of this record at or after ``position``."""
+        taken = position.taken_in(self)
+        return self.chunk.split(taken)[1] if taken else self.chunk

@@ -4,11 +4,11 @@
 parsing, proxies from the environment (their credentials go in
 ``Proxy-Authorization``, an ``https://`` proxy is spoken to over TLS) and
 certificate checks. Retries are not its business: the adapter makes none, and
-:mod:`publisher.delivery` decides what an answer means.
+:mod:`publisher.send.delivery` decides what an answer means.
 
 Its timeouts bound each socket operation, not a request: a collector that
 trickles its answer a byte a second, or sends ``100 Continue`` for ever, holds
-a POST as long as it likes. So a :class:`~publisher.deadline.Watchdog`
+a POST as long as it likes. So a :class:`~publisher.send.deadline.Watchdog`
 thread shuts the connection's socket down when a POST overruns its deadline;
 the blocked read or write then fails, and the POST ends as an I/O error.
 """
@@ -31,10 +31,11 @@ import urllib3.util
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from .deadline import Watchdog, watched_pools
-from .throttle import Throttle
+from publisher.send.deadline import Watchdog, watched_pools
+from publisher.send.throttle import Throttle
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.transport")
 
 #: Most of an answer's body read; a longer one is cut and its connection closed.
 MAX_ANSWER = 1 << 20

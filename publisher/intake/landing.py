@@ -37,11 +37,12 @@ import time
 import zlib
 from typing import Any, List, NamedTuple, Optional, Tuple
 
-from .paths import UnsafePathError, open_private_directory
-from .record import join_events
-from .spool import SpoolError
+from publisher.paths import UnsafePathError, open_private_directory
+from publisher.spool.framing import join_events
+from publisher.spool.store import SpoolError
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.landing")
 
 _LENGTH = struct.Struct("<Q")
 _FULL = 1 << 63

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 
-from .landing import LandingError, collect_leftovers, landing_directory, landing_path
-from .landing import remove_landings
-from .spool import Position, Spool, SpoolError
+from publisher.intake.landing import LandingError, collect_leftovers, landing_directory
+from publisher.intake.landing import landing_path, remove_landings
+from publisher.spool.store import Position, Spool, SpoolError
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.upgrade")
 
 
 def replay_old_spool(spool: Spool, old_path: str) -> int:

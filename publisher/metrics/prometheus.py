@@ -1,13 +1,13 @@
 """Prometheus: the publisher's counts served on ``/metrics`` at ``metrics.prometheus``.
 
-The :class:`~publisher.metrics.Metrics` facade feeds every count, timing and
+The :class:`~publisher.metrics.counters.Metrics` facade feeds every count, timing and
 gauge both to statsd and, when ``metrics.prometheus = HOST:PORT`` is set, to
 an :class:`Exporter` here, which serves them with ``prometheus_client``'s own
 HTTP server (a daemon thread) from a registry of its own. A statsd name maps
 to ``baseplate_events_publisher_<name with _ for .>``, with ``_total`` on
 counters, ``_seconds`` on timers and ``_timestamp_seconds`` on moments (Unix
 times: alert on ``time() - metric``), and a ``queue`` label holding the queue
-name. Every name listed in ``publisher.metric_names`` is there from the
+name. Every name listed in ``publisher.metrics.names`` is there from the
 first scrape (at 0), so ``rate()`` works from the start; a name not listed is
 added at its first use.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Tuple, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 
-from .metric_names import COUNTERS, GAUGES, MOMENTS, TIMERS
+from publisher.metrics.names import COUNTERS, GAUGES, MOMENTS, TIMERS
 
 __all__ = ["COUNTERS", "GAUGES", "MOMENTS", "PREFIX", "TIMERS", "Exporter", "metric_name"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from typing import Optional
 
-from .sections import RetrySection
+from publisher.config.sections import RetrySection
 
 
 class Backoff:

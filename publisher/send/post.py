@@ -1,10 +1,10 @@
-"""One POST of one batch: gzip, sign, send (over :mod:`publisher.transport`), classify the answer.
+"""One POST of one batch: gzip, sign, send (over :mod:`.transport`), classify the answer.
 
 The wire format is baseplate.py's: ``POST {scheme}://{hostname}/v{version}``
 with ``Date``, ``User-Agent``, ``Content-Type: application/json``,
 ``Content-Encoding: gzip`` and ``X-Signature: key=NAME, mac=HEX`` where the
 MAC is HMAC-SHA256 of the *uncompressed* body. What to do about the answer
-(retry, split, dead-letter) is :mod:`publisher.delivery`'s business.
+(retry, split, dead-letter) is :mod:`publisher.send.delivery`'s business.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import AbstractSet, Optional
 
-from .metrics import Metrics
-from .sections import CollectorSection, KeySection
-from .transport import Reply, Transport, TransportError
+from publisher.metrics.counters import Metrics
+from publisher.config.sections import CollectorSection, KeySection
+from publisher.send.transport import Reply, Transport, TransportError
 
 USER_AGENT = "baseplate-events-publisher/0.1"
 #: How much of a refusal's body is kept for logs and dead letters.
@@ -146,10 +146,12 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-class Sender:
+class Poster:
     """POSTs batch bodies to the collector, one at a time, over one keep-alive connection.
 
-    The HTTP is :class:`~publisher.transport.Transport`'s (requests); each POST,
+    The sender thread (:mod:`publisher.daemon`, ``sender.*``) posts through one.
+
+    The HTTP is :class:`~publisher.send.transport.Transport`'s (requests); each POST,
     connect to answer, ends within ``timeout`` seconds.
     """
 
@@ -181,7 +183,7 @@ class Sender:
 
     @classmethod
     def from_config(cls, collector: CollectorSection, key: KeySection, metrics: Metrics
-                    ) -> "Sender":
+                    ) -> "Poster":
         """The sender to the collector of ``collector.*``, signing with ``key.*``."""
         return cls(collector.url, key.name, key.secret, timeout=collector.timeout,
                    gzip_level=collector.gzip_level, metrics=metrics, ca_file=collector.ca_file,

@@ -2,7 +2,7 @@
 
 Before the publisher appends to a spool it reads back every segment after the
 ack position and checks every record whole (bounds and CRC, see
-``record.py``). A damaged record (a flipped byte) costs that record
+:mod:`.framing`). A damaged record (a flipped byte) costs that record
 only: the check resumes at the next whole record, and the stretch skipped is
 reported as a :class:`Damage` for the spool to log and count. A torn record
 at the very end (a crash or a full disk mid-write) is cut off. Anything in
@@ -14,46 +14,25 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
-from .record import Header, check_record, next_record, unpack_header
-from .spool_format import Position, segment_name, segment_number, unpack_ack
+from publisher.spool.framing import check_record, next_record, unpack_header
+from publisher.spool.damage import Damage, damage
+from publisher.spool.format import (
+    Position,
+    segment_name,
+    segment_number,
+    unpack_ack,
+)
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.spool_recovery")
 
 #: Names other than segments that belong in a spool directory (the default
 #: dead-letter and health files sit there, and the landing zone when /dev/shm
 #: cannot hold it).
 _KNOWN_NAMES = ("lock", "ack", "dead-letter.jsonl", "health.json")
 _KNOWN_PREFIXES = ("health.json.", "dead-letter.", "landing-")
-
-
-@dataclass(frozen=True)
-class Damage:
-    """A damaged stretch of a segment: from ``offset`` to ``resume``, the next whole record."""
-
-    segment: int
-    offset: int
-    resume: int
-    #: Events lost with it, when its header could be trusted for that; else 0.
-    events: int
-
-    @property
-    def size(self) -> int:
-        return self.resume - self.offset
-
-
-def damage(segment: int, offset: int, resume: int, header: Optional[Header],
-           delivered: int = 0) -> Damage:
-    """The :class:`Damage` from ``offset`` to ``resume``.
-
-    ``header`` is what its first bytes read as: if it spans the stretch exactly,
-    the loss is that record's events (less ``delivered``, those before the ack
-    position); otherwise it cannot be told.
-    """
-    whole = header is not None and offset + header.record_size == resume
-    events = max(0, header.event_count - delivered) if header and whole else 0
-    return Damage(segment, offset, resume, events)
 
 
 @dataclass

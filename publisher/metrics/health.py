@@ -12,12 +12,13 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.health")
 
 #: Each figure of the health file -> the metric (statsd name) that carries it
 #: on ``/metrics``: gauges, and moments as Unix times (an age there is
 #: ``time() - <name>_timestamp_seconds``). ``counters`` are the counters of
-#: ``publisher.metric_names``, each one ``<name>_total``; ``time``, ``pid``
+#: ``publisher.metrics.names``, each one ``<name>_total``; ``time``, ``pid``
 #: and ``queue`` stamp the report itself (``queue`` is every metric's label).
 ON_METRICS: Dict[str, str] = {
     "queue_depth": "queue.depth",
@@ -56,7 +57,7 @@ def report(
     :param spool_bytes: their size in bytes.
     :param oldest_spooled_ms: append time of the oldest of them (epoch ms), or None.
     :param last_success: when the collector last accepted a batch (epoch s), or None.
-    :param counters: every counter the publisher keeps (``publisher.metrics``).
+    :param counters: every counter the publisher keeps (``publisher.metrics.counters``).
     :param now: the time of the report (default: now).
     :param batch_failed_tries: failed POSTs in a row for the oldest unsent batch.
     :returns: a JSON-ready dict: ``time``, ``pid``, ``queue``, ``queue_depth``,

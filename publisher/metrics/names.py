@@ -2,7 +2,7 @@
 
 One list for every place a figure appears: the counters in the health file
 (all of them, at 0 from the start), statsd, and Prometheus' ``/metrics`` (see
-:mod:`publisher.prometheus`, which adds each name's HELP line from here).
+:mod:`publisher.metrics.prometheus`, which adds each name's HELP line from here).
 This module imports nothing optional, so the health file has every counter
 without prometheus_client installed.
 """

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Union
 
-from .sections import DeadLetterSection
+from publisher.config.sections import DeadLetterSection
 
 #: Default of ``dead_letter.max_bytes``.
 DEFAULT_MAX_BYTES = 100 << 20

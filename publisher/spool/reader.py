@@ -5,38 +5,48 @@ are kept as appended (:class:`RecentRecords`, up to ``spool.RECENT_BYTES``
 of events) and taken from there. A sender that fell behind (an outage, a
 restart) reads them back from the segment files through
 :class:`SegmentReader`: one ``pread`` brings many records, each checked whole
-(:func:`publisher.record.check_record`) before it is trusted. Locking is the
+(:func:`publisher.spool.framing.check_record`) before it is trusted. Locking is the
 spool's: these classes hold no lock of their own.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
-from .batching import Chunk
-from .record import HEADER, check_record, next_record, unpack_events, unpack_header
-from .spool_format import Position
-from .spool_recovery import Damage, damage
+from publisher.spool.framing import HEADER, check_record, next_record, unpack_events, unpack_header
+from publisher.spool.chunk import Chunk
+from publisher.spool.damage import Damage, damage
+from publisher.spool.format import Record
 
 #: Bytes the sender reads from a segment at once.
 _READ_AHEAD = 256 * 1024
 
 
-@dataclass
-class Record:
-    """One record read back from the spool."""
+class ReadView(NamedTuple):
+    """What the spool knows of one place in it, taken under its lock for one step of a read."""
 
     segment: int
     offset: int
-    next_offset: int
-    chunk: Chunk
-    time_ms: int
+    #: Committed bytes of the segment; ``None`` once it is gone (acknowledged or dropped).
+    size: Optional[int]
+    #: The segment being written.
+    newest: int
+    #: The record here, if it is still in memory.
+    recent: Optional[Record]
+    #: Where a damaged stretch starting here ends; ``None`` if none does.
+    resume: Optional[int]
 
-    def rest(self, position: Position) -> Chunk:
-        """The events of this record at or after ``position``."""
-        taken = position.taken_in(self)
-        return self.chunk.split(taken)[1] if taken else self.chunk
+    def next_place(self) -> Optional[Tuple[int, int]]:
+        """Where to read instead of here: past a damaged stretch, or the next segment.
+
+        ``None``: read here, or (at the end of the newest segment) nothing is left.
+        """
+        if self.resume is not None:
+            return self.segment, self.resume
+        finished = self.size is None or self.offset >= self.size
+        if finished and self.segment < self.newest:
+            return self.segment + 1, 0
+        return None
 
 
 class RecentRecords(Dict[Tuple[int, int], Record]):
@@ -110,6 +120,48 @@ class SegmentReader:
         """The damaged stretch from ``offset`` to the next whole record (or the end)."""
         data = os.pread(self._fd(segment), size - offset, offset)
         return damage(segment, offset, offset + next_record(data, 1), unpack_header(data))
+
+    def count_events(self, segment: int, size: int,
+                     resume_at: Callable[[int, int], Optional[int]]) -> int:
+        """Events in the first ``size`` bytes of ``segment``, past damaged stretches.
+
+        ``resume_at(segment, offset)`` tells where a damaged stretch ends. Any
+        thread may call this: it uses a file descriptor of its own.
+        """
+        count = offset = 0
+        try:
+            fd = self._open_segment(segment)
+        except FileNotFoundError:
+            return 0
+        try:
+            while offset < size:
+                resume = resume_at(segment, offset)
+                if resume is not None:
+                    offset = resume
+                    continue
+                header = unpack_header(os.pread(fd, HEADER.size, offset))
+                if header is None:
+                    break
+                count += header.event_count
+                offset += header.record_size
+        finally:
+            os.close(fd)
+        return count
+
+    def time_ms_at(self, segment: int, offset: int) -> Optional[int]:
+        """Append time of the record at (segment, offset); ``None`` if there is none.
+
+        Any thread may call this: it uses a file descriptor of its own.
+        """
+        try:
+            fd = self._open_segment(segment)
+        except FileNotFoundError:
+            return None
+        try:
+            header = unpack_header(os.pread(fd, HEADER.size, offset))
+        finally:
+            os.close(fd)
+        return None if header is None else header.time_ms
 
     def _fill(self, segment: int, offset: int, size: int, need: int) -> Tuple[bytes, int]:
         # One pread brings many records: written moments ago, they are in the page cache.

@@ -6,52 +6,44 @@ sends them, then moves the *ack* position past what the collector accepted.
 A ``kill -9`` therefore loses nothing: on start the spool replays everything
 after the ack position (at-least-once; a batch in flight may be sent twice).
 
-Layout of ``spool.path`` (a directory only this user controls, mode 0700,
-checked component by component: see ``paths.py``)::
+Layout of ``spool.path`` (opened by :mod:`publisher.spool.directory`)::
 
     lock                      flock()ed by the running publisher
     ack                       the first event not yet accepted: segment, offset, index
     00000000000000000001.seg  records, appended; rotated at spool.segment_bytes
 
-The bytes of a record are ``record.py``'s, those of the ack ``spool_format.py``'s; the check at
-start-up is ``spool_recovery.py``'s. A write that fails or comes up short (a
-full disk) is cut back to the last whole record before the error is raised,
-so no record ever follows a partial one. A damaged record (a flipped byte)
-costs that record only: readers skip to the next whole one, and the loss is
-logged and counted. When the spool outgrows ``spool.max_bytes`` the oldest
-segments are dropped, and the events in them are counted and logged: the one
-explicit loss policy.
+A write that fails or comes up short (a full disk) is cut back to the last
+whole record before the error is raised, so no record ever follows a partial
+one. A damaged record costs that record only: readers skip to the next whole
+one, and the loss is logged and counted. When the spool outgrows
+``spool.max_bytes`` the oldest segments are dropped, and the events in them
+are counted and logged: the one explicit loss policy.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-from baseplate_events.errors import EventError
+from publisher.config.sections import SpoolSection
+from publisher.spool.chunk import Chunk
+from publisher.spool.directory import SpoolError, open_in, open_spool_directory
+from publisher.spool.damage import Damage, DamageLedger
+from publisher.spool.format import Position, Record, pack_ack, segment_name, segment_number
+from publisher.spool.framing import join_events, pack_record, unpack_lengths
+from publisher.spool.writer import SegmentWriter
+from publisher.spool.reader import ReadView, RecentRecords, SegmentReader
+from publisher.spool.recovery import recover
 
-from .batching import Chunk
-from .paths import UnsafePathError, open_private_directory
-from .record import HEADER, join_events, pack_record, unpack_header, unpack_lengths
-from .spool_format import Position, pack_ack, segment_name, segment_number
-from .sections import SpoolSection
-from .spool_reader import Record, RecentRecords, SegmentReader
-from .spool_recovery import Damage, recover
-
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.spool")
 
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
 
 __all__ = ["Position", "Record", "Spool", "SpoolError"]
-
-
-class SpoolError(EventError):
-    """The spool directory cannot be used (permissions, another publisher holds it)."""
 
 
 class Spool:
@@ -80,12 +72,8 @@ class Spool:
         # Dropping works in whole segments, so several must fit in the budget.
         self.segment_bytes = max(512, min(segment_bytes, max_bytes // 4))
         self.fsync = fsync
-        self.fsync_interval = fsync_interval
         self.on_drop = on_drop
-        #: Called with (events, bytes) when the reader skips a damaged record.
-        self.on_damage = on_damage
         self._cond = threading.Condition(threading.Lock())
-        self._last_sync = 0.0
         self._horizon: Tuple[int, int] = (0, 0)
         # Bytes appended since start, and the total at which a waiting reader wants
         # waking: the sender sleeps until a batch's worth is there, not per record.
@@ -94,14 +82,11 @@ class Spool:
         # The newest records, as appended: the sender, normally right behind the
         # writer, takes them from here instead of reading them back from the file.
         self._recent = RecentRecords(RECENT_BYTES)
-        # Damaged stretches: (segment, offset) -> offset of the next whole record.
-        self._skips: Dict[Tuple[int, int], int] = {}
-        #: Events and bytes of damaged records skipped (at start and since).
-        self.damaged_events = self.damaged_bytes = 0
-        # Set when a failed write could not be cut back: the next append starts a
-        # new segment, so that no record ever follows the partial one.
-        self._tail_dirty = False
-        self._open_directory()
+        #: Called with (events, bytes) when the reader skips a damaged record.
+        self.on_damage = on_damage
+        self._damage = DamageLedger()
+        self._dir, self._lock_fd, self._ack_fd = open_spool_directory(path)
+        self._writer = SegmentWriter(self._open, self._dir, path, fsync, fsync_interval)
         self._reader = SegmentReader(
             lambda segment: self._open(segment_name(segment), os.O_RDONLY))
         found = recover(self._dir, self.path, self._ack_fd)
@@ -115,7 +100,7 @@ class Spool:
         self.dropped_events = 0
         last = max(self._sizes) if self._sizes else self._ack[0]
         self._write_segment = last + 1
-        self._write_fd = self._create_segment(self._write_segment)
+        self._writer.fd = self._writer.create(self._write_segment)
         self._sizes[self._write_segment] = 0
 
     @classmethod
@@ -126,64 +111,30 @@ class Spool:
 
     # -- start-up ---------------------------------------------------------------
 
-    def _open_directory(self) -> None:
-        try:
-            self._dir = open_private_directory(self.path)
-        except UnsafePathError as exc:
-            raise SpoolError(f"spool.path: {exc}") from None
-        try:
-            self._lock_fd = self._open("lock", os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            os.close(self._dir)
-            raise SpoolError(f"spool.path: cannot open {self._name('lock')}: "
-                             f"{exc.strerror}") from None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(self._lock_fd)
-            os.close(self._dir)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise SpoolError(
-                    f"spool.path: {self.path} is in use by another publisher; "
-                    "give each publisher its own spool.path"
-                ) from None
-            raise
-        self._ack_fd = self._open("ack", os.O_RDWR | os.O_CREAT)
-        if os.fstat(self._ack_fd).st_size == 0:
-            # Reserve the ack's block now: a full disk must not fail an ack later.
-            try:
-                os.posix_fallocate(self._ack_fd, 0, len(pack_ack(Position(0, 0, 0))))
-            except OSError:
-                pass  # the first ack's write reports it, and the sender retries
-
     def _name(self, name: str) -> str:
         return os.path.join(self.path, name)
 
     def _open(self, name: str, flags: int) -> int:
         """Open a file of the spool directory (never through a symlink)."""
-        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=self._dir)
+        return open_in(self._dir, name, flags)
 
     def _skip(self, stretch: Damage) -> None:
         """Note, count and log a damaged stretch: readers jump over it from now on."""
         with self._cond:
-            self._skips[(stretch.segment, stretch.offset)] = stretch.resume
-            self.damaged_events += stretch.events
-            self.damaged_bytes += stretch.size
-        logger.error(
-            "spool: skipped %d damaged bytes at offset %d of %s (%s); resumed at the next "
-            "whole record", stretch.size, stretch.offset,
-            self._name(segment_name(stretch.segment)),
-            f"a record of {stretch.events} events, lost" if stretch.events
-            else "a record of unknown size, lost",
-        )
+            self._damage.add(stretch)
+        self._damage.report(stretch, self._name(segment_name(stretch.segment)))
         if self.on_damage is not None:
             self.on_damage(stretch.events, stretch.size)
 
-    def _create_segment(self, number: int) -> int:
-        fd = self._open(segment_name(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        if self.fsync != "never":
-            os.fsync(self._dir)
-        return fd
+    @property
+    def damaged_events(self) -> int:
+        """Events of damaged records skipped (at start and since)."""
+        return self._damage.events
+
+    @property
+    def damaged_bytes(self) -> int:
+        """Bytes of damaged records skipped (at start and since)."""
+        return self._damage.bytes
 
     # -- writing (the intake loop) -----------------------------------------------
 
@@ -198,28 +149,15 @@ class Spool:
         :raises OSError: the record could not be written whole (a full disk): the
             file is as it was before (cut back), and the caller may try again.
         """
-        if self._tail_dirty:
+        if self._writer.dirty:
             self._rotate()  # raises while the disk still takes nothing
-            self._tail_dirty = False
+            self._writer.dirty = False
         count = len(lengths_bytes) // 4
         header_time_ms = int(time.time() * 1000)
         parts = pack_record(joined, lengths_bytes, header_time_ms)
         size = sum(map(len, parts))
         good = self._sizes[self._write_segment]
-        try:
-            written = os.writev(self._write_fd, parts)
-            if written != size:
-                raise OSError(errno.ENOSPC, f"short write to the spool ({written} of {size} "
-                                            "bytes)")
-            if self.fsync == "always" or (
-                self.fsync == "interval"
-                and time.monotonic() - self._last_sync >= self.fsync_interval
-            ):
-                os.fdatasync(self._write_fd)
-                self._last_sync = time.monotonic()
-        except OSError:
-            self._cut_back(good)
-            raise
+        self._writer.write(parts, size, good, self._write_segment)
         lengths = unpack_lengths(lengths_bytes)
         with self._cond:
             offset = self._sizes[self._write_segment]
@@ -246,30 +184,14 @@ class Spool:
             if self.pending_bytes() > self.max_bytes:
                 self._drop_oldest()
 
-    def _cut_back(self, good: int) -> None:
-        """After a failed write, cut the segment back to its last whole record.
-
-        Should that fail too, the next append starts a new segment instead: no
-        record is ever written after a partial one.
-        """
-        try:
-            os.ftruncate(self._write_fd, good)
-        except OSError as exc:
-            logger.error("spool: cannot cut %s back to %d bytes after a failed write (%s); "
-                         "the next record goes to a new segment",
-                         self._name(segment_name(self._write_segment)), good, exc)
-            self._tail_dirty = True
-
     def _rotate(self) -> None:
-        fd = self._create_segment(self._write_segment + 1)
-        old = self._write_fd
+        fd = self._writer.create(self._write_segment + 1)
+        old = self._writer.fd
         with self._cond:
             self._write_segment += 1
-            self._write_fd = fd
+            self._writer.fd = fd
             self._sizes[self._write_segment] = 0
-        if self.fsync != "never":
-            os.fdatasync(old)
-        os.close(old)
+        self._writer.retire(old)
 
     def _drop_oldest(self) -> None:
         """Over budget: drop whole segments, oldest first, counting their events.
@@ -289,7 +211,7 @@ class Spool:
                 victim = min(candidates)
                 size = self._sizes.pop(victim)
                 self._recent.forget_segment(victim)
-            events = self._count_events(victim, size)
+            events = self._reader.count_events(victim, size, self._resume_at)
             self._unlink(victim)
             with self._cond:
                 self.pending_events -= events
@@ -303,28 +225,10 @@ class Spool:
             if self.on_drop is not None:
                 self.on_drop(events, size)
 
-    def _count_events(self, segment: int, size: int) -> int:
-        """Events in the first ``size`` bytes of ``segment``, past any damaged stretch."""
-        count = offset = 0
-        try:
-            fd = self._open(segment_name(segment), os.O_RDONLY)
-        except FileNotFoundError:
-            return 0
-        try:
-            while offset < size:
-                with self._cond:
-                    resume = self._skips.get((segment, offset))
-                if resume is not None:
-                    offset = resume
-                    continue
-                header = unpack_header(os.pread(fd, HEADER.size, offset))
-                if header is None:
-                    break
-                count += header.event_count
-                offset += header.record_size
-        finally:
-            os.close(fd)
-        return count
+    def _resume_at(self, segment: int, offset: int) -> Optional[int]:
+        """Where a damaged stretch at (segment, offset) ends; ``None`` if none starts there."""
+        with self._cond:
+            return self._damage.get(segment, offset)
 
     # -- reading (the sender thread) ---------------------------------------------
 
@@ -333,37 +237,37 @@ class Spool:
 
         A damaged record is skipped (counted and logged), never returned.
         """
-        segment, offset, _index = position
+        segment, offset, _taken = position
         while True:
-            with self._cond:
-                if segment < self._ack[0]:
-                    segment, offset = self._ack[0], self._ack[1]
-                size = self._sizes.get(segment)
-                newest = self._write_segment
-                if size is not None and (segment, offset) > self._horizon:
-                    # From here on this segment is the sender's: the budget keeps off it.
-                    self._horizon = (segment, offset)
-                recent = self._recent.get((segment, offset))
-                resume = self._skips.get((segment, offset))
-            if recent is not None:
-                return recent
-            if resume is not None:
-                offset = resume
-                continue
-            if size is None and segment < newest:
-                segment, offset = segment + 1, 0
-                continue
-            if size is None or offset >= size:
-                if segment < newest:
-                    self._reader.close(segment)
-                    segment, offset = segment + 1, 0
-                    continue
-                return None
-            record = self._reader.parse(segment, offset, size)
-            if record is not None:
-                return record
-            # Damaged: skip to the next whole record (or the end).
-            self._skip(self._reader.damage_at(segment, offset, size))
+            view = self._look(segment, offset)
+            if view.recent is not None:
+                return view.recent
+            place = view.next_place()
+            if place is None:
+                if view.size is None or view.offset >= view.size:
+                    return None  # the end of what is spooled
+                record = self._reader.parse(view.segment, view.offset, view.size)
+                if record is not None:
+                    return record
+                # Damaged: noted by _skip, so the next look jumps to the next whole record.
+                self._skip(self._reader.damage_at(view.segment, view.offset, view.size))
+                place = view.segment, view.offset
+            elif place[0] != view.segment:
+                self._reader.close(view.segment)
+            segment, offset = place
+
+    def _look(self, segment: int, offset: int) -> ReadView:
+        """What :meth:`read` needs to know of (segment, offset), taken under the lock."""
+        with self._cond:
+            if segment < self._ack[0]:
+                segment, offset = self._ack[0], self._ack[1]
+            size = self._sizes.get(segment)
+            if size is not None and (segment, offset) > self._horizon:
+                # From here on this segment is the sender's: the budget keeps off it.
+                self._horizon = (segment, offset)
+            return ReadView(segment, offset, size, self._write_segment,
+                            self._recent.get((segment, offset)),
+                            self._damage.get(segment, offset))
 
     def wait(self, timeout: float, position: Position, min_bytes: int = 1) -> None:
         """Sleep until ``min_bytes`` are spooled beyond ``position``, or ``timeout`` passes.
@@ -442,36 +346,27 @@ class Spool:
         for number, size in live:
             start = offset if number == segment else 0
             with self._cond:
-                while (number, start) in self._skips:
-                    start = self._skips[(number, start)]
-            if start >= size:
-                continue
-            try:
-                fd = self._open(segment_name(number), os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                header = unpack_header(os.pread(fd, HEADER.size, start))
-            finally:
-                os.close(fd)
-            if header is not None:
-                return header.time_ms
+                start = self._damage.past(number, start)
+            if start < size:
+                time_ms = self._reader.time_ms_at(number, start)
+                if time_ms is not None:
+                    return time_ms
         return None
 
     def sync(self) -> None:
         """Make every record appended so far durable, whatever ``spool.fsync`` says."""
-        os.fdatasync(self._write_fd)
+        self._writer.sync()
 
     def destroy(self) -> None:
         """Remove the spool's files and close it; its directory too, if nothing else is there.
 
-        For a spool whose events were all moved elsewhere (see ``upgrade.py``).
+        For a spool whose events were all moved elsewhere (see :mod:`.upgrade`).
         """
         self._reader.close_all()
         for name in os.listdir(self._dir):
             if segment_number(name) is not None or name in ("ack", "lock"):
                 os.unlink(name, dir_fd=self._dir)
-        for fd in (self._write_fd, self._ack_fd, self._lock_fd, self._dir):
+        for fd in (self._writer.fd, self._ack_fd, self._lock_fd, self._dir):
             os.close(fd)
         try:
             os.rmdir(self.path)
@@ -481,10 +376,9 @@ class Spool:
     def close(self) -> None:
         """Sync and close every file; the lock goes with them."""
         self._reader.close_all()
+        self._writer.retire(self._writer.fd)
         if self.fsync != "never":
-            os.fdatasync(self._write_fd)
             os.fdatasync(self._ack_fd)
-        os.close(self._write_fd)
         os.close(self._ack_fd)
         os.close(self._lock_fd)
         os.close(self._dir)

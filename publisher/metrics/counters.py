@@ -3,7 +3,7 @@
 Every count is also kept locally, so the health line and file can report it
 whether or not ``metrics.endpoint`` is set. With ``metrics.prometheus`` the
 same counts, timings and gauges are also served on ``/metrics`` under
-Prometheus names (see :mod:`publisher.prometheus`). Names (under the namespace):
+Prometheus names (see :mod:`publisher.metrics.prometheus`). Names (under the namespace):
 
 - ``sent`` (events accepted), ``error.http``, ``error.io`` (failed POSTs), ``error.answer``
   (a success status whose answer does not say the batch was stored), ``error.redirect``
@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from baseplate_events.runtime.statsd_target import StatsdTarget
 
-from .metric_names import COUNTERS
-from .sections import MetricsSection
+from publisher.metrics.names import COUNTERS
+from publisher.config.sections import MetricsSection
 
 if TYPE_CHECKING:
-    from .prometheus import Exporter
+    from publisher.metrics.prometheus import Exporter
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.metrics")
 
 
 class Metrics:
@@ -137,7 +138,7 @@ class Metrics:
 def _start_exporter(queue_name: str, address: Tuple[str, int]) -> "Optional[Exporter]":
     """The Prometheus exporter, or None (logged): a metrics problem never stops the events."""
     try:
-        from .prometheus import Exporter
+        from publisher.metrics.prometheus import Exporter
     except ImportError:
         logger.error("metrics.prometheus: needs the prometheus_client package "
                      "(pip install 'baseplate-events[publisher]'); no /metrics this run")

@@ -29,34 +29,9 @@ accepted other events since it first refused it. The evidence is counted in
 accepted POSTs (:attr:`Deliverer.accepted`); each part of a batch remembers the
 count at its first refusal.
 
-Bisection goes depth first, left half first. Until there is evidence, a
-single refused event is *held*, not dead-lettered, and the search for evidence
-goes on, cheapest first:
-
-1. the rest of the batch, sent at once as one part (a bad first event among
-   good ones costs no more than that POST, and the order is kept);
-2. refused too, the next batch in the spool, when one is ready, sent at once
-   as a *probe* (a batch of bad events followed by good ones);
-3. refused too, or none ready: the bisection goes on, and each refusal now
-   waits a backoff, as an outage does, and is logged as an error. When only
-   held events are left they are retried together after a backoff, and a
-   probe is looked for again until one is taken;
-4. once the probe was refused too, after each backoff the next event beyond
-   it is sent alone (a *peek*, each time the next one): a long run of bad
-   events does not hold back the good ones behind it for ever, and memory
-   stays bounded. At the end of what is spooled, peeking starts again after
-   the probe: good events peeked while the collector refused everything are
-   peeked again, so on a quiet stream the evidence still comes once the
-   collector is fixed (with no good event spooled, it comes with the next
-   one to arrive). A peeked event the collector accepts is sent again in its
-   own batch later (at least once).
-
-A blanket refusal of n events thus costs about log2(n) + 2 POSTs at once and
-then one or two POSTs per backoff, where bisecting blindly costs 2n POSTs at
-once. A
-lone bad event on a quiet stream waits, backing off, until later events arrive
-and are accepted; then it is set aside. At most one probe is taken, so at most
-two batches are in memory.
+A refused batch is bisected (:mod:`publisher.send.bisection` says in which
+order, and how the evidence is searched for); until there is evidence, a
+single refused event is *held*, not dead-lettered.
 
 As soon as something is accepted, the held events are retried at once, together
 (a collector that just came back takes them all); refused again, they are
@@ -80,21 +55,21 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Deque, List, Optional
+from typing import Callable, List, Optional
 
-from .backoff import Backoff
-from .batching import BatchBuilder, build_body
-from .dead_letters import DeadLetters
-from .metrics import Metrics
-from .post import Answer
-from .sections import PublisherConfig
-from .throttle import Throttle
+from publisher.send.backoff import Backoff
+from publisher.send.batches import BatchBuilder, build_body
+from publisher.send.bisection import Bisection, Part
+from publisher.send.dead_letters import DeadLetters
+from publisher.metrics.counters import Metrics
+from publisher.send.post import Answer
+from publisher.config.sections import PublisherConfig
+from publisher.send.throttle import Throttle
 
 __all__ = ["Backoff", "DeadLetters", "Deliverer"]
 
-logger = logging.getLogger(__name__)
+# Named as before the move into folders, so that logging configs naming it still apply.
+logger = logging.getLogger("publisher.delivery")
 
 #: Answers that say "this content will never be accepted".
 REFUSED = frozenset({400, 422})
@@ -107,27 +82,6 @@ OUTAGE_5XX = frozenset({502, 503, 504})
 
 class _Stopping(Exception):
     """The process is stopping while a refused event waits for the dead-letter file."""
-
-
-@dataclass
-class _Part:
-    """Events of a batch being bisected, and :attr:`Deliverer.accepted` at their first refusal."""
-
-    events: List[bytes]
-    refused_at: Optional[int] = None
-    body: Optional[bytes] = None  # the batch's own body, before any split
-
-    def halves(self) -> "List[_Part]":
-        middle = len(self.events) // 2
-        return [_Part(self.events[:middle], self.refused_at),
-                _Part(self.events[middle:], self.refused_at)]
-
-
-def _together(parts: List[_Part]) -> _Part:
-    """Parts as one, to send them with one POST."""
-    events = [event for part in parts for event in part.events]
-    refused = [p.refused_at for p in parts if p.refused_at is not None]
-    return _Part(events, min(refused) if refused else None)
 
 
 class Deliverer:
@@ -197,7 +151,7 @@ class Deliverer:
         collector with while refused events wait for evidence; a batch taken
         is the caller's to acknowledge with this one. ``peek`` hands out the
         next event after those (each call the next one, and after the last
-        one spooled the first again; see :class:`publisher.batching.Peeker`),
+        one spooled the first again; see :class:`publisher.send.assembler.Peeker`),
         if any, to probe with once that batch was refused too; it stays the
         caller's to send. False means the process
         is stopping (or, with ``wait_for_evidence=False``, gave up) and the
@@ -210,55 +164,31 @@ class Deliverer:
             return True
         # A refusal: fall back to working on the individual events.
         try:
-            return self._bisect(_Part(events(), body=body), answer, more, peek)
+            return self._bisect(Part(events(), body=body), answer, more, peek)
         except _Stopping:
             return False
 
     def _bisect(
         self,
-        first: _Part,
+        first: Part,
         answer: Answer,
         more: Optional[Callable[[], Optional[BatchBuilder]]],
         peek: Optional[Callable[[], Optional[bytes]]],
     ) -> bool:
-        work: Deque[_Part] = deque()
-        held: List[_Part] = []
-        searched = probed = False
-        wait = self._refused(first, answer, work, held)
-        while work or held:
-            probe: Optional[_Part] = None
-            if held and all(self._proven(p) for p in held):
-                # The collector took something since: it is not the collector. Retry
-                # the held events together; refused again, they are dead-lettered.
-                part, wait = _together(held), False
-                held.clear()
-            elif wait and not searched and work:
-                # The first held event: the rest of the batch, sent at once as one
-                # part, is the likeliest evidence (and keeps the events in order).
-                searched, wait = True, False
-                part = _together(list(work))
-                work.clear()
-            elif wait and not probed and (probe := self._probe(more)) is not None:
-                # Still no evidence: the next batch may bring it. Sent at once, as
-                # a batch of its own would be.
-                part, probed, wait = probe, True, False
-            elif work:
-                part = work.popleft()
-            elif not self.wait_for_evidence:
+        search = Bisection(self._proven, more, self.wait_for_evidence)
+        search.wait = self._refused(first, answer, search)
+        while not search.done:
+            part = search.next_part()
+            if part is None:
                 self.gave_up = answer
                 return False
-            else:
-                # Only held events, and no other: retry them after a backoff.
-                part, wait = _together(held), True
-                held.clear()
-            if wait:
+            if search.wait:
                 delay = self.backoff.next_delay()
                 self.metrics.incr("retry")
-                self._log_unproven(answer, len(part.events), sum(len(p.events) for p in held),
-                                   delay)
+                self._log_unproven(answer, len(part.events), search.held_events(), delay)
                 if self.sleep(delay):
                     return False
-                if probed and peek is not None and not self._peek(peek):
+                if search.probed and peek is not None and not self._peek(peek):
                     return False
             # Once the collector took other parts since this one was refused, a 500
             # is this part's doing: split at once, and try only a single event
@@ -273,7 +203,7 @@ class Deliverer:
                 return False
             if not decided.ok:
                 answer = decided
-                wait = self._refused(part, answer, work, held)
+                search.wait = self._refused(part, answer, search)
         return True
 
     def _peek(self, peek: Callable[[], Optional[bytes]]) -> bool:
@@ -288,19 +218,11 @@ class Deliverer:
                 return False
         return True
 
-    def _proven(self, part: _Part) -> bool:
+    def _proven(self, part: Part) -> bool:
         """Has the collector accepted anything since it first refused ``part``?"""
         return part.refused_at is not None and self.accepted > part.refused_at
 
-    @staticmethod
-    def _probe(more: Optional[Callable[[], Optional[BatchBuilder]]]) -> Optional[_Part]:
-        """The next batch, if one is ready."""
-        batch = more() if more is not None else None
-        if batch is None:
-            return None
-        return _Part(batch.events(), body=batch.body())
-
-    def _refused(self, part: _Part, answer: Answer, work: Deque[_Part], held: List[_Part]) -> bool:
+    def _refused(self, part: Part, answer: Answer, search: Bisection) -> bool:
         """File a refused part: split it, dead-letter it or hold it.
 
         Returns whether the next POST must wait a backoff (no evidence yet, and
@@ -310,28 +232,28 @@ class Deliverer:
         count = len(part.events)
         if status == 413 and count > 1:
             # Too large, not refused: the halves may well be taken.
-            self._split(part, answer, work)
+            self._split(part, answer, search)
             return False
         if part.refused_at is None:
             part.refused_at = self.accepted
         proven = self._proven(part)
         if count > 1:
-            self._split(part, answer, work)
+            self._split(part, answer, search)
         elif proven:
             self._dead_letter(part.events, status, answer.reason)
         else:
-            held.append(part)
+            search.held.append(part)
             self.metrics.incr("held")
-        return not proven and bool(held)
+        return not proven and bool(search.held)
 
-    def _split(self, part: _Part, answer: Answer, work: Deque[_Part]) -> None:
+    def _split(self, part: Part, answer: Answer, search: Bisection) -> None:
         self.metrics.incr("split")
         logger.warning(
             "collector answered %d to a batch of %d events; splitting it in halves",
             answer.status or 0,
             len(part.events),
         )
-        work.extendleft(reversed(part.halves()))
+        search.work.extendleft(reversed(part.halves()))
 
     def _dead_letter(self, events: List[bytes], status: int, reason: str) -> None:
         logger.error(

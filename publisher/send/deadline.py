@@ -1,6 +1,6 @@
 """The deadline of a POST: a watchdog thread that shuts down a connection that overran.
 
-:mod:`publisher.transport` arms it around each POST. urllib3's connections
+:mod:`publisher.send.transport` arms it around each POST. urllib3's connections
 are subclassed (:func:`watched_pools`) only so that each new socket is handed
 to the watchdog; nothing else about them changes.
 """
