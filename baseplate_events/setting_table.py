@@ -4,7 +4,7 @@ A :class:`Setting` holds a setting's name, its parser (a validator from
 :mod:`baseplate_events.validation`), its default and one line of help. A
 component's :class:`SettingTable` (the apps' :data:`baseplate_events.runtime.settings.APP_SETTINGS`,
 the publisher's :data:`publisher.config.table.PUBLISHER_SETTINGS`, the collector's
-:data:`baseplate_events.collector.settings.COLLECTOR_SETTINGS`) is what its
+:data:`baseplate_events.collector.service.settings.COLLECTOR_SETTINGS`) is what its
 parser reads, what its unknown-key check compares against (with a "did you
 mean" from :meth:`SettingTable.hint`), and what the docs' ``confval`` entries
 are generated from at build time (``docs/settings_directive.py``).

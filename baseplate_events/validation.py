@@ -4,7 +4,7 @@ Every component parses its configuration once, at start-up, with these: the
 apps' settings (:mod:`baseplate_events.runtime.settings`: Pyramid's ``events.*``,
 Flask's ``EVENTS_*``), the publisher's INI section (:mod:`publisher.config.parse`)
 and the collector's settings and sink options
-(:mod:`baseplate_events.collector.settings`). So a boolean, a size, a number
+(:mod:`baseplate_events.collector.service.settings`). So a boolean, a size, a number
 of seconds, a permission mode or a ``host:port`` means the same everywhere,
 and a boolean takes the same words (:data:`TRUE_WORDS`, :data:`FALSE_WORDS`).
 

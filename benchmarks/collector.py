@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.collector [--delay SECONDS]`` prints ``port N`` on one
 line, then serves until killed. Every ``POST`` whose headers pass the
-collector's intake (:func:`baseplate_events.collector.intake.check_headers`:
+collector's intake (:func:`baseplate_events.collector.service.intake.check_headers`:
 the signature's form, a current ``Date``, the encodings) is answered 200
 (after ``--delay`` seconds, to play a slow collector); any other gets the
 intake's status and is counted as ``refused``. ``GET /stats`` returns JSON
@@ -27,7 +27,7 @@ import time
 import zlib
 from typing import BinaryIO, Dict, Optional, Tuple
 
-from baseplate_events.collector.intake import Refused, check_headers
+from baseplate_events.collector.service.intake import Refused, check_headers
 
 _COUNT = re.compile(rb'^\{"1":\{"lst":\["rec",(\d+)')
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"

@@ -2,7 +2,7 @@
 
 For each mix (the sample schema's events, about 540 bytes; the varied
 schema's, ``benchmarks/varied.thrift``, about 750), decodes a v2 batch of 500
-the way the collector does (:func:`baseplate_events.collector.batches.decode_batch`):
+the way the collector does (:func:`baseplate_events.collector.decode.batches.decode_batch`):
 checked only, as for the Kafka and JSONL sinks (each event parsed and checked
 at once by the decoder compiled from the shape, learned or ``--schema``);
 into documents (msgspec's parse, then read_struct), with and without a
@@ -26,11 +26,11 @@ import msgspec
 from thrift.protocol.TJSONProtocol import TJSONProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
-from baseplate_events.collector.service import Collector
-from baseplate_events.collector.batches import EventReader, decode_batch
-from baseplate_events.collector.intake import sign
-from baseplate_events.collector.schema import struct_shape
-from baseplate_events.collector.settings import parse_settings
+from baseplate_events.collector.service.handler import CollectorService
+from baseplate_events.collector.decode.batches import EventReader, decode_batch
+from baseplate_events.collector.service.intake import sign
+from baseplate_events.collector.decode.schema import struct_shape
+from baseplate_events.collector.service.settings import parse_settings
 from baseplate_events.collector.sinks.jsonl import JSONLSink
 from demo_app.event_schemas.event.ttypes import Event
 
@@ -87,7 +87,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as directory:
             sink = JSONLSink(directory, fsync=False)
             now = time.time()
-            collector = Collector(parse_settings({"keys": {"k": b"s"}}), generic, sink,
+            collector = CollectorService(parse_settings({"keys": {"k": b"s"}}), generic, sink,
                                   functools.partial(float, now))
             body = gzip.compress(v2, 1)
             headers = {"X-Signature": f"key=k, mac={sign(b's', v2)}",

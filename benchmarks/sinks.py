@@ -261,10 +261,10 @@ def stage_rows(rounds: int, mix: str = "sample") -> List[Tuple[str, float]]:
     reader without a schema has learned the mix's shape from one batch first,
     as a worker has after its first batches.
     """
-    from baseplate_events.collector.batches import _SPLIT_V2, EventReader, decode_batch
-    from baseplate_events.collector.documents import read_struct
-    from baseplate_events.collector.intake import check_mac, gunzip_bounded
-    from baseplate_events.collector.schema import load_schema
+    from baseplate_events.collector.decode.batches import _SPLIT_V2, EventReader, decode_batch
+    from baseplate_events.collector.decode.documents import read_struct
+    from baseplate_events.collector.service.intake import check_mac, gunzip_bounded
+    from baseplate_events.collector.decode.schema import load_schema
     from baseplate_events.collector.sinks import create_sink
     from demo_app.tansu import TansuBroker
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Deque, Dict, List
 
 from pyramid.events import NewResponse
 
-from baseplate_events.collector.service import PATHS
+from baseplate_events.collector.service.handler import PATHS
 
 __all__ = ["KEEP_REQUESTS", "KEEP_SECONDS", "AnswerTally", "SecondTally", "count_answer"]
 

@@ -7,8 +7,9 @@
         --schema shop.ttypes:Event
 
 It is the collector a site runs (the same WSGI app, the same checks: see
-:mod:`baseplate_events.collector.app`), storing into SQLite
-(:mod:`baseplate_events.collector.sinks.sqlite`), plus what a developer wants
+:mod:`baseplate_events.collector.service.app`), storing into SQLite
+(:mod:`demo_app.page_store`, the library's SQLite sink with the page's
+columns and journal), plus what a developer wants
 to look at: ``GET /`` is a live page (:mod:`demo_app.collector_page`): events
 and refusals per second over the last ten minutes, counts per stream, source
 and action, the latest events (fields by id, and by name with ``--schema``),
@@ -29,6 +30,7 @@ As a library (tests use it), served by waitress in a background thread::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -43,19 +45,21 @@ from baseplate_events.collector.__main__ import (
     serve,
     settings_from_args,
 )
-from baseplate_events.collector.app import make_configurator
-from baseplate_events.collector.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
-from baseplate_events.collector.sinks.sqlite import SQLiteSink
+from baseplate_events.collector.service.app import make_configurator
+from baseplate_events.collector.service.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 
 from .answer_tally import AnswerTally, count_answer
 from .collector_api import events_view, stats_view
 from .collector_page import ASSETS, asset_view, page_hosts, same_host_only
+from .page_store import PageStore
+from .page_store import create as create_store
+from .serve import watch_parent
 from .store_reader import StoreReader
 
-__all__ = ["Collector", "main", "make_app", "make_server"]
+__all__ = ["DemoCollector", "main", "make_app", "make_server"]
 
 
-def make_app(settings: Mapping[str, Any], store: SQLiteSink,
+def make_app(settings: Mapping[str, Any], store: PageStore,
              clock: Callable[[], float] = time.time, listen_host: str = "127.0.0.1") -> Any:
     """The collector app over ``store``, with the page, its JSON and the tally of answers.
 
@@ -75,10 +79,10 @@ def make_app(settings: Mapping[str, Any], store: SQLiteSink,
     return config.make_wsgi_app()
 
 
-class Collector:
+class DemoCollector:
     """A collector served in a background thread: ``url``, ``port``, ``store``; ``shutdown()``."""
 
-    def __init__(self, server: Any, store: SQLiteSink,
+    def __init__(self, server: Any, store: PageStore,
                  reader: Optional[StoreReader] = None) -> None:
         self._server = server
         self.store = store
@@ -88,7 +92,7 @@ class Collector:
         self.url = f"http://{self.host}:{self.port}"
         self._thread: Optional[threading.Thread] = None
 
-    def start(self) -> "Collector":
+    def start(self) -> "DemoCollector":
         self._thread = threading.Thread(target=self._server.run, name="collector", daemon=True)
         self._thread.start()
         return self
@@ -115,7 +119,7 @@ class Collector:
             self._reader.close()
         self.store.close()
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> "DemoCollector":
         return self
 
     def __exit__(
@@ -140,7 +144,7 @@ def make_server(
     uuid_field: Optional[int] = None,
     threads: int = 4,
     start: bool = True,
-) -> Collector:
+) -> DemoCollector:
     """Bind a collector (port 0 picks a free port) and, unless ``start=False``, serve it.
 
     :param keys: key name → raw secret (the base64-decoded ``key.secret``).
@@ -150,10 +154,10 @@ def make_server(
     """
     settings: Dict[str, Any] = {"keys": dict(keys), "replay_window": replay_window,
                                 "max_body": max_body, "schema": schema, "uuid_field": uuid_field}
-    store = SQLiteSink(db_path)
+    store = PageStore(db_path)
     app = make_app(settings, store, clock or time.time, host)
     server = create_server(app, host, port, threads, max_body)
-    collector = Collector(server, store, app.registry["store_reader"])
+    collector = DemoCollector(server, store, app.registry["store_reader"])
     return collector.start() if start else collector
 
 
@@ -169,15 +173,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one dies (the demo runner)")
     args = parser.parse_args(argv)
-    from baseplate_events.collector.schema import SchemaError
+    from baseplate_events.collector.decode.schema import SchemaError
     from baseplate_events.errors import ConfigError
-
-    from baseplate_events.collector.sinks.sqlite import create as create_sqlite
 
     from baseplate_events.collector.sinks import SinkUnavailable
 
     try:
-        store = create_sqlite({"path": args.db} if args.db else {})
+        store = create_store({"path": args.db} if args.db else {})
     except ConfigError as exc:
         parser.error(str(exc).replace("--option sqlite.path=", "--db "))
     except SinkUnavailable as exc:
@@ -202,10 +204,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reader.close()
         store.close()
 
+    parent = os.getppid()
+
+    def listening() -> None:
+        if args.exit_with_parent:  # SIGTERM: serve's clean stop, the store closed
+            watch_parent(parent, lambda: os.kill(os.getpid(), signal.SIGTERM))
+
     return serve(app, args, lambda url: f"collector listening on {url} (keys: {names}; "
                                         f"db: {store.describe()})",
-                 close, watch_parent=os.getppid() if args.exit_with_parent else None,
-                 prog=parser.prog)
+                 close, on_listening=listening, prog=parser.prog)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pyramid.request import Request
 from pyramid.response import Response
 
-from baseplate_events.collector.sinks.sqlite import EventCursor
-
 from .answer_tally import AnswerTally
+from .page_store import EventCursor
 from .store_reader import StoreReader
 
 __all__ = ["DELAY_BUCKETS", "DELAY_SAMPLE", "SHOWN_COUNTS", "delay_distribution", "events_view",

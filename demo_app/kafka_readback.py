@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Mapping, Optional
 
-from baseplate_events.collector.schema import struct_shape
+from baseplate_events.collector.decode.schema import struct_shape
 from baseplate_events.collector.sinks.kafka import KafkaSettings
 from baseplate_events.collector.tail import TailRequest
 from baseplate_events.collector.tail.kafka import KafkaReader

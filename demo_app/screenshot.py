@@ -33,9 +33,9 @@ import requests
 
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 
-from .collector import Collector, make_server
+from .collector import DemoCollector, make_server
 from .event_schemas.event.ttypes import Event, Request
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "ManualClock", "launch_chromium", "main", "send_traffic"]
@@ -74,7 +74,7 @@ class ManualClock:
         return self.now
 
 
-def _post(session: requests.Session, collector: Collector, path: str, body: bytes,
+def _post(session: requests.Session, collector: DemoCollector, path: str, body: bytes,
           now: float, secret: bytes = SECRET) -> int:
     response = session.post(collector.url + path, data=gzip.compress(body), timeout=10, headers={
         "Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -115,7 +115,7 @@ def _delay(rng: random.Random) -> int:
     return int(rng.lognormvariate(math.log(120), 0.8))
 
 
-def send_traffic(collector: Collector, clock: ManualClock, seconds: int = 600,
+def send_traffic(collector: DemoCollector, clock: ManualClock, seconds: int = 600,
                  seed: int = 26) -> None:
     """``seconds`` of signed batches, one second at a time, ending at the clock's time."""
     rng = random.Random(seed)

@@ -1,6 +1,6 @@
 """What the page and the API read from the SQLite file, kept off the intake's way.
 
-The sink (:class:`~baseplate_events.collector.sinks.sqlite.SQLiteSink`) holds
+The store (:class:`~demo_app.page_store.PageStore`, the SQLite sink) holds
 one connection behind a lock, and a batch waits while anything else uses it.
 The page polls every second, and counting a big file is slow (at a million
 events, the totals and the counts per stream took 0.9 s and 1.2 s here), so:
@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from baseplate_events.collector.sinks.sqlite import EventCursor, EventPage, SQLiteSink
+from .page_store import EventCursor, EventPage, PageStore
 
 __all__ = ["REUSE_FACTOR", "StoreReader"]
 
@@ -33,9 +33,9 @@ REUSE_FACTOR = 10
 class StoreReader:
     """The reads behind ``/``, ``/api/events`` and ``/api/stats``; thread-safe."""
 
-    def __init__(self, store: SQLiteSink, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: PageStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._own = store.path != ":memory:"
-        self._db = SQLiteSink(store.path) if self._own else store
+        self._db = PageStore(store.path) if self._own else store
         self._clock = clock
         self._cache: Dict[str, Tuple[float, Any]] = {}  # name -> (good until, value)
         self._lock = threading.Lock()

@@ -52,8 +52,8 @@ nitpick_ignore_regex = [
     ("py:func", r"hmac\..*"),
     # The collector's internal modules and helper types, named in the intake's
     # and the sinks' docstrings but not part of the documented API.
-    ("py:mod", r"baseplate_events\.collector\.(service|documents|batches|schema)"),
-    ("py:class", r"(baseplate_events\.collector\.intake\.)?(Headers|StructShape)"),
+    ("py:mod", r"baseplate_events\.collector\.(service\.handler|decode\.(documents|batches|schema))"),
+    ("py:class", r"(baseplate_events\.collector\.service\.intake\.)?(Headers|StructShape)"),
 ]
 
 # Attributes set in ``__init__`` that autodoc does not list, and one short

@@ -35,7 +35,7 @@ from sphinx.util.docutils import SphinxDirective
 TABLES = {
     "apps": "baseplate_events.runtime.settings:APP_SETTINGS",
     "publisher": "publisher.config.table:PUBLISHER_SETTINGS",
-    "collector": "baseplate_events.collector.settings:COLLECTOR_SETTINGS",
+    "collector": "baseplate_events.collector.service.settings:COLLECTOR_SETTINGS",
 }
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from baseplate_events.runtime.request_events import EventsRuntime
     from demo_app.tansu import TansuBroker
 
-    from tests.support.collector import Collector
+    from tests.support.collector import LocalCollector
 
 #: Every test must run here: see the module docstring.
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -66,7 +66,7 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(
-    collector: pytest.Collector,
+    collector: pytest.LocalCollector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     """Under CI, a module skipped whole (``importorskip``) is a collection error."""
     report = yield
@@ -265,7 +265,7 @@ def start_publisher(
 ) -> Callable[..., PublisherProcess]:
     """``start_publisher(collector, **keys)``: a publisher_for that collector, started."""
 
-    def start(collector: "Collector", **keys: Optional[str]) -> PublisherProcess:
+    def start(collector: "LocalCollector", **keys: Optional[str]) -> PublisherProcess:
         return publisher_for(collector.hostname, **keys).start()
 
     return start

@@ -20,7 +20,7 @@ __all__ = ["make_app"]
 
 
 def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
-    """The collector's WSGI app; see :func:`baseplate_events.collector.app.make_app`."""
-    from .app import make_app as _make_app  # Pyramid is imported only when an app is made
+    """The collector's WSGI app; see :func:`baseplate_events.collector.service.app.make_app`."""
+    from .service.app import make_app as _make_app  # Pyramid is imported only when an app is made
 
     return _make_app(settings, **options)

@@ -20,7 +20,7 @@ many it holds (past it, new ones wait in the listen backlog), and
 ``/healthz`` and ``/readyz`` are served by two threads of their own, so they
 answer while every batch thread waits for a sink. ``--metrics HOST:PORT``
 serves the collector's Prometheus metrics on a port of their own
-(:mod:`baseplate_events.collector.metrics`).
+(:mod:`baseplate_events.collector.service.metrics`).
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from types import FrameType
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import ConfigError
-from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
-from .settings import COLLECTOR_SETTINGS, SINKS
+from .service.intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
+from .service.settings import COLLECTOR_SETTINGS, SINKS
 
 __all__ = [
     "HEALTH_PATHS",
@@ -71,7 +71,7 @@ def _port(text: str) -> int:
 
 
 def _address(text: str) -> "tuple[str, int]":
-    from .metrics import parse_address
+    from .service.metrics import parse_address
 
     try:
         return parse_address(text)
@@ -123,7 +123,7 @@ def create_server(app: Any, host: str, port: int, threads: int, max_body: int,
     import waitress
     from waitress.task import ThreadedTaskDispatcher
 
-    from .app import DRAIN_FACTOR
+    from .service.app import DRAIN_FACTOR
 
     _room_for(connection_limit)
     server: Any = waitress.create_server(
@@ -229,24 +229,13 @@ def settings_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     return settings
 
 
-def _watch_parent(parent: int) -> None:
-    """SIGTERM this process once ``parent`` is gone (the demo runner's children)."""
-    import os
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
-          on_stop: Callable[[], None], watch_parent: Optional[int] = None,
+          on_stop: Callable[[], None], on_listening: Optional[Callable[[], None]] = None,
           prog: str = "collector") -> int:
     """Serve ``app`` with waitress in this thread until SIGTERM or SIGINT; then ``on_stop()``.
+
+    ``on_listening()`` is called once the socket listens, before the banner is
+    printed (a SIGTERM from then on is a clean stop).
 
     A host or port it cannot listen on is one line on standard error, ``PROG: error:
     --host, --port: cannot listen on HOST:PORT: REASON``, and status 2.
@@ -271,8 +260,8 @@ def serve(app: Any, args: argparse.Namespace, banner: Callable[[str], str],
             print(f"{prog}: error: --host, --port: cannot listen on {args.host}:{args.port}: "
                   f"{reason}", file=sys.stderr, flush=True)
             return 2
-        if watch_parent is not None:
-            _watch_parent(watch_parent)
+        if on_listening is not None:
+            on_listening()
         print(banner(f"http://{args.host}:{server.effective_port}"), flush=True)
         server.run()
     except SystemExit:
@@ -304,8 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO)
     settings = settings_from_args(args)
     settings.update(sink_settings_from_args(args, parser))
-    from .app import make_configurator
-    from .schema import SchemaError
+    from .service.app import make_configurator
+    from .decode.schema import SchemaError
     from .sinks import SinkUnavailable
 
     try:
@@ -320,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sink = collector.describe_sink()
     metrics = ""
     if args.metrics:
-        from .metrics import serve_metrics
+        from .service.metrics import serve_metrics
 
         try:
             _, url = serve_metrics(collector.metrics.registry, args.metrics)

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
-from baseplate_events.collector.batches import (
+from baseplate_events.collector.decode.batches import (
     EventReader,
     MalformedBatch,
     RefusedEvents,
     decode_batch,
 )
-from baseplate_events.collector.intake import Refused, gunzip_bounded
-from baseplate_events.collector.schema import struct_shape
+from baseplate_events.collector.service.intake import Refused, gunzip_bounded
+from baseplate_events.collector.decode.schema import struct_shape
 from event_schemas.event.ttypes import Event, Experiment, User
 
 READER = EventReader(struct_shape(Event))
@@ -182,7 +182,7 @@ def test_a_bare_nan_as_the_v2_count_is_a_400_that_shows_it_as_written() -> None:
 
 def test_a_required_field_after_optional_ones_is_checked_by_the_compiled_decoder() -> None:
     """A schema whose required field follows optional ones compiles, and its events are taken."""
-    from baseplate_events.collector.documents import FieldShape, StructShape
+    from baseplate_events.collector.decode.documents import FieldShape, StructShape
 
     shape = StructShape("Late")
     shape.fields = {1: FieldShape("str", "note"), 2: FieldShape("str", "uuid")}

@@ -17,14 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
-from baseplate_events.collector.batches import (
+from baseplate_events.collector.decode.batches import (
     EventReader,
     RefusedEvents,
     canonical_uuid,
     decode_batch,
 )
-from baseplate_events.collector.documents import MAX_DEPTH, StructShape, TJSONError, read_struct
-from baseplate_events.collector.schema import SchemaError, load_schema, struct_shape
+from baseplate_events.collector.decode.documents import (MAX_DEPTH, StructShape, TJSONError,
+                                                          read_struct)
+from baseplate_events.collector.decode.schema import SchemaError, load_schema, struct_shape
 from baseplate_events.collector.sinks import UNREAD
 from benchmarks.varied.ttypes import Checkout
 from event_schemas.event.ttypes import Event

@@ -13,9 +13,11 @@ import pytest
 from webob import Request
 
 from baseplate_events.collector import make_app
-from baseplate_events.collector.batches import RefusedEvents, decode_batch
-from baseplate_events.collector.documents import TJSONError, canonical_uuid, read_struct
+from baseplate_events.collector.decode.batches import RefusedEvents, decode_batch
+from baseplate_events.collector.decode.documents import TJSONError, canonical_uuid, read_struct
+from baseplate_events.collector.sinks import STORED
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
+from demo_app.page_store import PageStore
 
 UUID = "6f0c6b36-2d1e-4b3c-9d7a-0e6f5b1c2a3d"
 KEYS = f"demo={base64.b64encode(b'a test secret').decode()}"
@@ -90,7 +92,7 @@ def test_a_v1_event_nested_64_levels_is_stored_by_sqlite() -> None:
     events = decode_batch("1", v1('{"a":' + "[" * 62 + "]" * 62 + "}"), documents=True)
     sink = SQLiteSink(":memory:")
     try:
-        assert [None] == sink.store("v1", events)
+        assert [STORED] == sink.store("v1", events)
     finally:
         sink.close()
 
@@ -137,7 +139,7 @@ def test_no_answer_carries_a_hop_by_hop_header() -> None:
 
 def test_a_refused_uuid_with_a_lone_surrogate_is_kept_for_the_page() -> None:
     """The journal keeps it, the surrogate replaced: nothing is logged as failed."""
-    sink = SQLiteSink(":memory:")
+    sink = PageStore(":memory:")
     try:
         sink.record_refusals("v1", [{"index": 0, "uuid": "a\ud800b", "reason": "r\udfff"}], 1)
         assert [("a?b", "r?")] == [(r["uuid"], r["reason"]) for r in sink.refusals()]

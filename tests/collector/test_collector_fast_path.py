@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
-from baseplate_events.collector import batches
-from baseplate_events.collector.batches import (
+from baseplate_events.collector.decode import batches
+from baseplate_events.collector.decode.batches import (
     EventReader,
     MalformedBatch,
     RefusedEvents,
     decode_batch,
 )
-from baseplate_events.collector.schema import struct_shape
+from baseplate_events.collector.decode.schema import struct_shape
 from baseplate_events.collector.sinks import UNREAD
 from benchmarks.varied.ttypes import Checkout
 from benchmarks.varied_events import varied_event
@@ -449,7 +449,7 @@ def test_a_dbl_map_key_off_the_number_syntax_is_refused_by_the_compiled_check(ke
 def test_a_reader_without_a_schema_compiles_new_shapes_at_a_bounded_rate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """32 new shapes compile at once; the 33rd waits RECOMPILE_INTERVAL (then it compiles)."""
-    from baseplate_events.collector import typed
+    from baseplate_events.collector.decode import typed
 
     now = [1000.0]
     monkeypatch.setattr(typed.time, "monotonic", lambda: now[0])

@@ -17,7 +17,7 @@ from typing import Callable, Dict
 
 import pytest
 
-from baseplate_events.collector.intake import (
+from baseplate_events.collector.service.intake import (
     MAX_GZIP_MEMBERS,
     Refused,
     check_batch,

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import List
 
-from baseplate_events.collector.metrics import CollectorMetrics
-from baseplate_events.collector.service import SinkHealth
+from baseplate_events.collector.service.metrics import CollectorMetrics
+from baseplate_events.collector.service.handler import SinkHealth
 from baseplate_events.collector.sinks.sqlite import SQLiteSink
 
 

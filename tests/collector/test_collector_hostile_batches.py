@@ -16,22 +16,22 @@ import json
 import tempfile
 import time
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events.collector import make_app
-from baseplate_events.collector.batches import (
+from baseplate_events.collector.decode.batches import (
     EventReader,
     MalformedBatch,
     RefusedEvents,
     decode_batch,
 )
-from baseplate_events.collector.documents import TAGS
-from baseplate_events.collector.intake import sign
-from baseplate_events.collector.sinks import StoredEvent
+from baseplate_events.collector.decode.documents import TAGS
+from baseplate_events.collector.service.intake import sign
+from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
 
 SECRET = b"hostile batches test secret....."
 KEYS = f"demo={base64.b64encode(SECRET).decode()}"
@@ -293,7 +293,7 @@ def test_the_fast_path_and_the_general_path_give_the_same_answer(
     assert decoded(version, body, documents=True) == decoded(version, body, documents=False)
 
 
-class BrokenSink:
+class BrokenSink(Sink):
     """A sink with a bug: every ``store`` raises, and counts that it did."""
 
     reads_documents = False
@@ -301,15 +301,10 @@ class BrokenSink:
     def __init__(self) -> None:
         self.raised = 0
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         self.raised += 1
         raise RuntimeError("the sink's bug")
 
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 @settings(max_examples=50, deadline=None,

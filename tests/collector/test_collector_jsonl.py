@@ -11,7 +11,7 @@ from typing import Iterator, List
 
 import pytest
 
-from baseplate_events.collector.sinks import SinkUnavailable, StoredEvent
+from baseplate_events.collector.sinks import STORED, SinkUnavailable, StoredEvent
 from baseplate_events.collector.sinks.jsonl import JSONLSink, create
 from baseplate_events.errors import ConfigError
 
@@ -54,7 +54,7 @@ def test_a_line_holds_the_uuid_stream_time_and_the_event_as_received(
 ) -> None:
     """One line per event: uuid, stream, received_ms and the raw event JSON."""
     stored = event()
-    assert [None] == sink.store("v2j", [stored])
+    assert [STORED] == sink.store("v2j", [stored])
     sink.close()
     assert [{"uuid": stored.uuid, "stream": "v2j", "received_ms": 1_800_000_000_000,
              "event": {"1": {"str": "x"}}}] == lines(finished(tmp_path)[0])
@@ -170,7 +170,7 @@ def test_the_app_stores_a_lone_surrogate_of_a_batch_parsed_whole_as_valid_json(
     from webtest import TestApp
 
     from baseplate_events.collector import make_app
-    from baseplate_events.collector.intake import sign
+    from baseplate_events.collector.service.intake import sign
 
     secret = b"a jsonl collector test secret..."
     wsgi = make_app({"keys": f"demo={base64.b64encode(secret).decode()}", "sink": "jsonl",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from baseplate_events.collector.settings import keys_from_publisher_config
+from baseplate_events.collector.service.settings import keys_from_publisher_config
 from baseplate_events.errors import ConfigError
 
 

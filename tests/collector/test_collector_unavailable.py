@@ -27,9 +27,10 @@ import pytest
 
 from baseplate_events import serialize_v2_event
 from baseplate_events.collector import make_app
-from baseplate_events.collector.app import make_configurator
-from baseplate_events.collector.intake import sign
-from baseplate_events.collector.sinks import StoredEvent
+from baseplate_events.collector.service.app import make_configurator
+from baseplate_events.collector.service.intake import sign
+from baseplate_events.collector.sinks import Outcome, Sink, StoredEvent
+from demo_app.page_store import PageStore
 from event_schemas.event.ttypes import Event
 from tests.conftest import fill_disk
 from tests.support.users import needs_root, run_as, throwaway_uid
@@ -253,7 +254,7 @@ def test_kafka_a_producer_that_cannot_be_recreated_is_a_503(
 # -- bugs: 500 with the reason ------------------------------------------------------------
 
 
-class BrokenSink:
+class BrokenSink(Sink):
     """A sink with a bug: ``store`` raises what it is given (a deliberately broken sink)."""
 
     reads_documents = False
@@ -261,14 +262,9 @@ class BrokenSink:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         raise self.error
 
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def test_a_sink_bug_is_a_500_with_the_reason_and_no_traceback(
@@ -335,7 +331,7 @@ def test_503_log_lines_are_one_a_minute_per_reason_with_a_count(
 ) -> None:
     """Three 503s for a locked database in a minute make one warning line."""
     path = tmp_path / "events.db"
-    app = webtest({"sink": "sqlite", "sqlite.path": str(path), "sqlite.busy_timeout": "0.05"})
+    app = webtest({}, sink=PageStore(str(path), busy_timeout=0.05))  # the demo's, with a journal
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:

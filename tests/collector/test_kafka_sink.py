@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from baseplate_events.collector.sinks import SinkUnavailable, StoredEvent, create_sink
+from baseplate_events.collector.sinks import (STORED, Outcome, SinkUnavailable, StoredEvent,
+                                             create_sink)
 from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink, create
 from baseplate_events.errors import ConfigError
 from demo_app.tansu import BrokerUnavailable, TansuBroker, count_keys, free_port, read_topics
@@ -46,7 +47,7 @@ def test_a_batch_is_stored_keyed_by_uuid_with_the_raw_json(
     events = [stored_event("2", n=n) for n in range(50)]
     reasons = sink.store("v2", events)
     records = read_topics(kafka_broker.bootstrap, kafka_topics.values())
-    assert [None] * 50 == reasons
+    assert [STORED] * 50 == reasons
     assert {e.uuid: 1 for e in events} == dict(count_keys(records))
     assert {kafka_topics["v2"]} == {r.topic for r in records}
     assert {e.uuid.encode(): e.raw for e in events} == {r.key: r.value for r in records}
@@ -72,7 +73,7 @@ def test_threads_storing_at_once_each_get_their_own_reports(
     for thread in threads:
         thread.join(60)
     counts = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
-    assert [[None] * 100] * 20 == answers
+    assert [[STORED] * 100] * 20 == answers
     assert {e.uuid: 1 for batch in batches for e in batch} == dict(counts)
 
 
@@ -117,12 +118,12 @@ def test_a_forked_child_stores_through_a_producer_of_its_own(
     """A sink made before a fork (gunicorn --preload) works in the child: a new producer."""
     sink = make_sink(kafka_broker.bootstrap, kafka_topics)
     sinks.append(sink)
-    assert [None] == sink.store("v2", [stored_event("2")])
+    assert [STORED] == sink.store("v2", [stored_event("2")])
     event = stored_event("2")
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 only if the batch was stored
         try:
-            os._exit(0 if sink.store("v2", [event]) == [None] else 1)
+            os._exit(0 if sink.store("v2", [event]) == [STORED] else 1)
         except BaseException:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
@@ -160,7 +161,7 @@ def test_an_event_over_message_max_bytes_is_refused_and_the_rest_stored(
     records = read_topics(kafka_broker.bootstrap, kafka_topics.values())
     expected_reason = (f"kafka refused the event for topic {kafka_topics['v2j']}: Unable to "
                        "produce message: Broker: Message size too large (MSG_SIZE_TOO_LARGE)")
-    assert [None, expected_reason, None] == reasons
+    assert [STORED, Outcome.refused(expected_reason), STORED] == reasons
     assert {events[0].uuid: 1, events[2].uuid: 1} == dict(count_keys(records))
 
 
@@ -172,7 +173,7 @@ def test_a_paused_broker_makes_the_batch_unavailable_and_the_next_one_lands(
     sink = make_sink(kafka_broker.bootstrap, kafka_topics)
     sinks.append(sink)
     # connected, producer id acquired (librdkafka's idempotent start takes 0.5 s), topic created
-    assert [None] == sink.store("v2", [stored_event("2")])
+    assert [STORED] == sink.store("v2", [stored_event("2")])
     events = [stored_event("2", n=n) for n in range(5)]
     kafka_broker.pause()
     try:
@@ -188,7 +189,7 @@ def test_a_paused_broker_makes_the_batch_unavailable_and_the_next_one_lands(
         rf"\(brokers {kafka_broker.bootstrap}\))", str(caught.value)), str(caught.value)
     assert waited < 2.5 + 0.5
     assert not sink.ready()
-    assert [None] * 5 == sink.store("v2", events)
+    assert [STORED] * 5 == sink.store("v2", events)
     stored = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
     assert {e.uuid for e in events} <= set(stored)
 
@@ -254,14 +255,14 @@ def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(
     """librdkafka's fatal state: the sink replaces the producer and the batch is stored once."""
     sink = make_sink(kafka_broker.bootstrap, kafka_topics)
     sinks.append(sink)
-    assert [None] == sink.store("v2", [stored_event("2")])
+    assert [STORED] == sink.store("v2", [stored_event("2")])
     first = sink.producer
     raise_fatal_error(first, "fenced by the test")
     event = stored_event("2")
     with caplog.at_level("WARNING", logger="baseplate_events.collector.sinks.kafka"):
         reasons = sink.store("v2", [event])
     stored = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
-    assert [None] == reasons
+    assert [STORED] == reasons
     assert first is not sink.producer
     assert 1 == stored[event.uuid]
     assert [f"kafka sink: producer recreated after: kafka: cannot produce to "

@@ -21,7 +21,7 @@ from publisher.metrics import health
 from publisher.metrics.names import COUNTERS
 from publisher.metrics.prometheus import metric_name
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import SECRET, PublisherProcess, make_event, put_all
 from tests.system.test_publisher_prometheus import metrics_url, scrape
 
@@ -83,7 +83,7 @@ def test_every_metric_a_rule_names_is_on_a_real_publishers_metrics(
     start_publisher: Callable[..., PublisherProcess],
 ) -> None:
     """A fresh publisher's first scrape carries every metric the rules name."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         scraped = _scraped_names(publisher)
         assert 0 == publisher.stop()
@@ -96,7 +96,7 @@ def test_every_health_figure_is_on_a_real_publishers_metrics(
     tmp_path: Path, start_publisher: Callable[..., PublisherProcess],
 ) -> None:
     """Each figure and counter of the health file has its metric on /metrics."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         scraped = _scraped_names(publisher)
         doc = _health(tmp_path / "spool" / "health.json")
@@ -117,7 +117,7 @@ def test_moments_are_unix_times_on_metrics(
     publisher_queue: MessageQueue,
 ) -> None:
     """last_success is the time of the accepted batch; spool.oldest is now once all is sent."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         url = metrics_url(publisher)
         key = (("queue", queue_name),)
@@ -140,7 +140,7 @@ def test_the_health_file_lists_every_counter_from_the_start(
     tmp_path: Path, start_publisher: Callable[..., PublisherProcess],
 ) -> None:
     """Before any event, health.json's counters are every counter, each at 0."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         start_publisher(collector)
         doc = _health(tmp_path / "spool" / "health.json")
     assert dict.fromkeys(COUNTERS, 0) == doc["counters"]
@@ -163,7 +163,7 @@ def test_every_prometheus_name_on_the_operations_page_is_on_a_real_publishers_me
     page = (ROOT / "docs" / "operations.rst").read_text(encoding="utf-8")
     named = set(re.findall(r"baseplate_events_publisher_[a-z_]*[a-z]", page))
     assert named, "no full metric name on the page: is the pattern still right?"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         scraped = _scraped_names(publisher)
         assert 0 == publisher.stop()

@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from flask import Flask
 
-from baseplate_events.collector.settings import COLLECTOR_SETTINGS, sink_options
+from baseplate_events.collector.service.settings import COLLECTOR_SETTINGS, sink_options
 from baseplate_events.collector.sinks import jsonl
 from baseplate_events.errors import ConfigError
 from baseplate_events.flask import EventsExtension

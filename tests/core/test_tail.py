@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 from baseplate_events import serialize_v2_event
-from baseplate_events.collector.schema import struct_shape
+from baseplate_events.collector.decode.schema import struct_shape
 from baseplate_events.collector.sinks import StoredEvent
 from baseplate_events.collector.sinks.jsonl import JSONLSink
 from baseplate_events.collector.sinks.sqlite import SQLiteSink

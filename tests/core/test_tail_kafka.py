@@ -14,6 +14,7 @@ from typing import Dict, List
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from baseplate_events.collector.sinks import STORED
 from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink
 from baseplate_events.collector.tail import TailRequest
 from baseplate_events.collector.tail.__main__ import main
@@ -29,7 +30,7 @@ def store(broker: TansuBroker, topics: Dict[str, str], count: int, batch: int = 
     try:
         for start in range(0, count, batch):
             events = [stored_event("2j") for _ in range(min(batch, count - start))]
-            assert [None] * len(events) == sink.store("v2j", events)
+            assert [STORED] * len(events) == sink.store("v2j", events)
             uuids += [e.uuid for e in events]
     finally:
         sink.close()
@@ -123,7 +124,7 @@ def test_follow_reads_a_topic_made_after_the_start(
     sink = KafkaSink(KafkaSettings(kafka_broker.bootstrap, dict(kafka_topics)))
     try:
         late = stored_event("1")
-        assert [None] == sink.store("v1", [late])
+        assert [STORED] == sink.store("v1", [late])
     finally:
         sink.close()
     later = next(event for event in events if event is not None)

@@ -13,7 +13,7 @@ from baseplate_events.errors import ConfigError
 from publisher.config.parse import load, parse_section
 from publisher.config.table import KNOWN_KEYS
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.http import PrivateCA
 from tests.support.publisher import SECRET, PublisherProcess, run_publisher, write_config
 
@@ -177,7 +177,7 @@ def test_an_unknown_key_alone_is_a_warning_with_a_suggestion(
     queue_name: str, start_publisher: Callable[..., PublisherProcess]
 ):
     """Nothing else wrong: the publisher starts and logs the typo with the key it resembles."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"batch.max_wiat": "1"})
         assert 0 == publisher.stop()
     expected = (f"WARNING [event-publisher:{queue_name}]: ignoring unknown key "

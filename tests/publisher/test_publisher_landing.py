@@ -28,7 +28,7 @@ from publisher.intake.landing import (
 )
 from publisher.intake.sources import LANDING_LINGER
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.landing import receive
 from tests.support.publisher import (
     QUEUE_MESSAGE_SIZE,
@@ -148,7 +148,7 @@ def test_leftovers_are_delivered_at_start(
     """Events a killed publisher received but never spooled are sent by the next one."""
     events = [make_event(1), make_event(2)]
     put_all(publisher_queue, events)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         # A predecessor that died right after mq_receive: the events sit in a landing file.
         landing = Landing(landing_directory(str(tmp_path / "spool")), 1 << 16,
                           QUEUE_MESSAGE_SIZE)
@@ -171,7 +171,7 @@ def test_landing_off_still_delivers(
     publisher_queue: MessageQueue, start_publisher: Callable[..., PublisherProcess]
 ):
     """drain.landing = off drains with plain receives and delivers everything."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"drain.landing": "off"})
         events = [make_event(i) for i in range(30)]
         put_all(publisher_queue, events)
@@ -347,7 +347,7 @@ def test_a_second_process_writing_the_ring_costs_counted_events_only(
     tmp_path: Path, publisher_queue: MessageQueue, publisher_for: Callable[..., PublisherProcess]
 ):
     """The ring file overwritten while the publisher drains: no crash; each loss counted."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(collector.hostname).start()
         ring = os.path.join(landing_path(str(tmp_path / "spool")),
                             f"landing-ring-{QUEUE_MESSAGE_SIZE}")

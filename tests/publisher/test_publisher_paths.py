@@ -22,7 +22,7 @@ from publisher.intake.landing import Landing, landing_directory, landing_path
 from publisher.paths import UnsafePathError, open_private_directory
 from publisher.spool.store import Spool, SpoolError
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.landing import receive
 from tests.support.publisher import (
     QUEUE_MESSAGE_SIZE,
@@ -153,7 +153,7 @@ def test_a_spool_left_at_the_old_default_is_replayed(
     assert 1 == receive(ring, publisher_queue.fileno(), 4)  # and killed before spooling it
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     try:
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             publisher = start_publisher(collector, **{"spool.path": None})
             new = [make_event(10 + i) for i in range(2)]
             put_all(publisher_queue, new)

@@ -21,7 +21,7 @@ import pytest
 from baseplate_events.errors import ConfigError
 from publisher.config.parse import load
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import (
     SECRET,
     PublisherProcess,
@@ -171,7 +171,7 @@ def test_the_publisher_logs_the_warning_for_a_readable_secret_file(
     path = open_dir / "secret"
     path.write_text(base64.b64encode(SECRET).decode() + "\n")
     path.chmod(0o644)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(
             collector.hostname, **{"key.secret": None, "key.secret_file": str(path)}
         ).start()

@@ -1,14 +1,14 @@
 """A strict, scriptable event collector on 127.0.0.1, port 0, for the publisher's tests.
 
 It checks what the reference collector checks, with the reference collector's
-own intake (:func:`baseplate_events.collector.intake.check_batch`: the
+own intake (:func:`baseplate_events.collector.service.intake.check_batch`: the
 signature, a ``Date`` within five minutes, the encodings, the gzip body and
 its HMAC-SHA256), and, more strictly, that the publisher sends each header in
 its one canonical form: the path ``/v{version}``, ``Content-Type:
 application/json`` and ``Content-Encoding: gzip`` exactly, a ``User-Agent``, a
 GMT ``Date`` and ``X-Signature: key=NAME, mac=<64 lower-case hex digits>``.
 A wrong key or mac is answered 403; any other failed check is answered 400 and
-recorded in :attr:`Collector.problems`, which every test expects empty.
+recorded in :attr:`LocalCollector.problems`, which every test expects empty.
 
 It can be scripted to misbehave: a spell of 503s (or any status: a blanket
 400 or 500) with an optional ``Retry-After``, 413 for large bodies, 422 (or
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from baseplate_events.collector.intake import Refused, check_batch
+from baseplate_events.collector.service.intake import Refused, check_batch
 
 SIGNATURE = re.compile(r"^key=([^,\s]+), mac=([0-9a-f]{64})$")
 MAX_BODY = 8 << 20
@@ -72,7 +72,7 @@ def event_uuid(event: Any) -> Optional[str]:
     return None
 
 
-class Collector:
+class LocalCollector:
     """The collector; use as a context manager or call :meth:`start`/:meth:`stop`."""
 
     def __init__(
@@ -120,7 +120,7 @@ class Collector:
     def hostname(self) -> str:
         return f"127.0.0.1:{self.server.server_address[1]}"
 
-    def start(self) -> "Collector":
+    def start(self) -> "LocalCollector":
         self._thread.start()
         return self
 
@@ -128,7 +128,7 @@ class Collector:
         self.server.shutdown()
         self.server.server_close()
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> "LocalCollector":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -226,19 +226,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        collector: Collector = self.server.collector  # type: ignore[attr-defined]
+        collector: LocalCollector = self.server.collector  # type: ignore[attr-defined]
         with collector.lock:
             collector.connections.add(self.connection)
 
     def finish(self) -> None:
-        collector: Collector = self.server.collector  # type: ignore[attr-defined]
+        collector: LocalCollector = self.server.collector  # type: ignore[attr-defined]
         with collector.lock:
             collector.connections.discard(self.connection)
             collector.lock.notify_all()
         super().finish()
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        collector: Collector = self.server.collector  # type: ignore[attr-defined]
+        collector: LocalCollector = self.server.collector  # type: ignore[attr-defined]
         length = int(self.headers.get("Content-Length", "0"))
         compressed = self.rfile.read(length)
         with collector.lock:
@@ -315,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up: what the test wants
 
     def _answer(
-        self, collector: Collector, status: int, reason: str, retry_after: Optional[str] = None
+        self, collector: LocalCollector, status: int, reason: str, retry_after: Optional[str] = None
     ) -> None:
         with collector.lock:
             collector.answers.append(status)

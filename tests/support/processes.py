@@ -13,7 +13,7 @@ from typing import Iterator
 
 import requests
 
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 
 REPO = str(Path(__file__).resolve().parent.parent.parent)
 LISTENING = "collector listening on http://127.0.0.1:"

@@ -22,7 +22,7 @@ from baseplate_events.mqueue.posix import MessageQueue
 from publisher.intake.landing import landing_path
 
 if TYPE_CHECKING:
-    from tests.support.collector import Collector
+    from tests.support.collector import LocalCollector
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SECRET = b"a test secret, 32 bytes long...."
@@ -201,7 +201,7 @@ class Ledger:
         self.put.extend(ids)
         return ids
 
-    def missing(self, collector: "Collector", dead_letters: Path) -> Set[str]:
+    def missing(self, collector: "LocalCollector", dead_letters: Path) -> Set[str]:
         delivered = set(collector.uuids())
         refused = set()
         if dead_letters.exists():

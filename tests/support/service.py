@@ -128,7 +128,7 @@ def post_batch(url: str, events: "List[bytes]", timeout: float = 10.0,
 
     import requests
 
-    from baseplate_events.collector.intake import sign
+    from baseplate_events.collector.service.intake import sign
 
     from tests.support.publisher import SECRET
 

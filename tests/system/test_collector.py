@@ -15,8 +15,8 @@ import requests
 
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
-from demo_app.collector import Collector, make_server
-from baseplate_events.collector.intake import Refused, gunzip_bounded, sign
+from demo_app.collector import DemoCollector, make_server
+from baseplate_events.collector.service.intake import Refused, gunzip_bounded, sign
 from event_schemas.event.ttypes import Event
 
 from tests.support.processes import serving_collector, signed_post
@@ -44,7 +44,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def collector(clock: FakeClock) -> Iterator[Collector]:
+def collector(clock: FakeClock) -> Iterator[DemoCollector]:
     with make_server("127.0.0.1", 0, keys={"demo": SECRET}, clock=clock, max_body=64 * 1024,
                      schema=SCHEMA) as c:
         yield c
@@ -78,7 +78,7 @@ def v1_batch(count: int = 2) -> bytes:
 
 
 def post(
-    collector: Collector,
+    collector: DemoCollector,
     path: str,
     body: bytes,
     *,
@@ -104,7 +104,7 @@ def post(
 # -- acceptance ------------------------------------------------------------------
 
 
-def test_accepts_a_signed_v2_batch_and_stores_every_event(collector: Collector) -> None:
+def test_accepts_a_signed_v2_batch_and_stores_every_event(collector: DemoCollector) -> None:
     """A v2 batch read with Thrift's TJSONProtocol is stored event by event."""
     events = [v2_event(), v2_event(action="view")]
     response = post(collector, "/v2", v2_batch(events))
@@ -114,21 +114,21 @@ def test_accepts_a_signed_v2_batch_and_stores_every_event(collector: Collector) 
     assert "view" == stored[events[1].uuid]["action"]
 
 
-def test_accepts_v2j_and_v1_batches(collector: Collector) -> None:
+def test_accepts_v2j_and_v1_batches(collector: DemoCollector) -> None:
     """The 2j (array of TJSON) and v1 (array of legacy objects) formats are accepted."""
     assert 200 == post(collector, "/v2j", v2j_batch([v2_event()])).status_code
     assert 200 == post(collector, "/v1", v1_batch(2)).status_code
     assert {"1": 2, "2j": 1} == _versions(collector)
 
 
-def _versions(collector: Collector) -> Dict[str, int]:
+def _versions(collector: DemoCollector) -> Dict[str, int]:
     counts: Dict[str, int] = {}
     for event in collector.store.events():
         counts[event["version"]] = counts.get(event["version"], 0) + 1
     return counts
 
 
-def test_a_batch_sent_twice_is_stored_once(collector: Collector) -> None:
+def test_a_batch_sent_twice_is_stored_once(collector: DemoCollector) -> None:
     """De-duplication by uuid: a resent batch only counts receipts."""
     body = v2_batch([v2_event(), v2_event()])
     post(collector, "/v2", body)
@@ -138,7 +138,7 @@ def test_a_batch_sent_twice_is_stored_once(collector: Collector) -> None:
     assert (2, 2) == (collector.store.summary()["total"], collector.store.summary()["duplicates"])
 
 
-def test_a_multi_member_gzip_body_is_read_whole(collector: Collector) -> None:
+def test_a_multi_member_gzip_body_is_read_whole(collector: DemoCollector) -> None:
     """Concatenated gzip members are one body, as gzip(1) reads them."""
     body = v2j_batch([v2_event(), v2_event()])
     data = gzip.compress(body[:40]) + gzip.compress(body[40:])
@@ -147,7 +147,7 @@ def test_a_multi_member_gzip_body_is_read_whole(collector: Collector) -> None:
     assert 200 == response.status_code
 
 
-def test_keep_alive_serves_several_batches_on_one_connection(collector: Collector) -> None:
+def test_keep_alive_serves_several_batches_on_one_connection(collector: DemoCollector) -> None:
     """The collector speaks HTTP/1.1 keep-alive, as the publisher's session expects."""
     with requests.Session() as session:
         for _ in range(3):
@@ -169,7 +169,7 @@ def test_sign_matches_the_rfc_4231_known_answer() -> None:
     assert expected == sign(b"Jefe", b"what do ya want for nothing?")
 
 
-def test_a_missing_signature_is_401(collector: Collector) -> None:
+def test_a_missing_signature_is_401(collector: DemoCollector) -> None:
     """No X-Signature header: 401."""
     response = post(collector, "/v2", v2_batch([v2_event()]), headers={"X-Signature": "<none>"})
     assert (401, "missing X-Signature header") == (response.status_code, response.json()["error"])
@@ -183,14 +183,14 @@ def test_a_missing_signature_is_401(collector: Collector) -> None:
     "key=demo mac=" + "0" * 64,
     "demo:" + "0" * 64,
 ])
-def test_a_malformed_signature_is_401(collector: Collector, header: str) -> None:
+def test_a_malformed_signature_is_401(collector: DemoCollector, header: str) -> None:
     """X-Signature not of the form key=NAME, mac=<64 hex>: 401."""
     response = post(collector, "/v2", v2_batch([v2_event()]), headers={"X-Signature": header})
     assert 401 == response.status_code
     assert response.json()["error"].startswith("malformed X-Signature header")
 
 
-def test_an_unknown_key_is_403(collector: Collector) -> None:
+def test_an_unknown_key_is_403(collector: DemoCollector) -> None:
     """A key name the collector does not hold: 403, nothing stored."""
     response = post(collector, "/v2", v2_batch([v2_event()]), key="other")
     assert (403, "signature does not match a key this collector holds") == (
@@ -198,14 +198,14 @@ def test_an_unknown_key_is_403(collector: Collector) -> None:
     assert 0 == collector.store.summary()["total"]
 
 
-def test_a_wrong_mac_is_403(collector: Collector) -> None:
+def test_a_wrong_mac_is_403(collector: DemoCollector) -> None:
     """A mac made with another secret: 403."""
     response = post(collector, "/v2", v2_batch([v2_event()]), secret=b"not the secret")
     assert (403, "signature does not match a key this collector holds") == (
         response.status_code, response.json()["error"])
 
 
-def test_an_unknown_key_and_a_wrong_mac_get_the_same_answer(collector: Collector) -> None:
+def test_an_unknown_key_and_a_wrong_mac_get_the_same_answer(collector: DemoCollector) -> None:
     """Key names cannot be enumerated: the two refusals are byte for byte the same."""
     body = v2_batch([v2_event()])
     unknown = post(collector, "/v2", body, key="other")
@@ -213,7 +213,7 @@ def test_an_unknown_key_and_a_wrong_mac_get_the_same_answer(collector: Collector
     assert (unknown.status_code, unknown.content) == (wrong.status_code, wrong.content)
 
 
-def test_a_mac_over_the_compressed_body_is_403(collector: Collector) -> None:
+def test_a_mac_over_the_compressed_body_is_403(collector: DemoCollector) -> None:
     """The mac covers the uncompressed body; one over the gzip bytes is refused."""
     body = v2_batch([v2_event()])
     data = gzip.compress(body)
@@ -225,7 +225,7 @@ def test_a_mac_over_the_compressed_body_is_403(collector: Collector) -> None:
 # -- Date and replay window ---------------------------------------------------------
 
 
-def test_a_stale_date_is_401(collector: Collector) -> None:
+def test_a_stale_date_is_401(collector: DemoCollector) -> None:
     """A Date ten minutes old is outside the 300 s replay window: 401."""
     response = post(collector, "/v2", v2_batch([v2_event()]), date=NOW - 600)
     assert 401 == response.status_code
@@ -233,21 +233,21 @@ def test_a_stale_date_is_401(collector: Collector) -> None:
             == response.json()["error"])
 
 
-def test_a_date_from_the_future_is_401(collector: Collector) -> None:
+def test_a_date_from_the_future_is_401(collector: DemoCollector) -> None:
     """A Date too far ahead is refused as well."""
     response = post(collector, "/v2", v2_batch([v2_event()]), date=NOW + 400)
     assert "Date is 400 s ahead of the collector's clock; the replay window is 300 s" == (
         response.json()["error"])
 
 
-def test_a_date_inside_the_window_is_accepted(collector: Collector, clock: FakeClock) -> None:
+def test_a_date_inside_the_window_is_accepted(collector: DemoCollector, clock: FakeClock) -> None:
     """Moving the collector's clock 299 s on still accepts the request."""
     clock.now = NOW + 299
     assert 200 == post(collector, "/v2", v2_batch([v2_event()])).status_code
 
 
 @pytest.mark.parametrize("date", ["<none>", "yesterday"])
-def test_a_missing_or_unparseable_date_is_401(collector: Collector, date: str) -> None:
+def test_a_missing_or_unparseable_date_is_401(collector: DemoCollector, date: str) -> None:
     """No usable Date header: 401."""
     response = post(collector, "/v2", v2_batch([v2_event()]), headers={"Date": date})
     assert 401 == response.status_code
@@ -264,7 +264,7 @@ def _bomb(size: int) -> bytes:
     return b"".join(parts) + compressor.flush()
 
 
-def test_a_gzip_bomb_is_413(collector: Collector) -> None:
+def test_a_gzip_bomb_is_413(collector: DemoCollector) -> None:
     """64 MiB of zeros in a small gzip body is refused once past the cap."""
     bomb = _bomb(64 * 1024 * 1024)
     assert len(bomb) < 64 * 1024
@@ -282,14 +282,14 @@ def test_decompression_stops_at_the_cap() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_a_body_over_the_cap_is_413(collector: Collector) -> None:
+def test_a_body_over_the_cap_is_413(collector: DemoCollector) -> None:
     """A Content-Length over the cap is refused without reading the body."""
     response = post(collector, "/v2", b"x" * (64 * 1024 + 1), compress=False)
     assert (413, "body is 65537 bytes; the collector takes at most 65536") == (
         response.status_code, response.json()["error"])
 
 
-def test_a_session_keeps_working_after_a_413(collector: Collector) -> None:
+def test_a_session_keeps_working_after_a_413(collector: DemoCollector) -> None:
     """A body a little over the cap is drained: the client reads the 413, then sends again."""
     body = v2_batch([v2_event()])
     headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
@@ -303,21 +303,21 @@ def test_a_session_keeps_working_after_a_413(collector: Collector) -> None:
     assert (413, 200) == (too_big.status_code, again.status_code)
 
 
-def test_a_body_that_is_not_gzip_is_400(collector: Collector) -> None:
+def test_a_body_that_is_not_gzip_is_400(collector: DemoCollector) -> None:
     """Content-Encoding says gzip, the body is not."""
     response = post(collector, "/v2", v2_batch([v2_event()]), compress=False)
     assert 400 == response.status_code
     assert response.json()["error"].startswith("body is not valid gzip")
 
 
-def test_a_truncated_gzip_body_is_400(collector: Collector) -> None:
+def test_a_truncated_gzip_body_is_400(collector: DemoCollector) -> None:
     """A gzip stream cut short is refused."""
     body = v2_batch([v2_event()])
     response = post(collector, "/v2", gzip.compress(body)[:-12], compress=False)
     assert ("body is not valid gzip: the stream is truncated" == response.json()["error"])
 
 
-def test_an_uncompressed_body_is_415(collector: Collector) -> None:
+def test_an_uncompressed_body_is_415(collector: DemoCollector) -> None:
     """The publisher always gzips; another Content-Encoding is refused."""
     response = post(collector, "/v2", v2_batch([v2_event()]), compress=False,
                     headers={"Content-Encoding": "identity"})
@@ -325,7 +325,7 @@ def test_an_uncompressed_body_is_415(collector: Collector) -> None:
         response.status_code, response.json()["error"])
 
 
-def test_a_chunked_body_is_read_whole_up_to_the_cap(collector: Collector) -> None:
+def test_a_chunked_body_is_read_whole_up_to_the_cap(collector: DemoCollector) -> None:
     """Without Content-Length the server reads the chunked body (bounded) and takes it."""
     plain = v2_batch([v2_event()])
     response = requests.post(collector.url + "/v2", data=iter([gzip.compress(plain)]),
@@ -336,7 +336,7 @@ def test_a_chunked_body_is_read_whole_up_to_the_cap(collector: Collector) -> Non
     assert (200, {"accepted": 1, "duplicates": 0}) == (response.status_code, response.json())
 
 
-def test_a_body_that_is_not_json_content_is_415(collector: Collector) -> None:
+def test_a_body_that_is_not_json_content_is_415(collector: DemoCollector) -> None:
     """The publisher sends Content-Type: application/json; anything else is refused."""
     response = post(collector, "/v2", v2_batch([v2_event()]),
                     headers={"Content-Type": "application/x-thrift"})
@@ -360,7 +360,7 @@ def test_a_body_that_is_not_json_content_is_415(collector: Collector) -> None:
     ("/v2j", b"[\xff]"),
 ])
 def test_a_body_in_the_wrong_format_for_its_version_is_400(
-    collector: Collector, path: str, body: bytes
+    collector: DemoCollector, path: str, body: bytes
 ) -> None:
     """Each version takes its own batch shape only."""
     response = post(collector, path, body)
@@ -368,12 +368,13 @@ def test_a_body_in_the_wrong_format_for_its_version_is_400(
     assert response.json()["error"].startswith(f"not a v{path[2:]} batch: ")
 
 
-def test_an_unknown_version_path_is_404(collector: Collector) -> None:
+def test_an_unknown_version_path_is_404(collector: DemoCollector) -> None:
     """Only /v1, /v2 and /v2j take batches."""
     assert 404 == post(collector, "/v3", v2_batch([v2_event()])).status_code
 
 
-def test_a_v2_batch_with_an_event_missing_its_uuid_is_422_naming_it(collector: Collector) -> None:
+def test_a_v2_batch_with_an_event_missing_its_uuid_is_422_naming_it(
+        collector: DemoCollector) -> None:
     """A well-formed batch with a refused event: 422, the reason per event, nothing stored."""
     good = v2_event()
     bad = Event(source="test", action="click", noun="button", client_timestamp=1)
@@ -385,7 +386,7 @@ def test_a_v2_batch_with_an_event_missing_its_uuid_is_422_naming_it(collector: C
     assert 0 == collector.store.summary()["total"]
 
 
-def test_a_v2_event_thrift_cannot_read_is_422_naming_it(collector: Collector) -> None:
+def test_a_v2_event_thrift_cannot_read_is_422_naming_it(collector: DemoCollector) -> None:
     """An event whose TJSON Thrift refuses is located and named."""
     body = (b'{"1":{"lst":["rec",2,' + serialize_v2_event(v2_event())
             + b',{"4":{"i64":"soon"}}]}}')
@@ -396,7 +397,7 @@ def test_a_v2_event_thrift_cannot_read_is_422_naming_it(collector: Collector) ->
     assert refused[0]["reason"].startswith("not a TJSON Event: ")
 
 
-def test_a_v2j_event_with_a_field_of_the_wrong_type_is_422(collector: Collector) -> None:
+def test_a_v2j_event_with_a_field_of_the_wrong_type_is_422(collector: DemoCollector) -> None:
     """2j validates each event like v2: with a schema, a field's type must match it."""
     event = serialize_v2_event(v2_event()).replace(b'"1":{"str":"test"}', b'"1":{"i32":5}')
     response = post(collector, "/v2j", b"[" + event + b"]")
@@ -404,7 +405,7 @@ def test_a_v2j_event_with_a_field_of_the_wrong_type_is_422(collector: Collector)
         response.status_code, response.json()["refused"][0]["reason"])
 
 
-def test_a_v1_event_with_a_bad_uuid_is_422(collector: Collector) -> None:
+def test_a_v1_event_with_a_bad_uuid_is_422(collector: DemoCollector) -> None:
     """v1 events need a UUID and a payload object."""
     item = json.loads(v1_batch(1))[0]
     item["uuid"] = "not-a-uuid"
@@ -415,7 +416,7 @@ def test_a_v1_event_with_a_bad_uuid_is_422(collector: Collector) -> None:
         r["reason"] for r in response.json()["refused"]]
 
 
-def test_a_storage_failure_is_a_503_the_publisher_will_retry(collector: Collector) -> None:
+def test_a_storage_failure_is_a_503_the_publisher_will_retry(collector: DemoCollector) -> None:
     """A sink that cannot take the batch answers 503 with Retry-After, not 500."""
     collector.store.close()
     response = post(collector, "/v2", v2_batch([v2_event()]))
@@ -426,7 +427,7 @@ def test_a_storage_failure_is_a_503_the_publisher_will_retry(collector: Collecto
 # -- what it serves -----------------------------------------------------------------------
 
 
-def test_the_json_endpoint_lists_counts_total_and_events(collector: Collector) -> None:
+def test_the_json_endpoint_lists_counts_total_and_events(collector: DemoCollector) -> None:
     """GET /api/events: total, counts per source and action, every event by uuid."""
     events = [v2_event(), v2_event(), v2_event(source="other", action="view")]
     post(collector, "/v2", v2_batch(events))

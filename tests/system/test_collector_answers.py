@@ -31,7 +31,7 @@ import requests
 
 from baseplate_events import Event as V1Event
 from baseplate_events import serialize_v1_event, serialize_v2_event
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 from baseplate_events.mqueue.posix import MessageQueue
 from event_schemas.event.ttypes import Event
 from publisher.send.dead_letters import DeadLetter, read

@@ -8,11 +8,11 @@ import pytest
 import requests
 
 from baseplate_events.collector.sinks import StoredEvent
-from baseplate_events.collector.sinks.sqlite import KEEP_REFUSED, SQLiteSink
 from demo_app.answer_tally import KEEP_SECONDS, AnswerTally
-from demo_app.collector import Collector, make_server
+from demo_app.collector import DemoCollector, make_server
 from demo_app.collector_api import SHOWN_COUNTS, delay_distribution
 from demo_app.collector_page import page_hosts
+from demo_app.page_store import KEEP_REFUSED, PageStore
 from demo_app.store_reader import StoreReader
 
 from tests.support.processes import serving_collector
@@ -38,16 +38,16 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def collector(clock: FakeClock) -> Iterator[Collector]:
+def collector(clock: FakeClock) -> Iterator[DemoCollector]:
     with make_server("127.0.0.1", 0, keys={"demo": SECRET}, clock=clock, schema=SCHEMA) as c:
         yield c
 
 
-def get(collector: Collector, path: str) -> requests.Response:
+def get(collector: DemoCollector, path: str) -> requests.Response:
     return requests.get(collector.url + path, timeout=10)
 
 
-def stored_uuids(collector: Collector, count: int, **fields: Any) -> List[str]:
+def stored_uuids(collector: DemoCollector, count: int, **fields: Any) -> List[str]:
     """Post ``count`` events in one batch; their uuids in the order sent."""
     events = [v2_event(**fields) for _ in range(count)]
     assert 200 == post(collector, "/v2", v2_batch(events)).status_code
@@ -57,7 +57,7 @@ def stored_uuids(collector: Collector, count: int, **fields: Any) -> List[str]:
 # -- /api/events ---------------------------------------------------------------------
 
 
-def test_events_are_listed_newest_first(collector: Collector) -> None:
+def test_events_are_listed_newest_first(collector: DemoCollector) -> None:
     """The last event stored is listed first, as on the page."""
     first = stored_uuids(collector, 2)
     second = stored_uuids(collector, 2)
@@ -65,7 +65,7 @@ def test_events_are_listed_newest_first(collector: Collector) -> None:
     assert [*reversed(second), *reversed(first)] == listed
 
 
-def test_a_limit_gives_the_newest_events(collector: Collector) -> None:
+def test_a_limit_gives_the_newest_events(collector: DemoCollector) -> None:
     """?limit=N is the N events stored last, so the latest event always shows."""
     stored_uuids(collector, 5)
     latest = stored_uuids(collector, 2)
@@ -73,7 +73,7 @@ def test_a_limit_gives_the_newest_events(collector: Collector) -> None:
     assert list(reversed(latest)) == [e["uuid"] for e in document["events"]]
 
 
-def test_the_cursor_walks_every_event_once_newest_to_oldest(collector: Collector) -> None:
+def test_the_cursor_walks_every_event_once_newest_to_oldest(collector: DemoCollector) -> None:
     """Following ``next`` with ?before= pages through every event once; the last page's is null."""
     sent = stored_uuids(collector, 7)
     listed: List[str] = []
@@ -89,7 +89,7 @@ def test_the_cursor_walks_every_event_once_newest_to_oldest(collector: Collector
     assert (list(reversed(sent)), 3) == (listed, pages)
 
 
-def test_paging_neither_repeats_nor_skips_while_events_arrive(collector: Collector) -> None:
+def test_paging_neither_repeats_nor_skips_while_events_arrive(collector: DemoCollector) -> None:
     """Events stored between two pages go before the first page, not into the walk."""
     older = stored_uuids(collector, 4)
     first = get(collector, "/api/events?limit=2").json()
@@ -99,7 +99,7 @@ def test_paging_neither_repeats_nor_skips_while_events_arrive(collector: Collect
     assert (list(reversed(older)), None) == (walked, rest["next"])
 
 
-def test_a_page_that_holds_the_oldest_event_has_no_next(collector: Collector) -> None:
+def test_a_page_that_holds_the_oldest_event_has_no_next(collector: DemoCollector) -> None:
     """When the limit covers every event, ``next`` is null."""
     stored_uuids(collector, 3)
     assert None is get(collector, "/api/events?limit=3").json()["next"]
@@ -116,7 +116,7 @@ def test_a_page_that_holds_the_oldest_event_has_no_next(collector: Collector) ->
     ("before=9223372036854775808", "before: expected the 'next' cursor of an earlier page "
                                    "(a whole number above 0), got '9223372036854775808'"),
 ])
-def test_a_bad_limit_or_cursor_is_a_400_naming_it(collector: Collector, query: str,
+def test_a_bad_limit_or_cursor_is_a_400_naming_it(collector: DemoCollector, query: str,
                                                   message: str) -> None:
     """A limit or cursor the API cannot read is refused, naming the parameter."""
     response = get(collector, "/api/events?" + query)
@@ -124,7 +124,7 @@ def test_a_bad_limit_or_cursor_is_a_400_naming_it(collector: Collector, query: s
 
 
 @pytest.mark.parametrize("query", ["limit=%ff", "limit=1&before=%ff"])
-def test_a_query_that_is_not_utf8_is_a_400_naming_the_parameters(collector: Collector,
+def test_a_query_that_is_not_utf8_is_a_400_naming_the_parameters(collector: DemoCollector,
                                                                   query: str) -> None:
     """?limit=%ff: a 400 naming limit and before, not the decoder's own words."""
     response = get(collector, "/api/events?" + query)
@@ -136,7 +136,7 @@ def test_a_query_that_is_not_utf8_is_a_400_naming_the_parameters(collector: Coll
 # -- /api/stats ----------------------------------------------------------------------
 
 
-def stats(collector: Collector) -> Dict[str, Any]:
+def stats(collector: DemoCollector) -> Dict[str, Any]:
     return get(collector, "/api/stats").json()
 
 
@@ -146,7 +146,7 @@ def totals(document: Dict[str, Any]) -> Dict[str, int]:
             ("stored", "duplicates", "refused_events", "refused_requests", "retry")}
 
 
-def test_stats_count_each_answer_by_what_it_says_of_the_events(collector: Collector) -> None:
+def test_stats_count_each_answer_by_what_it_says_of_the_events(collector: DemoCollector) -> None:
     """A 200 counts its accepted and duplicates, a 422 its refused events, a 403 one request."""
     events = [v2_event(), v2_event(), v2_event()]
     post(collector, "/v2", v2_batch(events))
@@ -159,7 +159,7 @@ def test_stats_count_each_answer_by_what_it_says_of_the_events(collector: Collec
             ) == (totals(document), document["rates"]["statuses"])
 
 
-def test_stats_place_each_answer_in_its_second(collector: Collector, clock: FakeClock) -> None:
+def test_stats_place_each_answer_in_its_second(collector: DemoCollector, clock: FakeClock) -> None:
     """The rates list one count per second, oldest first, the current second last."""
     stored_uuids(collector, 2)
     clock.now += 5
@@ -169,7 +169,7 @@ def test_stats_place_each_answer_in_its_second(collector: Collector, clock: Fake
         rates["start"], rates["stored"][-1], rates["stored"][-6])
 
 
-def test_stats_forget_answers_older_than_ten_minutes(collector: Collector,
+def test_stats_forget_answers_older_than_ten_minutes(collector: DemoCollector,
                                                      clock: FakeClock) -> None:
     """An answer drops out of the rates once it is KEEP_SECONDS old."""
     stored_uuids(collector, 2)
@@ -178,7 +178,7 @@ def test_stats_forget_answers_older_than_ten_minutes(collector: Collector,
              "retry": 0}, {}) == (totals(stats(collector)), stats(collector)["rates"]["statuses"])
 
 
-def test_refusals_past_the_kept_table_are_still_counted(collector: Collector) -> None:
+def test_refusals_past_the_kept_table_are_still_counted(collector: DemoCollector) -> None:
     """The rates count every refused event, though only the latest 1,000 are kept listed."""
     body = v2_batch([v2_event(uuid=None) for _ in range(KEEP_REFUSED + 200)])
     assert 422 == post(collector, "/v2", body).status_code
@@ -187,7 +187,7 @@ def test_refusals_past_the_kept_table_are_still_counted(collector: Collector) ->
         totals(stats(collector))["refused_events"], len(listed))
 
 
-def test_stats_count_stored_events_by_stream_source_and_action(collector: Collector) -> None:
+def test_stats_count_stored_events_by_stream_source_and_action(collector: DemoCollector) -> None:
     """Counts are per stream (v1, v2, v2j), source and action, most first."""
     post(collector, "/v2", v2_batch([v2_event(), v2_event(), v2_event(action="view")]))
     post(collector, "/v2j", v2j_batch([v2_event()]))
@@ -200,7 +200,7 @@ def test_stats_count_stored_events_by_stream_source_and_action(collector: Collec
     ] == stats(collector)["counts"]
 
 
-def test_stats_show_the_fifty_biggest_counts_and_how_many_more(collector: Collector) -> None:
+def test_stats_show_the_fifty_biggest_counts_and_how_many_more(collector: DemoCollector) -> None:
     """A flood of distinct sources shows the 50 with most events and the number left out."""
     events = [v2_event(source=f"source-{n:02}") for n in range(55)] + [v2_event(source="big")]
     post(collector, "/v2", v2_batch(events + [v2_event(source="big")]))
@@ -210,7 +210,7 @@ def test_stats_show_the_fifty_biggest_counts_and_how_many_more(collector: Collec
         document["counts"][0]["count"], document["counts_left_out"])
 
 
-def test_stats_give_the_delay_from_put_to_stored(collector: Collector) -> None:
+def test_stats_give_the_delay_from_put_to_stored(collector: DemoCollector) -> None:
     """Each event's receipt time less its client_timestamp, in buckets and percentiles."""
     now_ms = int(NOW * 1000)
     for ago in (5, 50, 60, 2_000):
@@ -254,7 +254,7 @@ def test_the_demo_collector_listens_on_loopback_unless_told(tmp_path: Any) -> No
 
 def test_the_reader_of_a_file_does_not_wait_for_the_sink(tmp_path: Any) -> None:
     """A file is read on a connection of its own: a batch holding the sink does not stop it."""
-    store = SQLiteSink(str(tmp_path / "events.sqlite3"))
+    store = PageStore(str(tmp_path / "events.sqlite3"))
     reader = StoreReader(store)
     answers: List[Any] = []
     try:
@@ -270,7 +270,7 @@ def test_the_reader_of_a_file_does_not_wait_for_the_sink(tmp_path: Any) -> None:
 
 def test_an_in_memory_store_is_read_through_the_sink() -> None:
     """``:memory:`` belongs to the sink's connection, so the reader sees what it stored."""
-    store = SQLiteSink(":memory:")
+    store = PageStore(":memory:")
     store.store("v2", [StoredEvent("a0000000-0000-4000-8000-000000000000", "2", b"{}", {})])
     assert 1 == StoreReader(store).summary()["total"]
     store.close()
@@ -289,7 +289,7 @@ class StepClock:
 
 def test_counts_are_reused_for_ten_times_as_long_as_they_took(tmp_path: Any) -> None:
     """A count that took 1 s is served again until 11 s after it began, then counted anew."""
-    store = SQLiteSink(str(tmp_path / "events.sqlite3"))
+    store = PageStore(str(tmp_path / "events.sqlite3"))
     clock = StepClock()
     reader = StoreReader(store, clock)
     try:
@@ -305,7 +305,7 @@ def test_counts_are_reused_for_ten_times_as_long_as_they_took(tmp_path: Any) -> 
 # -- whose page ------------------------------------------------------------------------
 
 
-def test_the_page_refuses_a_request_for_another_name(collector: Collector) -> None:
+def test_the_page_refuses_a_request_for_another_name(collector: DemoCollector) -> None:
     """A Host that is not this machine's (DNS rebinding) gets a 403, not the events."""
     response = requests.get(collector.url + "/api/events", timeout=10,
                             headers={"Host": "attacker.example:80"})
@@ -315,7 +315,7 @@ def test_the_page_refuses_a_request_for_another_name(collector: Collector) -> No
 
 
 @pytest.mark.parametrize("host", ["localhost:8080", "127.0.0.1", "[::1]:8080", "LOCALHOST"])
-def test_the_page_answers_to_the_names_of_loopback(collector: Collector, host: str) -> None:
+def test_the_page_answers_to_the_names_of_loopback(collector: DemoCollector, host: str) -> None:
     """localhost, 127.0.0.1 and [::1], with or without a port, get the page."""
     response = requests.get(collector.url + "/", timeout=10, headers={"Host": host})
     assert 200 == response.status_code

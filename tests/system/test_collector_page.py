@@ -19,7 +19,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from demo_app.collector import Collector, make_server
+from demo_app.collector import DemoCollector, make_server
 from demo_app.event_schemas.event.ttypes import Event, User
 from demo_app.screenshot import CHROMIUM, launch_chromium
 
@@ -75,14 +75,14 @@ class Page:
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
+def collector(tmp_path: Path) -> Iterator[DemoCollector]:
     with make_server("127.0.0.1", 0, keys={"demo": SECRET}, schema=SCHEMA,
                      db_path=str(tmp_path / "events.sqlite3")) as c:
         yield c
 
 
 @pytest.fixture
-def page(browser: Any, collector: Collector) -> Iterator[Page]:
+def page(browser: Any, collector: DemoCollector) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1200, "height": 1000})
     tab = Page(context.new_page())
     tab.tab.goto(collector.url + "/")
@@ -106,7 +106,7 @@ def send(url: str, *events: Event, secret: bytes = SECRET) -> int:
 # -- what it draws -----------------------------------------------------------------------
 
 
-def test_the_chart_draws_the_events_that_arrive(page: Page, collector: Collector) -> None:
+def test_the_chart_draws_the_events_that_arrive(page: Page, collector: DemoCollector) -> None:
     """After a batch, the stored-per-second chart holds a step above its baseline."""
     assert 200 == send(collector.url, *[event() for _ in range(6)])
     page.wait_for_text("#stored-window", "6")
@@ -115,7 +115,7 @@ def test_the_chart_draws_the_events_that_arrive(page: Page, collector: Collector
     assert height > 10, height
 
 
-def test_the_refused_chart_draws_refusals(page: Page, collector: Collector) -> None:
+def test_the_refused_chart_draws_refusals(page: Page, collector: DemoCollector) -> None:
     """A batch refused for a bad key shows in the refused chart and its count."""
     assert 403 == send(collector.url, event(), secret=b"not the key")
     page.wait_for_text("#refused-window", "1")
@@ -125,7 +125,7 @@ def test_the_refused_chart_draws_refusals(page: Page, collector: Collector) -> N
 
 
 def test_a_request_refused_whole_is_listed_with_its_error(page: Page,
-                                                         collector: Collector) -> None:
+                                                         collector: DemoCollector) -> None:
     """A 403 is listed among the refused, with the error the publisher was answered."""
     assert 403 == send(collector.url, event(), secret=b"not the key")
     page.wait_for_text("#refused li .what", "v2 request refused whole: 403")
@@ -133,7 +133,7 @@ def test_a_request_refused_whole_is_listed_with_its_error(page: Page,
         "#refused li .reason")
 
 
-def test_fields_are_shown_by_name_with_a_schema(page: Page, collector: Collector) -> None:
+def test_fields_are_shown_by_name_with_a_schema(page: Page, collector: DemoCollector) -> None:
     """With --schema an event's fields are listed by their names."""
     assert 200 == send(collector.url, event(tags={"product": "teapot"}))
     page.wait_for_text("#events li dt", "tags")
@@ -154,7 +154,7 @@ def test_fields_are_shown_by_id_without_a_schema(browser: Any, tmp_path: Path) -
     assert ["field 1", "field 2", "field 3", "field 4", "field 5", "field 10"] == names
 
 
-def test_the_delay_distribution_counts_each_event(page: Page, collector: Collector) -> None:
+def test_the_delay_distribution_counts_each_event(page: Page, collector: DemoCollector) -> None:
     """Each event's put-to-stored delay lands in one bucket; the headline gives the median."""
     now = int(time.time() * 1000)
     assert 200 == send(collector.url, event(client_timestamp=now - 3_000),
@@ -207,7 +207,7 @@ def test_the_page_says_when_the_collector_is_gone(browser: Any, tmp_path: Path) 
 # -- hostile values --------------------------------------------------------------------------
 
 
-def test_markup_in_fields_is_shown_as_text_and_never_run(page: Page, collector: Collector
+def test_markup_in_fields_is_shown_as_text_and_never_run(page: Page, collector: DemoCollector
                                                          ) -> None:
     """<script>, onerror and onload in field values are shown literally; none of it runs."""
     assert 200 == send(collector.url, event(source=HOSTILE_SCRIPT, noun=HOSTILE_IMG,
@@ -221,7 +221,7 @@ def test_markup_in_fields_is_shown_as_text_and_never_run(page: Page, collector: 
         page.tab.evaluate("window.__pwned"))
 
 
-def test_markup_in_a_refusal_reason_is_shown_as_text(page: Page, collector: Collector) -> None:
+def test_markup_in_a_refusal_reason_is_shown_as_text(page: Page, collector: DemoCollector) -> None:
     """A refused uuid holding markup is named in the reason as text, not as an element."""
     assert 422 == send(collector.url, event(uuid=HOSTILE_IMG))
     page.wait_for_text("#refused li .reason", f"uuid: {HOSTILE_IMG!r} is not a UUID")
@@ -229,14 +229,14 @@ def test_markup_in_a_refusal_reason_is_shown_as_text(page: Page, collector: Coll
                          page.tab.evaluate("window.__pwned"))
 
 
-def test_a_long_source_is_cut_in_the_counts(page: Page, collector: Collector) -> None:
+def test_a_long_source_is_cut_in_the_counts(page: Page, collector: DemoCollector) -> None:
     """A source of 5,000 characters shows its first 80 and an ellipsis."""
     assert 200 == send(collector.url, event(source=LONG))
     page.wait_for_text("#total", "1")
     assert [["v2", "x" * 80 + "…", "view", "1"]] == page.rows("#counts tbody tr")
 
 
-def test_odd_unicode_is_shown_exactly(page: Page, collector: Collector) -> None:
+def test_odd_unicode_is_shown_exactly(page: Page, collector: DemoCollector) -> None:
     """Direction overrides, astral letters, joined emoji and combining marks arrive intact."""
     assert 200 == send(collector.url, event(user=User(user_id=ODD_UNICODE)))
     page.wait_for_text("#total", "1")
@@ -244,7 +244,7 @@ def test_odd_unicode_is_shown_exactly(page: Page, collector: Collector) -> None:
     assert '{"user_id":"' + ODD_UNICODE + '"}' == shown
 
 
-def test_a_long_value_is_cut_saying_how_much(page: Page, collector: Collector) -> None:
+def test_a_long_value_is_cut_saying_how_much(page: Page, collector: DemoCollector) -> None:
     """A 5,000-character value shows its first 300 and the count of the rest."""
     assert 200 == send(collector.url, event(user=User(user_id=LONG)))
     page.wait_for_text("#events li .cut", " … (4714 more characters)")
@@ -253,7 +253,7 @@ def test_a_long_value_is_cut_saying_how_much(page: Page, collector: Collector) -
 # -- a phone ---------------------------------------------------------------------------------
 
 
-def test_the_page_fits_a_narrow_viewport(browser: Any, collector: Collector) -> None:
+def test_the_page_fits_a_narrow_viewport(browser: Any, collector: DemoCollector) -> None:
     """At 360 px wide nothing scrolls sideways, even with a long unbroken value."""
     assert 200 == send(collector.url, event(user=User(user_id=LONG)),
                        event(source="a-source-name-without-any-break-" * 4))
@@ -268,7 +268,7 @@ def test_the_page_fits_a_narrow_viewport(browser: Any, collector: Collector) -> 
     assert widths[0] <= widths[1] and 0 < widths[2] <= widths[1], widths
 
 
-def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: Collector) -> None:
+def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: DemoCollector) -> None:
     """At 360 px wide the charts' labels are drawn at least 10 px tall, not scaled down."""
     context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     page = Page(context.new_page())
@@ -280,7 +280,7 @@ def test_the_chart_labels_stay_readable_on_a_phone(browser: Any, collector: Coll
     assert len(heights) == 12 and min(heights) >= 10, heights
 
 
-def test_the_page_loads_nothing_from_another_site(browser: Any, collector: Collector) -> None:
+def test_the_page_loads_nothing_from_another_site(browser: Any, collector: DemoCollector) -> None:
     """Every request the page makes goes to the collector itself: it works offline."""
     context = browser.new_context()
     page = Page(context.new_page())
@@ -297,7 +297,7 @@ def test_the_page_loads_nothing_from_another_site(browser: Any, collector: Colle
 # -- the console -----------------------------------------------------------------------------
 
 
-def test_the_console_shows_no_script_errors(page: Page, collector: Collector) -> None:
+def test_the_console_shows_no_script_errors(page: Page, collector: DemoCollector) -> None:
     """Through traffic of every kind (hostile included) the page logs no error."""
     assert 200 == send(collector.url, event(source=HOSTILE_SCRIPT, noun=HOSTILE_IMG),
                        event(user=User(user_id=LONG + ODD_UNICODE)))

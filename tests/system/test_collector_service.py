@@ -18,9 +18,9 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import requests
 
-from baseplate_events.collector.settings import parse_settings
+from baseplate_events.collector.service.settings import parse_settings
 from baseplate_events.errors import ConfigError
-from demo_app.collector import Collector, make_server
+from demo_app.collector import DemoCollector, make_server
 from tests.system.test_collector import NOW, SECRET, FakeClock, post, v1_batch, v2_batch, v2_event
 from tests.support.processes import reap, serving_collector, signed_post
 
@@ -30,7 +30,7 @@ REPO = str(Path(__file__).resolve().parent.parent.parent)
 
 
 @pytest.fixture
-def collector() -> Iterator[Collector]:
+def collector() -> Iterator[DemoCollector]:
     with make_server(keys={"demo": SECRET}, clock=FakeClock()) as c:
         yield c
 
@@ -52,19 +52,19 @@ def raw_request(url: str, request: bytes) -> bytes:
 # -- health and readiness ------------------------------------------------------------
 
 
-def test_healthz_answers_ok(collector: Collector) -> None:
+def test_healthz_answers_ok(collector: DemoCollector) -> None:
     """GET /healthz: 200 ok while the process serves."""
     response = requests.get(collector.url + "/healthz", timeout=10)
     assert (200, "ok\n") == (response.status_code, response.text)
 
 
-def test_readyz_answers_ready_while_the_sink_takes_batches(collector: Collector) -> None:
+def test_readyz_answers_ready_while_the_sink_takes_batches(collector: DemoCollector) -> None:
     """GET /readyz: 200 ready with a working sink."""
     response = requests.get(collector.url + "/readyz", timeout=10)
     assert (200, "ready\n") == (response.status_code, response.text)
 
 
-def test_readyz_fails_while_the_sink_is_unavailable(collector: Collector) -> None:
+def test_readyz_fails_while_the_sink_is_unavailable(collector: DemoCollector) -> None:
     """GET /readyz: 503 with Retry-After once the sink cannot take a batch."""
     collector.store.close()
     response = requests.get(collector.url + "/readyz", timeout=10)
@@ -75,7 +75,7 @@ def test_readyz_fails_while_the_sink_is_unavailable(collector: Collector) -> Non
 # -- one id per uuid -----------------------------------------------------------------------
 
 
-def test_every_spelling_of_a_uuid_is_stored_once(collector: Collector) -> None:
+def test_every_spelling_of_a_uuid_is_stored_once(collector: DemoCollector) -> None:
     """Braces, urn:uuid:, upper case and bare hex de-duplicate against the canonical uuid."""
     canonical = str(uuid.uuid4())
     spellings = [canonical, "{%s}" % canonical, "urn:uuid:" + canonical, canonical.upper(),
@@ -90,7 +90,7 @@ def test_every_spelling_of_a_uuid_is_stored_once(collector: Collector) -> None:
 # -- never 500 --------------------------------------------------------------------------------
 
 
-def test_a_value_sqlite_cannot_store_is_a_422_for_that_event(collector: Collector) -> None:
+def test_a_value_sqlite_cannot_store_is_a_422_for_that_event(collector: DemoCollector) -> None:
     """An event_ts past 64 bits: 422 naming the event, the other event not stored either."""
     items = json.loads(v1_batch(2))
     items[1]["event_ts"] = 2**70
@@ -102,7 +102,7 @@ def test_a_value_sqlite_cannot_store_is_a_422_for_that_event(collector: Collecto
     assert 0 == collector.store.summary()["total"]
 
 
-def test_a_lone_surrogate_is_a_422_not_a_500(collector: Collector) -> None:
+def test_a_lone_surrogate_is_a_422_not_a_500(collector: DemoCollector) -> None:
     """A v1 event_topic holding a lone surrogate (json.loads makes one): 422 with the reason."""
     item = json.loads(v1_batch(1))[0]
     body = json.dumps([item]).replace('"signup"', '"sign\\ud800up"').encode()
@@ -112,14 +112,14 @@ def test_a_lone_surrogate_is_a_422_not_a_500(collector: Collector) -> None:
         "SQLite cannot store this event: 'utf-8' codec can't encode character '\\ud800'")
 
 
-def test_a_malformed_content_length_is_a_400(collector: Collector) -> None:
+def test_a_malformed_content_length_is_a_400(collector: DemoCollector) -> None:
     """Content-Length: 12abc gets an HTTP 400, not a dropped connection."""
     answer = raw_request(collector.url, b"POST /v2 HTTP/1.1\r\nHost: x\r\n"
                                         b"Content-Length: 12abc\r\n\r\n" + b"x" * 12)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
 
 
-def test_refused_events_are_listed_with_their_reasons(collector: Collector) -> None:
+def test_refused_events_are_listed_with_their_reasons(collector: DemoCollector) -> None:
     """/api/events lists each refused event: stream, index, uuid, reason."""
     good, bad = v2_event(), v2_event()
     body = v2_batch([good, bad]).replace(bad.uuid.encode(), b"not-a-uuid")
@@ -131,7 +131,7 @@ def test_refused_events_are_listed_with_their_reasons(collector: Collector) -> N
             ] == document["refused"]
 
 
-def test_a_posted_batch_is_not_taken_by_get(collector: Collector) -> None:
+def test_a_posted_batch_is_not_taken_by_get(collector: DemoCollector) -> None:
     """GET on a batch path: 405 with Allow: POST."""
     response = requests.get(collector.url + "/v2", timeout=10)
     assert (405, "POST") == (response.status_code, response.headers["Allow"])
@@ -173,7 +173,7 @@ def test_settings_keep_the_chosen_sinks_options_only() -> None:
 
 def test_a_forked_process_makes_its_own_sink(tmp_path: Path) -> None:
     """After a fork (gunicorn --preload) the child uses a new sink, not the parent's connection."""
-    from baseplate_events.collector.app import make_configurator
+    from baseplate_events.collector.service.app import make_configurator
 
     collector = make_configurator({"keys": {"demo": SECRET}, "sqlite.path": str(tmp_path / "db")}
                                   ).registry["collector"]

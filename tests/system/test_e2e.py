@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 
 from baseplate_events.mqueue.posix import MessageQueue
-from demo_app.collector import Collector, make_server
+from demo_app.collector import DemoCollector, make_server
 from demo_app.traffic import PlannedRequest, plan
 from event_schemas.event.ttypes import Event as SampleEvent
 from tests.conftest import TEST_MAX_MESSAGE_SIZE, TEST_MAX_MESSAGES, unique_queue_name
@@ -55,7 +55,7 @@ def send(call: PlannedRequest, shop: Any, forum: Any) -> List[str]:
     return [e["uuid"] for e in response.get_json()["events"]]
 
 
-def wait_for(collector: Collector, uuids: List[str], timeout: float = 20.0) -> Dict[str, Any]:
+def wait_for(collector: DemoCollector, uuids: List[str], timeout: float = 20.0) -> Dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         stored = {e["uuid"]: e for e in collector.store.events()}

@@ -9,9 +9,9 @@ import threading
 from email.utils import formatdate
 from typing import Dict, Tuple
 
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 from benchmarks.collector import serve
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 
 pytestmark = pytest.mark.system
 
@@ -36,7 +36,7 @@ def post(port: int, secret: bytes = SECRET, date: str = "") -> Tuple[int, bytes]
 
 def test_the_test_collector_answers_a_wrong_mac_403_without_a_problem() -> None:
     """A batch signed with another secret: the intake's 403 answer; not the publisher's bug."""
-    with Collector(SECRET) as collector:
+    with LocalCollector(SECRET) as collector:
         port = collector.server.server_address[1]
         assert (403, b"signature does not match a key this collector holds") == post(
             port, secret=b"other")
@@ -45,7 +45,7 @@ def test_the_test_collector_answers_a_wrong_mac_403_without_a_problem() -> None:
 
 def test_the_test_collector_records_a_stale_date_as_a_problem() -> None:
     """A Date outside the intake's replay window: 400, recorded with the intake's words."""
-    with Collector(SECRET) as collector:
+    with LocalCollector(SECRET) as collector:
         status, _ = post(collector.server.server_address[1], date=STALE)
         assert 400 == status
         assert 1 == len(collector.problems)
@@ -55,7 +55,7 @@ def test_the_test_collector_records_a_stale_date_as_a_problem() -> None:
 
 def test_the_test_collector_takes_a_good_batch() -> None:
     """A well-signed, current batch passes the intake and its event is kept."""
-    with Collector(SECRET) as collector:
+    with LocalCollector(SECRET) as collector:
         assert (200, b"") == post(collector.server.server_address[1])
         assert ["6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"] == collector.uuids()
 

@@ -20,7 +20,7 @@ import requests
 
 from baseplate_events import serialize_v2_event
 from baseplate_events.collector import make_app
-from baseplate_events.collector.intake import sign
+from baseplate_events.collector.service.intake import sign
 from demo_app.tansu import TansuBroker, count_keys, read_topics
 from event_schemas.event.ttypes import Event
 from tests.support.kafka import GunicornCollector

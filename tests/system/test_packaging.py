@@ -14,7 +14,7 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
-from typing import Iterator, List, NamedTuple
+from typing import Iterator, List, NamedTuple, Optional
 
 import pytest
 
@@ -135,8 +135,36 @@ def test_the_demo_extra_holds_the_demos_dependencies(wheel: Wheel):
         for requirement in metadata.get_all("Requires-Dist", [])
         if requirement.replace("'", '"').endswith('extra == "demo"')
     )
-    expected = ["baseplate-events[flask,publisher,pyramid]", "requests>=2.28", "waitress>=2.1"]
+    expected = ["baseplate-events[collector,flask,publisher,pyramid]", "requests>=2.28",
+                "waitress>=2.1"]
     assert expected == demo
+
+
+def _requirements(wheel: Wheel, extra: Optional[str]) -> List[str]:
+    """The wheel's Requires-Dist for ``extra`` (None: the core), without markers, sorted."""
+    metadata = email.parser.Parser().parsestr(wheel.dist_info("METADATA"))
+    found = []
+    for requirement in metadata.get_all("Requires-Dist", []):
+        name, _, marker = requirement.partition(";")
+        marker = marker.replace("'", '"').strip()
+        if (extra is None and not marker) or marker.endswith(f'extra == "{extra}"'):
+            found.append(name.strip())
+    return sorted(found)
+
+
+def test_a_web_app_installs_only_posix_ipc_and_thrift(wheel: Wheel):
+    """The core's requirements: posix_ipc and thrift, nothing the collector alone needs."""
+    assert ["posix_ipc>=1.1", "thrift>=0.16"] == _requirements(wheel, None)
+
+
+def test_the_collector_extra_holds_msgspec(wheel: Wheel):
+    """msgspec comes with the collector extra, which is the only code that imports it."""
+    assert "msgspec>=0.18" in _requirements(wheel, "collector")
+
+
+def test_the_test_extra_pulls_the_collector_extra(wheel: Wheel):
+    """The test extra installs the collector (and so msgspec) besides the demo."""
+    assert "baseplate-events[collector,demo,prometheus]" in _requirements(wheel, "test")
 
 
 def test_a_users_own_event_schemas_is_left_as_it_was(wheel: Wheel, tmp_path: Path):

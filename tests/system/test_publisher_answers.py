@@ -21,7 +21,7 @@ import pytest
 
 from publisher.send.dead_letters import DeadLetters
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import (
     ROOT,
     SECRET,
@@ -113,7 +113,7 @@ def test_a_2xx_that_says_nothing_was_stored_keeps_the_events(
 ):
     """An HTML page, {"accepted": 0}, 201 or 206: kept, counted, logged once, delivered later."""
     answer, line = KEPT_2XX[kind]
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.raw_answers = [answer] * 4
         publisher = start_with_events(publisher_for, ledger, collector.hostname)
         collector.wait_for_events(5)
@@ -136,7 +136,7 @@ def test_an_answer_the_settings_accept_delivers(
     ledger: Ledger, tmp_path: Path
 ):
     """What the settings (or a full count) accept is delivered at the first POST."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.raw_answers = [answer]
         publisher = start_with_events(publisher_for, ledger, collector.hostname, **keys)
         doc = wait_for_health(tmp_path, lambda d: d["counters"].get("sent") == 5)
@@ -153,7 +153,7 @@ def test_a_redirect_is_kept_logged_once_and_backed_off(
     status: int, publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """A 3xx with a Location: no traceback, one line with the fix, a backoff per answer."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.raw_answers = [raw(f"{status} Elsewhere", {"Location": LOCATION},
                                      b"x" * 300)] * 4
         publisher = start_with_events(publisher_for, ledger, collector.hostname)
@@ -183,7 +183,7 @@ def test_interim_answers_before_the_collectors_are_read_past(
     tmp_path: Path
 ):
     """1xx answers from a front end: the final answer counts; each event is stored once."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.interim = interim
         publisher = start_with_events(publisher_for, ledger, collector.hostname)
         doc = wait_for_health(tmp_path, lambda d: d["counters"].get("sent") == 5)
@@ -205,7 +205,7 @@ def test_the_publisher_sends_statsd_to_an_ipv6_literal(
         statsd.bind(("::1", 0))
         statsd.settimeout(5)
         port = statsd.getsockname()[1]
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             publisher = publisher_for(collector.hostname,
                                       **{"metrics.endpoint": f"[::1]:{port}"}).start()
             packet = statsd.recv(4096)
@@ -218,7 +218,7 @@ def test_a_statsd_host_that_does_not_resolve_does_not_stop_the_publisher(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """statsd.invalid: one warning, counting locally, events delivered."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_with_events(publisher_for, ledger, collector.hostname,
                                       **{"metrics.endpoint": "statsd.invalid:8125"})
         collector.wait_for_events(5)
@@ -287,7 +287,7 @@ def test_replay_skips_the_lines_of_another_queue_unless_asked(queue_name: str, t
     DeadLetters(str(dead), queue_name).write(ours[:2], 422, "poison event")
     DeadLetters(str(dead), "billing").write(theirs, 422, "poison event")
     DeadLetters(str(dead), queue_name).write(ours[2:], 422, "poison event")
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         first = replay(queue_name, config, dead)
         assert uuids_of(ours) == collector.uuids()
@@ -323,7 +323,7 @@ def test_a_stuck_batch_shows_its_failed_tries_and_age_everywhere(
     tries = ("baseplate_events_publisher_batch_failed_tries", labels)
     age = ("baseplate_events_publisher_spool_oldest_age_seconds", labels)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd, \
-            Collector(SECRET, version="2j") as collector:
+            LocalCollector(SECRET, version="2j") as collector:
         statsd.bind(("127.0.0.1", 0))
         statsd.settimeout(5)
         publisher = publisher_for(collector.hostname, **{

@@ -16,7 +16,7 @@ from publisher.send.batches import BatchBuilder, build_body
 from publisher.send.dead_letters import DeadLetters, encode
 
 from tests.support.batching import chunk_of
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import SECRET, make_event
 from tests.system.test_publisher_sending import Rig, events
 
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.system
 
 
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    with Collector(SECRET, version="2j") as c:
+def collector() -> Iterator[LocalCollector]:
+    with LocalCollector(SECRET, version="2j") as c:
         yield c
 
 
@@ -54,7 +54,7 @@ def letters(rig: Rig) -> List[tuple]:
     return [(d["status"], json.loads(d["event"])["uuid"]) for d in rig.dead_letters()]
 
 
-def test_500_drawn_bisect_after_5xx_times_is_bisected(collector: Collector, tmp_path: Path):
+def test_500_drawn_bisect_after_5xx_times_is_bisected(collector: LocalCollector, tmp_path: Path):
     """A poison 500: the batch tried 3 times, then halves split at once, the event tried 3 times."""
     rig = Rig(collector, tmp_path)
     batch, ids = events(8)
@@ -69,7 +69,7 @@ def test_500_drawn_bisect_after_5xx_times_is_bisected(collector: Collector, tmp_
 
 
 def test_500_fewer_times_than_bisect_after_5xx_is_retried_whole(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Two 500s and then a 200: the batch is retried as it is, never split."""
     rig = Rig(collector, tmp_path)
@@ -81,7 +81,7 @@ def test_500_fewer_times_than_bisect_after_5xx_is_retried_whole(
     assert 0 == rig.metrics.totals["split"]
 
 
-def test_an_outage_between_500s_starts_the_count_again(collector: Collector, tmp_path: Path):
+def test_an_outage_between_500s_starts_the_count_again(collector: LocalCollector, tmp_path: Path):
     """500, 503, 500, 500, 200: never three 500s in a row, so the batch is never split."""
     rig = Rig(collector, tmp_path)
     collector.answer_next(500, 503, 500, 500)
@@ -91,7 +91,7 @@ def test_an_outage_between_500s_starts_the_count_again(collector: Collector, tmp
     assert [ids] == [[e["uuid"] for e in r.events] for r in collector.received]
 
 
-def test_blanket_400_backs_off_and_dead_letters_nothing(collector: Collector, tmp_path: Path):
+def test_blanket_400_backs_off_and_dead_letters_nothing(collector: LocalCollector, tmp_path: Path):
     """50 refusals of 1000 events: 10 POSTs down to one, the rest at once, then a backoff each."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(50, 400)
@@ -102,7 +102,7 @@ def test_blanket_400_backs_off_and_dead_letters_nothing(collector: Collector, tm
     assert [] == rig.dead_letters()
 
 
-def test_blanket_500_backs_off_and_dead_letters_nothing(collector: Collector, tmp_path: Path):
+def test_blanket_500_backs_off_and_dead_letters_nothing(collector: LocalCollector, tmp_path: Path):
     """Twelve 500s to a 4-event batch: each 500 but a part's last one waits; none is lost."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(12, 500)
@@ -116,7 +116,7 @@ def test_blanket_500_backs_off_and_dead_letters_nothing(collector: Collector, tm
 
 
 def test_held_events_are_retried_together_once_something_is_accepted(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Six 400s, then the collector takes everything: the held event goes out at once."""
     rig = Rig(collector, tmp_path)
@@ -132,7 +132,7 @@ def test_held_events_are_retried_together_once_something_is_accepted(
 
 
 def test_a_lone_refused_event_waits_while_nothing_else_is_accepted(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """One refused event and nothing else spooled: retried after backoffs, never set aside."""
     rig = Rig(collector, tmp_path)
@@ -147,7 +147,7 @@ def test_a_lone_refused_event_waits_while_nothing_else_is_accepted(
 
 
 def test_a_lone_refused_event_is_set_aside_once_a_later_batch_is_accepted(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Nothing ready twice, then a good batch: once it is accepted the event is set aside."""
     rig = Rig(collector, tmp_path)
@@ -162,7 +162,7 @@ def test_a_lone_refused_event_is_set_aside_once_a_later_batch_is_accepted(
 
 
 @pytest.mark.parametrize("status", [502, 503, 504, None])
-def test_an_outage_never_dead_letters(collector: Collector, tmp_path: Path, status):
+def test_an_outage_never_dead_letters(collector: LocalCollector, tmp_path: Path, status):
     """Twenty 502/503/504 answers or resets: the batch waits and arrives whole."""
     rig = Rig(collector, tmp_path)
     if status is None:
@@ -176,7 +176,7 @@ def test_an_outage_never_dead_letters(collector: Collector, tmp_path: Path, stat
 
 
 def test_a_first_event_refused_is_isolated_without_a_backoff(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """The bad event is reached before anything is accepted; the rest, sent at once, proves it."""
     rig = Rig(collector, tmp_path)
@@ -189,7 +189,7 @@ def test_a_first_event_refused_is_isolated_without_a_backoff(
     assert [ids[1:]] == [[e["uuid"] for e in r.events] for r in collector.received]
 
 
-def test_a_refused_event_in_each_half_are_both_isolated(collector: Collector, tmp_path: Path):
+def test_a_refused_event_in_each_half_are_both_isolated(collector: LocalCollector, tmp_path: Path):
     """Events 0 and 6 of 8 refused: both dead-lettered, the six others delivered in order."""
     rig = Rig(collector, tmp_path)
     batch, ids = events(8)
@@ -200,7 +200,7 @@ def test_a_refused_event_in_each_half_are_both_isolated(collector: Collector, tm
 
 
 def test_413_single_event_is_dead_lettered_once_a_later_batch_is_accepted(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """An event too large for the collector alone is set aside once a smaller batch got through."""
     rig = Rig(collector, tmp_path)
@@ -212,7 +212,7 @@ def test_413_single_event_is_dead_lettered_once_a_later_batch_is_accepted(
 
 
 def test_dead_letters_beyond_max_bytes_are_counted_and_logged(
-    collector: Collector, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    collector: LocalCollector, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     """With room for one line, the second refused event is dropped, counted and logged."""
     rig = Rig(collector, tmp_path)
@@ -234,7 +234,7 @@ def test_dead_letters_beyond_max_bytes_are_counted_and_logged(
 
 
 def test_a_dead_letter_file_that_cannot_be_written_keeps_the_event(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """While the dead-letter file cannot be written the deliverer backs off; then it is written."""
     rig = Rig(collector, tmp_path)
@@ -256,7 +256,7 @@ def test_a_dead_letter_file_that_cannot_be_written_keeps_the_event(
 
 
 def test_stopping_while_the_dead_letter_file_cannot_be_written_keeps_the_batch(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """A stop during that backoff leaves the batch unfinished, for the spool to keep."""
     rig = Rig(collector, tmp_path)
@@ -268,7 +268,7 @@ def test_stopping_while_the_dead_letter_file_cannot_be_written_keeps_the_batch(
 
 
 def test_a_batch_of_bad_events_is_set_aside_once_the_next_batch_is_accepted(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Four refused events and a good batch ready: it is sent at once, then all four set aside."""
     rig = Rig(collector, tmp_path)
@@ -284,7 +284,7 @@ def test_a_batch_of_bad_events_is_set_aside_once_the_next_batch_is_accepted(
 
 
 def test_after_a_refused_probe_the_next_event_alone_is_the_evidence(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Two batches of bad events: after a backoff the event behind them is sent alone, and taken."""
     rig = Rig(collector, tmp_path)
@@ -324,7 +324,7 @@ def test_peek_walks_the_spooled_events_one_by_one_and_leaves_the_cursor(tmp_path
 
 
 def test_an_event_peeked_during_a_blanket_refusal_is_peeked_again_on_a_quiet_stream(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """Peeks start over at the spool's end: a good event refused by an outage is the evidence."""
     from publisher.send.assembler import Assembler, Peeker

@@ -18,7 +18,7 @@ from baseplate_events.runtime.event_queue import EventQueue
 from publisher.intake.landing import Landing, landing_directory
 
 from tests.conftest import fill_disk
-from tests.support.collector import Collector, free_port
+from tests.support.collector import LocalCollector, free_port
 from tests.support.landing import receive
 from tests.support.publisher import (
     QUEUE_MESSAGE_SIZE,
@@ -76,7 +76,7 @@ def test_a_full_disk_stops_the_drain_and_every_event_taken_is_delivered(
         # A restart reads the spool back from the file: no partial record is in it.
         assert 0 == publisher.stop()
         publisher.start()
-        with Collector(SECRET, version="2j", port=port) as collector:
+        with LocalCollector(SECRET, version="2j", port=port) as collector:
             collector.wait_for_events(len(accepted), timeout=30)
             assert 0 == publisher.stop()
     finally:
@@ -100,7 +100,7 @@ def test_leftovers_found_on_a_full_disk_at_start_wait_for_room(
     assert 2 == receive(landing, publisher_queue.fileno(), 4)  # then "killed" before spooling them
     filler = os.path.join(small_disk, "filler")
     fill_disk(filler)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"spool.path": spool_path})
         try:
             publisher.wait_for_log(STALLED)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from tests.support.collector import Collector, free_port
+from tests.support.collector import LocalCollector, free_port
 from tests.support.publisher import SECRET, Ledger, PublisherProcess
 
 pytestmark = pytest.mark.system
@@ -29,7 +29,7 @@ def test_collector_down_then_up(
     publisher = publisher_for(f"127.0.0.1:{port}").start()
     ledger.feed(60)
     publisher.wait_for_log("unreachable")
-    with Collector(SECRET, version="2j", port=port) as collector:
+    with LocalCollector(SECRET, version="2j", port=port) as collector:
         collector.wait_for_events(60)
         assert 0 == publisher.stop()
     assert set() == ledger.missing(collector, tmp_path / "spool" / "dead-letter.jsonl")
@@ -57,7 +57,7 @@ def test_slow_collector_timeouts(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """Answers slower than collector.timeout are retried until the collector is quick again."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.delay = 0.6
         publisher = publisher_for(collector.hostname, **{"collector.timeout": "0.2"}).start()
         ledger.feed(30)
@@ -72,7 +72,7 @@ def test_413_on_large_bodies(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """A collector that takes at most 1000-byte bodies gets split batches; nothing is lost."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.max_body = 1000
         publisher = publisher_for(collector.hostname, **{"batch.max_wait": "0.3"}).start()
         ledger.feed(60)
@@ -88,7 +88,7 @@ def test_poison_event_is_dead_lettered(
 ):
     """The one event drawing 422 lands in the dead-letter file; all others are delivered."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(collector.hostname, **{"batch.max_wait": "0.3"}).start()
         ledger.feed(20)
         poison_ids = ledger.feed(1, size=300)
@@ -106,7 +106,7 @@ def test_403_for_a_while(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """403s keep the events and log loudly; they go out once the collector accepts the key."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(1.5, status=403)
         publisher = publisher_for(collector.hostname).start()
         ledger.feed(30)
@@ -121,7 +121,7 @@ def test_connection_reset_mid_request(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """Connections reset mid-request are retried; nothing is lost."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.reset_next = 3
         publisher = publisher_for(collector.hostname).start()
         ledger.feed(30)
@@ -134,7 +134,7 @@ def test_sigterm_during_outage_then_restart(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """SIGTERM with the collector down exits 0 at the deadline; the next start sends it all."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60)
         publisher = publisher_for(collector.hostname, **{"shutdown.deadline": "0.5"}).start()
         ledger.feed(40)
@@ -151,7 +151,7 @@ def test_sigkill_then_restart(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """kill -9 in the middle of a stream, then a restart: every event arrives (maybe twice)."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.delay = 0.1
         publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "800"}).start()
         ledger.feed(60)
@@ -189,7 +189,7 @@ def test_spool_over_budget_drops_oldest_counted(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """Over spool.max_bytes old events are dropped, and the log counts every one exactly."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60)
         keys = {
             "spool.max_bytes": "8192",
@@ -224,7 +224,7 @@ def test_repeated_sigkill_under_full_load(
     import random
     import threading
 
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "2000"}).start()
         feeding = threading.Thread(target=ledger.feed, args=(400,))
         feeding.start()

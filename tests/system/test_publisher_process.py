@@ -17,7 +17,7 @@ from baseplate_events.mqueue.posix import MessageQueue
 from event_schemas.event.ttypes import Event as V2Event
 from publisher.send.batches import build_body
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import (
     QUEUE_MESSAGE_SIZE,
     QUEUE_MESSAGES,
@@ -41,7 +41,7 @@ def v2_event(number: int) -> V2Event:
     )
 
 
-def assert_batches_are_slices(version: str, collector: Collector, events: List[bytes]) -> None:
+def assert_batches_are_slices(version: str, collector: LocalCollector, events: List[bytes]) -> None:
     """Every body received is exactly the batch of the next consecutive events."""
     position = 0
     for received in collector.received:
@@ -56,7 +56,7 @@ def test_events_from_event_queue_reach_the_collector(
     version: str, queue_name: str, start_publisher: Callable[..., PublisherProcess]
 ):
     """Events put with EventQueue arrive signed, gzipped and byte-exact, for each version."""
-    with Collector(SECRET, version=version) as collector:
+    with LocalCollector(SECRET, version=version) as collector:
         publisher = start_publisher(collector, **{"collector.version": version})
         serializer = serialize_v2_event if version == "2" else serialize_v1_event
         queue = EventQueue(
@@ -86,7 +86,7 @@ def test_startup_line_names_queue_collector_version_and_metrics(
     queue_name: str, start_publisher: Callable[..., PublisherProcess]
 ):
     """Start-up logs one line with the queue and its capacity, the URL, version and metrics."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.endpoint": "127.0.0.1:8125",
                                                   "metrics.namespace": "events.pub"})
         assert 0 == publisher.stop()
@@ -108,7 +108,7 @@ def test_startup_line_says_metrics_off_once_without_statsd_or_prometheus(
     start_publisher: Callable[..., PublisherProcess]
 ):
     """With neither metrics.endpoint nor metrics.prometheus, the line says metrics are off."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         assert 0 == publisher.stop()
     assert "metrics off (neither metrics.endpoint nor metrics.prometheus is in use)" == (
@@ -119,7 +119,7 @@ def test_startup_line_with_prometheus_only_does_not_say_metrics_off(
     start_publisher: Callable[..., PublisherProcess]
 ):
     """With only metrics.prometheus, the line names /metrics and nothing about statsd."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         assert 0 == publisher.stop()
     assert re.fullmatch(r"metrics served for Prometheus on http://127\.0\.0\.1:\d+/metrics",
@@ -130,7 +130,7 @@ def test_startup_line_names_statsd_and_prometheus_together(
     start_publisher: Callable[..., PublisherProcess]
 ):
     """With both, one phrase names statsd and /metrics."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0",
                                                   "metrics.endpoint": "127.0.0.1:8125"})
         assert 0 == publisher.stop()
@@ -145,7 +145,7 @@ def test_queue_created_with_mode_0600(
     """A queue the publisher creates is readable by its owner only."""
     import posix_ipc
 
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         raw = posix_ipc.MessageQueue("/events-" + queue_name)
         try:
@@ -163,7 +163,7 @@ def test_503_spell_and_422_lose_nothing_else(
     publisher_queue: MessageQueue,
 ):
     """A 3-second 503 spell and a poison event: the publisher keeps running; the rest arrive."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         events = [make_event(i) for i in range(60)]
         ids = uuids_of(events)
@@ -184,7 +184,7 @@ def test_sigterm_mid_stream_loses_nothing(
     publisher_queue: MessageQueue,
 ):
     """SIGTERM while events are in flight: everything taken off the queue is sent; exit 0."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"batch.max_bytes": "600"})
         collector.delay = 0.05
         events = [make_event(i) for i in range(80)]
@@ -202,7 +202,7 @@ def test_second_signal_exits_at_once(
     publisher_queue: MessageQueue,
 ):
     """With the collector down, a second SIGTERM ends the flush at once with status 143."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60)
         publisher = start_publisher(collector, **{"shutdown.deadline": "30"})
         put_all(publisher_queue, [make_event(1)])
@@ -221,7 +221,7 @@ def test_health_file(
     publisher_queue: MessageQueue,
 ):
     """The health file shows depth, spool backlog and the last successful send."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         put_all(publisher_queue, [make_event(1)])
         collector.wait_for_events(1)
@@ -240,7 +240,7 @@ def test_secret_never_logged(
     """Even with --debug-level detail and a 403 the key's secret never reaches the log."""
     import base64
 
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_requests(1, 403)
         publisher = start_publisher(collector)
         put_all(publisher_queue, [make_event(1)])
@@ -262,7 +262,7 @@ def test_statsd_metrics(
         statsd_socket.bind(("127.0.0.1", 0))
         statsd_socket.settimeout(0.2)
         port = statsd_socket.getsockname()[1]
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             collector.fail_requests(1, 503)
             publisher = start_publisher(collector, **{
                 "metrics.endpoint": f"127.0.0.1:{port}", "metrics.namespace": "ev"})
@@ -285,7 +285,7 @@ def test_health_line_and_debug_batches(
     queue_name: str, publisher_for: Callable[..., PublisherProcess], publisher_queue: MessageQueue
 ):
     """--debug logs each batch sent; health.log_interval logs the health line."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(collector.hostname, debug=True, **{
             "health.log_interval": "0.1", "health.interval": "0.1"}).start()
         put_all(publisher_queue, [make_event(1), make_event(2)])
@@ -300,7 +300,7 @@ def test_health_line_shows_drained_and_held(
     publisher_for: Callable[..., PublisherProcess], publisher_queue: MessageQueue
 ):
     """The health line counts drained, sent and held events, drained never behind sent."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = publisher_for(collector.hostname, **{
             "health.log_interval": "0.1", "health.interval": "0.1"}).start()
         put_all(publisher_queue, [make_event(1), make_event(2)])
@@ -334,7 +334,7 @@ def test_sender_thread_is_nicer_than_the_drain_loop(
     """sender.nice lowers only the sender thread's priority; the drain loop keeps its own."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
     expected = (base, [min(19, base + nice)])
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"sender.nice": str(nice)})
         assert publisher.process is not None
         deadline = time.monotonic() + 5
@@ -364,7 +364,7 @@ def test_the_health_file_never_shows_drained_behind_sent_mid_burst(
             snapshots.append((counters["drained"], counters["sent"]))
             time.sleep(0.005)
 
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.delay = 0.03  # batches of about 15 events go out over a second or so
         publisher = publisher_for(collector.hostname, **{
             "health.interval": "0.01", "batch.max_bytes": "2000"}).start()

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from baseplate_events.mqueue.posix import MessageQueue
 from publisher.metrics import prometheus
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import (
     SECRET,
     PublisherProcess,
@@ -65,7 +65,7 @@ def test_a_scrape_shows_the_statsd_counts_under_prometheus_names(
     publisher_queue: MessageQueue,
 ):
     """sent, retry, error.http, drained, the post timer and the gauges, labelled by queue."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_requests(1, 503)
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         url = metrics_url(publisher)
@@ -92,7 +92,7 @@ def test_the_port_is_free_again_after_a_clean_stop(
     start_publisher: Callable[..., PublisherProcess],
 ):
     """After SIGTERM the publisher has closed its /metrics listener."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector, **{"metrics.prometheus": "127.0.0.1:0"})
         url = metrics_url(publisher)
         assert 0 == publisher.stop()
@@ -109,7 +109,7 @@ def test_a_port_in_use_costs_the_metrics_not_the_events(
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             publisher = start_publisher(collector, **{"metrics.prometheus": f"127.0.0.1:{port}"})
             put_all(publisher_queue, [make_event(1), make_event(2)])
             collector.wait_for_events(2)

@@ -15,7 +15,7 @@ import posix_ipc
 
 from baseplate_events.mqueue.posix import MessageQueue
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import (
     QUEUE_MESSAGE_SIZE,
     QUEUE_MESSAGES,
@@ -56,7 +56,7 @@ def test_publisher_drains_a_queue_baseplate_created(
     try:
         for event in events:
             app.send(event)
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             publisher = start_publisher(collector)
             collector.wait_for_events(3)
             app.send(make_event(3))  # the app's descriptor still works after narrowing
@@ -79,7 +79,7 @@ def test_a_baseplate_app_feeds_a_queue_the_publisher_created(
     queue_name: str, start_publisher: Callable[..., PublisherProcess]
 ) -> None:
     """An app still on baseplate.py opens the publisher's 0600 queue and its events arrive."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         events = [make_event(n) for n in range(2)]
         app = baseplate_queue("/events-" + queue_name)
@@ -99,7 +99,7 @@ def test_queue_mode_0660_is_exact_under_umask_022(
     """queue.mode = 0660 creates a 0660 queue although the publisher runs under umask 022."""
     previous = os.umask(0o022)
     try:
-        with Collector(SECRET, version="2j") as collector:
+        with LocalCollector(SECRET, version="2j") as collector:
             publisher = start_publisher(collector, **{"queue.mode": "0660"})
             created = mode_of("/events-" + queue_name)
             assert 0 == publisher.stop()

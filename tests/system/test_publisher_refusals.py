@@ -13,7 +13,7 @@ from typing import Callable, List
 
 import pytest
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import SECRET, Ledger, PublisherProcess
 
 pytestmark = pytest.mark.system
@@ -39,7 +39,7 @@ def test_poison_500_is_bisected_and_the_rest_delivered(
 ):
     """An event that makes the collector answer 500 is dead-lettered; the stream goes on."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.poison_status = 500
         publisher = publisher_for(collector.hostname, **{"batch.max_wait": "0.3"}).start()
         ledger.feed(20)
@@ -63,7 +63,7 @@ def test_a_blanket_refusal_backs_off_and_dead_letters_nothing(
     seconds: float,
 ):
     """A collector refusing everything for a while gets few POSTs, and then every event."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(seconds, status)
         publisher = publisher_for(collector.hostname).start()
         ledger.feed(30)
@@ -83,7 +83,7 @@ def test_a_lone_bad_event_waits_until_a_later_one_is_accepted(
 ):
     """A refused event alone on a quiet stream is kept; the next accepted event sets it aside."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e.get("n") == 0
         publisher = publisher_for(collector.hostname).start()
         [bad] = ledger.feed(1)
@@ -102,7 +102,7 @@ def test_a_held_event_stays_in_the_spool_at_shutdown_and_goes_out_once_fixed(
 ):
     """SIGTERM while a refused event waits for evidence: exit 0, kept, delivered after a fix."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e.get("n") == 0
         publisher = publisher_for(collector.hostname, **{"shutdown.deadline": "0.3"}).start()
         [held] = ledger.feed(1)
@@ -120,7 +120,7 @@ def test_kill_9_during_a_blanket_refusal_loses_and_dead_letters_nothing(
     publisher_for: Callable[..., PublisherProcess], ledger: Ledger, tmp_path: Path
 ):
     """kill -9 while a blanket 400 holds events and a probe: the next start delivers them all."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60, 400)
         publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "2000"}).start()
         ledger.feed(100)
@@ -141,7 +141,7 @@ def test_a_long_run_of_bad_events_does_not_hold_back_the_good_ones_behind_it(
 ):
     """Four batches of refused events, then good ones: the good arrive, the bad are set aside."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e.get("n", 99) < 20
         publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "800",
                                                          "batch.max_wait": "0.3"}).start()
@@ -161,7 +161,7 @@ def test_good_events_peeked_during_a_blanket_refusal_go_out_once_it_ends_on_a_qu
 ):
     """Bad events, one good one peeked while all was refused: once fixed, it is peeked again."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60, 400)
         publisher = publisher_for(collector.hostname, **{"batch.max_bytes": "400"}).start()
         bad = ledger.feed(10)

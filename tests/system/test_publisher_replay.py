@@ -13,7 +13,7 @@ from typing import List
 from publisher.send.dead_letters import DeadLetters, encode
 
 from tests.conftest import fill_disk
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import ROOT, SECRET, config_file, make_event
 
 pytestmark = pytest.mark.system
@@ -40,7 +40,7 @@ def test_replay_sends_the_events_and_archives_the_file(queue_name: str, tmp_path
     """Once the collector takes them, every event is sent, and FILE becomes FILE.replayed."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 5, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
@@ -59,7 +59,7 @@ def test_replay_sets_aside_again_what_the_collector_still_refuses(
     """An event still refused while its neighbours are accepted goes back to the dead letters."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 6, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.poison = lambda e: e["uuid"] == ids[2]
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
@@ -74,7 +74,7 @@ def test_replay_stops_while_the_collector_refuses_everything(queue_name: str, tm
     """A collector still answering 400 to all: exit 1, nothing dead-lettered, a rerun finishes."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 4, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.fail_for(60, 400)
         config = config_file(queue_name, collector.hostname, tmp_path)
         stopped = replay(queue_name, config, dead)
@@ -95,7 +95,7 @@ def test_replay_killed_midway_resumes_without_losing_an_event(queue_name: str, t
     """kill -9 during a replay of 240 events: a rerun sends the rest; at most one batch twice."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     ids = dead_letter_file(dead, 240, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.delay = 0.02
         config = config_file(queue_name, collector.hostname, tmp_path,
                              **{"batch.max_bytes": "1000"})
@@ -122,7 +122,7 @@ def test_replay_reports_unreadable_lines_and_keeps_them(queue_name: str, tmp_pat
     dead = tmp_path / "dead.jsonl"
     [good] = encode([make_event(0)], queue_name, 422, "x")
     dead.write_bytes(good + b"garbage\n" + good)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
@@ -144,7 +144,7 @@ def test_a_second_replay_at_the_same_time_is_refused(queue_name: str, tmp_path: 
     """While one replay runs, another in the same directory exits 2 saying so."""
     dead = tmp_path / "spool" / "dead-letter.jsonl"
     dead_letter_file(dead, 20, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.delay = 0.5
         config = config_file(queue_name, collector.hostname, tmp_path, **{"batch.max_bytes": "400"})
         first_output = tmp_path / "first.out"
@@ -173,7 +173,7 @@ def test_a_leftover_of_an_interrupted_replay_goes_first_from_its_saved_offset(
     (tmp_path / "spool" / "dead-letter.jsonl.replaying.sent").write_text(
         f"{len(lines[0]) + len(lines[1])}\n")
     new_ids = dead_letter_file(dead, 2, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
@@ -199,7 +199,7 @@ def test_an_offset_left_by_a_replay_killed_after_archiving_is_not_applied_to_a_f
     (spool / "dead-letter.jsonl.replaying.sent").write_text(
         f"{(spool / 'dead-letter.jsonl.replayed').stat().st_size}\n")
     ids = dead_letter_file(dead, 8, queue_name)
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path)
         done = replay(queue_name, config, dead)
     assert 0 == done.returncode, done.stderr
@@ -219,7 +219,7 @@ def test_replay_on_a_full_disk_stops_with_one_line_and_resumes(
     ids = dead_letter_file(dead, 10, queue_name)
     filler = Path(small_disk) / "filler"
     fill_disk(str(filler))
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         config = config_file(queue_name, collector.hostname, tmp_path,
                              **{"batch.max_bytes": "1000"})
         full = replay(queue_name, config, dead)

@@ -13,7 +13,7 @@ from publisher.send.delivery import Backoff, DeadLetters, Deliverer
 from publisher.metrics.counters import Metrics
 from publisher.send.post import Poster, gzip_compress, parse_retry_after, sign
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import SECRET, make_event
 
 pytestmark = pytest.mark.system
@@ -40,15 +40,15 @@ def test_retry_after_forms():
 
 
 @pytest.fixture
-def collector() -> Iterator[Collector]:
-    with Collector(SECRET, version="2j") as c:
+def collector() -> Iterator[LocalCollector]:
+    with LocalCollector(SECRET, version="2j") as c:
         yield c
 
 
 class Rig:
     """A Deliverer wired to the collector, with a fake sleep that records its delays."""
 
-    def __init__(self, collector: Collector, tmp_path: Path, timeout: float = 2.0) -> None:
+    def __init__(self, collector: LocalCollector, tmp_path: Path, timeout: float = 2.0) -> None:
         self.metrics = Metrics()
         self.sender = Poster(
             f"http://{collector.hostname}/v2j",
@@ -88,7 +88,8 @@ def events(n: int) -> Tuple[List[bytes], List[str]]:
     return batch, [json.loads(e)["uuid"] for e in batch]
 
 
-def test_headers_path_and_signature_pass_the_strict_collector(collector: Collector, tmp_path: Path):
+def test_headers_path_and_signature_pass_the_strict_collector(collector: LocalCollector,
+                                                             tmp_path: Path):
     """One batch is accepted by the strict collector, byte for byte."""
     rig = Rig(collector, tmp_path)
     batch, _ = events(3)
@@ -99,7 +100,7 @@ def test_headers_path_and_signature_pass_the_strict_collector(collector: Collect
     assert 3 == rig.metrics.totals["sent"]
 
 
-def test_one_keep_alive_connection(collector: Collector, tmp_path: Path):
+def test_one_keep_alive_connection(collector: LocalCollector, tmp_path: Path):
     """Several batches reuse one connection."""
     rig = Rig(collector, tmp_path)
     for _ in range(3):
@@ -109,7 +110,7 @@ def test_one_keep_alive_connection(collector: Collector, tmp_path: Path):
 
 
 def test_a_connection_the_collector_closed_while_idle_is_replaced(
-    collector: Collector, tmp_path: Path
+    collector: LocalCollector, tmp_path: Path
 ):
     """A keep-alive connection closed by the collector between batches costs no error."""
     rig = Rig(collector, tmp_path)
@@ -120,7 +121,7 @@ def test_a_connection_the_collector_closed_while_idle_is_replaced(
     assert ([], 0) == (rig.sleeps, rig.metrics.totals.get("error.io", 0))
 
 
-def test_5xx_is_retried_with_growing_backoff(collector: Collector, tmp_path: Path):
+def test_5xx_is_retried_with_growing_backoff(collector: LocalCollector, tmp_path: Path):
     """Three 503s are retried after jittered, doubling waits; then the batch arrives."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(3, 503)
@@ -133,7 +134,7 @@ def test_5xx_is_retried_with_growing_backoff(collector: Collector, tmp_path: Pat
     assert (3, 3) == (rig.metrics.totals["error.http"], rig.metrics.totals["retry"])
 
 
-def test_retry_after_is_honoured(collector: Collector, tmp_path: Path):
+def test_retry_after_is_honoured(collector: LocalCollector, tmp_path: Path):
     """A 503 with Retry-After: 7 waits 7 seconds."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(1, 503, retry_after="7")
@@ -141,7 +142,7 @@ def test_retry_after_is_honoured(collector: Collector, tmp_path: Path):
     assert [7.0] == rig.sleeps
 
 
-def test_connection_reset_is_retried(collector: Collector, tmp_path: Path):
+def test_connection_reset_is_retried(collector: LocalCollector, tmp_path: Path):
     """A reset mid-request counts error.io and the batch is sent again."""
     rig = Rig(collector, tmp_path)
     collector.reset_next = 1
@@ -151,7 +152,7 @@ def test_connection_reset_is_retried(collector: Collector, tmp_path: Path):
     assert 1 == rig.metrics.totals["error.io"]
 
 
-def test_timeout_is_retried(collector: Collector, tmp_path: Path):
+def test_timeout_is_retried(collector: LocalCollector, tmp_path: Path):
     """A collector slower than collector.timeout is an I/O error, retried."""
     rig = Rig(collector, tmp_path, timeout=0.2)
     collector.delay = 0.5
@@ -160,7 +161,7 @@ def test_timeout_is_retried(collector: Collector, tmp_path: Path):
     assert 1 == rig.metrics.totals["error.io"]
 
 
-def test_403_keeps_the_events(collector: Collector, tmp_path: Path):
+def test_403_keeps_the_events(collector: LocalCollector, tmp_path: Path):
     """403 is never dropped: the batch is retried until the collector takes it."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(2, 403)
@@ -171,7 +172,7 @@ def test_403_keeps_the_events(collector: Collector, tmp_path: Path):
     assert 2 == rig.metrics.totals["auth_failure"]
 
 
-def test_stopping_leaves_the_batch_undelivered(collector: Collector, tmp_path: Path):
+def test_stopping_leaves_the_batch_undelivered(collector: LocalCollector, tmp_path: Path):
     """When the process stops mid-backoff the batch is reported unfinished (it stays spooled)."""
     rig = Rig(collector, tmp_path)
     collector.fail_requests(5, 503)
@@ -180,7 +181,7 @@ def test_stopping_leaves_the_batch_undelivered(collector: Collector, tmp_path: P
     assert [] == collector.events()
 
 
-def test_422_bisects_and_dead_letters_the_poison(collector: Collector, tmp_path: Path):
+def test_422_bisects_and_dead_letters_the_poison(collector: LocalCollector, tmp_path: Path):
     """One poison event in eight: seven delivered in order, one in the dead-letter file."""
     rig = Rig(collector, tmp_path)
     batch, ids = events(8)
@@ -195,7 +196,7 @@ def test_422_bisects_and_dead_letters_the_poison(collector: Collector, tmp_path:
     assert 1 == rig.metrics.totals["dead_letter"]
 
 
-def test_413_splits_until_it_fits(collector: Collector, tmp_path: Path):
+def test_413_splits_until_it_fits(collector: LocalCollector, tmp_path: Path):
     """A body over the collector's limit is split in halves until each part fits."""
     rig = Rig(collector, tmp_path)
     batch, ids = events(8)

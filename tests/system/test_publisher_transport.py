@@ -19,7 +19,7 @@ from publisher.send.dead_letters import DeadLetters
 from publisher.metrics.counters import Metrics
 from publisher.send.post import Answer, Poster, sign
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.http import (
     ConnectProxy,
     PrivateCA,
@@ -84,8 +84,8 @@ def sender_for(url: str, timeout: float = 5.0, ca_file=None) -> Poster:
                   ca_file=None if ca_file is None else str(ca_file))
 
 
-def tls_collector(servers: List, ca: PrivateCA) -> Collector:
-    collector = Collector(SECRET, version="2j")
+def tls_collector(servers: List, ca: PrivateCA) -> LocalCollector:
+    collector = LocalCollector(SECRET, version="2j")
     serve_tls(collector.server, ca.server_context())
     servers.append(collector.start())
     return collector
@@ -418,7 +418,7 @@ def test_the_publisher_retries_posts_cut_at_the_deadline(
     publisher_for, publisher_queue: MessageQueue, tmp_path: Path
 ):
     """Two POSTs answered with endless 100 Continue are cut, counted and retried; all arrive."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         collector.stall_next = 2
         publisher = publisher_for(collector.hostname, **{"collector.timeout": "0.5"}).start()
         events = [make_event(i) for i in range(40)]
@@ -511,7 +511,7 @@ def _deliver_through_a_fault(servers, tmp_path: Path, inject: Callable[[], None]
     from publisher.send.backoff import Backoff
     from publisher.send.delivery import Deliverer
 
-    collector = Collector(SECRET, version="2j")
+    collector = LocalCollector(SECRET, version="2j")
     servers.append(collector.start())
     sender = sender_for(f"http://{collector.hostname}/v2j")
     waits: List[float] = []

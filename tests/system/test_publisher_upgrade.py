@@ -16,7 +16,7 @@ import pytest
 from publisher.intake.landing import landing_path
 from publisher.spool.store import Spool
 
-from tests.support.collector import Collector
+from tests.support.collector import LocalCollector
 from tests.support.publisher import SECRET, PublisherProcess, make_event, uuids_of
 
 pytestmark = pytest.mark.system
@@ -32,9 +32,10 @@ def private_copy(source: Path, target: Path) -> None:
         os.chmod(path, 0o600)
 
 
-def run_until_delivered(start_publisher: Callable[..., PublisherProcess], count: int) -> Collector:
+def run_until_delivered(start_publisher: Callable[..., PublisherProcess],
+                        count: int) -> LocalCollector:
     """Start the publisher on ``tmp_path/spool``, wait for ``count`` events, stop it."""
-    with Collector(SECRET, version="2j") as collector:
+    with LocalCollector(SECRET, version="2j") as collector:
         publisher = start_publisher(collector)
         collector.wait_for_events(count)
         assert 0 == publisher.stop()

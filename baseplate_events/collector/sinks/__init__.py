@@ -1,6 +1,6 @@
 """The collector's sinks: where an accepted batch goes, and the contract every sink keeps.
 
-The collector (:mod:`baseplate_events.collector.service`) checks and
+The collector (:mod:`baseplate_events.collector.service.handler`) checks and
 decodes a POSTed batch into :class:`StoredEvent` objects, then hands them to
 one sink, chosen in the settings (``sink = sqlite | jsonl | kafka``). The app
 answers 2xx only after the sink has returned for the whole batch, so a sink
@@ -10,17 +10,22 @@ must have made every event durable (committed, flushed, acknowledged) before
 The contract
 ------------
 
-``Sink.store(stream, events) -> List[Optional[str]]``
+Every sink subclasses :class:`Sink`; what a sink can do is said by the base
+class's attributes and methods, never found by duck typing.
+
+``Sink.store(stream, events) -> List[Outcome]``
     ``stream`` is ``"v1"``, ``"v2"`` or ``"v2j"`` (the path the batch came
     in on). ``events`` is the whole batch, in order, every event already
-    decoded and checked. The answer holds one entry per event, in the same
-    order: ``None`` when nothing is wrong with that event, or a string giving
-    why this one event cannot be stored (a value SQLite cannot hold, an
-    integer out of range, a message over Kafka's size limit). The app then answers 422
-    naming each refused event and its reason, so that the publisher bisects
-    the batch and sets only those events aside. A sink may store the other
-    events of a batch that has refusals (the publisher re-sends them and the
-    uuid de-duplicates them) or store none of them; it must not half-store one.
+    decoded and checked. The answer holds one :class:`Outcome` per event, in
+    the same order: :data:`STORED`, :data:`DUPLICATE` (the sink already had
+    an event with that uuid), or ``Outcome.refused(reason)`` giving why this
+    one event cannot be stored (a value SQLite cannot hold, an integer out of
+    range, a message over Kafka's size limit). The app answers 200 with the
+    stored and duplicate counts, or 422 naming each refused event and its
+    reason, so that the publisher bisects the batch and sets only those
+    events aside. A sink may store the other events of a batch that has
+    refusals (the publisher re-sends them and the uuid de-duplicates them) or
+    store none of them; it must not half-store one.
 
     An event must never be refused for a reason that is the sink's, not the
     event's: the publisher would set a good event aside.
@@ -42,26 +47,33 @@ The contract
     it is False, so that a load balancer sends batches elsewhere. It must be
     cheap (it is polled), must not raise and must not wait (for a lock held by
     a batch, for I/O): a probe that waits behind batches is a probe that
-    times out.
+    times out. The base class answers True.
 
-``Sink.probe() -> None`` (optional)
+``Sink.probe() -> None``
     Check the sink itself, as a batch would use it: a write in a savepoint
     (SQLite), a small file written and synced (JSONL), broker metadata
     (Kafka), within the sink's own bound; raise :class:`SinkUnavailable` if
     it cannot. After a batch the sink could not take, ``/readyz`` answers 503
     and the collector probes the sink, at most every 2 s, in a thread of its
     own, until a probe succeeds (see
-    ``baseplate_events.collector.service.SinkHealth``). A sink without
-    it is probed with ``ready()``.
+    ``baseplate_events.collector.service.handler.SinkHealth``). The base class
+    probes with ``ready()``.
 
-``Sink.describe() -> str`` (optional)
+``Sink.describe() -> str``
     Where the sink keeps events, for the start line (``sqlite
     /var/lib/baseplate-events/events.sqlite3 (WAL, shared by every worker)``).
+    The base class gives :attr:`Sink.name`.
 
-``Sink.reads_documents`` (optional, default True)
+``Sink.reads_documents`` (class attribute, default True)
     False for a sink that reads only ``uuid`` and ``raw`` (Kafka, JSONL):
     the collector then checks each event without building its document,
     which :attr:`StoredEvent.document` still reads on first use.
+
+``Sink.count_response(status)`` and ``Sink.record_refusals(stream, refusals, received_ms)``
+    Told of every answer's status and of every event refused with a 422, for
+    a sink that keeps a journal of them (the demo's page does); the base
+    class does nothing. They may raise: the collector logs the error and
+    answers all the same.
 
 ``Sink.close() -> None``
     Flush and release everything; called once when the app shuts down.
@@ -79,12 +91,13 @@ from __future__ import annotations
 
 import importlib
 import json
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Sequence
 
-from ..documents import StructShape, read_struct
-from ..schema import named_document
+from ..decode.documents import StructShape, read_struct
+from ..decode.schema import named_document
 
-__all__ = ["STREAMS", "UNREAD", "Sink", "SinkUnavailable", "StoredEvent", "create_sink"]
+__all__ = ["DUPLICATE", "STORED", "STREAMS", "UNREAD", "Outcome", "Sink", "SinkUnavailable",
+           "StoredEvent", "create_sink"]
 
 #: The streams a batch can arrive on, by path: ``/v1``, ``/v2`` and ``/v2j``.
 STREAMS = ("v1", "v2", "v2j")
@@ -137,7 +150,7 @@ class StoredEvent:
         v1: the JSON object. v2/v2j: a dict of field id (int) → value, where a
         nested struct is again such a dict, a list or set a list, a map a dict,
         and i8..i64 int, dbl float, tf bool, str str (binary fields stay their
-        base64 text); see :mod:`baseplate_events.collector.documents`. An
+        base64 text); see :mod:`baseplate_events.collector.decode.documents`. An
         event decoded without it (the Kafka and JSONL sinks never read it) has
         it read from ``raw`` on first use.
         """
@@ -172,23 +185,93 @@ class StoredEvent:
                 f"document={self._document!r}, received_ms={self.received_ms!r})")
 
 
-class Sink(Protocol):
-    """Where accepted events go. See the module docstring for the contract."""
+class Outcome:
+    """What a sink did with one event: stored, duplicate, or refused with a reason.
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
-        """Make the whole batch durable; one entry per event: None (stored) or a reason.
+    :data:`STORED` and :data:`DUPLICATE` are the only two of their kind; a
+    refusal is made by :meth:`refused` and carries the reason the 422 names.
+    """
+
+    __slots__ = ("kind", "reason")
+
+    def __init__(self, kind: str, reason: Optional[str] = None) -> None:
+        #: ``"stored"``, ``"duplicate"`` or ``"refused"``
+        self.kind = kind
+        #: why the event cannot be stored (a refusal only)
+        self.reason = reason
+
+    @classmethod
+    def refused(cls, reason: str) -> "Outcome":
+        """This one event cannot be stored, because of ``reason`` (the event's, not the sink's)."""
+        return cls("refused", reason)
+
+    @property
+    def is_refused(self) -> bool:
+        """Whether the event was refused (not stored, not already there)."""
+        return self.kind == "refused"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.kind, self.reason) == (other.kind, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.reason))
+
+    def __repr__(self) -> str:
+        return (f"Outcome.refused({self.reason!r})" if self.kind == "refused"
+                else self.kind.upper())
+
+
+#: the event is now durable in the sink
+STORED = Outcome("stored")
+#: the sink already had an event with this uuid (kept once; still acknowledged)
+DUPLICATE = Outcome("duplicate")
+
+
+class Sink:
+    """Where accepted events go. See the module docstring for the contract.
+
+    Subclasses implement :meth:`store`, and override what else they can do.
+    """
+
+    #: the sink's name in the settings (``sink = NAME``), for the start line
+    name: ClassVar[str] = "sink"
+    #: False: the sink reads only ``uuid`` and ``raw``, never the decoded document
+    reads_documents: ClassVar[bool] = True
+
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
+        """Make the whole batch durable; one :class:`Outcome` per event, in order.
 
         :raises SinkUnavailable: the sink cannot take the batch now.
         """
-        ...
+        raise NotImplementedError(f"{type(self).__name__} does not implement store()")
 
     def ready(self) -> bool:
         """Whether a batch can be taken now (cheap; never raises)."""
-        ...
+        return True
+
+    def probe(self) -> None:
+        """Check the sink as a batch would use it.
+
+        :raises SinkUnavailable: it cannot take a batch.
+        """
+        if not self.ready():
+            raise SinkUnavailable("the sink says it is not ready")
+
+    def describe(self) -> str:
+        """Where the sink keeps events, for the start line."""
+        return self.name
+
+    def count_response(self, status: int) -> None:
+        """The app answered a batch with ``status`` (a journal may count it)."""
+
+    def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
+                       received_ms: int) -> None:
+        """The app answered 422 refusing these events (``index``, ``uuid``, ``reason`` each)."""
 
     def close(self) -> None:
         """Flush and release everything (called once, at shutdown)."""
-        ...
 
 
 def create_sink(name: str, options: Mapping[str, str]) -> Sink:

@@ -62,8 +62,9 @@ import msgspec
 from publisher.paths import UnsafePathError, open_private_directory
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES, parse_jsonl_mode, sink_options
-from . import STREAMS, SinkUnavailable, StoredEvent
+from ..service.settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES
+from ..service.settings import parse_jsonl_mode, sink_options
+from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
 
 __all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
 
@@ -107,7 +108,7 @@ class _OpenFile:
         self.size = 0
 
 
-class JSONLSink:
+class JSONLSink(Sink):
     """Appends each batch to the stream's current file; rotates by size and age.
 
     :param directory: where the files go (created if missing).
@@ -118,6 +119,7 @@ class JSONLSink:
     """
 
     #: Only each event's uuid and bytes are written: no document is built.
+    name = "jsonl"
     reads_documents = False
 
     def __init__(self, directory: str, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -148,7 +150,7 @@ class JSONLSink:
 
     # -- the sink contract ------------------------------------------------------
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         """Append the batch as one write (and fsync) to the stream's file."""
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}")
@@ -169,7 +171,7 @@ class JSONLSink:
                                       f"{exc.strerror or exc}") from None
         finally:
             self._lock.release()
-        return [None] * len(events)
+        return [STORED] * len(events)
 
     def ready(self) -> bool:
         """False once closed; rotates files past their age when no batch holds the sink."""
@@ -396,7 +398,7 @@ def read_line(line: bytes) -> Line:
 def create(options: Mapping[str, str]) -> JSONLSink:
     """The sink from its settings: ``jsonl.directory`` (required), ``jsonl.max_bytes``,
     ``jsonl.max_seconds``, ``jsonl.fsync``, ``jsonl.mode``, ``jsonl.timeout`` (prefix
-    stripped; see :data:`~baseplate_events.collector.settings.COLLECTOR_SETTINGS`).
+    stripped; see :data:`~baseplate_events.collector.service.settings.COLLECTOR_SETTINGS`).
 
     :raises ConfigError: an option is invalid, or the directory is not safe.
     """

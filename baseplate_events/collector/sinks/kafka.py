@@ -77,58 +77,25 @@ Running it
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import threading
 import time
-import weakref
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from ...errors import ConfigError
-from ..settings import COLLECTOR_SETTINGS, sink_options
-from . import STREAMS, SinkUnavailable, StoredEvent
+from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
+from .kafka_fork import LIVE
+from .kafka_reports import (MESSAGE_ERRORS, DeliveryReports, ProducerBroken, breaks_producer,
+                            refusal, retry_once)
+from .kafka_settings import DEFAULT_TOPICS, KafkaSettings
 
-__all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create"]
+__all__ = ["DEFAULT_TOPICS", "KafkaSettings", "KafkaSink", "create", "retry_once"]
 
 logger = logging.getLogger(__name__)
-
-#: The topic of each stream unless ``kafka.topic.<stream>`` says otherwise.
-DEFAULT_TOPICS = {s: COLLECTOR_SETTINGS[f"kafka.topic.{s}"].default for s in STREAMS}
-
-#: Producer options the sink's guarantees rest on; ``kafka.producer.*`` may not change them.
-_FIXED = {"enable.idempotence": "true", "acks": "all"}
-
-#: Defaults the sink picks over librdkafka's own; ``kafka.producer.*`` may change them.
-#: ``store`` hands a whole batch over at once and waits for it, so lingering
-#: 5 ms (librdkafka's default) for more only adds latency: a 1000-event batch
-#: took 8.1 ms on Tansu, 3.7 ms with 1 ms, at the same CPU.
-_DEFAULTS = {"linger.ms": "1"}
-
-#: Errors that belong to one message, not to the broker or the batch: the event is refused.
-_MESSAGE_ERRORS = frozenset({
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.INVALID_MSG_SIZE,
-    KafkaError.INVALID_RECORD,
-})
-
-#: Errors after which this producer stores nothing more: librdkafka's fatal
-#: state, and the broker refusing the producer's id or epoch. librdkafka bumps
-#: the epoch itself after a message timed out; Tansu then answers every batch
-#: INVALID_PRODUCER_EPOCH, for ever (seen after a 1 s SIGSTOP), so the sink
-#: starts a new producer with a new id.
-_PRODUCER_ERRORS = frozenset({
-    KafkaError._FATAL,
-    KafkaError.INVALID_PRODUCER_EPOCH,
-    KafkaError.PRODUCER_FENCED,
-    KafkaError.UNKNOWN_PRODUCER_ID,
-    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
-    KafkaError.INVALID_PRODUCER_ID_MAPPING,
-})
 
 #: How much longer than ``message.timeout.ms`` a batch waits for its delivery
 #: reports: librdkafka fails a message at that timeout, and its report then
@@ -147,86 +114,7 @@ _STATS_INTERVAL_MS = 2000
 _READY_HOLDOFF = 5.0
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    """The Kafka sink's settings, parsed once at start-up (see the module docstring)."""
-
-    bootstrap_servers: str
-    topics: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_TOPICS))
-    message_timeout_ms: int = COLLECTOR_SETTINGS["kafka.message_timeout_ms"].default
-    #: further librdkafka options, by their librdkafka name
-    producer: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, str]) -> "KafkaSettings":
-        """Parse the sink's options: the collector's ``kafka.*`` settings, prefix stripped.
-
-        :raises ConfigError: an option is missing or invalid (the message names its full key).
-        """
-        values = sink_options("kafka", options)
-        servers = values["bootstrap_servers"]
-        if not servers:
-            raise ConfigError("kafka.bootstrap_servers", "required with sink = kafka, "
-                              "e.g. kafka.bootstrap_servers = kafka-1:9092,kafka-2:9092")
-        topics = {stream: values[f"topic.{stream}"] for stream in STREAMS}
-        timeout = values["message_timeout_ms"]
-        producer: Dict[str, str] = {}
-        for key, value in options.items():
-            if not key.startswith("producer."):
-                continue
-            option = key[len("producer."):]
-            if option in _FIXED and value.strip().lower() != _FIXED[option]:
-                raise ConfigError(f"kafka.{key}", f"the Kafka sink needs {option}={_FIXED[option]} "
-                                  f"(an idempotent producer acknowledged by every in-sync "
-                                  f"replica); remove the key")
-            producer[option] = value
-        return cls(servers, topics, timeout, producer)
-
-    def producer_config(self) -> Dict[str, Any]:
-        """The librdkafka configuration of one producer (callbacks not included)."""
-        config: Dict[str, Any] = dict(_DEFAULTS)
-        config.update(self.producer)
-        config.update(_FIXED)
-        config["bootstrap.servers"] = self.bootstrap_servers
-        config["message.timeout.ms"] = self.message_timeout_ms
-        return config
-
-
-class _Batch:
-    """One ``store`` call's delivery reports, filled in by librdkafka's callbacks.
-
-    One callback per batch, not a closure per event: a failed report is
-    matched to its events by key (the uuid), which costs only on failure.
-    Several threads may serve the reports of one batch at once (whoever calls
-    ``poll``), so they are only appended to lists (atomic in CPython), never
-    counted down.
-    """
-
-    __slots__ = ("done", "errors", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        #: one entry per message settled (delivered, failed, or refused at produce)
-        self.done: List[None] = []
-        #: (key, error) of each failed message
-        self.errors: List[Tuple[bytes, KafkaError]] = []
-
-    @property
-    def pending(self) -> int:
-        return self.size - len(self.done)
-
-    def on_delivery(self, error: Optional[KafkaError], message: Any) -> None:
-        if error is not None:
-            self.errors.append((message.key() or b"", error))
-        self.done.append(None)
-
-    def refuse(self, key: bytes, error: KafkaError) -> None:
-        """A message librdkafka refused at ``produce``: it gets no report."""
-        self.errors.append((key, error))
-        self.done.append(None)
-
-
-class KafkaSink:
+class KafkaSink(Sink):
     """Stores each batch in Kafka and returns once the broker acknowledged every event.
 
     Thread-safe: waitress and gunicorn's threaded workers call :meth:`store`
@@ -234,6 +122,7 @@ class KafkaSink:
     """
 
     #: Only each event's uuid and bytes are written: no document is built.
+    name = "kafka"
     reads_documents = False
 
     def __init__(self, settings: KafkaSettings) -> None:
@@ -248,7 +137,7 @@ class KafkaSink:
         self._producer = self._new_producer()
         #: the process that made the producer: a forked child needs its own
         self._pid = os.getpid()
-        _LIVE.add(self)
+        LIVE.add(self)
 
     def describe(self) -> str:
         """For the start line: the brokers and the topic of each stream."""
@@ -328,7 +217,7 @@ class KafkaSink:
         logger.info("kafka sink: a new producer for process %d (the sink was made before a "
                     "fork)", self._pid)
 
-    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Optional[str]]:
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
         """Produce every event to the stream's topic and wait for every delivery report.
 
         A producer that librdkafka declared fatal, or that the broker fenced
@@ -344,28 +233,33 @@ class KafkaSink:
         if self._pid != os.getpid():
             self._after_fork()
         try:
-            for attempt in (1, 2):
-                producer = self._producer
-                if self._fatal is not None:
-                    self._replace(producer, f"fatal error: {self._fatal.str()}")
-                    continue
-                try:
-                    reasons = self._store_once(producer, topic, events)
-                    if any(reason is None for reason in reasons):
-                        self._brokers_up = True  # a broker acknowledged an event
-                    return reasons
-                except _ProducerBroken as broken:
-                    self._replace(producer, str(broken))
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
+            outcomes = retry_once(lambda: self._attempt(topic, events), ProducerBroken)
         except SinkUnavailable:
             self._failed_at = time.monotonic()
             raise
+        if any(outcome.kind == "stored" for outcome in outcomes):
+            self._brokers_up = True  # a broker acknowledged an event
+        return outcomes
+
+    def _attempt(self, topic: str, events: Sequence[StoredEvent]) -> List[Outcome]:
+        """The batch on the current producer; one found broken is replaced, then raised.
+
+        :raises ProducerBroken: the producer was fatal, fenced or unknown (now replaced).
+        """
+        producer = self._producer
+        if self._fatal is not None:
+            problem = f"fatal error: {self._fatal.str()}"
+            self._replace(producer, problem)
+            raise ProducerBroken(f"kafka: the producer had a {problem}")
+        try:
+            return self._store_once(producer, topic, events)
+        except ProducerBroken as broken:
+            self._replace(producer, str(broken))
+            raise
 
     def _store_once(self, producer: Producer, topic: str,
-                    events: Sequence[StoredEvent]) -> List[Optional[str]]:
-        batch = _Batch(len(events))
+                    events: Sequence[StoredEvent]) -> List[Outcome]:
+        batch = DeliveryReports(len(events))
         bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
         deadline = time.monotonic() + bound
         produce, on_delivery = producer.produce, batch.on_delivery
@@ -384,7 +278,7 @@ class KafkaSink:
             producer.poll(min(remaining, _POLL_SLICE))
         return self._reasons(topic, events, batch)
 
-    def _produce(self, producer: Producer, topic: str, event: StoredEvent, batch: _Batch,
+    def _produce(self, producer: Producer, topic: str, event: StoredEvent, batch: DeliveryReports,
                  deadline: float) -> None:
         """Hand one event to librdkafka, waiting for room in its queue while there is time."""
         while True:
@@ -401,35 +295,37 @@ class KafkaSink:
                 producer.poll(_POLL_SLICE)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if error.code() in _MESSAGE_ERRORS:  # librdkafka's own size check
+                if error.code() in MESSAGE_ERRORS:  # librdkafka's own size check
                     batch.refuse(event.uuid.encode(), error)
                     return
                 problem = f"kafka: cannot produce to {topic}: {error.str()}"
-                if _breaks_producer(error):
-                    raise _ProducerBroken(problem) from None
+                if breaks_producer(error):
+                    raise ProducerBroken(problem) from None
                 raise SinkUnavailable(problem) from None
 
     def _reasons(self, topic: str, events: Sequence[StoredEvent],
-                 batch: _Batch) -> List[Optional[str]]:
+                 batch: DeliveryReports) -> List[Outcome]:
         """One entry per event from the batch's failed reports.
 
         :raises SinkUnavailable: a failure was not the message's own.
         """
-        reasons: List[Optional[str]] = [None] * len(events)
+        outcomes: List[Outcome] = [STORED] * len(events)
         if not batch.errors:
-            return reasons
+            return outcomes
         for key, error in batch.errors:
-            if error.code() in _MESSAGE_ERRORS:
+            if error.code() in MESSAGE_ERRORS:
                 continue
             problem = (f"kafka: {len(batch.errors)} of {len(events)} messages to {topic} not "
                        f"stored, e.g. event {key.decode(errors='replace')}: {error.str()}")
-            if any(_breaks_producer(e) for _, e in batch.errors):
-                raise _ProducerBroken(problem)
+            if any(breaks_producer(e) for _, e in batch.errors):
+                raise ProducerBroken(problem)
             raise SinkUnavailable(problem)
-        refused = {key: _refusal(error, topic) for key, error in batch.errors}
+        refused = {key: refusal(error, topic) for key, error in batch.errors}
         for index, event in enumerate(events):
-            reasons[index] = refused.get(event.uuid.encode())
-        return reasons
+            reason = refused.get(event.uuid.encode())
+            if reason is not None:
+                outcomes[index] = Outcome.refused(reason)
+        return outcomes
 
     def ready(self) -> bool:
         """False until a broker connection is known to be up (librdkafka's statistics,
@@ -493,35 +389,6 @@ class KafkaSink:
             closer()
 
 
-#: every sink of this process, for the fork hook below
-_LIVE: "weakref.WeakSet[KafkaSink]" = weakref.WeakSet()
-
-
-def _pin_after_fork() -> None:
-    """In a forked child, pin every producer it inherited (see :func:`_never_destroy`).
-
-    Whoever owns a sink may drop it in the child (the collector app makes a
-    new sink there); its producer must still never be destroyed.
-    """
-    for sink in list(_LIVE):
-        _never_destroy(sink.producer)
-
-
-os.register_at_fork(after_in_child=_pin_after_fork)
-
-
-def _never_destroy(producer: Producer) -> None:
-    """Keep a producer inherited across a fork alive until the process ends.
-
-    Its librdkafka threads stayed in the parent; destroying it here (when its
-    last reference goes, at the latest at interpreter exit) waits for them
-    for ever: a gunicorn ``--preload`` worker then hung at shutdown until its
-    graceful timeout killed it. One extra reference, never released, keeps
-    the copy (a few pages) as it is.
-    """
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
-
-
 def create(options: Mapping[str, str]) -> KafkaSink:
     """The sink for ``sink = kafka`` (see :func:`~baseplate_events.collector.sinks.create_sink`).
 
@@ -530,15 +397,3 @@ def create(options: Mapping[str, str]) -> KafkaSink:
     return KafkaSink(KafkaSettings.from_options(options))
 
 
-class _ProducerBroken(SinkUnavailable):
-    """The producer cannot go on (fatal, fenced, unknown to the broker): replace it."""
-
-
-def _breaks_producer(error: KafkaError) -> bool:
-    """Whether the producer that got ``error`` must be replaced to store anything again."""
-    return error.fatal() or error.code() in _PRODUCER_ERRORS
-
-
-def _refusal(error: KafkaError, topic: str) -> str:
-    """The 422 reason for an event refused for an error of its own."""
-    return f"kafka refused the event for topic {topic}: {error.str()} ({error.name()})"

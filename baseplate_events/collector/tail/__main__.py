@@ -30,9 +30,9 @@ from ..__main__ import (
     settings_from_args,
     sink_settings_from_args,
 )
-from ..documents import StructShape
-from ..schema import SchemaError, load_schema
-from ..settings import parse_settings
+from ..decode.documents import StructShape
+from ..decode.schema import SchemaError, load_schema
+from ..service.settings import parse_settings
 from . import CAUGHT_UP, Reader, TailRequest, UnreadableSink
 from .output import JSONWriter, TableWriter
 

@@ -23,7 +23,7 @@ from typing import IO, Any, Dict, List, Optional
 
 import msgspec
 
-from ..documents import StructShape
+from ..decode.documents import StructShape
 from ..sinks import StoredEvent
 from . import TailedEvent
 

@@ -41,7 +41,7 @@ class SQLiteReader(Reader):
 
         :raises ConfigError: no path (and no ``$STATE_DIRECTORY``), or ``:memory:``.
         """
-        from ..settings import parse_float
+        from ..service.settings import parse_float
         from ..sinks.sqlite import DEFAULT_BUSY_TIMEOUT, MEMORY, default_path
 
         path = options.get("path", "").strip() or default_path()

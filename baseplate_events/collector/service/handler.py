@@ -1,11 +1,11 @@
 """The collector's handling of one batch, apart from any web framework.
 
-:class:`Collector` takes the path, the headers and the body of a POST and
+:class:`CollectorService` takes the path, the headers and the body of a POST and
 returns the status and JSON answer: the checks of
-:mod:`~baseplate_events.collector.intake`, the decoding of
-:mod:`~baseplate_events.collector.batches`, then the sink
+:mod:`~baseplate_events.collector.service.intake`, the decoding of
+:mod:`~baseplate_events.collector.decode.batches`, then the sink
 (:mod:`~baseplate_events.collector.sinks`). The Pyramid app
-(:mod:`~baseplate_events.collector.app`) reads the request and writes the
+(:mod:`~baseplate_events.collector.service.app`) reads the request and writes the
 answer around it.
 
 What each answer means, so that no event can stall a publisher's queue:
@@ -32,23 +32,22 @@ import re
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
-from typing import runtime_checkable
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import ConfigError
-from .batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
+from ...errors import ConfigError
+from ..decode.batches import EventReader, MalformedBatch, Refusal, RefusedEvents, decode_batch
 from .intake import Refused, check_batch
 from .metrics import CollectorMetrics
 from .settings import CollectorSettings
-from .sinks import Sink, SinkUnavailable
+from ..sinks import Sink, SinkUnavailable
 
-__all__ = ["PATHS", "PROBE_INTERVAL", "Answer", "Collector", "Journal", "RateLimitedLog",
+__all__ = ["PATHS", "PROBE_INTERVAL", "BatchAnswer", "CollectorService", "RateLimitedLog",
            "SinkHealth", "internal_error"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.collector.service")  # the name users configure
 
 PATHS = {"/v1": "1", "/v2": "2", "/v2j": "2j"}
-Answer = Tuple[int, Dict[str, Any]]
+BatchAnswer = Tuple[int, Dict[str, Any]]
 
 #: the shortest time between two probes of a sink that failed
 PROBE_INTERVAL = 2.0
@@ -125,11 +124,7 @@ class SinkHealth:
     def _probe(self) -> None:
         try:
             sink = self._sink()
-            probe = getattr(sink, "probe", None)
-            if callable(probe):
-                probe()
-            elif not sink.ready():
-                raise SinkUnavailable("the sink says it is not ready")
+            sink.probe()
         except SinkUnavailable as exc:
             logger.warning("collector: the sink is still unavailable: %s", exc)
             with self._lock:
@@ -213,17 +208,7 @@ def internal_error(exc: BaseException) -> Tuple[str, str]:
     return reason, f"{type(exc).__name__} at {where}"
 
 
-@runtime_checkable
-class Journal(Protocol):
-    """What a sink may also keep for a page: answers by status, and refused events."""
-
-    def count_response(self, status: int) -> None: ...
-
-    def record_refusals(self, stream: str, refusals: Sequence[Mapping[str, Any]],
-                        received_ms: int) -> None: ...
-
-
-class Collector:
+class CollectorService:
     """The app's one object: settings, how v2 events are read, the sink, the clock.
 
     :param make_sink: how to make the sink again; given, a process forked after
@@ -275,15 +260,9 @@ class Collector:
 
     def describe_sink(self) -> str:
         """The sink and where it keeps events, for the start line (``sqlite /var/lib/...``)."""
-        describe = getattr(self._sink, "describe", None)
-        return describe() if callable(describe) else self.settings.sink
+        return self._sink.describe()
 
-    @property
-    def journal(self) -> Optional[Journal]:
-        sink = self._sink
-        return sink if isinstance(sink, Journal) else None
-
-    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+    def take(self, path: str, headers: Mapping[str, str], body: bytes) -> BatchAnswer:
         """Check, decode and store one batch; the status and JSON answer (never raises)."""
         received_ms = int(self.clock() * 1000)
         stream = "v" + PATHS.get(path, "?")
@@ -312,7 +291,7 @@ class Collector:
             metrics.batch_refused(status)
 
     def _take(self, path: str, headers: Mapping[str, str], body: bytes, received_ms: int
-              ) -> Answer:
+              ) -> BatchAnswer:
         version = PATHS.get(path)
         if version is None:
             raise Refused(404, f"no such endpoint {path[:64]!r}; POST to /v1, /v2 or /v2j")
@@ -320,7 +299,7 @@ class Collector:
                                self.settings.replay_window, self.settings.max_body)
         try:
             events = decode_batch(version, plain, self.reader, received_ms,
-                                  getattr(self.sink, "reads_documents", True))
+                                  self.sink.reads_documents)
         except MalformedBatch as exc:
             raise Refused(400, f"not a v{version} batch: {exc}") from None
         except RefusedEvents as exc:
@@ -329,20 +308,22 @@ class Collector:
         self.metrics.batch_events.observe(len(events))
         started = time.monotonic()
         try:
-            reasons = self.sink.store("v" + version, events)  # SinkUnavailable: 503, see take
+            outcomes = self.sink.store("v" + version, events)  # SinkUnavailable: 503, see take
         finally:
             self.metrics.store_seconds.observe(time.monotonic() - started)
         self.health.succeeded()
-        refusals = [Refusal(i, reason, events[i].uuid)
-                    for i, reason in enumerate(reasons) if reason is not None]
+        if len(outcomes) != len(events):
+            raise RuntimeError(f"the sink gave {len(outcomes)} outcomes for {len(events)} events")
+        refusals = [Refusal(i, outcome.reason or "refused by the sink", events[i].uuid)
+                    for i, outcome in enumerate(outcomes) if outcome.kind == "refused"]
         if refusals:
             self.metrics.events_refused.labels("sink").inc(len(refusals))
             raise Refused(422, str(RefusedEvents(refusals, len(events))),
                           refused=[r.as_dict() for r in refusals])
-        duplicates = self.sink.duplicates() if hasattr(self.sink, "duplicates") else 0
+        duplicates = sum(1 for outcome in outcomes if outcome.kind == "duplicate")
         return 200, {"accepted": len(events) - duplicates, "duplicates": duplicates}
 
-    def _unavailable(self, exc: SinkUnavailable) -> Answer:
+    def _unavailable(self, exc: SinkUnavailable) -> BatchAnswer:
         self.metrics.sink_unavailable.inc()
         self.health.failed(str(exc))
         self.rate_limited(logging.WARNING, str(exc),
@@ -350,22 +331,16 @@ class Collector:
         return 503, {"error": f"the sink is unavailable: {exc}"}
 
     def _record(self, stream: str, refused: List[Dict[str, Any]], received_ms: int) -> None:
-        journal = self.journal
-        if journal is None:
-            return
         try:
-            journal.record_refusals(stream, refused, received_ms)
+            self.sink.record_refusals(stream, refused, received_ms)
         except Exception as exc:  # the journal is for the page; never let it cost the answer
             self.rate_limited(logging.WARNING, f"record {type(exc).__name__}: {exc}",
                               "collector: failed to record refused events: %s: %s",
                               type(exc).__name__, exc)
 
     def count(self, status: int) -> None:
-        journal = self.journal
-        if journal is None:
-            return
         try:
-            journal.count_response(status)
+            self.sink.count_response(status)
         except Exception as exc:  # as above; a locked database fails every count at once
             self.rate_limited(logging.WARNING, f"count {type(exc).__name__}: {exc}",
                               "collector: failed to count a response: %s: %s",

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from thrift.protocol.TProtocol import TProtocolException
 
-from ..tjson.tags import TYPE_TAGS
+from ...tjson.tags import TYPE_TAGS
 from .documents import FieldShape, StructShape
 
 __all__ = ["SchemaError", "load_schema", "named_document", "struct_shape"]

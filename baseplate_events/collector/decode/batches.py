@@ -7,7 +7,7 @@ The collector's reading of the wire formats in DESIGN.md:
 - ``/v2``: ``{"1":{"lst":["rec",N,e1,...]}}``, an ``EventBatch`` struct;
 - ``/v2j``: ``[e1, e2, ...]``, each event a TJSON struct.
 
-v2 events are any TJSON struct (:mod:`baseplate_events.collector.documents`),
+v2 events are any TJSON struct (:mod:`baseplate_events.collector.decode.documents`),
 checked against the user's schema when one is given. Each event's uuid, the
 de-duplication key, is found as :class:`EventReader` says and put in canonical
 form (braces, ``urn:uuid:``, upper case and bare hex are all one id).
@@ -21,7 +21,7 @@ One reader for v2 events, whatever their schema: msgspec splits the batch
 into each event's bytes as received. For a sink that keeps only each event's
 bytes and uuid (Kafka, JSONL; ``documents=False``), each event is decoded by
 a msgspec decoder compiled from the struct's shape
-(:mod:`~baseplate_events.collector.typed`: from ``--schema``, or learned from
+(:mod:`~baseplate_events.collector.decode.typed`: from ``--schema``, or learned from
 the events taken so far), which checks every type tag, range, count and
 required field while it parses and finds the uuid, without building the
 document. An event it does not take, and every event for a sink that reads
@@ -59,7 +59,7 @@ from .documents import (
     canonical_uuid,
     read_struct,
 )
-from .sinks import UNREAD, StoredEvent
+from ..sinks import UNREAD, StoredEvent
 from .typed import TypedReader
 
 __all__ = [
@@ -72,7 +72,7 @@ __all__ = [
     "decode_batch",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.collector.batches")  # the name users configure
 
 VERSIONS = ("1", "2", "2j")
 
@@ -252,7 +252,7 @@ def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
 
     msgspec splits the batch into each event's bytes as received (``Raw``).
     For a sink that needs only bytes and uuid, each event is decoded by the
-    reader's compiled decoder (:mod:`~baseplate_events.collector.typed`),
+    reader's compiled decoder (:mod:`~baseplate_events.collector.decode.typed`),
     which checks it while parsing and finds its uuid; an event it does not
     take, or every event for a sink that reads documents, is parsed by msgspec
     and read by :func:`read_struct`, which builds the document or says why

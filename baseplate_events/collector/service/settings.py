@@ -18,9 +18,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
-from .. import validation
-from ..errors import ConfigError
-from ..setting_table import Setting, SettingTable
+from ... import validation
+from ...errors import ConfigError
+from ...setting_table import Setting, SettingTable
 from .intake import DEFAULT_MAX_BODY, DEFAULT_REPLAY_WINDOW
 
 __all__ = [

@@ -3,8 +3,8 @@
 Routes:
 
 - ``POST /v1``, ``/v2``, ``/v2j``: a signed, gzipped batch. The checks of
-  :mod:`~baseplate_events.collector.intake`, then the decoding of
-  :mod:`~baseplate_events.collector.batches`, then the sink. The answer is
+  :mod:`~baseplate_events.collector.service.intake`, then the decoding of
+  :mod:`~baseplate_events.collector.decode.batches`, then the sink. The answer is
   JSON: 200 ``{"accepted": N, "duplicates": D}`` only after the sink has the
   whole batch; 4xx ``{"error": ...}`` (422 with ``"refused": [{"index",
   "uuid", "reason"}, ...]``); 503 with ``Retry-After`` only while the sink
@@ -18,11 +18,11 @@ Routes:
   (readiness: a load balancer sends batches elsewhere meanwhile): from a
   batch the sink could not take until a probe of the sink, at most every 2 s
   and in a thread of its own, succeeds (see
-  :class:`~baseplate_events.collector.service.SinkHealth`). Neither health
+  :class:`~baseplate_events.collector.service.handler.SinkHealth`). Neither health
   view ever waits for the sink.
 
 Every answer is counted in the collector's metrics
-(:mod:`~baseplate_events.collector.metrics`).
+(:mod:`~baseplate_events.collector.service.metrics`).
 
 The app sets no hop-by-hop header (``Connection``): waitress and gunicorn
 own the connection, and a body the app leaves unread is theirs to drain.
@@ -46,16 +46,16 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
-from .batches import EventReader
+from ..decode.batches import EventReader
 from .intake import Refused, declared_length
-from .schema import load_schema
-from .service import PATHS, Collector, internal_error
+from ..decode.schema import load_schema
+from .handler import PATHS, CollectorService, internal_error
 from .settings import parse_settings
-from .sinks import Sink, create_sink
+from ..sinks import Sink, create_sink
 
 __all__ = ["DRAIN_FACTOR", "make_app", "make_configurator"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("baseplate_events.collector.app")  # the name users configure
 
 #: A body up to this many times the cap is read and dropped before the 413, so
 #: that the client reads the answer and the connection stays usable; a bigger
@@ -71,7 +71,7 @@ def _json(status: int, answer: Dict[str, Any], **headers: str) -> Response:
     return response
 
 
-def _read_body(request: Request, collector: Collector
+def _read_body(request: Request, collector: CollectorService
                ) -> Tuple[Optional[bytes], Optional[Response]]:
     """The request body, or the answer refusing it (411, 400, 413) before it is read."""
     environ = request.environ
@@ -125,7 +125,7 @@ _HEADERS = {"X-Signature": "HTTP_X_SIGNATURE", "Date": "HTTP_DATE",
 
 
 def batch_view(request: Request) -> Response:
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     body, refusal = _read_body(request, collector)
     if refusal is not None:
         collector.count(refusal.status_code)
@@ -163,7 +163,7 @@ def internal_error_view(exc: Exception, request: Request) -> Response:
     if isinstance(exc, HTTPException):
         return exc
     reason, where = internal_error(exc)
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     collector.rate_limited(logging.ERROR, where, "collector: answered 500 to %s %s: %s",
                            request.method, request.environ.get("PATH_INFO", "")[:64], reason,
                            exc_info=exc)
@@ -175,7 +175,7 @@ def healthz_view(request: Request) -> Response:
 
 
 def readyz_view(request: Request) -> Response:
-    collector: Collector = request.registry["collector"]
+    collector: CollectorService = request.registry["collector"]
     if collector.health.ready():
         return Response(body=b"ready\n", content_type="text/plain", charset=None)
     response = Response(body=b"the sink is unavailable\n", status=503,
@@ -187,7 +187,7 @@ def readyz_view(request: Request) -> Response:
 def metrics_tween(handler: Callable[[Request], Response], registry: Any
                   ) -> Callable[[Request], Response]:
     """Counts every answer by path and status in the collector's metrics."""
-    collector: Collector = registry["collector"]
+    collector: CollectorService = registry["collector"]
 
     def tween(request: Request) -> Response:
         response = handler(request)
@@ -222,7 +222,7 @@ def make_configurator(
 
         sink = make_sink()
     config = Configurator()
-    config.registry["collector"] = Collector(parsed, reader, sink, clock, make_sink)
+    config.registry["collector"] = CollectorService(parsed, reader, sink, clock, make_sink)
     for path in PATHS:
         name = "batch" + path.replace("/", "-")
         config.add_route(name, path)
@@ -233,7 +233,7 @@ def make_configurator(
     config.add_route("readyz", "/readyz")
     config.add_view(readyz_view, route_name="readyz", request_method=("GET", "HEAD"))
     config.add_notfound_view(not_found_view)
-    config.add_tween("baseplate_events.collector.app.metrics_tween")
+    config.add_tween("baseplate_events.collector.service.app.metrics_tween")
     config.add_exception_view(undecodable_path_view, context=URLDecodeError)
     config.add_exception_view(internal_error_view, context=Exception)
     return config
@@ -269,12 +269,13 @@ def log_through_gunicorn() -> bool:
 
 
 def make_app(settings: Mapping[str, Any], **options: Any) -> Any:
-    """The collector's WSGI app from its settings (see :mod:`~baseplate_events.collector.settings`).
+    """The collector's WSGI app from its settings (see
+    :mod:`~baseplate_events.collector.service.settings`).
 
     For gunicorn: ``gunicorn 'baseplate_events.collector:make_app({"sink": "jsonl", ...})'``.
     """
     config = make_configurator(settings, **options)
-    collector: Collector = config.registry["collector"]
+    collector: CollectorService = config.registry["collector"]
     if "sink" not in options:  # ours to close when the process exits (a gunicorn worker)
         atexit.register(collector.close)
         # the start line of this process (each gunicorn worker makes its app)

@@ -29,6 +29,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from typing_extensions import Annotated
 
+from ...tjson.tags import CONTAINER_TAGS, SCALAR_TAGS
 from .documents import (
     _CANONICAL_UUID,
     _DOUBLE_KEY,
@@ -80,8 +81,8 @@ def _scalar(tag: str) -> Any:
     raise Untypable(tag)
 
 
-_SCALARS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid")
-_CONTAINERS = ("lst", "set", "map")
+_SCALARS = SCALAR_TAGS
+_CONTAINERS = CONTAINER_TAGS
 #: the JSON key of a map entry, by key type; "dbl" and "tf" keys are checked by the map's check
 _KEY_TYPES: Dict[str, Any] = {
     "str": str,

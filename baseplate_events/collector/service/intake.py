@@ -3,7 +3,7 @@
 Each rule is one function raising :class:`Refused`, which carries the HTTP
 status and the message for the answer; :func:`check_batch` makes them all in
 the order a strict collector makes them. This is the one intake: the WSGI app
-(:mod:`baseplate_events.collector.service`), the tests' scriptable collector
+(:mod:`baseplate_events.collector.service.handler`), the tests' scriptable collector
 (``tests/support/collector.py``) and the benchmark's counting collector
 (``benchmarks/collector.py``, which makes only :func:`check_headers`, to stay
 cheap) all check requests here.

@@ -22,7 +22,7 @@ TJSON     on the wire                              in the document
 ``map``   ``[ktype, vtype, count, {k: v, ...}]``   dict (keys typed)
 ========  =======================================  ===================
 
-With a schema (:mod:`baseplate_events.collector.schema`), the same walk also
+With a schema (:mod:`baseplate_events.collector.decode.schema`), the same walk also
 checks every known field's type against the struct's ``thrift_spec`` and that
 its required fields are present; without one, any well-formed struct is taken.
 Anything else raises :class:`TJSONError`, whose message names the field by its
@@ -31,7 +31,7 @@ path of ids (and names, with a schema): ``field 6.1 (cart.items): expected
 
 This walk is the grammar's reference and gives the reasons: the collector
 checks most events with a msgspec decoder compiled from the struct's shape
-(:mod:`baseplate_events.collector.typed`), which takes only what this walk
+(:mod:`baseplate_events.collector.decode.typed`), which takes only what this walk
 takes, and leaves the rest to it. Why not Thrift's own ``TJSONProtocol``: it
 needs the class, and it costs 200-300 µs per event (``python -m
 benchmarks.collector_decode``); the wire format is still parsed by a library
@@ -44,6 +44,8 @@ import re
 import sys
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ...tjson.tags import CONTAINER_TAGS, TAGS
 
 __all__ = [
     "MAX_DEPTH",
@@ -80,8 +82,7 @@ _UUID_SPELLING = re.compile(
 _DOUBLE_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
                          r"|nan|inf|-inf|NaN|Infinity|-Infinity", re.ASCII)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_CONTAINERS = ("lst", "set", "map")
-TAGS = ("tf", "i8", "i16", "i32", "i64", "dbl", "str", "uid", "rec", "lst", "set", "map")
+_CONTAINERS = CONTAINER_TAGS
 #: "1" → 1 for the field ids seen so far (a handful per schema); checked once each
 _FIELD_IDS: Dict[str, int] = {}
 
