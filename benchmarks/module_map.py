@@ -290,6 +290,7 @@ def render_graph(known: Dict[str, Module], title: str) -> Iterable[str]:
         yield f"  {folder}/ -> {listed}"
     for members in folder_circles:
         yield f"  folder circle: {' -> '.join(f + '/' for f in shortest_cycle(folders, members))}"
+        yield f"    (all of {', '.join(f + '/' for f in members)})"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

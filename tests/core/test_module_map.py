@@ -78,4 +78,5 @@ def test_graph_names_each_circle_and_each_folders_imports() -> None:
         "  pkg/ -> pkg/sub/ (1)",
         "  pkg/sub/ -> pkg/ (1)",
         "  folder circle: pkg/ -> pkg/sub/ -> pkg/",
+        "    (all of pkg/, pkg/sub/)",
     ]
