@@ -56,7 +56,7 @@ class LandingIntake:
         self._limit = limit
         self._store = store
         self._write = write
-        self._metrics = metrics
+        self.metrics = metrics
 
     def take(self, timeout: float) -> bool:
         """Take what the queue holds, waiting up to ``timeout``; True if woken instead."""
@@ -80,7 +80,7 @@ class LandingIntake:
                 "spooled the %d events before it, lost %d", landing.path, gathered.stop,
                 gathered.event_count, lost,
             )
-            self._metrics.incr("dropped.landing_damaged", lost)
+            self.metrics.incr("dropped.landing_damaged", lost)
             if not gathered.event_count:
                 landing.clear()
                 return True

@@ -1,7 +1,7 @@
 """The spool's disk format: segment names, the ack file and the position it holds.
 
 Only this module packs, unpacks and checks these bytes; the records inside a
-segment are :mod:`publisher.spool.framing`'s. A :class:`Record` is one record
+segment are :mod:`publisher.spool.framing`'s. A :class:`SpooledRecord` is one record
 read back, at its place.
 
 A segment file (``00000000000000000001.seg``) is a run of records, appended.
@@ -37,17 +37,17 @@ class Position(NamedTuple):
         """The record this position is in: (segment, byte offset)."""
         return self.segment, self.offset
 
-    def taken_in(self, record: Record) -> int:
+    def taken_in(self, record: SpooledRecord) -> int:
         """How many events of ``record`` lie before this position."""
         return self.taken if (record.segment, record.offset) == self.place else 0
 
     @classmethod
-    def inside(cls, record: Record, taken: int) -> "Position":
+    def inside(cls, record: SpooledRecord, taken: int) -> "Position":
         """After the first ``taken`` events of ``record``."""
         return cls(record.segment, record.offset, taken)
 
     @classmethod
-    def after(cls, record: Record) -> "Position":
+    def after(cls, record: SpooledRecord) -> "Position":
         """Just after the whole of ``record``: the start of the next one."""
         return cls(record.segment, record.next_offset, 0)
 
@@ -77,7 +77,7 @@ def unpack_ack(data: bytes) -> Optional[Position]:
 
 
 @dataclass
-class Record:
+class SpooledRecord:
     """One record read back from the spool."""
 
     segment: int

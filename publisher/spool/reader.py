@@ -16,7 +16,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 from publisher.spool.framing import HEADER, check_record, next_record, unpack_events, unpack_header
 from publisher.spool.chunk import Chunk
 from publisher.spool.damage import Damage, damage
-from publisher.spool.format import Record
+from publisher.spool.format import SpooledRecord
 
 #: Bytes the sender reads from a segment at once.
 _READ_AHEAD = 256 * 1024
@@ -32,7 +32,7 @@ class ReadView(NamedTuple):
     #: The segment being written.
     newest: int
     #: The record here, if it is still in memory.
-    recent: Optional[Record]
+    recent: Optional[SpooledRecord]
     #: Where a damaged stretch starting here ends; ``None`` if none does.
     resume: Optional[int]
 
@@ -49,7 +49,7 @@ class ReadView(NamedTuple):
         return None
 
 
-class RecentRecords(Dict[Tuple[int, int], Record]):
+class RecentRecords(Dict[Tuple[int, int], SpooledRecord]):
     """The newest records by (segment, offset), as appended, up to ``limit`` bytes of events."""
 
     def __init__(self, limit: int) -> None:
@@ -57,7 +57,7 @@ class RecentRecords(Dict[Tuple[int, int], Record]):
         self.limit = limit
         self.size = 0
 
-    def remember(self, record: Record) -> None:
+    def remember(self, record: SpooledRecord) -> None:
         """Keep ``record``, dropping the oldest beyond ``limit``."""
         self[(record.segment, record.offset)] = record
         self.size += len(record.chunk.joined)
@@ -92,7 +92,7 @@ class SegmentReader:
         self._buf_segment = -1
         self._buf_start = 0
 
-    def parse(self, segment: int, offset: int, size: int) -> Optional[Record]:
+    def parse(self, segment: int, offset: int, size: int) -> Optional[SpooledRecord]:
         """Decode and check the record at ``offset`` of ``segment`` (``size`` bytes long).
 
         ``None`` if the bytes there are not a whole, undamaged record.
@@ -114,7 +114,7 @@ class SegmentReader:
         if check_record(buf, at) is None:
             return None
         chunk = Chunk(*unpack_events(buf, at, header))
-        return Record(segment, offset, offset + header.record_size, chunk, header.time_ms)
+        return SpooledRecord(segment, offset, offset + header.record_size, chunk, header.time_ms)
 
     def damage_at(self, segment: int, offset: int, size: int) -> Damage:
         """The damaged stretch from ``offset`` to the next whole record (or the end)."""

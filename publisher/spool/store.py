@@ -31,7 +31,7 @@ from publisher.config.sections import SpoolSection
 from publisher.spool.chunk import Chunk
 from publisher.spool.directory import SpoolError, open_in, open_spool_directory
 from publisher.spool.damage import Damage, DamageLedger
-from publisher.spool.format import Position, Record, pack_ack, segment_name, segment_number
+from publisher.spool.format import Position, SpooledRecord, pack_ack, segment_name, segment_number
 from publisher.spool.framing import join_events, pack_record, unpack_lengths
 from publisher.spool.writer import SegmentWriter
 from publisher.spool.reader import ReadView, RecentRecords, SegmentReader
@@ -43,7 +43,7 @@ logger = logging.getLogger("publisher.spool")
 #: Event bytes of the newest records kept in memory for the sender.
 RECENT_BYTES = 4 << 20
 
-__all__ = ["Position", "Record", "Spool", "SpoolError"]
+__all__ = ["Position", "Spool", "SpoolError", "SpooledRecord"]
 
 
 class Spool:
@@ -161,7 +161,7 @@ class Spool:
         lengths = unpack_lengths(lengths_bytes)
         with self._cond:
             offset = self._sizes[self._write_segment]
-            self._recent.remember(Record(self._write_segment, offset, offset + size,
+            self._recent.remember(SpooledRecord(self._write_segment, offset, offset + size,
                                   Chunk(joined, lengths), header_time_ms))
             self._sizes[self._write_segment] += size
             self.pending_events += count
@@ -232,7 +232,7 @@ class Spool:
 
     # -- reading (the sender thread) ---------------------------------------------
 
-    def read(self, position: Position) -> Optional[Record]:
+    def read(self, position: Position) -> Optional[SpooledRecord]:
         """The record at ``position`` (or the first live one after it); ``None`` at the end.
 
         A damaged record is skipped (counted and logged), never returned.

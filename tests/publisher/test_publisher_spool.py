@@ -169,7 +169,7 @@ def test_acked_and_dropped_records_leave_memory(tmp_path: Path):
     spool.close()
 
 
-def records_of(spool: Spool) -> List[spool_module.Record]:
+def records_of(spool: Spool) -> List[spool_module.SpooledRecord]:
     out = []
     position = spool.ack_position
     while (record := spool.read(position)) is not None:
@@ -184,7 +184,7 @@ def flip(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def three_records(path: Path) -> List[spool_module.Record]:
+def three_records(path: Path) -> List[spool_module.SpooledRecord]:
     """A spool at ``path`` of records of 1, 2 and 1 events, closed; their positions."""
     spool = Spool(str(path), fsync="never")
     spool.append([ev(0)])
