@@ -29,8 +29,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Iterable, List, NamedTuple, Optional, Type
 
-__all__ = ["BrokerUnavailable", "Record", "TansuBroker", "count_keys", "free_port", "main",
-           "read_topics", "tansu_binary"]
+__all__ = [
+    "BrokerUnavailable",
+    "TansuBroker",
+    "TopicRecord",
+    "count_keys",
+    "free_port",
+    "main",
+    "read_topics",
+    "tansu_binary",
+]
 
 
 class BrokerUnavailable(RuntimeError):
@@ -189,7 +197,7 @@ class TansuBroker:
         self.stop()
 
 
-class Record(NamedTuple):
+class TopicRecord(NamedTuple):
     """One message read back from a topic."""
 
     topic: str
@@ -200,12 +208,12 @@ class Record(NamedTuple):
     timestamp_ms: int
 
 
-def count_keys(records: Iterable[Record]) -> "Counter[str]":
+def count_keys(records: Iterable[TopicRecord]) -> "Counter[str]":
     """How many times each key (an event's uuid) occurs."""
     return Counter(r.key.decode() if r.key is not None else "" for r in records)
 
 
-def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5) -> List[Record]:
+def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5) -> List[TopicRecord]:
     """Every message in the topics, read as ``baseplate-events-tail --from-beginning`` reads
     them (:func:`baseplate_events.collector.tail.kafka.read_messages`): each partition by
     ``assign``, up to its high watermark of the start, then until none came for ``idle``
@@ -214,7 +222,7 @@ def read_topics(bootstrap: str, topics: Iterable[str], idle: float = 0.5) -> Lis
     """
     from baseplate_events.collector.tail.kafka import read_messages
 
-    return [Record(m.topic(), m.partition(), m.key(), m.value(), m.timestamp()[1])
+    return [TopicRecord(m.topic(), m.partition(), m.key(), m.value(), m.timestamp()[1])
             for m in read_messages({"bootstrap.servers": bootstrap}, topics, idle=idle)
             if m is not None]
 

@@ -30,7 +30,7 @@ class PlannedRequest:
 
 
 @dataclass
-class Outcome:
+class TrafficOutcome:
     """What the burst did: the events each stream put, and what went wrong."""
 
     put: Dict[str, List[str]] = field(default_factory=dict)  # stream -> uuids
@@ -89,14 +89,14 @@ def drive(
     max_attempts: int = 20,
     time_limit: float = 60.0,
     on_done: Optional[Callable[[], None]] = None,
-) -> Outcome:
+) -> TrafficOutcome:
     """Send every planned request over keep-alive sessions (one per worker thread).
 
     Requests not sent within ``time_limit`` seconds (a stalled pipeline keeps
     every queue full) are counted as failures rather than waited for.
     """
     deadline = time.monotonic() + time_limit
-    outcome = Outcome()
+    outcome = TrafficOutcome()
     lock = threading.Lock()
     local = threading.local()
 

@@ -449,7 +449,7 @@ def test_a_dbl_map_key_off_the_number_syntax_is_refused_by_the_compiled_check(ke
 def test_a_reader_without_a_schema_compiles_new_shapes_at_a_bounded_rate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """32 new shapes compile at once; the 33rd waits RECOMPILE_INTERVAL (then it compiles)."""
-    from baseplate_events.collector.decode import typed
+    from baseplate_events.collector.decode import typed_reader as typed
 
     now = [1000.0]
     monkeypatch.setattr(typed.time, "monotonic", lambda: now[0])

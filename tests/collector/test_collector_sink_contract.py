@@ -80,3 +80,37 @@ def test_retry_once_returns_the_second_attempts_answer():
         return str(answer)
 
     assert "stored" == retry_once(attempt, SinkUnavailable)
+
+
+def test_the_demos_store_takes_a_file_the_plain_sink_made(tmp_path):
+    """A file made by the library's sink gains the page's columns when the demo opens it."""
+    from demo_app.page_store import PageStore
+
+    path = str(tmp_path / "events.sqlite3")
+    plain = SQLiteSink(path)
+    plain.store("v1", [event()])
+    plain.close()
+    store = PageStore(path)
+    try:
+        second = StoredEvent("a0000000-0000-4000-8000-000000000002", "1",
+                             b'{"event_topic": "t", "event_type": "e"}',
+                             {"event_topic": "t", "event_type": "e"})
+        assert [STORED] == store.store("v1", [second])
+        assert [{"source": None, "action": None, "count": 1},
+                {"source": "t", "action": "e", "count": 1}] == sorted(
+            store.summary()["counts"], key=lambda c: str(c["source"]))
+    finally:
+        store.close()
+
+
+def test_the_plain_sink_takes_a_file_the_demo_made(tmp_path):
+    """A file with the page's columns takes events from the library's sink (left empty)."""
+    from demo_app.page_store import PageStore
+
+    path = str(tmp_path / "events.sqlite3")
+    PageStore(path).close()
+    plain = SQLiteSink(path)
+    try:
+        assert [[STORED], [DUPLICATE]] == [plain.store("v1", [event()]) for _ in range(2)]
+    finally:
+        plain.close()

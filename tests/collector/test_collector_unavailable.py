@@ -281,6 +281,20 @@ def test_a_sink_bug_is_a_500_with_the_reason_and_no_traceback(
     assert caplog.records[0].exc_info is not None
 
 
+class ShortSink(Sink):
+    """A sink with a bug: it answers no outcome at all, whatever the batch."""
+
+    def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
+        return []
+
+
+def test_a_sink_answering_too_few_outcomes_is_a_500_not_a_200() -> None:
+    """A sink that loses track of events is a bug (500), never an acknowledgement."""
+    response = post(webtest({}, sink=ShortSink()), v2j_batch())
+    assert (500, None, "internal error: RuntimeError: the sink gave 0 outcomes for 1 events"
+            ) == answer(response)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0

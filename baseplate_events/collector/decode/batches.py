@@ -1,6 +1,6 @@
 """Decode and check the batches the publisher POSTs, one format per version.
 
-The collector's reading of the wire formats in DESIGN.md:
+The collector's reading of the publisher's three wire formats:
 
 - ``/v1``: ``[e1, e2, ...]``, each a legacy object with ``event_topic``,
   ``event_type``, ``event_ts``, ``uuid`` and ``payload``;
@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -60,7 +59,9 @@ from .documents import (
     read_struct,
 )
 from ..sinks import UNREAD, StoredEvent
-from .typed import TypedReader
+from .envelope import MalformedBatch, array_events, v2_events, written
+from .typed_reader import TypedReader
+from .v1_events import Checked, check_v1
 
 __all__ = [
     "VERSIONS",
@@ -89,7 +90,6 @@ _scan = json.JSONDecoder(parse_constant=BareConstant).raw_decode
 _SPLIT_V2 = msgspec.json.Decoder(Dict[str, Dict[str, List[msgspec.Raw]]]).decode
 _SPLIT_ARRAY = msgspec.json.Decoder(List[msgspec.Raw]).decode
 _parse = msgspec.json.Decoder().decode
-_DBL_MAX = sys.float_info.max
 #: (parsed event, its JSON text as received, or None where it must be written anew)
 Element = Tuple[Any, Optional[str]]
 
@@ -115,10 +115,6 @@ class Refusal:
 
     def as_dict(self) -> Dict[str, Any]:
         return {"index": self.index, "uuid": self.uuid, "reason": self.reason}
-
-
-class MalformedBatch(ValueError):
-    """The body is not a batch of its version at all (HTTP 400)."""
 
 
 class RefusedEvents(ValueError):
@@ -221,7 +217,7 @@ def _decode_general(version: str, text: str, reader: EventReader, received_ms: i
         elements = _split_slow(version, text)
     events: List[StoredEvent] = []
     refusals: List[Refusal] = []
-    check = _check_v1 if version == "1" else _check_v2
+    check = check_v1 if version == "1" else _check_v2
     reason: Optional[str]
     for index, (item, raw) in enumerate(elements):
         try:
@@ -231,7 +227,7 @@ def _decode_general(version: str, text: str, reader: EventReader, received_ms: i
                 checked = check(item, raw, reader)
             event_uuid, document, reason = checked
             if reason is None and not refusals:
-                data = raw.encode("utf-8") if raw is not None else _written(item)
+                data = raw.encode("utf-8") if raw is not None else written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
             logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
             event_uuid, document = None, None
@@ -361,54 +357,9 @@ def _split_slow(version: str, text: str) -> List[Element]:
         document = json.loads(text, parse_constant=BareConstant)
     except (ValueError, RecursionError) as exc:
         raise MalformedBatch(f"body is not JSON: {exc}") from None
-    items = _v2_events(document) if version == "2" else _array_events(document, version)
+    items = v2_events(document) if version == "2" else array_events(document, version)
     # No byte offsets from json.loads: each event taken is written anew (_written).
     return [(item, None) for item in items]
-
-
-def _written(item: Any) -> bytes:
-    """An event's JSON written anew, compactly, in UTF-8 (for a body :func:`_split_slow` read).
-
-    A lone surrogate (``"\\ud800"``, which JSON can escape but UTF-8 cannot
-    hold) is kept as its escape, as the fast split keeps it as received.
-    """
-    text = json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(item, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def _array_events(document: Any, version: str) -> List[Any]:
-    what = "v1 events" if version == "1" else "TJSON events"
-    if not isinstance(document, list):
-        raise MalformedBatch(f"expected a JSON array of {what}, got a {type(document).__name__}")
-    if not document:
-        raise MalformedBatch("empty batch")
-    return document
-
-
-def _v2_events(document: Any) -> List[Any]:
-    """Check the ``{"1":{"lst":["rec",N,...]}}`` envelope and return the events in it."""
-    shape = 'expected {"1":{"lst":["rec",N,event,...]}}'
-    if not isinstance(document, dict) or set(document) != {"1"}:
-        raise MalformedBatch(f"{shape}: the top level must be an object with only field 1")
-    outer = document["1"]
-    if not isinstance(outer, dict) or set(outer) != {"lst"} or not isinstance(outer["lst"], list):
-        raise MalformedBatch(f'{shape}: field 1 must be {{"lst":[...]}}')
-    header = outer["lst"]
-    if len(header) < 2 or header[0] != "rec":
-        raise MalformedBatch(f'{shape}: the list must hold structs ("rec")')
-    count, elements = header[1], header[2:]
-    if isinstance(count, bool) or not isinstance(count, int) or count != len(elements):
-        raise MalformedBatch(f"{shape}: the list says {count!r} events but holds {len(elements)}")
-    if not elements:
-        raise MalformedBatch("empty batch")
-    return elements
-
-
-# One check per version: (canonical uuid, document, None) or (uuid if known, None, reason).
-Checked = Tuple[Optional[str], Any, Optional[str]]
 
 
 def _check_v2(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
@@ -420,71 +371,3 @@ def _check_v2(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
     return event_uuid, document, problem
 
 
-def _check_v1(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
-    if not isinstance(item, dict):
-        return None, None, f"expected a JSON object, got a {type(item).__name__}"
-    raw_uuid = item.get("uuid")
-    shown = raw_uuid if isinstance(raw_uuid, str) else None
-    for key in ("event_topic", "event_type"):
-        if not isinstance(item.get(key), str) or not item[key]:
-            return shown, None, f"{key}: missing or not a non-empty string"
-    timestamp = item.get("event_ts")
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp <= 0:
-        return shown, None, "event_ts: missing or not a positive integer (ms)"
-    if not isinstance(raw_uuid, str) or not raw_uuid:
-        return None, None, "uuid: missing or not a string"
-    canonical = canonical_uuid(raw_uuid)
-    if canonical is None:
-        return shown, None, f"uuid: {raw_uuid[:64]!r} is not a UUID"
-    if not isinstance(item.get("payload"), dict):
-        return canonical, None, "payload: missing or not a JSON object"
-    problem = _v1_problem(item)
-    if problem is not None:
-        return canonical, None, problem
-    return canonical, item, None
-
-
-def _v1_problem(item: Dict[str, Any]) -> Optional[str]:
-    """What no sink can take in a v1 event, as a reason naming where; None if nothing.
-
-    Nesting past :data:`MAX_DEPTH` (as v2 events are capped: a sink writing the
-    event again, ``json.dumps``, would reach the recursion limit); a bare NaN or
-    Infinity; a number the parser read as infinite (``1e400``), which could not be
-    written anew (:func:`_written`) as JSON. Walked without paths, which
-    :func:`_v1_where` builds only for an event that has a problem.
-    """
-    stack: List[Tuple[Any, int]] = [(item, 0)]
-    while stack:
-        container, depth = stack.pop()
-        for value in (container.values() if type(container) is dict else container):
-            kind = type(value)
-            if kind is dict or kind is list:
-                if depth + 1 >= MAX_DEPTH:
-                    return _v1_where(item)
-                stack.append((value, depth + 1))
-            elif kind is BareConstant or (kind is float and not -_DBL_MAX <= value <= _DBL_MAX):
-                return _v1_where(item)
-    return None
-
-
-def _v1_where(item: Dict[str, Any]) -> Optional[str]:
-    """:func:`_v1_problem`'s reason, naming where in the event it is."""
-    stack: List[Tuple[str, Any, int]] = [(key, value, 1) for key, value in item.items()]
-    while stack:
-        path, value, depth = stack.pop()
-        kind = type(value)
-        if kind is dict or kind is list:
-            if depth >= MAX_DEPTH:
-                shown = path if len(path) <= 64 else path[:61] + "..."
-                return (f"{shown}: nested more than {MAX_DEPTH} levels deep; an event "
-                        f"may nest at most {MAX_DEPTH}")
-            if kind is dict:
-                stack.extend((f"{path}.{key}", inner, depth + 1) for key, inner in value.items())
-            else:
-                stack.extend((f"{path}[{index}]", inner, depth + 1)
-                             for index, inner in enumerate(value))
-        elif kind is BareConstant:
-            return f"{path}: bare {value.text} is not JSON; send a number, a string or null"
-        elif kind is float and not -_DBL_MAX <= value <= _DBL_MAX:
-            return f"{path}: a number too large for a double (the largest is about 1.8e308)"
-    return None

@@ -42,10 +42,10 @@ from __future__ import annotations
 import math
 import re
 import sys
-import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...tjson.tags import CONTAINER_TAGS, TAGS
+from .uuids import canonical_uuid
 
 __all__ = [
     "MAX_DEPTH",
@@ -71,17 +71,9 @@ _SPECIAL_DOUBLES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.in
 _DBL_MAX = sys.float_info.max
 _TOO_LARGE = ('too large for "dbl" (the largest double is about 1.8e308); TJSON writes '
               'an infinite value "Infinity" or "-Infinity", as a string')
-#: the spellings of a UUID taken: 8-4-4-4-12 or 32 hex digits, bare, in braces or after
-#: urn:uuid:, either case; ASCII only (uuid.UUID alone also takes "_", spaces, "٦"...).
-#: re.ASCII: without it, case folding takes "İ" (U+0130) and "ı" (U+0131) for "i".
-_UUID_SPELLING = re.compile(
-    r"(?i:urn:uuid:)?(?:[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1"
-    r"[0-9a-fA-F]{12})|\{[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2[0-9a-fA-F]{4}\2"
-    r"[0-9a-fA-F]{12}\}", re.ASCII)
 #: a map key of type "dbl": a JSON number, or Thrift's spellings of the special doubles
 _DOUBLE_KEY = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
                          r"|nan|inf|-inf|NaN|Infinity|-Infinity", re.ASCII)
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CONTAINERS = CONTAINER_TAGS
 #: "1" → 1 for the field ids seen so far (a handful per schema); checked once each
 _FIELD_IDS: Dict[str, int] = {}
@@ -279,24 +271,6 @@ def _read_string(tag: str, value: Any, field: Optional[FieldShape], depth: int) 
     if type(value) is not str:
         raise TJSONError(f'expected a string for "str", got {_kind(value)}')
     return value  # type: ignore[no-any-return]
-
-
-def canonical_uuid(value: Any) -> Optional[str]:
-    """``value`` as a lower-case hyphenated UUID, or None if it is not a UUID string.
-
-    Taken: 8-4-4-4-12 or 32 hex digits (ASCII, either case), bare, in braces
-    or after ``urn:uuid:``; all of them are one id (the de-duplication key).
-    """
-    if type(value) is not str or not 32 <= len(value) <= 45:
-        return None
-    if _CANONICAL_UUID.fullmatch(value) is not None:  # the usual case, 5x cheaper than UUID()
-        return value
-    if _UUID_SPELLING.fullmatch(value) is None:  # UUID() alone takes "_", spaces, "٦"...
-        return None
-    try:
-        return str(uuid.UUID(value.lower()))  # UUID() knows "urn:uuid:" in lower case only
-    except ValueError:  # the pattern admits nothing UUID() refuses; never an exception here
-        return None
 
 
 def _read_uuid(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> str:

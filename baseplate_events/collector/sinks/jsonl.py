@@ -57,7 +57,6 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import msgspec
 
 from publisher.paths import UnsafePathError, open_private_directory
 
@@ -65,6 +64,7 @@ from ...errors import ConfigError
 from ..service.settings import COLLECTOR_SETTINGS, JSONL_MODES as MODES
 from ..service.settings import parse_jsonl_mode, sink_options
 from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
+from .jsonl_lines import Line, read_line, write_line
 
 __all__ = ["PART_SUFFIX", "JSONLSink", "Line", "create", "read_line", "sink_arguments"]
 
@@ -154,7 +154,7 @@ class JSONLSink(Sink):
         """Append the batch as one write (and fsync) to the stream's file."""
         if stream not in STREAMS:
             raise ValueError(f"unknown stream {stream!r}")
-        lines = b"".join(_line(stream, event) for event in events)
+        lines = b"".join(write_line(stream, event) for event in events)
         if not self._lock.acquire(timeout=self.timeout):
             raise SinkUnavailable(f"jsonl: another batch held {self.directory} for over "
                                   f"{self.timeout:g} s")
@@ -355,44 +355,9 @@ def _cut_half_line(fd: int, path: str) -> None:
         os.ftruncate(fd, keep)
 
 
-def _line(stream: str, event: StoredEvent) -> bytes:
-    # JSON strings cannot hold a raw newline, so one in the event is whitespace.
-    raw = event.raw.replace(b"\n", b" ").replace(b"\r", b" ")
-    return b'{"uuid":"%s","stream":"%s","received_ms":%d,"event":%s}\n' % (
-        event.uuid.encode("ascii"), stream.encode("ascii"), event.received_ms, raw)
-
-
 def parse_mode(value: str) -> int:
     """``jsonl.mode``: ``0600``, ``0640`` or ``0660`` (octal)."""
     return parse_jsonl_mode("jsonl.mode", value)
-
-
-class Line(msgspec.Struct, frozen=True):
-    """One line of a JSONL file, as :func:`_line` writes it; ``event`` is left as its bytes."""
-
-    uuid: str
-    stream: str
-    received_ms: int
-    #: the event's JSON exactly as received (``bytes(line.event)``)
-    event: msgspec.Raw
-
-
-_read_line = msgspec.json.Decoder(Line).decode
-
-
-def read_line(line: bytes) -> Line:
-    """Unpack one line of a JSONL file (what :class:`JSONLSink` wrote).
-
-    :raises ValueError: the line is not one of ours (not JSON, a key missing or
-        of the wrong type, an unknown stream); the message says what is wrong.
-    """
-    try:
-        parsed = _read_line(line)
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"not a line of the jsonl sink: {exc}") from None
-    if parsed.stream not in STREAMS:
-        raise ValueError(f"not a line of the jsonl sink: unknown stream {parsed.stream!r}")
-    return parsed
 
 
 def create(options: Mapping[str, str]) -> JSONLSink:

@@ -115,6 +115,13 @@ class SQLiteSink(Sink):
     #: more SQL run when the file is opened (``CREATE TABLE IF NOT EXISTS ...``)
     extra_schema: ClassVar[str] = ""
 
+    def _add_missing_columns(self) -> None:
+        """Add :attr:`extra_columns` to a file made without them (by the plain sink)."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        for column in self.extra_columns:
+            if column.split()[0] not in have:
+                self._db.execute(f"ALTER TABLE events ADD COLUMN {column}")
+
     def extra_values(self, event: StoredEvent) -> Tuple[Any, ...]:
         """The values of :attr:`extra_columns` for ``event`` (none here)."""
         return ()
@@ -141,6 +148,7 @@ class SQLiteSink(Sink):
                 self._db.execute("PRAGMA synchronous=FULL")  # a 2xx survives a power cut
             extra = "".join(f"\n    {column}," for column in self.extra_columns)
             self._db.executescript(_EVENTS.format(extra=extra) + self.extra_schema)
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise SinkUnavailable(f"sqlite: cannot open {path}: {exc}") from None
         columns = _COLUMNS + tuple(column.split()[0] for column in self.extra_columns)
