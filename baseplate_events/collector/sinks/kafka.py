@@ -85,7 +85,8 @@ import time
 from typing import List, Mapping, Optional, Sequence
 
 from ...errors import ConfigError
-from .kafka_settings import DEFAULT_TOPICS, MISSING_CLIENT, KafkaSettings
+from .kafka_settings import (DEFAULT_TOPICS, MISSING_CLIENT, POLL_SLICE, READY_HOLDOFF,
+                             REPORT_GRACE, STATS_INTERVAL_MS, KafkaSettings)
 
 try:
     from confluent_kafka import KafkaError, KafkaException, Producer
@@ -108,22 +109,6 @@ __all__ = [
 
 
 logger = logging.getLogger(__name__)
-
-#: How much longer than ``message.timeout.ms`` a batch waits for its delivery
-#: reports: librdkafka fails a message at that timeout, and its report then
-#: takes a moment to reach us. With the defaults, 2.5 s: under the publisher's
-#: ``collector.timeout`` (3 s), so that it hears the 503.
-_REPORT_GRACE = 0.5
-
-#: The longest single wait in the delivery loop: another thread may have
-#: served this batch's reports, and then nothing wakes this one.
-_POLL_SLICE = 0.01
-
-#: How often librdkafka reports its broker connections (``ready`` reads them).
-_STATS_INTERVAL_MS = 2000
-
-#: How long ``ready`` stays False after a batch could not be stored.
-_READY_HOLDOFF = 5.0
 
 
 class KafkaSink(Sink):
@@ -168,7 +153,7 @@ class KafkaSink(Sink):
         # librdkafka's own log lines go to this module's logger (served by poll),
         # not straight to stderr.
         config["logger"] = logger
-        config.setdefault("statistics.interval.ms", _STATS_INTERVAL_MS)
+        config.setdefault("statistics.interval.ms", STATS_INTERVAL_MS)
         try:
             return Producer(config)
         except KafkaException as exc:
@@ -272,7 +257,7 @@ class KafkaSink(Sink):
     def _store_once(self, producer: Producer, topic: str,
                     events: Sequence[StoredEvent]) -> List[Outcome]:
         batch = DeliveryReports(len(events))
-        bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
+        bound = self.settings.message_timeout_ms / 1000 + REPORT_GRACE
         deadline = time.monotonic() + bound
         produce, on_delivery = producer.produce, batch.on_delivery
         for event in events:
@@ -287,7 +272,7 @@ class KafkaSink(Sink):
                     f"kafka: {batch.pending} of {len(events)} messages to {topic} had no "
                     f"delivery report after {bound:g} s "
                     f"(brokers {self.settings.bootstrap_servers})")
-            producer.poll(min(remaining, _POLL_SLICE))
+            producer.poll(min(remaining, POLL_SLICE))
         return self._reasons(topic, events, batch)
 
     def _produce(self, producer: Producer, topic: str, event: StoredEvent, batch: DeliveryReports,
@@ -304,7 +289,7 @@ class KafkaSink(Sink):
                         f"kafka: the producer's queue stayed full (brokers "
                         f"{self.settings.bootstrap_servers}); event {event.uuid} not sent"
                     ) from None
-                producer.poll(_POLL_SLICE)
+                producer.poll(POLL_SLICE)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.code() in MESSAGE_ERRORS:  # librdkafka's own size check
@@ -349,7 +334,7 @@ class KafkaSink(Sink):
             self._producer.poll(0)  # serve pending error and statistics callbacks; cheap
         except Exception:  # ready() never raises
             return False
-        recent_failure = time.monotonic() - self._failed_at < _READY_HOLDOFF
+        recent_failure = time.monotonic() - self._failed_at < READY_HOLDOFF
         # Not known yet (no statistics, no batch, no probe since the producer was made)
         # is not ready: a load balancer waits the first statistics interval.
         return self._fatal is None and self._brokers_up is True and not recent_failure
@@ -359,7 +344,7 @@ class KafkaSink(Sink):
 
         :raises SinkUnavailable: no broker answered in time.
         """
-        bound = self.settings.message_timeout_ms / 1000 + _REPORT_GRACE
+        bound = self.settings.message_timeout_ms / 1000 + REPORT_GRACE
         try:
             if self._pid != os.getpid():
                 self._after_fork()

@@ -1,4 +1,4 @@
-"""The Kafka sink's settings: ``kafka.*``, parsed once, and each producer's configuration.
+"""The Kafka sink's settings (``kafka.*``, parsed once, and each producer's configuration) and its timings.
 
 See :mod:`baseplate_events.collector.sinks.kafka` for what the settings mean.
 """
@@ -11,7 +11,33 @@ from ...errors import ConfigError
 from ..service.settings import COLLECTOR_SETTINGS, sink_options
 from . import STREAMS
 
-__all__ = ["DEFAULTS", "DEFAULT_TOPICS", "FIXED", "MISSING_CLIENT", "KafkaSettings"]
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_TOPICS",
+    "FIXED",
+    "MISSING_CLIENT",
+    "POLL_SLICE",
+    "READY_HOLDOFF",
+    "REPORT_GRACE",
+    "STATS_INTERVAL_MS",
+    "KafkaSettings",
+]
+
+#: How much longer than ``message.timeout.ms`` a batch waits for its delivery
+#: reports: librdkafka fails a message at that timeout, and its report then
+#: takes a moment to reach us. With the defaults, 2.5 s: under the publisher's
+#: ``collector.timeout`` (3 s), so that it hears the 503.
+REPORT_GRACE = 0.5
+
+#: The longest single wait in the delivery loop: another thread may have
+#: served this batch's reports, and then nothing wakes this one.
+POLL_SLICE = 0.01
+
+#: How often librdkafka reports its broker connections (``ready`` reads them).
+STATS_INTERVAL_MS = 2000
+
+#: How long ``ready`` stays False after a batch could not be stored.
+READY_HOLDOFF = 5.0
 
 #: why ``sink = kafka`` cannot start without the kafka extra (the tail says the same)
 MISSING_CLIENT = ("kafka needs confluent-kafka, which is not installed: "
