@@ -1,4 +1,4 @@
-"""Benchmarks for issue 7: ``python -m benchmarks`` (``make bench``) prints one table.
+"""The benchmarks: ``python -m benchmarks`` (``make bench``) prints one table.
 
 Everything is measured side by side in one run, interleaved, and reported as
 medians, because the machine is small and shared. Nothing here is a test: the

@@ -57,7 +57,7 @@ nitpick_ignore_regex = [
 ]
 
 # Attributes set in ``__init__`` that autodoc does not list, and one short
-# reference inside request_queue (its module is being split; see issue 16).
+# reference inside the runtime's request events (a short name autodoc cannot resolve).
 nitpick_ignore = [
     ("py:attr", "max_messages"),
     ("py:attr", "max_message_size"),

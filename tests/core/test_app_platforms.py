@@ -1,4 +1,4 @@
-"""Platforms without POSIX message queues, and the log sink (issue 14 item 2).
+"""Platforms without POSIX message queues, and the log sink.
 
 macOS has no ``resource.RLIMIT_MSGQUEUE`` and builds posix_ipc without
 ``MessageQueue``; the tests simulate that platform by taking both away, then

@@ -1,4 +1,4 @@
-"""When the apps' queue cannot be had (issue 14 items 3 and 4, issue 12 items 9 and 13).
+"""When the apps' queue cannot be had.
 
 A stock kernel refuses the default 10000 x 102400 queue: the messages name the
 setting to change where the app is configured, and a view that puts an event

@@ -1,4 +1,4 @@
-"""Who may use a queue (issue 12 item 9): modes are exact, ours are narrowed, squatters refused.
+"""Who may use a queue: modes are exact, ours are narrowed, squatters refused.
 
 Real queues throughout. The second local user is a forked child that
 setuid's to a throwaway uid (root only: those tests skip otherwise).

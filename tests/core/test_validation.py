@@ -1,4 +1,4 @@
-"""One validator set for the apps' settings and the publisher's INI (issue 16 item 3)."""
+"""One validator set for the apps' settings and the publisher's INI."""
 from __future__ import annotations
 
 import base64

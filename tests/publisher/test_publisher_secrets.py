@@ -1,4 +1,4 @@
-"""The signing secret's files (issue 12 item 12): refused when others could change them.
+"""The signing secret's files: refused when others could change them.
 
 As OpenSSH decides: a ``key.secret_file``, or a config file holding
 ``key.secret``, that others can write, or whose group can and that group is not

@@ -1,4 +1,4 @@
-"""A user's own schema through the whole pipeline to the real collector (issue 14, item 1).
+"""A user's own schema through the whole pipeline to the real collector.
 
 The user's ``shop.thrift`` (``tests/thrift/shop.thrift``, generated into
 ``tests/thrift_gen/shop``) numbers its fields unlike the sample schema:

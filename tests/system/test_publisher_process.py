@@ -1,4 +1,4 @@
-"""The publisher as a real subprocess: real queue, real collector, real signals (issue 3)."""
+"""The publisher as a real subprocess: real queue, real collector, real signals."""
 from __future__ import annotations
 
 import json

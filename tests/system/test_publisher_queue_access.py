@@ -1,4 +1,4 @@
-"""The publisher's side of the queue's trust boundary (issue 12 items 9 and 15), as a real process.
+"""The publisher's side of the queue's trust boundary, as a real process.
 
 Queues made by baseplate.py 2.7.1 (posix_ipc directly, mode 0644) keep
 working in both directions; a queue another local user planted is refused at

@@ -1,4 +1,4 @@
-"""The Kafka sink's settings (``kafka.*``, parsed once, and each producer's configuration) and its timings.
+"""The Kafka sink's settings (``kafka.*``, parsed once), producer configuration and timings.
 
 See :mod:`baseplate_events.collector.sinks.kafka` for what the settings mean.
 """
