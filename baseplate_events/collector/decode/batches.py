@@ -229,9 +229,7 @@ def _decode_general(version: str, text: str, reader: EventReader, received_ms: i
             if reason is None and not refusals:
                 data = raw.encode("utf-8") if raw is not None else written(item)
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
-            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
-            event_uuid, document = None, None
-            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
+            event_uuid, document, reason = None, None, _decode_failure(exc, index, version)
         if reason is not None:
             refusals.append(Refusal(index, reason, event_uuid))
         elif not refusals:
@@ -304,9 +302,7 @@ def _decode_v2(version: str, body: bytes, reader: EventReader, received_ms: int,
                 typed.learn(parsed)
                 check = typed.check
         except Exception as exc:  # a bug here must cost one event a 422, never the batch a 500
-            logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
-            event_uuid, document = None, None
-            reason = f"cannot decode this event: {type(exc).__name__}: {exc}"
+            event_uuid, document, reason = None, None, _decode_failure(exc, index, version)
         if reason is not None:
             refusals.append(Refusal(index, reason, event_uuid))
         elif not refusals:
@@ -371,3 +367,7 @@ def _check_v2(item: Any, raw: Optional[str], reader: EventReader) -> Checked:
     return event_uuid, document, problem
 
 
+def _decode_failure(exc: Exception, index: int, version: str) -> str:
+    """Log a bug met while decoding one event; the reason its 422 gives."""
+    logger.exception("collector: failed to decode event %d of a v%s batch", index, version)
+    return f"cannot decode this event: {type(exc).__name__}: {exc}"
