@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -50,6 +49,7 @@ from publisher.send.batches import build_body
 from publisher.send.post import gzip_compress, sign
 
 from .pipeline import cpu_seconds, stop_process
+from .timing import client_threads
 
 #: this checkout (its collector, and the schema modules under benchmarks/)
 HERE = str(Path(__file__).resolve().parent.parent)
@@ -171,21 +171,7 @@ def measure(server: Server, batches: List[Tuple[bytes, str]], per_batch: int,
         if status not in answers:
             raise RuntimeError(f"warm-up batch answered {status}: {answer[:300]!r}")
     timed = batches[2:]
-    statuses: List[Tuple[int, bytes]] = []
-    lock = threading.Lock()
-    position = iter(range(len(timed)))
-
-    def client() -> None:
-        while True:
-            with lock:
-                index = next(position, None)
-            if index is None:
-                return
-            answer = server.post(*timed[index])
-            with lock:
-                statuses.append(answer)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads, statuses = client_threads(server.post, timed, clients)
     cpu_start, start = cpu_seconds(server.pid), time.monotonic()
     for thread in threads:
         thread.start()

@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -47,6 +46,7 @@ import msgspec
 
 from .pipeline import cpu_seconds, stop_process
 from .sample import event_pool
+from .timing import client_threads
 from .varied_events import SCHEMA as VARIED_SCHEMA
 from .varied_events import varied_pool
 
@@ -182,21 +182,7 @@ def run_sink(sink: str, bodies: List[Tuple[bytes, str]], per_batch: int, warmup:
                 raise RuntimeError(f"{sink}: warm-up batch answered {status}:\n"
                                    f"{worker.log_path.read_text()[-2000:]}")
         timed = bodies[warmup:]
-        statuses: List[int] = []
-        lock = threading.Lock()
-        position = iter(range(len(timed)))
-
-        def client() -> None:
-            while True:
-                with lock:
-                    index = next(position, None)
-                if index is None:
-                    return
-                answer = worker.post(*timed[index])
-                with lock:
-                    statuses.append(answer)
-
-        threads = [threading.Thread(target=client) for _ in range(clients)]
+        threads, statuses = client_threads(worker.post, timed, clients)
         cpu_start = cpu_seconds(worker.pid)
         start = time.monotonic()
         for thread in threads:

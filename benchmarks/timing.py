@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+
+T = TypeVar("T")
 
 #: A candidate: run the operation ``n`` times, return the seconds it took (setup excluded).
 Runner = Callable[[int], float]
@@ -71,3 +74,24 @@ def interleaved(
         if enabled:
             gc.enable()
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def client_threads(post: Callable[..., T], requests: Sequence[Tuple[Any, ...]],
+                   clients: int) -> Tuple[List[threading.Thread], List[T]]:
+    """``clients`` threads (not started) that share ``requests``, each posted once as
+    ``post(*request)``; every answer lands in the list returned beside them."""
+    answers: List[T] = []
+    lock = threading.Lock()
+    position = iter(range(len(requests)))
+
+    def client() -> None:
+        while True:
+            with lock:
+                index = next(position, None)
+            if index is None:
+                return
+            answer = post(*requests[index])
+            with lock:
+                answers.append(answer)
+
+    return [threading.Thread(target=client) for _ in range(clients)], answers
