@@ -108,7 +108,10 @@ class DemoCollector:
                     dispatcher.close()
                 stopped.set()
 
-            self._server.trigger.pull_trigger(close_everything)
+            try:
+                self._server.trigger.pull_trigger(close_everything)
+            except OSError:  # the loop has already closed its trigger: nothing left to wake
+                close_everything()
             stopped.wait(10)
             self._thread.join(10)
             self._thread = None
