@@ -13,6 +13,9 @@ Beside them, measured in the same run:
 - the floor: ``msgspec.json.decode(event_bytes)`` per event in a Python
   loop, the best of five runs of ``time.process_time``;
 - Thrift's ``TJSONProtocol`` reading the events into the generated classes;
+- the CPU of a wake-up round trip between two Python threads: what each
+  hand-off between the server's threads costs on this machine (see
+  :func:`wakeup_us`);
 - with ``--reference PATH``, an older collector started from the checkout
   at PATH (``python -m demo_app.collector --db FILE``, the reference
   collector before the fast path; PYTHONPATH is set to PATH);
@@ -38,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -88,6 +92,31 @@ def floor_us(events: Sequence[bytes]) -> float:
             decode(event)
         best.append((time.process_time() - started) / len(events) * 1e6)
     return min(best)
+
+
+def wakeup_us(rounds: int = 5000) -> float:
+    """CPU of one round trip between two Python threads (each wakes the other once).
+
+    Not a collector figure: the price, on this machine, of each hand-off the
+    server makes per batch (waitress's I/O thread to a worker and back, the
+    GIL between two busy workers, librdkafka's threads to the one waiting
+    for delivery reports). On a virtual machine it can be tens of µs.
+    """
+    ping, pong = threading.Semaphore(0), threading.Semaphore(0)
+
+    def other() -> None:
+        for _ in range(rounds):
+            ping.acquire()
+            pong.release()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    started = time.process_time()
+    for _ in range(rounds):
+        ping.release()
+        pong.acquire()
+    thread.join()
+    return (time.process_time() - started) / rounds * 1e6
 
 
 def thrift_us(events: Sequence[bytes], cls: Any) -> float:
@@ -277,6 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{'floor: msgspec.json.decode per event':<38} {floor:8.1f} µs "
           f"(median of {len(floors)} best-of-5)")
     print(f"{'Thrift TJSONProtocol into the classes':<38} {thrift_us(sample, mix.cls):8.1f} µs")
+    print(f"{'a wake-up round trip of two threads':<38} {wakeup_us():8.1f} µs")
     return 0
 
 

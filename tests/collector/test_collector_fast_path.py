@@ -186,6 +186,19 @@ def test_the_publishers_batch_is_checked_without_building_documents() -> None:
     assert {1: "shop", 5: UUID, 6: {1: 3}} == stored.document
 
 
+def test_maps_inside_lists_and_maps_are_taken_by_the_compiled_check() -> None:
+    """A map is typed as a 4-tuple: in a list, or as a map's value, it stays on the fast path."""
+    event = (b'{"5":{"str":"%s"},"7":{"lst":["map",2,["str","i32",1,{"a":1}],'
+             b'["str","i32",0,{}]]},"8":{"map":["i32","map",1,{"3":["str","dbl",1,{"x":1.5}]}]}}')
+    reader = taught(EventReader(), event % OTHER.encode())
+    (stored,) = decode_batch("2", batch("2", [event % UUID.encode()]), reader)
+    assert (UUID, UNREAD) == (stored.uuid, stored._document)
+    assert {5: UUID, 7: [{"a": 1}, {}], 8: {3: {"x": 1.5}}} == stored.document
+    miscounted = event.replace(b'["str","i32",0,{}]', b'["str","i32",1,{}]') % UUID.encode()
+    assert reader._typed.check(miscounted) is None  # read_struct judges it
+    assert "refused" == assert_same("2", batch("2", [miscounted]), reader)[0]
+
+
 def test_two_uuid_fields_are_refused_by_the_fast_path_too() -> None:
     """Two top-level UUID strings: the same 422 reason as the general path."""
     event = b'{"1":{"str":"%s"},"2":{"str":"%s"}}' % (UUID.encode(), OTHER.upper().encode())
