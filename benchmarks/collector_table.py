@@ -2,7 +2,8 @@
 
 Each row runs ``python -m baseplate_events.collector`` (waitress, one
 process) with one sink, with or without ``--schema``, and POSTs it signed,
-gzipped v2 batches of ``--batch`` events (500) from two client threads. The
+gzipped v2 batches of ``--batch`` events (500) from two client threads, each
+over one keep-alive connection, as a publisher sends them. The
 collector's CPU (all its threads, librdkafka's included) is read from
 ``/proc`` over the same window as events/s; the Kafka rows write to a local
 Tansu broker, whose CPU is not counted. Every row gets fresh events (SQLite
@@ -149,6 +150,8 @@ class Server:
         # In another directory: ``python -m`` puts the current one first on sys.path,
         # before PYTHONPATH, and that must not choose which checkout's code runs.
         self.log = tempfile.NamedTemporaryFile(prefix="bpe-table-", suffix=".log", delete=False)
+        #: each client thread's keep-alive connection (closed with the thread's locals)
+        self._connections = threading.local()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, cwd=cwd,
                                         env={**os.environ, "PYTHONPATH": path})
@@ -173,15 +176,26 @@ class Server:
         return self.process.pid
 
     def post(self, body: bytes, signature: str) -> Tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            connection.request("POST", "/v2", body, {
-                "Content-Type": "application/json", "Content-Encoding": "gzip",
-                "Date": formatdate(usegmt=True), "X-Signature": signature})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        """POST one batch over this thread's keep-alive connection, as a publisher does
+        (one connection each); once more on a new one if the server had closed it."""
+        connection = getattr(self._connections, "connection", None)
+        if connection is not None:
+            try:
+                return self._post_on(connection, body, signature)
+            except (http.client.HTTPException, ConnectionError):  # closed while idle
+                connection.close()
+        connection = self._connections.connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=120)
+        return self._post_on(connection, body, signature)
+
+    @staticmethod
+    def _post_on(connection: http.client.HTTPConnection, body: bytes,
+                 signature: str) -> Tuple[int, bytes]:
+        connection.request("POST", "/v2", body, {
+            "Content-Type": "application/json", "Content-Encoding": "gzip",
+            "Date": formatdate(usegmt=True), "X-Signature": signature})
+        response = connection.getresponse()
+        return response.status, response.read()
 
     def stop(self) -> None:
         stop_process(self.process, grace=15)

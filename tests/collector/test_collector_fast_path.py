@@ -14,7 +14,7 @@ import json
 from typing import Any, List, Optional, Tuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from baseplate_events import serialize_v2_event
@@ -30,7 +30,9 @@ from baseplate_events.collector.sinks import UNREAD
 from benchmarks.varied.ttypes import Checkout
 from benchmarks.varied_events import varied_event
 from event_schemas.event.ttypes import Event
+from baseplate_events.collector.decode.documents import FieldShape, StructShape
 from tests.core.test_tjson_identity import ROUND_TRIP_CLASSES, VALID, read_back, struct_strategy
+from tests.thrift_gen.identity.ttypes import Everything, Lists, Maps, Nested, Scalars, Sets, Tree
 
 UUID = "6f1c6a53-5d0e-4b4f-9d43-2f1b0e6a7c11"
 OTHER = "0b7e4a52-3f7e-4c56-8a3b-1f5d9c2e7a10"
@@ -499,3 +501,112 @@ def test_nesting_gets_the_same_answer_from_every_path_at_any_depth(depth: int) -
     reader = taught(EventReader(), nested(62, OTHER))  # the compiled check knows 62 levels
     answer = assert_same("2j", batch("2j", [nested(depth, UUID)]), reader)
     assert ("taken" if depth < 64 else "refused") == answer[0]
+
+
+def with_uuid_field(cls: Any) -> StructShape:
+    """``cls``'s schema with a ``uuid`` string as field 32000, as :func:`with_uuid` writes."""
+    inner = struct_shape(cls)
+    shape = StructShape(inner.name)
+    shape.fields = {**inner.fields, 32000: FieldShape("str", "uuid")}
+    shape.required = inner.required
+    return shape
+
+
+EVERY_SHAPE = [Scalars, Lists, Sets, Maps, Nested, Tree, Everything]
+
+
+@pytest.mark.parametrize("schema", [False, True], ids=["learned", "schema"])
+@pytest.mark.parametrize("cls", EVERY_SHAPE, ids=lambda c: c.__name__)
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_every_shape_is_taken_by_the_compiled_check(cls: Any, schema: bool,
+                                                    data: st.DataObject) -> None:
+    """Every type in every position, empty containers and a recursive tree included: what
+    read_struct takes, the compiled decoder takes, with --schema and learned from the event."""
+    raw = with_uuid(serialize_v2_event(data.draw(struct_strategy(cls, VALID))), OTHER)
+    reader = EventReader(with_uuid_field(cls)) if schema else EventReader()
+    # with --schema, a value may leave a required field unset (refused) or write a binary
+    # that is not base64 (refused, as by Thrift's reader)
+    assume("taken" == assert_same("2j", batch("2j", [raw]), reader)[0])
+    assert OTHER == reader._typed.check(raw)
+
+
+@pytest.mark.parametrize("empty, full", [
+    (b'"1":{"lst":["lst",0]}', b'"1":{"lst":["lst",1,["i32",2,1,2]]}'),
+    (b'"2":{"lst":["set",0]}', b'"2":{"lst":["set",1,["str",1,"a"]]}'),
+    (b'"3":{"lst":["map",0]}', b'"3":{"lst":["map",1,["str","i64",1,{"a":1}]]}'),
+    (b'"4":{"map":["str","lst",0,{}]}', b'"4":{"map":["str","lst",1,{"a":["rec",0]}]}'),
+    (b'"8":{"lst":["lst",0]}', b'"8":{"lst":["lst",1,["lst",1,["str",1,"x"]]]}'),
+], ids=["list of lists", "list of sets", "list of maps", "map of lists", "three deep"])
+def test_a_container_of_containers_first_seen_empty_does_not_stop_the_compiled_check(
+        empty: bytes, full: bytes) -> None:
+    """Learned from an empty one: that shape compiled at once, a fuller one learned then."""
+    event = b'{"5":{"str":"%s"},%s}'
+    reader = taught(EventReader(), event % (OTHER.encode(), empty))
+    assert UUID == reader._typed.check(event % (UUID.encode(), empty))
+    answer = assert_same("2j", batch("2j", [event % (UUID.encode(), full)]), reader)
+    assert "taken" == answer[0]
+    assert UUID == reader._typed.check(event % (UUID.encode(), full))
+    # an empty one is still taken by the wider shape
+    assert UUID == reader._typed.check(event % (UUID.encode(), empty))
+
+
+@pytest.mark.parametrize("depth", [1, 8, 9, 20, 32, 33, 500])
+def test_a_recursive_schema_is_compiled_and_deep_trees_get_read_structs_answer(
+        depth: int) -> None:
+    """--schema Tree: the compiled type unrolls 16 levels (8 trees, each a struct in a list);
+    deeper trees get read_struct's answer, taken up to its 64 levels, then refused."""
+    def tree(levels: int) -> str:
+        node = '{"1":{"str":"leaf"}}'
+        for _ in range(levels):
+            node = '{"1":{"str":"node"},"2":{"lst":["rec",1,%s]}}' % node
+        return node
+
+    raw = with_uuid(tree(depth).encode(), UUID)
+    reader = EventReader(with_uuid_field(Tree))
+    answer = assert_same("2j", batch("2j", [raw]), reader)
+    assert (UUID if depth <= 8 else None) == reader._typed.check(raw)
+    if depth <= 32:
+        assert "taken" == answer[0]
+    else:
+        assert "refused" == answer[0]
+        assert "64 levels" in answer[1][0]["reason"]
+
+
+@pytest.mark.parametrize("cls", [Nested, Tree, Everything], ids=lambda c: c.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_with_a_recursive_or_nested_schema_an_event_changed_in_one_place_gets_read_structs_answer(
+        cls: Any, data: st.DataObject) -> None:
+    """--schema with a tree, or containers of containers: the compiled decoder as read_struct."""
+    good = with_uuid(serialize_v2_event(data.draw(struct_strategy(cls, VALID))), UUID)
+    bad = data.draw(changed_in_one_place(good))
+    version = data.draw(st.sampled_from(["2", "2j"]))
+    assert_same(version, batch(version, [good, bad]), EventReader(with_uuid_field(cls)))
+
+
+@pytest.mark.parametrize("cls, field, bad", [
+    (Scalars, '"9":{"str":"%s"},"11":{"str":"r"},"12":{"i32":1}', "0"),
+    (Lists, '"8":{"lst":["str",2,"AAEC","%s"]}', "abcde"),
+    (Sets, '"8":{"set":["str",1,"%s"]}', "é"),
+    (Maps, '"8":{"map":["str","str",1,{"%s":"AAEC"}]}', "x"),
+    (Maps, '"8":{"map":["str","str",1,{"AAEC":"%s"}]}', "Zm9vY"),
+], ids=["field", "list element", "set element", "map key", "map value"])
+def test_with_a_schema_a_binary_that_is_not_base64_is_refused_as_by_thrift(
+        cls: Any, field: str, bad: str) -> None:
+    """--schema: a binary Thrift's reader cannot decode is a 422 naming it, on every path;
+    base64 (unpadded, as Thrift writes it) is taken by the compiled check."""
+    event = '{"32000":{"str":"%s"},%s}' % (UUID, field)
+    reader = EventReader(with_uuid_field(cls))
+    good = (event % "AAE").encode()
+    read_back(cls, good)
+    assert UUID == reader._typed.check(good)
+    wrong = (event % bad).encode()
+    with pytest.raises(ValueError):  # binascii.Error, or non-ASCII text
+        read_back(cls, wrong)
+    answer = assert_same("2j", batch("2j", [wrong]), reader)
+    assert "refused" == answer[0]
+    assert "a binary field holds base64" in answer[1][0]["reason"]
+    # without a schema a binary is any string: taken
+    assert "taken" == assert_same("2j", batch("2j", [wrong]))[0]

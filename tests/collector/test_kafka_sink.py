@@ -166,6 +166,21 @@ def test_an_event_over_message_max_bytes_is_refused_and_the_rest_stored(
 
 
 @pytest.mark.system
+def test_a_batch_larger_than_the_producer_queue_waits_for_room_and_is_stored_whole(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """librdkafka takes 5 of the batch at once; the other 25 wait for room, one by one."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics,
+                     **{"producer.queue.buffering.max.messages": "5"})
+    sinks.append(sink)
+    events = [stored_event("2", n=n) for n in range(30)]
+    assert [STORED] * 30 == sink.store("v2", events)
+    records = read_topics(kafka_broker.bootstrap, kafka_topics.values())
+    assert {e.uuid: 1 for e in events} == dict(count_keys(records))
+    assert {e.uuid.encode(): e.raw for e in events} == {r.key: r.value for r in records}
+
+
+@pytest.mark.system
 def test_a_paused_broker_makes_the_batch_unavailable_and_the_next_one_lands(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:

@@ -14,7 +14,7 @@ TJSON     on the wire                              in the document
 ``i64``
 ``dbl``   a finite JSON number, or ``"NaN"``,      float
           ``"Infinity"``, ``"-Infinity"``
-``str``   a JSON string (binary: its base64)       str
+``str``   a JSON string (binary: its base64)       str (binary: the base64)
 ``uid``   a JSON string holding a UUID             str
 ``rec``   a JSON object of fields                  dict: field id → value
 ``lst``   ``[type, count, v1, ...]``               list
@@ -23,8 +23,9 @@ TJSON     on the wire                              in the document
 ========  =======================================  ===================
 
 With a schema (:mod:`baseplate_events.collector.decode.schema`), the same walk also
-checks every known field's type against the struct's ``thrift_spec`` and that
-its required fields are present; without one, any well-formed struct is taken.
+checks every known field's type against the struct's ``thrift_spec``, that
+its required fields are present, and that a ``binary`` value is base64 as
+Thrift's reader decodes it; without one, any well-formed struct is taken.
 Anything else raises :class:`TJSONError`, whose message names the field by its
 path of ids (and names, with a schema): ``field 6.1 (cart.items): expected
 "i32", got "str"``.
@@ -45,6 +46,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...tjson.tags import CONTAINER_TAGS, TAGS
+from .binary import base64_problem
 from .uuids import canonical_uuid
 
 __all__ = [
@@ -131,7 +133,7 @@ class StructShape:
 class FieldShape:
     """The type a schema gives a field or a container element."""
 
-    __slots__ = ("element", "key", "name", "struct", "tag")
+    __slots__ = ("binary", "element", "key", "name", "struct", "tag")
 
     def __init__(
         self,
@@ -140,12 +142,14 @@ class FieldShape:
         struct: Optional[StructShape] = None,
         element: Optional["FieldShape"] = None,
         key: Optional["FieldShape"] = None,
+        binary: bool = False,
     ) -> None:
         self.tag = tag
         self.name = name
         self.struct = struct  # for "rec"
         self.element = element  # for "lst" and "set"; the value type for "map"
         self.key = key  # for "map"
+        self.binary = binary  # a "str" the schema declares binary: base64 on the wire
 
 
 def _kind(value: Any) -> str:
@@ -203,7 +207,7 @@ def read_struct(obj: Any, shape: Optional[StructShape] = None, depth: int = 0) -
                 raise TJSONError(f"expected {field.tag!r}, got {tag!r}")
             # The common cases inline (a call per field costs a third of the walk).
             kind = type(value)
-            if kind is str and tag == "str":
+            if kind is str and tag == "str" and (field is None or not field.binary):
                 document[fid] = value
             elif kind is int and tag in _INT_RANGES:
                 low, high = _INT_RANGES[tag]
@@ -270,7 +274,15 @@ def _read_bool(tag: str, value: Any, field: Optional[FieldShape], depth: int) ->
 def _read_string(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> str:
     if type(value) is not str:
         raise TJSONError(f'expected a string for "str", got {_kind(value)}')
+    if field is not None and field.binary:
+        _check_binary(value)
     return value  # type: ignore[no-any-return]
+
+
+def _check_binary(value: str) -> None:
+    problem = base64_problem(value)
+    if problem is not None:
+        raise TJSONError(problem)
 
 
 def _read_uuid(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> str:
@@ -317,7 +329,8 @@ def _read_map(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> 
         raise TJSONError(f'expected [key type, value type, count, {{...}}] for "map", '
                          f"got {_kind(value)}")
     key_tag, value_tag, count, pairs = value
-    _element_tag(key_tag, field.key if field is not None else None, "key")
+    key_shape = field.key if field is not None else None
+    _element_tag(key_tag, key_shape, "key")
     element = field.element if field is not None else None
     _element_tag(value_tag, element, "value")
     if key_tag not in _KEY_READERS:
@@ -327,9 +340,12 @@ def _read_map(tag: str, value: Any, field: Optional[FieldShape], depth: int) -> 
     if depth >= MAX_DEPTH:
         raise TJSONError(f"nested more than {MAX_DEPTH} levels deep")
     read_key, reader = _KEY_READERS[key_tag], _READERS[value_tag]
+    binary_keys = key_shape is not None and key_shape.binary
     document = {}
     for key, item in pairs.items():
         try:
+            if binary_keys:
+                _check_binary(key)
             document[read_key(key_tag, key)] = reader(value_tag, item, element, depth + 1)
         except TJSONError as error:
             error.path.append((repr(key[:32]), None))

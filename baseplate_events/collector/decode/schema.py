@@ -70,7 +70,8 @@ def _field_shape(ttype: int, args: Any, name: Optional[str], seen: Dict[Any, Str
     if tag == "map":
         return FieldShape(tag, name, key=_field_shape(args[0], args[1], None, seen),
                           element=_field_shape(args[2], args[3], None, seen))
-    return FieldShape(tag, name)
+    # a string's args say "UTF8", a binary's "BINARY" (the generated thrift_spec)
+    return FieldShape(tag, name, binary=tag == "str" and args == "BINARY")
 
 
 def _required_ids(cls: Any, shape: StructShape) -> tuple:

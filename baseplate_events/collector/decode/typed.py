@@ -13,6 +13,12 @@ list's or set's head (``[type, count, ...]``) and every count are checked by a
 small Python hook, and the values inside are typed again. So the whole event
 is checked while it is parsed.
 
+A container seen only empty (``["lst", 0]`` for a list of lists) does not
+say what its elements hold: until one is seen with elements it is typed as
+an empty container of its tags. A recursive struct (``--schema`` with a tree)
+is unrolled :data:`_RECURSION_DEPTH` levels deep; what nests deeper is left to
+read_struct.
+
 The compiled decoder takes only events :func:`~.documents.read_struct`
 takes, with the same values: anything it refuses (an unknown field id, a
 field id written ``"01"``, a wrong type, a bad count, a NaN...) is read
@@ -21,6 +27,7 @@ Tests hold the two to each other and to Thrift's own reader.
 """
 from __future__ import annotations
 
+import binascii
 import sys
 from typing import Annotated, Any, Callable, Dict, List, Literal, Tuple, Union
 
@@ -28,10 +35,11 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from ...tjson.tags import CONTAINER_TAGS, SCALAR_TAGS
+from .binary import BASE64_PADDING
 from .documents import _DOUBLE_KEY, _INT_RANGES, _SPECIAL_DOUBLES, FieldShape, StructShape
 from .uuids import _UUID_SPELLING
 
-__all__ = ["Untypable", "compile_shape", "learn_shape"]
+__all__ = ["Untypable", "compile_shape"]
 
 _DBL_MAX = sys.float_info.max
 #: as a msgspec constraint (re.search, no flags of its own): anchored, ASCII only, as
@@ -40,6 +48,9 @@ _UUID_PATTERN = "(?a)^(?:" + _UUID_SPELLING.pattern + r")\Z"
 _UUID = Annotated[str, Meta(pattern=_UUID_PATTERN)]
 #: how deeply a compiled type nests (read_struct's own limit is MAX_DEPTH)
 _MAX_DEPTH = 32
+#: how many levels of a recursive struct the compiled type unrolls (half of _MAX_DEPTH:
+#: the containers inside the deepest level nest further)
+_RECURSION_DEPTH = _MAX_DEPTH // 2
 
 
 class Untypable(Exception):
@@ -97,6 +108,57 @@ def _doubles(items: List[Any]) -> None:
             raise _Bad()
 
 
+def _too_deep(self: Any) -> None:
+    """A recursive struct nested past what the compiled type unrolls: read_struct judges."""
+    raise _Bad()
+
+
+def _only_empty(field: FieldShape) -> bool:
+    """Whether every value of the container ``field`` seen so far was empty.
+
+    A list of lists seen only as ``["lst", 0]`` knows its elements are lists
+    (its head says so) but never saw one: what they hold is unknown, so its
+    values are typed as empty until one is seen with elements.
+    """
+    element = field.element
+    return (field.tag in _CONTAINERS and element is not None and element.tag in _CONTAINERS
+            and element.element is None)
+
+
+def _recursive(root: StructShape) -> "set[int]":
+    """The ids of the struct shapes under ``root`` that contain themselves."""
+    def inside(shape: StructShape) -> List[StructShape]:
+        found = []
+        for field in shape.fields.values():
+            inner: Any = field
+            while inner is not None:
+                if inner.struct is not None:
+                    found.append(inner.struct)
+                inner = inner.element
+        return found
+
+    every: Dict[int, StructShape] = {}
+    todo = [root]
+    while todo:
+        shape = todo.pop()
+        if id(shape) not in every:
+            every[id(shape)] = shape
+            todo += inside(shape)
+    recursive = set()
+    for key, shape in every.items():
+        seen: Dict[int, None] = {}
+        todo = inside(shape)
+        while todo:
+            inner = todo.pop()
+            if id(inner) == key:
+                recursive.add(key)
+                break
+            if id(inner) not in seen:
+                seen[id(inner)] = None
+                todo += inside(inner)
+    return recursive
+
+
 class _Compiler:
     """Compiles a :class:`StructShape` into msgspec Struct types and their checks.
 
@@ -107,11 +169,18 @@ class _Compiler:
     struct, not per container.
     """
 
-    def __init__(self) -> None:
-        self.structs: Dict[int, Any] = {}
+    def __init__(self, recursive: "set[int]" = frozenset()) -> None:  # type: ignore[assignment]
+        #: each struct shape's type, by id (a recursive one's by id and depth)
+        self.structs: Dict[Any, Any] = {}
+        #: the ids of the recursive struct shapes (see _recursive)
+        self.recursive = recursive
+        #: the element type of each list or set of structs, by (id of its field, depth)
+        self.items: Dict[Tuple[int, int], Any] = {}
+        self.too_deep: Any = None
         self.counter = 0
         self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
                                       "_uuid": _UUID_SPELLING.fullmatch,
+                                      "_a2b": binascii.a2b_base64, "_pad": BASE64_PADDING,
                                       "_double_key": _DOUBLE_KEY.fullmatch}
 
     def name(self, prefix: str) -> str:
@@ -119,12 +188,17 @@ class _Compiler:
         return f"{prefix}{self.counter}"
 
     def struct(self, shape: StructShape, depth: int) -> Any:
-        known = self.structs.get(id(shape))
+        key: Any = id(shape)
+        if key in self.recursive:  # unrolled: a type of its own at each depth
+            if depth > _RECURSION_DEPTH:
+                return self.deeper()
+            key = (key, depth)
+        known = self.structs.get(key)
         if known is not None:
             return known
-        if depth > _MAX_DEPTH or id(shape) in self.structs:
-            raise Untypable("recursive or nested too deeply")
-        self.structs[id(shape)] = None  # a recursive shape meets this: read_struct reads it
+        if depth > _MAX_DEPTH or key in self.structs:
+            raise Untypable("nested too deeply")
+        self.structs[key] = None  # meeting this again would be recursion
         fields: List[Any] = []
         lines: List[str] = []
         for fid, field in sorted(shape.fields.items()):
@@ -141,6 +215,11 @@ class _Compiler:
                           "    if v is not UNSET:",
                           f"        v = v.{field.tag}"]
                 lines += self.check(field, "v", "        ", depth)
+            elif field.binary:  # base64, as Thrift's reader decodes it (base64_problem)
+                lines += [f"    v = self.{attribute}",
+                          "    if v is not UNSET:",
+                          f"        v = v.{field.tag}",
+                          "        _a2b(v + _pad[len(v) & 3])"]
         namespace: Dict[str, Any] = {}
         if lines:
             scope = dict(self.scope)
@@ -151,8 +230,15 @@ class _Compiler:
                                         for fid in shape.fields},
                                 forbid_unknown_fields=True, gc=False, namespace=namespace,
                                 kw_only=True)  # a required field may follow optional ones
-        self.structs[id(shape)] = cls
+        self.structs[key] = cls
         return cls
+
+    def deeper(self) -> Any:
+        """The type past the unrolled levels: any object, then read_struct judges it."""
+        if self.too_deep is None:
+            self.too_deep = msgspec.defstruct(self.name("Deeper"), [], gc=False,
+                                              namespace={"__post_init__": _too_deep})
+        return self.too_deep
 
     def value(self, field: FieldShape, depth: int) -> Any:
         """The msgspec type of the JSON value of ``field`` (its tag's value)."""
@@ -161,6 +247,8 @@ class _Compiler:
             if field.struct is None:  # learned from empty lists only: no fields seen yet
                 field.struct = StructShape("Unseen")
             return self.struct(field.struct, depth + 1)
+        if _only_empty(field):
+            return self.empty(field)
         if tag in ("lst", "set"):
             element = field.element
             if element is None:
@@ -175,6 +263,8 @@ class _Compiler:
             if etag == "dbl":
                 return List[Union[str, int, float]]
             inner = self.value(element, depth + 1)
+            if etag == "rec":  # check() sees that every item is one
+                self.items[id(field), depth] = inner
             return List[Union[_literal(etag), int, inner]]  # type: ignore[misc]
         if tag == "map":
             key, element = field.key, field.element
@@ -189,15 +279,35 @@ class _Compiler:
             return Tuple[_literal(key.tag), _literal(element.tag), int, pairs]  # type: ignore[misc]
         return _scalar(tag)
 
+    def empty(self, field: FieldShape) -> Any:
+        """The type of ``field`` as seen so far: only empty, its head's tags as seen."""
+        element = field.element
+        if element is None:
+            raise Untypable(field.tag)
+        if field.tag != "map":
+            return Tuple[_literal(element.tag), Literal[0]]  # type: ignore[misc]
+        key = field.key
+        if key is None or key.tag not in _KEY_TYPES:
+            raise Untypable("map")
+        return Tuple[_literal(key.tag), _literal(element.tag),  # type: ignore[misc]
+                     Literal[0], Annotated[Dict[str, Any], Meta(max_length=0)]]
+
     def check(self, field: FieldShape, var: str, indent: str, depth: int) -> List[str]:
         """Source lines checking the container ``var`` of ``field`` (msgspec typed its items)."""
         if depth > _MAX_DEPTH:
             raise Untypable("nesting")
+        if _only_empty(field):
+            return []  # an empty container: msgspec checked all of it
         tag = field.tag
         if tag == "map":
             key, element = field.key, field.element
             assert key is not None and element is not None
             lines = [f"{indent}if {var}[2] != len({var}[3]):", f"{indent}    raise _Bad"]
+            for part, binary in (("", key.binary), (".values()", element.binary)):
+                if binary:
+                    item = self.name("b")
+                    lines += [f"{indent}for {item} in {var}[3]{part}:",
+                              f"{indent}    _a2b({item} + _pad[len({item}) & 3])"]
             if key.tag == "dbl":
                 item = self.name("k")
                 lines += [f"{indent}for {item} in {var}[3]:",
@@ -205,8 +315,10 @@ class _Compiler:
                           f"{indent}        raise _Bad"]
             if element.tag in _CONTAINERS:
                 item = self.name("v")
-                lines.append(f"{indent}for {item} in {var}[3].values():")
-                lines += self.check(element, item, indent + "    ", depth + 1)
+                inner = self.check(element, item, indent + "    ", depth + 1)
+                if inner:  # none for values only seen empty: msgspec checked them
+                    lines.append(f"{indent}for {item} in {var}[3].values():")
+                    lines += inner
             return lines
         element = field.element
         assert element is not None
@@ -221,6 +333,10 @@ class _Compiler:
             lines += [f"{indent}if not set({items}) <= {{0, 1}}:", f"{indent}    raise _Bad"]
         elif etag == "str":
             lines += [f"{indent}''.join({items})"]  # TypeError (refused) for an int
+            if element.binary:
+                item = self.name("b")
+                lines += [f"{indent}for {item} in {items}:",
+                          f"{indent}    _a2b({item} + _pad[len({item}) & 3])"]
         elif etag == "uid":
             item = self.name("v")
             lines += [f"{indent}for {item} in {items}:",
@@ -229,13 +345,13 @@ class _Compiler:
         elif etag == "dbl":
             lines += [f"{indent}_doubles({items})"]
         elif etag == "rec":
-            assert element.struct is not None
             check = self.name("is_struct")
-            self.scope[check] = self.structs[id(element.struct)].__instancecheck__
+            self.scope[check] = self.items[id(field), depth].__instancecheck__
             lines += [f"{indent}if not all(map({check}, {items})):", f"{indent}    raise _Bad"]
         else:
             item = self.name("v")
-            kind = "tuple" if etag == "map" else "list"  # a map is typed as a 4-tuple
+            # a map is typed as a 4-tuple, a container only seen empty as a tuple
+            kind = "tuple" if etag == "map" or _only_empty(element) else "list"
             lines += [f"{indent}for {item} in {items}:",
                       f"{indent}    if type({item}) is not {kind}:",
                       f"{indent}        raise _Bad"]
@@ -250,49 +366,7 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
     another exception from a check, for anything :func:`~.documents.read_struct`
     would have to judge.
 
-    :raises Untypable: the shape cannot be typed (recursive structs, maps
-        keyed by containers, nesting past 32).
+    :raises Untypable: the shape cannot be typed (maps keyed by containers or
+        structs, nesting past 32).
     """
-    return msgspec.json.Decoder(_Compiler().struct(shape, 0)).decode
-
-
-def learn_shape(document: Any, shape: StructShape) -> bool:
-    """Widen ``shape`` by the type tags of a parsed TJSON struct read_struct took.
-
-    Field by field; a field seen before with another tag keeps the first (such
-    an event keeps going to read_struct). True if anything was added.
-    """
-    changed = False
-    for key, typed in document.items():
-        ((tag, value),) = typed.items()
-        fid = int(key)
-        field = shape.fields.get(fid)
-        if field is None:
-            field = shape.fields[fid] = FieldShape(tag, None)
-            changed = True
-        changed = _learn_value(field, tag, value) or changed
-    return changed
-
-
-def _learn_value(field: FieldShape, tag: str, value: Any) -> bool:
-    if field.tag != tag:
-        return False
-    changed = False
-    if tag == "rec":
-        if field.struct is None:
-            field.struct = StructShape("Learned")
-            changed = True
-        return learn_shape(value, field.struct) or changed
-    if tag in ("lst", "set"):
-        if field.element is None:
-            field.element = FieldShape(value[0])
-            changed = True
-        for item in value[2:]:
-            changed = _learn_value(field.element, value[0], item) or changed
-    elif tag == "map":
-        if field.key is None or field.element is None:
-            field.key, field.element = FieldShape(value[0]), FieldShape(value[1])
-            changed = True
-        for item in value[3].values():
-            changed = _learn_value(field.element, value[1], item) or changed
-    return changed
+    return msgspec.json.Decoder(_Compiler(_recursive(shape)).struct(shape, 0)).decode

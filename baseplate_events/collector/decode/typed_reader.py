@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional
 from msgspec import UNSET
 
 from .documents import FieldShape, StructShape
-from .typed import Untypable, compile_shape, learn_shape
+from .typed import Untypable, compile_shape
 from .uuids import _CANONICAL_UUID, canonical_uuid
 
 __all__ = ["MAX_COMPILES", "RECOMPILE_INTERVAL", "TypedReader"]
@@ -151,3 +151,45 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
                              "canonical": _CANONICAL_UUID.fullmatch}
     exec("\n".join(lines), scope)  # noqa: S102 - names are f<digits> and tags from a table
     return scope["check"]  # type: ignore[no-any-return]
+
+
+def learn_shape(document: Any, shape: StructShape) -> bool:
+    """Widen ``shape`` by the type tags of a parsed TJSON struct read_struct took.
+
+    Field by field; a field seen before with another tag keeps the first (such
+    an event keeps going to read_struct). True if anything was added.
+    """
+    changed = False
+    for key, typed in document.items():
+        ((tag, value),) = typed.items()
+        fid = int(key)
+        field = shape.fields.get(fid)
+        if field is None:
+            field = shape.fields[fid] = FieldShape(tag, None)
+            changed = True
+        changed = _learn_value(field, tag, value) or changed
+    return changed
+
+
+def _learn_value(field: FieldShape, tag: str, value: Any) -> bool:
+    if field.tag != tag:
+        return False
+    changed = False
+    if tag == "rec":
+        if field.struct is None:
+            field.struct = StructShape("Learned")
+            changed = True
+        return learn_shape(value, field.struct) or changed
+    if tag in ("lst", "set"):
+        if field.element is None:
+            field.element = FieldShape(value[0])
+            changed = True
+        for item in value[2:]:
+            changed = _learn_value(field.element, value[0], item) or changed
+    elif tag == "map":
+        if field.key is None or field.element is None:
+            field.key, field.element = FieldShape(value[0]), FieldShape(value[1])
+            changed = True
+        for item in value[3].values():
+            changed = _learn_value(field.element, value[1], item) or changed
+    return changed
