@@ -610,3 +610,49 @@ def test_with_a_schema_a_binary_that_is_not_base64_is_refused_as_by_thrift(
     assert "a binary field holds base64" in answer[1][0]["reason"]
     # without a schema a binary is any string: taken
     assert "taken" == assert_same("2j", batch("2j", [wrong]))[0]
+
+
+@pytest.mark.parametrize("count, answer", [(1, "refused"), (2, "taken")])
+@pytest.mark.parametrize("schema", [False, True], ids=["learned", "schema"])
+def test_integer_map_keys_0_and_minus_0_are_two_keys_on_every_path(
+        count: int, answer: str, schema: bool) -> None:
+    """msgspec reads "0" and "-0" as one key: the compiled check leaves such a map to
+    read_struct, which counts two (Thrift's reader refuses the map with count 1 too)."""
+    event = '{"32000":{"str":"%s"},"4":{"map":["i32","tf",%d,{%s}]}}'
+    reader = EventReader(with_uuid_field(Maps)) if schema else taught(
+        EventReader(), (event % (OTHER, 1, '"3":1')).encode())
+    raw = (event % (UUID, count, '"0":1,"-0":0')).encode()
+    assert None is reader._typed.check(raw)
+    assert answer == assert_same("2j", batch("2j", [raw]), reader)[0]
+    assert UUID == reader._typed.check((event % (UUID, 2, '"0":1,"7":0')).encode())
+
+
+def test_a_struct_shared_at_two_depths_is_compiled_only_where_it_fits() -> None:
+    """A struct 31 levels deep inside, reused 33 levels down: the compiled type would nest
+    past 64 there, so the shape is left to read_struct, which refuses the deep event."""
+    def chain(prefix: str, levels: int, inner: StructShape) -> StructShape:
+        for level in range(levels):
+            outer = StructShape(f"{prefix}{level}")
+            outer.fields = {1: FieldShape("rec", struct=inner)}
+            inner = outer
+        return inner
+
+    leaf = StructShape("Leaf")
+    leaf.fields = {1: FieldShape("lst", element=FieldShape("i32"))}
+    shared = chain("C", 31, leaf)
+    end = StructShape("End")
+    end.fields = {1: FieldShape("rec", struct=shared)}
+    root = StructShape("Root")
+    root.fields = {1: FieldShape("rec", struct=shared), 2: FieldShape("rec", struct=chain(
+        "D", 31, end)), 32000: FieldShape("str", "uuid")}
+    value = '{"1":{"lst":["i32",1,5]}}'
+    for _ in range(31):
+        value = '{"1":{"rec":%s}}' % value
+    shallow = ('{"32000":{"str":"%s"},"1":{"rec":%s}}' % (UUID, value)).encode()
+    for _ in range(32):
+        value = '{"1":{"rec":%s}}' % value
+    deep = ('{"32000":{"str":"%s"},"2":{"rec":%s}}' % (UUID, value)).encode()
+    reader = EventReader(root)
+    assert None is reader._typed.check(deep)
+    assert "refused" == assert_same("2j", batch("2j", [deep]), reader)[0]
+    assert "taken" == assert_same("2j", batch("2j", [shallow]), reader)[0]

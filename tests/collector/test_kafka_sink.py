@@ -225,6 +225,18 @@ def test_an_unreachable_broker_is_unavailable_and_not_ready(
     assert False is sink.ready()
 
 
+def test_a_topic_librdkafka_refuses_is_unavailable_naming_it(
+    kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """produce_batch raises for the whole batch: each event alone says why, a 503 not a 500."""
+    topic = "t" * 1000  # librdkafka's limit on a topic name is 512 bytes
+    sink = make_sink(f"127.0.0.1:{free_port()}", {**kafka_topics, "v2": topic},
+                     **{"message_timeout_ms": "300"})
+    sinks.append(sink)
+    with pytest.raises(SinkUnavailable, match=f"kafka: cannot produce to {topic}: .*Invalid"):
+        sink.store("v2", [stored_event("2"), stored_event("2")])
+
+
 @pytest.mark.system
 def test_a_peer_that_is_not_kafka_makes_the_batch_unavailable(
     kafka_topics: Dict[str, str], sinks: List[KafkaSink]

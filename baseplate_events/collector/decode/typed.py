@@ -177,6 +177,12 @@ class _Compiler:
         #: the element type of each list or set of structs, by (id of its field, depth)
         self.items: Dict[Tuple[int, int], Any] = {}
         self.too_deep: Any = None
+        #: how many levels each struct's type nests below it, by the key of self.structs
+        self.heights: Dict[Any, int] = {}
+        #: the deepest level reached so far (a struct's height, as it is compiled)
+        self.deepest = 0
+        #: whether a map is keyed by integers (msgspec reads the keys "0" and "-0" as one)
+        self.int_keys = False
         self.counter = 0
         self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
                                       "_uuid": _UUID_SPELLING.fullmatch,
@@ -194,11 +200,15 @@ class _Compiler:
                 return self.deeper()
             key = (key, depth)
         known = self.structs.get(key)
-        if known is not None:
+        if known is not None:  # compiled already, maybe higher up: it must fit here too
+            self.deepest = max(self.deepest, depth + self.heights[key])
+            if self.deepest > _MAX_DEPTH:
+                raise Untypable("nested too deeply")
             return known
         if depth > _MAX_DEPTH or key in self.structs:
             raise Untypable("nested too deeply")
         self.structs[key] = None  # meeting this again would be recursion
+        outer, self.deepest = self.deepest, depth
         fields: List[Any] = []
         lines: List[str] = []
         for fid, field in sorted(shape.fields.items()):
@@ -231,6 +241,8 @@ class _Compiler:
                                 forbid_unknown_fields=True, gc=False, namespace=namespace,
                                 kw_only=True)  # a required field may follow optional ones
         self.structs[key] = cls
+        self.heights[key] = self.deepest - depth
+        self.deepest = max(outer, self.deepest)
         return cls
 
     def deeper(self) -> Any:
@@ -242,6 +254,7 @@ class _Compiler:
 
     def value(self, field: FieldShape, depth: int) -> Any:
         """The msgspec type of the JSON value of ``field`` (its tag's value)."""
+        self.deepest = max(self.deepest, depth)
         tag = field.tag
         if tag == "rec":
             if field.struct is None:  # learned from empty lists only: no fields seen yet
@@ -274,6 +287,7 @@ class _Compiler:
                 inner = _scalar(element.tag)
             else:
                 inner = self.value(element, depth + 1)
+            self.int_keys = self.int_keys or key.tag in _INT_RANGES
             pairs = Dict[_KEY_TYPES[key.tag], inner]  # type: ignore[valid-type,name-defined]
             # [key tag, value tag, count, {...}]: all but the count's match checked by msgspec
             return Tuple[_literal(key.tag), _literal(element.tag), int, pairs]  # type: ignore[misc]
@@ -369,4 +383,16 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
     :raises Untypable: the shape cannot be typed (maps keyed by containers or
         structs, nesting past 32).
     """
-    return msgspec.json.Decoder(_Compiler(_recursive(shape)).struct(shape, 0)).decode
+    compiler = _Compiler(_recursive(shape))
+    decode = msgspec.json.Decoder(compiler.struct(shape, 0)).decode
+    if not compiler.int_keys:
+        return decode  # type: ignore[no-any-return]
+
+    def decode_int_keys(raw: bytes) -> Any:
+        # msgspec reads the integer keys "0" and "-0" as one key, so a map holding both
+        # would pass a count one short; read_struct sees two keys and refuses it.
+        if b'"-0"' in raw:
+            raise _Bad()
+        return decode(raw)
+
+    return decode_int_keys

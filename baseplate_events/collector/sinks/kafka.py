@@ -82,7 +82,7 @@ import logging
 import os
 import threading
 import time
-from typing import List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from ...errors import ConfigError
 from .kafka_settings import (DEFAULT_TOPICS, MISSING_CLIENT, POLL_SLICE, READY_HOLDOFF,
@@ -263,8 +263,13 @@ class KafkaSink(Sink):
         # than a produce() each); an event it did not take (queue full, too large, fatal
         # state) gets an "_error" and is produced again alone, which waits for room or
         # says why.
-        messages = [{"value": event.raw, "key": event.uuid} for event in events]
-        if producer.produce_batch(topic, messages, on_delivery=batch.on_delivery) < len(events):
+        messages: List[Dict[str, object]] = [{"value": event.raw, "key": event.uuid}
+                                              for event in events]
+        try:
+            queued = producer.produce_batch(topic, messages, on_delivery=batch.on_delivery)
+        except (BufferError, KafkaException):  # none queued: each alone says what it was
+            queued, messages = 0, [{"_error": True}] * len(events)
+        if queued < len(events):
             for event, message in zip(events, messages):
                 if "_error" in message:
                     self._produce(producer, topic, event, batch, deadline)
