@@ -529,6 +529,8 @@ def test_every_shape_is_taken_by_the_compiled_check(cls: Any, schema: bool,
     # with --schema, a value may leave a required field unset (refused) or write a binary
     # that is not base64 (refused, as by Thrift's reader)
     assume("taken" == assert_same("2j", batch("2j", [raw]), reader)[0])
+    # a map key "-0" beside integer-keyed maps is left to read_struct (see the test below)
+    assume(b'"-0":' not in raw)
     assert OTHER == reader._typed.check(raw)
 
 

@@ -390,8 +390,9 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
 
     def decode_int_keys(raw: bytes) -> Any:
         # msgspec reads the integer keys "0" and "-0" as one key, so a map holding both
-        # would pass a count one short; read_struct sees two keys and refuses it.
-        if b'"-0"' in raw:
+        # would pass a count one short; read_struct sees two keys and refuses it. (A
+        # double key -0.0, written "-0", goes to read_struct too, which takes it.)
+        if b'"-0":' in raw:
             raise _Bad()
         return decode(raw)
 

@@ -98,14 +98,8 @@ from .kafka_fork import LIVE
 from .kafka_reports import (MESSAGE_ERRORS, DeliveryReports, ProducerBroken, breaks_producer,
                             refusal, retry_once)
 
-__all__ = [
-    "DEFAULT_TOPICS",
-    "MISSING_CLIENT",
-    "KafkaSettings",
-    "KafkaSink",
-    "create",
-    "retry_once",
-]
+__all__ = ["DEFAULT_TOPICS", "MISSING_CLIENT", "KafkaSettings", "KafkaSink", "create",
+           "retry_once"]
 
 
 logger = logging.getLogger(__name__)
@@ -259,12 +253,10 @@ class KafkaSink(Sink):
         batch = DeliveryReports(len(events))
         bound = self.settings.message_timeout_ms / 1000 + REPORT_GRACE
         deadline = time.monotonic() + bound
-        # One call hands librdkafka the whole batch (0.2-0.3 µs of CPU less per event
-        # than a produce() each); an event it did not take (queue full, too large, fatal
-        # state) gets an "_error" and is produced again alone, which waits for room or
-        # says why.
-        messages: List[Dict[str, object]] = [{"value": event.raw, "key": event.uuid}
-                                              for event in events]
+        # One call for the whole batch (0.2-0.3 µs of CPU less per event than a produce()
+        # each); an event it did not take (queue full, too large, fatal state) gets an
+        # "_error" and is produced again alone, which waits for room or says why.
+        messages: List[Dict[str, object]] = [{"value": e.raw, "key": e.uuid} for e in events]
         try:
             queued = producer.produce_batch(topic, messages, on_delivery=batch.on_delivery)
         except (BufferError, KafkaException):  # none queued: each alone says what it was
