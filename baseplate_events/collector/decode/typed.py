@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import binascii
 import sys
+import threading
 from typing import Annotated, Any, Callable, Dict, List, Literal, Tuple, Union
 
 import msgspec
@@ -187,7 +188,8 @@ class _Compiler:
         self.scope: Dict[str, Any] = {"UNSET": UNSET, "_Bad": _Bad, "_doubles": _doubles,
                                       "_uuid": _UUID_SPELLING.fullmatch,
                                       "_a2b": binascii.a2b_base64, "_pad": BASE64_PADDING,
-                                      "_double_key": _DOUBLE_KEY.fullmatch}
+                                      "_double_key": _DOUBLE_KEY.fullmatch,
+                                      "_zero_twice": _zero_twice}
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -317,6 +319,8 @@ class _Compiler:
             key, element = field.key, field.element
             assert key is not None and element is not None
             lines = [f"{indent}if {var}[2] != len({var}[3]):", f"{indent}    raise _Bad"]
+            if key.tag in _INT_RANGES:  # "0" and "-0" are one key to msgspec
+                lines += [f"{indent}if 0 in {var}[3] and _zero_twice():", f"{indent}    raise _Bad"]
             for part, binary in (("", key.binary), (".values()", element.binary)):
                 if binary:
                     item = self.name("b")
@@ -389,11 +393,22 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
         return decode  # type: ignore[no-any-return]
 
     def decode_int_keys(raw: bytes) -> Any:
-        # msgspec reads the integer keys "0" and "-0" as one key, so a map holding both
-        # would pass a count one short; read_struct sees two keys and refuses it. (A
-        # double key -0.0, written "-0", goes to read_struct too, which takes it.)
-        if b'"-0":' in raw:
-            raise _Bad()
+        _EVENT.raw = raw  # for _zero_twice, in this thread's __post_init__ calls
         return decode(raw)
 
     return decode_int_keys
+
+
+#: the event being decoded, in each thread (only for shapes with integer-keyed maps)
+_EVENT = threading.local()
+
+
+def _zero_twice() -> bool:
+    """Whether the event may hold the integer map keys "0" and "-0" both.
+
+    msgspec reads them as one key, so such a map would pass a count one short;
+    read_struct sees two keys and refuses it. Asked only of a map holding the
+    key 0; a map key "-0" elsewhere (a double -0.0) sends the event to
+    read_struct too, which takes it.
+    """
+    return b'"-0":' in _EVENT.raw
