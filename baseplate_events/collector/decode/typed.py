@@ -38,6 +38,7 @@ from msgspec import UNSET, Meta, UnsetType
 from ...tjson.tags import CONTAINER_TAGS, SCALAR_TAGS
 from .binary import BASE64_PADDING
 from .documents import _DOUBLE_KEY, _INT_RANGES, _SPECIAL_DOUBLES, FieldShape, StructShape
+from .typed_shapes import only_empty, recursive_structs
 from .uuids import _UUID_SPELLING
 
 __all__ = ["Untypable", "compile_shape"]
@@ -114,52 +115,6 @@ def _too_deep(self: Any) -> None:
     raise _Bad()
 
 
-def _only_empty(field: FieldShape) -> bool:
-    """Whether every value of the container ``field`` seen so far was empty.
-
-    A list of lists seen only as ``["lst", 0]`` knows its elements are lists
-    (its head says so) but never saw one: what they hold is unknown, so its
-    values are typed as empty until one is seen with elements.
-    """
-    element = field.element
-    return (field.tag in _CONTAINERS and element is not None and element.tag in _CONTAINERS
-            and element.element is None)
-
-
-def _recursive(root: StructShape) -> "set[int]":
-    """The ids of the struct shapes under ``root`` that contain themselves."""
-    def inside(shape: StructShape) -> List[StructShape]:
-        found = []
-        for field in shape.fields.values():
-            inner: Any = field
-            while inner is not None:
-                if inner.struct is not None:
-                    found.append(inner.struct)
-                inner = inner.element
-        return found
-
-    every: Dict[int, StructShape] = {}
-    todo = [root]
-    while todo:
-        shape = todo.pop()
-        if id(shape) not in every:
-            every[id(shape)] = shape
-            todo += inside(shape)
-    recursive = set()
-    for key, shape in every.items():
-        seen: Dict[int, None] = {}
-        todo = inside(shape)
-        while todo:
-            inner = todo.pop()
-            if id(inner) == key:
-                recursive.add(key)
-                break
-            if id(inner) not in seen:
-                seen[id(inner)] = None
-                todo += inside(inner)
-    return recursive
-
-
 class _Compiler:
     """Compiles a :class:`StructShape` into msgspec Struct types and their checks.
 
@@ -173,7 +128,7 @@ class _Compiler:
     def __init__(self, recursive: "set[int]" = frozenset()) -> None:  # type: ignore[assignment]
         #: each struct shape's type, by id (a recursive one's by id and depth)
         self.structs: Dict[Any, Any] = {}
-        #: the ids of the recursive struct shapes (see _recursive)
+        #: the ids of the recursive struct shapes (see recursive_structs)
         self.recursive = recursive
         #: the element type of each list or set of structs, by (id of its field, depth)
         self.items: Dict[Tuple[int, int], Any] = {}
@@ -262,7 +217,7 @@ class _Compiler:
             if field.struct is None:  # learned from empty lists only: no fields seen yet
                 field.struct = StructShape("Unseen")
             return self.struct(field.struct, depth + 1)
-        if _only_empty(field):
+        if only_empty(field):
             return self.empty(field)
         if tag in ("lst", "set"):
             element = field.element
@@ -312,7 +267,7 @@ class _Compiler:
         """Source lines checking the container ``var`` of ``field`` (msgspec typed its items)."""
         if depth > _MAX_DEPTH:
             raise Untypable("nesting")
-        if _only_empty(field):
+        if only_empty(field):
             return []  # an empty container: msgspec checked all of it
         tag = field.tag
         if tag == "map":
@@ -369,7 +324,7 @@ class _Compiler:
         else:
             item = self.name("v")
             # a map is typed as a 4-tuple, a container only seen empty as a tuple
-            kind = "tuple" if etag == "map" or _only_empty(element) else "list"
+            kind = "tuple" if etag == "map" or only_empty(element) else "list"
             lines += [f"{indent}for {item} in {items}:",
                       f"{indent}    if type({item}) is not {kind}:",
                       f"{indent}        raise _Bad"]
@@ -387,7 +342,7 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
     :raises Untypable: the shape cannot be typed (maps keyed by containers or
         structs, nesting past 32).
     """
-    compiler = _Compiler(_recursive(shape))
+    compiler = _Compiler(recursive_structs(shape))
     decode = msgspec.json.Decoder(compiler.struct(shape, 0)).decode
     if not compiler.int_keys:
         return decode  # type: ignore[no-any-return]
