@@ -71,3 +71,16 @@ def test_quick_bench_prints_every_row_and_cleans_up():
         assert re.search(rf"baseplate-events-tail, {re.escape(label)}\s+[\d,]+ ev/s\s+"
                          r"[\d.]+x the 50,000 ev/s target", out), (label, out)
     assert before == _bench_queues()
+
+
+def test_the_shapes_benchmark_prints_both_mixes_and_each_row():
+    """``python -m benchmarks.collector_shapes``: a recursive schema, containers seen empty."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.collector_shapes"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240)
+    assert 0 == result.returncode, result.stderr[-3000:]
+    for mix in ("mostly empty", "always empty"):
+        assert re.search(rf"^{mix}: 500 events of \d+ bytes per batch", result.stdout, re.M)
+    for row in ("floor: msgspec.json.decode of each event", "decode, checked only, shape learned",
+                "decode, checked only, --schema Listing"):
+        assert 2 == len(re.findall(rf"{re.escape(row)}\s+[\d.]+ µs\s+[\d.]+x floor",
+                                   result.stdout)), (row, result.stdout)
