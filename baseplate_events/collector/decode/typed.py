@@ -115,6 +115,11 @@ def _too_deep(self: Any) -> None:
     raise _Bad()
 
 
+def _base64(var: str) -> str:
+    """The source line decoding the binary ``var`` as Thrift's reader does (base64_problem)."""
+    return f"_a2b({var} + _pad[len({var}) & 3])"
+
+
 class _Compiler:
     """Compiles a :class:`StructShape` into msgspec Struct types and their checks.
 
@@ -186,7 +191,7 @@ class _Compiler:
                 lines += [f"    v = self.{attribute}",
                           "    if v is not UNSET:",
                           f"        v = v.{field.tag}",
-                          "        _a2b(v + _pad[len(v) & 3])"]
+                          f"        {_base64('v')}"]
         namespace: Dict[str, Any] = {}
         if lines:
             scope = dict(self.scope)
@@ -280,7 +285,7 @@ class _Compiler:
                 if binary:
                     item = self.name("b")
                     lines += [f"{indent}for {item} in {var}[3]{part}:",
-                              f"{indent}    _a2b({item} + _pad[len({item}) & 3])"]
+                              f"{indent}    {_base64(item)}"]
             if key.tag == "dbl":
                 item = self.name("k")
                 lines += [f"{indent}for {item} in {var}[3]:",
@@ -309,7 +314,7 @@ class _Compiler:
             if element.binary:
                 item = self.name("b")
                 lines += [f"{indent}for {item} in {items}:",
-                          f"{indent}    _a2b({item} + _pad[len({item}) & 3])"]
+                          f"{indent}    {_base64(item)}"]
         elif etag == "uid":
             item = self.name("v")
             lines += [f"{indent}for {item} in {items}:",
