@@ -23,5 +23,5 @@ def test_the_documented_gunicorn_conf_gives_gunicorn_the_same_settings() -> None
     """baseplate_events.collector.gunicorn_conf holds the hooks and timeouts gunicorn reads."""
     documented = importlib.import_module("baseplate_events.collector.gunicorn_conf")
     real = importlib.import_module("baseplate_events.collector.service.gunicorn_conf")
-    names = ("timeout", "graceful_timeout", "when_ready", "child_exit")
+    names = ("timeout", "graceful_timeout", "when_ready", "child_exit", "post_worker_init")
     assert [getattr(real, n) for n in names] == [getattr(documented, n) for n in names]

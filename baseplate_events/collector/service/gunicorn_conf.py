@@ -13,6 +13,9 @@ What it does, in gunicorn's master:
   directory, removed at exit; it is emptied at start, so that no figure of
   an earlier run is added in. A worker that exits leaves its counters in the
   sums; its gauges go (``sink_ready`` is the lowest of the live workers).
+- Each worker settles its heap once the app is loaded (``post_worker_init``:
+  ``heap.settle_heap``, as ``python -m baseplate_events.collector``
+  does before it serves).
 - The workers' timeouts: ``timeout = 30`` (a worker silent that long is
   restarted; a batch waits at most 2.5 s for its sink) and
   ``graceful_timeout = 10`` (a stopping worker finishes its batches).
@@ -95,6 +98,13 @@ def when_ready(server: Any) -> None:
         server.halt(reason="cannot serve metrics", exit_status=2)
     print(f"collector metrics on {url} (every worker's figures, summed)", file=sys.stderr,
           flush=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is loaded in this worker: freeze what it made, tune the collector and malloc."""
+    from .heap import settle_heap
+
+    settle_heap()
 
 
 def child_exit(server: Any, worker: Any) -> None:
