@@ -78,6 +78,79 @@ def test_threads_storing_at_once_each_get_their_own_reports(
 
 
 @pytest.mark.system
+def test_batches_stored_at_once_share_rounds_and_keep_their_own_refusals(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """Batches waiting for a round go out together; each still hears only of its own events."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics,
+                     **{"producer.message.max.bytes": "1000"})
+    sinks.append(sink)
+    warm_up = stored_event("2j")
+    assert [STORED] == sink.store("v2j", [warm_up])  # connected, producer id taken
+    batches = [[stored_event("2j", size=3000 if n == b % 10 else 200) for n in range(10)]
+               for b in range(20)]
+    answers: Dict[int, List[Outcome]] = {}
+    start = threading.Barrier(4)
+
+    def worker(mine: List[int]) -> None:
+        start.wait()
+        for b in mine:
+            answers[b] = sink.store("v2j", batches[b])
+
+    threads = [threading.Thread(target=worker, args=(list(range(i, 20, 4)),)) for i in range(4)]
+    rounds_before = sink._rounds.count
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    records = read_topics(kafka_broker.bootstrap, kafka_topics.values())
+    expected_reason = (f"kafka refused the event for topic {kafka_topics['v2j']}: Unable to "
+                       "produce message: Broker: Message size too large (MSG_SIZE_TOO_LARGE)")
+    assert {b: [Outcome.refused(expected_reason) if n == b % 10 else STORED
+                for n in range(10)] for b in range(20)} == answers
+    counts = dict(count_keys(records))
+    assert 1 == counts.pop(warm_up.uuid)
+    assert {e.uuid: 1 for b, batch in enumerate(batches) for n, e in enumerate(batch)
+            if n != b % 10} == counts
+    assert sink._rounds.count - rounds_before < 20
+
+
+@pytest.mark.system
+def test_a_batch_behind_a_stuck_round_is_unavailable_within_its_own_bound(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """Broker paused: the batch waiting for the stuck round gets its 503 within 2.5 s too."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    waited: Dict[str, float] = {}
+    errors: Dict[str, str] = {}
+
+    def store(name: str) -> None:
+        started = time.monotonic()
+        try:
+            sink.store("v2", [stored_event("2") for _ in range(3)])
+        except SinkUnavailable as exc:
+            errors[name] = str(exc)
+        waited[name] = time.monotonic() - started
+
+    kafka_broker.pause()
+    try:
+        first = threading.Thread(target=store, args=("first",))
+        first.start()
+        time.sleep(0.3)  # the first batch's round is in flight
+        second = threading.Thread(target=store, args=("second",))
+        second.start()
+        first.join(10)
+        second.join(10)
+    finally:
+        kafka_broker.resume()
+    assert ["first", "second"] == sorted(errors)
+    assert max(waited.values()) < 2.5 + 0.5, waited
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+
+
+@pytest.mark.system
 def test_a_sink_that_stored_a_batch_is_ready(
     kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
 ) -> None:
@@ -358,6 +431,17 @@ def test_settings_pass_through_to_the_producer() -> None:
         "message_timeout_ms": "1500", "producer.compression.type": "lz4"})
     assert {"v1": "events.v1", "v2": "site.events", "v2j": "events.v2j"} == dict(settings.topics)
     assert {"linger.ms": "1", "compression.type": "lz4", "enable.idempotence": "true",
-            "acks": "all",
+            "acks": "all", "delivery.report.only.error": True,
             "bootstrap.servers": "k1:9092,k2:9092",
             "message.timeout.ms": 1500} == settings.producer_config()
+
+
+def test_reporting_every_delivery_is_refused() -> None:
+    """The sink knows a batch is delivered when the producer is empty: success reports stay off."""
+    with pytest.raises(ConfigError) as caught:
+        KafkaSettings.from_options({"bootstrap_servers": "k:9092",
+                                    "producer.delivery.report.only.error": "false"})
+    assert ("kafka.producer.delivery.report.only.error: the Kafka sink needs "
+            "delivery.report.only.error=true (a batch is known delivered when the producer is "
+            "empty; reporting each success costs CPU per event); remove the key"
+            ) == str(caught.value)

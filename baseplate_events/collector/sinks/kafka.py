@@ -17,12 +17,16 @@ How a batch is stored
 - Each event is one message: key = the event's uuid (so one event's retries
   land in one partition and consumers de-duplicate by key), value = its JSON
   exactly as the publisher sent it, topic = ``kafka.topic.<stream>``.
-- :meth:`KafkaSink.store` returns only when every message of the batch has a
-  successful delivery report, so the collector's 2xx means "in Kafka, on every
-  in-sync replica". It waits at most ``kafka.message_timeout_ms`` plus half a
-  second: after ``message.timeout.ms`` librdkafka itself fails what is still
-  unsent. Any message not acknowledged (broker unreachable, paused, leader
-  gone, topic missing) makes the whole batch :class:`SinkUnavailable`: a 503
+- :meth:`KafkaSink.store` returns only when every message of the batch is
+  acknowledged, so the collector's 2xx means "in Kafka, on every in-sync
+  replica". librdkafka reports only failed messages to Python; a batch is
+  acknowledged once the producer holds no message, so batches that arrive
+  while one is in flight go out together in the next round
+  (:mod:`~baseplate_events.collector.sinks.kafka_rounds`). It waits at most
+  ``kafka.message_timeout_ms`` plus half a second: after
+  ``message.timeout.ms`` librdkafka itself fails what is still unsent. Any
+  message not acknowledged (broker unreachable, paused, leader gone, topic
+  missing) makes the whole batch :class:`SinkUnavailable`: a 503
   with ``Retry-After``, the publisher keeps the batch and sends it again (the
   messages that did land are then in Kafka twice, with the same key: delivery
   is at least once, as everywhere in this pipeline).
@@ -54,7 +58,8 @@ Settings (``kafka.`` keys of the collector's settings)
     Any other librdkafka producer option, passed as is
     (``kafka.producer.compression.type = lz4``,
     ``kafka.producer.security.protocol = SASL_SSL``, ...).
-    ``enable.idempotence`` and ``acks`` cannot be weakened. The sink sets
+    ``enable.idempotence`` and ``acks`` cannot be weakened, nor
+    ``delivery.report.only.error`` be turned off. The sink sets
     ``linger.ms = 1`` unless given (it hands a whole batch over at once).
     librdkafka hashes keys with CRC32 by default; set
     ``kafka.producer.partitioner = murmur2_random`` to place each uuid in the
@@ -82,10 +87,10 @@ import logging
 import os
 import threading
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from ...errors import ConfigError
-from .kafka_settings import (DEFAULT_TOPICS, MISSING_CLIENT, POLL_SLICE, READY_HOLDOFF,
+from .kafka_settings import (DEFAULT_TOPICS, MISSING_CLIENT, READY_HOLDOFF,
                              REPORT_GRACE, STATS_INTERVAL_MS, KafkaSettings)
 
 try:
@@ -93,10 +98,10 @@ try:
 except ImportError as exc:  # the kafka extra is not installed
     raise ConfigError("sink", MISSING_CLIENT) from exc
 
-from . import STORED, STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
+from . import STREAMS, Outcome, Sink, SinkUnavailable, StoredEvent
 from .kafka_fork import LIVE
-from .kafka_reports import (MESSAGE_ERRORS, DeliveryReports, ProducerBroken, breaks_producer,
-                            refusal, retry_once)
+from .kafka_reports import ProducerBroken, outcomes, retry_once
+from .kafka_rounds import Pending, Rounds, run_round
 
 __all__ = ["DEFAULT_TOPICS", "MISSING_CLIENT", "KafkaSettings", "KafkaSink", "create",
            "retry_once"]
@@ -125,7 +130,7 @@ class KafkaSink(Sink):
         #: time.monotonic() of the last batch that could not be stored
         self._failed_at = float("-inf")
         self._closed = False
-        self._producer = self._new_producer()
+        self._rounds = Rounds(self._new_producer())
         #: the process that made the producer: a forked child needs its own
         self._pid = os.getpid()
         LIVE.add(self)
@@ -138,7 +143,7 @@ class KafkaSink(Sink):
     @property
     def producer(self) -> Producer:
         """The current producer (a new one after a fatal error)."""
-        return self._producer
+        return self._rounds.producer
 
     def _new_producer(self) -> Producer:
         config = self.settings.producer_config()
@@ -175,9 +180,9 @@ class KafkaSink(Sink):
     def _replace(self, producer: Producer, reason: str) -> None:
         """Put a new producer in place of ``producer``, unless another thread already did."""
         with self._lock:
-            if self._producer is not producer:
+            if self._rounds.producer is not producer:
                 return
-            self._producer = self._recreated(reason)
+            self._rounds = Rounds(self._recreated(reason))
             self._fatal = None
         logger.warning("kafka sink: producer recreated after: %s", reason)
         # In-flight batches of other threads hold the old producer and see
@@ -201,7 +206,8 @@ class KafkaSink(Sink):
         with self._lock:
             if self._pid == os.getpid():
                 return
-            self._producer = self._recreated("a fork")  # the inherited one is pinned at the fork
+            # the inherited producer is pinned at the fork
+            self._rounds = Rounds(self._recreated("a fork"))
             self._fatal = None
             self._brokers_up = None
             self._pid = os.getpid()
@@ -209,7 +215,7 @@ class KafkaSink(Sink):
                     "fork)", self._pid)
 
     def store(self, stream: str, events: Sequence[StoredEvent]) -> List[Outcome]:
-        """Produce every event to the stream's topic and wait for every delivery report.
+        """Produce every event to the stream's topic and wait until Kafka acknowledged each.
 
         A producer that librdkafka declared fatal, or that the broker fenced
         or no longer knows, is replaced and the batch tried once more on the
@@ -237,92 +243,31 @@ class KafkaSink(Sink):
 
         :raises ProducerBroken: the producer was fatal, fenced or unknown (now replaced).
         """
-        producer = self._producer
+        rounds = self._rounds
+        producer = rounds.producer
         if self._fatal is not None:
             problem = f"fatal error: {self._fatal.str()}"
             self._replace(producer, problem)
             raise ProducerBroken(f"kafka: the producer had a {problem}")
         try:
-            return self._store_once(producer, topic, events)
+            return self._store_once(rounds, topic, events)
         except ProducerBroken as broken:
             self._replace(producer, str(broken))
             raise
 
-    def _store_once(self, producer: Producer, topic: str,
+    def _store_once(self, rounds: Rounds, topic: str,
                     events: Sequence[StoredEvent]) -> List[Outcome]:
-        batch = DeliveryReports(len(events))
+        """The batch in a round of ``rounds`` (:mod:`.kafka_rounds`): its outcomes once settled."""
         bound = self.settings.message_timeout_ms / 1000 + REPORT_GRACE
-        deadline = time.monotonic() + bound
-        # One call for the whole batch (0.2-0.3 µs of CPU less per event than a produce()
-        # each); an event it did not take (queue full, too large, fatal state) gets an
-        # "_error" and is produced again alone, which waits for room or says why.
-        messages: List[Dict[str, object]] = [{"value": e.raw, "key": e.uuid} for e in events]
-        try:
-            queued = producer.produce_batch(topic, messages, on_delivery=batch.on_delivery)
-        except (BufferError, KafkaException):  # none queued: each alone says what it was
-            queued, messages = 0, [{"_error": True}] * len(events)
-        if queued < len(events):
-            for event, message in zip(events, messages):
-                if "_error" in message:
-                    self._produce(producer, topic, event, batch, deadline)
-        while batch.pending > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SinkUnavailable(
-                    f"kafka: {batch.pending} of {len(events)} messages to {topic} had no "
-                    f"delivery report after {bound:g} s "
-                    f"(brokers {self.settings.bootstrap_servers})")
-            producer.poll(min(remaining, POLL_SLICE))
-        return self._reasons(topic, events, batch)
-
-    def _produce(self, producer: Producer, topic: str, event: StoredEvent, batch: DeliveryReports,
-                 deadline: float) -> None:
-        """Hand one event to librdkafka, waiting for room in its queue while there is time."""
-        while True:
-            try:
-                producer.produce(topic, event.raw, event.uuid, on_delivery=batch.on_delivery)
-                return
-            except BufferError:
-                # queue.buffering.max.messages/kbytes reached: wait for reports.
-                if time.monotonic() > deadline:
-                    raise SinkUnavailable(
-                        f"kafka: the producer's queue stayed full (brokers "
-                        f"{self.settings.bootstrap_servers}); event {event.uuid} not sent"
-                    ) from None
-                producer.poll(POLL_SLICE)
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if error.code() in MESSAGE_ERRORS:  # librdkafka's own size check
-                    batch.refuse(event.uuid.encode(), error)
-                    return
-                problem = f"kafka: cannot produce to {topic}: {error.str()}"
-                if breaks_producer(error):
-                    raise ProducerBroken(problem) from None
-                raise SinkUnavailable(problem) from None
-
-    def _reasons(self, topic: str, events: Sequence[StoredEvent],
-                 batch: DeliveryReports) -> List[Outcome]:
-        """One entry per event from the batch's failed reports.
-
-        :raises SinkUnavailable: a failure was not the message's own.
-        """
-        outcomes: List[Outcome] = [STORED] * len(events)
-        if not batch.errors:
-            return outcomes
-        for key, error in batch.errors:
-            if error.code() in MESSAGE_ERRORS:
-                continue
-            problem = (f"kafka: {len(batch.errors)} of {len(events)} messages to {topic} not "
-                       f"stored, e.g. event {key.decode(errors='replace')}: {error.str()}")
-            if any(breaks_producer(e) for _, e in batch.errors):
-                raise ProducerBroken(problem)
-            raise SinkUnavailable(problem)
-        refused = {key: refusal(error, topic) for key, error in batch.errors}
-        for index, event in enumerate(events):
-            reason = refused.get(event.uuid.encode())
-            if reason is not None:
-                outcomes[index] = Outcome.refused(reason)
-        return outcomes
+        pending = Pending(topic, events, time.monotonic() + bound)
+        brokers = self.settings.bootstrap_servers
+        rounds.send(pending, lambda batches: run_round(rounds.producer, batches, brokers, bound),
+                    lambda late: SinkUnavailable(
+                        f"kafka: {len(late.events)} messages to {late.topic} waited {bound:g} s "
+                        f"for the batches before them (brokers {brokers})"))
+        if pending.failure is not None:
+            raise pending.failure
+        return outcomes(topic, events, pending.reports)
 
     def ready(self) -> bool:
         """False until a broker connection is known to be up (librdkafka's statistics,
@@ -331,7 +276,7 @@ class KafkaSink(Sink):
         try:
             if self._pid != os.getpid():
                 self._after_fork()
-            self._producer.poll(0)  # serve pending error and statistics callbacks; cheap
+            self._rounds.producer.poll(0)  # serve pending error and statistics callbacks; cheap
         except Exception:  # ready() never raises
             return False
         recent_failure = time.monotonic() - self._failed_at < READY_HOLDOFF
@@ -348,7 +293,7 @@ class KafkaSink(Sink):
         try:
             if self._pid != os.getpid():
                 self._after_fork()
-            metadata = self._producer.list_topics(timeout=bound)
+            metadata = self._rounds.producer.list_topics(timeout=bound)
         except KafkaException as exc:
             error = exc.args[0]
             reason = error.str() if isinstance(error, KafkaError) else str(exc)
@@ -370,7 +315,7 @@ class KafkaSink(Sink):
         if self._closed or self._pid != os.getpid():
             return  # closed, or a forked child's copy of the parent's producer
         self._closed = True
-        producer = self._producer
+        producer = self._rounds.producer
         try:
             left = producer.flush(self.settings.message_timeout_ms / 1000)
         except KafkaException as exc:  # a producer in librdkafka's fatal state flushes nothing

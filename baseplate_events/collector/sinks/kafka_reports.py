@@ -1,6 +1,6 @@
 """A Kafka batch's delivery reports, and what each error means for the event and the producer.
 
-:class:`DeliveryReports` gathers one ``store`` call's reports;
+:class:`DeliveryReports` gathers one ``store`` call's failed reports;
 :func:`breaks_producer` says whether an error means the producer must be
 replaced (then :class:`ProducerBroken` is raised, and :func:`retry_once`
 tries the batch once more on the new producer); :func:`refusal` is the 422
@@ -8,14 +8,14 @@ reason of an event refused for an error of its own (:data:`MESSAGE_ERRORS`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 from confluent_kafka import KafkaError
 
-from . import SinkUnavailable
+from . import STORED, Outcome, SinkUnavailable, StoredEvent
 
 __all__ = ["MESSAGE_ERRORS", "PRODUCER_ERRORS", "DeliveryReports", "ProducerBroken",
-           "breaks_producer", "refusal", "retry_once"]
+           "breaks_producer", "outcomes", "refusal", "retry_once"]
 
 #: Errors that belong to one message, not to the broker or the batch: the event is refused.
 MESSAGE_ERRORS = frozenset({
@@ -39,37 +39,29 @@ PRODUCER_ERRORS = frozenset({
 })
 
 class DeliveryReports:
-    """One ``store`` call's delivery reports, filled in by librdkafka's callbacks.
+    """One batch's failed delivery reports, filled in by librdkafka's callbacks.
 
+    The producer reports only failures (``delivery.report.only.error``: a
+    batch is delivered once the producer is empty, see :mod:`.kafka_rounds`).
     One callback per batch, not a closure per event: a failed report is
-    matched to its events by key (the uuid), which costs only on failure.
-    Several threads may serve the reports of one batch at once (whoever calls
-    ``poll``), so they are only appended to lists (atomic in CPython), never
-    counted down.
+    matched to its event by key (the uuid), which costs only on failure.
+    Whichever thread calls ``poll`` serves the reports, so they are only
+    appended (atomic in CPython).
     """
 
-    __slots__ = ("done", "errors", "size")
+    __slots__ = ("errors",)
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        #: one entry per message settled (delivered, failed, or refused at produce)
-        self.done: List[None] = []
+    def __init__(self) -> None:
         #: (key, error) of each failed message
         self.errors: List[Tuple[bytes, KafkaError]] = []
-
-    @property
-    def pending(self) -> int:
-        return self.size - len(self.done)
 
     def on_delivery(self, error: Optional[KafkaError], message: Any) -> None:
         if error is not None:
             self.errors.append((message.key() or b"", error))
-        self.done.append(None)
 
     def refuse(self, key: bytes, error: KafkaError) -> None:
         """A message librdkafka refused at ``produce``: it gets no report."""
         self.errors.append((key, error))
-        self.done.append(None)
 
 
 class ProducerBroken(SinkUnavailable):
@@ -96,3 +88,29 @@ def breaks_producer(error: KafkaError) -> bool:
 def refusal(error: KafkaError, topic: str) -> str:
     """The 422 reason for an event refused for an error of its own."""
     return f"kafka refused the event for topic {topic}: {error.str()} ({error.name()})"
+
+
+def outcomes(topic: str, events: Sequence[StoredEvent], reports: DeliveryReports
+             ) -> List[Outcome]:
+    """One entry per event of a settled batch, from its failed reports.
+
+    :raises ProducerBroken: a failure means the producer must be replaced.
+    :raises SinkUnavailable: a failure was not the message's own.
+    """
+    answers: List[Outcome] = [STORED] * len(events)
+    if not reports.errors:
+        return answers
+    for key, error in reports.errors:
+        if error.code() in MESSAGE_ERRORS:
+            continue
+        problem = (f"kafka: {len(reports.errors)} of {len(events)} messages to {topic} not "
+                   f"stored, e.g. event {key.decode(errors='replace')}: {error.str()}")
+        if any(breaks_producer(e) for _, e in reports.errors):
+            raise ProducerBroken(problem)
+        raise SinkUnavailable(problem)
+    refused = {key: refusal(error, topic) for key, error in reports.errors}
+    for index, event in enumerate(events):
+        reason = refused.get(event.uuid.encode())
+        if reason is not None:
+            answers[index] = Outcome.refused(reason)
+    return answers

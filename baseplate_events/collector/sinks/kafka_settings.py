@@ -47,7 +47,13 @@ MISSING_CLIENT = ("kafka needs confluent-kafka, which is not installed: "
 DEFAULT_TOPICS = {s: COLLECTOR_SETTINGS[f"kafka.topic.{s}"].default for s in STREAMS}
 
 #: Producer options the sink's guarantees rest on; ``kafka.producer.*`` may not change them.
-FIXED = {"enable.idempotence": "true", "acks": "all"}
+#: ``delivery.report.only.error``: a batch is delivered once the producer is empty
+#: (see :mod:`.kafka_rounds`); only a failed message's report is handed to Python.
+FIXED = {"enable.idempotence": "true", "acks": "all", "delivery.report.only.error": "true"}
+_IDEMPOTENT = "an idempotent producer acknowledged by every in-sync replica"
+_WHY_FIXED = {"enable.idempotence": _IDEMPOTENT, "acks": _IDEMPOTENT,
+              "delivery.report.only.error": "a batch is known delivered when the producer is "
+                                            "empty; reporting each success costs CPU per event"}
 
 #: Defaults the sink picks over librdkafka's own; ``kafka.producer.*`` may change them.
 #: ``store`` hands a whole batch over at once and waits for it, so lingering
@@ -85,8 +91,7 @@ class KafkaSettings:
             option = key[len("producer."):]
             if option in FIXED and value.strip().lower() != FIXED[option]:
                 raise ConfigError(f"kafka.{key}", f"the Kafka sink needs {option}={FIXED[option]} "
-                                  f"(an idempotent producer acknowledged by every in-sync "
-                                  f"replica); remove the key")
+                                  f"({_WHY_FIXED[option]}); remove the key")
             producer[option] = value
         return cls(servers, topics, timeout, producer)
 
@@ -95,6 +100,7 @@ class KafkaSettings:
         config: Dict[str, Any] = dict(DEFAULTS)
         config.update(self.producer)
         config.update(FIXED)
+        config["delivery.report.only.error"] = True  # read by confluent-kafka, which wants a bool
         config["bootstrap.servers"] = self.bootstrap_servers
         config["message.timeout.ms"] = self.message_timeout_ms
         return config
