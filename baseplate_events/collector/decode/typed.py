@@ -30,7 +30,7 @@ from __future__ import annotations
 import binascii
 import sys
 import threading
-from typing import Annotated, Any, Callable, Dict, List, Literal, Tuple, Union
+from typing import Annotated, Any, Callable, Dict, List, Literal, NamedTuple, Tuple, Union
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -41,7 +41,7 @@ from .documents import _DOUBLE_KEY, _INT_RANGES, _SPECIAL_DOUBLES, FieldShape, S
 from .typed_shapes import only_empty, recursive_structs
 from .uuids import _UUID_SPELLING
 
-__all__ = ["Untypable", "compile_shape"]
+__all__ = ["EVENT", "Compiled", "Untypable", "compile_shape"]
 
 _DBL_MAX = sys.float_info.max
 #: as a msgspec constraint (re.search, no flags of its own): anchored, ASCII only, as
@@ -302,12 +302,12 @@ class _Compiler:
         assert element is not None
         etag = element.tag
         # [tag, count, ...]: msgspec typed each item as an element, the tag or an int.
-        lines = [f"{indent}if {var}[1] != len({var}) - 2 or {var}[0] != {etag!r}:",
-                 f"{indent}    raise _Bad"]
+        head = f"{var}[1] != len({var}) - 2 or {var}[0] != {etag!r}"
+        if etag in _INT_RANGES:  # and the tag nowhere else (an item is the tag or an int)
+            head += f" or {var}.count({etag!r}) != 1"
+        lines = [f"{indent}if {head}:", f"{indent}    raise _Bad"]
         items = f"{var}[2:]"
-        if etag in _INT_RANGES:
-            lines += [f"{indent}if {var}.count({etag!r}) != 1:", f"{indent}    raise _Bad"]
-        elif etag == "tf":
+        if etag == "tf":
             lines += [f"{indent}if not set({items}) <= {{0, 1}}:", f"{indent}    raise _Bad"]
         elif etag == "str":
             lines += [f"{indent}''.join({items})"]  # TypeError (refused) for an int
@@ -323,10 +323,17 @@ class _Compiler:
         elif etag == "dbl":
             lines += [f"{indent}_doubles({items})"]
         elif etag == "rec":
+            kind = self.name("Item")
             check = self.name("is_struct")
-            self.scope[check] = self.items[id(field), depth].__instancecheck__
-            lines += [f"{indent}if not all(map({check}, {items})):", f"{indent}    raise _Bad"]
-        else:
+            self.scope[kind] = self.items[id(field), depth]
+            self.scope[check] = self.scope[kind].__instancecheck__
+            # one item, the usual list of structs, without a map and a slice (half the time)
+            lines += [f"{indent}if len({var}) == 3:",
+                      f"{indent}    if type({var}[2]) is not {kind}:",
+                      f"{indent}        raise _Bad",
+                      f"{indent}elif not all(map({check}, {items})):",
+                      f"{indent}    raise _Bad"]
+        elif etag in _CONTAINERS:
             item = self.name("v")
             # a map is typed as a 4-tuple, a container only seen empty as a tuple
             kind = "tuple" if etag == "map" or only_empty(element) else "list"
@@ -337,7 +344,17 @@ class _Compiler:
         return lines
 
 
-def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
+class Compiled(NamedTuple):
+    """A shape's compiled decoder (:func:`compile_shape`)."""
+
+    #: decodes one event's bytes, checking it against the shape as it parses
+    decode: Callable[[bytes], Any]
+    #: whether the caller must first put the event's bytes in ``EVENT.raw``, this
+    #: thread's (a map keyed by integers: see :func:`_zero_twice`)
+    needs_raw: bool
+
+
+def compile_shape(shape: StructShape) -> Compiled:
     """A decoder of one event's bytes that checks it against ``shape`` as it parses.
 
     It raises ``msgspec.DecodeError`` (``ValidationError`` included), or
@@ -348,19 +365,12 @@ def compile_shape(shape: StructShape) -> Callable[[bytes], Any]:
         structs, nesting past 32).
     """
     compiler = _Compiler(recursive_structs(shape))
-    decode = msgspec.json.Decoder(compiler.struct(shape, 0)).decode
-    if not compiler.int_keys:
-        return decode  # type: ignore[no-any-return]
-
-    def decode_int_keys(raw: bytes) -> Any:
-        _EVENT.raw = raw  # for _zero_twice, in this thread's __post_init__ calls
-        return decode(raw)
-
-    return decode_int_keys
+    return Compiled(msgspec.json.Decoder(compiler.struct(shape, 0)).decode, compiler.int_keys)
 
 
-#: the event being decoded, in each thread (only for shapes with integer-keyed maps)
-_EVENT = threading.local()
+#: the event being decoded, in each thread (only for shapes with integer-keyed maps; the
+#: caller of a :class:`Compiled` decoder with ``needs_raw`` sets ``EVENT.raw``)
+EVENT = threading.local()
 
 
 def _zero_twice() -> bool:
@@ -371,4 +381,4 @@ def _zero_twice() -> bool:
     key 0; a map key "-0" elsewhere (a double -0.0) sends the event to
     read_struct too, which takes it.
     """
-    return b'"-0":' in _EVENT.raw
+    return b'"-0":' in EVENT.raw

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional
 from msgspec import UNSET
 
 from .documents import FieldShape, StructShape
-from .typed import Untypable, compile_shape
+from .typed import EVENT, Compiled, Untypable, compile_shape
 from .uuids import _CANONICAL_UUID, canonical_uuid
 
 __all__ = ["MAX_COMPILES", "RECOMPILE_INTERVAL", "TypedReader"]
@@ -56,12 +56,12 @@ class TypedReader:
 
     def _compile(self) -> None:
         try:
-            decode = compile_shape(self.shape)
+            compiled = compile_shape(self.shape)
         except Untypable:
             self.check = _never
             return
         self.compiles += 1
-        self.check = _uuid_check(decode, self.shape, self.uuid_id)
+        self.check = _uuid_check(compiled, self.shape, self.uuid_id)
 
     def learn(self, parsed: Dict[str, Any]) -> None:
         """Widen the learned shape by an event read_struct took, and compile it again."""
@@ -106,7 +106,7 @@ def _count_fields(shape: StructShape) -> int:
     return count
 
 
-def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Optional[int]
+def _uuid_check(compiled: Compiled, shape: StructShape, uuid_id: Optional[int]
                 ) -> Callable[[bytes], Optional[str]]:
     """``check(raw)``: the decoded event's canonical uuid, or None (also if it is not taken).
 
@@ -120,11 +120,13 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
     else:
         candidates = [(fid, f.tag) for fid, f in sorted(shape.fields.items())
                       if f.tag in ("str", "uid")]
-    lines = ["def check(raw):",
-             "    try:",
-             "        event = decode(raw)",
-             "    except Exception:  # DecodeError, or a check's IndexError: read_struct judges",
-             "        return None"]
+    lines = ["def check(raw):"]
+    if compiled.needs_raw:  # set here, not in a wrapper: one Python call less per event
+        lines.append("    EVENT.raw = raw")
+    lines += ["    try:",
+              "        event = decode(raw)",
+              "    except Exception:  # DecodeError, or a check's IndexError: read_struct judges",
+              "        return None"]
     if uuid_id is not None:  # the one field: canonical already (the usual case), or made so
         for fid, tag in candidates:
             lines += [f"    value = event.f{fid}".replace("-", "_"),
@@ -141,13 +143,16 @@ def _uuid_check(decode: Callable[[bytes], Any], shape: StructShape, uuid_id: Opt
                   "    if value is not UNSET:",
                   f"        value = value.{tag}",
                   "        if 32 <= len(value) <= 45:",
-                  "            value = canonical_uuid(value)",
+                  # canonical already (the usual case) without a call, or made so
+                  "            if canonical(value) is None:",
+                  "                value = canonical_uuid(value)",
                   "            if value is not None:",
                   "                if found is not None:",
                   "                    return None",
                   "                found = value"]
     lines.append("    return found")
-    scope: Dict[str, Any] = {"decode": decode, "UNSET": UNSET, "canonical_uuid": canonical_uuid,
+    scope: Dict[str, Any] = {"decode": compiled.decode, "EVENT": EVENT, "UNSET": UNSET,
+                             "canonical_uuid": canonical_uuid,
                              "canonical": _CANONICAL_UUID.fullmatch}
     exec("\n".join(lines), scope)  # noqa: S102 - names are f<digits> and tags from a table
     return scope["check"]  # type: ignore[no-any-return]
