@@ -10,13 +10,14 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
 
 from baseplate_events.collector.sinks import (STORED, Outcome, SinkUnavailable, StoredEvent,
                                              create_sink)
 from baseplate_events.collector.sinks.kafka import KafkaSettings, KafkaSink, create
+from baseplate_events.collector.sinks.kafka_rounds import Pending, Rounds
 from baseplate_events.errors import ConfigError
 from demo_app.tansu import BrokerUnavailable, TansuBroker, count_keys, free_port, read_topics
 from tests.support.kafka import raise_fatal_error, stored_event
@@ -148,6 +149,131 @@ def test_a_batch_behind_a_stuck_round_is_unavailable_within_its_own_bound(
     assert ["first", "second"] == sorted(errors)
     assert max(waited.values()) < 2.5 + 0.5, waited
     assert [STORED] == sink.store("v2", [stored_event("2")])
+
+
+@pytest.mark.system
+def test_a_stream_librdkafka_refuses_costs_its_own_batches_only(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """A bad topic for v1 in the same rounds as v2 batches: the v1 batches 503, v2 stored."""
+    sink = make_sink(kafka_broker.bootstrap, {**kafka_topics, "v1": "t" * 1000})
+    sinks.append(sink)
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    answers: Dict[Tuple[str, int], str] = {}
+    start = threading.Barrier(6)
+
+    def worker(stream: str, index: int) -> None:
+        start.wait()
+        for n in range(5):
+            try:
+                answers[stream, index * 5 + n] = repr(
+                    sink.store(stream, [stored_event(stream[1:]) for _ in range(20)]))
+            except SinkUnavailable as exc:
+                answers[stream, index * 5 + n] = str(exc).split(":")[1].strip()
+
+    threads = [threading.Thread(target=worker, args=(stream, i))
+               for stream in ("v1", "v2") for i in range(3)]
+    rounds_before = sink._rounds.count
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert {**{("v1", n): "cannot produce to " + "t" * 1000 for n in range(15)},
+            **{("v2", n): repr([STORED] * 20) for n in range(15)}} == answers
+    assert sink._rounds.count - rounds_before < 30
+
+
+@pytest.mark.system
+def test_a_fresh_batch_is_not_failed_with_an_older_one_that_shares_its_round(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """Broker paused: the old batch is a 503 at its own deadline, the fresh one lands after."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics, message_timeout_ms="3000")
+    sinks.append(sink)
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    answers: Dict[str, str] = {}
+
+    def store(name: str) -> None:
+        try:
+            answers[name] = repr(sink.store("v2", [stored_event("2")]))
+        except SinkUnavailable as exc:
+            answers[name] = str(exc).split(" to ")[0]
+
+    threads = {name: threading.Thread(target=store, args=(name,)) for name in "XAF"}
+    started = time.monotonic()
+    kafka_broker.pause()
+    try:
+        for name, at in (("X", 0.0), ("A", 0.2), ("F", 2.6)):  # X's round in flight till 3 s
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            threads[name].start()
+        time.sleep(max(0.0, started + 4.0 - time.monotonic()))  # A's bound ends at 3.7 s
+    finally:
+        kafka_broker.resume()
+    for thread in threads.values():
+        thread.join(10)
+    assert {"X": "kafka: 1 of 1 messages", "A": "kafka: 1 messages",
+            "F": repr([STORED])} == answers
+
+
+@pytest.mark.system
+def test_a_round_on_a_sink_closing_under_it_is_unavailable(
+    kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """close() while a round waits: a closing producer counts no message, so never a 2xx."""
+    sink = make_sink(f"127.0.0.1:{free_port()}", kafka_topics, message_timeout_ms="1000")
+    sinks.append(sink)
+    closer = threading.Timer(0.3, sink.close)
+    closer.start()
+    try:
+        with pytest.raises(SinkUnavailable) as caught:
+            sink.store("v2", [stored_event("2")])
+    finally:
+        closer.join(10)
+    assert ("kafka: the sink closed while the batch was in flight; the publisher sends it "
+            "again") == str(caught.value)
+
+
+def test_a_round_interrupted_in_its_leading_thread_fails_every_batch_it_took() -> None:
+    """A request timeout raised in the leader: the batches it took are 503s, never stored."""
+
+    class Interrupted(BaseException):
+        """What a request timeout raised in a worker thread looks like."""
+
+    rounds = Rounds(producer=None)
+    first_round = threading.Event()
+    deadline = time.monotonic() + 30
+    outcomes: Dict[str, str] = {}
+
+    def blocked(batches: List[Pending]) -> None:
+        first_round.wait(10)
+
+    def interrupted(batches: List[Pending]) -> None:
+        raise Interrupted()
+
+    def send(name: str, run: Callable[[List[Pending]], None]) -> None:
+        pending = Pending("t", [stored_event("2")], deadline)
+        try:
+            rounds.send(pending, run, lambda late, taken: SinkUnavailable("expired"))
+        except Interrupted:
+            outcomes[name] = "interrupted"
+            return
+        outcomes[name] = str(pending.failure)
+
+    leader = threading.Thread(target=send, args=("first", blocked))
+    leader.start()
+    while not rounds._leading:
+        time.sleep(0.001)
+    others = [threading.Thread(target=send, args=(name, interrupted)) for name in ("a", "b")]
+    for thread in others:
+        thread.start()
+    while len(rounds._waiting) < 2:
+        time.sleep(0.001)
+    first_round.set()
+    for thread in [leader, *others]:
+        thread.join(10)
+    assert "None" == outcomes.pop("first")
+    assert ["interrupted", "kafka: the round sending this batch was interrupted (Interrupted())"
+            ] == sorted(outcomes.values())
 
 
 @pytest.mark.system
@@ -368,6 +494,34 @@ def test_after_a_fatal_producer_error_a_new_producer_stores_the_batch(
     assert [f"kafka sink: producer recreated after: kafka: cannot produce to "
             f"{kafka_topics['v2']}: Unable to produce message: Local: Fatal error"] == [
         r.getMessage() for r in caplog.records if "recreated" in r.getMessage()]
+
+
+@pytest.mark.system
+def test_a_fatal_error_while_a_round_waits_replaces_the_producer_and_stores_the_batch(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """confluent-kafka raises a fatal error from poll: the round's batch is tried again."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    first = sink.producer
+    event = stored_event("2")
+    answers: List[object] = []
+    kafka_broker.pause()
+    try:
+        thread = threading.Thread(target=lambda: answers.append(sink.store("v2", [event])))
+        thread.start()
+        while not sink._rounds._leading:
+            time.sleep(0.01)
+        raise_fatal_error(first, "fenced by the test")
+        time.sleep(0.3)
+    finally:
+        kafka_broker.resume()
+    thread.join(10)
+    stored = count_keys(read_topics(kafka_broker.bootstrap, kafka_topics.values()))
+    assert [[STORED]] == answers
+    assert first is not sink.producer
+    assert 1 <= stored[event.uuid]
 
 
 def test_a_broker_binary_that_is_not_there_is_a_clear_error(

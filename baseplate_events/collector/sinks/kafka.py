@@ -261,10 +261,14 @@ class KafkaSink(Sink):
         bound = self.settings.message_timeout_ms / 1000 + REPORT_GRACE
         pending = Pending(topic, events, time.monotonic() + bound)
         brokers = self.settings.bootstrap_servers
-        rounds.send(pending, lambda batches: run_round(rounds.producer, batches, brokers, bound),
-                    lambda late: SinkUnavailable(
-                        f"kafka: {len(late.events)} messages to {late.topic} waited {bound:g} s "
-                        f"for the batches before them (brokers {brokers})"))
+
+        def expired(late: Pending, taken: bool) -> SinkUnavailable:
+            waited = "had no delivery report" if taken else "waited for the batches before them"
+            return SinkUnavailable(f"kafka: {len(late.events)} messages to {late.topic} {waited} "
+                                   f"after {bound:g} s (brokers {brokers})")
+
+        rounds.send(pending, lambda batches: run_round(
+            rounds.producer, batches, brokers, bound, lambda: self._closed), expired)
         if pending.failure is not None:
             raise pending.failure
         return outcomes(topic, events, pending.reports)
@@ -277,6 +281,11 @@ class KafkaSink(Sink):
             if self._pid != os.getpid():
                 self._after_fork()
             self._rounds.producer.poll(0)  # serve pending error and statistics callbacks; cheap
+        except KafkaException as exc:  # confluent-kafka raises a fatal error from poll
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.fatal():
+                self._fatal = error  # the next batch replaces the producer
+            return False
         except Exception:  # ready() never raises
             return False
         recent_failure = time.monotonic() - self._failed_at < READY_HOLDOFF

@@ -13,10 +13,11 @@ With one producer shared by every request thread, that is true of one
 batch only if no other batch is in flight, hence rounds: the first thread
 to store a batch leads a round, which produces every batch waiting at its
 start and waits until the producer is empty; batches arriving meanwhile
-wait for the next round, led by one of their threads. A round's failed
-reports are matched to their batch by key, as before; a round that is not
-settled by the earliest deadline among its batches fails all of them
-(the publisher sends them again, as after any 503).
+wait for the next round, led by the thread of the youngest of them. A
+failed report goes to its own batch, as before. Each batch is bounded by its
+own deadline: a round waits for the broker until its youngest batch's, and
+an older batch still unsettled at its own fails (a 503: the publisher sends
+it again) while the round goes on for the others.
 """
 from __future__ import annotations
 
@@ -32,10 +33,6 @@ from .kafka_settings import POLL_SLICE
 
 __all__ = ["Pending", "Rounds", "run_round"]
 
-#: How long a batch taken by a round waits between looks at it: the round's
-#: own bound (the earliest deadline of its batches) ends it; this only guards
-#: against a round that never says so.
-_TAKEN_SLICE = 0.1
 
 
 class Pending:
@@ -69,35 +66,48 @@ class Rounds:
         self.count = 0
 
     def send(self, pending: Pending, run: Callable[[List[Pending]], None],
-             expired: Callable[[Pending], Exception]) -> None:
+             expired: Callable[[Pending, bool], Exception]) -> None:
         """Return once ``pending`` was settled by a round; ``run(batches)`` runs a round.
 
-        If ``run`` raises, every batch of its round fails with that error (a
-        copy for each). A batch still waiting for a round at its deadline
-        leaves the queue and fails with ``expired(pending)``.
+        The thread of the youngest batch waiting leads the next round, so the
+        round may wait for the broker until that batch's deadline, the latest
+        of its batches; another batch's thread gives up at its own deadline
+        and fails it with ``expired(pending, taken)`` (``taken``: by a round
+        still in flight, else still waiting for one, which it then leaves).
+        ``run`` may fail one batch by setting its ``failure``; if it raises,
+        every batch of its round not yet failed fails with that error (a copy
+        for each).
         """
         with self._changed:
             self._waiting.append(pending)
-            while self._leading and not pending.settled:
-                if any(batch is pending for batch in self._waiting):
-                    remaining = pending.deadline - time.monotonic()
-                    if remaining <= 0:  # no round took it in time: it goes no further
+            while not pending.settled:
+                waiting = any(batch is pending for batch in self._waiting)
+                if waiting and not self._leading and self._waiting[-1] is pending:
+                    break  # this thread leads the next round
+                remaining = pending.deadline - time.monotonic()
+                if remaining <= 0:
+                    if waiting:
                         self._waiting.remove(pending)
-                        pending.failure = expired(pending)
-                        return
-                    self._changed.wait(remaining)
-                else:  # taken by the round in flight, which ends by this batch's deadline
-                    self._changed.wait(_TAKEN_SLICE)
-            if pending.settled:
+                    if pending.failure is None:
+                        pending.failure = expired(pending, not waiting)
+                    return
+                self._changed.wait(remaining)
+            else:
                 return
             self._leading = True
             batches, self._waiting = self._waiting, []
             self.count += 1
         try:
             run(batches)
-        except Exception as exc:  # ProducerBroken, SinkUnavailable: the whole round's
+        except BaseException as exc:  # ProducerBroken, SinkUnavailable: the whole round's
+            # An interruption of the leading thread (a request timeout raised in it) is
+            # no answer for the other batches: never settled without a failure.
             for batch in batches:
-                batch.failure = _copy(exc)
+                if batch.failure is None:
+                    batch.failure = _copy(exc) if isinstance(exc, Exception) else SinkUnavailable(
+                        f"kafka: the round sending this batch was interrupted ({exc!r})")
+            if not isinstance(exc, Exception):
+                raise
         finally:
             with self._changed:
                 for batch in batches:
@@ -113,19 +123,23 @@ def _copy(exc: Exception) -> Exception:
     return exc
 
 
-def run_round(producer: Any, batches: List[Pending], brokers: str, bound: float) -> None:
+def run_round(producer: Any, batches: List[Pending], brokers: str, bound: float,
+              closed: Callable[[], bool]) -> None:
     """Produce every batch of a round, then wait until ``producer`` holds no message.
 
     Only failed messages are reported (``delivery.report.only.error``), each
-    to its own batch's :class:`DeliveryReports`.
+    to its own batch's :class:`DeliveryReports`. A batch whose topic
+    librdkafka refuses fails alone (its ``failure``).
 
     :param brokers: ``kafka.bootstrap_servers``, for the errors.
     :param bound: how long a batch may wait in all, for the errors.
-    :raises SinkUnavailable: the producer still held messages at the earliest
-        deadline of the round's batches, or refused to take one.
-    :raises ProducerBroken: the producer refused a message for a reason that
-        means it must be replaced.
+    :param closed: whether the sink is closing: a closing producer counts no
+        message, acknowledged or not.
+    :raises SinkUnavailable: the producer still held messages at the round's
+        deadline, or the sink closed meanwhile.
+    :raises ProducerBroken: librdkafka's answer means the producer must be replaced.
     """
+    deadline = max(pending.deadline for pending in batches)  # the youngest's: its leader's
     for pending in batches:
         events, reports = pending.events, pending.reports
         # One call for the whole batch (0.2-0.3 µs of CPU less per event than a produce()
@@ -137,12 +151,16 @@ def run_round(producer: Any, batches: List[Pending], brokers: str, bound: float)
                                             on_delivery=reports.on_delivery)
         except (BufferError, KafkaException):  # none queued: each alone says what it was
             queued, messages = 0, [{"_error": True}] * len(events)
-        if queued < len(events):
-            for event, message in zip(events, messages):
-                if "_error" in message:
-                    produce_alone(producer, pending.topic, event, reports, pending.deadline,
-                                  brokers)
-    deadline = min(pending.deadline for pending in batches)
+        try:
+            if queued < len(events):
+                for event, message in zip(events, messages):
+                    if "_error" in message:
+                        produce_alone(producer, pending.topic, event, reports, deadline,
+                                      brokers)
+        except ProducerBroken:
+            raise  # the producer is replaced: no batch of the round can be trusted to it
+        except SinkUnavailable as exc:  # this batch's topic: the others still go
+            pending.failure = exc
     while len(producer) > 0:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -151,7 +169,10 @@ def run_round(producer: Any, batches: List[Pending], brokers: str, bound: float)
             raise SinkUnavailable(  # the round's own messages, or a failed round's left over
                 f"kafka: {min(len(producer), sent)} of {sent} messages to {topics} had no "
                 f"delivery report after {bound:g} s (brokers {brokers})")
-        producer.poll(min(remaining, POLL_SLICE))
+        _poll(producer, min(remaining, POLL_SLICE), brokers)
+    if closed():  # set before the producer is closed, whose length then drops to 0
+        raise SinkUnavailable("kafka: the sink closed while the batch was in flight; the "
+                              "publisher sends it again")
 
 
 def produce_alone(producer: Any, topic: str, event: StoredEvent, reports: DeliveryReports,
@@ -171,7 +192,7 @@ def produce_alone(producer: Any, topic: str, event: StoredEvent, reports: Delive
                 raise SinkUnavailable(
                     f"kafka: the producer's queue stayed full (brokers {brokers}); event "
                     f"{event.uuid} not sent") from None
-            producer.poll(POLL_SLICE)
+            _poll(producer, POLL_SLICE, brokers)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.code() in MESSAGE_ERRORS:  # librdkafka's own size check
@@ -181,3 +202,21 @@ def produce_alone(producer: Any, topic: str, event: StoredEvent, reports: Delive
             if breaks_producer(error):
                 raise ProducerBroken(problem) from None
             raise SinkUnavailable(problem) from None
+
+
+def _poll(producer: Any, timeout: float, brokers: str) -> None:
+    """Serve the producer's reports and callbacks for up to ``timeout`` seconds.
+
+    :raises ProducerBroken: confluent-kafka raised librdkafka's fatal error
+        from ``poll`` (it does not go to ``error_cb``).
+    :raises SinkUnavailable: ``poll`` raised anything else of Kafka's.
+    """
+    try:
+        producer.poll(timeout)
+    except KafkaException as exc:
+        error = exc.args[0]
+        reason = error.str() if isinstance(error, KafkaError) else str(exc)
+        if isinstance(error, KafkaError) and breaks_producer(error):
+            raise ProducerBroken(f"kafka: the producer failed: {reason}") from None
+        raise SinkUnavailable(f"kafka: the producer failed: {reason} (brokers {brokers})"
+                              ) from None
