@@ -524,6 +524,22 @@ def test_a_fatal_error_while_a_round_waits_replaces_the_producer_and_stores_the_
     assert 1 <= stored[event.uuid]
 
 
+@pytest.mark.system
+def test_a_fatal_error_seen_by_ready_turns_it_off_until_a_new_producer_stores(
+    kafka_broker: TansuBroker, kafka_topics: Dict[str, str], sinks: List[KafkaSink]
+) -> None:
+    """ready()'s poll meets the fatal error (raised once): not ready till a new producer."""
+    sink = make_sink(kafka_broker.bootstrap, kafka_topics)
+    sinks.append(sink)
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    first = sink.producer
+    raise_fatal_error(first, "fenced by the test")
+    assert [False, False] == [sink.ready(), sink.ready()]
+    assert [STORED] == sink.store("v2", [stored_event("2")])
+    assert first is not sink.producer
+    assert True is sink.ready()
+
+
 def test_a_broker_binary_that_is_not_there_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
