@@ -34,7 +34,6 @@ from .kafka_settings import POLL_SLICE
 __all__ = ["Pending", "Rounds", "run_round"]
 
 
-
 class Pending:
     """One ``store`` call's batch, as it waits for a round and is settled by it."""
 
@@ -88,6 +87,7 @@ class Rounds:
                 if remaining <= 0:
                     if waiting:
                         self._waiting.remove(pending)
+                        self._changed.notify_all()  # the youngest left may now lead
                     if pending.failure is None:
                         pending.failure = expired(pending, not waiting)
                     return
